@@ -1,0 +1,186 @@
+/* autodiff.c — reverse mode over the IR, ahead of time.
+ *
+ * One sweep in reverse topological order. Each node that some parameter
+ * reaches receives the sum of its consumers' contributions (fan-out adds up:
+ * the copy gate), applies its local derivative, and passes contributions on
+ * to its arguments. Local derivatives are written in terms of forward nodes
+ * (sigmoid' = y(1-y), exp' = y, tanh' = 1-y^2), and because nodes are
+ * hash-consed the backward graph shares every forward value it needs.
+ * Contributions to a parameter are kept as a list, so the emitter can add
+ * each straight into the gradient array. */
+#include <string.h>
+
+#include "bpc.h"
+
+typedef struct Adjoints {
+  Ctx *c;
+  Node **adj; /* per forward node id: the summed adjoint so far, or NULL */
+} Adjoints;
+
+static void contribute(Adjoints *A, Node *x, Node *g) {
+  Ctx *c = A->c;
+  if (!x->needs_grad || ir_is_const(g, 0))
+    return;
+  if (!shape_eq(g->shape, x->shape))
+    g = ir_unbroadcast(c, g, x->shape);
+  if (x->op == OP_PARAM) {
+    GradTerm *t = arena_alloc(&c->arena, sizeof *t);
+    t->node = g;
+    GradTerm **p = &c->grad_terms[x->slot];
+    while (*p) /* keep source order: the first use is added first */
+      p = &(*p)->next;
+    *p = t;
+    return;
+  }
+  A->adj[x->id] = A->adj[x->id] ? ir_binary(c, OP_ADD, A->adj[x->id], g) : g;
+}
+
+static Node *k(Ctx *c, double v) { return ir_const(c, v, shape_scalar()); }
+static Node *mul(Ctx *c, Node *a, Node *b) { return ir_binary(c, OP_MUL, a, b); }
+static Node *sub(Ctx *c, Node *a, Node *b) { return ir_binary(c, OP_SUB, a, b); }
+static Node *neg(Ctx *c, Node *a) { return ir_unary(c, OP_NEG, a); }
+
+/* d/dx of y = f(x) for the one-argument elementwise ops, from y and x. */
+static Node *unary_local(Ctx *c, Node *y) {
+  Node *x = y->args[0];
+  switch (y->op) {
+  case OP_NEG: return k(c, -1);
+  case OP_EXP: return y;
+  case OP_LOG: return ir_binary(c, OP_DIV, k(c, 1), x);
+  case OP_SQRT: return ir_binary(c, OP_DIV, k(c, 0.5), y);
+  case OP_ABS: return ir_unary(c, OP_SIGN, x);
+  case OP_SIN: return ir_unary(c, OP_COS, x);
+  case OP_COS: return neg(c, ir_unary(c, OP_SIN, x));
+  case OP_TANH: return sub(c, k(c, 1), mul(c, y, y));
+  case OP_SIGMOID: return mul(c, y, sub(c, k(c, 1), y));
+  case OP_RELU: return ir_binary(c, OP_GT, x, k(c, 0));
+  case OP_SOFTPLUS: return ir_unary(c, OP_SIGMOID, x);
+  case OP_POWC:
+    if (y->value == 2)
+      return mul(c, k(c, 2), x);
+    return mul(c, k(c, y->value), ir_powc(c, x, y->value - 1));
+  default: return k(c, 0);
+  }
+}
+
+static void backprop_binary(Adjoints *A, Node *y, Node *g) {
+  Ctx *c = A->c;
+  Node *a = y->args[0], *b = y->args[1];
+  switch (y->op) {
+  case OP_ADD:
+    contribute(A, a, g);
+    contribute(A, b, g);
+    break;
+  case OP_SUB:
+    contribute(A, a, g);
+    contribute(A, b, neg(c, g));
+    break;
+  case OP_MUL: /* the swap multiplier */
+    contribute(A, a, mul(c, g, b));
+    contribute(A, b, mul(c, g, a));
+    break;
+  case OP_DIV:
+    contribute(A, a, ir_binary(c, OP_DIV, g, b));
+    contribute(A, b, neg(c, ir_binary(c, OP_DIV, mul(c, g, y), b)));
+    break;
+  case OP_MAX2: /* the router: strict indicators, as in the lecture notes */
+  case OP_MIN2: {
+    Op to_a = y->op == OP_MAX2 ? OP_GT : OP_LT, to_b = y->op == OP_MAX2 ? OP_LT : OP_GT;
+    contribute(A, a, mul(c, g, ir_binary(c, to_a, a, b)));
+    contribute(A, b, mul(c, g, ir_binary(c, to_b, a, b)));
+    break;
+  }
+  default:
+    break;
+  }
+}
+
+static void backprop_matmul(Adjoints *A, Node *y, Node *g) {
+  Ctx *c = A->c;
+  Node *a = y->args[0], *b = y->args[1];
+  int ta = y->attr & MM_TA, tb = y->attr & MM_TB;
+  /* Work with the operands as the product reads them, then transpose the
+   * adjoint back where an operand was read transposed. */
+  Node *ea = ta ? ir_transpose(c, a) : a, *eb = tb ? ir_transpose(c, b) : b;
+  Node *da, *db;
+  if (ea->shape.rank == 2 && eb->shape.rank == 2) { /* [m,k] @ [k,n] */
+    da = ir_matmul(c, g, eb, MM_TB);
+    db = ir_matmul(c, ea, g, MM_TA);
+  } else if (ea->shape.rank == 2) { /* [m,k] @ [k] */
+    da = ir_outer(c, g, eb);
+    db = ir_matmul(c, ea, g, MM_TA);
+  } else { /* [k] @ [k,n] */
+    da = ir_matmul(c, eb, g, 0);
+    db = ir_outer(c, ea, g);
+  }
+  contribute(A, a, ta ? ir_transpose(c, da) : da);
+  contribute(A, b, tb ? ir_transpose(c, db) : db);
+}
+
+static void backprop_node(Adjoints *A, Node *y, Node *g) {
+  Ctx *c = A->c;
+  Node *a = y->args[0];
+  if (op_is_unary_elementwise(y->op)) {
+    if (y->op == OP_NEG)
+      contribute(A, a, neg(c, g));
+    else
+      contribute(A, a, mul(c, g, unary_local(c, y)));
+    return;
+  }
+  if (op_is_elementwise(y->op)) {
+    backprop_binary(A, y, g);
+    return;
+  }
+  switch (y->op) {
+  case OP_SUM: contribute(A, a, ir_bcast(c, g, a->shape, BCAST_ROWS)); break;
+  case OP_SUMAX: contribute(A, a, ir_bcast(c, g, a->shape, y->attr == 0 ? BCAST_ROWS : BCAST_COLS)); break;
+  case OP_MAXALL: contribute(A, a, mul(c, ir_reduce(c, OP_ARGMAXMASK, a), g)); break;
+  case OP_MINALL: contribute(A, a, mul(c, ir_reduce(c, OP_ARGMINMASK, a), g)); break;
+  case OP_LSE: { /* d lse / dx = softmax(x) = exp(x - lse) */
+    Node *p = ir_unary(c, OP_EXP, sub(c, a, ir_bcast(c, y, a->shape, BCAST_COLS)));
+    contribute(A, a, mul(c, p, ir_bcast(c, g, a->shape, BCAST_COLS)));
+    break;
+  }
+  case OP_BCAST:
+    if (y->attr == BCAST_COLS)
+      contribute(A, a, ir_sumax(c, g, 1));
+    else
+      contribute(A, a, ir_unbroadcast(c, g, a->shape));
+    break;
+  case OP_TRANSPOSE: contribute(A, a, ir_transpose(c, g)); break;
+  case OP_INDEX: contribute(A, a, ir_scatter(c, g, y->attr, a->shape)); break;
+  case OP_SCATTER: contribute(A, a, ir_index(c, g, y->attr, a->shape)); break;
+  case OP_MATMUL: backprop_matmul(A, y, g); break;
+  case OP_OUTER:
+    contribute(A, a, ir_matmul(c, g, y->args[1], 0));
+    contribute(A, y->args[1], ir_matmul(c, a, g, 0));
+    break;
+  case OP_DOT:
+    contribute(A, a, mul(c, g, y->args[1]));
+    contribute(A, y->args[1], mul(c, g, a));
+    break;
+  default: /* leaves, indicators and masks */
+    break;
+  }
+}
+
+void autodiff(Ctx *c) {
+  int nforward = c->nodes.len;
+  Adjoints A = {c, arena_alloc(&c->arena, sizeof(Node *) * (size_t)(nforward + 1))};
+  c->grad_terms = arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1));
+  c->building_backward = 1;
+  c->cur_loc = c->loss->loc;
+  if (c->loss->op == OP_PARAM)
+    contribute(&A, c->loss, k(c, 1));
+  else
+    A.adj[c->loss->id] = k(c, 1);
+  for (int i = nforward - 1; i >= 0; i--) {
+    Node *y = c->nodes.items[i];
+    Node *g = A.adj[y->id];
+    if (!g || !y->needs_grad)
+      continue;
+    c->cur_loc = y->loc;
+    backprop_node(&A, y, g);
+  }
+  c->building_backward = 0;
+}

@@ -1,0 +1,362 @@
+/* bpc.h — every data structure of the compiler, stage by stage.
+ *
+ * The pipeline, one file per stage:
+ *   grammar/lexer.l, grammar/parser.y   source text  -> AST      (ast.c)
+ *   compiler/lower.c                    AST          -> IR graph (ir.c, shape.c)
+ *   compiler/autodiff.c                 IR           -> IR + adjoint nodes
+ *   compiler/simplify.c                 rewrite rules applied as nodes are built
+ *   compiler/schedule.c                 liveness, storage and statistics
+ *   compiler/emit_c.c                   IR           -> C source
+ *   compiler/emit_dot.c, ir.c           IR           -> Graphviz / IR text
+ *   compiler/driver.c                   the whole pipeline behind one call
+ *
+ * All compiler memory comes from one Arena owned by the Ctx; nothing is freed
+ * piecemeal. User errors longjmp back to the driver through the Ctx.
+ */
+#ifndef BPC_H
+#define BPC_H
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define BPC_VERSION "0.1.0"
+
+/* ---- Limits (documented in docs/language.md) ---------------------------- */
+#define BPC_MAX_SOURCE_BYTES (64u << 20) /* a .bp file larger than this is refused */
+#define BPC_MAX_NESTING 256              /* open ( and [ at once */
+#define BPC_MAX_PARSE_DEPTH 20000        /* pending operators in one expression */
+#define BPC_MAX_IDENT 128                /* characters in a name */
+#define BPC_MAX_STATEMENTS 200000        /* statements in one file */
+#define BPC_MAX_NODES 4000000            /* IR nodes, forward and backward */
+#define BPC_MAX_DIM 100000000LL          /* one dimension */
+#define BPC_MAX_ELEMS 100000000LL        /* elements in one tensor */
+#define BPC_STACK_BYTES (4u << 20)       /* intermediates above this use workspace */
+
+/* ---- arena.c ------------------------------------------------------------ */
+typedef struct ArenaBlock ArenaBlock;
+typedef struct Arena {
+  ArenaBlock *head; /* newest block; older ones are chained behind it */
+  size_t used;      /* bytes used in head */
+  size_t total;     /* bytes allocated over all blocks, for the memory limit */
+} Arena;
+
+void arena_init(Arena *a);
+void arena_free(Arena *a);
+void *arena_alloc(Arena *a, size_t size); /* zeroed, 16-byte aligned */
+char *arena_strndup(Arena *a, const char *s, size_t n);
+char *arena_printf(Arena *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A growable array of pointers, backed by the arena (old storage is simply
+ * abandoned when it grows). */
+typedef struct PtrVec {
+  void **items;
+  int len, cap;
+} PtrVec;
+void vec_push(Arena *a, PtrVec *v, void *item);
+
+/* A growable text buffer (malloc-backed: it outlives the arena when the
+ * emitted C is handed to the caller). */
+typedef struct Buf {
+  char *data;
+  size_t len, cap;
+} Buf;
+void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_puts(Buf *b, const char *s);
+void buf_free(Buf *b);
+
+/* ---- diag.c ------------------------------------------------------------- */
+typedef struct Loc {
+  int line, col; /* 1-based; line 0 means "no location" */
+} Loc;
+
+typedef struct Source {
+  const char *name; /* file name as the user gave it */
+  const char *text; /* whole file, NUL-terminated (embedded NULs are errors) */
+  size_t len;
+} Source;
+
+typedef struct Ctx Ctx;
+/* Reports a user error at loc and jumps back to the driver. */
+_Noreturn void diag_error(Ctx *c, Loc loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Records a user error without jumping (first one wins): for the parser,
+ * which must unwind its own stacks before the driver takes over. */
+void diag_record(Ctx *c, Loc loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Formats "FILE:LINE:COL: error: MSG", the source line and a caret. */
+void diag_format(Buf *out, const Source *src, Loc loc, const char *msg);
+
+/* ---- ast.c: the parse tree ---------------------------------------------- */
+typedef enum {
+  AST_NUM,   /* num */
+  AST_NAME,  /* name */
+  AST_NEG,   /* -kids[0] */
+  AST_BIN,   /* kids[0] op kids[1]; op is one of + - * / ^ @ */
+  AST_CALL,  /* name(kids...) */
+  AST_INDEX, /* kids[0][kids[1..]] */
+  AST_LIST,  /* [kids...]: only in initialisers */
+} AstKind;
+
+typedef struct Ast {
+  AstKind kind;
+  Loc loc;          /* where the construct starts (operator for AST_BIN) */
+  char op;          /* AST_BIN operator */
+  double num;       /* AST_NUM value */
+  int is_int;       /* AST_NUM written without '.' or exponent */
+  const char *name; /* AST_NAME, AST_CALL */
+  struct Ast **kids;
+  int nkids;
+} Ast;
+
+typedef enum {
+  ST_DIM,    /* dim name = num */
+  ST_PARAM,  /* param name[dims] (= init | ~ dist) */
+  ST_INPUT,  /* input name[dims] */
+  ST_ASSIGN, /* name = expr (loss = expr is the loss) */
+  ST_OUTPUT, /* output name = expr */
+} StmtKind;
+
+typedef enum { INIT_DEFAULT, INIT_VALUE, INIT_NORMAL, INIT_UNIFORM, INIT_GLOROT, INIT_ZEROS } InitKind;
+
+typedef struct Stmt {
+  StmtKind kind;
+  Loc loc;          /* start of the statement */
+  Loc name_loc;     /* where the declared name is */
+  const char *name;
+  Ast **dims;       /* ST_PARAM/ST_INPUT: dimension expressions (NUM or NAME) */
+  int ndims;
+  Ast *expr;        /* ST_ASSIGN/ST_OUTPUT: value; ST_DIM: the number */
+  InitKind init;    /* ST_PARAM */
+  Ast *init_value;  /* INIT_VALUE: NUM, NEG(NUM) or LIST */
+  Ast **init_args;  /* INIT_NORMAL/INIT_UNIFORM: two numbers */
+  int ninit_args;
+  Loc init_loc;
+} Stmt;
+
+typedef struct Program {
+  PtrVec stmts; /* Stmt*, in source order */
+} Program;
+
+Ast *ast_new(Ctx *c, AstKind kind, Loc loc);
+void ast_add_kid(Ctx *c, Ast *parent, Ast *kid);
+Stmt *stmt_new(Ctx *c, StmtKind kind, Loc loc);
+
+/* grammar/parser.y */
+void parse_program(Ctx *c); /* fills c->prog from c->src */
+
+/* ---- shape.c ------------------------------------------------------------ */
+typedef struct Shape {
+  int rank;       /* 0 scalar, 1 vector, 2 matrix */
+  int64_t dim[2]; /* dim[0] rows (or length), dim[1] columns */
+} Shape;
+
+int64_t shape_numel(Shape s);
+int shape_eq(Shape a, Shape b);
+Shape shape_scalar(void);
+Shape shape_vec(int64_t n);
+Shape shape_mat(int64_t m, int64_t n);
+const char *shape_str(Ctx *c, Shape s); /* "[3,4]", "scalar" */
+/* numpy-style broadcast of two shapes: scalar with anything, and a vector
+ * over the last axis of a matrix. Returns 0 if incompatible. */
+int shape_broadcast(Shape a, Shape b, Shape *out);
+
+/* ---- ir.c: the graph ----------------------------------------------------- */
+typedef enum {
+  /* leaves */
+  OP_CONST, /* every element = value */
+  OP_PARAM, /* slot = index into Ctx.params */
+  OP_INPUT, /* slot = index into Ctx.inputs */
+  /* elementwise, one argument */
+  OP_NEG, OP_EXP, OP_LOG, OP_SQRT, OP_ABS, OP_SIN, OP_COS, OP_TANH,
+  OP_SIGMOID, OP_RELU, OP_SOFTPLUS,
+  OP_POWC, /* args[0] ^ value, value a constant */
+  OP_SIGN, /* -1, 0, 1: derivative of abs */
+  /* elementwise, two arguments, broadcasting */
+  OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX2, OP_MIN2,
+  OP_GT, /* 1 where a > b else 0 */
+  OP_LT, /* 1 where a < b else 0 */
+  /* reductions */
+  OP_SUM,    /* all elements -> scalar */
+  OP_SUMAX,  /* matrix summed over axis (attr 0 or 1) -> vector */
+  OP_MAXALL, /* largest element -> scalar */
+  OP_MINALL, /* smallest element -> scalar */
+  OP_LSE,    /* log-sum-exp over the last axis: vector -> scalar, matrix -> [rows] */
+  OP_ARGMAXMASK, /* 1 at the first largest element, 0 elsewhere */
+  OP_ARGMINMASK, /* 1 at the first smallest element, 0 elsewhere */
+  /* shape */
+  OP_BCAST,     /* args[0] repeated to shape; attr BCAST_ROWS or BCAST_COLS */
+  OP_TRANSPOSE, /* matrix transpose */
+  OP_INDEX,     /* element (scalar) or row (vector) at flat offset attr */
+  OP_SCATTER,   /* zeros of shape with args[0] placed at flat offset attr */
+  /* linear algebra */
+  OP_MATMUL, /* args[0] @ args[1]; attr bit 1: args[0] transposed, bit 2: args[1] */
+  OP_OUTER,  /* a[m], b[n] -> [m,n] */
+  OP_DOT,    /* a[n] . b[n] -> scalar */
+  OP_COUNT
+} Op;
+
+enum { BCAST_ROWS = 0, /* numpy rule: scalar anywhere, vector [n] as every row */
+       BCAST_COLS = 1  /* vector [m] as every column of [m,n] */ };
+enum { MM_TA = 1, MM_TB = 2 };
+
+typedef struct Node {
+  int id;             /* position in Ctx.nodes: args always have smaller ids */
+  Op op;
+  Shape shape;
+  struct Node *args[2];
+  int nargs;
+  double value;       /* OP_CONST fill value, OP_POWC exponent */
+  int attr;           /* axis, offset, bcast mode, matmul flags */
+  int slot;           /* OP_PARAM / OP_INPUT: declaration index */
+  Loc loc;            /* source construct this node computes (or differentiates) */
+  int line_stmt;      /* statement index, for comments */
+  const char *name;   /* user's name for the value, if any */
+  int is_backward;    /* created by autodiff */
+  int needs_grad;     /* some parameter reaches this node */
+  struct Node *hnext; /* hash-cons bucket chain */
+  uint32_t hash;
+  /* filled by schedule.c per emitted function */
+  int uses;           /* consumers among live nodes */
+  int64_t ws_offset;  /* where a materialised tensor lives, or -1 */
+  int live;           /* reached from the current roots */
+} Node;
+
+typedef struct Decl {
+  const char *name;
+  Loc loc;
+  Shape shape;
+  int64_t offset;     /* first element in the flat params/inputs/outputs array */
+  InitKind init;
+  double init_a, init_b; /* normal(mean,std) / uniform(lo,hi) / constant fill */
+  double *init_values;   /* INIT_VALUE with a list: numel values, row-major */
+  Node *node;            /* OP_PARAM / OP_INPUT node, or the output's value */
+} Decl;
+
+const char *op_name(Op op);
+int op_is_elementwise(Op op);
+int op_is_unary_elementwise(Op op);
+
+/* Node constructors: each applies simplify.c's rules, then hash-conses. */
+Node *ir_const(Ctx *c, double v, Shape s);
+Node *ir_leaf(Ctx *c, Op op, int slot, Shape s);
+Node *ir_unary(Ctx *c, Op op, Node *a);
+Node *ir_powc(Ctx *c, Node *a, double exponent);
+Node *ir_binary(Ctx *c, Op op, Node *a, Node *b); /* broadcasting elementwise */
+Node *ir_reduce(Ctx *c, Op op, Node *a);          /* SUM MAXALL MINALL LSE masks */
+Node *ir_sumax(Ctx *c, Node *a, int axis);
+Node *ir_bcast(Ctx *c, Node *a, Shape to, int mode);
+Node *ir_transpose(Ctx *c, Node *a);
+Node *ir_index(Ctx *c, Node *a, int64_t offset, Shape s);
+Node *ir_scatter(Ctx *c, Node *g, int64_t offset, Shape full);
+Node *ir_matmul(Ctx *c, Node *a, Node *b, int flags);
+Node *ir_outer(Ctx *c, Node *a, Node *b);
+Node *ir_dot(Ctx *c, Node *a, Node *b);
+/* The raw constructor used after simplification: finds or makes the node. */
+Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr);
+/* Sums a to the given (smaller, broadcast-compatible) shape: the adjoint of
+ * a broadcast. */
+Node *ir_unbroadcast(Ctx *c, Node *a, Shape to);
+int ir_is_const(const Node *n, double v);
+void ir_print(Ctx *c, Buf *out); /* --emit ir */
+
+/* simplify.c: returns a simpler equivalent node, or NULL to build as asked. */
+Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr);
+
+/* ---- lower.c ------------------------------------------------------------ */
+void lower_program(Ctx *c); /* c->prog -> nodes, decls, loss, outputs */
+
+/* ---- autodiff.c --------------------------------------------------------- */
+typedef struct GradTerm {
+  Node *node;             /* a contribution to dloss/dparam */
+  struct GradTerm *next;
+} GradTerm;
+void autodiff(Ctx *c); /* fills c->grad_terms[param slot] */
+
+/* ---- schedule.c --------------------------------------------------------- */
+typedef struct Schedule {
+  PtrVec order;      /* live nodes in evaluation order */
+  int64_t ws_elems;  /* workspace elements this function needs */
+} Schedule;
+typedef struct Stats {
+  int fwd_ops, bwd_ops;
+  double fwd_flops, bwd_flops;
+} Stats;
+/* roots: NULL-terminated array; with_grads adds every gradient term */
+void schedule_function(Ctx *c, Node **roots, int nroots, int with_grads, Schedule *out);
+void compute_stats(Ctx *c, Stats *st);
+int node_is_materialised(const Node *n);
+double node_flops(const Node *n);
+
+/* ---- emit_c.c ----------------------------------------------------------- */
+typedef struct EmitOptions {
+  const char *prefix;     /* identifier prefix, e.g. "model" */
+  int use_float;          /* bp_real is float */
+  int self_contained;     /* header inlined into the .c (stdout, JIT) */
+  const char *header_name;/* "model.h", included by the .c otherwise */
+  int jit_kernels;        /* call bpk_* kernels for heavy ops (JIT only) */
+} EmitOptions;
+void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out);
+
+/* ---- emit_dot.c --------------------------------------------------------- */
+void emit_dot(Ctx *c, Buf *out);
+
+/* ---- the compilation context -------------------------------------------- */
+typedef struct DimDef {
+  const char *name;
+  int64_t value;
+  int overridden; /* set with -D */
+  int used;       /* a -D that names no dim is reported */
+} DimDef;
+
+struct Ctx {
+  Arena arena;
+  Source src;
+  Program prog;
+  jmp_buf on_error;   /* diag_error jumps here */
+  Buf err;            /* the formatted error, for the driver and the tests */
+  int nesting;        /* lexer: open brackets */
+  int has_error;      /* an error is recorded in err */
+
+  PtrVec nodes;       /* Node*, ids in creation order (a topological order) */
+  Node **htab;        /* hash-cons table */
+  uint32_t hcap;
+  int building_backward;
+  Loc cur_loc;        /* stamped on new nodes */
+  const char *cur_name;
+
+  PtrVec dims;        /* DimDef* (from -D first, then the file) */
+  PtrVec params;      /* Decl*, declaration order */
+  PtrVec inputs;      /* Decl* */
+  PtrVec outputs;     /* Decl* */
+  PtrVec names;       /* NameBinding*, lowering's symbol table */
+  int64_t num_params, num_inputs, num_outputs;
+  Node *loss;
+  Loc loss_loc;
+  GradTerm **grad_terms; /* per param slot */
+  int no_simplify;    /* tests: build nodes exactly as asked */
+};
+
+void ctx_init(Ctx *c, const char *filename, const char *text, size_t len);
+void ctx_free(Ctx *c);
+
+/* ---- driver.c ----------------------------------------------------------- */
+typedef struct DefineOpt {
+  const char *name;
+  int64_t value;
+} DefineOpt;
+
+typedef struct CompileOptions {
+  DefineOpt *defines;
+  int ndefines;
+} CompileOptions;
+
+/* Runs parse, lower and autodiff. Returns 0 on success; on a user error
+ * returns 1 with the message in c->err. */
+int bpc_compile(Ctx *c, const CompileOptions *o);
+/* Reads a whole file, refusing oversized ones. Returns NULL and sets *why. */
+char *read_source_file(const char *path, size_t *len, const char **why);
+
+#endif

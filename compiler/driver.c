@@ -1,0 +1,98 @@
+/* driver.c — the whole compiler behind one call: parse, lower, differentiate.
+ * User errors come back here by longjmp with the message in c->err. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpc.h"
+
+void ctx_init(Ctx *c, const char *filename, const char *text, size_t len) {
+  memset(c, 0, sizeof *c);
+  arena_init(&c->arena);
+  c->src.name = filename;
+  c->src.text = text;
+  c->src.len = len;
+}
+
+void ctx_free(Ctx *c) {
+  arena_free(&c->arena);
+  free(c->htab);
+  buf_free(&c->err);
+  memset(c, 0, sizeof *c);
+}
+
+static void add_defines(Ctx *c, const CompileOptions *o) {
+  for (int i = 0; o && i < o->ndefines; i++) {
+    DefineOpt *d = &o->defines[i];
+    if (d->value <= 0 || d->value > BPC_MAX_DIM)
+      diag_error(c, (Loc){0, 0}, "-D %s=%lld: a dimension must be between 1 and %lld", d->name,
+                 (long long)d->value, (long long)BPC_MAX_DIM);
+    DimDef *def = arena_alloc(&c->arena, sizeof *def);
+    def->name = d->name;
+    def->value = d->value;
+    def->overridden = 1;
+    vec_push(&c->arena, &c->dims, def);
+  }
+}
+
+int bpc_compile(Ctx *c, const CompileOptions *o) {
+  if (setjmp(c->on_error))
+    return 1;
+  if (memchr(c->src.text, 0, c->src.len)) {
+    const char *nul = memchr(c->src.text, 0, c->src.len);
+    int line = 1, col = 1;
+    for (const char *p = c->src.text; p < nul; p++, col++)
+      if (*p == '\n')
+        line++, col = 0;
+    diag_error(c, (Loc){line, col}, "unexpected NUL byte (is this a text file?)");
+  }
+  add_defines(c, o);
+  parse_program(c);
+  lower_program(c);
+  autodiff(c);
+  return 0;
+}
+
+char *read_source_file(const char *path, size_t *len, const char **why) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    *why = strerror(errno);
+    return NULL;
+  }
+  size_t cap = 1 << 16, n = 0;
+  char *data = malloc(cap + 1);
+  for (;;) {
+    if (!data) {
+      fclose(f);
+      *why = "out of memory";
+      return NULL;
+    }
+    size_t got = fread(data + n, 1, cap - n, f);
+    n += got;
+    if (n > BPC_MAX_SOURCE_BYTES) {
+      free(data);
+      fclose(f);
+      *why = "file is larger than the 64 MiB limit for models";
+      return NULL;
+    }
+    if (got == 0)
+      break;
+    if (n == cap) {
+      cap *= 2;
+      char *d = realloc(data, cap + 1);
+      if (!d)
+        free(data);
+      data = d;
+    }
+  }
+  int err = ferror(f);
+  fclose(f);
+  if (err) {
+    free(data);
+    *why = "read error";
+    return NULL;
+  }
+  data[n] = 0;
+  *len = n;
+  return data;
+}

@@ -1,0 +1,842 @@
+/* emit_c.c — writes the IR as straight-line C99: forward, backward (which
+ * adds every gradient term straight into grad), a batched backward, predict
+ * and init. Scalars become local variables, tensors are slices of one
+ * workspace and every tensor op is a plain loop nest with constant bounds.
+ * No malloc, no globals, only <math.h>, <stddef.h> and <stdint.h>. */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpc.h"
+
+typedef struct Emitter {
+  Ctx *c;
+  const EmitOptions *o;
+  Buf *out;
+  const char *P;     /* function prefix, e.g. "model" */
+  const char *U;     /* macro prefix, e.g. "MODEL" */
+  const char **name; /* per node id: its C name */
+  const char **grad_name; /* per param slot: "grad_w" */
+  Node **grad_fused; /* per node id: the param whose gradient it adds into */
+  /* name uniqueness */
+  const char **used;
+  uint32_t used_cap, used_count;
+} Emitter;
+
+/* ---- names ------------------------------------------------------------------ */
+
+static const char *const reserved[] = {
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
+    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
+    "union", "unsigned", "void", "volatile", "while", "_Bool", "_Complex", "_Imaginary",
+    "exp", "log", "sqrt", "fabs", "sin", "cos", "tanh", "pow", "log1p", "expf", "logf",
+    "sqrtf", "fabsf", "sinf", "cosf", "tanhf", "powf", "log1pf", "params", "inputs", "outputs",
+    "grad", "ws", "n", "e", "i", "j", "p", "s", "mx", "best", "acc", "loss_sum", "scale",
+    "bp_real", "size_t", "uint64_t", "NULL", "HUGE_VAL", "NAN", "main", "seed", "state",
+};
+
+static uint32_t hash_str(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+static int name_taken(Emitter *E, const char *s) {
+  for (uint32_t i = hash_str(s) & (E->used_cap - 1); E->used[i]; i = (i + 1) & (E->used_cap - 1))
+    if (!strcmp(E->used[i], s))
+      return 1;
+  return 0;
+}
+
+static void take_name(Emitter *E, const char *s) {
+  uint32_t i = hash_str(s) & (E->used_cap - 1);
+  while (E->used[i])
+    i = (i + 1) & (E->used_cap - 1);
+  E->used[i] = s;
+  E->used_count++;
+}
+
+/* A fresh C identifier based on want: reserved words and names already
+ * given get a numeric suffix. */
+static const char *unique_name(Emitter *E, const char *want) {
+  /* a local named like our own functions would hide them */
+  const char *base = strncmp(want, E->P, strlen(E->P)) ? want : arena_printf(&E->c->arena, "v_%s", want);
+  const char *s = base;
+  for (int k = 2; name_taken(E, s); k++)
+    s = arena_printf(&E->c->arena, "%s_%d", base, k);
+  take_name(E, s);
+  return s;
+}
+
+static void assign_names(Emitter *E) {
+  Ctx *c = E->c;
+  E->used_cap = 1;
+  while (E->used_cap < (uint32_t)(c->nodes.len + c->params.len + 128) * 2)
+    E->used_cap *= 2;
+  E->used = arena_alloc(&c->arena, sizeof(char *) * E->used_cap);
+  for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+    take_name(E, reserved[i]);
+  E->name = arena_alloc(&c->arena, sizeof(char *) * (size_t)c->nodes.len);
+  /* declared names first, so they keep their spelling */
+  for (int i = 0; i < c->nodes.len; i++) {
+    Node *n = c->nodes.items[i];
+    if (n->op == OP_PARAM || n->op == OP_INPUT)
+      E->name[i] = unique_name(E, n->name);
+  }
+  for (int i = 0; i < c->nodes.len; i++) {
+    Node *n = c->nodes.items[i];
+    if (!E->name[i] && n->name && !n->is_backward)
+      E->name[i] = unique_name(E, n->name);
+  }
+  E->grad_name = arena_alloc(&c->arena, sizeof(char *) * (size_t)(c->params.len + 1));
+  for (int p = 0; p < c->params.len; p++)
+    E->grad_name[p] = unique_name(E, arena_printf(&c->arena, "grad_%s", ((Decl *)c->params.items[p])->name));
+  for (int i = 0; i < c->nodes.len; i++)
+    if (!E->name[i])
+      E->name[i] = unique_name(E, arena_printf(&c->arena, "%s%d", ((Node *)c->nodes.items[i])->is_backward ? "d" : "t", i));
+}
+
+/* ---- literals and math ----------------------------------------------------- */
+
+static const char *literal(Emitter *E, double v) {
+  Arena *a = &E->c->arena;
+  if (isnan(v))
+    return "NAN";
+  if (isinf(v))
+    return v > 0 ? "HUGE_VAL" : "(-HUGE_VAL)";
+  char buf[64];
+  int prec = E->o->use_float ? 9 : 17;
+  for (int p = E->o->use_float ? 6 : 15; p <= prec; p++) {
+    snprintf(buf, sizeof buf, "%.*g", p, v);
+    if (E->o->use_float ? (float)strtod(buf, NULL) == (float)v : strtod(buf, NULL) == v)
+      break;
+  }
+  if (!strpbrk(buf, ".en"))
+    strcat(buf, ".0");
+  const char *suffix = E->o->use_float ? "f" : "";
+  return v < 0 ? arena_printf(a, "(%s%s)", buf, suffix) : arena_printf(a, "%s%s", buf, suffix);
+}
+
+static const char *fn(Emitter *E, const char *name) {
+  return E->o->use_float ? arena_printf(&E->c->arena, "%sf", name) : name;
+}
+
+/* ---- operand references ------------------------------------------------------ */
+
+/* How an operand is read inside a loop over the result's elements. */
+typedef enum { IX_FLAT, IX_ROW } IndexMode; /* i over all / (i, j) over [m,n] */
+
+static const char *elem(Emitter *E, Node *n, const char *idx) {
+  if (n->op == OP_CONST)
+    return literal(E, n->value);
+  if (n->shape.rank == 0)
+    return E->name[n->id];
+  return arena_printf(&E->c->arena, "%s[%s]", E->name[n->id], idx);
+}
+
+/* The operand's element matching result element (i) or (i, j). */
+static const char *operand(Emitter *E, Node *x, Shape out, IndexMode mode) {
+  if (x->op == OP_CONST || x->shape.rank == 0)
+    return elem(E, x, "");
+  if (mode == IX_FLAT)
+    return elem(E, x, "i");
+  if (x->shape.rank == 1) /* a row vector repeated over the rows */
+    return elem(E, x, "j");
+  return elem(E, x, arena_printf(&E->c->arena, "i * %lld + j", (long long)out.dim[1]));
+}
+
+static const char *unary_expr(Emitter *E, Node *n, const char *a) {
+  Arena *ar = &E->c->arena;
+  switch (n->op) {
+  case OP_NEG: return arena_printf(ar, "-%s", a);
+  case OP_EXP: return arena_printf(ar, "%s(%s)", fn(E, "exp"), a);
+  case OP_LOG: return arena_printf(ar, "%s(%s)", fn(E, "log"), a);
+  case OP_SQRT: return arena_printf(ar, "%s(%s)", fn(E, "sqrt"), a);
+  case OP_ABS: return arena_printf(ar, "%s(%s)", fn(E, "fabs"), a);
+  case OP_SIN: return arena_printf(ar, "%s(%s)", fn(E, "sin"), a);
+  case OP_COS: return arena_printf(ar, "%s(%s)", fn(E, "cos"), a);
+  case OP_TANH: return arena_printf(ar, "%s(%s)", fn(E, "tanh"), a);
+  case OP_SIGMOID: return arena_printf(ar, "%s_sigmoid(%s)", E->P, a);
+  case OP_SOFTPLUS: return arena_printf(ar, "%s_softplus(%s)", E->P, a);
+  case OP_RELU: return arena_printf(ar, "(%s > 0 ? %s : 0)", a, a);
+  case OP_SIGN: return arena_printf(ar, "(bp_real)((%s > 0) - (%s < 0))", a, a);
+  case OP_POWC:
+    if (n->value == 2) return arena_printf(ar, "%s * %s", a, a);
+    if (n->value == 3) return arena_printf(ar, "%s * %s * %s", a, a, a);
+    if (n->value == -1) return arena_printf(ar, "1 / %s", a);
+    if (n->value == 0.5) return arena_printf(ar, "%s(%s)", fn(E, "sqrt"), a);
+    return arena_printf(ar, "%s(%s, %s)", fn(E, "pow"), a, literal(E, n->value));
+  default: return "0";
+  }
+}
+
+static const char *binary_expr(Emitter *E, Node *n, const char *a, const char *b) {
+  Arena *ar = &E->c->arena;
+  switch (n->op) {
+  case OP_ADD: return arena_printf(ar, "%s + %s", a, b);
+  case OP_SUB: return arena_printf(ar, "%s - %s", a, b);
+  case OP_MUL: return arena_printf(ar, "%s * %s", a, b);
+  case OP_DIV: return arena_printf(ar, "%s / %s", a, b);
+  case OP_MAX2: return arena_printf(ar, "(%s > %s ? %s : %s)", a, b, a, b);
+  case OP_MIN2: return arena_printf(ar, "(%s < %s ? %s : %s)", a, b, a, b);
+  case OP_GT: return arena_printf(ar, "(bp_real)(%s > %s)", a, b);
+  case OP_LT: return arena_printf(ar, "(bp_real)(%s < %s)", a, b);
+  default: return "0";
+  }
+}
+
+/* ---- statements ---------------------------------------------------------------- */
+
+/* Where a node's value goes: its own variable, or added into a gradient. */
+typedef struct Dest {
+  const char *name; /* scalar variable or array */
+  int accumulate;   /* += instead of = */
+  int declare;      /* scalar: declare the variable here */
+} Dest;
+
+static void line(Emitter *E, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void line(Emitter *E, const char *fmt, ...) {
+  va_list ap;
+  char tmp[4096];
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  buf_puts(E->out, "  ");
+  if (n < (int)sizeof tmp) {
+    buf_puts(E->out, tmp);
+  } else { /* very long statements: format again into the buffer */
+    char *big = malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    buf_puts(E->out, big);
+    free(big);
+  }
+  buf_puts(E->out, "\n");
+}
+
+static const char *assign_op(Dest d) { return d.accumulate ? "+=" : "="; }
+
+static void scalar_set(Emitter *E, Dest d, const char *expr) {
+  if (d.declare)
+    line(E, "bp_real %s = %s;", d.name, expr);
+  else
+    line(E, "%s %s %s;", d.name, assign_op(d), expr);
+}
+
+static void emit_elementwise(Emitter *E, Node *n, Dest d) {
+  Node *a = n->args[0], *b = n->args[1];
+  Shape s = n->shape;
+  int flat = s.rank < 2 || ((a->shape.rank == 0 || shape_eq(a->shape, s)) &&
+                            (!b || b->shape.rank == 0 || shape_eq(b->shape, s)));
+  IndexMode m = flat ? IX_FLAT : IX_ROW;
+  const char *ea = operand(E, a, s, m), *eb = b ? operand(E, b, s, m) : NULL;
+  const char *expr = b ? binary_expr(E, n, ea, eb) : unary_expr(E, n, ea);
+  if (s.rank == 0) {
+    scalar_set(E, d, expr);
+  } else if (flat) {
+    line(E, "for (size_t i = 0; i < %lld; i++) %s[i] %s %s;", (long long)shape_numel(s), d.name,
+         assign_op(d), expr);
+  } else {
+    line(E, "for (size_t i = 0; i < %lld; i++)", (long long)s.dim[0]);
+    line(E, "  for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] %s %s;", (long long)s.dim[1], d.name,
+         (long long)s.dim[1], assign_op(d), expr);
+  }
+}
+
+static void zero(Emitter *E, const char *name, int64_t n) {
+  line(E, "for (size_t i = 0; i < %lld; i++) %s[i] = 0;", (long long)n, name);
+}
+
+static void emit_matmul(Emitter *E, Node *n, Dest d) {
+  Node *a = n->args[0], *b = n->args[1];
+  const char *A = E->name[a->id], *B = E->name[b->id], *D = d.name;
+  int ta = n->attr & MM_TA, tb = n->attr & MM_TB;
+  const char *op = assign_op(d);
+  if (a->shape.rank == 2 && b->shape.rank == 2) {
+    long long m = n->shape.dim[0], nn = n->shape.dim[1];
+    long long k = ta ? a->shape.dim[0] : a->shape.dim[1];
+    const char *aik = ta ? arena_printf(&E->c->arena, "%s[p * %lld + i]", A, m)
+                         : arena_printf(&E->c->arena, "%s[i * %lld + p]", A, k);
+    if (!tb) { /* rows of B stream through the inner loop */
+      if (!d.accumulate)
+        zero(E, D, m * nn);
+      line(E, "for (size_t i = 0; i < %lld; i++)", m);
+      line(E, "  for (size_t p = 0; p < %lld; p++) {", k);
+      line(E, "    const bp_real s = %s;", aik);
+      line(E, "    for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] += s * %s[p * %lld + j];", nn, D, nn,
+           B, nn);
+      line(E, "  }");
+    } else { /* B is read by rows: dot products */
+      line(E, "for (size_t i = 0; i < %lld; i++)", m);
+      line(E, "  for (size_t j = 0; j < %lld; j++) {", nn);
+      line(E, "    bp_real s = 0;");
+      line(E, "    for (size_t p = 0; p < %lld; p++) s += %s * %s[j * %lld + p];", k, aik, B, k);
+      line(E, "    %s[i * %lld + j] %s s;", D, nn, op);
+      line(E, "  }");
+    }
+  } else if (a->shape.rank == 2) { /* matrix @ vector */
+    long long rows = a->shape.dim[0], cols = a->shape.dim[1];
+    if (!ta) {
+      line(E, "for (size_t i = 0; i < %lld; i++) {", rows);
+      line(E, "  bp_real s = 0;");
+      line(E, "  for (size_t p = 0; p < %lld; p++) s += %s[i * %lld + p] * %s[p];", cols, A, cols, B);
+      line(E, "  %s[i] %s s;", D, op);
+      line(E, "}");
+    } else { /* transpose(A) @ v: rows of A scaled and added */
+      if (!d.accumulate)
+        zero(E, D, cols);
+      line(E, "for (size_t p = 0; p < %lld; p++) {", rows);
+      line(E, "  const bp_real s = %s[p];", B);
+      line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] += %s[p * %lld + i] * s;", cols, D, A, cols);
+      line(E, "}");
+    }
+  } else { /* vector @ matrix */
+    long long rows = b->shape.dim[0], cols = b->shape.dim[1];
+    if (!tb) {
+      if (!d.accumulate)
+        zero(E, D, cols);
+      line(E, "for (size_t p = 0; p < %lld; p++) {", rows);
+      line(E, "  const bp_real s = %s[p];", A);
+      line(E, "  for (size_t j = 0; j < %lld; j++) %s[j] += s * %s[p * %lld + j];", cols, D, B, cols);
+      line(E, "}");
+    } else { /* v @ transpose(B): one dot product per row of B */
+      line(E, "for (size_t j = 0; j < %lld; j++) {", rows);
+      line(E, "  bp_real s = 0;");
+      line(E, "  for (size_t p = 0; p < %lld; p++) s += %s[p] * %s[j * %lld + p];", cols, A, B, cols);
+      line(E, "  %s[j] %s s;", D, op);
+      line(E, "}");
+    }
+  }
+}
+
+static void emit_reduction(Emitter *E, Node *n, Dest d) {
+  Node *a = n->args[0];
+  const char *A = E->name[a->id], *D = d.name;
+  long long len = shape_numel(a->shape);
+  switch (n->op) {
+  case OP_SUM:
+    line(E, "bp_real %s = 0;", D);
+    line(E, "for (size_t i = 0; i < %lld; i++) %s += %s[i];", len, D, A);
+    break;
+  case OP_DOT:
+    line(E, "bp_real %s = 0;", D);
+    line(E, "for (size_t i = 0; i < %lld; i++) %s += %s[i] * %s[i];", len, D, A,
+         E->name[n->args[1]->id]);
+    break;
+  case OP_MAXALL:
+  case OP_MINALL:
+    line(E, "bp_real %s = %s[0];", D, A);
+    line(E, "for (size_t i = 1; i < %lld; i++) if (%s[i] %s %s) %s = %s[i];", len, A,
+         n->op == OP_MAXALL ? ">" : "<", D, D, A);
+    break;
+  case OP_ARGMAXMASK:
+  case OP_ARGMINMASK:
+    line(E, "{");
+    line(E, "  size_t best = 0;");
+    line(E, "  for (size_t i = 1; i < %lld; i++) if (%s[i] %s %s[best]) best = i;", len, A,
+         n->op == OP_ARGMAXMASK ? ">" : "<", A);
+    line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] = 0;", len, D);
+    line(E, "  %s[best] = 1;", D);
+    line(E, "}");
+    break;
+  case OP_SUMAX: {
+    long long m = a->shape.dim[0], nn = a->shape.dim[1];
+    if (n->attr == 0) {
+      zero(E, D, nn);
+      line(E, "for (size_t i = 0; i < %lld; i++)", m);
+      line(E, "  for (size_t j = 0; j < %lld; j++) %s[j] += %s[i * %lld + j];", nn, D, A, nn);
+    } else {
+      line(E, "for (size_t i = 0; i < %lld; i++) {", m);
+      line(E, "  bp_real s = 0;");
+      line(E, "  for (size_t j = 0; j < %lld; j++) s += %s[i * %lld + j];", nn, A, nn);
+      line(E, "  %s[i] = s;", D);
+      line(E, "}");
+    }
+    break;
+  }
+  case OP_LSE: { /* max first, so exp never overflows */
+    int is_mat = a->shape.rank == 2;
+    long long rows = is_mat ? a->shape.dim[0] : 1, cols = is_mat ? a->shape.dim[1] : len;
+    if (!is_mat)
+      line(E, "bp_real %s;", D);
+    line(E, "for (size_t i = 0; i < %lld; i++) {", rows);
+    line(E, "  const bp_real *row = %s + i * %lld;", A, cols);
+    line(E, "  bp_real mx = row[0], s = 0;");
+    line(E, "  for (size_t j = 1; j < %lld; j++) if (row[j] > mx) mx = row[j];", cols);
+    line(E, "  for (size_t j = 0; j < %lld; j++) s += %s(row[j] - mx);", cols, fn(E, "exp"));
+    line(E, "  %s%s = mx + %s(s);", D, is_mat ? "[i]" : "", fn(E, "log"));
+    line(E, "}");
+    break;
+  }
+  default:
+    break;
+  }
+}
+
+static void emit_shape_op(Emitter *E, Node *n, Dest d) {
+  Node *a = n->args[0];
+  const char *D = d.name, *op = assign_op(d);
+  long long m = n->shape.rank >= 1 ? n->shape.dim[0] : 1, nn = n->shape.rank == 2 ? n->shape.dim[1] : 1;
+  switch (n->op) {
+  case OP_BCAST: {
+    const char *src = a->shape.rank == 0 ? elem(E, a, "") : elem(E, a, n->attr == BCAST_COLS ? "i" : "j");
+    if (n->shape.rank == 1) {
+      line(E, "for (size_t i = 0; i < %lld; i++) %s[i] %s %s;", m, D, op, elem(E, a, ""));
+      break;
+    }
+    line(E, "for (size_t i = 0; i < %lld; i++)", m);
+    line(E, "  for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] %s %s;", nn, D, nn, op, src);
+    break;
+  }
+  case OP_TRANSPOSE:
+    line(E, "for (size_t i = 0; i < %lld; i++)", m);
+    line(E, "  for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] %s %s[j * %lld + i];", nn, D, nn, op,
+         E->name[a->id], m);
+    break;
+  case OP_OUTER:
+    line(E, "for (size_t i = 0; i < %lld; i++) {", m);
+    line(E, "  const bp_real s = %s;", elem(E, a, "i"));
+    line(E, "  for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] %s s * %s;", nn, D, nn, op,
+         elem(E, n->args[1], "j"));
+    line(E, "}");
+    break;
+  case OP_SCATTER:
+    if (!d.accumulate)
+      zero(E, D, shape_numel(n->shape));
+    if (a->shape.rank == 0)
+      line(E, "%s[%d] += %s;", D, n->attr, elem(E, a, ""));
+    else
+      line(E, "for (size_t i = 0; i < %lld; i++) %s[%d + i] += %s;", (long long)shape_numel(a->shape), D,
+           n->attr, elem(E, a, "i"));
+    break;
+  default:
+    break;
+  }
+}
+
+/* Ops that can write straight into a gradient with += element by element. */
+static int can_accumulate(const Node *n) {
+  return op_is_elementwise(n->op) || n->op == OP_MATMUL || n->op == OP_OUTER ||
+         n->op == OP_BCAST || n->op == OP_TRANSPOSE || n->op == OP_SCATTER;
+}
+
+static void comment(Emitter *E, Node *n) {
+  const Node *a = n->args[0];
+  (void)a;
+  if (n->name && !n->is_backward)
+    line(E, "/* line %d: %s = %s %s */", n->loc.line, n->name, op_name(n->op), shape_str(E->c, n->shape));
+  else
+    line(E, "/* line %d: %s%s %s */", n->loc.line, n->is_backward ? "backward " : "", op_name(n->op),
+         shape_str(E->c, n->shape));
+}
+
+static void emit_value(Emitter *E, Node *n, Dest d) {
+  if (op_is_elementwise(n->op)) {
+    emit_elementwise(E, n, d);
+  } else if (n->op == OP_MATMUL) {
+    emit_matmul(E, n, d);
+  } else if (n->op == OP_BCAST || n->op == OP_TRANSPOSE || n->op == OP_OUTER || n->op == OP_SCATTER) {
+    emit_shape_op(E, n, d);
+  } else {
+    emit_reduction(E, n, d);
+  }
+}
+
+/* Declares the storage of a node and computes it. Returns early for values
+ * that are read in place. */
+static void emit_node(Emitter *E, Node *n) {
+  const char *N = E->name[n->id];
+  switch (n->op) {
+  case OP_CONST:
+    return;
+  case OP_PARAM:
+  case OP_INPUT: {
+    Decl *d = (n->op == OP_PARAM ? E->c->params : E->c->inputs).items[n->slot];
+    const char *base = n->op == OP_PARAM ? "params" : "inputs";
+    if (n->shape.rank == 0)
+      line(E, "const bp_real %s = %s[%lld];", N, base, (long long)d->offset);
+    else
+      line(E, "const bp_real *const %s = %s + %lld;", N, base, (long long)d->offset);
+    return;
+  }
+  case OP_INDEX:
+    comment(E, n);
+    if (n->shape.rank == 0)
+      line(E, "const bp_real %s = %s[%d];", N, E->name[n->args[0]->id], n->attr);
+    else
+      line(E, "const bp_real *const %s = %s + %d;", N, E->name[n->args[0]->id], n->attr);
+    return;
+  default:
+    break;
+  }
+  Node *fused = E->grad_fused[n->id];
+  comment(E, n);
+  if (fused) { /* this value is only ever added into one gradient */
+    Decl *p = E->c->params.items[fused->slot];
+    (void)p;
+    emit_value(E, n, (Dest){E->grad_name[fused->slot], 1, 0});
+    return;
+  }
+  if (n->shape.rank == 0) {
+    int is_loop = !op_is_elementwise(n->op);
+    emit_value(E, n, (Dest){N, 0, !is_loop});
+  } else {
+    line(E, "bp_real *const %s = ws + %lld;", N, (long long)n->ws_offset);
+    emit_value(E, n, (Dest){N, 0, 0});
+  }
+}
+
+/* ---- functions ------------------------------------------------------------------- */
+
+static void mark_fusable_grads(Emitter *E) {
+  Ctx *c = E->c;
+  memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len);
+  for (int p = 0; p < c->params.len; p++) {
+    Decl *d = c->params.items[p];
+    for (GradTerm *t = c->grad_terms[p]; t; t = t->next) {
+      Node *g = t->node;
+      if (g->uses == 1 && g->shape.rank > 0 && can_accumulate(g) && node_is_materialised(g))
+        E->grad_fused[g->id] = d->node;
+    }
+  }
+}
+
+static void add_grad_terms(Emitter *E) {
+  Ctx *c = E->c;
+  for (int p = 0; p < c->params.len; p++) {
+    Decl *d = c->params.items[p];
+    for (GradTerm *t = c->grad_terms[p]; t; t = t->next) {
+      Node *g = t->node;
+      if (E->grad_fused[g->id])
+        continue;
+      if (d->shape.rank == 0)
+        line(E, "%s[0] += %s;", E->grad_name[p], elem(E, g, ""));
+      else
+        line(E, "for (size_t i = 0; i < %lld; i++) %s[i] += %s;", (long long)shape_numel(d->shape),
+             E->grad_name[p], g->shape.rank ? elem(E, g, "i") : elem(E, g, ""));
+    }
+  }
+}
+
+static const char *ref_scalar(Emitter *E, Node *n) {
+  return n->op == OP_CONST ? literal(E, n->value) : E->name[n->id];
+}
+
+static void body(Emitter *E, Schedule *s) {
+  for (int i = 0; i < s->order.len; i++)
+    emit_node(E, s->order.items[i]);
+}
+
+static int64_t emit_forward(Emitter *E) {
+  Schedule s;
+  schedule_function(E->c, &E->c->loss, 1, 0, &s);
+  buf_printf(E->out, "static bp_real %s__forward(const bp_real *params, const bp_real *inputs, bp_real *ws) {\n", E->P);
+  line(E, "(void)params; (void)inputs; (void)ws;");
+  body(E, &s);
+  line(E, "return %s;", ref_scalar(E, E->c->loss));
+  buf_puts(E->out, "}\n\n");
+  return s.ws_elems;
+}
+
+static int64_t emit_backward(Emitter *E) {
+  Ctx *c = E->c;
+  Schedule s;
+  schedule_function(c, &c->loss, 1, 1, &s);
+  mark_fusable_grads(E);
+  buf_printf(E->out,
+             "/* Adds dloss/dparams into grad and returns the loss. */\n"
+             "static bp_real %s__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws) {\n",
+             E->P);
+  line(E, "(void)params; (void)inputs; (void)grad; (void)ws;");
+  for (int p = 0; p < c->params.len; p++) {
+    Decl *d = c->params.items[p];
+    line(E, "bp_real *const %s = grad + %lld;", E->grad_name[p], (long long)d->offset);
+  }
+  body(E, &s);
+  line(E, "/* gradient terms not already added in place */");
+  add_grad_terms(E);
+  line(E, "return %s;", ref_scalar(E, c->loss));
+  buf_puts(E->out, "}\n\n");
+  return s.ws_elems;
+}
+
+static int64_t emit_predict(Emitter *E) {
+  Ctx *c = E->c;
+  Schedule s;
+  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
+  for (int i = 0; i < c->outputs.len; i++)
+    roots[i] = ((Decl *)c->outputs.items[i])->node;
+  schedule_function(c, roots, c->outputs.len, 0, &s);
+  buf_printf(E->out,
+             "static void %s__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n",
+             E->P);
+  line(E, "(void)params; (void)inputs; (void)outputs; (void)ws;");
+  body(E, &s);
+  for (int i = 0; i < c->outputs.len; i++) {
+    Decl *d = c->outputs.items[i];
+    if (d->shape.rank == 0)
+      line(E, "outputs[%lld] = %s;", (long long)d->offset, ref_scalar(E, d->node));
+    else
+      line(E, "for (size_t i = 0; i < %lld; i++) outputs[%lld + i] = %s;", (long long)shape_numel(d->shape),
+           (long long)d->offset, elem(E, d->node, "i"));
+  }
+  buf_puts(E->out, "}\n\n");
+  return s.ws_elems;
+}
+
+/* ---- init ---------------------------------------------------------------------------- */
+
+static void emit_rng(Emitter *E, int normal) {
+  buf_printf(E->out,
+             "/* splitmix64: small, fast and the same on every platform. */\n"
+             "static uint64_t %s__next(uint64_t *state) {\n"
+             "  uint64_t z = (*state += 0x9E3779B97F4A7C15u);\n"
+             "  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;\n"
+             "  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;\n"
+             "  return z ^ (z >> 31);\n"
+             "}\n\n"
+             "/* uniform in (0, 1] */\n"
+             "static double %s__uniform(uint64_t *state) {\n"
+             "  return ((double)(%s__next(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);\n"
+             "}\n\n",
+             E->P, E->P, E->P);
+  if (normal)
+    buf_printf(E->out,
+               "/* standard normal, Box-Muller */\n"
+               "static double %s__normal(uint64_t *state) {\n"
+               "  double u1 = %s__uniform(state), u2 = %s__uniform(state);\n"
+               "  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);\n"
+               "}\n\n",
+               E->P, E->P, E->P);
+}
+
+static void emit_init(Emitter *E) {
+  Ctx *c = E->c;
+  int any_random = 0, any_normal = 0;
+  for (int p = 0; p < c->params.len; p++) {
+    Decl *d = c->params.items[p];
+    any_random |= d->init == INIT_NORMAL || d->init == INIT_UNIFORM || d->init == INIT_GLOROT;
+    any_normal |= d->init == INIT_NORMAL;
+    if (d->init == INIT_VALUE && d->init_values) {
+      int64_t n = shape_numel(d->shape);
+      buf_printf(E->out, "static const bp_real %s__init_%s[%lld] = {", E->P, E->name[d->node->id], (long long)n);
+      for (int64_t i = 0; i < n; i++)
+        buf_printf(E->out, "%s%s", i ? ", " : "", literal(E, d->init_values[i]));
+      buf_puts(E->out, "};\n\n");
+    }
+  }
+  if (any_random)
+    emit_rng(E, any_normal);
+  buf_printf(E->out, "void %s_init(bp_real *params, uint64_t seed) {\n", E->P);
+  line(E, "(void)params; (void)seed;");
+  for (int p = 0; p < c->params.len; p++) {
+    Decl *d = c->params.items[p];
+    long long off = d->offset, n = shape_numel(d->shape);
+    const char *N = E->name[d->node->id];
+    switch (d->init) {
+    case INIT_ZEROS:
+    case INIT_DEFAULT:
+      line(E, "for (size_t i = 0; i < %lld; i++) params[%lld + i] = 0; /* %s */", n, off, N);
+      break;
+    case INIT_VALUE:
+      if (n == 1 && !d->init_values)
+        line(E, "params[%lld] = %s; /* %s */", off, literal(E, d->init_a), N);
+      else if (d->init_values)
+        line(E, "for (size_t i = 0; i < %lld; i++) params[%lld + i] = %s__init_%s[i];", n, off, E->P, N);
+      else
+        line(E, "for (size_t i = 0; i < %lld; i++) params[%lld + i] = %s; /* %s */", n, off,
+             literal(E, d->init_a), N);
+      break;
+    default: {
+      line(E, "{ /* %s */", N);
+      line(E, "  uint64_t state = seed ^ (0xD1B54A32D192ED03u * %lluu);", (unsigned long long)p + 1);
+      if (d->init == INIT_NORMAL) {
+        line(E, "  for (size_t i = 0; i < %lld; i++) params[%lld + i] = (bp_real)(%s + %s * %s__normal(&state));", n,
+             off, literal(E, d->init_a), literal(E, d->init_b), E->P);
+      } else {
+        double lo = d->init_a, hi = d->init_b;
+        if (d->init == INIT_GLOROT) { /* uniform(-a, a), a = sqrt(6 / (fan_in + fan_out)) */
+          hi = sqrt(6.0 / (double)(d->shape.dim[0] + d->shape.dim[1]));
+          lo = -hi;
+        }
+        line(E, "  for (size_t i = 0; i < %lld; i++) params[%lld + i] = (bp_real)(%s + %s * %s__uniform(&state));",
+             n, off, literal(E, lo), literal(E, hi - lo), E->P);
+      }
+      line(E, "}");
+    }
+    }
+  }
+  buf_puts(E->out, "}\n\n");
+}
+
+/* ---- header ------------------------------------------------------------------------ */
+
+static void emit_struct(Emitter *E, Buf *h, PtrVec *decls, const char *what) {
+  if (!decls->len)
+    return;
+  buf_printf(h, "typedef struct %s_%s {\n", E->P, what);
+  for (int i = 0; i < decls->len; i++) {
+    Decl *d = decls->items[i];
+    if (d->shape.rank == 0)
+      buf_printf(h, "  bp_real %s;\n", d->name);
+    else if (d->shape.rank == 1)
+      buf_printf(h, "  bp_real %s[%lld];\n", d->name, (long long)d->shape.dim[0]);
+    else
+      buf_printf(h, "  bp_real %s[%lld][%lld];\n", d->name, (long long)d->shape.dim[0],
+                 (long long)d->shape.dim[1]);
+  }
+  buf_printf(h, "} %s_%s;\n\n", E->P, what);
+}
+
+static void emit_layout(Emitter *E, Buf *h, PtrVec *decls, const char *kind) {
+  for (int i = 0; i < decls->len; i++) {
+    Decl *d = decls->items[i];
+    buf_printf(h, "#define %s_%s_OFFSET %lld /* %s %s */\n", E->U, d->name, (long long)d->offset, kind,
+               shape_str(E->c, d->shape));
+    buf_printf(h, "#define %s_%s_SIZE %lld\n", E->U, d->name, (long long)shape_numel(d->shape));
+  }
+}
+
+static void emit_header(Emitter *E, Buf *h, int workspace, int64_t ws) {
+  Ctx *c = E->c;
+  const char *R = E->o->use_float ? "float" : "double";
+  buf_printf(h, "/* Generated by bpc %s from %s. Do not edit: edit the .bp file and run bpc again.\n"
+                " * API: docs/c-api.md. */\n", BPC_VERSION, c->src.name);
+  if (!E->o->self_contained)
+    buf_printf(h, "#ifndef %s_H\n#define %s_H\n\n", E->U, E->U);
+  buf_puts(h, "#include <stddef.h>\n#include <stdint.h>\n\n");
+  buf_printf(h, "#ifndef BP_REAL_DEFINED\n#define BP_REAL_DEFINED\ntypedef %s bp_real;\n#endif\n\n", R);
+  buf_printf(h, "#define %s_NUM_PARAMS %lld\n#define %s_NUM_INPUTS %lld\n#define %s_NUM_OUTPUTS %lld\n",
+             E->U, (long long)c->num_params, E->U, (long long)c->num_inputs, E->U, (long long)c->num_outputs);
+  buf_printf(h, "#define %s_WORKSPACE %d /* 1: call the _ws functions with a buffer of %s_workspace_size() reals */\n\n",
+             E->U, workspace, E->P);
+  emit_layout(E, h, &c->params, "param");
+  emit_layout(E, h, &c->inputs, "input");
+  emit_layout(E, h, &c->outputs, "output");
+  buf_puts(h, "\n");
+  emit_struct(E, h, &c->params, "params");
+  emit_struct(E, h, &c->inputs, "inputs");
+  emit_struct(E, h, &c->outputs, "outputs");
+  buf_printf(h, "void %s_init(bp_real *params, uint64_t seed);\n", E->P);
+  const char *ws_arg = workspace ? ", bp_real *ws" : "";
+  const char *ws_sfx = workspace ? "_ws" : "";
+  if (workspace)
+    buf_printf(h, "size_t %s_workspace_size(void); /* %lld reals */\n", E->P, (long long)ws);
+  buf_printf(h, "bp_real %s_forward%s(const bp_real *params, const bp_real *inputs%s);\n", E->P, ws_sfx, ws_arg);
+  buf_printf(h, "bp_real %s_backward%s(const bp_real *params, const bp_real *inputs, bp_real *grad%s);\n", E->P,
+             ws_sfx, ws_arg);
+  buf_printf(h,
+             "bp_real %s_backward_batch%s(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad%s);\n",
+             E->P, ws_sfx, ws_arg);
+  buf_printf(h, "void %s_predict%s(const bp_real *params, const bp_real *inputs, bp_real *outputs%s);\n", E->P,
+             ws_sfx, ws_arg);
+  if (!E->o->self_contained)
+    buf_printf(h, "\n#endif\n");
+}
+
+/* The public functions: thin wrappers that own (or take) the workspace. */
+static void emit_wrappers(Emitter *E, int workspace, int64_t ws) {
+  Ctx *c = E->c;
+  Buf *o = E->out;
+  const char *P = E->P;
+  const char *sfx = workspace ? "_ws" : "", *arg = workspace ? ", bp_real *ws" : "";
+  const char *decl_ws = "";
+  if (!workspace)
+    decl_ws = ws ? arena_printf(&c->arena, "  bp_real ws[%lld];\n", (long long)ws) : "  bp_real *ws = NULL;\n";
+  if (workspace)
+    buf_printf(o, "size_t %s_workspace_size(void) { return %lld; }\n\n", P, (long long)ws);
+  buf_printf(o, "bp_real %s_forward%s(const bp_real *params, const bp_real *inputs%s) {\n%s"
+                "  return %s__forward(params, inputs, ws);\n}\n\n", P, sfx, arg, decl_ws, P);
+  buf_printf(o, "bp_real %s_backward%s(const bp_real *params, const bp_real *inputs, bp_real *grad%s) {\n%s"
+                "  for (size_t i = 0; i < %lld; i++) grad[i] = 0;\n"
+                "  return %s__backward_add(params, inputs, grad, ws);\n}\n\n",
+             P, sfx, arg, decl_ws, (long long)c->num_params, P);
+  buf_printf(o,
+             "/* Mean loss and mean gradient over n examples stored one after another. */\n"
+             "bp_real %s_backward_batch%s(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad%s) {\n%s"
+             "  bp_real loss_sum = 0;\n"
+             "  for (size_t i = 0; i < %lld; i++) grad[i] = 0;\n"
+             "  if (n == 0) return 0;\n"
+             "  for (size_t e = 0; e < n; e++)\n"
+             "    loss_sum += %s__backward_add(params, %s, grad, ws);\n"
+             "  {\n"
+             "    const bp_real scale = (bp_real)1 / (bp_real)n;\n"
+             "    for (size_t i = 0; i < %lld; i++) grad[i] *= scale;\n"
+             "    return loss_sum * scale;\n"
+             "  }\n}\n\n",
+             P, sfx, arg, decl_ws, (long long)c->num_params, P,
+             c->num_inputs ? arena_printf(&c->arena, "inputs + e * %lld", (long long)c->num_inputs) : "inputs",
+             (long long)c->num_params);
+  buf_printf(o, "void %s_predict%s(const bp_real *params, const bp_real *inputs, bp_real *outputs%s) {\n%s"
+                "  %s__predict(params, inputs, outputs, ws);\n}\n", P, sfx, arg, decl_ws, P);
+}
+
+static int uses_op(Ctx *c, Op op);
+
+static void emit_helpers(Emitter *E) {
+  const char *R = "bp_real";
+  if (uses_op(E->c, OP_SIGMOID))
+    buf_printf(E->out, "static %s %s_sigmoid(%s x) { return 1 / (1 + %s(-x)); }\n", R, E->P, R, fn(E, "exp"));
+  if (uses_op(E->c, OP_SOFTPLUS))
+    buf_printf(E->out, "static %s %s_softplus(%s x) { return x > 0 ? x + %s(%s(-x)) : %s(%s(x)); }\n", R, E->P,
+               R, fn(E, "log1p"), fn(E, "exp"), fn(E, "log1p"), fn(E, "exp"));
+  buf_puts(E->out, "\n");
+}
+
+/* Whether any emitted function computes op: call after scheduling every root. */
+static int uses_op(Ctx *c, Op op) {
+  for (int i = 0; i < c->nodes.len; i++) {
+    Node *n = c->nodes.items[i];
+    if (n->op == op && n->live)
+      return 1;
+  }
+  return 0;
+}
+
+static const char *upper(Arena *a, const char *s) {
+  char *u = arena_strndup(a, s, strlen(s));
+  for (char *p = u; *p; p++)
+    *p = (char)toupper((unsigned char)*p);
+  return u;
+}
+
+void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
+  Emitter E = {.c = c, .o = o, .P = o->prefix, .U = upper(&c->arena, o->prefix)};
+  E.grad_fused = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->nodes.len + 1));
+  assign_names(&E);
+  /* functions first, into a scratch buffer, to learn the workspace size */
+  Buf fns = {0};
+  E.out = &fns;
+  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
+  roots[0] = c->loss;
+  for (int i = 0; i < c->outputs.len; i++)
+    roots[i + 1] = ((Decl *)c->outputs.items[i])->node;
+  Schedule all;
+  schedule_function(c, roots, c->outputs.len + 1, 1, &all);
+  if (uses_op(c, OP_SIGMOID) || uses_op(c, OP_SOFTPLUS))
+    emit_helpers(&E);
+  int64_t ws = emit_forward(&E);
+  int64_t wb = emit_backward(&E);
+  int64_t wp = emit_predict(&E);
+  if (wb > ws) ws = wb;
+  if (wp > ws) ws = wp;
+  int workspace = ws * (int64_t)(o->use_float ? sizeof(float) : sizeof(double)) > (int64_t)BPC_STACK_BYTES;
+  E.out = c_out;
+  if (o->self_contained) {
+    emit_header(&E, c_out, workspace, ws);
+    buf_puts(c_out, "\n#include <math.h>\n\n");
+  } else {
+    emit_header(&E, h_out, workspace, ws);
+    buf_printf(c_out, "/* Generated by bpc %s from %s. Do not edit. */\n#include <math.h>\n\n#include \"%s\"\n\n",
+               BPC_VERSION, c->src.name, o->header_name);
+  }
+  emit_init(&E);
+  buf_puts(c_out, fns.data ? fns.data : "");
+  buf_free(&fns);
+  emit_wrappers(&E, workspace, ws);
+}

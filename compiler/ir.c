@@ -1,0 +1,308 @@
+/* ir.c — the IR graph: typed nodes with static shapes, one node per distinct
+ * computation (hash-consing), so the forward pass computes each value once
+ * and the backward pass reuses forward values for free. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpc.h"
+
+static const char *const op_names[OP_COUNT] = {
+    [OP_CONST] = "const",     [OP_PARAM] = "param",         [OP_INPUT] = "input",
+    [OP_NEG] = "neg",         [OP_EXP] = "exp",             [OP_LOG] = "log",
+    [OP_SQRT] = "sqrt",       [OP_ABS] = "abs",             [OP_SIN] = "sin",
+    [OP_COS] = "cos",         [OP_TANH] = "tanh",           [OP_SIGMOID] = "sigmoid",
+    [OP_RELU] = "relu",       [OP_SOFTPLUS] = "softplus",   [OP_POWC] = "pow",
+    [OP_SIGN] = "sign",       [OP_ADD] = "add",             [OP_SUB] = "sub",
+    [OP_MUL] = "mul",         [OP_DIV] = "div",             [OP_MAX2] = "max",
+    [OP_MIN2] = "min",        [OP_GT] = "gt",               [OP_LT] = "lt",
+    [OP_SUM] = "sum",         [OP_SUMAX] = "sum_axis",      [OP_MAXALL] = "max_all",
+    [OP_MINALL] = "min_all",  [OP_LSE] = "logsumexp",       [OP_ARGMAXMASK] = "argmax_mask",
+    [OP_ARGMINMASK] = "argmin_mask", [OP_BCAST] = "broadcast", [OP_TRANSPOSE] = "transpose",
+    [OP_INDEX] = "index",     [OP_SCATTER] = "scatter",     [OP_MATMUL] = "matmul",
+    [OP_OUTER] = "outer",     [OP_DOT] = "dot",
+};
+
+const char *op_name(Op op) { return op_names[op]; }
+
+int op_is_unary_elementwise(Op op) { return op >= OP_NEG && op <= OP_SIGN; }
+
+int op_is_elementwise(Op op) { return op >= OP_NEG && op <= OP_LT; }
+
+static int op_is_commutative(Op op) {
+  return op == OP_ADD || op == OP_MUL || op == OP_MAX2 || op == OP_MIN2;
+}
+
+/* Ops whose result does not vary smoothly with their inputs carry no
+ * gradient: indicators and masks. */
+static int op_blocks_gradient(Op op) {
+  return op == OP_SIGN || op == OP_GT || op == OP_LT || op == OP_ARGMAXMASK ||
+         op == OP_ARGMINMASK;
+}
+
+static uint32_t mix(uint32_t h, uint64_t v) {
+  h ^= (uint32_t)(v ^ (v >> 32));
+  h *= 0x9E3779B1u;
+  return h ^ (h >> 15);
+}
+
+static uint32_t node_hash(Op op, Shape s, Node *a, Node *b, double value, int attr) {
+  uint64_t vbits;
+  memcpy(&vbits, &value, sizeof vbits);
+  uint32_t h = mix(2166136261u, (uint64_t)op);
+  h = mix(h, (uint64_t)s.rank);
+  h = mix(h, (uint64_t)s.dim[0]);
+  h = mix(h, (uint64_t)s.dim[1]);
+  h = mix(h, a ? (uint64_t)a->id + 1 : 0);
+  h = mix(h, b ? (uint64_t)b->id + 1 : 0);
+  h = mix(h, vbits);
+  return mix(h, (uint64_t)(uint32_t)attr);
+}
+
+static int same_double(double x, double y) { return memcmp(&x, &y, sizeof x) == 0; }
+
+static void rehash(Ctx *c) {
+  uint32_t cap = c->hcap ? c->hcap * 2 : 1024;
+  Node **tab = calloc(cap, sizeof *tab);
+  if (!tab) {
+    fputs("bpc: out of memory\n", stderr);
+    exit(3);
+  }
+  for (int i = 0; i < c->nodes.len; i++) {
+    Node *n = c->nodes.items[i];
+    uint32_t k = n->hash & (cap - 1);
+    n->hnext = tab[k];
+    tab[k] = n;
+  }
+  free(c->htab);
+  c->htab = tab;
+  c->hcap = cap;
+}
+
+Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+  if (op_is_commutative(op) && a && b && a->id > b->id) {
+    Node *t = a;
+    a = b;
+    b = t;
+  }
+  uint32_t h = node_hash(op, s, a, b, value, attr);
+  if (c->hcap) {
+    for (Node *n = c->htab[h & (c->hcap - 1)]; n; n = n->hnext)
+      if (n->hash == h && n->op == op && shape_eq(n->shape, s) && n->args[0] == a &&
+          n->args[1] == b && same_double(n->value, value) && n->attr == attr)
+        return n;
+  }
+  if (c->nodes.len >= BPC_MAX_NODES)
+    diag_error(c, c->cur_loc, "the model needs more than %d graph nodes (the limit)", BPC_MAX_NODES);
+  if ((uint32_t)c->nodes.len * 2 >= c->hcap)
+    rehash(c);
+  Node *n = arena_alloc(&c->arena, sizeof *n);
+  n->id = c->nodes.len;
+  n->op = op;
+  n->shape = s;
+  n->args[0] = a;
+  n->args[1] = b;
+  n->nargs = b ? 2 : a ? 1 : 0;
+  n->value = value;
+  n->attr = attr;
+  n->loc = c->cur_loc;
+  n->is_backward = c->building_backward;
+  n->ws_offset = -1;
+  n->hash = h;
+  if (op == OP_PARAM)
+    n->needs_grad = 1;
+  else if (!op_blocks_gradient(op))
+    n->needs_grad = (a && a->needs_grad) || (b && b->needs_grad);
+  uint32_t k = h & (c->hcap - 1);
+  n->hnext = c->htab[k];
+  c->htab[k] = n;
+  vec_push(&c->arena, &c->nodes, n);
+  return n;
+}
+
+static Node *build(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+  if (!c->no_simplify) {
+    Node *r = simplify(c, op, s, a, b, value, attr);
+    if (r)
+      return r;
+  }
+  return ir_make(c, op, s, a, b, value, attr);
+}
+
+int ir_is_const(const Node *n, double v) { return n->op == OP_CONST && n->value == v; }
+
+Node *ir_const(Ctx *c, double v, Shape s) {
+  if (v == 0)
+    v = 0; /* one zero: -0.0 and 0.0 hash alike */
+  return ir_make(c, OP_CONST, s, NULL, NULL, v, 0);
+}
+
+Node *ir_leaf(Ctx *c, Op op, int slot, Shape s) {
+  Node *n = ir_make(c, op, s, NULL, NULL, 0, slot);
+  n->slot = slot;
+  return n;
+}
+
+Node *ir_unary(Ctx *c, Op op, Node *a) { return build(c, op, a->shape, a, NULL, 0, 0); }
+
+Node *ir_powc(Ctx *c, Node *a, double e) { return build(c, OP_POWC, a->shape, a, NULL, e, 0); }
+
+Node *ir_binary(Ctx *c, Op op, Node *a, Node *b) {
+  Shape s;
+  if (!shape_broadcast(a->shape, b->shape, &s))
+    diag_error(c, c->cur_loc, "internal error: %s of %s and %s", op_name(op),
+               shape_str(c, a->shape), shape_str(c, b->shape));
+  return build(c, op, s, a, b, 0, 0);
+}
+
+Node *ir_reduce(Ctx *c, Op op, Node *a) {
+  Shape s = shape_scalar();
+  if (op == OP_ARGMAXMASK || op == OP_ARGMINMASK)
+    s = a->shape;
+  else if (op == OP_LSE && a->shape.rank == 2)
+    s = shape_vec(a->shape.dim[0]);
+  return build(c, op, s, a, NULL, 0, 0);
+}
+
+Node *ir_sumax(Ctx *c, Node *a, int axis) {
+  return build(c, OP_SUMAX, shape_vec(a->shape.dim[1 - axis]), a, NULL, 0, axis);
+}
+
+Node *ir_bcast(Ctx *c, Node *a, Shape to, int mode) {
+  if (shape_eq(a->shape, to))
+    return a;
+  return build(c, OP_BCAST, to, a, NULL, 0, a->shape.rank == 0 ? BCAST_ROWS : mode);
+}
+
+Node *ir_transpose(Ctx *c, Node *a) {
+  return build(c, OP_TRANSPOSE, shape_mat(a->shape.dim[1], a->shape.dim[0]), a, NULL, 0, 0);
+}
+
+Node *ir_index(Ctx *c, Node *a, int64_t offset, Shape s) {
+  return build(c, OP_INDEX, s, a, NULL, 0, (int)offset);
+}
+
+Node *ir_scatter(Ctx *c, Node *g, int64_t offset, Shape full) {
+  return build(c, OP_SCATTER, full, g, NULL, 0, (int)offset);
+}
+
+/* Shape of a @ b given transpose flags; the operands' own shapes are
+ * stored, the flags say how to read them. */
+static Shape eff(Shape s, int transposed) {
+  return (s.rank == 2 && transposed) ? shape_mat(s.dim[1], s.dim[0]) : s;
+}
+
+Node *ir_matmul(Ctx *c, Node *a, Node *b, int flags) {
+  Shape sa = eff(a->shape, flags & MM_TA), sb = eff(b->shape, flags & MM_TB), s;
+  if (sa.rank == 2 && sb.rank == 2)
+    s = shape_mat(sa.dim[0], sb.dim[1]);
+  else if (sa.rank == 2)
+    s = shape_vec(sa.dim[0]);
+  else
+    s = shape_vec(sb.dim[1]);
+  return build(c, OP_MATMUL, s, a, b, 0, flags);
+}
+
+Node *ir_outer(Ctx *c, Node *a, Node *b) {
+  return build(c, OP_OUTER, shape_mat(a->shape.dim[0], b->shape.dim[0]), a, b, 0, 0);
+}
+
+Node *ir_dot(Ctx *c, Node *a, Node *b) { return build(c, OP_DOT, shape_scalar(), a, b, 0, 0); }
+
+Node *ir_unbroadcast(Ctx *c, Node *a, Shape to) {
+  if (shape_eq(a->shape, to))
+    return a;
+  if (to.rank == 0)
+    return ir_reduce(c, OP_SUM, a);
+  /* a vector broadcast over the rows of a matrix */
+  return ir_sumax(c, a, 0);
+}
+
+/* ---- --emit ir ------------------------------------------------------------ */
+
+static void print_ref(Buf *out, const Node *n) {
+  if (n->op == OP_CONST && n->shape.rank == 0)
+    buf_printf(out, "%.17g", n->value);
+  else
+    buf_printf(out, "%%%d", n->id);
+}
+
+static void print_node(Ctx *c, Buf *out, const Node *n) {
+  buf_printf(out, "  %%%d = %s", n->id, op_name(n->op));
+  switch (n->op) {
+  case OP_CONST: buf_printf(out, " %.17g", n->value); break;
+  case OP_PARAM: buf_printf(out, " %s", ((Decl *)c->params.items[n->slot])->name); break;
+  case OP_INPUT: buf_printf(out, " %s", ((Decl *)c->inputs.items[n->slot])->name); break;
+  default:
+    for (int i = 0; i < n->nargs; i++) {
+      buf_puts(out, i ? ", " : " ");
+      print_ref(out, n->args[i]);
+    }
+    if (n->op == OP_POWC)
+      buf_printf(out, ", %.17g", n->value);
+    if (n->op == OP_SUMAX)
+      buf_printf(out, ", axis=%d", n->attr);
+    if (n->op == OP_INDEX || n->op == OP_SCATTER)
+      buf_printf(out, ", at=%d", n->attr);
+    if (n->op == OP_BCAST)
+      buf_puts(out, n->attr == BCAST_COLS ? ", cols" : ", rows");
+    if (n->op == OP_MATMUL && n->attr)
+      buf_printf(out, ",%s%s", n->attr & MM_TA ? " ta" : "", n->attr & MM_TB ? " tb" : "");
+  }
+  buf_printf(out, " : %s", shape_str(c, n->shape));
+  if (n->name || n->loc.line)
+    buf_puts(out, "  #");
+  if (n->name)
+    buf_printf(out, " %s", n->name);
+  if (n->loc.line)
+    buf_printf(out, " line %d", n->loc.line);
+  if (n->is_backward)
+    buf_puts(out, " (backward)");
+  buf_puts(out, "\n");
+}
+
+void ir_print(Ctx *c, Buf *out) {
+  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
+  int nroots = 0;
+  roots[nroots++] = c->loss;
+  for (int i = 0; i < c->outputs.len; i++)
+    roots[nroots++] = ((Decl *)c->outputs.items[i])->node;
+  Schedule sch;
+  schedule_function(c, roots, nroots, 1, &sch);
+  buf_printf(out, "# bpc IR: %d nodes\n", sch.order.len);
+  for (int i = 0; i < c->params.len; i++) {
+    Decl *d = c->params.items[i];
+    buf_printf(out, "param %s %s at %lld\n", d->name, shape_str(c, d->shape), (long long)d->offset);
+  }
+  for (int i = 0; i < c->inputs.len; i++) {
+    Decl *d = c->inputs.items[i];
+    buf_printf(out, "input %s %s at %lld\n", d->name, shape_str(c, d->shape), (long long)d->offset);
+  }
+  buf_puts(out, "graph:\n");
+  for (int i = 0; i < sch.order.len; i++) {
+    const Node *n = sch.order.items[i];
+    if (n->op == OP_CONST && n->shape.rank == 0)
+      continue; /* printed inline */
+    print_node(c, out, n);
+  }
+  buf_printf(out, "loss = ");
+  print_ref(out, c->loss);
+  buf_puts(out, "\n");
+  for (int i = 0; i < c->outputs.len; i++) {
+    Decl *d = c->outputs.items[i];
+    buf_printf(out, "output %s = ", d->name);
+    print_ref(out, d->node);
+    buf_puts(out, "\n");
+  }
+  for (int i = 0; i < c->params.len; i++) {
+    Decl *d = c->params.items[i];
+    buf_printf(out, "grad %s =", d->name);
+    if (!c->grad_terms[i])
+      buf_puts(out, " 0");
+    for (GradTerm *t = c->grad_terms[i]; t; t = t->next) {
+      buf_puts(out, t == c->grad_terms[i] ? " " : " + ");
+      print_ref(out, t->node);
+    }
+    buf_puts(out, "\n");
+  }
+}

@@ -1,0 +1,211 @@
+/* main.c — the bpc command line: `bpc MODEL.bp -o model.c` and friends. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bpc.h"
+#include "cli.h"
+
+static const char usage_text[] =
+    "usage: bpc MODEL.bp [-o OUT.c] [options]     compile a model to C (OUT.c and OUT.h)\n"
+    "       bpc COMMAND MODEL.bp [options]        see below\n"
+    "\n"
+    "Compile options:\n"
+    "  -o FILE          write FILE and its header (FILE with .h); '-' writes C to stdout\n"
+    "                   (default: MODEL.c and MODEL.h in the current directory)\n"
+    "  --prefix NAME    prefix of the generated functions (default: from the output name)\n"
+    "  --float          use float instead of double\n"
+    "  -D NAME=INT      override a 'dim NAME = ...' of the model\n"
+    "  --emit c|ir|dot  what to write: C (default), the IR as text, or a Graphviz graph\n"
+    "  --stats          print forward and backward op and flop counts\n"
+    "\n"
+    "Commands:\n"
+    "  train MODEL.bp --data ...    train from the command line (bpc train --help)\n"
+    "  eval MODEL.bp --load P ...   loss and accuracy of saved parameters\n"
+    "  predict MODEL.bp --load P    write the model's outputs as CSV\n"
+    "\n"
+    "  -h, --help       this text\n"
+    "  --version        print the version\n";
+
+void cli_usage_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("bpc: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs(" (see bpc --help)\n", stderr);
+  exit(2);
+}
+
+int cli_parse_define(const char *arg, DefineOpt *out) {
+  const char *eq = strchr(arg, '=');
+  if (!eq || eq == arg)
+    return 0;
+  char *end;
+  errno = 0;
+  long long v = strtoll(eq + 1, &end, 10);
+  if (*end || end == eq + 1 || errno)
+    return 0;
+  out->name = strndup(arg, (size_t)(eq - arg));
+  out->value = v;
+  return 1;
+}
+
+/* Reads and compiles a model; on a user error prints it and exits 1. */
+void cli_compile_or_exit(Ctx *c, const char *path, const CompileOptions *o) {
+  size_t len = 0;
+  const char *why = NULL;
+  char *text = read_source_file(path, &len, &why);
+  if (!text) {
+    fprintf(stderr, "bpc: cannot read %s: %s\n", path, why);
+    exit(1);
+  }
+  ctx_init(c, path, text, len);
+  if (bpc_compile(c, o)) {
+    fputs(c->err.data, stderr);
+    exit(1);
+  }
+}
+
+/* An identifier from a file name: "out/my-model.c" -> "my_model". */
+static char *prefix_from_path(const char *path) {
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  size_t n = strcspn(base, ".");
+  char *p = malloc(n + 3);
+  size_t k = 0;
+  if (n == 0 || isdigit((unsigned char)base[0]))
+    p[k++] = 'm', p[k++] = '_';
+  for (size_t i = 0; i < n; i++)
+    p[k++] = isalnum((unsigned char)base[i]) ? base[i] : '_';
+  p[k] = 0;
+  return p;
+}
+
+static char *with_extension(const char *path, const char *ext) {
+  const char *slash = strrchr(path, '/');
+  const char *dot = strrchr(path, '.');
+  size_t n = (dot && (!slash || dot > slash)) ? (size_t)(dot - path) : strlen(path);
+  char *r = malloc(n + strlen(ext) + 1);
+  memcpy(r, path, n);
+  strcpy(r + n, ext);
+  return r;
+}
+
+static void print_stats(Ctx *c, FILE *f) {
+  Stats st;
+  compute_stats(c, &st);
+  fprintf(f, "forward:  %d ops, %.0f flops\n", st.fwd_ops, st.fwd_flops);
+  fprintf(f, "backward: %d ops, %.0f flops (excluding the forward values it reuses)\n", st.bwd_ops,
+          st.bwd_flops);
+  fprintf(f, "backward/forward flops: %.2f\n", st.fwd_flops > 0 ? st.bwd_flops / st.fwd_flops : 0.0);
+  fprintf(f, "parameters: %lld, inputs: %lld, outputs: %lld\n", (long long)c->num_params,
+          (long long)c->num_inputs, (long long)c->num_outputs);
+}
+
+static int compile_command(int argc, char **argv) {
+  const char *model = NULL, *out = NULL, *prefix = NULL, *emit = "c";
+  int use_float = 0, stats = 0;
+  DefineOpt defs[64];
+  int ndefs = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-o") || !strcmp(a, "--prefix") || !strcmp(a, "--emit") || !strcmp(a, "-D")) {
+      if (i + 1 >= argc)
+        cli_usage_error("%s needs a value", a);
+      const char *v = argv[++i];
+      if (!strcmp(a, "-o")) out = v;
+      else if (!strcmp(a, "--prefix")) prefix = v;
+      else if (!strcmp(a, "--emit")) emit = v;
+      else if (ndefs == 64 || !cli_parse_define(v, &defs[ndefs++]))
+        cli_usage_error("-D takes NAME=INT, got '%s'", v);
+    } else if (!strncmp(a, "-D", 2) && a[2]) {
+      if (ndefs == 64 || !cli_parse_define(a + 2, &defs[ndefs++]))
+        cli_usage_error("-D takes NAME=INT, got '%s'", a + 2);
+    } else if (!strcmp(a, "--float")) {
+      use_float = 1;
+    } else if (!strcmp(a, "--stats")) {
+      stats = 1;
+    } else if (a[0] == '-' && a[1]) {
+      cli_usage_error("unknown option '%s'", a);
+    } else if (!model) {
+      model = a;
+    } else {
+      cli_usage_error("more than one model given ('%s' and '%s')", model, a);
+    }
+  }
+  if (!model)
+    cli_usage_error("no model given");
+  if (strcmp(emit, "c") && strcmp(emit, "ir") && strcmp(emit, "dot"))
+    cli_usage_error("--emit takes c, ir or dot, not '%s'", emit);
+  if (prefix) {
+    int ok = isalpha((unsigned char)prefix[0]) != 0;
+    for (const char *p = prefix; *p; p++)
+      ok &= isalnum((unsigned char)*p) || *p == '_';
+    if (!ok)
+      cli_usage_error("--prefix must be a C identifier, got '%s'", prefix);
+  }
+  Ctx c;
+  CompileOptions co = {defs, ndefs};
+  cli_compile_or_exit(&c, model, &co);
+
+  Buf text = {0}, header = {0};
+  int to_stdout = out && !strcmp(out, "-");
+  if (!strcmp(emit, "ir") || !strcmp(emit, "dot")) {
+    if (!strcmp(emit, "ir"))
+      ir_print(&c, &text);
+    else
+      emit_dot(&c, &text);
+    if (!out)
+      to_stdout = 1;
+  } else {
+    const char *c_path = out ? out : with_extension(strrchr(model, '/') ? strrchr(model, '/') + 1 : model, ".c");
+    if (!out)
+      out = c_path;
+    char *h_path = with_extension(out, ".h");
+    const char *h_base = strrchr(h_path, '/') ? strrchr(h_path, '/') + 1 : h_path;
+    EmitOptions eo = {.prefix = prefix ? prefix : prefix_from_path(to_stdout ? model : out),
+                      .use_float = use_float,
+                      .self_contained = to_stdout,
+                      .header_name = h_base};
+    emit_c(&c, &eo, &text, &header);
+    if (!to_stdout) {
+      const char *paths[2] = {out, h_path};
+      Buf *bufs[2] = {&text, &header};
+      const char *why = NULL;
+      int failed = cli_write_files_atomically(paths, bufs, 2, &why);
+      if (failed >= 0) {
+        fprintf(stderr, "bpc: cannot write %s: %s\n", paths[failed], why);
+        return 1;
+      }
+    }
+  }
+  if (to_stdout)
+    fwrite(text.data, 1, text.len, stdout);
+  if (stats)
+    print_stats(&c, to_stdout ? stderr : stdout);
+  buf_free(&text);
+  buf_free(&header);
+  ctx_free(&c);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2)
+    cli_usage_error("no model given");
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+    fputs(usage_text, stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "--version")) {
+    printf("bpc %s\n", BPC_VERSION);
+    return 0;
+  }
+  for (const CliCommand *k = cli_commands; k->name; k++)
+    if (!strcmp(cmd, k->name))
+      return k->run(argc - 1, argv + 1);
+  return compile_command(argc, argv);
+}

@@ -1,0 +1,167 @@
+/* simplify.c — algebraic rewrites applied as each node is built: constant
+ * folding, identities (x*1, x+0, x*0, --x, log(exp(x))), transposes folded
+ * into matrix products, and broadcasts left implicit where an elementwise
+ * op broadcasts anyway. Because every node passes through here and then
+ * through hash-consing, the backward graph is simplified and shares common
+ * subexpressions with the forward graph as it is built. */
+#include <math.h>
+
+#include "bpc.h"
+
+static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+/* Value of an elementwise op on constants; returns 0 if not foldable. */
+static int fold_elementwise(Op op, double a, double b, double value, double *out) {
+  switch (op) {
+  case OP_NEG: *out = -a; return 1;
+  case OP_EXP: *out = exp(a); return 1;
+  case OP_LOG: if (a <= 0) return 0; *out = log(a); return 1;
+  case OP_SQRT: if (a < 0) return 0; *out = sqrt(a); return 1;
+  case OP_ABS: *out = fabs(a); return 1;
+  case OP_SIN: *out = sin(a); return 1;
+  case OP_COS: *out = cos(a); return 1;
+  case OP_TANH: *out = tanh(a); return 1;
+  case OP_SIGMOID: *out = sigmoid(a); return 1;
+  case OP_RELU: *out = a > 0 ? a : 0; return 1;
+  case OP_SOFTPLUS: *out = softplus(a); return 1;
+  case OP_POWC: *out = pow(a, value); return isfinite(*out);
+  case OP_SIGN: *out = (a > 0) - (a < 0); return 1;
+  case OP_ADD: *out = a + b; return 1;
+  case OP_SUB: *out = a - b; return 1;
+  case OP_MUL: *out = a * b; return 1;
+  case OP_DIV: if (b == 0) return 0; *out = a / b; return 1;
+  case OP_MAX2: *out = a > b ? a : b; return 1;
+  case OP_MIN2: *out = a < b ? a : b; return 1;
+  case OP_GT: *out = a > b; return 1;
+  case OP_LT: *out = a < b; return 1;
+  default: return 0;
+  }
+}
+
+static Node *fold(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+  if (!a || a->op != OP_CONST || (b && b->op != OP_CONST))
+    return NULL;
+  double x = a->value, y = b ? b->value : 0, r;
+  if (op_is_elementwise(op))
+    return fold_elementwise(op, x, y, value, &r) ? ir_const(c, r, s) : NULL;
+  switch (op) {
+  case OP_SUM: return ir_const(c, x * (double)shape_numel(a->shape), s);
+  case OP_SUMAX: return ir_const(c, x * (double)a->shape.dim[attr], s);
+  case OP_MAXALL:
+  case OP_MINALL: return ir_const(c, x, s);
+  case OP_LSE: {
+    int64_t n = a->shape.rank == 2 ? a->shape.dim[1] : shape_numel(a->shape);
+    return ir_const(c, x + log((double)n), s);
+  }
+  case OP_BCAST:
+  case OP_TRANSPOSE:
+  case OP_INDEX: return ir_const(c, x, s);
+  case OP_SCATTER: return x == 0 ? ir_const(c, 0, s) : NULL;
+  case OP_OUTER: return ir_const(c, x * y, s);
+  case OP_DOT: return ir_const(c, x * y * (double)a->shape.dim[0], s);
+  case OP_MATMUL: {
+    int64_t k = (a->shape.rank == 2) ? ((attr & MM_TA) ? a->shape.dim[0] : a->shape.dim[1])
+                                     : a->shape.dim[0];
+    return ir_const(c, x * y * (double)k, s);
+  }
+  default: return NULL;
+  }
+}
+
+/* x itself when it already has the result's shape, else x broadcast to it. */
+static Node *as_shape(Ctx *c, Node *x, Shape s) { return ir_bcast(c, x, s, BCAST_ROWS); }
+
+static int is_zero(const Node *n) { return ir_is_const(n, 0); }
+
+static Node *simplify_binary(Ctx *c, Op op, Shape s, Node *a, Node *b) {
+  switch (op) {
+  case OP_ADD:
+    if (is_zero(a)) return as_shape(c, b, s);
+    if (is_zero(b)) return as_shape(c, a, s);
+    if (b->op == OP_NEG) return ir_binary(c, OP_SUB, a, b->args[0]);
+    if (a->op == OP_NEG) return ir_binary(c, OP_SUB, b, a->args[0]);
+    break;
+  case OP_SUB:
+    if (is_zero(b)) return as_shape(c, a, s);
+    if (is_zero(a)) return as_shape(c, ir_unary(c, OP_NEG, b), s);
+    if (a == b) return ir_const(c, 0, s);
+    if (b->op == OP_NEG) return ir_binary(c, OP_ADD, a, b->args[0]);
+    break;
+  case OP_MUL:
+    if (is_zero(a) || is_zero(b)) return ir_const(c, 0, s);
+    if (ir_is_const(a, 1)) return as_shape(c, b, s);
+    if (ir_is_const(b, 1)) return as_shape(c, a, s);
+    if (ir_is_const(a, -1)) return as_shape(c, ir_unary(c, OP_NEG, b), s);
+    if (ir_is_const(b, -1)) return as_shape(c, ir_unary(c, OP_NEG, a), s);
+    if (a->op == OP_NEG && b->op == OP_NEG) return ir_binary(c, OP_MUL, a->args[0], b->args[0]);
+    if (a->op == OP_NEG) return ir_unary(c, OP_NEG, ir_binary(c, OP_MUL, a->args[0], b));
+    if (b->op == OP_NEG) return ir_unary(c, OP_NEG, ir_binary(c, OP_MUL, a, b->args[0]));
+    break;
+  case OP_DIV:
+    if (is_zero(a) && !is_zero(b)) return ir_const(c, 0, s);
+    if (ir_is_const(b, 1)) return as_shape(c, a, s);
+    if (a->op == OP_NEG) return ir_unary(c, OP_NEG, ir_binary(c, OP_DIV, a->args[0], b));
+    break;
+  default:
+    break;
+  }
+  return NULL;
+}
+
+/* An elementwise op broadcasts a scalar or a row vector by itself, so an
+ * explicit broadcast of its argument need not be materialised, as long as
+ * the other argument still gives the result its shape. */
+static Node *unwrap_bcast(Node *x, Node *other, Shape s) {
+  if (x->op == OP_BCAST && x->attr == BCAST_ROWS && shape_eq(other->shape, s))
+    return x->args[0];
+  return x;
+}
+
+Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+  Node *r = fold(c, op, s, a, b, value, attr);
+  if (r)
+    return r;
+  if (op_is_elementwise(op) && b) {
+    Node *a2 = unwrap_bcast(a, b, s), *b2 = unwrap_bcast(b, a, s);
+    if (a2 != a || b2 != b)
+      return ir_binary(c, op, a2, b2);
+    return simplify_binary(c, op, s, a, b);
+  }
+  switch (op) {
+  case OP_NEG:
+    if (a->op == OP_NEG) return a->args[0];
+    if (a->op == OP_SUB) return ir_binary(c, OP_SUB, a->args[1], a->args[0]);
+    break;
+  case OP_LOG:
+    if (a->op == OP_EXP) return a->args[0];
+    break;
+  case OP_POWC:
+    if (value == 1) return a;
+    if (value == 0) return ir_const(c, 1, s);
+    break;
+  case OP_SUM:
+  case OP_MAXALL:
+  case OP_MINALL:
+    if (a->shape.rank == 0) return a;
+    if (op == OP_SUM && a->op == OP_BCAST && a->args[0]->shape.rank == 0)
+      return ir_binary(c, OP_MUL, a->args[0], ir_const(c, (double)shape_numel(a->shape), shape_scalar()));
+    if (op == OP_SUM && a->op == OP_NEG) return ir_unary(c, OP_NEG, ir_reduce(c, OP_SUM, a->args[0]));
+    break;
+  case OP_TRANSPOSE:
+    if (a->op == OP_TRANSPOSE) return a->args[0];
+    if (a->op == OP_OUTER) return ir_outer(c, a->args[1], a->args[0]);
+    break;
+  case OP_MATMUL:
+    if (a->op == OP_TRANSPOSE) return ir_matmul(c, a->args[0], b, attr ^ MM_TA);
+    if (b->op == OP_TRANSPOSE) return ir_matmul(c, a, b->args[0], attr ^ MM_TB);
+    break;
+  case OP_INDEX:
+    if (a->op == OP_SCATTER && a->attr == attr && shape_eq(a->args[0]->shape, s))
+      return a->args[0];
+    break;
+  default:
+    break;
+  }
+  return NULL;
+}

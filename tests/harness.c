@@ -1,0 +1,158 @@
+/* harness.c — see harness.h. */
+#include <dlfcn.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+char *read_text_file(const char *path) {
+  size_t len;
+  const char *why;
+  char *t = read_source_file(path, &len, &why);
+  if (!t)
+    fail_msg("cannot read %s: %s", path, why);
+  return t;
+}
+
+static void write_file(const char *path, const char *data, size_t len) {
+  FILE *f = fopen(path, "wb");
+  if (!f)
+    fail_msg("cannot write %s", path);
+  fwrite(data, 1, len, f);
+  fclose(f);
+}
+
+Model *model_from_source(const char *name, const char *source) {
+  Ctx c;
+  ctx_init(&c, name, source, strlen(source));
+  if (bpc_compile(&c, NULL))
+    fail_msg("compile error:\n%s", c.err.data);
+  Model *m = calloc(1, sizeof *m);
+  m->nparams = c.num_params;
+  m->ninputs = c.num_inputs;
+  m->noutputs = c.num_outputs;
+  for (int i = 0; i < c.params.len && i < 64; i++) {
+    Decl *d = c.params.items[i];
+    m->names[i] = strdup(d->name);
+    m->offsets[i] = d->offset;
+    m->sizes[i] = shape_numel(d->shape);
+    m->ndecls++;
+  }
+  Buf text = {0}, header = {0};
+  EmitOptions eo = {.prefix = "m", .self_contained = 1};
+  emit_c(&c, &eo, &text, &header);
+  ctx_free(&c);
+  strcpy(m->dir, "/tmp/bpc-test-XXXXXX");
+  if (!mkdtemp(m->dir))
+    fail_msg("mkdtemp failed");
+  char cpath[128], sopath[128], cmd[512];
+  snprintf(cpath, sizeof cpath, "%s/m.c", m->dir);
+  snprintf(sopath, sizeof sopath, "%s/m.so", m->dir);
+  write_file(cpath, text.data, text.len);
+  buf_free(&text);
+  buf_free(&header);
+  /* the generated code must compile without a single warning */
+  snprintf(cmd, sizeof cmd, "cc -std=c99 -pedantic -Wall -Wextra -Werror -O1 -fPIC -shared -o %s %s -lm", sopath,
+           cpath);
+  if (system(cmd) != 0)
+    fail_msg("generated C for %s did not compile cleanly: %s", name, cmd);
+  m->so = dlopen(sopath, RTLD_NOW | RTLD_LOCAL);
+  if (!m->so)
+    fail_msg("dlopen: %s", dlerror());
+  *(void **)&m->init = dlsym(m->so, "m_init");
+  *(void **)&m->forward = dlsym(m->so, "m_forward");
+  *(void **)&m->backward = dlsym(m->so, "m_backward");
+  *(void **)&m->backward_batch = dlsym(m->so, "m_backward_batch");
+  *(void **)&m->predict = dlsym(m->so, "m_predict");
+  assert_non_null(m->forward);
+  assert_non_null(m->backward);
+  return m;
+}
+
+Model *model_from_file(const char *path) {
+  char *src = read_text_file(path);
+  Model *m = model_from_source(path, src);
+  free(src);
+  return m;
+}
+
+void model_free(Model *m) {
+  char cmd[160];
+  dlclose(m->so);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", m->dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "warning: could not remove %s\n", m->dir);
+  for (int i = 0; i < m->ndecls; i++)
+    free(m->names[i]);
+  free(m);
+}
+
+int64_t model_param_offset(const Model *m, const char *name) {
+  for (int i = 0; i < m->ndecls; i++)
+    if (!strcmp(m->names[i], name))
+      return m->offsets[i];
+  fail_msg("no parameter %s", name);
+  return -1;
+}
+
+char *compile_error(const char *source) {
+  Ctx c;
+  ctx_init(&c, "model.bp", source, strlen(source));
+  int rc = bpc_compile(&c, NULL);
+  char *msg = strdup(rc ? c.err.data : "(compiled without error)");
+  ctx_free(&c);
+  return msg;
+}
+
+double test_rand_normal(uint64_t *s) {
+  double u[2];
+  for (int i = 0; i < 2; i++) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15u);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    z ^= z >> 31;
+    u[i] = ((double)(z >> 11) + 1.0) / 9007199254740992.0;
+  }
+  return sqrt(-2 * log(u[0])) * cos(6.283185307179586 * u[1]);
+}
+
+/* Relative error with a small floor, so that gradients that are zero (a
+ * dead ReLU) compare by their tiny absolute difference. */
+static double rel_error(double a, double b) {
+  double scale = fmax(fmax(fabs(a), fabs(b)), 1e-3);
+  return fabs(a - b) / scale;
+}
+
+void check_gradient_fd(Model *m, const double *params, const double *inputs, int max_per_param, double tol) {
+  double *p = malloc(sizeof(double) * (size_t)(m->nparams + 1));
+  double *g = malloc(sizeof(double) * (size_t)(m->nparams + 1));
+  memcpy(p, params, sizeof(double) * (size_t)m->nparams);
+  m->backward(p, inputs, g);
+  for (int d = 0; d < m->ndecls; d++) {
+    int64_t n = m->sizes[d], step = 1;
+    if (max_per_param > 0 && n > max_per_param)
+      step = n / max_per_param;
+    for (int64_t k = 0; k < n; k += step) {
+      int64_t i = m->offsets[d] + k;
+      double x = p[i], h = 1e-5 * fmax(1.0, fabs(x));
+      p[i] = x + h;
+      double fp = m->forward(p, inputs);
+      p[i] = x - h;
+      double fm = m->forward(p, inputs);
+      p[i] = x;
+      double fd = (fp - fm) / (2 * h);
+      if (rel_error(g[i], fd) > tol)
+        fail_msg("d loss/d %s[%lld]: backward gives %.12g, finite differences %.12g", m->names[d], (long long)k,
+                 g[i], fd);
+    }
+  }
+  free(p);
+  free(g);
+}

@@ -1,0 +1,31 @@
+# Tests: cmocka programs (one per stage or concern) and an end-to-end script.
+TEST_CFLAGS = $(CSTD) $(CFLAGS) $(WARN) $(INCS) -Itests -DSAMPLES_DIR=\"$(CURDIR)/samples\" \
+              -DTESTS_DIR=\"$(CURDIR)/tests\" -DBPC_BIN=\"$(CURDIR)/$(B)/bpc\"
+TEST_LIBS   = -lcmocka $(LDLIBS)
+TEST_NAMES  = $(basename $(notdir $(wildcard tests/test_*.c)))
+TEST_BINS   = $(TEST_NAMES:%=$(B)/tests/%)
+
+$(B)/tests/harness.o: tests/harness.c tests/harness.h compiler/bpc.h
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -c -o $@ $<
+$(B)/tests/%: tests/%.c $(B)/tests/harness.o $(B)/libbpc.a tests/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(B)/tests/harness.o $(B)/libbpc.a $(TEST_LIBS)
+
+# Each program prints cmocka's summary; the last line totals them all.
+test: $(B)/bpc $(TEST_BINS)
+	@pass=0; fail=0; \
+	for t in $(TEST_BINS); do \
+	  if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
+	done; \
+	if bash tests/e2e.sh $(B)/bpc; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: tests/e2e.sh"; fi; \
+	echo "test programs: $$pass passed, $$fail failed"; \
+	test $$fail -eq 0
+
+unit: $(TEST_BINS)
+
+# Regenerates the golden files; review the diff before committing.
+golden: $(B)/bpc
+	@for f in tests/golden/*.bp; do \
+	  b=$${f%.bp}; (cd tests/golden && ../../$(B)/bpc $$(basename $$f) -o $$(basename $$b).c) || exit 1; \
+	done; git --no-pager diff --stat -- tests/golden
