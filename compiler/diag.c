@@ -28,15 +28,19 @@ void diag_format(Buf *out, const Source *src, Loc loc, const char *msg) {
   const char *text = find_line(src, loc.line, &len);
   if (!text)
     return;
-  if (len > 200) /* very long lines: show a window around the column */
-    len = 200;
-  buf_printf(out, "%5d | ", loc.line);
-  for (size_t i = 0; i < len; i++) {
+  /* very long lines: show a window of the line around the column */
+  size_t col = loc.col > 0 ? (size_t)loc.col - 1 : 0, start = 0;
+  if (col > 100)
+    start = col - 60;
+  if (len > start + 120)
+    len = start + 120;
+  buf_printf(out, "%5d | %s", loc.line, start ? "..." : "");
+  for (size_t i = start; i < len; i++) {
     unsigned char ch = (unsigned char)text[i];
     buf_printf(out, "%c", ch == '\t' ? ' ' : (ch < 32 || ch == 127) ? '?' : (char)ch);
   }
-  buf_puts(out, "\n      | ");
-  for (int i = 1; i < loc.col && i <= (int)len; i++)
+  buf_printf(out, "\n      | %s", start ? "   " : "");
+  for (size_t i = start; i < col; i++)
     buf_puts(out, " ");
   buf_puts(out, "^\n");
 }

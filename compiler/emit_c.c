@@ -102,22 +102,28 @@ static void assign_names(Emitter *E) {
 
 /* ---- literals and math ----------------------------------------------------- */
 
-static const char *literal(Emitter *E, double v) {
-  Arena *a = &E->c->arena;
+static const char *format_literal(Arena *a, double v, int use_float);
+
+static const char *literal(Emitter *E, double v) { return format_literal(&E->c->arena, v, E->o->use_float); }
+
+/* Initialisers compute in double and convert once, whatever bp_real is. */
+static const char *dliteral(Emitter *E, double v) { return format_literal(&E->c->arena, v, 0); }
+
+static const char *format_literal(Arena *a, double v, int use_float) {
   if (isnan(v))
     return "NAN";
   if (isinf(v))
     return v > 0 ? "HUGE_VAL" : "(-HUGE_VAL)";
   char buf[64];
-  int prec = E->o->use_float ? 9 : 17;
-  for (int p = E->o->use_float ? 6 : 15; p <= prec; p++) {
+  int prec = use_float ? 9 : 17;
+  for (int p = use_float ? 6 : 15; p <= prec; p++) {
     snprintf(buf, sizeof buf, "%.*g", p, v);
-    if (E->o->use_float ? (float)strtod(buf, NULL) == (float)v : strtod(buf, NULL) == v)
+    if (use_float ? (float)strtod(buf, NULL) == (float)v : strtod(buf, NULL) == v)
       break;
   }
   if (!strpbrk(buf, ".en"))
     strcat(buf, ".0");
-  const char *suffix = E->o->use_float ? "f" : "";
+  const char *suffix = use_float ? "f" : "";
   return v < 0 ? arena_printf(a, "(%s%s)", buf, suffix) : arena_printf(a, "%s%s", buf, suffix);
 }
 
@@ -657,7 +663,7 @@ static void emit_init(Emitter *E) {
       line(E, "  uint64_t state = seed ^ (0xD1B54A32D192ED03u * %lluu);", (unsigned long long)p + 1);
       if (d->init == INIT_NORMAL) {
         line(E, "  for (size_t i = 0; i < %lld; i++) params[%lld + i] = (bp_real)(%s + %s * %s__normal(&state));", n,
-             off, literal(E, d->init_a), literal(E, d->init_b), E->P);
+             off, dliteral(E, d->init_a), dliteral(E, d->init_b), E->P);
       } else {
         double lo = d->init_a, hi = d->init_b;
         if (d->init == INIT_GLOROT) { /* uniform(-a, a), a = sqrt(6 / (fan_in + fan_out)) */
@@ -665,7 +671,7 @@ static void emit_init(Emitter *E) {
           lo = -hi;
         }
         line(E, "  for (size_t i = 0; i < %lld; i++) params[%lld + i] = (bp_real)(%s + %s * %s__uniform(&state));",
-             n, off, literal(E, lo), literal(E, hi - lo), E->P);
+             n, off, dliteral(E, lo), dliteral(E, hi - lo), E->P);
       }
       line(E, "}");
     }

@@ -202,6 +202,22 @@ args: expr { $$ = ast_new(c, AST_CALL, L(@1)); ast_add_kid(c, $$, $1); }
 
 %%
 
+/* Just after the last visible character: where a missing ')' belongs. */
+static Loc end_of_text(Ctx *c) {
+  size_t n = c->src.len;
+  while (n > 0 && (c->src.text[n - 1] == '\n' || c->src.text[n - 1] == ' ' || c->src.text[n - 1] == '\t' ||
+                   c->src.text[n - 1] == '\r'))
+    n--;
+  Loc loc = {1, 1};
+  for (size_t i = 0; i < n; i++) {
+    if (c->src.text[i] == '\n')
+      loc.line++, loc.col = 1;
+    else
+      loc.col++;
+  }
+  return loc;
+}
+
 /* Bison quotes aliases ("\"number\""); users should see: a number. */
 static void describe(Buf *b, yysymbol_kind_t k) {
   const char *n = yysymbol_name(k);
@@ -227,17 +243,20 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, Ctx *c, yyscan_t scann
   for (int i = 0; i < n; i++)
     if (expected[i] == YYSYMBOL_NUMBER || expected[i] == YYSYMBOL_IDENT)
       wants_expr = 1;
-  if (n > 0 && n <= 5) {
+  if (wants_expr) {
+    buf_puts(&b, "; expected an expression");
+  } else if (n > 0 && n <= 5) {
     buf_puts(&b, "; expected ");
     for (int i = 0; i < n; i++) {
       if (i)
         buf_puts(&b, i == n - 1 ? " or " : ", ");
       describe(&b, expected[i]);
     }
-  } else if (wants_expr) {
-    buf_puts(&b, "; expected an expression");
   }
-  diag_record(c, L(*yypcontext_location(ctx)), "%s", b.data);
+  Loc loc = L(*yypcontext_location(ctx));
+  if (tok == YYSYMBOL_YYEOF || (tok == YYSYMBOL_SEP && c->nesting < 0))
+    loc = end_of_text(c);
+  diag_record(c, loc, "%s", b.data);
   buf_free(&b);
   return 0;
 }

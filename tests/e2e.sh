@@ -1,1 +1,100 @@
-echo "e2e: (none yet)"
+#!/usr/bin/env bash
+# e2e.sh — bpc as a user runs it: exit codes, files written (or not), stdout.
+# Usage: tests/e2e.sh build/bpc
+set -u
+BPC=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "e2e FAIL: $*"; }
+check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+
+cd "$T"
+
+# help, version, usage errors
+"$BPC" --help >out.txt; check "--help exits 0" test $? -eq 0
+check "--help lists train" grep -q "train MODEL.bp" out.txt
+check "--version" test "$("$BPC" --version)" = "bpc 0.1.0"
+"$BPC" 2>err.txt; check "no arguments exit 2" test $? -eq 2
+"$BPC" "$ROOT/samples/xyz.bp" --bogus 2>err.txt; check "unknown option exits 2" test $? -eq 2
+check "unknown option hint" grep -qx "bpc: unknown option '--bogus' (see bpc --help)" err.txt
+"$BPC" "$ROOT/samples/xyz.bp" --emit asm 2>err.txt; check "bad --emit exits 2" test $? -eq 2
+
+# compile to files: default names, -o, --prefix
+cp "$ROOT/samples/xyz.bp" .
+"$BPC" xyz.bp; check "default output" test -f xyz.c -a -f xyz.h
+check "header declares backward" grep -q "bp_real xyz_backward(const bp_real \*params, const bp_real \*inputs, bp_real \*grad);" xyz.h
+mkdir out
+"$BPC" xyz.bp -o out/grad-model.c --prefix gm; check "-o with --prefix" grep -q "bp_real gm_forward" out/grad-model.h
+check ".c includes its header" grep -q '#include "grad-model.h"' out/grad-model.c
+check "no temp files left" test "$(ls out | wc -l)" -eq 2
+
+# the emitted files work in a user's program, through the typed struct too
+cat >main.c <<'C'
+#include <stdio.h>
+#include "xyz.h"
+int main(void) {
+  xyz_params p, g;
+  xyz_init(&p.x, 0);
+  double loss = xyz_backward(&p.x, NULL, &g.x);
+  printf("%g %g %g %g\n", loss, g.x, g.y, g.z);
+  return 0;
+}
+C
+cc -std=c99 -pedantic -Wall -Wextra -Werror -o main main.c xyz.c -lm
+check "user program output" test "$(./main)" = "-12 -4 -4 3"
+
+# -o - writes one self-contained C file to stdout
+"$BPC" xyz.bp -o - >stdout.c; check "-o - output compiles" cc -std=c99 -pedantic -Wall -Wextra -Werror -c stdout.c -o stdout.o
+check "-o - is self-contained" bash -c "! grep -q '#include \"' stdout.c"
+
+# every sample compiles warning-free with gcc, clang and tcc, double and float
+for f in "$ROOT"/samples/*.bp; do
+  b=$(basename "$f" .bp)
+  for fl in "" --float; do
+    "$BPC" "$f" $fl -o "s_$b.c" || bad "compile $b $fl"
+    check "gcc $b $fl" cc -std=c99 -pedantic -Wall -Wextra -Werror -c "s_$b.c" -o s.o
+    if command -v clang >/dev/null; then check "clang $b $fl" clang -std=c99 -pedantic -Wall -Wextra -Werror -c "s_$b.c" -o s.o; fi
+    if command -v tcc >/dev/null; then check "tcc $b $fl" tcc -Wall -Werror -c "s_$b.c" -o s.o; fi
+  done
+done
+
+# --emit ir, --emit dot, --stats, -D
+"$BPC" xyz.bp --emit ir >ir.txt
+check "ir grads" grep -qx "grad z = %3" ir.txt
+"$BPC" xyz.bp --emit dot >g.dot
+check "dot header" grep -q "^digraph" g.dot
+if command -v dot >/dev/null; then check "dot accepts the graph" dot -Tsvg g.dot -o g.svg; fi
+"$BPC" "$ROOT/samples/mlp.bp" --stats -o mlp.c >stats.txt
+check "stats forward" grep -q "^forward:  [0-9]* ops, 203[0-9]* flops" stats.txt
+"$BPC" "$ROOT/samples/linreg.bp" -D D=5 -o h5.c; check "-D resizes" grep -q "#define H5_w_SIZE 5" h5.h
+"$BPC" "$ROOT/samples/hinge.bp" -D Q=5 -o h5.c 2>err.txt; check "-D unknown dim exits 1" test $? -eq 1
+
+# user errors: exit 1, the message, and no file at all (not even empty)
+printf 'param W[3, 4]\nparam v[5]\nloss = sum(W @ v)\n' >bad.bp
+"$BPC" bad.bp -o bad.c 2>err.txt; check "error exit 1" test $? -eq 1
+check "error message" grep -qx "bad.bp:3:14: error: cannot compute \[3,4\] @ \[5\]: inner dimensions 4 and 5 differ" err.txt
+check "error caret" grep -qx "      |              ^" err.txt
+check "no output files" test ! -e bad.c -a ! -e bad.h
+check "no temp files" test -z "$(ls | grep tmp)"
+# an existing output survives a failed compile
+echo "previous" >keep.c
+"$BPC" bad.bp -o keep.c 2>/dev/null
+check "old output kept" test "$(cat keep.c)" = "previous"
+"$BPC" missing.bp 2>err.txt; check "missing file exit 1" test $? -eq 1
+check "missing file message" grep -qx "bpc: cannot read missing.bp: No such file or directory" err.txt
+# unwritable output directory: error, nothing written
+"$BPC" xyz.bp -o /nonexistent/dir/x.c 2>err.txt; check "unwritable exit 1" test $? -eq 1
+
+# hostile input: big random bytes give an error, never a crash
+head -c 200000 /dev/urandom >noise.bp
+"$BPC" noise.bp -o noise.c 2>/dev/null; check "random bytes: exit 1" test $? -eq 1
+
+# make install
+make -s -C "$ROOT" install PREFIX="$T/inst" >/dev/null; check "install" test -x "$T/inst/bin/bpc"
+
+echo "e2e: $pass passed, $fail failed"
+test "$fail" -eq 0

@@ -12,15 +12,9 @@ $(B)/tests/%: tests/%.c $(B)/tests/harness.o $(B)/libbpc.a tests/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(B)/tests/harness.o $(B)/libbpc.a $(TEST_LIBS)
 
-# Each program prints cmocka's summary; the last line totals them all.
+# Each program prints cmocka's summary; the last line totals every test.
 test: $(B)/bpc $(TEST_BINS)
-	@pass=0; fail=0; \
-	for t in $(TEST_BINS); do \
-	  if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
-	done; \
-	if bash tests/e2e.sh $(B)/bpc; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: tests/e2e.sh"; fi; \
-	echo "test programs: $$pass passed, $$fail failed"; \
-	test $$fail -eq 0
+	@bash tests/run.sh $(B)/bpc $(TEST_BINS)
 
 unit: $(TEST_BINS)
 

@@ -1,0 +1,355 @@
+/* test_compiler.c — the stages one by one: parser, shapes, IR sharing and
+ * the simplifier, autodiff op by op (finite differences and known values),
+ * and the emitter's naming and float mode. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static Ctx *compile_ok(const char *src) {
+  Ctx *c = malloc(sizeof *c);
+  ctx_init(c, "t.bp", src, strlen(src));
+  if (bpc_compile(c, NULL))
+    fail_msg("%s", c->err.data);
+  return c;
+}
+
+static void free_ctx(Ctx *c) {
+  ctx_free(c);
+  free(c);
+}
+
+/* ---- parser ---------------------------------------------------------------- */
+
+static void test_parser_precedence(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("param x = 3\nloss = -x^2 + 2 * x - 8 / 4\n");
+  Stmt *s = c->prog.stmts.items[1];
+  Ast *e = s->expr; /* ((-(x^2)) + (2*x)) - (8/4) */
+  assert_int_equal(e->kind, AST_BIN);
+  assert_int_equal(e->op, '-');
+  assert_int_equal(e->kids[0]->op, '+');
+  assert_int_equal(e->kids[0]->kids[0]->kind, AST_NEG);
+  assert_int_equal(e->kids[0]->kids[0]->kids[0]->op, '^');
+  assert_int_equal(e->kids[1]->op, '/');
+  free_ctx(c);
+}
+
+static void test_parser_statements(void **state) {
+  (void)state;
+  /* ';' separates, '#' comments, newlines inside brackets do not end a
+   * statement, and the last line needs no newline */
+  Ctx *c = compile_ok("dim N = 2 # two\nparam W[N, 2] = [[1, 2],\n  [3, 4]]; input v[2]\n"
+                      "output o = W @ v\nloss = sum(W @ v) + W[1, 0]");
+  assert_int_equal(c->prog.stmts.len, 5);
+  assert_int_equal(c->params.len, 1);
+  assert_int_equal(c->inputs.len, 1);
+  assert_int_equal(c->outputs.len, 1);
+  Decl *w = c->params.items[0];
+  assert_int_equal(w->init, INIT_VALUE);
+  assert_true(w->init_values[2] == 3);
+  free_ctx(c);
+}
+
+static void test_parser_initialisers(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("param a ~ normal(0, 0.1)\nparam b[2] ~ uniform(-1, 1)\nparam C[2, 2]\n"
+                      "param d[2]\nparam e[2] = 0.5\nloss = a + sum(b) + sum(C) + sum(d) + sum(e)\n");
+  InitKind want[] = {INIT_NORMAL, INIT_UNIFORM, INIT_GLOROT, INIT_ZEROS, INIT_VALUE};
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(((Decl *)c->params.items[i])->init, want[i]);
+  assert_true(((Decl *)c->params.items[0])->init_b == 0.1);
+  assert_true(((Decl *)c->params.items[4])->init_a == 0.5);
+  free_ctx(c);
+}
+
+/* ---- shapes ---------------------------------------------------------------------- */
+
+static void test_shape_broadcast(void **state) {
+  (void)state;
+  Shape out;
+  assert_true(shape_broadcast(shape_scalar(), shape_mat(2, 3), &out) && shape_eq(out, shape_mat(2, 3)));
+  assert_true(shape_broadcast(shape_mat(2, 3), shape_vec(3), &out) && shape_eq(out, shape_mat(2, 3)));
+  assert_true(shape_broadcast(shape_vec(3), shape_mat(2, 3), &out) && shape_eq(out, shape_mat(2, 3)));
+  assert_false(shape_broadcast(shape_vec(2), shape_mat(2, 3), &out));
+  assert_false(shape_broadcast(shape_vec(2), shape_vec(3), &out));
+  assert_int_equal(shape_numel(shape_mat(4, 5)), 20);
+}
+
+static void test_shape_inference(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("param A[2, 3]\nparam B[3, 4]\nparam v[3]\nparam u[2]\n"
+                      "p = A @ B\nq = A @ v\nr = u @ A\ns = transpose(A)\nm = sum(A, 0)\nk = mean(A, 1)\n"
+                      "loss = sum(p) + sum(q) + sum(r) + sum(s) + sum(m) + sum(k)\n");
+  struct { const char *name; Shape s; } want[] = {
+      {"p", {2, {2, 4}}}, {"q", {1, {2, 0}}}, {"r", {1, {3, 0}}},
+      {"s", {2, {3, 2}}}, {"m", {1, {3, 0}}}, {"k", {1, {2, 0}}},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    int found = 0;
+    for (int k = 0; k < c->nodes.len; k++) {
+      Node *n = c->nodes.items[k];
+      if (n->name && !strcmp(n->name, want[i].name)) {
+        assert_true(shape_eq(n->shape, want[i].s));
+        found = 1;
+      }
+    }
+    assert_true(found);
+  }
+  free_ctx(c);
+}
+
+/* ---- IR sharing and simplification ------------------------------------------------------ */
+
+static void test_ir_hash_consing(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("param x\nparam y\na = x * y\nb = y * x\nloss = a + b\n");
+  assert_ptr_equal(c->loss->args[0], c->loss->args[1]); /* x*y and y*x: one node */
+  free_ctx(c);
+}
+
+static void test_simplifier_identities(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("param x\nparam y\nloss = (x * 1 + 0) * (y - 0) + x * 0 + log(exp(y)) / 1\n");
+  /* x*y + y */
+  assert_int_equal(c->loss->op, OP_ADD);
+  Node *a = c->loss->args[0], *b = c->loss->args[1];
+  Node *mul = a->op == OP_MUL ? a : b, *leaf = a->op == OP_MUL ? b : a;
+  assert_int_equal(mul->op, OP_MUL);
+  assert_int_equal(leaf->op, OP_PARAM);
+  free_ctx(c);
+}
+
+static void test_constant_folding(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("dim N = 4\nparam x\nloss = x * (2 + 3 * N) + exp(0)\n");
+  Node *k = c->loss->args[0]->op == OP_CONST ? c->loss->args[0] : c->loss->args[1];
+  assert_int_equal(k->op, OP_CONST);
+  assert_true(k->value == 1);
+  free_ctx(c);
+}
+
+/* The backward pass reuses forward values instead of recomputing them. */
+static void test_backward_reuses_forward(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("param x[3]\nloss = sum(exp(x))\n");
+  Node *g = c->grad_terms[0]->node; /* d sum(exp(x))/dx = exp(x), the forward node itself */
+  assert_int_equal(g->op, OP_EXP);
+  assert_false(g->is_backward);
+  free_ctx(c);
+  c = compile_ok("param x[3]\nloss = sum(sigmoid(x))\n");
+  for (int i = 0; i < c->nodes.len; i++) {
+    Node *n = c->nodes.items[i];
+    if (n->is_backward) /* sigmoid' = y (1 - y): no new sigmoid or exp */
+      assert_true(n->op != OP_SIGMOID && n->op != OP_EXP);
+  }
+  free_ctx(c);
+}
+
+static void test_fan_out_adds_up(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("param x\nloss = x * x\n");
+  /* two contributions, each the other factor: x and x */
+  GradTerm *t = c->grad_terms[0];
+  assert_non_null(t);
+  assert_non_null(t->next);
+  assert_ptr_equal(t->node, t->next->node);
+  free_ctx(c);
+}
+
+static void test_softmax_cross_entropy_is_fused(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("param z[4]\ninput t[4]\nloss = cross_entropy(softmax(z), t)\n");
+  for (int i = 0; i < c->nodes.len; i++) {
+    Node *n = c->nodes.items[i];
+    assert_true(n->op != OP_LOG); /* log(softmax) became z - logsumexp(z) */
+    if (n->is_backward)
+      assert_true(n->op != OP_DIV); /* no t / p in the gradient */
+  }
+  free_ctx(c);
+}
+
+static void test_cheap_gradient(void **state) {
+  (void)state;
+  char *src = read_text_file(SAMPLES_DIR "/mlp.bp");
+  Ctx *c = compile_ok(src);
+  Stats st;
+  compute_stats(c, &st);
+  assert_true(st.fwd_flops > 200000);
+  assert_true(st.bwd_flops <= 3 * st.fwd_flops);
+  free_ctx(c);
+  free(src);
+}
+
+/* ---- autodiff, op by op ------------------------------------------------------------- */
+
+static const char *const ad_programs[] = {
+    /* unary elementwise, on a positive domain */
+    "param x[4] ~ uniform(0.5, 2)\nloss = sum(exp(x)) + sum(log(x)) + sum(sqrt(x))\n",
+    "param x[4] ~ uniform(-2, 2)\nloss = sum(abs(x)) + sum(sin(x)) + sum(cos(x)) + sum(tanh(x))\n",
+    "param x[4] ~ uniform(-2, 2)\nloss = sum(sigmoid(x)) + sum(relu(x)) + sum(softplus(x)) + sum(-x)\n",
+    "param x[4] ~ uniform(0.5, 2)\nloss = sum(x^3) + sum(x^0.5) + sum(x^-1) + sum(x^2.5) + sum(x^2)\n",
+    /* broadcasting binary ops */
+    "param a[2, 3] ~ uniform(0.5, 2)\nparam b[3] ~ uniform(0.5, 2)\nparam s ~ uniform(0.5, 2)\n"
+    "loss = sum((a + b) * s) + sum((a - b) / s) + sum(a * b - s) + sum(b / a + s)\n",
+    "param a[2, 3] ~ uniform(-2, 2)\nparam b[3] ~ uniform(-2, 2)\nparam s ~ uniform(-2, 2)\n"
+    "loss = sum(max(a, b)) + sum(min(a, s)) + sum(max(s, b)) + sum(min(b, a))\n",
+    /* reductions */
+    "param A[3, 4] ~ uniform(-1, 1)\nloss = sum(sum(A, 0) * sum(A, 1)[1]) + mean(A) + sum(mean(A, 1)^2)\n",
+    "param A[3, 4] ~ uniform(-1, 1)\nparam v[5] ~ uniform(-1, 1)\nloss = max(A) * min(v) + max(v) - min(A)\n",
+    "param A[3, 4] ~ uniform(-1, 1)\nparam v[5] ~ uniform(-1, 1)\n"
+    "loss = sum(logsumexp(A) * logsumexp(A)) + logsumexp(v)^2\n",
+    "param A[3, 4] ~ uniform(-1, 1)\ninput T[3, 4]\nloss = sum(softmax(A) * T) + sum(log_softmax(A)^2)\n",
+    "param z[5] ~ uniform(-1, 1)\ninput t[5]\nloss = softmax_cross_entropy(z, t) + cross_entropy(softmax(z), t)\n",
+    /* matrix products in every orientation */
+    "param A[2, 3] ~ uniform(-1, 1)\nparam B[3, 4] ~ uniform(-1, 1)\nparam C[4, 3] ~ uniform(-1, 1)\n"
+    "loss = sum((A @ B)^2) + sum((transpose(B) @ transpose(A))^2) + sum((A @ transpose(C))^2) + "
+    "sum((transpose(A) @ A)^2)\n",
+    "param A[2, 3] ~ uniform(-1, 1)\nparam v[3] ~ uniform(-1, 1)\nparam u[2] ~ uniform(-1, 1)\n"
+    "loss = sum((A @ v)^2) + sum((u @ A)^2) + sum((transpose(A) @ u)^2) + sum((v @ transpose(A))^2) + "
+    "dot(v, v) * dot(u, A @ v)\n",
+    /* indexing and fan-out */
+    "param A[3, 4] ~ uniform(-1, 1)\nparam v[4] ~ uniform(-1, 1)\n"
+    "loss = A[1, 2] * v[0] + sum(A[2] * v) + (A @ v)[1]^2 + sum(exp(v) * v * v)\n",
+    /* a deep sigmoid/tanh chain with shared values */
+    "param x = 0.3\nparam w = 0.7\na = sigmoid(w * x)\nb = tanh(a * w + x)\nc = a * b + sigmoid(b)\n"
+    "loss = c * c + a\n",
+};
+
+static void test_autodiff_matches_finite_differences(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof ad_programs / sizeof ad_programs[0]; i++) {
+    Model *m = model_from_source("op.bp", ad_programs[i]);
+    double *p = malloc(sizeof(double) * (size_t)m->nparams);
+    double *x = malloc(sizeof(double) * (size_t)(m->ninputs + 1));
+    uint64_t rng = 7 + i;
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+      m->init(p, seed);
+      for (int64_t k = 0; k < m->ninputs; k++)
+        x[k] = test_rand_normal(&rng);
+      check_gradient_fd(m, p, m->ninputs ? x : NULL, 0, 1e-6);
+    }
+    free(p);
+    free(x);
+    model_free(m);
+  }
+}
+
+static void test_known_local_derivatives(void **state) {
+  (void)state;
+  Model *m = model_from_source("d.bp", "param x = 0\nparam y = -1\nparam z = 2\nparam v = -3\n"
+                                       "loss = sigmoid(x) + tanh(x) + relu(y) + relu(z) + abs(v)\n");
+  double p[4], g[4];
+  m->init(p, 0);
+  m->backward(p, NULL, g);
+  assert_true(g[0] == 0.25 + 1); /* sigmoid'(0) + tanh'(0) */
+  assert_true(g[1] == 0);        /* relu'(-1) */
+  assert_true(g[2] == 1);        /* relu'(2) */
+  assert_true(g[3] == -1);       /* abs'(-3) */
+  model_free(m);
+  /* the max gate at a tie routes nothing: strict indicators [a > b], [a < b] */
+  m = model_from_source("t.bp", "param a = 2\nparam b = 2\nloss = max(a, b)\n");
+  m->init(p, 0);
+  assert_true(m->backward(p, NULL, g) == 2);
+  assert_true(g[0] == 0 && g[1] == 0);
+  model_free(m);
+  /* max over a vector routes the gradient to the first largest element */
+  m = model_from_source("m.bp", "param v[4] = [1, 3, 3, 2]\nloss = max(v) * 5\n");
+  m->init(p, 0);
+  m->backward(p, NULL, g);
+  assert_true(g[0] == 0 && g[1] == 5 && g[2] == 0 && g[3] == 0);
+  model_free(m);
+}
+
+/* ---- emitter ------------------------------------------------------------------------------ */
+
+static void test_emitter_names(void **state) {
+  (void)state;
+  /* names that would clash with C or with the generated code are renamed */
+  Ctx *c = compile_ok("param exp = 1\nparam i = 2\ns = exp * i\nloss = exp(s)\n");
+  Buf out = {0}, h = {0};
+  EmitOptions eo = {.prefix = "m", .self_contained = 1};
+  emit_c(c, &eo, &out, &h);
+  assert_non_null(strstr(out.data, "const bp_real exp_2 = params[0];"));
+  assert_non_null(strstr(out.data, "const bp_real i_2 = params[1];"));
+  assert_non_null(strstr(out.data, "bp_real s_2 = exp_2 * i_2;"));
+  buf_free(&out);
+  buf_free(&h);
+  free_ctx(c);
+  Model *m = model_from_source("n.bp", "param exp = 1\nparam i = 2\ns = exp * i\nloss = exp(s)\n");
+  double p[2], g[2];
+  m->init(p, 0);
+  assert_true(fabs(m->backward(p, NULL, g) - exp(2)) < 1e-12);
+  assert_true(fabs(g[0] - 2 * exp(2)) < 1e-12);
+  model_free(m);
+}
+
+static void test_emitter_float_mode(void **state) {
+  (void)state;
+  char *src = read_text_file(SAMPLES_DIR "/two_layer.bp");
+  Ctx *c = compile_ok(src);
+  Buf out = {0}, h = {0};
+  EmitOptions eo = {.prefix = "m", .self_contained = 1, .use_float = 1};
+  emit_c(c, &eo, &out, &h);
+  assert_non_null(strstr(out.data, "typedef float bp_real;"));
+  assert_non_null(strstr(out.data, "expf("));
+  assert_null(strstr(out.data, " exp("));
+  FILE *f = fopen("/tmp/bpc-float-test.c", "w");
+  fwrite(out.data, 1, out.len, f);
+  fclose(f);
+  assert_int_equal(system("cc -std=c99 -pedantic -Wall -Wextra -Werror -Wdouble-promotion -c "
+                          "-o /tmp/bpc-float-test.o /tmp/bpc-float-test.c"), 0);
+  remove("/tmp/bpc-float-test.c");
+  remove("/tmp/bpc-float-test.o");
+  buf_free(&out);
+  buf_free(&h);
+  free_ctx(c);
+  free(src);
+}
+
+static void test_emitter_workspace_form(void **state) {
+  (void)state;
+  /* 800k doubles of intermediates: more than 4 MiB, so the _ws forms */
+  Model *m = NULL;
+  Ctx *c = compile_ok("param W[1000, 800]\ninput x[1000]\nloss = sum(relu(transpose(W) @ x)) + sum(W * W)\n");
+  Buf out = {0}, h = {0};
+  EmitOptions eo = {.prefix = "big", .self_contained = 1};
+  emit_c(c, &eo, &out, &h);
+  assert_non_null(strstr(out.data, "#define BIG_WORKSPACE 1"));
+  assert_non_null(strstr(out.data, "size_t big_workspace_size(void)"));
+  assert_non_null(strstr(out.data, "bp_real big_backward_ws(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws);"));
+  assert_null(strstr(out.data, "bp_real ws["));
+  (void)m;
+  buf_free(&out);
+  buf_free(&h);
+  free_ctx(c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_parser_precedence),
+      cmocka_unit_test(test_parser_statements),
+      cmocka_unit_test(test_parser_initialisers),
+      cmocka_unit_test(test_shape_broadcast),
+      cmocka_unit_test(test_shape_inference),
+      cmocka_unit_test(test_ir_hash_consing),
+      cmocka_unit_test(test_simplifier_identities),
+      cmocka_unit_test(test_constant_folding),
+      cmocka_unit_test(test_backward_reuses_forward),
+      cmocka_unit_test(test_fan_out_adds_up),
+      cmocka_unit_test(test_softmax_cross_entropy_is_fused),
+      cmocka_unit_test(test_cheap_gradient),
+      cmocka_unit_test(test_autodiff_matches_finite_differences),
+      cmocka_unit_test(test_known_local_derivatives),
+      cmocka_unit_test(test_emitter_names),
+      cmocka_unit_test(test_emitter_float_mode),
+      cmocka_unit_test(test_emitter_workspace_form),
+  };
+  return cmocka_run_group_tests_name("compiler", tests, NULL, NULL);
+}
