@@ -27,6 +27,10 @@ $(B)/parser.o: $(B)/parser.c compiler/bpc.h
 # flex's skeleton has unused parameters and sign comparisons we do not own
 $(B)/lexer.o: $(B)/lexer.c $(B)/parser.h compiler/bpc.h
 	$(CC) $(CSTD) $(CFLAGS) $(WARN) -Wno-unused-parameter -Wno-sign-compare -Wno-unused-function $(INCS) -c -o $@ $<
+# kernels: optimised hard, with reassociation so reductions vectorise
+$(B)/runtime/kernels.o: runtime/kernels.c runtime/kernels.h | $(B)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) -O3 -g -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros $(WARN) $(INCS) -c -o $@ $<
 $(B)/%.o: %.c compiler/bpc.h compiler/cli.h $(wildcard runtime/*.h) | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(CFLAGS) $(WARN) $(INCS) -c -o $@ $<

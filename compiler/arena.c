@@ -110,6 +110,13 @@ void buf_printf(Buf *b, const char *fmt, ...) {
   b->len += (size_t)n;
 }
 
+void buf_append(Buf *b, const void *data, size_t n) {
+  buf_reserve(b, n);
+  memcpy(b->data + b->len, data, n);
+  b->len += n;
+  b->data[b->len] = 0;
+}
+
 void buf_puts(Buf *b, const char *s) {
   size_t n = strlen(s);
   buf_reserve(b, n);

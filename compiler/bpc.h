@@ -65,6 +65,7 @@ typedef struct Buf {
 } Buf;
 void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_puts(Buf *b, const char *s);
+void buf_append(Buf *b, const void *data, size_t n); /* raw bytes */
 void buf_free(Buf *b);
 
 /* ---- diag.c ------------------------------------------------------------- */

@@ -258,11 +258,31 @@ static void zero(Emitter *E, const char *name, int64_t n) {
   line(E, "for (size_t i = 0; i < %lld; i++) %s[i] = 0;", (long long)n, name);
 }
 
+/* JIT mode: the product goes to the runtime's -O3 kernels (kernels.h). */
+static void emit_matmul_kernel(Emitter *E, Node *n, Dest d) {
+  Node *a = n->args[0], *b = n->args[1];
+  const char *A = E->name[a->id], *B = E->name[b->id], *S = E->o->use_float ? "f" : "d";
+  int ta = n->attr & MM_TA, tb = n->attr & MM_TB, acc = d.accumulate;
+  if (a->shape.rank == 2 && b->shape.rank == 2)
+    line(E, "bpk_mm_%s(%s, %s, %s, %lld, %lld, %lld, %d, %d, %d);", S, A, B, d.name, (long long)n->shape.dim[0],
+         (long long)(ta ? a->shape.dim[0] : a->shape.dim[1]), (long long)n->shape.dim[1], ta != 0, tb != 0, acc);
+  else if (a->shape.rank == 2) /* A @ v */
+    line(E, "bpk_%s_%s(%s, %s, %s, %lld, %lld, %d);", ta ? "mtv" : "mv", S, A, B, d.name,
+         (long long)a->shape.dim[0], (long long)a->shape.dim[1], acc);
+  else /* v @ B = B^T v */
+    line(E, "bpk_%s_%s(%s, %s, %s, %lld, %lld, %d);", tb ? "mv" : "mtv", S, B, A, d.name,
+         (long long)b->shape.dim[0], (long long)b->shape.dim[1], acc);
+}
+
 static void emit_matmul(Emitter *E, Node *n, Dest d) {
   Node *a = n->args[0], *b = n->args[1];
   const char *A = E->name[a->id], *B = E->name[b->id], *D = d.name;
   int ta = n->attr & MM_TA, tb = n->attr & MM_TB;
   const char *op = assign_op(d);
+  if (E->o->jit_kernels) {
+    emit_matmul_kernel(E, n, d);
+    return;
+  }
   if (a->shape.rank == 2 && b->shape.rank == 2) {
     long long m = n->shape.dim[0], nn = n->shape.dim[1];
     long long k = ta ? a->shape.dim[0] : a->shape.dim[1];
@@ -405,6 +425,11 @@ static void emit_shape_op(Emitter *E, Node *n, Dest d) {
          E->name[a->id], m);
     break;
   case OP_OUTER:
+    if (E->o->jit_kernels && a->op != OP_CONST && n->args[1]->op != OP_CONST) {
+      line(E, "bpk_outer_%s(%s, %s, %s, %lld, %lld, %d);", E->o->use_float ? "f" : "d", E->name[a->id],
+           E->name[n->args[1]->id], D, m, nn, d.accumulate);
+      break;
+    }
     line(E, "for (size_t i = 0; i < %lld; i++) {", m);
     line(E, "  const bp_real s = %s;", elem(E, a, "i"));
     line(E, "  for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] %s s * %s;", nn, D, nn, op,
@@ -538,12 +563,45 @@ static void body(Emitter *E, Schedule *s) {
     emit_node(E, s->order.items[i]);
 }
 
+/* Roots of a function: the loss (unless only outputs), then the outputs. */
+static Node **function_roots(Ctx *c, int with_loss, int with_outputs, int *nroots) {
+  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
+  int n = 0;
+  if (with_loss)
+    roots[n++] = c->loss;
+  for (int i = 0; with_outputs && i < c->outputs.len; i++)
+    roots[n++] = ((Decl *)c->outputs.items[i])->node;
+  *nroots = n;
+  return roots;
+}
+
+static void copy_outputs(Emitter *E, const char *indent) {
+  Ctx *c = E->c;
+  for (int i = 0; i < c->outputs.len; i++) {
+    Decl *d = c->outputs.items[i];
+    if (d->shape.rank == 0)
+      line(E, "%soutputs[%lld] = %s;", indent, (long long)d->offset, ref_scalar(E, d->node));
+    else
+      line(E, "%sfor (size_t i = 0; i < %lld; i++) outputs[%lld + i] = %s;", indent,
+           (long long)shape_numel(d->shape), (long long)d->offset, elem(E, d->node, "i"));
+  }
+}
+
+/* The runtime (JIT) forms also hand back the outputs, for accuracy. */
 static int64_t emit_forward(Emitter *E) {
   Schedule s;
-  schedule_function(E->c, &E->c->loss, 1, 0, &s);
-  buf_printf(E->out, "static bp_real %s__forward(const bp_real *params, const bp_real *inputs, bp_real *ws) {\n", E->P);
+  int jit = E->o->jit_kernels, nroots;
+  Node **roots = function_roots(E->c, 1, jit, &nroots);
+  schedule_function(E->c, roots, nroots, 0, &s);
+  buf_printf(E->out, "static bp_real %s__forward(const bp_real *params, const bp_real *inputs, bp_real *ws%s) {\n",
+             E->P, jit ? ", bp_real *outputs" : "");
   line(E, "(void)params; (void)inputs; (void)ws;");
   body(E, &s);
+  if (jit && E->c->outputs.len) {
+    line(E, "if (outputs) {");
+    copy_outputs(E, "  ");
+    line(E, "}");
+  }
   line(E, "return %s;", ref_scalar(E, E->c->loss));
   buf_puts(E->out, "}\n\n");
   return s.ws_elems;
@@ -552,12 +610,14 @@ static int64_t emit_forward(Emitter *E) {
 static int64_t emit_backward(Emitter *E) {
   Ctx *c = E->c;
   Schedule s;
-  schedule_function(c, &c->loss, 1, 1, &s);
+  int jit = E->o->jit_kernels, nroots;
+  Node **roots = function_roots(c, 1, jit, &nroots);
+  schedule_function(c, roots, nroots, 1, &s);
   mark_fusable_grads(E);
   buf_printf(E->out,
              "/* Adds dloss/dparams into grad and returns the loss. */\n"
-             "static bp_real %s__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws) {\n",
-             E->P);
+             "static bp_real %s__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws%s) {\n",
+             E->P, jit ? ", bp_real *outputs" : "");
   line(E, "(void)params; (void)inputs; (void)grad; (void)ws;");
   for (int p = 0; p < c->params.len; p++) {
     Decl *d = c->params.items[p];
@@ -566,6 +626,11 @@ static int64_t emit_backward(Emitter *E) {
   body(E, &s);
   line(E, "/* gradient terms not already added in place */");
   add_grad_terms(E);
+  if (jit && c->outputs.len) {
+    line(E, "if (outputs) {");
+    copy_outputs(E, "  ");
+    line(E, "}");
+  }
   line(E, "return %s;", ref_scalar(E, c->loss));
   buf_puts(E->out, "}\n\n");
   return s.ws_elems;
@@ -583,14 +648,7 @@ static int64_t emit_predict(Emitter *E) {
              E->P);
   line(E, "(void)params; (void)inputs; (void)outputs; (void)ws;");
   body(E, &s);
-  for (int i = 0; i < c->outputs.len; i++) {
-    Decl *d = c->outputs.items[i];
-    if (d->shape.rank == 0)
-      line(E, "outputs[%lld] = %s;", (long long)d->offset, ref_scalar(E, d->node));
-    else
-      line(E, "for (size_t i = 0; i < %lld; i++) outputs[%lld + i] = %s;", (long long)shape_numel(d->shape),
-           (long long)d->offset, elem(E, d->node, "i"));
-  }
+  copy_outputs(E, "");
   buf_puts(E->out, "}\n\n");
   return s.ws_elems;
 }
@@ -608,7 +666,7 @@ static void emit_rng(Emitter *E, int normal) {
              "}\n\n"
              "/* uniform in (0, 1] */\n"
              "static double %s__uniform(uint64_t *state) {\n"
-             "  return ((double)(%s__next(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);\n"
+             "  return ((double)(long long)(%s__next(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);\n"
              "}\n\n",
              E->P, E->P, E->P);
   if (normal)
@@ -708,6 +766,26 @@ static void emit_layout(Emitter *E, Buf *h, PtrVec *decls, const char *kind) {
   }
 }
 
+/* In memory, tcc needs no headers: the few declarations the code uses are
+ * spelled out, which also keeps compile time down. */
+static void emit_jit_prelude(Emitter *E, Buf *h) {
+  (void)E;
+  buf_puts(h, "typedef unsigned long size_t;\ntypedef unsigned long long uint64_t;\n#define NULL ((void *)0)\n"
+              "#define HUGE_VAL (1e300 * 1e300)\n#define NAN (0.0 / 0.0)\n");
+  static const char *const fns[] = {"exp", "log", "sqrt", "fabs", "sin", "cos", "tanh", "log1p"};
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
+    buf_printf(h, "double %s(double);\nfloat %sf(float);\n", fns[i], fns[i]);
+  buf_puts(h, "double pow(double, double);\nfloat powf(float, float);\n");
+  for (int f = 0; f < 2; f++) {
+    const char *T = f ? "float" : "double", *S = f ? "f" : "d";
+    buf_printf(h, "void bpk_mv_%s(const %s *, const %s *, %s *, size_t, size_t, int);\n", S, T, T, T);
+    buf_printf(h, "void bpk_mtv_%s(const %s *, const %s *, %s *, size_t, size_t, int);\n", S, T, T, T);
+    buf_printf(h, "void bpk_outer_%s(const %s *, const %s *, %s *, size_t, size_t, int);\n", S, T, T, T);
+    buf_printf(h, "void bpk_mm_%s(const %s *, const %s *, %s *, size_t, size_t, size_t, int, int, int);\n", S, T, T, T);
+  }
+  buf_puts(h, "\n");
+}
+
 static void emit_header(Emitter *E, Buf *h, int workspace, int64_t ws) {
   Ctx *c = E->c;
   const char *R = E->o->use_float ? "float" : "double";
@@ -715,7 +793,10 @@ static void emit_header(Emitter *E, Buf *h, int workspace, int64_t ws) {
                 " * API: docs/c-api.md. */\n", BPC_VERSION, c->src.name);
   if (!E->o->self_contained)
     buf_printf(h, "#ifndef %s_H\n#define %s_H\n\n", E->U, E->U);
-  buf_puts(h, "#include <stddef.h>\n#include <stdint.h>\n\n");
+  if (E->o->jit_kernels)
+    emit_jit_prelude(E, h);
+  else
+    buf_puts(h, "#include <stddef.h>\n#include <stdint.h>\n\n");
   buf_printf(h, "#ifndef BP_REAL_DEFINED\n#define BP_REAL_DEFINED\ntypedef %s bp_real;\n#endif\n\n", R);
   buf_printf(h, "#define %s_NUM_PARAMS %lld\n#define %s_NUM_INPUTS %lld\n#define %s_NUM_OUTPUTS %lld\n",
              E->U, (long long)c->num_params, E->U, (long long)c->num_inputs, E->U, (long long)c->num_outputs);
@@ -743,6 +824,34 @@ static void emit_header(Emitter *E, Buf *h, int workspace, int64_t ws) {
              ws_sfx, ws_arg);
   if (!E->o->self_contained)
     buf_printf(h, "\n#endif\n");
+}
+
+/* What the runtime calls (JIT mode): whole batches with a caller-owned
+ * workspace, sums rather than means so threads can split a batch. */
+static void emit_runtime_entry_points(Emitter *E, int64_t ws) {
+  Ctx *c = E->c;
+  const char *P = E->P;
+  const char *step = c->num_inputs ? arena_printf(&c->arena, "inputs + e * %lld", (long long)c->num_inputs) : "inputs";
+  const char *ostep = arena_printf(&c->arena, "outputs ? outputs + e * %lld : outputs", (long long)c->num_outputs);
+  buf_printf(E->out, "size_t %s_workspace_size(void) { return %lld; }\n\n", P, (long long)ws);
+  buf_printf(E->out,
+             "bp_real %s_train_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, bp_real *outputs, bp_real *ws) {\n"
+             "  bp_real loss_sum = 0;\n"
+             "  for (size_t e = 0; e < n; e++)\n"
+             "    loss_sum += %s__backward_add(params, %s, grad, ws, %s);\n"
+             "  return loss_sum;\n}\n\n",
+             P, P, step, ostep);
+  buf_printf(E->out,
+             "bp_real %s_eval_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *outputs, bp_real *ws) {\n"
+             "  bp_real loss_sum = 0;\n"
+             "  for (size_t e = 0; e < n; e++)\n"
+             "    loss_sum += %s__forward(params, %s, ws, %s);\n"
+             "  return loss_sum;\n}\n\n",
+             P, P, step, ostep);
+  buf_printf(E->out,
+             "void %s_predict_ws(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n"
+             "  %s__predict(params, inputs, outputs, ws);\n}\n",
+             P, P);
 }
 
 /* The public functions: thin wrappers that own (or take) the workspace. */
@@ -835,7 +944,7 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   E.out = c_out;
   if (o->self_contained) {
     emit_header(&E, c_out, workspace, ws);
-    buf_puts(c_out, "\n#include <math.h>\n\n");
+    buf_puts(c_out, o->jit_kernels ? "\n" : "\n#include <math.h>\n\n");
   } else {
     emit_header(&E, h_out, workspace, ws);
     buf_printf(c_out, "/* Generated by bpc %s from %s. Do not edit. */\n#include <math.h>\n\n#include \"%s\"\n\n",
@@ -844,5 +953,8 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   emit_init(&E);
   buf_puts(c_out, fns.data ? fns.data : "");
   buf_free(&fns);
-  emit_wrappers(&E, workspace, ws);
+  if (o->jit_kernels)
+    emit_runtime_entry_points(&E, ws);
+  else
+    emit_wrappers(&E, workspace, ws);
 }

@@ -1,8 +1,324 @@
-/* commands.c — the runtime's commands, dispatched from main.c. */
-#include <stddef.h>
+/* commands.c — `bpc train`, `bpc eval` and `bpc predict`: compile a model in
+ * memory, bind data to its inputs, and train, score or predict. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "runtime.h"
+
+enum { MAX_BINDINGS = 64, MAX_DEFINES = 64 };
+
+typedef struct RunOptions {
+  const char *command;
+  const char *model;
+  DataBinding data[MAX_BINDINGS], test[MAX_BINDINGS];
+  int ndata, ntest;
+  DefineOpt defines[MAX_DEFINES];
+  int ndefines;
+  int epochs, threads, quiet, use_float;
+  size_t batch, limit;
+  double lr, momentum;
+  int lr_given;
+  uint64_t seed;
+  OptKind optim;
+  const char *save, *load, *log, *target, *out;
+} RunOptions;
+
+static const char train_help[] =
+    "usage: bpc train MODEL.bp --data INPUT=FILE... [options]\n"
+    "Compiles MODEL.bp in memory and minimises its mean loss with minibatch gradient descent.\n"
+    "\n"
+    "  --data FILE.csv      one CSV holding every input, columns in declaration order\n"
+    "  --data INPUT=FILE    data for one input: .csv, or an IDX file (MNIST format, .gz or not);\n"
+    "                       a label file bound to an input of shape [K] becomes one-hot,\n"
+    "                       uint8 images are scaled to [0, 1]\n"
+    "  --test ...           held-out data, bound the same way; evaluated after every epoch\n"
+    "  --epochs N           passes over the data (default 5)\n"
+    "  --batch N            examples per step (default 32)\n"
+    "  --lr X               learning rate (default 0.01 for sgd and momentum, 0.001 for adam)\n"
+    "  --optim sgd|momentum|adam   (default sgd)\n"
+    "  --momentum X         for --optim momentum (default 0.9)\n"
+    "  --seed N             initialisation and shuffling (default 1)\n"
+    "  --threads N          worker threads (default: all cores)\n"
+    "  --limit N            use only the first N examples\n"
+    "  --float              compute in float instead of double\n"
+    "  -D NAME=INT          override a dim of the model\n"
+    "  --save FILE          save the parameters after every epoch (atomically)\n"
+    "  --load FILE          start from saved parameters\n"
+    "  --log FILE           write per-epoch figures as CSV\n"
+    "  --target INPUT       the input to compare the output with for accuracy\n"
+    "  --quiet              print nothing but errors\n";
+
+static const char eval_help[] =
+    "usage: bpc eval MODEL.bp --load PARAMS --data INPUT=FILE... [--target INPUT] [--threads N] [--limit N]\n"
+    "Prints the mean loss (and accuracy, when an output matches a one-hot target) of saved parameters.\n";
+
+static const char predict_help[] =
+    "usage: bpc predict MODEL.bp --load PARAMS --data INPUT=FILE... [-o OUT.csv] [--limit N]\n"
+    "Writes the model's outputs for every example as CSV (to stdout without -o).\n"
+    "Inputs that no output depends on (targets) need no data.\n";
+
+static long long parse_int(const char *opt, const char *v, long long lo, long long hi) {
+  char *end;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  if (*end || end == v || errno || x < lo || x > hi)
+    cli_usage_error("%s takes a whole number from %lld to %lld, not '%s'", opt, lo, hi, v);
+  return x;
+}
+
+static double parse_real(const char *opt, const char *v) {
+  char *end;
+  double x = strtod(v, &end);
+  if (*end || end == v || !(x >= 0) || x > 1e6)
+    cli_usage_error("%s takes a non-negative number, not '%s'", opt, v);
+  return x;
+}
+
+static void add_binding(DataBinding *list, int *n, const char *v) {
+  if (*n == MAX_BINDINGS)
+    cli_usage_error("too many --data/--test files (at most %d)", MAX_BINDINGS);
+  const char *eq = strchr(v, '=');
+  DataBinding b = {NULL, v};
+  if (eq) {
+    b.input = strndup(v, (size_t)(eq - v));
+    b.path = eq + 1;
+  }
+  list[(*n)++] = b;
+}
+
+static int takes_value(const char *a) {
+  static const char *const opts[] = {"--data", "--test", "--epochs", "--batch", "--lr", "--optim", "--momentum",
+                                     "--seed", "--threads", "--limit", "-D", "--save", "--load", "--log",
+                                     "--target", "-o", NULL};
+  for (int i = 0; opts[i]; i++)
+    if (!strcmp(a, opts[i]))
+      return 1;
+  return 0;
+}
+
+static void parse_options(RunOptions *o, int argc, char **argv, const char *help) {
+  memset(o, 0, sizeof *o);
+  o->command = argv[0];
+  o->epochs = 5;
+  o->batch = 32;
+  o->lr = 0.01;
+  o->momentum = 0.9;
+  o->seed = 1;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  o->threads = cores > 0 ? (int)cores : 1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(help, stdout);
+      exit(0);
+    }
+    if (!strncmp(a, "-D", 2) && a[2]) {
+      if (o->ndefines == MAX_DEFINES || !cli_parse_define(a + 2, &o->defines[o->ndefines++]))
+        cli_usage_error("-D takes NAME=INT, got '%s'", a + 2);
+      continue;
+    }
+    if (!strcmp(a, "--float")) { o->use_float = 1; continue; }
+    if (!strcmp(a, "--quiet")) { o->quiet = 1; continue; }
+    if (a[0] == '-' && !takes_value(a))
+      cli_usage_error("%s: unknown option '%s'", o->command, a);
+    if (a[0] != '-') {
+      if (o->model)
+        cli_usage_error("%s: more than one model given ('%s' and '%s')", o->command, o->model, a);
+      o->model = a;
+      continue;
+    }
+    if (i + 1 >= argc)
+      cli_usage_error("%s needs a value", a);
+    const char *v = argv[++i];
+    if (!strcmp(a, "--data")) add_binding(o->data, &o->ndata, v);
+    else if (!strcmp(a, "--test")) add_binding(o->test, &o->ntest, v);
+    else if (!strcmp(a, "--epochs")) o->epochs = (int)parse_int(a, v, 0, 1000000);
+    else if (!strcmp(a, "--batch")) o->batch = (size_t)parse_int(a, v, 1, 1 << 24);
+    else if (!strcmp(a, "--lr")) { o->lr = parse_real(a, v); o->lr_given = 1; }
+    else if (!strcmp(a, "--momentum")) o->momentum = parse_real(a, v);
+    else if (!strcmp(a, "--seed")) o->seed = (uint64_t)parse_int(a, v, 0, (long long)1 << 62);
+    else if (!strcmp(a, "--threads")) o->threads = (int)parse_int(a, v, 1, 256);
+    else if (!strcmp(a, "--limit")) o->limit = (size_t)parse_int(a, v, 1, (long long)1 << 40);
+    else if (!strcmp(a, "--save")) o->save = v;
+    else if (!strcmp(a, "--load")) o->load = v;
+    else if (!strcmp(a, "--log")) o->log = v;
+    else if (!strcmp(a, "--target")) o->target = v;
+    else if (!strcmp(a, "-o")) o->out = v;
+    else if (!strcmp(a, "--optim")) {
+      if (!strcmp(v, "sgd")) o->optim = OPT_SGD;
+      else if (!strcmp(v, "momentum")) o->optim = OPT_MOMENTUM;
+      else if (!strcmp(v, "adam")) o->optim = OPT_ADAM;
+      else cli_usage_error("--optim takes sgd, momentum or adam, not '%s'", v);
+    } else {
+      if (o->ndefines == MAX_DEFINES || !cli_parse_define(v, &o->defines[o->ndefines++]))
+        cli_usage_error("-D takes NAME=INT, got '%s'", v);
+    }
+  }
+  if (!o->model)
+    cli_usage_error("%s: no model given", o->command);
+  if (o->optim == OPT_ADAM && !o->lr_given)
+    o->lr = 0.001;
+}
+
+static JitModel *load_model_or_exit(RunOptions *o) {
+  CompileOptions co = {o->defines, o->ndefines};
+  JitModel *m = jit_load(o->model, &co, o->use_float);
+  if (!m)
+    exit(1);
+  return m;
+}
+
+static void load_data_or_exit(Dataset *d, JitModel *m, DataBinding *b, int nb, size_t limit, const int *required) {
+  char *err = NULL;
+  if (dataset_load(d, m, b, nb, limit, required, &err)) {
+    fprintf(stderr, "bpc: %s\n", err);
+    exit(1);
+  }
+}
+
+static void *params_or_exit(JitModel *m, RunOptions *o) {
+  void *params = calloc((size_t)m->nparams + 1, m->elem);
+  if (!o->load) {
+    m->init(params, o->seed);
+    return params;
+  }
+  char *err = NULL;
+  if (params_load(o->load, m, params, &err)) {
+    fprintf(stderr, "bpc: %s\n", err);
+    exit(1);
+  }
+  return params;
+}
+
+static int run_train(int argc, char **argv) {
+  RunOptions o;
+  parse_options(&o, argc, argv, train_help);
+  if (o.out)
+    cli_usage_error("train: unknown option '-o' (use --save FILE for the parameters)");
+  JitModel *m = load_model_or_exit(&o);
+  Dataset train_set, test_set;
+  load_data_or_exit(&train_set, m, o.data, o.ndata, o.limit, NULL);
+  if (o.ntest)
+    load_data_or_exit(&test_set, m, o.test, o.ntest, 0, NULL);
+  void *params = params_or_exit(m, &o);
+  Optimizer opt;
+  optim_init(&opt, o.optim, o.lr, o.momentum, m->nparams, m->elem);
+  TrainOptions to = {.epochs = o.epochs, .batch = o.batch, .seed = o.seed, .threads = o.threads,
+                     .quiet = o.quiet, .progress = isatty(2), .save = o.save, .log = o.log,
+                     .target = o.target, .opt = &opt};
+  if (!o.quiet)
+    printf("%s: %lld parameters, %zu training examples%s, compiled in %.0f ms\n", o.model, (long long)m->nparams,
+           train_set.n, o.ntest ? str_printf(", %zu test examples", test_set.n) : "", 1000 * m->compile_seconds);
+  int rc = train(m, params, &train_set, o.ntest ? &test_set : NULL, &to);
+  optim_free(&opt);
+  free(params);
+  dataset_free(&train_set);
+  if (o.ntest)
+    dataset_free(&test_set);
+  jit_free(m);
+  return rc;
+}
+
+static int run_eval(int argc, char **argv) {
+  RunOptions o;
+  parse_options(&o, argc, argv, eval_help);
+  if (!o.load)
+    cli_usage_error("eval: --load PARAMS is required");
+  JitModel *m = load_model_or_exit(&o);
+  void *params = params_or_exit(m, &o);
+  Dataset d;
+  load_data_or_exit(&d, m, o.data, o.ndata, o.limit, NULL);
+  AccuracySpec acc;
+  char *err = NULL;
+  if (accuracy_spec(m, o.target, &acc, &err)) {
+    fprintf(stderr, "bpc: %s\n", err);
+    return 1;
+  }
+  EvalResult r = evaluate(m, params, &d, &acc, o.threads);
+  printf("examples: %zu\nloss: %.6f\n", d.n, r.loss);
+  if (r.accuracy >= 0)
+    printf("accuracy: %.4f\n", r.accuracy);
+  dataset_free(&d);
+  free(params);
+  jit_free(m);
+  return 0;
+}
+
+/* Inputs the outputs depend on: the others (targets) need no data. */
+static int *inputs_needed_by_outputs(JitModel *m) {
+  Ctx *c = &m->ctx;
+  int *need = calloc((size_t)c->inputs.len + 1, sizeof(int));
+  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
+  for (int i = 0; i < c->outputs.len; i++)
+    roots[i] = ((Decl *)c->outputs.items[i])->node;
+  Schedule s;
+  schedule_function(c, roots, c->outputs.len, 0, &s);
+  for (int i = 0; i < c->inputs.len; i++)
+    need[i] = ((Decl *)c->inputs.items[i])->node->live;
+  return need;
+}
+
+static int run_predict(int argc, char **argv) {
+  RunOptions o;
+  parse_options(&o, argc, argv, predict_help);
+  if (!o.load)
+    cli_usage_error("predict: --load PARAMS is required");
+  JitModel *m = load_model_or_exit(&o);
+  if (m->noutputs == 0) {
+    fprintf(stderr, "bpc: %s declares no outputs; add a line such as 'output prediction = ...'\n", o.model);
+    return 1;
+  }
+  void *params = params_or_exit(m, &o);
+  int *need = inputs_needed_by_outputs(m);
+  Dataset d;
+  load_data_or_exit(&d, m, o.data, o.ndata, o.limit, need);
+  free(need);
+  Buf csv = {0};
+  for (int i = 0; i < m->ctx.outputs.len; i++) {
+    Decl *dcl = m->ctx.outputs.items[i];
+    int64_t k = shape_numel(dcl->shape);
+    for (int64_t j = 0; j < k; j++)
+      buf_printf(&csv, "%s%s", i || j ? "," : "",
+                 dcl->shape.rank ? str_printf("%s[%lld]", dcl->name, (long long)j) : dcl->name);
+  }
+  buf_puts(&csv, "\n");
+  void *ws = calloc(m->ws_elems + 1, m->elem);
+  void *out = calloc((size_t)m->noutputs, m->elem);
+  typedef void (*PredictFn)(const void *, const void *, void *, void *);
+  for (size_t e = 0; e < d.n; e++) {
+    ((PredictFn)m->predict_ws)(params, (const char *)d.x + e * (size_t)d.width * d.elem, out, ws);
+    for (int64_t j = 0; j < m->noutputs; j++)
+      buf_printf(&csv, "%s%.9g", j ? "," : "", real_get(out, m->elem, (size_t)j));
+    buf_puts(&csv, "\n");
+  }
+  int rc = 0;
+  if (o.out && strcmp(o.out, "-")) {
+    const char *paths[1] = {o.out};
+    Buf *bufs[1] = {&csv};
+    const char *why = NULL;
+    if (cli_write_files_atomically(paths, bufs, 1, &why) >= 0) {
+      fprintf(stderr, "bpc: cannot write %s: %s\n", o.out, why);
+      rc = 1;
+    }
+  } else {
+    fwrite(csv.data, 1, csv.len, stdout);
+  }
+  buf_free(&csv);
+  free(ws);
+  free(out);
+  free(params);
+  dataset_free(&d);
+  jit_free(m);
+  return rc;
+}
 
 const CliCommand cli_commands[] = {
+    {"train", run_train},
+    {"eval", run_eval},
+    {"predict", run_predict},
     {NULL, NULL},
 };

@@ -3,8 +3,10 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -18,6 +20,30 @@ static void test_error_case(void **state) {
   assert_int_equal(bpc_compile(&c, NULL), 1);
   assert_string_equal(c.err.data, e->message);
   ctx_free(&c);
+}
+
+/* Through the binary: exit status 1, the same message, and no output file,
+ * not even an empty one. */
+static void test_error_case_writes_nothing(void **state) {
+  const ErrorCase *e = *state;
+  char dir[] = "/tmp/bpc-err-XXXXXX", cmd[512], path[256];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/model.bp", dir);
+  FILE *f = fopen(path, "wb");
+  fwrite(e->source, 1, e->source_len, f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "cd %s && %s model.bp -o out.c 2>err.txt", dir, BPC_BIN);
+  int rc = system(cmd);
+  assert_true(WIFEXITED(rc));
+  assert_int_equal(WEXITSTATUS(rc), 1);
+  snprintf(path, sizeof path, "%s/err.txt", dir);
+  char *err = read_text_file(path);
+  assert_string_equal(err, e->message);
+  free(err);
+  snprintf(cmd, sizeof cmd, "test \"$(ls %s)\" = \"err.txt\nmodel.bp\"", dir);
+  assert_int_equal(system(cmd), 0); /* no out.c, out.h or temporary file */
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
 }
 
 static void test_define_of_unknown_dim(void **state) {
@@ -90,13 +116,16 @@ static void test_deep_chain_within_limit_compiles(void **state) {
 
 int main(void) {
   enum { N = sizeof error_cases / sizeof error_cases[0] };
-  struct CMUnitTest tests[N + 5];
-  for (int i = 0; i < N; i++)
+  struct CMUnitTest tests[2 * N + 5];
+  for (int i = 0; i < N; i++) {
     tests[i] = (struct CMUnitTest){error_cases[i].name, test_error_case, NULL, NULL, (void *)&error_cases[i]};
+    tests[N + 5 + i] = (struct CMUnitTest){error_cases[i].name, test_error_case_writes_nothing, NULL, NULL,
+                                           (void *)&error_cases[i]};
+  }
   tests[N] = (struct CMUnitTest)cmocka_unit_test(test_define_of_unknown_dim);
   tests[N + 1] = (struct CMUnitTest)cmocka_unit_test(test_define_overrides_dim);
   tests[N + 2] = (struct CMUnitTest)cmocka_unit_test(test_hundred_thousand_terms);
   tests[N + 3] = (struct CMUnitTest)cmocka_unit_test(test_deep_unary_chain_is_an_error);
   tests[N + 4] = (struct CMUnitTest)cmocka_unit_test(test_deep_chain_within_limit_compiles);
-  return _cmocka_run_group_tests("errors", tests, N + 5, NULL, NULL);
+  return _cmocka_run_group_tests("errors", tests, 2 * N + 5, NULL, NULL);
 }

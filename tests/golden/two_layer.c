@@ -13,7 +13,7 @@ static uint64_t two_layer__next(uint64_t *state) {
 
 /* uniform in (0, 1] */
 static double two_layer__uniform(uint64_t *state) {
-  return ((double)(two_layer__next(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+  return ((double)(long long)(two_layer__next(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
 }
 
 /* standard normal, Box-Muller */

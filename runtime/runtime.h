@@ -1,0 +1,126 @@
+/* runtime.h — every data structure of the runtime: the in-memory compiled
+ * model (jit.c), data sets (data.c), parameter files (params_file.c),
+ * optimisers (optim.c) and the training loop (train.c). The commands that
+ * use them are in commands.c.
+ *
+ * Numbers live in the model's own element type (double, or float with
+ * --float): buffers are void* with an element size, and the few hot loops
+ * over them exist for both types. */
+#ifndef BPC_RUNTIME_H
+#define BPC_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bpc.h"
+
+/* ---- jit.c: a model compiled in memory with libtcc ------------------------- */
+typedef struct JitModel {
+  Ctx ctx;          /* the compiled model: decls, shapes, graph */
+  char *source;     /* the .bp text (ctx points into it) */
+  void *tcc;        /* TCCState */
+  int use_float;
+  size_t elem;      /* sizeof(double) or sizeof(float) */
+  int64_t nparams, ninputs, noutputs;
+  size_t ws_elems;  /* workspace each calling thread needs */
+  /* generated functions (JIT mode; see emit_c.c's runtime entry points) */
+  void (*init)(void *params, uint64_t seed);
+  void *train_batch; /* sum of losses; adds summed gradient; optional outputs */
+  void *eval_batch;  /* sum of losses; optional outputs */
+  void *predict_ws;
+  double compile_seconds;
+} JitModel;
+
+/* Compiles a .bp file into memory. On a user error prints it and returns
+ * NULL (the caller exits 1); an error from tcc is an internal error. */
+JitModel *jit_load(const char *path, const CompileOptions *co, int use_float);
+void jit_free(JitModel *m);
+/* Compiles C source with tcc and the kernels; returns the TCCState or NULL
+ * with the tcc message (and the generated line) in *err. */
+void *jit_compile_c(const char *csrc, char **err);
+void *jit_symbol(void *tcc, const char *name);
+
+/* Typed calls into the generated code. n examples stored one after
+ * another. grad is added into; outputs may be NULL. */
+double jit_train_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *grad, void *outputs,
+                       void *ws);
+double jit_eval_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *outputs, void *ws);
+
+/* ---- data.c: examples for the model's inputs ------------------------------- */
+typedef struct DataBinding {
+  const char *input; /* input name, or NULL: a CSV for all inputs */
+  const char *path;
+} DataBinding;
+
+typedef struct Dataset {
+  size_t n;         /* examples */
+  int64_t width;    /* elements per example (the model's NUM_INPUTS) */
+  size_t elem;      /* element size */
+  void *x;          /* n * width elements, example after example */
+  int *onehot;      /* per input slot: filled from a label file */
+} Dataset;
+
+/* Reads the files bound to the model's inputs (required[slot] says which
+ * need data; NULL: all; the others are zero). Returns 0, or 1 with a
+ * message naming the file, the input and what is wrong in *err. */
+int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t limit, const int *required,
+                 char **err);
+void dataset_free(Dataset *d);
+
+/* ---- params_file.c: the saved-parameter format ------------------------------- */
+/* Writes all parameters atomically (temporary file, fsync, rename). */
+int params_save(const char *path, JitModel *m, const void *params, char **err);
+/* Reads parameters saved for this model (names and shapes must match). */
+int params_load(const char *path, JitModel *m, void *params, char **err);
+
+/* ---- optim.c ------------------------------------------------------------------- */
+typedef enum { OPT_SGD, OPT_MOMENTUM, OPT_ADAM } OptKind;
+typedef struct Optimizer {
+  OptKind kind;
+  double lr, momentum, beta1, beta2, eps;
+  int64_t n;     /* parameters */
+  size_t elem;
+  void *m, *v;   /* state: velocity / Adam moments */
+  int64_t step;  /* Adam's t */
+} Optimizer;
+void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t n, size_t elem);
+/* One update of params from the mean gradient grad. */
+void optim_step(Optimizer *o, void *params, const void *grad);
+void optim_free(Optimizer *o);
+
+/* ---- train.c --------------------------------------------------------------------- */
+typedef struct TrainOptions {
+  int epochs;
+  size_t batch;
+  uint64_t seed;
+  int threads;
+  int quiet;
+  int progress;        /* a progress bar (stderr is a terminal) */
+  const char *save;    /* parameter file written after every epoch */
+  const char *log;     /* CSV log */
+  const char *target;  /* input compared with the output for accuracy */
+  Optimizer *opt;
+} TrainOptions;
+
+/* Where accuracy comes from: output slot and input slot, or -1. */
+typedef struct AccuracySpec {
+  int output, input;
+} AccuracySpec;
+int accuracy_spec(JitModel *m, const char *target, AccuracySpec *spec, char **err);
+
+typedef struct EvalResult {
+  double loss;      /* mean */
+  double accuracy;  /* share of examples, or -1 when not applicable */
+} EvalResult;
+EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const AccuracySpec *acc, int threads);
+/* Returns 0 when all epochs ran; 1 (message printed) on a NaN loss, a
+ * failed save or an interrupt. */
+int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *test_set, const TrainOptions *o);
+
+/* ---- shared helpers ---------------------------------------------------------- */
+double real_get(const void *p, size_t elem, size_t i);
+void real_set(void *p, size_t elem, size_t i, double v);
+char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+double now_seconds(void);
+
+#endif
