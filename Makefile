@@ -10,7 +10,7 @@ LDLIBS   = -ltcc -lz -lm -ldl -lpthread
 
 COMPILER_SRC = compiler/arena.c compiler/diag.c compiler/ast.c compiler/shape.c compiler/ir.c \
                compiler/simplify.c compiler/lower.c compiler/autodiff.c compiler/schedule.c \
-               compiler/emit_c.c compiler/emit_dot.c compiler/driver.c compiler/atomic_write.c
+               compiler/batch.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c compiler/atomic_write.c
 RUNTIME_SRC  = $(wildcard runtime/*.c)
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
 LIB_OBJ      = $(GRAMMAR_OBJ) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o)
@@ -27,10 +27,15 @@ $(B)/parser.o: $(B)/parser.c compiler/bpc.h
 # flex's skeleton has unused parameters and sign comparisons we do not own
 $(B)/lexer.o: $(B)/lexer.c $(B)/parser.h compiler/bpc.h
 	$(CC) $(CSTD) $(CFLAGS) $(WARN) -Wno-unused-parameter -Wno-sign-compare -Wno-unused-function $(INCS) -c -o $@ $<
-# kernels: optimised hard, with reassociation so reductions vectorise
+# kernels and optimiser loops: optimised hard, with reassociation so
+# reductions vectorise and FMA contraction (which -std=c11 turns off)
+HOT_CFLAGS = -O3 -g -ffp-contract=fast -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros
 $(B)/runtime/kernels.o: runtime/kernels.c runtime/kernels.h | $(B)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) -O3 -g -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros $(WARN) $(INCS) -c -o $@ $<
+	$(CC) $(CSTD) $(HOT_CFLAGS) $(WARN) $(INCS) -c -o $@ $<
+$(B)/runtime/optim.o: runtime/optim.c runtime/runtime.h compiler/bpc.h | $(B)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(HOT_CFLAGS) $(WARN) $(INCS) -c -o $@ $<
 $(B)/%.o: %.c compiler/bpc.h compiler/cli.h $(wildcard runtime/*.h) | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(CFLAGS) $(WARN) $(INCS) -c -o $@ $<

@@ -14,7 +14,8 @@
 
 typedef struct Adjoints {
   Ctx *c;
-  Node **adj; /* per forward node id: the summed adjoint so far, or NULL */
+  Node **adj;        /* per forward node id: the summed adjoint so far, or NULL */
+  GradTerm **terms;  /* per param slot */
 } Adjoints;
 
 static void contribute(Adjoints *A, Node *x, Node *g) {
@@ -26,7 +27,7 @@ static void contribute(Adjoints *A, Node *x, Node *g) {
   if (x->op == OP_PARAM) {
     GradTerm *t = arena_alloc(&c->arena, sizeof *t);
     t->node = g;
-    GradTerm **p = &c->grad_terms[x->slot];
+    GradTerm **p = &A->terms[x->slot];
     while (*p) /* keep source order: the first use is added first */
       p = &(*p)->next;
     *p = t;
@@ -164,17 +165,17 @@ static void backprop_node(Adjoints *A, Node *y, Node *g) {
   }
 }
 
-void autodiff(Ctx *c) {
+GradTerm **autodiff(Ctx *c, Node *loss) {
   int nforward = c->nodes.len;
-  Adjoints A = {c, arena_alloc(&c->arena, sizeof(Node *) * (size_t)(nforward + 1))};
-  c->grad_terms = arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1));
+  Adjoints A = {c, arena_alloc(&c->arena, sizeof(Node *) * (size_t)(nforward + 1)),
+                arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1))};
   c->building_backward = 1;
-  c->cur_loc = c->loss->loc;
-  if (c->loss->op == OP_PARAM)
-    contribute(&A, c->loss, k(c, 1));
+  c->cur_loc = loss->loc;
+  if (loss->op == OP_PARAM)
+    contribute(&A, loss, k(c, 1));
   else
-    A.adj[c->loss->id] = k(c, 1);
-  for (int i = nforward - 1; i >= 0; i--) {
+    A.adj[loss->id] = k(c, 1);
+  for (int i = loss->id; i >= 0; i--) {
     Node *y = c->nodes.items[i];
     Node *g = A.adj[y->id];
     if (!g || !y->needs_grad)
@@ -183,4 +184,5 @@ void autodiff(Ctx *c) {
     backprop_node(&A, y, g);
   }
   c->building_backward = 0;
+  return A.terms;
 }

@@ -274,7 +274,23 @@ typedef struct GradTerm {
   Node *node;             /* a contribution to dloss/dparam */
   struct GradTerm *next;
 } GradTerm;
-void autodiff(Ctx *c); /* fills c->grad_terms[param slot] */
+/* Differentiates loss; returns per param slot the list of contributions. */
+GradTerm **autodiff(Ctx *c, Node *loss);
+
+/* ---- batch.c: the model over a fixed-size batch ---------------------------- */
+/* What one set of emitted functions computes: the per-example model, or the
+ * same model over B examples at once (vectors become [B, n] matrices, so
+ * matrix-vector products become matrix-matrix products). */
+typedef struct Target {
+  int batch;             /* 0: one example; B: B examples, inputs stored input by input */
+  Node *loss;            /* scalar; with a batch, the sum over its examples */
+  Node **outputs;        /* per output decl: its value (batched: [B] or [B, n]) */
+  GradTerm **grad_terms; /* per param slot */
+} Target;
+void target_per_example(Ctx *c, Target *t);
+/* Builds the batched target; returns 0 with *why set when the model has
+ * values the batch cannot stack (per-example matrices, indexing). */
+int batch_target(Ctx *c, int batch, Target *t, const char **why);
 
 /* ---- schedule.c --------------------------------------------------------- */
 typedef struct Schedule {
@@ -285,8 +301,8 @@ typedef struct Stats {
   int fwd_ops, bwd_ops;
   double fwd_flops, bwd_flops;
 } Stats;
-/* roots: NULL-terminated array; with_grads adds every gradient term */
-void schedule_function(Ctx *c, Node **roots, int nroots, int with_grads, Schedule *out);
+/* roots, plus every gradient term in terms (may be NULL) */
+void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Schedule *out);
 void compute_stats(Ctx *c, Stats *st);
 int node_is_materialised(const Node *n);
 double node_flops(const Node *n);
@@ -298,6 +314,7 @@ typedef struct EmitOptions {
   int self_contained;     /* header inlined into the .c (stdout, JIT) */
   const char *header_name;/* "model.h", included by the .c otherwise */
   int jit_kernels;        /* call bpk_* kernels for heavy ops (JIT only) */
+  int batch;              /* JIT: also emit the functions over this many examples */
 } EmitOptions;
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out);
 

@@ -49,7 +49,7 @@ int bpc_compile(Ctx *c, const CompileOptions *o) {
   add_defines(c, o);
   parse_program(c);
   lower_program(c);
-  autodiff(c);
+  c->grad_terms = autodiff(c, c->loss);
   return 0;
 }
 

@@ -20,6 +20,8 @@ typedef struct Emitter {
   const char **name; /* per node id: its C name */
   const char **grad_name; /* per param slot: "grad_w" */
   Node **grad_fused; /* per node id: the param whose gradient it adds into */
+  Target *t;         /* what the functions being emitted compute */
+  const char *sfx;   /* function name suffix: "" per example, "_b" batched */
   /* name uniqueness */
   const char **used;
   uint32_t used_cap, used_count;
@@ -489,10 +491,12 @@ static void emit_node(Emitter *E, Node *n) {
   case OP_INPUT: {
     Decl *d = (n->op == OP_PARAM ? E->c->params : E->c->inputs).items[n->slot];
     const char *base = n->op == OP_PARAM ? "params" : "inputs";
+    /* a batched input (value B) is stored whole, input after input */
+    long long off = (long long)d->offset * (n->value > 0 ? (long long)n->value : 1);
     if (n->shape.rank == 0)
-      line(E, "const bp_real %s = %s[%lld];", N, base, (long long)d->offset);
+      line(E, "const bp_real %s = %s[%lld];", N, base, off);
     else
-      line(E, "const bp_real *const %s = %s + %lld;", N, base, (long long)d->offset);
+      line(E, "const bp_real *const %s = %s + %lld;", N, base, off);
     return;
   }
   case OP_INDEX:
@@ -529,7 +533,7 @@ static void mark_fusable_grads(Emitter *E) {
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len);
   for (int p = 0; p < c->params.len; p++) {
     Decl *d = c->params.items[p];
-    for (GradTerm *t = c->grad_terms[p]; t; t = t->next) {
+    for (GradTerm *t = E->t->grad_terms[p]; t; t = t->next) {
       Node *g = t->node;
       if (g->uses == 1 && g->shape.rank > 0 && can_accumulate(g) && node_is_materialised(g))
         E->grad_fused[g->id] = d->node;
@@ -541,7 +545,7 @@ static void add_grad_terms(Emitter *E) {
   Ctx *c = E->c;
   for (int p = 0; p < c->params.len; p++) {
     Decl *d = c->params.items[p];
-    for (GradTerm *t = c->grad_terms[p]; t; t = t->next) {
+    for (GradTerm *t = E->t->grad_terms[p]; t; t = t->next) {
       Node *g = t->node;
       if (E->grad_fused[g->id])
         continue;
@@ -564,26 +568,41 @@ static void body(Emitter *E, Schedule *s) {
 }
 
 /* Roots of a function: the loss (unless only outputs), then the outputs. */
-static Node **function_roots(Ctx *c, int with_loss, int with_outputs, int *nroots) {
+static Node **function_roots(Emitter *E, int with_loss, int with_outputs, int *nroots) {
+  Ctx *c = E->c;
   Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
   int n = 0;
   if (with_loss)
-    roots[n++] = c->loss;
+    roots[n++] = E->t->loss;
   for (int i = 0; with_outputs && i < c->outputs.len; i++)
-    roots[n++] = ((Decl *)c->outputs.items[i])->node;
+    roots[n++] = E->t->outputs[i];
   *nroots = n;
   return roots;
 }
 
+/* Outputs go out example after example, even from a batched function. */
 static void copy_outputs(Emitter *E, const char *indent) {
   Ctx *c = E->c;
   for (int i = 0; i < c->outputs.len; i++) {
     Decl *d = c->outputs.items[i];
-    if (d->shape.rank == 0)
-      line(E, "%soutputs[%lld] = %s;", indent, (long long)d->offset, ref_scalar(E, d->node));
-    else
-      line(E, "%sfor (size_t i = 0; i < %lld; i++) outputs[%lld + i] = %s;", indent,
-           (long long)shape_numel(d->shape), (long long)d->offset, elem(E, d->node, "i"));
+    Node *v = E->t->outputs[i];
+    long long k = shape_numel(d->shape), off = d->offset, stride = c->num_outputs;
+    if (E->t->batch && v->shape.rank > d->shape.rank) { /* one row (or element) per example */
+      line(E, "%sfor (size_t e = 0; e < %d; e++)", indent, E->t->batch);
+      if (d->shape.rank == 0)
+        line(E, "%s  outputs[e * %lld + %lld] = %s[e];", indent, stride, off, E->name[v->id]);
+      else
+        line(E, "%s  for (size_t i = 0; i < %lld; i++) outputs[e * %lld + %lld + i] = %s[e * %lld + i];", indent, k,
+             stride, off, E->name[v->id], k);
+    } else if (E->t->batch) { /* the same for every example */
+      line(E, "%sfor (size_t e = 0; e < %d; e++)", indent, E->t->batch);
+      line(E, "%s  for (size_t i = 0; i < %lld; i++) outputs[e * %lld + %lld + i] = %s;", indent, k, stride, off,
+           d->shape.rank ? elem(E, v, "i") : ref_scalar(E, v));
+    } else if (d->shape.rank == 0) {
+      line(E, "%soutputs[%lld] = %s;", indent, off, ref_scalar(E, v));
+    } else {
+      line(E, "%sfor (size_t i = 0; i < %lld; i++) outputs[%lld + i] = %s;", indent, k, off, elem(E, v, "i"));
+    }
   }
 }
 
@@ -591,10 +610,10 @@ static void copy_outputs(Emitter *E, const char *indent) {
 static int64_t emit_forward(Emitter *E) {
   Schedule s;
   int jit = E->o->jit_kernels, nroots;
-  Node **roots = function_roots(E->c, 1, jit, &nroots);
-  schedule_function(E->c, roots, nroots, 0, &s);
-  buf_printf(E->out, "static bp_real %s__forward(const bp_real *params, const bp_real *inputs, bp_real *ws%s) {\n",
-             E->P, jit ? ", bp_real *outputs" : "");
+  Node **roots = function_roots(E, 1, jit, &nroots);
+  schedule_function(E->c, roots, nroots, NULL, &s);
+  buf_printf(E->out, "static bp_real %s__forward%s(const bp_real *params, const bp_real *inputs, bp_real *ws%s) {\n",
+             E->P, E->sfx, jit ? ", bp_real *outputs" : "");
   line(E, "(void)params; (void)inputs; (void)ws;");
   body(E, &s);
   if (jit && E->c->outputs.len) {
@@ -602,7 +621,7 @@ static int64_t emit_forward(Emitter *E) {
     copy_outputs(E, "  ");
     line(E, "}");
   }
-  line(E, "return %s;", ref_scalar(E, E->c->loss));
+  line(E, "return %s;", ref_scalar(E, E->t->loss));
   buf_puts(E->out, "}\n\n");
   return s.ws_elems;
 }
@@ -611,13 +630,13 @@ static int64_t emit_backward(Emitter *E) {
   Ctx *c = E->c;
   Schedule s;
   int jit = E->o->jit_kernels, nroots;
-  Node **roots = function_roots(c, 1, jit, &nroots);
-  schedule_function(c, roots, nroots, 1, &s);
+  Node **roots = function_roots(E, 1, jit, &nroots);
+  schedule_function(c, roots, nroots, E->t->grad_terms, &s);
   mark_fusable_grads(E);
   buf_printf(E->out,
              "/* Adds dloss/dparams into grad and returns the loss. */\n"
-             "static bp_real %s__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws%s) {\n",
-             E->P, jit ? ", bp_real *outputs" : "");
+             "static bp_real %s__backward_add%s(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws%s) {\n",
+             E->P, E->sfx, jit ? ", bp_real *outputs" : "");
   line(E, "(void)params; (void)inputs; (void)grad; (void)ws;");
   for (int p = 0; p < c->params.len; p++) {
     Decl *d = c->params.items[p];
@@ -631,7 +650,7 @@ static int64_t emit_backward(Emitter *E) {
     copy_outputs(E, "  ");
     line(E, "}");
   }
-  line(E, "return %s;", ref_scalar(E, c->loss));
+  line(E, "return %s;", ref_scalar(E, E->t->loss));
   buf_puts(E->out, "}\n\n");
   return s.ws_elems;
 }
@@ -639,10 +658,9 @@ static int64_t emit_backward(Emitter *E) {
 static int64_t emit_predict(Emitter *E) {
   Ctx *c = E->c;
   Schedule s;
-  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
-  for (int i = 0; i < c->outputs.len; i++)
-    roots[i] = ((Decl *)c->outputs.items[i])->node;
-  schedule_function(c, roots, c->outputs.len, 0, &s);
+  int nroots;
+  Node **roots = function_roots(E, 0, 1, &nroots);
+  schedule_function(c, roots, nroots, NULL, &s);
   buf_printf(E->out,
              "static void %s__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n",
              E->P);
@@ -828,7 +846,7 @@ static void emit_header(Emitter *E, Buf *h, int workspace, int64_t ws) {
 
 /* What the runtime calls (JIT mode): whole batches with a caller-owned
  * workspace, sums rather than means so threads can split a batch. */
-static void emit_runtime_entry_points(Emitter *E, int64_t ws) {
+static void emit_runtime_entry_points(Emitter *E, int64_t ws, int batch) {
   Ctx *c = E->c;
   const char *P = E->P;
   const char *step = c->num_inputs ? arena_printf(&c->arena, "inputs + e * %lld", (long long)c->num_inputs) : "inputs";
@@ -850,8 +868,18 @@ static void emit_runtime_entry_points(Emitter *E, int64_t ws) {
              P, P, step, ostep);
   buf_printf(E->out,
              "void %s_predict_ws(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n"
-             "  %s__predict(params, inputs, outputs, ws);\n}\n",
+             "  %s__predict(params, inputs, outputs, ws);\n}\n\n",
              P, P);
+  /* a whole batch of exactly fixed_batch() examples, stored input by input */
+  buf_printf(E->out, "int %s_fixed_batch(void) { return %d; }\n\n", P, batch);
+  if (!batch)
+    return;
+  buf_printf(E->out,
+             "bp_real %s_train_fixed(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *outputs, bp_real *ws) {\n"
+             "  return %s__backward_add_b(params, inputs, grad, ws, outputs);\n}\n\n"
+             "bp_real %s_eval_fixed(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n"
+             "  return %s__forward_b(params, inputs, ws, outputs);\n}\n",
+             P, P, P, P);
 }
 
 /* The public functions: thin wrappers that own (or take) the workspace. */
@@ -891,25 +919,27 @@ static void emit_wrappers(Emitter *E, int workspace, int64_t ws) {
                 "  %s__predict(params, inputs, outputs, ws);\n}\n", P, sfx, arg, decl_ws, P);
 }
 
-static int uses_op(Ctx *c, Op op);
-
-static void emit_helpers(Emitter *E) {
+static void emit_helpers(Emitter *E, int sigmoid, int softplus) {
   const char *R = "bp_real";
-  if (uses_op(E->c, OP_SIGMOID))
+  if (sigmoid)
     buf_printf(E->out, "static %s %s_sigmoid(%s x) { return 1 / (1 + %s(-x)); }\n", R, E->P, R, fn(E, "exp"));
-  if (uses_op(E->c, OP_SOFTPLUS))
+  if (softplus)
     buf_printf(E->out, "static %s %s_softplus(%s x) { return x > 0 ? x + %s(%s(-x)) : %s(%s(x)); }\n", R, E->P,
                R, fn(E, "log1p"), fn(E, "exp"), fn(E, "log1p"), fn(E, "exp"));
   buf_puts(E->out, "\n");
 }
 
-/* Whether any emitted function computes op: call after scheduling every root. */
-static int uses_op(Ctx *c, Op op) {
-  for (int i = 0; i < c->nodes.len; i++) {
-    Node *n = c->nodes.items[i];
-    if (n->op == op && n->live)
+/* Whether any function emitted for t computes op. */
+static int target_uses(Ctx *c, Target *t, Op op) {
+  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
+  roots[0] = t->loss;
+  for (int i = 0; i < c->outputs.len; i++)
+    roots[i + 1] = t->outputs[i];
+  Schedule all;
+  schedule_function(c, roots, c->outputs.len + 1, t->grad_terms, &all);
+  for (int i = 0; i < all.order.len; i++)
+    if (((Node *)all.order.items[i])->op == op)
       return 1;
-  }
   return 0;
 }
 
@@ -920,26 +950,36 @@ static const char *upper(Arena *a, const char *s) {
   return u;
 }
 
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
-  Emitter E = {.c = c, .o = o, .P = o->prefix, .U = upper(&c->arena, o->prefix)};
+  Emitter E = {.c = c, .o = o, .P = o->prefix, .U = upper(&c->arena, o->prefix), .sfx = ""};
+  Target one, many;
+  target_per_example(c, &one);
+  const char *why = NULL;
+  int batched = o->jit_kernels && o->batch > 1 && batch_target(c, o->batch, &many, &why);
+  /* every node exists now: name them */
   E.grad_fused = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->nodes.len + 1));
   assign_names(&E);
   /* functions first, into a scratch buffer, to learn the workspace size */
   Buf fns = {0};
   E.out = &fns;
-  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
-  roots[0] = c->loss;
-  for (int i = 0; i < c->outputs.len; i++)
-    roots[i + 1] = ((Decl *)c->outputs.items[i])->node;
-  Schedule all;
-  schedule_function(c, roots, c->outputs.len + 1, 1, &all);
-  if (uses_op(c, OP_SIGMOID) || uses_op(c, OP_SOFTPLUS))
-    emit_helpers(&E);
+  int sigmoid = target_uses(c, &one, OP_SIGMOID) || (batched && target_uses(c, &many, OP_SIGMOID));
+  int softplus = target_uses(c, &one, OP_SOFTPLUS) || (batched && target_uses(c, &many, OP_SOFTPLUS));
+  if (sigmoid || softplus)
+    emit_helpers(&E, sigmoid, softplus);
+  E.t = &one;
   int64_t ws = emit_forward(&E);
-  int64_t wb = emit_backward(&E);
-  int64_t wp = emit_predict(&E);
-  if (wb > ws) ws = wb;
-  if (wp > ws) ws = wp;
+  ws = max64(ws, emit_backward(&E));
+  ws = max64(ws, emit_predict(&E));
+  if (batched) {
+    E.t = &many;
+    E.sfx = "_b";
+    ws = max64(ws, emit_forward(&E));
+    ws = max64(ws, emit_backward(&E));
+    E.t = &one;
+    E.sfx = "";
+  }
   int workspace = ws * (int64_t)(o->use_float ? sizeof(float) : sizeof(double)) > (int64_t)BPC_STACK_BYTES;
   E.out = c_out;
   if (o->self_contained) {
@@ -954,7 +994,7 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   buf_puts(c_out, fns.data ? fns.data : "");
   buf_free(&fns);
   if (o->jit_kernels)
-    emit_runtime_entry_points(&E, ws);
+    emit_runtime_entry_points(&E, ws, batched ? o->batch : 0);
   else
     emit_wrappers(&E, workspace, ws);
 }

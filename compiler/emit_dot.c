@@ -27,7 +27,7 @@ void emit_dot(Ctx *c, Buf *out) {
   for (int i = 0; i < c->outputs.len; i++)
     roots[nroots++] = ((Decl *)c->outputs.items[i])->node;
   Schedule s;
-  schedule_function(c, roots, nroots, 1, &s);
+  schedule_function(c, roots, nroots, c->grad_terms, &s);
   buf_printf(out, "digraph \"%s\" {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n",
              c->src.name);
   buf_puts(out, "  { rank=source;");

@@ -268,7 +268,7 @@ void ir_print(Ctx *c, Buf *out) {
   for (int i = 0; i < c->outputs.len; i++)
     roots[nroots++] = ((Decl *)c->outputs.items[i])->node;
   Schedule sch;
-  schedule_function(c, roots, nroots, 1, &sch);
+  schedule_function(c, roots, nroots, c->grad_terms, &sch);
   buf_printf(out, "# bpc IR: %d nodes\n", sch.order.len);
   for (int i = 0; i < c->params.len; i++) {
     Decl *d = c->params.items[i];

@@ -46,23 +46,23 @@ static void clear_marks(Ctx *c) {
   }
 }
 
-static void mark_roots(Ctx *c, Node **roots, int nroots, int with_grads) {
+static void mark_roots(Ctx *c, Node **roots, int nroots, GradTerm **terms) {
   for (int i = 0; i < nroots; i++) {
     roots[i]->live = 1;
     roots[i]->uses++;
   }
-  if (!with_grads)
+  if (!terms)
     return;
   for (int p = 0; p < c->params.len; p++)
-    for (GradTerm *t = c->grad_terms[p]; t; t = t->next) {
+    for (GradTerm *t = terms[p]; t; t = t->next) {
       t->node->live = 1;
       t->node->uses++;
     }
 }
 
-void schedule_function(Ctx *c, Node **roots, int nroots, int with_grads, Schedule *out) {
+void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Schedule *out) {
   clear_marks(c);
-  mark_roots(c, roots, nroots, with_grads);
+  mark_roots(c, roots, nroots, terms);
   for (int i = c->nodes.len - 1; i >= 0; i--) {
     Node *n = c->nodes.items[i];
     if (!n->live)
@@ -102,11 +102,11 @@ void compute_stats(Ctx *c, Stats *st) {
   Schedule fwd, bwd;
   char *seen = arena_alloc(&c->arena, (size_t)c->nodes.len + 1);
   *st = (Stats){0};
-  schedule_function(c, &c->loss, 1, 0, &fwd);
+  schedule_function(c, &c->loss, 1, NULL, &fwd);
   for (int i = 0; i < fwd.order.len; i++)
     seen[((Node *)fwd.order.items[i])->id] = 1;
   count(&fwd, 0, &st->fwd_ops, &st->fwd_flops, seen);
-  schedule_function(c, &c->loss, 1, 1, &bwd);
+  schedule_function(c, &c->loss, 1, c->grad_terms, &bwd);
   count(&bwd, 1, &st->bwd_ops, &st->bwd_flops, seen);
   /* adding each gradient term into grad is work too */
   for (int p = 0; p < c->params.len; p++)

@@ -164,9 +164,15 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *help
     o->lr = 0.001;
 }
 
+/* Each thread takes an equal share of a minibatch; the batched functions
+ * are compiled for that share. */
 static JitModel *load_model_or_exit(RunOptions *o) {
   CompileOptions co = {o->defines, o->ndefines};
-  JitModel *m = jit_load(o->model, &co, o->use_float);
+  int threads = o->threads < 1 ? 1 : o->threads;
+  if ((size_t)threads > o->batch)
+    threads = (int)o->batch;
+  int share = (int)((o->batch + (size_t)threads - 1) / (size_t)threads);
+  JitModel *m = jit_load(o->model, &co, o->use_float, share);
   if (!m)
     exit(1);
   return m;
@@ -256,7 +262,7 @@ static int *inputs_needed_by_outputs(JitModel *m) {
   for (int i = 0; i < c->outputs.len; i++)
     roots[i] = ((Decl *)c->outputs.items[i])->node;
   Schedule s;
-  schedule_function(c, roots, c->outputs.len, 0, &s);
+  schedule_function(c, roots, c->outputs.len, NULL, &s);
   for (int i = 0; i < c->inputs.len; i++)
     need[i] = ((Decl *)c->inputs.items[i])->node->live;
   return need;

@@ -72,7 +72,7 @@ void *jit_compile_c(const char *csrc, char **err) {
 
 void *jit_symbol(void *tcc, const char *name) { return tcc_get_symbol(tcc, name); }
 
-JitModel *jit_load(const char *path, const CompileOptions *co, int use_float) {
+JitModel *jit_load(const char *path, const CompileOptions *co, int use_float, int batch) {
   JitModel *m = calloc(1, sizeof *m);
   size_t len = 0;
   const char *why = NULL;
@@ -90,7 +90,7 @@ JitModel *jit_load(const char *path, const CompileOptions *co, int use_float) {
     return NULL;
   }
   Buf text = {0}, header = {0};
-  EmitOptions eo = {.prefix = "m", .use_float = use_float, .self_contained = 1, .jit_kernels = 1};
+  EmitOptions eo = {.prefix = "m", .use_float = use_float, .self_contained = 1, .jit_kernels = 1, .batch = batch};
   emit_c(&m->ctx, &eo, &text, &header);
   char *err = NULL;
   m->tcc = jit_compile_c(text.data, &err);
@@ -118,6 +118,12 @@ JitModel *jit_load(const char *path, const CompileOptions *co, int use_float) {
     return NULL;
   }
   m->ws_elems = ws_size();
+  int (*fixed)(void) = (int (*)(void))jit_symbol(m->tcc, "m_fixed_batch");
+  m->fixed = fixed ? fixed() : 0;
+  m->train_fixed = jit_symbol(m->tcc, "m_train_fixed");
+  m->eval_fixed = jit_symbol(m->tcc, "m_eval_fixed");
+  if (!m->train_fixed || !m->eval_fixed)
+    m->fixed = 0;
   m->compile_seconds = now_seconds() - t0;
   return m;
 }
@@ -148,4 +154,31 @@ double jit_eval_batch(JitModel *m, const void *params, const void *inputs, size_
   if (m->use_float)
     return ((EvalF)m->eval_batch)(params, inputs, n, outputs, ws);
   return ((EvalD)m->eval_batch)(params, inputs, n, outputs, ws);
+}
+
+typedef double (*FixedTrainD)(const double *, const double *, double *, double *, double *);
+typedef float (*FixedTrainF)(const float *, const float *, float *, float *, float *);
+typedef double (*FixedEvalD)(const double *, const double *, double *, double *);
+typedef float (*FixedEvalF)(const float *, const float *, float *, float *);
+
+double jit_train_fixed(JitModel *m, const void *params, const void *inputs, void *grad, void *outputs, void *ws) {
+  if (m->use_float)
+    return ((FixedTrainF)m->train_fixed)(params, inputs, grad, outputs, ws);
+  return ((FixedTrainD)m->train_fixed)(params, inputs, grad, outputs, ws);
+}
+
+double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void *outputs, void *ws) {
+  if (m->use_float)
+    return ((FixedEvalF)m->eval_fixed)(params, inputs, outputs, ws);
+  return ((FixedEvalD)m->eval_fixed)(params, inputs, outputs, ws);
+}
+
+void jit_gather(JitModel *m, const void *examples, void *out) {
+  size_t B = (size_t)m->fixed, width = (size_t)m->ninputs, es = m->elem;
+  for (int s = 0; s < m->ctx.inputs.len; s++) {
+    Decl *d = m->ctx.inputs.items[s];
+    size_t off = (size_t)d->offset, k = (size_t)shape_numel(d->shape);
+    for (size_t e = 0; e < B; e++)
+      memcpy((char *)out + (B * off + e * k) * es, (const char *)examples + (e * width + off) * es, k * es);
+  }
 }

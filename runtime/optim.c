@@ -27,29 +27,35 @@ void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t 
 }
 
 #define DEFINE_STEP(T, S)                                                                   \
-  static void step_##S(Optimizer *o, T *p, const T *g) {                                   \
+  static void step_##S(Optimizer *o, T *restrict p, T *restrict g, T scale) {              \
     const T lr = (T)o->lr;                                                                  \
     int64_t n = o->n;                                                                       \
     if (o->kind == OPT_SGD) {                                                               \
-      for (int64_t i = 0; i < n; i++)                                                       \
-        p[i] -= lr * g[i];                                                                  \
+      const T k = lr * scale;                                                               \
+      for (int64_t i = 0; i < n; i++) {                                                     \
+        p[i] -= k * g[i];                                                                   \
+        g[i] = 0;                                                                           \
+      }                                                                                     \
     } else if (o->kind == OPT_MOMENTUM) {                                                   \
-      T *v = o->m;                                                                          \
+      T *restrict v = o->m;                                                                 \
       const T mu = (T)o->momentum;                                                          \
       for (int64_t i = 0; i < n; i++) {                                                     \
-        v[i] = mu * v[i] + g[i];                                                            \
+        v[i] = mu * v[i] + g[i] * scale;                                                    \
         p[i] -= lr * v[i];                                                                  \
+        g[i] = 0;                                                                           \
       }                                                                                     \
     } else {                                                                                \
-      T *m = o->m, *v = o->v;                                                               \
+      T *restrict m = o->m, *restrict v = o->v;                                             \
       const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps;                          \
       o->step++;                                                                            \
       const T c1 = (T)(1 - pow(o->beta1, (double)o->step));                                 \
       const T c2 = (T)(1 - pow(o->beta2, (double)o->step));                                 \
       for (int64_t i = 0; i < n; i++) {                                                     \
-        m[i] = b1 * m[i] + (1 - b1) * g[i];                                                 \
-        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];                                          \
+        const T gi = g[i] * scale;                                                          \
+        m[i] = b1 * m[i] + (1 - b1) * gi;                                                   \
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;                                              \
         p[i] -= lr * (m[i] / c1) / (sqrt##S(v[i] / c2) + eps);                              \
+        g[i] = 0;                                                                           \
       }                                                                                     \
     }                                                                                       \
   }
@@ -58,11 +64,11 @@ void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t 
 DEFINE_STEP(double, d)
 DEFINE_STEP(float, f)
 
-void optim_step(Optimizer *o, void *params, const void *grad) {
+void optim_step(Optimizer *o, void *params, void *grad, double scale) {
   if (o->elem == sizeof(float))
-    step_f(o, params, grad);
+    step_f(o, params, grad, (float)scale);
   else
-    step_d(o, params, grad);
+    step_d(o, params, grad, scale);
 }
 
 void optim_free(Optimizer *o) {

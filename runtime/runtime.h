@@ -28,12 +28,17 @@ typedef struct JitModel {
   void *train_batch; /* sum of losses; adds summed gradient; optional outputs */
   void *eval_batch;  /* sum of losses; optional outputs */
   void *predict_ws;
+  int fixed;         /* examples per call of the batched functions, or 0 */
+  void *train_fixed; /* like train_batch for exactly `fixed` examples stored input by input */
+  void *eval_fixed;
   double compile_seconds;
 } JitModel;
 
-/* Compiles a .bp file into memory. On a user error prints it and returns
- * NULL (the caller exits 1); an error from tcc is an internal error. */
-JitModel *jit_load(const char *path, const CompileOptions *co, int use_float);
+/* Compiles a .bp file into memory, with batched functions for `batch`
+ * examples at a time when batch > 1 and the model allows it. On a user
+ * error prints it and returns NULL (the caller exits 1); an error from tcc
+ * is an internal error. */
+JitModel *jit_load(const char *path, const CompileOptions *co, int use_float, int batch);
 void jit_free(JitModel *m);
 /* Compiles C source with tcc and the kernels; returns the TCCState or NULL
  * with the tcc message (and the generated line) in *err. */
@@ -45,6 +50,13 @@ void *jit_symbol(void *tcc, const char *name);
 double jit_train_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *grad, void *outputs,
                        void *ws);
 double jit_eval_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *outputs, void *ws);
+/* The same for exactly m->fixed examples, inputs stored input by input
+ * (see jit_gather); outputs example by example. */
+double jit_train_fixed(JitModel *m, const void *params, const void *inputs, void *grad, void *outputs, void *ws);
+double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void *outputs, void *ws);
+/* Rearranges m->fixed examples (one after another) into the layout the
+ * batched functions read: all of input 0, then all of input 1, ... */
+void jit_gather(JitModel *m, const void *examples, void *out);
 
 /* ---- data.c: examples for the model's inputs ------------------------------- */
 typedef struct DataBinding {
@@ -84,8 +96,10 @@ typedef struct Optimizer {
   int64_t step;  /* Adam's t */
 } Optimizer;
 void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t n, size_t elem);
-/* One update of params from the mean gradient grad. */
-void optim_step(Optimizer *o, void *params, const void *grad);
+/* One update of params from the gradient grad * scale (the summed gradient
+ * of a batch times 1/n); clears grad in the same pass, ready for the next
+ * batch. */
+void optim_step(Optimizer *o, void *params, void *grad, double scale);
 void optim_free(Optimizer *o);
 
 /* ---- train.c --------------------------------------------------------------------- */
@@ -122,5 +136,8 @@ double real_get(const void *p, size_t elem, size_t i);
 void real_set(void *p, size_t elem, size_t i, double v);
 char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double now_seconds(void);
+/* Training treats subnormal numbers as zero: they carry no useful signal in
+ * a gradient step, and on x86 each one costs a slow microcode assist. */
+void flush_subnormals(void);
 
 #endif

@@ -99,6 +99,7 @@ typedef struct Worker {
   int index;
   pthread_t thread;
   void *ws, *grad;
+  void *soa;   /* one fixed batch rearranged input by input */
   double loss;
 } Worker;
 
@@ -115,30 +116,44 @@ struct Pool {
   size_t count;
 };
 
+/* Thread i's share of the examples: whole fixed batches where possible. */
 static void slice(Pool *p, int i, size_t *from, size_t *len) {
-  size_t per = p->count / (size_t)p->n, extra = p->count % (size_t)p->n;
-  *from = (size_t)i * per + ((size_t)i < extra ? (size_t)i : extra);
-  *len = per + ((size_t)i < extra);
+  size_t per = (p->count + (size_t)p->n - 1) / (size_t)p->n;
+  size_t fixed = (size_t)p->m->fixed;
+  if (fixed > 1)
+    per = (per + fixed - 1) / fixed * fixed;
+  *from = (size_t)i * per < p->count ? (size_t)i * per : p->count;
+  *len = p->count - *from < per ? p->count - *from : per;
 }
 
 static void run_slice(Pool *p, Worker *w) {
   size_t from, len;
   slice(p, w->index, &from, &len);
   JitModel *m = p->m;
-  const char *in = (const char *)p->inputs + from * (size_t)m->ninputs * m->elem;
-  char *out = p->outputs ? (char *)p->outputs + from * (size_t)m->noutputs * m->elem : NULL;
+  size_t in_row = (size_t)m->ninputs * m->elem, out_row = (size_t)m->noutputs * m->elem;
+  const char *in = (const char *)p->inputs + from * in_row;
+  char *out = p->outputs ? (char *)p->outputs + from * out_row : NULL;
   w->loss = 0;
-  if (len == 0)
+  size_t fixed = m->fixed > 1 ? (size_t)m->fixed : 0;
+  for (; fixed && len >= fixed; len -= fixed, in += fixed * in_row, out = out ? out + fixed * out_row : NULL) {
+    jit_gather(m, in, w->soa);
+    if (p->training)
+      w->loss += jit_train_fixed(m, p->params, w->soa, w->grad, out, w->ws);
+    else
+      w->loss += jit_eval_fixed(m, p->params, w->soa, out, w->ws);
+  }
+  if (len == 0) /* the rest, one example at a time */
     return;
   if (p->training)
-    w->loss = jit_train_batch(m, p->params, in, len, w->grad, out, w->ws);
+    w->loss += jit_train_batch(m, p->params, in, len, w->grad, out, w->ws);
   else
-    w->loss = jit_eval_batch(m, p->params, in, len, out, w->ws);
+    w->loss += jit_eval_batch(m, p->params, in, len, out, w->ws);
 }
 
 static void *worker_main(void *arg) {
   Worker *w = arg;
   Pool *p = w->pool;
+  flush_subnormals();
   for (;;) {
     pthread_barrier_wait(&p->start);
     if (p->quit)
@@ -150,6 +165,7 @@ static void *worker_main(void *arg) {
 
 static void pool_init(Pool *p, JitModel *m, int threads) {
   memset(p, 0, sizeof *p);
+  flush_subnormals();
   p->m = m;
   p->n = threads < 1 ? 1 : threads;
   p->w = calloc((size_t)p->n, sizeof *p->w);
@@ -158,6 +174,7 @@ static void pool_init(Pool *p, JitModel *m, int threads) {
     p->w[i].index = i;
     p->w[i].ws = calloc(m->ws_elems + 1, m->elem);
     p->w[i].grad = calloc((size_t)m->nparams + 1, m->elem);
+    p->w[i].soa = calloc((size_t)(m->fixed > 1 ? m->fixed : 1) * (size_t)(m->ninputs + 1), m->elem);
   }
   if (p->n > 1) {
     pthread_barrier_init(&p->start, NULL, (unsigned)p->n);
@@ -192,23 +209,25 @@ static void pool_free(Pool *p) {
   for (int i = 0; i < p->n; i++) {
     free(p->w[i].ws);
     free(p->w[i].grad);
+    free(p->w[i].soa);
   }
   free(p->w);
 }
 
-/* Mean gradient of the batch into grad: thread buffers added in order. */
+/* The batch's summed gradient into the first thread's buffer: the other
+ * threads' buffers added in thread order (so a run repeats exactly for a
+ * given thread count) and cleared for the next batch. */
 #define DEFINE_REDUCE(T, S)                                                  \
-  static void reduce_##S(Pool *p, T *grad, size_t count) {                   \
+  static void reduce_##S(Pool *p) {                                          \
     int64_t n = p->m->nparams;                                               \
-    const T scale = (T)1 / (T)count;                                         \
-    T *g0 = p->w[0].grad;                                                    \
+    T *restrict g0 = p->w[0].grad;                                           \
     for (int t = 1; t < p->n; t++) {                                         \
-      T *gt = p->w[t].grad;                                                  \
-      for (int64_t i = 0; i < n; i++)                                        \
+      T *restrict gt = p->w[t].grad;                                         \
+      for (int64_t i = 0; i < n; i++) {                                      \
         g0[i] += gt[i];                                                      \
+        gt[i] = 0;                                                           \
+      }                                                                      \
     }                                                                        \
-    for (int64_t i = 0; i < n; i++)                                          \
-      grad[i] = g0[i] * scale;                                               \
   }
 DEFINE_REDUCE(double, d)
 DEFINE_REDUCE(float, f)
@@ -351,7 +370,6 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
   size_t *idx = malloc(sizeof(size_t) * n);
   char *xb = malloc(batch * row);
   void *outputs = calloc(batch * (size_t)(m->noutputs + 1), m->elem);
-  void *grad = calloc((size_t)m->nparams + 1, m->elem);
   Buf log = {0};
   buf_puts(&log, "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,examples_per_second\n");
   interrupted = 0;
@@ -368,9 +386,7 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
       batch_no++;
       for (size_t e = 0; e < nb; e++)
         memcpy(xb + e * row, (const char *)train_set->x + idx[at + e] * row, row);
-      for (int t = 0; t < pool.n; t++)
-        memset(pool.w[t].grad, 0, (size_t)m->nparams * m->elem);
-      pool.training = 1;
+      pool.training = 1; /* gradient buffers are clear: fresh, or cleared by the last step */
       pool.params = params;
       pool.inputs = xb;
       pool.outputs = acc.output >= 0 ? outputs : NULL;
@@ -387,10 +403,10 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
         break;
       }
       if (m->use_float)
-        reduce_f(&pool, grad, nb);
+        reduce_f(&pool);
       else
-        reduce_d(&pool, grad, nb);
-      optim_step(o->opt, params, grad);
+        reduce_d(&pool);
+      optim_step(o->opt, params, pool.w[0].grad, 1.0 / (double)nb);
       loss_sum += loss;
       correct += count_correct(m, &acc, xb, outputs, nb);
       done += nb;
@@ -441,7 +457,6 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
   free(idx);
   free(xb);
   free(outputs);
-  free(grad);
   pool_free(&pool);
   return rc;
 }
