@@ -15,7 +15,8 @@ RUNTIME_SRC  = $(wildcard runtime/*.c)
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
 LIB_OBJ      = $(GRAMMAR_OBJ) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o)
 
-.PHONY: all test unit e2e golden demo install clean format
+.PHONY: all test unit e2e golden demo deps install clean format
+FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc
 
 $(B)/parser.c $(B)/parser.h: grammar/parser.y | $(B)
@@ -47,6 +48,21 @@ $(B):
 	mkdir -p $(B)
 
 include tests/tests.mk
+
+deps:
+	scripts/install-deps.sh
+
+# The first command of the README: train the Fashion-MNIST MLP from the shell.
+demo:
+	scripts/install-deps.sh --demo
+	$(MAKE) $(B)/bpc
+	$(B)/bpc train samples/fashion_mlp.bp \
+	  --data image=$(FASHION)/train-images-idx3-ubyte.gz --data label=$(FASHION)/train-labels-idx1-ubyte.gz \
+	  --test image=$(FASHION)/t10k-images-idx3-ubyte.gz --test label=$(FASHION)/t10k-labels-idx1-ubyte.gz \
+	  --epochs 5 --batch 64 --optim sgd --lr 0.1
+
+format:
+	clang-format -i compiler/*.c compiler/*.h runtime/*.c runtime/*.h tests/*.c tests/*.h
 
 install: $(B)/bpc
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -69,12 +69,15 @@ static Decl *find_input(JitModel *m, const char *name, int *slot) {
   return NULL;
 }
 
+/* "x[2]", "W[2,3]", or just "t" for a scalar. */
+static const char *decl_desc(JitModel *m, const Decl *d) {
+  return d->shape.rank ? arena_printf(&m->ctx.arena, "%s%s", d->name, shape_str(&m->ctx, d->shape)) : d->name;
+}
+
 static char *input_list(JitModel *m) {
   Buf b = {0};
-  for (int i = 0; i < m->ctx.inputs.len; i++) {
-    Decl *d = m->ctx.inputs.items[i];
-    buf_printf(&b, "%s%s%s", i ? ", " : "", d->name, shape_str(&m->ctx, d->shape));
-  }
+  for (int i = 0; i < m->ctx.inputs.len; i++)
+    buf_printf(&b, "%s%s", i ? ", " : "", decl_desc(m, m->ctx.inputs.items[i]));
   return b.data ? b.data : strdup("none");
 }
 
@@ -338,8 +341,8 @@ static int open_source(DataSource *s, JitModel *m, char **err) {
   int labels = s->idx.ndims == 1;
   if (!(labels && (d->shape.rank == 1 || want == 1)) && (int64_t)s->idx.per != want) {
     char *dims = dims_str(&s->idx, 1);
-    *err = str_printf("%s: input %s%s needs %lld values per example, but the file has %s = %llu per example", s->b->path,
-                      d->name, shape_str(&m->ctx, d->shape), (long long)want, dims, (unsigned long long)s->idx.per);
+    *err = str_printf("%s: input %s needs %lld values per example, but the file has %s = %llu per example", s->b->path,
+                      decl_desc(m, d), (long long)want, dims, (unsigned long long)s->idx.per);
     free(dims);
     return 1;
   }
@@ -410,8 +413,7 @@ static int resolve(JitModel *m, const DataBinding *b, int nb, const int *require
   for (int i = 0; i < ninputs; i++)
     if (!bound[i] && (!required || required[i])) {
       Decl *d = m->ctx.inputs.items[i];
-      *err = str_printf("no data for input '%s'%s: add --data %s=FILE", d->name, shape_str(&m->ctx, d->shape),
-                        d->name);
+      *err = str_printf("no data for input %s: add --data %s=FILE", decl_desc(m, d), d->name);
       goto out;
     }
   rc = 0;
@@ -468,7 +470,7 @@ int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t l
     }
     int64_t col0 = s->decl ? s->decl->offset : 0;
     int64_t ncols = s->decl ? shape_numel(s->decl->shape) : m->ninputs;
-    char *what = s->decl ? str_printf("input %s%s", s->decl->name, shape_str(&m->ctx, s->decl->shape)) : input_list(m);
+    char *what = s->decl ? str_printf("input %s", decl_desc(m, s->decl)) : input_list(m);
     int bad = csv_fill(s->b->path, &s->csv, d, col0, ncols, what, n, err);
     free(what);
     if (bad)

@@ -320,18 +320,18 @@ typedef struct EpochStats {
 static void report_epoch(const EpochStats *s, const TrainOptions *o, Buf *log) {
   char tacc[32], vloss[32], vacc[32];
   fmt_or_empty(tacc, sizeof tacc, "%.6f", s->train_acc, s->have_acc);
-  fmt_or_empty(vloss, sizeof vloss, "%.6f", s->test_loss, s->have_test);
+  fmt_or_empty(vloss, sizeof vloss, "%.9g", s->test_loss, s->have_test);
   fmt_or_empty(vacc, sizeof vacc, "%.6f", s->test_acc, s->have_test && s->have_acc);
-  buf_printf(log, "%d,%.6f,%s,%s,%s,%.3f,%.1f\n", s->epoch, s->train_loss, tacc, vloss, vacc, s->seconds, s->rate);
+  buf_printf(log, "%d,%.9g,%s,%s,%s,%.3f,%.1f\n", s->epoch, s->train_loss, tacc, vloss, vacc, s->seconds, s->rate);
   if (o->quiet)
     return;
   if (o->progress)
     fputs("\r\033[K", stderr);
-  printf("epoch %d: train loss %.4f", s->epoch, s->train_loss);
+  printf("epoch %d: train loss %.4g", s->epoch, s->train_loss);
   if (s->have_acc)
     printf(", train accuracy %.2f%%", 100 * s->train_acc);
   if (s->have_test) {
-    printf(", test loss %.4f", s->test_loss);
+    printf(", test loss %.4g", s->test_loss);
     if (s->have_acc)
       printf(", test accuracy %.2f%%", 100 * s->test_acc);
   }

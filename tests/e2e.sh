@@ -93,6 +93,46 @@ check "missing file message" grep -qx "bpc: cannot read missing.bp: No such file
 head -c 200000 /dev/urandom >noise.bp
 "$BPC" noise.bp -o noise.c 2>/dev/null; check "random bytes: exit 1" test $? -eq 1
 
+# train, eval and predict on a small generated data set: t = 2 x0 - 3 x1 + 0.5
+cat >lin.bp <<'BP'
+param w[2]
+param b
+input x[2]
+input t
+y = dot(w, x) + b
+loss = 0.5 * (y - t)^2
+output pred = y
+BP
+awk 'BEGIN { srand(3); print "x0,x1,t"; for (i = 0; i < 400; i++) { a = rand() * 2 - 1; b = rand() * 2 - 1; printf "%.6f,%.6f,%.6f\n", a, b, 2 * a - 3 * b + 0.5 } }' >lin.csv
+"$BPC" train lin.bp --data lin.csv --epochs 30 --batch 8 --lr 0.1 --seed 2 --save lin.params --log lin.log >train.txt
+check "train exit 0" test $? -eq 0
+check "train prints epochs" grep -q "^epoch 30: train loss" train.txt
+check "log header" test "$(head -1 lin.log)" = "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,examples_per_second"
+check "log rows" test "$(wc -l <lin.log)" -eq 31
+check "final loss below 1e-4" awk -F, 'END { exit !($2 < 1e-4) }' lin.log
+check "empty accuracy fields" awk -F, 'END { exit !($3 == "" && $4 == "" && $5 == "") }' lin.log
+"$BPC" eval lin.bp --load lin.params --data lin.csv >eval.txt
+check "eval loss" awk '/^loss: / { exit !($2 < 1e-4) }' eval.txt
+check "eval count" grep -qx "examples: 400" eval.txt
+printf '1,1\n0,0\n' >x.csv
+"$BPC" predict lin.bp --load lin.params --data x=x.csv -o pred.csv
+check "predict header" test "$(head -1 pred.csv)" = "pred"
+check "predict values" awk -F, 'NR == 2 { exit !($1 > -0.51 && $1 < -0.49) } NR == 3 { exit !($1 > 0.49 && $1 < 0.51) }' pred.csv
+# resuming from saved parameters starts where training stopped
+"$BPC" train lin.bp --data lin.csv --epochs 1 --lr 0.1 --load lin.params --quiet --log resume.log
+check "resume keeps the low loss" awk -F, 'END { exit !($2 < 1e-4) }' resume.log
+check "--quiet prints nothing" test -z "$("$BPC" train lin.bp --data lin.csv --epochs 1 --quiet)"
+# data and parameter errors
+printf 'x0,x1,t\n1,2\n' >short.csv
+"$BPC" train lin.bp --data short.csv 2>err.txt; check "bad csv exit 1" test $? -eq 1
+check "bad csv message" grep -qx "bpc: short.csv:2: expected 3 columns (x\[2\], t), found 2" err.txt
+"$BPC" eval lin.bp --load lin.csv --data lin.csv 2>err.txt; check "bad params exit 1" test $? -eq 1
+check "bad params message" grep -qx "bpc: lin.csv is not a bpc parameter file (it does not start with BPCPARAM)" err.txt
+"$BPC" train lin.bp --data lin.csv --optim rmsprop 2>err.txt; check "bad optim exit 2" test $? -eq 2
+# a loss that blows up stops training with the epoch and batch
+"$BPC" train lin.bp --data lin.csv --lr 1e6 --epochs 50 2>err.txt >/dev/null; check "nan exit 1" test $? -eq 1
+check "nan message" grep -q "^bpc: training stopped: the loss became \(NaN\|infinite\) in epoch [0-9]*, batch [0-9]*" err.txt
+
 # make install
 make -s -C "$ROOT" install PREFIX="$T/inst" >/dev/null; check "install" test -x "$T/inst/bin/bpc"
 

@@ -1,0 +1,564 @@
+/* test_runtime.c — the runtime: data readers (good files and each kind of
+ * bad file), the parameter format, optimiser steps against hand-computed
+ * values, the JIT, and a short training run whose loss must fall. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "runtime.h"
+
+static char dir[64];
+
+/* The path of a file in the test directory; kept for the whole run. */
+static const char *path_in_dir(const char *name) {
+  static char *paths[64];
+  static int n;
+  for (int i = 0; i < n; i++)
+    if (!strcmp(paths[i] + strlen(dir) + 1, name))
+      return paths[i];
+  assert_true(n < 64);
+  paths[n] = malloc(strlen(dir) + strlen(name) + 2);
+  sprintf(paths[n], "%s/%s", dir, name);
+  return paths[n++];
+}
+
+static void write_bytes(const char *name, const void *data, size_t len) {
+  FILE *f = fopen(path_in_dir(name), "wb");
+  assert_non_null(f);
+  fwrite(data, 1, len, f);
+  fclose(f);
+}
+
+static void write_text(const char *name, const char *text) { write_bytes(name, text, strlen(text)); }
+
+static JitModel *jit_from_source(const char *src, int use_float, int batch) {
+  write_text("model.bp", src);
+  JitModel *m = jit_load(path_in_dir("model.bp"), NULL, use_float, batch);
+  assert_non_null(m);
+  return m;
+}
+
+static int setup(void **state) {
+  (void)state;
+  strcpy(dir, "/tmp/bpc-runtime-XXXXXX");
+  return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  return system(cmd);
+}
+
+static const char *const regression_model = "param w[2]\nparam b\ninput x[2]\ninput t\n"
+                                            "y = dot(w, x) + b\nloss = 0.5 * (y - t)^2\noutput pred = y\n";
+
+/* Loads data and returns the error message (malloc'd), or NULL. */
+static char *load(JitModel *m, Dataset *d, DataBinding *b, int nb) {
+  char *err = NULL;
+  if (dataset_load(d, m, b, nb, 0, NULL, &err))
+    return err;
+  return NULL;
+}
+
+/* ---- CSV ------------------------------------------------------------------- */
+
+static void test_csv_with_header(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source(regression_model, 0, 0);
+  write_text("d.csv", "x0,x1,t\n1,2,3\n\n4, 5.5 ,-6e-1\n");
+  DataBinding b = {NULL, path_in_dir("d.csv")};
+  Dataset d;
+  assert_null(load(m, &d, &b, 1));
+  assert_int_equal(d.n, 2);
+  const double *x = d.x;
+  double want[] = {1, 2, 3, 4, 5.5, -0.6};
+  for (int i = 0; i < 6; i++)
+    assert_true(x[i] == want[i]);
+  dataset_free(&d);
+  jit_free(m);
+}
+
+static void test_csv_per_input_and_float(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source(regression_model, 1, 0);
+  write_text("x.csv", "1,2\n3,4\n");
+  write_text("t.csv", "10\n20\n");
+  DataBinding b[2] = {{"t", path_in_dir("t.csv")}, {"x", path_in_dir("x.csv")}};
+  Dataset d;
+  assert_null(load(m, &d, b, 2));
+  const float *x = d.x;
+  float want[] = {1, 2, 10, 3, 4, 20};
+  for (int i = 0; i < 6; i++)
+    assert_true(x[i] == want[i]);
+  dataset_free(&d);
+  jit_free(m);
+}
+
+static void expect_error(JitModel *m, DataBinding *b, int nb, const char *want) {
+  Dataset d;
+  char *err = load(m, &d, b, nb);
+  if (!err)
+    fail_msg("no error; expected: %s", want);
+  assert_string_equal(err, want);
+  free(err);
+}
+
+static void test_csv_errors(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source(regression_model, 0, 0);
+  char want[512];
+  DataBinding all = {NULL, path_in_dir("bad.csv")};
+
+  write_text("bad.csv", "1,2,3\n4,5\n");
+  snprintf(want, sizeof want, "%s:2: expected 3 columns (x[2], t), found 2", all.path);
+  expect_error(m, &all, 1, want);
+
+  write_text("bad.csv", "x0,x1,t\n1,2,3\n4,five,6\n");
+  snprintf(want, sizeof want, "%s:3: column 2 is 'five', not a number (reading x[2], t)", all.path);
+  expect_error(m, &all, 1, want);
+
+  write_text("bad.csv", "1,2,3\n4,nan,6\n");
+  snprintf(want, sizeof want, "%s:2: column 2 is NaN; data must be finite numbers (reading x[2], t)", all.path);
+  expect_error(m, &all, 1, want);
+
+  write_text("bad.csv", "1,2,3\n4,5,1e999\n");
+  snprintf(want, sizeof want, "%s:2: column 3 is infinite; data must be finite numbers (reading x[2], t)", all.path);
+  expect_error(m, &all, 1, want);
+
+  write_text("bad.csv", "1,2,3\n,5,6\n");
+  snprintf(want, sizeof want, "%s:2: column 1 is '', not a number (reading x[2], t)", all.path);
+  expect_error(m, &all, 1, want);
+
+  write_text("bad.csv", "x,y,z\n");
+  snprintf(want, sizeof want, "%s holds no examples", all.path);
+  expect_error(m, &all, 1, want);
+
+  DataBinding wrong = {"z", path_in_dir("bad.csv")};
+  snprintf(want, sizeof want, "--data z=%s: the model has no input named 'z' (inputs: x[2], t)", wrong.path);
+  expect_error(m, &wrong, 1, want);
+
+  write_text("x.csv", "1,2\n3,4\n");
+  DataBinding only_x = {"x", path_in_dir("x.csv")};
+  expect_error(m, &only_x, 1, "no data for input t: add --data t=FILE");
+
+  write_text("t.csv", "1\n2\n3\n");
+  DataBinding uneven[2] = {{"x", path_in_dir("x.csv")}, {"t", path_in_dir("t.csv")}};
+  snprintf(want, sizeof want, "%s has 2 examples but %s has 3", uneven[0].path, uneven[1].path);
+  expect_error(m, uneven, 2, want);
+
+  DataBinding missing = {NULL, path_in_dir("nope.csv")};
+  snprintf(want, sizeof want, "cannot open %s: No such file or directory", missing.path);
+  expect_error(m, &missing, 1, want);
+  jit_free(m);
+}
+
+/* ---- IDX ------------------------------------------------------------------- */
+
+static size_t idx_bytes(unsigned char *out, int type, int ndims, const unsigned *dims, const unsigned char *data,
+                        size_t len) {
+  size_t k = 0;
+  out[k++] = 0;
+  out[k++] = 0;
+  out[k++] = (unsigned char)type;
+  out[k++] = (unsigned char)ndims;
+  for (int i = 0; i < ndims; i++) {
+    out[k++] = (unsigned char)(dims[i] >> 24);
+    out[k++] = (unsigned char)(dims[i] >> 16);
+    out[k++] = (unsigned char)(dims[i] >> 8);
+    out[k++] = (unsigned char)dims[i];
+  }
+  memcpy(out + k, data, len);
+  return k + len;
+}
+
+static void write_gz(const char *name, const void *data, size_t len) {
+  gzFile f = gzopen(path_in_dir(name), "wb");
+  assert_non_null(f);
+  gzwrite(f, data, (unsigned)len);
+  gzclose(f);
+}
+
+static JitModel *mnist_like_model(void) {
+  return jit_from_source("input img[6]\ninput label[4]\nparam W[6, 4]\n"
+                         "scores = img @ W\nloss = softmax_cross_entropy(scores, label)\noutput o = scores\n",
+                         0, 0);
+}
+
+static void test_idx_images_and_labels(void **state) {
+  (void)state;
+  JitModel *m = mnist_like_model();
+  unsigned char buf[256], pixels[12] = {0, 255, 51, 102, 0, 0, 255, 255, 255, 0, 0, 0}, labels[2] = {3, 0};
+  unsigned idims[3] = {2, 2, 3}, ldims[1] = {2};
+  write_gz("img.gz", buf, idx_bytes(buf, 0x08, 3, idims, pixels, 12)); /* gzip */
+  write_bytes("lab.idx", buf, idx_bytes(buf, 0x08, 1, ldims, labels, 2)); /* plain */
+  DataBinding b[2] = {{"img", path_in_dir("img.gz")}, {"label", path_in_dir("lab.idx")}};
+  Dataset d;
+  assert_null(load(m, &d, b, 2));
+  assert_int_equal(d.n, 2);
+  const double *x = d.x;
+  double want[20] = {0, 1, 0.2, 0.4, 0, 0, 0, 0, 0, 1, /* image 0 scaled, label 3 one-hot */
+                     1, 1, 1, 0, 0, 0, 1, 0, 0, 0};
+  for (int i = 0; i < 20; i++)
+    assert_true(fabs(x[i] - want[i]) < 1e-15);
+  dataset_free(&d);
+  jit_free(m);
+}
+
+static void test_idx_errors(void **state) {
+  (void)state;
+  JitModel *m = mnist_like_model();
+  unsigned char buf[256], pixels[12] = {0}, labels[3] = {3, 4, 0};
+  unsigned idims[3] = {2, 2, 3}, ldims[1] = {2}, wrong[3] = {2, 2, 2};
+  char want[512];
+  size_t n = idx_bytes(buf, 0x08, 3, idims, pixels, 12);
+  write_bytes("img.idx", buf, n);
+  write_bytes("lab.idx", buf, idx_bytes(buf, 0x08, 1, ldims, labels, 2));
+  DataBinding b[2] = {{"img", path_in_dir("img.idx")}, {"label", path_in_dir("lab.idx")}};
+  snprintf(want, sizeof want, "%s: label 4 of example 1 is not a class of input label[4] (0 to 3)", b[1].path);
+  expect_error(m, b, 2, want);
+
+  n = idx_bytes(buf, 0x08, 3, idims, pixels, 12);
+  labels[1] = 2;
+  write_bytes("lab.idx", buf, idx_bytes(buf, 0x08, 1, ldims, labels, 2));
+  write_bytes("img.idx", buf, idx_bytes(buf, 0x08, 3, idims, pixels, 12) - 1);
+  snprintf(want, sizeof want, "%s is truncated: its header promises 12 bytes of data, the file has 11", b[0].path);
+  expect_error(m, b, 2, want);
+
+  write_bytes("img.idx", "P5\n28 28\n", 9);
+  snprintf(want, sizeof want,
+           "%s is not an IDX file (it should start with two zero bytes, a type and a dimension count)", b[0].path);
+  expect_error(m, b, 2, want);
+
+  write_bytes("img.idx", buf, idx_bytes(buf, 0x08, 3, wrong, pixels, 8));
+  snprintf(want, sizeof want, "%s: input img[6] needs 6 values per example, but the file has 2x2 = 4 per example",
+           b[0].path);
+  expect_error(m, b, 2, want);
+
+  write_bytes("img.idx", buf, idx_bytes(buf, 0x42, 3, idims, pixels, 12));
+  snprintf(want, sizeof want, "%s: unknown IDX element type 0x42", b[0].path);
+  expect_error(m, b, 2, want);
+
+  unsigned three[1] = {3};
+  write_bytes("img.idx", buf, idx_bytes(buf, 0x08, 3, idims, pixels, 12));
+  write_bytes("lab.idx", buf, idx_bytes(buf, 0x08, 1, three, labels, 3));
+  snprintf(want, sizeof want, "%s has 2 examples but %s has 3", b[0].path, b[1].path);
+  expect_error(m, b, 2, want);
+  jit_free(m);
+}
+
+/* ---- parameter files ----------------------------------------------------------- */
+
+static void test_params_round_trip(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source(regression_model, 0, 0);
+  double p[3] = {1.5, -2.25, 1e-300}, q[3] = {0};
+  char *err = NULL;
+  assert_int_equal(params_save(path_in_dir("p.bin"), m, p, &err), 0);
+  assert_int_equal(params_load(path_in_dir("p.bin"), m, q, &err), 0);
+  assert_memory_equal(p, q, sizeof p);
+  /* a float model reads a double file, and the other way round */
+  JitModel *f = jit_from_source(regression_model, 1, 0);
+  float pf[3];
+  assert_int_equal(params_load(path_in_dir("p.bin"), f, pf, &err), 0);
+  assert_true(pf[0] == 1.5f && pf[1] == -2.25f);
+  assert_int_equal(params_save(path_in_dir("pf.bin"), f, pf, &err), 0);
+  assert_int_equal(params_load(path_in_dir("pf.bin"), m, q, &err), 0);
+  assert_true(q[0] == 1.5 && q[1] == -2.25);
+  jit_free(f);
+  jit_free(m);
+}
+
+static char *slurp(const char *name, size_t *len) {
+  FILE *f = fopen(path_in_dir(name), "rb");
+  char *buf = malloc(4096);
+  *len = fread(buf, 1, 4096, f);
+  fclose(f);
+  return buf;
+}
+
+static void expect_load_error(JitModel *m, const char *want_fmt) {
+  double q[3];
+  char *err = NULL, want[512];
+  assert_int_equal(params_load(path_in_dir("bad.bin"), m, q, &err), 1);
+  snprintf(want, sizeof want, want_fmt, path_in_dir("bad.bin"));
+  assert_string_equal(err, want);
+  free(err);
+}
+
+static void test_params_bad_files(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source(regression_model, 0, 0);
+  double p[3] = {1, 2, 3};
+  char *err = NULL;
+  assert_int_equal(params_save(path_in_dir("p.bin"), m, p, &err), 0);
+  size_t len;
+  char *good = slurp("p.bin", &len);
+
+  write_bytes("bad.bin", good, len - 5);
+  expect_load_error(m, "%s is truncated: expected 28 bytes of values and checksum, found 23");
+
+  char *flipped = malloc(len);
+  memcpy(flipped, good, len);
+  flipped[len - 10] ^= 1;
+  write_bytes("bad.bin", flipped, len);
+  expect_load_error(m, "%s is damaged: its checksum does not match its contents");
+
+  write_text("bad.bin", "hello, world");
+  expect_load_error(m, "%s is not a bpc parameter file (it does not start with BPCPARAM)");
+
+  free(flipped);
+  free(good);
+  jit_free(m);
+}
+
+static void test_params_wrong_model_messages(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source(regression_model, 0, 0);
+  double p[3] = {1, 2, 3}, q[4];
+  char *err = NULL, want[512];
+  assert_int_equal(params_save(path_in_dir("p.bin"), m, p, &err), 0);
+  JitModel *shape = jit_from_source("param w[3]\nparam b\ninput x[3]\nloss = dot(w, x) + b\n", 0, 0);
+  assert_int_equal(params_load(path_in_dir("p.bin"), shape, q, &err), 1);
+  snprintf(want, sizeof want, "%s does not fit %s: 'w' has shape [2] in the file but [3] in the model",
+           path_in_dir("p.bin"), path_in_dir("model.bp"));
+  assert_string_equal(err, want);
+  free(err);
+  JitModel *name = jit_from_source("param v[2]\nparam b\ninput x[2]\nloss = dot(v, x) + b\n", 0, 0);
+  assert_int_equal(params_load(path_in_dir("p.bin"), name, q, &err), 1);
+  snprintf(want, sizeof want, "%s does not fit %s: tensor 1 is 'w' in the file but 'v' in the model",
+           path_in_dir("p.bin"), path_in_dir("model.bp"));
+  assert_string_equal(err, want);
+  free(err);
+  jit_free(shape);
+  jit_free(name);
+  jit_free(m);
+}
+
+static void test_params_failed_save_keeps_old_file(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source(regression_model, 0, 0);
+  double p[3] = {1, 2, 3}, q[3] = {0};
+  char *err = NULL;
+  mkdir(path_in_dir("ro"), 0755);
+  assert_int_equal(params_save(path_in_dir("ro/p.bin"), m, p, &err), 0);
+  chmod(path_in_dir("ro"), 0555);
+  double p2[3] = {9, 9, 9};
+  int rc = params_save(path_in_dir("ro/p.bin"), m, p2, &err);
+  chmod(path_in_dir("ro"), 0755);
+  if (geteuid() != 0) { /* root writes anywhere; the check needs an ordinary user */
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "(the previous file, if any, is unchanged)"));
+    free(err);
+    assert_int_equal(params_load(path_in_dir("ro/p.bin"), m, q, &err), 0);
+    assert_true(q[0] == 1 && q[2] == 3);
+  }
+  err = NULL;
+  assert_int_equal(params_save(path_in_dir("missing-dir/p.bin"), m, p, &err), 1);
+  assert_non_null(strstr(err, "No such file or directory"));
+  free(err);
+  jit_free(m);
+}
+
+/* ---- optimisers ------------------------------------------------------------------ */
+
+static void test_optimisers(void **state) {
+  (void)state;
+  Optimizer o;
+  double p[2] = {1, -1}, g[2] = {4, -2};
+  /* sgd, lr 0.1, gradient summed over 2 examples: mean = {2, -1} */
+  optim_init(&o, OPT_SGD, 0.1, 0, 2, sizeof(double));
+  optim_step(&o, p, g, 0.5);
+  assert_true(fabs(p[0] - 0.8) < 1e-15 && fabs(p[1] + 0.9) < 1e-15);
+  assert_true(g[0] == 0 && g[1] == 0); /* cleared for the next batch */
+  optim_free(&o);
+
+  /* momentum 0.9: v1 = g1, v2 = 0.9 v1 + g2 */
+  double q[1] = {0}, h[1] = {1};
+  optim_init(&o, OPT_MOMENTUM, 0.5, 0.9, 1, sizeof(double));
+  optim_step(&o, q, h, 1);
+  assert_true(fabs(q[0] + 0.5) < 1e-15);
+  h[0] = 2;
+  optim_step(&o, q, h, 1);
+  assert_true(fabs(q[0] - (-0.5 - 0.5 * (0.9 * 1 + 2))) < 1e-15);
+  optim_free(&o);
+
+  /* adam: the first step moves each parameter by lr (m/(1-b1) = g,
+   * sqrt(v/(1-b2)) = |g|), the second by hand */
+  double r[1] = {1}, k[1] = {0.5};
+  optim_init(&o, OPT_ADAM, 0.01, 0, 1, sizeof(double));
+  optim_step(&o, r, k, 1);
+  assert_true(fabs(r[0] - (1 - 0.01 * 0.5 / (0.5 + 1e-8))) < 1e-15);
+  k[0] = -1;
+  optim_step(&o, r, k, 1);
+  double m1 = 0.1 * 0.5, v1 = 0.001 * 0.25;
+  double m2 = 0.9 * m1 + 0.1 * -1, v2 = 0.999 * v1 + 0.001 * 1;
+  double mh = m2 / (1 - 0.81), vh = v2 / (1 - 0.999 * 0.999);
+  double want = 1 - 0.01 * 0.5 / (0.5 + 1e-8) - 0.01 * mh / (sqrt(vh) + 1e-8);
+  assert_true(fabs(r[0] - want) < 1e-14);
+  optim_free(&o);
+
+  /* float: the same sgd step */
+  float pf[1] = {1}, gf[1] = {3};
+  optim_init(&o, OPT_SGD, 0.25, 0, 1, sizeof(float));
+  optim_step(&o, pf, gf, 1);
+  assert_true(pf[0] == 0.25f);
+  optim_free(&o);
+}
+
+/* ---- JIT ------------------------------------------------------------------------- */
+
+static void test_jit_compile_and_call(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source("param x = -2\nparam y = 5\nparam z = -4\nloss = (x + y) * z\n", 0, 0);
+  double p[3], g[3] = {0}, ws[8];
+  m->init(p, 0);
+  assert_true(jit_train_batch(m, p, NULL, 1, g, NULL, ws) == -12);
+  assert_true(g[0] == -4 && g[1] == -4 && g[2] == 3);
+  assert_true(jit_eval_batch(m, p, NULL, 2, NULL, ws) == -24);
+  jit_free(m);
+}
+
+static void test_jit_error_path(void **state) {
+  (void)state;
+  char *err = NULL;
+  void *s = jit_compile_c("int f(void) {\n  return y;\n}\n", &err);
+  assert_null(s);
+  assert_non_null(strstr(err, ":2: error: 'y' undeclared"));
+  assert_non_null(strstr(err, "generated line 2:   return y;"));
+  free(err);
+  /* a model with a user error: no JIT, the message printed, NULL back */
+  write_text("bad.bp", "param x\nloss = y\n");
+  assert_null(jit_load(path_in_dir("bad.bp"), NULL, 0, 0));
+}
+
+/* The batched functions agree with one example at a time. */
+static void test_jit_batched_matches_per_example(void **state) {
+  (void)state;
+  char *src = read_text_file(SAMPLES_DIR "/two_layer.bp");
+  JitModel *m = jit_from_source(src, 0, 4);
+  free(src);
+  assert_int_equal(m->fixed, 4);
+  double p[21], g1[21] = {0}, g2[21] = {0}, x[20], soa[20], o1[12], o2[12];
+  double *ws = calloc(m->ws_elems + 1, sizeof(double));
+  uint64_t rng = 5;
+  m->init(p, 3);
+  for (int i = 0; i < 20; i++)
+    x[i] = test_rand_normal(&rng);
+  double l1 = jit_train_batch(m, p, x, 4, g1, o1, ws);
+  jit_gather(m, x, soa);
+  double l2 = jit_train_fixed(m, p, soa, g2, o2, ws);
+  assert_true(fabs(l1 - l2) < 1e-12);
+  for (int i = 0; i < 21; i++)
+    assert_true(fabs(g1[i] - g2[i]) < 1e-12);
+  for (int i = 0; i < 12; i++)
+    assert_true(fabs(o1[i] - o2[i]) < 1e-12);
+  assert_true(fabs(jit_eval_fixed(m, p, soa, NULL, ws) - l1) < 1e-12);
+  free(ws);
+  jit_free(m);
+}
+
+/* ---- training ---------------------------------------------------------------------- */
+
+/* Noise-free data from t = 2 x0 - 3 x1 + 0.5: training must find it. */
+static void test_training_reduces_loss(void **state) {
+  (void)state;
+  Buf csv = {0};
+  uint64_t rng = 11;
+  for (int i = 0; i < 512; i++) {
+    double a = test_rand_normal(&rng), b = test_rand_normal(&rng);
+    buf_printf(&csv, "%.17g,%.17g,%.17g\n", a, b, 2 * a - 3 * b + 0.5);
+  }
+  write_text("lin.csv", csv.data);
+  buf_free(&csv);
+  for (int batched = 0; batched < 2; batched++) {
+    JitModel *m = jit_from_source(regression_model, 0, batched ? 16 : 0);
+    DataBinding b = {NULL, path_in_dir("lin.csv")};
+    Dataset d;
+    assert_null(load(m, &d, &b, 1));
+    double p[3];
+    m->init(p, 1);
+    Optimizer o;
+    optim_init(&o, OPT_SGD, 0.1, 0, 3, sizeof(double));
+    TrainOptions to = {.epochs = 20, .batch = 16, .seed = 1, .threads = 2, .quiet = 1, .opt = &o};
+    AccuracySpec none = {-1, -1};
+    double before = evaluate(m, p, &d, &none, 1).loss;
+    assert_int_equal(train(m, p, &d, NULL, &to), 0);
+    double after = evaluate(m, p, &d, &none, 1).loss;
+    assert_true(before > 1);
+    assert_true(after < 1e-6);
+    assert_true(fabs(p[0] - 2) < 1e-3 && fabs(p[1] + 3) < 1e-3 && fabs(p[2] - 0.5) < 1e-3);
+    optim_free(&o);
+    dataset_free(&d);
+    jit_free(m);
+  }
+}
+
+static void test_training_is_reproducible(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source(regression_model, 0, 0);
+  DataBinding b = {NULL, path_in_dir("lin.csv")};
+  Dataset d;
+  assert_null(load(m, &d, &b, 1));
+  double runs[2][3];
+  for (int r = 0; r < 2; r++) {
+    m->init(runs[r], 7);
+    Optimizer o;
+    optim_init(&o, OPT_ADAM, 0.01, 0, 3, sizeof(double));
+    TrainOptions to = {.epochs = 2, .batch = 8, .seed = 3, .threads = 2, .quiet = 1, .opt = &o};
+    assert_int_equal(train(m, runs[r], &d, NULL, &to), 0);
+    optim_free(&o);
+  }
+  assert_memory_equal(runs[0], runs[1], sizeof runs[0]);
+  dataset_free(&d);
+  jit_free(m);
+}
+
+static void test_accuracy_and_target(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source("input x[3]\ninput a[3]\ninput b[3]\nparam W[3, 3]\n"
+                                "output o = x @ W\nloss = softmax_cross_entropy(x @ W, a)\n",
+                                0, 0);
+  AccuracySpec s;
+  char *err = NULL;
+  assert_int_equal(accuracy_spec(m, NULL, &s, &err), 1);
+  assert_string_equal(err, "output 'o' could be compared with more than one input for accuracy; pick one with --target NAME");
+  free(err);
+  assert_int_equal(accuracy_spec(m, "b", &s, &err), 0);
+  assert_int_equal(s.output, 0);
+  assert_int_equal(s.input, 2);
+  jit_free(m);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_csv_with_header),
+      cmocka_unit_test(test_csv_per_input_and_float),
+      cmocka_unit_test(test_csv_errors),
+      cmocka_unit_test(test_idx_images_and_labels),
+      cmocka_unit_test(test_idx_errors),
+      cmocka_unit_test(test_params_round_trip),
+      cmocka_unit_test(test_params_bad_files),
+      cmocka_unit_test(test_params_wrong_model_messages),
+      cmocka_unit_test(test_params_failed_save_keeps_old_file),
+      cmocka_unit_test(test_optimisers),
+      cmocka_unit_test(test_jit_compile_and_call),
+      cmocka_unit_test(test_jit_error_path),
+      cmocka_unit_test(test_jit_batched_matches_per_example),
+      cmocka_unit_test(test_training_reduces_loss),
+      cmocka_unit_test(test_training_is_reproducible),
+      cmocka_unit_test(test_accuracy_and_target),
+  };
+  return cmocka_run_group_tests_name("runtime", tests, setup, teardown);
+}
