@@ -15,7 +15,7 @@ RUNTIME_SRC  = $(wildcard runtime/*.c)
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
 LIB_OBJ      = $(GRAMMAR_OBJ) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o)
 
-.PHONY: all test unit e2e golden demo deps install clean format
+.PHONY: all test unit e2e golden demo deps install clean format bench bench-train bench-kernels
 FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc
 
@@ -70,3 +70,12 @@ install: $(B)/bpc
 
 clean:
 	rm -rf $(B)
+
+# Benchmarks (not tests): see bench/RESULTS.md.
+bench-train: $(B)/bpc
+	scripts/install-deps.sh --bench
+	bench/train_bench.sh $(B)/bpc
+$(B)/kernel_bench: bench/kernel_bench.c $(B)/runtime/kernels.o
+	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $^
+bench-kernels: $(B)/kernel_bench
+	$(B)/kernel_bench
