@@ -16,7 +16,20 @@ typedef struct Adjoints {
   Ctx *c;
   Node **adj;        /* per forward node id: the summed adjoint so far, or NULL */
   GradTerm **terms;  /* per param slot */
+  Node *y;           /* the node whose local derivatives are being applied */
+  PtrVec *edges;     /* where to record each contribution, or NULL */
 } Adjoints;
+
+static void record_edge(Adjoints *A, Node *x, Node *g) {
+  if (!A->edges || !A->y)
+    return;
+  EdgeGrad *e = arena_alloc(&A->c->arena, sizeof *e);
+  e->from = x;
+  e->to = A->y;
+  e->arg = A->y->args[0] == x ? 0 : 1;
+  e->g = g;
+  vec_push(&A->c->arena, A->edges, e);
+}
 
 static void contribute(Adjoints *A, Node *x, Node *g) {
   Ctx *c = A->c;
@@ -24,6 +37,7 @@ static void contribute(Adjoints *A, Node *x, Node *g) {
     return;
   if (!shape_eq(g->shape, x->shape))
     g = ir_unbroadcast(c, g, x->shape);
+  record_edge(A, x, g);
   if (x->op == OP_PARAM) {
     GradTerm *t = arena_alloc(&c->arena, sizeof *t);
     t->node = g;
@@ -165,10 +179,10 @@ static void backprop_node(Adjoints *A, Node *y, Node *g) {
   }
 }
 
-GradTerm **autodiff(Ctx *c, Node *loss) {
+GradTerm **autodiff(Ctx *c, Node *loss, Node ***adjoints, PtrVec *edges) {
   int nforward = c->nodes.len;
   Adjoints A = {c, arena_alloc(&c->arena, sizeof(Node *) * (size_t)(nforward + 1)),
-                arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1))};
+                arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1)), NULL, edges};
   c->building_backward = 1;
   c->cur_loc = loss->loc;
   if (loss->op == OP_PARAM)
@@ -181,8 +195,11 @@ GradTerm **autodiff(Ctx *c, Node *loss) {
     if (!g || !y->needs_grad)
       continue;
     c->cur_loc = y->loc;
+    A.y = y;
     backprop_node(&A, y, g);
   }
   c->building_backward = 0;
+  if (adjoints)
+    *adjoints = A.adj;
   return A.terms;
 }

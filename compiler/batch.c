@@ -152,6 +152,6 @@ int batch_target(Ctx *c, int B, Target *t, const char **why) {
   t->outputs = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
   for (int i = 0; i < c->outputs.len; i++)
     t->outputs[i] = b.map[((Decl *)c->outputs.items[i])->node->id];
-  t->grad_terms = autodiff(c, t->loss);
+  t->grad_terms = autodiff(c, t->loss, NULL, NULL);
   return 1;
 }

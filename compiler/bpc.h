@@ -274,8 +274,40 @@ typedef struct GradTerm {
   Node *node;             /* a contribution to dloss/dparam */
   struct GradTerm *next;
 } GradTerm;
-/* Differentiates loss; returns per param slot the list of contributions. */
-GradTerm **autodiff(Ctx *c, Node *loss);
+/* One gradient contribution along one edge of the forward graph: what the
+ * backward sweep sends from `to` back into its argument `from`. */
+typedef struct EdgeGrad {
+  Node *from, *to;
+  int arg;  /* which argument of `to` `from` is */
+  Node *g;  /* the contribution to dloss/dfrom */
+} EdgeGrad;
+
+/* Differentiates loss; returns per param slot the list of contributions.
+ * With adjoints non-NULL, also stores each forward node's summed adjoint
+ * there (indexed by node id; NULL where no gradient reaches); with edges
+ * non-NULL, records every contribution (EdgeGrad*) in sweep order. */
+GradTerm **autodiff(Ctx *c, Node *loss, Node ***adjoints, PtrVec *edges);
+
+/* ---- eval.c: a reference interpreter of the IR ------------------------------ */
+typedef struct Values {
+  double **v;      /* per node id: its elements, or NULL if not evaluated */
+  int n;
+} Values;
+/* Evaluates every node the loss, the outputs and the gradient terms need,
+ * in double, at params/inputs (flat arrays; inputs may be NULL). */
+void eval_graph(Ctx *c, const double *params, const double *inputs, Values *out);
+void values_free(Values *v);
+/* dloss/dparam for one parameter slot from evaluated values, into out. */
+void eval_param_grad(Ctx *c, const Values *v, int slot, double *out);
+/* The declared initial values, as the generated init function computes them. */
+void eval_init_params(Ctx *c, double *params, uint64_t seed);
+
+/* ---- explain.c ------------------------------------------------------------ */
+void expr_string(Ctx *c, const Node *n, int expand_named, Buf *out);
+/* The chain rule for dloss/dwrt, with values when v is non-NULL. Returns 1
+ * if wrt names no parameter. */
+int explain(Ctx *c, const char *wrt, const Values *v, Buf *out);
+void trace(Ctx *c, const Values *v, Buf *out);
 
 /* ---- batch.c: the model over a fixed-size batch ---------------------------- */
 /* What one set of emitted functions computes: the per-example model, or the
@@ -354,6 +386,9 @@ struct Ctx {
   Node *loss;
   Loc loss_loc;
   GradTerm **grad_terms; /* per param slot */
+  Node **adjoint;     /* per forward node id: its adjoint node (per example) */
+  PtrVec edges;       /* EdgeGrad*: the per-example backward sweep, edge by edge */
+  int nforward;       /* nodes before autodiff: the length of adjoint */
   int no_simplify;    /* tests: build nodes exactly as asked */
 };
 
@@ -369,6 +404,9 @@ typedef struct DefineOpt {
 typedef struct CompileOptions {
   DefineOpt *defines;
   int ndefines;
+  /* test hook: scale one gradient contribution of this parameter by
+   * 1.001, so `bpc check` has a wrong gradient to catch */
+  const char *perturb_gradient;
 } CompileOptions;
 
 /* Runs parse, lower and autodiff. Returns 0 on success; on a user error

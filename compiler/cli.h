@@ -12,7 +12,8 @@ typedef struct CliCommand {
   int (*run)(int argc, char **argv); /* argv[0] is the command name */
 } CliCommand;
 
-extern const CliCommand cli_commands[]; /* NULL-terminated; runtime/commands.c */
+extern const CliCommand cli_commands[];     /* NULL-terminated; runtime/commands.c */
+extern const CliCommand inspect_commands[]; /* grad, check, graph, explain, trace: runtime/inspect.c */
 
 _Noreturn void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_parse_define(const char *arg, DefineOpt *out);

@@ -35,6 +35,19 @@ static void add_defines(Ctx *c, const CompileOptions *o) {
   }
 }
 
+static void perturb_gradient(Ctx *c, const char *name) {
+  for (int i = 0; i < c->params.len; i++) {
+    Decl *d = c->params.items[i];
+    GradTerm *t = c->grad_terms[i];
+    if (strcmp(d->name, name) || !t)
+      continue;
+    c->cur_loc = d->loc;
+    t->node = ir_binary(c, OP_MUL, t->node, ir_const(c, 1.001, shape_scalar()));
+    return;
+  }
+  diag_error(c, (Loc){0, 0}, "--test-perturb-gradient %s: no parameter of that name reaches the loss", name);
+}
+
 int bpc_compile(Ctx *c, const CompileOptions *o) {
   if (setjmp(c->on_error))
     return 1;
@@ -49,7 +62,10 @@ int bpc_compile(Ctx *c, const CompileOptions *o) {
   add_defines(c, o);
   parse_program(c);
   lower_program(c);
-  c->grad_terms = autodiff(c, c->loss);
+  c->nforward = c->nodes.len;
+  c->grad_terms = autodiff(c, c->loss, &c->adjoint, &c->edges);
+  if (o && o->perturb_gradient)
+    perturb_gradient(c, o->perturb_gradient);
   return 0;
 }
 

@@ -25,6 +25,11 @@ static const char usage_text[] =
     "  train MODEL.bp --data ...    train from the command line (bpc train --help)\n"
     "  eval MODEL.bp --load P ...   loss and accuracy of saved parameters\n"
     "  predict MODEL.bp --load P    write the model's outputs as CSV\n"
+    "  grad MODEL.bp [--set ...]    the loss and every gradient, as the lecture notes print them\n"
+    "  check MODEL.bp               compare the gradient with finite differences\n"
+    "  graph MODEL.bp [--set ...]   the computational graph with values and gradients (Graphviz)\n"
+    "  explain MODEL.bp --wrt P     the chain rule for dloss/dP, path by path\n"
+    "  trace MODEL.bp [--set ...]   the backward sweep, step by step\n"
     "\n"
     "  -h, --help       this text\n"
     "  --version        print the version\n";
@@ -148,7 +153,7 @@ static int compile_command(int argc, char **argv) {
       cli_usage_error("--prefix must be a C identifier, got '%s'", prefix);
   }
   Ctx c;
-  CompileOptions co = {defs, ndefs};
+  CompileOptions co = {.defines = defs, .ndefines = ndefs};
   cli_compile_or_exit(&c, model, &co);
 
   Buf text = {0}, header = {0};
@@ -204,8 +209,10 @@ int main(int argc, char **argv) {
     printf("bpc %s\n", BPC_VERSION);
     return 0;
   }
-  for (const CliCommand *k = cli_commands; k->name; k++)
-    if (!strcmp(cmd, k->name))
-      return k->run(argc - 1, argv + 1);
+  const CliCommand *tables[] = {cli_commands, inspect_commands};
+  for (int t = 0; t < 2; t++)
+    for (const CliCommand *k = tables[t]; k->name; k++)
+      if (!strcmp(cmd, k->name))
+        return k->run(argc - 1, argv + 1);
   return compile_command(argc, argv);
 }

@@ -167,7 +167,7 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *help
 /* Each thread takes an equal share of a minibatch; the batched functions
  * are compiled for that share. */
 static JitModel *load_model_or_exit(RunOptions *o) {
-  CompileOptions co = {o->defines, o->ndefines};
+  CompileOptions co = {.defines = o->defines, .ndefines = o->ndefines};
   int threads = o->threads < 1 ? 1 : o->threads;
   if ((size_t)threads > o->batch)
     threads = (int)o->batch;

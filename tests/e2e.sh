@@ -133,6 +133,46 @@ check "bad params message" grep -qx "bpc: lin.csv is not a bpc parameter file (i
 "$BPC" train lin.bp --data lin.csv --lr 1e6 --epochs 50 2>err.txt >/dev/null; check "nan exit 1" test $? -eq 1
 check "nan message" grep -q "^bpc: training stopped: the loss became \(NaN\|infinite\) in epoch [0-9]*, batch [0-9]*" err.txt
 
+# seeing backprop: grad, check, graph, explain, trace
+S="$ROOT/samples"
+check "grad xyz" test "$("$BPC" grad "$S/xyz.bp")" = "$(printf 'loss = -12\ndloss/dx = -4\ndloss/dy = -4\ndloss/dz = 3')"
+check "grad apple" test "$("$BPC" grad "$S/apple.bp")" = "$(printf 'loss = 220\ndloss/dapple = 2.2\ndloss/dcount = 110\ndloss/dtax = 200')"
+check "grad apple json" test "$("$BPC" grad "$S/apple_orange.bp" --json)" = '{"loss": 715, "grad": {"apple": 2.2, "apple_count": 110, "orange": 3.3, "orange_count": 165, "tax": 650}}'
+check "grad --set" test "$("$BPC" grad "$S/xyz.bp" --set x=1 --set z=2)" = "$(printf 'loss = 12\ndloss/dx = 2\ndloss/dy = 2\ndloss/dz = 6')"
+check "grad hinge" test "$("$BPC" grad "$S/hinge.bp" --set phi=1,2,3 --set y=1)" = "$(printf 'loss = 0.6\ndloss/dw [3] = [-1, -2, -3]')"
+check "grad matrix rows" test "$("$BPC" grad "$S/two_layer.bp" --set W2=0 --set x=1,2 --set t=1,0,0 | sed -n 3p)" = "  [0, 0, 0]"
+check "grad json nested" bash -c "'$BPC' grad '$S/two_layer.bp' --set W1=0 --set W2=0 --json | grep -q '\"W1\": \[\[0, 0, 0\], \[0, 0, 0\]\]'"
+"$BPC" grad "$S/hinge.bp" --set w=1,2 2>err.txt; check "--set count exit 2" test $? -eq 2
+check "--set count message" grep -qx "bpc: --set w: 'w' has shape \[3\] (3 values), but 2 values were given (see bpc --help)" err.txt
+"$BPC" grad "$S/hinge.bp" --set q=1 2>err.txt; check "--set unknown exit 2" test $? -eq 2
+check "--set unknown message" grep -qx "bpc: --set q: the model has no parameter or input named 'q' (see bpc --help)" err.txt
+"$BPC" grad "$S/hinge.bp" --set w=1,x,3 2>err.txt; check "--set number exit 2" test $? -eq 2
+check "--set number message" grep -qx "bpc: --set w: 'x' is not a number (see bpc --help)" err.txt
+printf 'param x = -1\nloss = log(x) + 1 / (x + 1)\n' >badnum.bp
+"$BPC" grad badnum.bp >/dev/null 2>err.txt
+check "log warning" grep -qx "badnum.bp:2:8: warning: log of a number that is not positive" err.txt
+check "division warning" grep -qx "badnum.bp:2:19: warning: division by zero" err.txt
+check "nan printed plainly" grep -qx "loss = nan" <("$BPC" grad badnum.bp 2>/dev/null)
+for f in "$S"/*.bp; do
+  "$BPC" check "$f" --points 2 >chk.txt; check "check passes: $(basename "$f")" test $? -eq 0
+done
+check "check table" grep -q "^ok: the gradient matches finite differences at 2 points" chk.txt
+"$BPC" check "$S/two_layer.bp" --test-perturb-gradient W1 >chk.txt; check "check catches a wrong gradient" test $? -eq 1
+check "check names the element" grep -q "^FAIL: dloss/dW1\[0, 0\] at point 1: the compiled gradient is" chk.txt
+printf 'param x = 0\nparam v[3] = [1, 3, 3]\nloss = relu(x) + max(v) + abs(x)\n' >kink.bp
+"$BPC" check kink.bp >chk.txt; check "kinks are not false alarms" test $? -eq 0
+check "kinks are reported" grep -q "^skipped [0-9]* elements\? at non-differentiable points" chk.txt
+"$BPC" graph "$S/xyz.bp" >g.dot
+check "graph edge values" grep -q 'n0 -> n3 \[label=<<font color="black">-2</font><br/><font color="#c0392b">-4</font>>\]' g.dot
+if command -v dot >/dev/null; then
+  check "dot accepts graph" dot -Tsvg g.dot -o g.svg
+  "$BPC" graph "$S/two_layer.bp" --set x=1,2 --set t=0,1,0 --format svg -o two.svg
+  check "graph svg" grep -q "<svg" two.svg
+fi
+check "explain hinge" bash -c "'$BPC' explain '$S/hinge.bp' --wrt w | grep -qx '  dloss/dw = -phi \* y \* \[1 - margin > 0\]'"
+"$BPC" explain "$S/hinge.bp" --wrt q 2>err.txt; check "explain unknown exit 1" test $? -eq 1
+check "trace apple" bash -c "'$BPC' trace '$S/apple.bp' | grep -qx '  to apple: local count = 2, outgoing = 2.2'"
+
 # make install
 make -s -C "$ROOT" install PREFIX="$T/inst" >/dev/null; check "install" test -x "$T/inst/bin/bpc"
 

@@ -1,0 +1,285 @@
+/* eval.c — a reference interpreter of the IR, in double. It gives every
+ * value in the graph, forward and backward, without compiling anything:
+ * `bpc grad`, `graph`, `trace` and `explain` show its numbers, and the
+ * tests compare it with the generated C. Slow but simple: one loop per op. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpc.h"
+
+static double sigmoid(double x) { return 1 / (1 + exp(-x)); }
+static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+static double unary(const Node *n, double a) {
+  switch (n->op) {
+  case OP_NEG: return -a;
+  case OP_EXP: return exp(a);
+  case OP_LOG: return log(a);
+  case OP_SQRT: return sqrt(a);
+  case OP_ABS: return fabs(a);
+  case OP_SIN: return sin(a);
+  case OP_COS: return cos(a);
+  case OP_TANH: return tanh(a);
+  case OP_SIGMOID: return sigmoid(a);
+  case OP_RELU: return a > 0 ? a : 0;
+  case OP_SOFTPLUS: return softplus(a);
+  case OP_POWC: return n->value == 2 ? a * a : pow(a, n->value);
+  case OP_SIGN: return (a > 0) - (a < 0);
+  default: return 0;
+  }
+}
+
+static double binary(Op op, double a, double b) {
+  switch (op) {
+  case OP_ADD: return a + b;
+  case OP_SUB: return a - b;
+  case OP_MUL: return a * b;
+  case OP_DIV: return a / b;
+  case OP_MAX2: return a > b ? a : b;
+  case OP_MIN2: return a < b ? a : b;
+  case OP_GT: return a > b;
+  case OP_LT: return a < b;
+  default: return 0;
+  }
+}
+
+/* Element (i, j) of an operand broadcast to shape out (numpy rule). */
+static double at(const Node *x, const double *v, Shape out, int64_t i, int64_t j) {
+  if (x->shape.rank == 0)
+    return v[0];
+  if (x->shape.rank == 1 && out.rank == 2)
+    return v[j];
+  return out.rank == 2 ? v[i * out.dim[1] + j] : v[i];
+}
+
+/* A(r, c) of a matrix operand read with its transpose flag. */
+static double mat(const Node *a, const double *v, int transposed, int64_t r, int64_t c) {
+  return transposed ? v[c * a->shape.dim[1] + r] : v[r * a->shape.dim[1] + c];
+}
+
+static void eval_matmul(const Node *n, const double *A, const double *B, double *y) {
+  const Node *a = n->args[0], *b = n->args[1];
+  int ta = n->attr & MM_TA, tb = n->attr & MM_TB;
+  if (a->shape.rank == 2 && b->shape.rank == 2) {
+    int64_t m = n->shape.dim[0], nn = n->shape.dim[1], k = ta ? a->shape.dim[0] : a->shape.dim[1];
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < nn; j++) {
+        double s = 0;
+        for (int64_t p = 0; p < k; p++)
+          s += mat(a, A, ta, i, p) * mat(b, B, tb, p, j);
+        y[i * nn + j] = s;
+      }
+  } else if (a->shape.rank == 2) {
+    int64_t m = n->shape.dim[0], k = b->shape.dim[0];
+    for (int64_t i = 0; i < m; i++) {
+      double s = 0;
+      for (int64_t p = 0; p < k; p++)
+        s += mat(a, A, ta, i, p) * B[p];
+      y[i] = s;
+    }
+  } else {
+    int64_t nn = n->shape.dim[0], k = a->shape.dim[0];
+    for (int64_t j = 0; j < nn; j++) {
+      double s = 0;
+      for (int64_t p = 0; p < k; p++)
+        s += A[p] * mat(b, B, tb, p, j);
+      y[j] = s;
+    }
+  }
+}
+
+static void eval_node(Ctx *c, const Node *n, double **v, const double *params, const double *inputs) {
+  int64_t len = shape_numel(n->shape);
+  double *y = v[n->id];
+  const Node *a = n->args[0], *b = n->args[1];
+  const double *A = a ? v[a->id] : NULL, *B = b ? v[b->id] : NULL;
+  int64_t an = a ? shape_numel(a->shape) : 0;
+  Shape s = n->shape;
+  int64_t rows = s.rank == 2 ? s.dim[0] : len, cols = s.rank == 2 ? s.dim[1] : 1;
+  switch (n->op) {
+  case OP_CONST:
+    for (int64_t i = 0; i < len; i++)
+      y[i] = n->value;
+    return;
+  case OP_PARAM:
+  case OP_INPUT: {
+    Decl *d = (n->op == OP_PARAM ? c->params : c->inputs).items[n->slot];
+    const double *src = n->op == OP_PARAM ? params : inputs;
+    for (int64_t i = 0; i < len; i++)
+      y[i] = src ? src[d->offset + i] : 0;
+    return;
+  }
+  case OP_SUM:
+  case OP_DOT: {
+    double t = 0;
+    for (int64_t i = 0; i < an; i++)
+      t += n->op == OP_DOT ? A[i] * B[i] : A[i];
+    y[0] = t;
+    return;
+  }
+  case OP_SUMAX: {
+    int64_t m = a->shape.dim[0], k = a->shape.dim[1];
+    memset(y, 0, sizeof(double) * (size_t)len);
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < k; j++)
+        y[n->attr == 0 ? j : i] += A[i * k + j];
+    return;
+  }
+  case OP_MAXALL:
+  case OP_MINALL:
+  case OP_ARGMAXMASK:
+  case OP_ARGMINMASK: {
+    int want_max = n->op == OP_MAXALL || n->op == OP_ARGMAXMASK;
+    int64_t best = 0;
+    for (int64_t i = 1; i < an; i++)
+      if (want_max ? A[i] > A[best] : A[i] < A[best])
+        best = i;
+    if (n->op == OP_MAXALL || n->op == OP_MINALL) {
+      y[0] = A[best];
+    } else {
+      memset(y, 0, sizeof(double) * (size_t)len);
+      y[best] = 1;
+    }
+    return;
+  }
+  case OP_LSE: {
+    int64_t r = a->shape.rank == 2 ? a->shape.dim[0] : 1, k = a->shape.rank == 2 ? a->shape.dim[1] : an;
+    for (int64_t i = 0; i < r; i++) {
+      double mx = A[i * k], t = 0;
+      for (int64_t j = 1; j < k; j++)
+        mx = fmax(mx, A[i * k + j]);
+      for (int64_t j = 0; j < k; j++)
+        t += exp(A[i * k + j] - mx);
+      y[i] = mx + log(t);
+    }
+    return;
+  }
+  case OP_BCAST:
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < cols; j++)
+        y[i * cols + j] = a->shape.rank == 0 ? A[0] : A[n->attr == BCAST_COLS ? i : (s.rank == 2 ? j : i)];
+    return;
+  case OP_TRANSPOSE:
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < cols; j++)
+        y[i * cols + j] = A[j * rows + i];
+    return;
+  case OP_INDEX:
+    memcpy(y, A + n->attr, sizeof(double) * (size_t)len);
+    return;
+  case OP_SCATTER:
+    memset(y, 0, sizeof(double) * (size_t)len);
+    memcpy(y + n->attr, A, sizeof(double) * (size_t)an);
+    return;
+  case OP_MATMUL:
+    eval_matmul(n, A, B, y);
+    return;
+  case OP_OUTER:
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < cols; j++)
+        y[i * cols + j] = A[i] * B[j];
+    return;
+  default:
+    break;
+  }
+  /* elementwise */
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) {
+      double x = at(a, A, s, i, j);
+      y[i * cols + j] = b ? binary(n->op, x, at(b, B, s, i, j)) : unary(n, x);
+    }
+}
+
+void eval_graph(Ctx *c, const double *params, const double *inputs, Values *out) {
+  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
+  roots[0] = c->loss;
+  for (int i = 0; i < c->outputs.len; i++)
+    roots[i + 1] = ((Decl *)c->outputs.items[i])->node;
+  Schedule s;
+  schedule_function(c, roots, c->outputs.len + 1, c->grad_terms, &s);
+  out->n = c->nodes.len;
+  out->v = calloc((size_t)out->n, sizeof(double *));
+  /* the adjoint of every live value is wanted too (graph and trace show it) */
+  char *want = calloc((size_t)out->n + 1, 1);
+  for (int i = 0; i < s.order.len; i++)
+    want[((Node *)s.order.items[i])->id] = 1;
+  for (int i = 0; c->adjoint && i < c->nforward; i++)
+    if (want[i] && c->adjoint[i])
+      want[c->adjoint[i]->id] = 1;
+  for (int i = out->n - 1; i >= 0; i--) { /* arguments of wanted nodes are wanted */
+    if (!want[i])
+      continue;
+    Node *n = c->nodes.items[i];
+    for (int k = 0; k < n->nargs; k++)
+      want[n->args[k]->id] = 1;
+  }
+  for (int i = 0; i < out->n; i++) {
+    if (!want[i])
+      continue;
+    Node *n = c->nodes.items[i];
+    out->v[i] = calloc((size_t)shape_numel(n->shape) + 1, sizeof(double));
+    eval_node(c, n, out->v, params, inputs);
+  }
+  free(want);
+}
+
+void values_free(Values *v) {
+  for (int i = 0; i < v->n; i++)
+    free(v->v[i]);
+  free(v->v);
+  v->v = NULL;
+  v->n = 0;
+}
+
+void eval_param_grad(Ctx *c, const Values *v, int slot, double *out) {
+  Decl *d = c->params.items[slot];
+  int64_t len = shape_numel(d->shape);
+  memset(out, 0, sizeof(double) * (size_t)len);
+  for (GradTerm *t = c->grad_terms[slot]; t; t = t->next) {
+    const double *g = v->v[t->node->id];
+    for (int64_t i = 0; i < len; i++)
+      out[i] += t->node->shape.rank ? g[i] : g[0];
+  }
+}
+
+/* The same generator and formulas as the emitted init function (emit_c.c),
+ * so `bpc grad` sees the parameters the generated code starts from. */
+static uint64_t next_u64(uint64_t *state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15u);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+  return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *state) {
+  return ((double)(long long)(next_u64(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+}
+
+void eval_init_params(Ctx *c, double *params, uint64_t seed) {
+  for (int p = 0; p < c->params.len; p++) {
+    Decl *d = c->params.items[p];
+    int64_t n = shape_numel(d->shape);
+    double *x = params + d->offset;
+    uint64_t state = seed ^ (0xD1B54A32D192ED03u * ((uint64_t)p + 1));
+    double lo = d->init_a, width = d->init_b - d->init_a;
+    if (d->init == INIT_GLOROT) {
+      double a = sqrt(6.0 / (double)(d->shape.dim[0] + d->shape.dim[1]));
+      lo = -a;
+      width = 2 * a;
+    }
+    for (int64_t i = 0; i < n; i++) {
+      switch (d->init) {
+      case INIT_VALUE: x[i] = d->init_values ? d->init_values[i] : d->init_a; break;
+      case INIT_NORMAL: {
+        double u1 = uniform01(&state), u2 = uniform01(&state);
+        x[i] = d->init_a + d->init_b * (sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+        break;
+      }
+      case INIT_UNIFORM:
+      case INIT_GLOROT: x[i] = lo + width * uniform01(&state); break;
+      default: x[i] = 0; break;
+      }
+    }
+  }
+}

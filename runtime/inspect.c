@@ -1,0 +1,634 @@
+/* inspect.c — seeing backprop: `bpc grad`, `check`, `graph`, `explain` and
+ * `trace`. All but check evaluate the graph with the reference interpreter
+ * (compiler/eval.c), so they need no compiler and no training; check runs
+ * the compiled code through the JIT against finite differences. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "runtime.h"
+
+enum { MAX_SETS = 64 };
+
+typedef struct SetOpt {
+  const char *name;
+  double *values;
+  int n;
+} SetOpt;
+
+typedef struct InspectOptions {
+  const char *command, *model, *wrt, *format, *out, *perturb;
+  SetOpt sets[MAX_SETS];
+  int nsets;
+  DefineOpt defines[64];
+  int ndefines;
+  int json, points, all_elements;
+  double tol;
+  uint64_t seed;
+} InspectOptions;
+
+static const char grad_help[] =
+    "usage: bpc grad MODEL.bp [--set NAME=V[,V...]]... [--json] [-D NAME=INT]\n"
+    "Prints the loss and dloss/dparam for every parameter, at the declared initial values or at the\n"
+    "values given with --set (parameters and inputs; tensors as comma-separated row-major values).\n"
+    "Inputs not set are 0.\n";
+static const char check_help[] =
+    "usage: bpc check MODEL.bp [--points N] [--tol X] [--all] [--set ...] [--seed N]\n"
+    "Compares the compiled gradient with central finite differences at N random points (default 4):\n"
+    "parameters from their initialisers, inputs random unless set. Up to 64 elements per parameter\n"
+    "(--all: every element). Exit status 0 when all agree within the relative tolerance (default 1e-6).\n";
+static const char graph_help[] =
+    "usage: bpc graph MODEL.bp [--set ...] [--format dot|svg|png] [-o FILE]\n"
+    "The computational graph: inputs and parameters on the left, the loss on the right. With values\n"
+    "(--set, or a model without inputs) each edge shows its forward value above and its gradient below.\n"
+    "svg and png need Graphviz's dot program.\n";
+static const char explain_help[] =
+    "usage: bpc explain MODEL.bp --wrt PARAM [--set ...]\n"
+    "The chain rule for dloss/dPARAM: every path from the loss to PARAM, the local derivative on each\n"
+    "edge, the product along each path, the sum over paths, and the simplified result.\n";
+static const char trace_help[] =
+    "usage: bpc trace MODEL.bp [--set ...]\n"
+    "The backward sweep step by step: each node, its incoming gradient, each local derivative and the\n"
+    "gradient it sends on.\n";
+
+static void parse_set(InspectOptions *o, const char *arg) {
+  const char *eq = strchr(arg, '=');
+  if (!eq || eq == arg)
+    cli_usage_error("--set takes NAME=V[,V...], got '%s'", arg);
+  if (o->nsets == MAX_SETS)
+    cli_usage_error("too many --set options (at most %d)", MAX_SETS);
+  SetOpt *s = &o->sets[o->nsets++];
+  s->name = strndup(arg, (size_t)(eq - arg));
+  int cap = 8;
+  s->values = malloc(sizeof(double) * (size_t)cap);
+  const char *p = eq + 1;
+  for (;;) {
+    char *end;
+    errno = 0;
+    double v = strtod(p, &end);
+    if (end == p || (*end && *end != ',') || errno == ERANGE)
+      cli_usage_error("--set %s: '%.*s' is not a number", s->name, (int)strcspn(p, ","), p);
+    if (s->n == cap) {
+      cap *= 2;
+      s->values = realloc(s->values, sizeof(double) * (size_t)cap);
+    }
+    s->values[s->n++] = v;
+    if (!*end)
+      break;
+    p = end + 1;
+  }
+}
+
+static void parse(InspectOptions *o, int argc, char **argv, const char *help) {
+  memset(o, 0, sizeof *o);
+  o->command = argv[0];
+  o->points = 4;
+  o->tol = 1e-6;
+  o->seed = 1;
+  o->format = "dot";
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(help, stdout);
+      exit(0);
+    }
+    if (!strcmp(a, "--json")) { o->json = 1; continue; }
+    if (!strcmp(a, "--all")) { o->all_elements = 1; continue; }
+    if (!strncmp(a, "-D", 2) && a[2]) {
+      if (o->ndefines == 64 || !cli_parse_define(a + 2, &o->defines[o->ndefines++]))
+        cli_usage_error("-D takes NAME=INT, got '%s'", a + 2);
+      continue;
+    }
+    if (a[0] != '-') {
+      if (o->model)
+        cli_usage_error("%s: more than one model given ('%s' and '%s')", o->command, o->model, a);
+      o->model = a;
+      continue;
+    }
+    static const char *const valued[] = {"--set", "--points", "--tol", "--format", "-o", "--wrt", "--seed", "-D",
+                                         "--test-perturb-gradient", NULL};
+    int known = 0;
+    for (int k = 0; valued[k]; k++)
+      known |= !strcmp(a, valued[k]);
+    if (!known)
+      cli_usage_error("%s: unknown option '%s'", o->command, a);
+    if (i + 1 >= argc)
+      cli_usage_error("%s needs a value", a);
+    const char *v = argv[++i];
+    char *end;
+    if (!strcmp(a, "--set")) parse_set(o, v);
+    else if (!strcmp(a, "--format")) o->format = v;
+    else if (!strcmp(a, "-o")) o->out = v;
+    else if (!strcmp(a, "--wrt")) o->wrt = v;
+    else if (!strcmp(a, "--test-perturb-gradient")) o->perturb = v;
+    else if (!strcmp(a, "-D")) {
+      if (o->ndefines == 64 || !cli_parse_define(v, &o->defines[o->ndefines++]))
+        cli_usage_error("-D takes NAME=INT, got '%s'", v);
+    } else if (!strcmp(a, "--tol")) {
+      o->tol = strtod(v, &end);
+      if (*end || !(o->tol > 0))
+        cli_usage_error("--tol takes a positive number, not '%s'", v);
+    } else {
+      long long x = strtoll(v, &end, 10);
+      if (*end || x < (strcmp(a, "--seed") ? 1 : 0) || x > 1000000)
+        cli_usage_error("%s takes a whole number, not '%s'", a, v);
+      if (!strcmp(a, "--points")) o->points = (int)x;
+      else o->seed = (uint64_t)x;
+    }
+  }
+  if (!o->model)
+    cli_usage_error("%s: no model given", o->command);
+  if (strcmp(o->format, "dot") && strcmp(o->format, "svg") && strcmp(o->format, "png"))
+    cli_usage_error("--format takes dot, svg or png, not '%s'", o->format);
+}
+
+/* Applies --set to the flat arrays; marks which inputs were given. */
+static void apply_sets(InspectOptions *o, Ctx *c, double *params, double *inputs, char *input_given) {
+  for (int i = 0; i < o->nsets; i++) {
+    SetOpt *s = &o->sets[i];
+    Decl *d = NULL;
+    double *dst = NULL;
+    for (int k = 0; k < c->params.len && !d; k++)
+      if (!strcmp(((Decl *)c->params.items[k])->name, s->name)) {
+        d = c->params.items[k];
+        dst = params;
+      }
+    for (int k = 0; k < c->inputs.len && !d; k++)
+      if (!strcmp(((Decl *)c->inputs.items[k])->name, s->name)) {
+        d = c->inputs.items[k];
+        dst = inputs;
+        if (input_given)
+          input_given[k] = 1;
+      }
+    if (!d)
+      cli_usage_error("--set %s: the model has no parameter or input named '%s'", s->name, s->name);
+    int64_t n = shape_numel(d->shape);
+    if (s->n != n && !(s->n == 1))
+      cli_usage_error("--set %s: '%s' has shape %s (%lld values), but %d values were given", s->name, s->name,
+                      shape_str(c, d->shape), (long long)n, s->n);
+    for (int64_t k = 0; k < n; k++)
+      dst[d->offset + k] = s->values[s->n == 1 ? 0 : k];
+  }
+}
+
+static void compile_or_exit(InspectOptions *o, Ctx *c) {
+  CompileOptions co = {.defines = o->defines, .ndefines = o->ndefines};
+  cli_compile_or_exit(c, o->model, &co);
+}
+
+/* Parameters from their initialisers, then --set. */
+static void point_from_options(InspectOptions *o, Ctx *c, double **params, double **inputs) {
+  *params = calloc((size_t)c->num_params + 1, sizeof(double));
+  *inputs = calloc((size_t)c->num_inputs + 1, sizeof(double));
+  eval_init_params(c, *params, o->seed);
+  apply_sets(o, c, *params, *inputs, NULL);
+}
+
+/* Warnings for values the math cannot have: log of a non-positive number,
+ * division by zero, and results that are no longer finite, with the line. */
+static void warn_bad_numbers(Ctx *c, const Values *v) {
+  int shown = 0;
+  for (int i = 0; i < v->n && shown < 10; i++) {
+    Node *n = c->nodes.items[i];
+    if (!v->v[i] || n->is_backward)
+      continue;
+    int64_t len = shape_numel(n->shape);
+    const double *a = n->args[0] ? v->v[n->args[0]->id] : NULL, *b = n->args[1] ? v->v[n->args[1]->id] : NULL;
+    const char *what = NULL;
+    for (int64_t k = 0; k < len && !what; k++) {
+      if (n->op == OP_LOG && a && a[n->args[0]->shape.rank ? k : 0] <= 0)
+        what = "log of a number that is not positive";
+      else if (n->op == OP_DIV && b && shape_eq(n->args[1]->shape, n->shape) && b[k] == 0)
+        what = "division by zero";
+      else if (n->op == OP_DIV && b && n->args[1]->shape.rank == 0 && b[0] == 0)
+        what = "division by zero";
+      else if (n->op == OP_SQRT && a && a[n->args[0]->shape.rank ? k : 0] < 0)
+        what = "square root of a negative number";
+      else if (!isfinite(v->v[i][k]) && a && (!n->args[0] || isfinite(a[0])))
+        what = "the result is not a finite number";
+    }
+    if (what) {
+      fprintf(stderr, "%s:%d:%d: warning: %s\n", c->src.name, n->loc.line, n->loc.col, what);
+      shown++;
+    }
+  }
+}
+
+/* Plain output shows 10 significant digits, JSON 15: enough to be exact
+ * for the decimal numbers models are written with (2.2, not
+ * 2.2000000000000002). JSON has no NaN or infinity: those are null. */
+static void print_number(double x, int json) {
+  if (!isfinite(x))
+    fputs(json ? "null" : isnan(x) ? "nan" : x > 0 ? "inf" : "-inf", stdout);
+  else
+    printf(json ? "%.15g" : "%.10g", x == 0 ? 0.0 : x);
+}
+
+static void print_tensor_json(const double *x, Shape s) {
+  if (s.rank == 0) {
+    print_number(x[0], 1);
+    return;
+  }
+  int64_t rows = s.rank == 2 ? s.dim[0] : 1, cols = s.rank == 2 ? s.dim[1] : s.dim[0];
+  if (s.rank == 2)
+    putchar('[');
+  for (int64_t r = 0; r < rows; r++) {
+    printf("%s[", r ? ", " : "");
+    for (int64_t j = 0; j < cols; j++) {
+      if (j)
+        fputs(", ", stdout);
+      print_number(x[r * cols + j], 1);
+    }
+    putchar(']');
+  }
+  if (s.rank == 2)
+    putchar(']');
+}
+
+static void print_tensor_plain(const char *label, const double *x, Shape s, Ctx *c) {
+  if (s.rank == 0) {
+    printf("%s = ", label);
+    print_number(x[0], 0);
+    putchar('\n');
+    return;
+  }
+  int64_t rows = s.rank == 2 ? s.dim[0] : 1, cols = s.rank == 2 ? s.dim[1] : s.dim[0];
+  printf("%s %s =%s", label, shape_str(c, s), s.rank == 2 ? "\n" : " ");
+  for (int64_t r = 0; r < rows; r++) {
+    fputs(s.rank == 2 ? "  [" : "[", stdout);
+    for (int64_t j = 0; j < cols; j++) {
+      if (j)
+        fputs(", ", stdout);
+      print_number(x[r * cols + j], 0);
+    }
+    fputs("]\n", stdout);
+  }
+}
+
+static int run_grad(int argc, char **argv) {
+  InspectOptions o;
+  parse(&o, argc, argv, grad_help);
+  Ctx c;
+  compile_or_exit(&o, &c);
+  double *params, *inputs;
+  point_from_options(&o, &c, &params, &inputs);
+  Values v;
+  eval_graph(&c, params, inputs, &v);
+  warn_bad_numbers(&c, &v);
+  double loss = v.v[c.loss->id][0];
+  if (o.json) {
+    fputs("{\"loss\": ", stdout);
+    print_number(loss, 1);
+    fputs(", \"grad\": {", stdout);
+  } else {
+    printf("loss = ");
+    print_number(loss, 0);
+    putchar('\n');
+  }
+  for (int p = 0; p < c.params.len; p++) {
+    Decl *d = c.params.items[p];
+    double *g = calloc((size_t)shape_numel(d->shape) + 1, sizeof(double));
+    eval_param_grad(&c, &v, p, g);
+    if (o.json) {
+      printf("%s\"%s\": ", p ? ", " : "", d->name);
+      print_tensor_json(g, d->shape);
+    } else {
+      char label[BPC_MAX_IDENT + 16];
+      snprintf(label, sizeof label, "dloss/d%s", d->name);
+      print_tensor_plain(label, g, d->shape, &c);
+    }
+    free(g);
+  }
+  if (o.json)
+    puts("}}");
+  values_free(&v);
+  free(params);
+  free(inputs);
+  ctx_free(&c);
+  return 0;
+}
+
+/* ---- check ------------------------------------------------------------------ */
+
+/* Standard normal numbers for random test points (Box-Muller on splitmix64). */
+static double random_normal(uint64_t *state) {
+  double u[2];
+  for (int i = 0; i < 2; i++) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15u);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    z ^= z >> 31;
+    u[i] = ((double)(long long)(z >> 11) + 1.0) / 9007199254740992.0;
+  }
+  return sqrt(-2 * log(u[0])) * cos(6.283185307179586 * u[1]);
+}
+
+typedef struct CheckState {
+  JitModel *m;
+  double *ws;
+} CheckState;
+
+static double f_at(CheckState *s, const double *p, const double *x) {
+  return jit_eval_batch(s->m, p, x, 1, NULL, s->ws);
+}
+
+static int run_check(int argc, char **argv) {
+  InspectOptions o;
+  parse(&o, argc, argv, check_help);
+  CompileOptions co = {.defines = o.defines, .ndefines = o.ndefines, .perturb_gradient = o.perturb};
+  JitModel *m = jit_load(o.model, &co, 0, 0);
+  if (!m)
+    return 1;
+  Ctx *c = &m->ctx;
+  CheckState st = {m, calloc(m->ws_elems + 1, sizeof(double))};
+  double *p = calloc((size_t)m->nparams + 1, sizeof(double)), *x = calloc((size_t)m->ninputs + 1, sizeof(double));
+  double *g = calloc((size_t)m->nparams + 1, sizeof(double));
+  char *given = calloc((size_t)c->inputs.len + 1, 1);
+  double *max_abs = calloc((size_t)c->params.len + 1, sizeof(double)), *max_rel = calloc((size_t)c->params.len + 1, sizeof(double));
+  int64_t *checked = calloc((size_t)c->params.len + 1, sizeof(int64_t));
+  int skipped = 0, failed = 0;
+  uint64_t rng = o.seed * 7919 + 17;
+  for (int point = 0; point < o.points && !failed; point++) {
+    m->init(p, o.seed + (uint64_t)point);
+    for (int64_t i = 0; i < m->ninputs; i++)
+      x[i] = random_normal(&rng);
+    apply_sets(&o, c, p, x, given);
+    memset(g, 0, sizeof(double) * (size_t)m->nparams);
+    jit_train_batch(m, p, x, 1, g, NULL, st.ws);
+    double f0 = f_at(&st, p, x);
+    for (int d = 0; d < c->params.len && !failed; d++) {
+      Decl *dc = c->params.items[d];
+      int64_t n = shape_numel(dc->shape), step = 1;
+      if (!o.all_elements && n > 64)
+        step = n / 64;
+      for (int64_t k = 0; k < n && !failed; k += step) {
+        int64_t i = dc->offset + k;
+        double xi = p[i], h = 1e-6 * fmax(1, fabs(xi));
+        p[i] = xi + h;
+        double fp = f_at(&st, p, x);
+        p[i] = xi - h;
+        double fm = f_at(&st, p, x);
+        p[i] = xi;
+        double fd = (fp - fm) / (2 * h), fwd = (fp - f0) / h, bwd = (f0 - fm) / h;
+        /* one-sided slopes that disagree: a kink (relu at 0, a max tie) within h */
+        if (fabs(fwd - bwd) > 1e-3 * fmax(1, fmax(fabs(fwd), fabs(bwd)))) {
+          skipped++;
+          continue;
+        }
+        double err = fabs(g[i] - fd), rel = err / fmax(fmax(fabs(g[i]), fabs(fd)), 1e-3);
+        max_abs[d] = fmax(max_abs[d], err);
+        max_rel[d] = fmax(max_rel[d], rel);
+        checked[d]++;
+        if (rel > o.tol) {
+          char idx[64] = "";
+          if (dc->shape.rank == 1)
+            snprintf(idx, sizeof idx, "[%lld]", (long long)k);
+          else if (dc->shape.rank == 2)
+            snprintf(idx, sizeof idx, "[%lld, %lld]", (long long)(k / dc->shape.dim[1]), (long long)(k % dc->shape.dim[1]));
+          printf("FAIL: dloss/d%s%s at point %d: the compiled gradient is %.10g, finite differences give %.10g "
+                 "(relative error %.3g > %g)\n",
+                 dc->name, idx, point + 1, g[i], fd, rel, o.tol);
+          failed = 1;
+        }
+      }
+    }
+  }
+  if (!failed) {
+    printf("%-20s %10s %14s %14s\n", "parameter", "checked", "max abs error", "max rel error");
+    for (int d = 0; d < c->params.len; d++)
+      printf("%-20s %10lld %14.3g %14.3g\n", ((Decl *)c->params.items[d])->name, (long long)checked[d], max_abs[d],
+             max_rel[d]);
+    if (skipped)
+      printf("skipped %d element%s at non-differentiable points (relu at 0, max ties)\n", skipped,
+             skipped == 1 ? "" : "s");
+    printf("ok: the gradient matches finite differences at %d point%s (tolerance %g)\n", o.points,
+           o.points == 1 ? "" : "s", o.tol);
+  }
+  free(st.ws);
+  free(p);
+  free(x);
+  free(g);
+  free(given);
+  free(max_abs);
+  free(max_rel);
+  free(checked);
+  jit_free(m);
+  return failed;
+}
+
+/* ---- graph ------------------------------------------------------------------ */
+
+static const char *op_label(const Node *n) {
+  switch (n->op) {
+  case OP_ADD: return "+";
+  case OP_SUB: return "-";
+  case OP_MUL: return "*";
+  case OP_DIV: return "/";
+  case OP_NEG: return "neg";
+  case OP_MAX2: case OP_MAXALL: return "max";
+  case OP_MIN2: case OP_MINALL: return "min";
+  case OP_MATMUL: return "@";
+  case OP_POWC: return "^";
+  case OP_SUMAX: return "sum";
+  default: return op_name(n->op);
+  }
+}
+
+static void value_text(Buf *b, const Node *n, const double *x) {
+  if (n->shape.rank == 0) {
+    buf_printf(b, "%.6g", x[0] == 0 ? 0.0 : x[0]);
+    return;
+  }
+  int64_t len = shape_numel(n->shape);
+  buf_puts(b, "[");
+  for (int64_t i = 0; i < len && i < 3; i++)
+    buf_printf(b, "%s%.4g", i ? ", " : "", x[i] == 0 ? 0.0 : x[i]);
+  buf_puts(b, len > 3 ? ", ...]" : "]");
+}
+
+static void dot_graph(Ctx *c, const Values *v, Buf *out) {
+  Schedule s;
+  schedule_function(c, &c->loss, 1, NULL, &s);
+  buf_printf(out, "digraph \"%s\" {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=12];\n"
+                  "  edge [fontname=\"Helvetica\", fontsize=10];\n",
+             c->src.name);
+  buf_puts(out, "  { rank=source;");
+  for (int i = 0; i < s.order.len; i++) {
+    Node *n = s.order.items[i];
+    if (n->op == OP_PARAM || n->op == OP_INPUT)
+      buf_printf(out, " n%d;", n->id);
+  }
+  buf_puts(out, " }\n");
+  for (int i = 0; i < s.order.len; i++) {
+    Node *n = s.order.items[i];
+    if (n->op == OP_CONST) {
+      buf_printf(out, "  n%d [label=\"%g\", shape=plaintext];\n", n->id, n->value);
+      continue;
+    }
+    if (n->op == OP_PARAM || n->op == OP_INPUT) {
+      buf_printf(out, "  n%d [label=\"%s\", shape=box, style=filled, fillcolor=\"%s\"];\n", n->id, n->name,
+                 n->op == OP_PARAM ? "#fde9c9" : "#e3eefc");
+      continue;
+    }
+    buf_printf(out, "  n%d [label=\"%s%s%s\", shape=%s];\n", n->id, op_label(n), n->name ? "\\n" : "",
+               n->name ? n->name : "", n == c->loss ? "doublecircle" : "circle");
+  }
+  /* one edge per argument; values above in black, gradients below in red */
+  for (int i = 0; i < s.order.len; i++) {
+    Node *n = s.order.items[i];
+    for (int k = 0; k < n->nargs; k++) {
+      Node *a = n->args[k];
+      buf_printf(out, "  n%d -> n%d", a->id, n->id);
+      if (v && v->v[a->id] && a->op != OP_CONST) { /* a constant's node already shows it */
+        Buf lab = {0};
+        buf_puts(&lab, "<font color=\"black\">");
+        value_text(&lab, a, v->v[a->id]);
+        buf_puts(&lab, "</font>");
+        EdgeGrad *e = NULL;
+        for (int j = 0; j < c->edges.len && !e; j++) {
+          EdgeGrad *x = c->edges.items[j];
+          if (x->from == a && x->to == n)
+            e = x;
+        }
+        if (e && v->v[e->g->id]) {
+          buf_puts(&lab, "<br/><font color=\"#c0392b\">");
+          value_text(&lab, e->g, v->v[e->g->id]);
+          buf_puts(&lab, "</font>");
+        }
+        buf_printf(out, " [label=<%s>]", lab.data);
+        buf_free(&lab);
+      }
+      buf_puts(out, ";\n");
+    }
+  }
+  if (v && v->v[c->loss->id]) {
+    buf_printf(out, "  out [shape=plaintext, label=\"\"];\n  n%d -> out [label=<<font color=\"black\">", c->loss->id);
+    Buf lab = {0};
+    value_text(&lab, c->loss, v->v[c->loss->id]);
+    buf_printf(out, "%s</font><br/><font color=\"#c0392b\">1</font>>];\n", lab.data);
+    buf_free(&lab);
+  }
+  buf_puts(out, "}\n");
+}
+
+static int have_program(const char *name) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
+  return system(cmd) == 0;
+}
+
+static int run_graph(int argc, char **argv) {
+  InspectOptions o;
+  parse(&o, argc, argv, graph_help);
+  Ctx c;
+  compile_or_exit(&o, &c);
+  Values v = {0};
+  int with_values = o.nsets > 0 || c.num_inputs == 0;
+  double *params = NULL, *inputs = NULL;
+  if (with_values) {
+    point_from_options(&o, &c, &params, &inputs);
+    eval_graph(&c, params, inputs, &v);
+  }
+  Buf dot = {0};
+  dot_graph(&c, with_values ? &v : NULL, &dot);
+  int rc = 0;
+  if (!strcmp(o.format, "dot")) {
+    if (o.out && strcmp(o.out, "-")) {
+      const char *paths[1] = {o.out};
+      Buf *bufs[1] = {&dot};
+      const char *why = NULL;
+      if (cli_write_files_atomically(paths, bufs, 1, &why) >= 0) {
+        fprintf(stderr, "bpc: cannot write %s: %s\n", o.out, why);
+        rc = 1;
+      }
+    } else {
+      fwrite(dot.data, 1, dot.len, stdout);
+    }
+  } else if (!have_program("dot")) {
+    fprintf(stderr, "bpc: --format %s needs Graphviz's dot program, which is not installed (Debian package "
+                    "graphviz); --format dot writes the graph without it\n",
+            o.format);
+    rc = 1;
+  } else {
+    if (!o.out || !strcmp(o.out, "-"))
+      cli_usage_error("graph: --format %s needs -o FILE", o.format);
+    char *tmp = str_printf("%s.tmp.%d", o.out, (int)getpid());
+    char *cmd = str_printf("dot -T%s -o '%s'", o.format, tmp);
+    FILE *pipe = popen(cmd, "w");
+    int ok = pipe && fwrite(dot.data, 1, dot.len, pipe) == dot.len;
+    int status = pipe ? pclose(pipe) : -1;
+    if (!ok || status != 0 || rename(tmp, o.out)) {
+      fprintf(stderr, "bpc: Graphviz could not draw the graph into %s\n", o.out);
+      unlink(tmp);
+      rc = 1;
+    }
+    free(tmp);
+    free(cmd);
+  }
+  buf_free(&dot);
+  values_free(&v);
+  free(params);
+  free(inputs);
+  ctx_free(&c);
+  return rc;
+}
+
+/* ---- explain and trace ---------------------------------------------------------- */
+
+static int run_explain(int argc, char **argv) {
+  InspectOptions o;
+  parse(&o, argc, argv, explain_help);
+  if (!o.wrt)
+    cli_usage_error("explain: --wrt PARAM is required");
+  Ctx c;
+  compile_or_exit(&o, &c);
+  Values v = {0};
+  double *params = NULL, *inputs = NULL;
+  if (o.nsets > 0 || c.num_inputs == 0) {
+    point_from_options(&o, &c, &params, &inputs);
+    eval_graph(&c, params, inputs, &v);
+  }
+  Buf out = {0};
+  if (explain(&c, o.wrt, v.v ? &v : NULL, &out)) {
+    fprintf(stderr, "bpc: explain --wrt %s: the model has no parameter named '%s'\n", o.wrt, o.wrt);
+    return 1;
+  }
+  fwrite(out.data, 1, out.len, stdout);
+  buf_free(&out);
+  values_free(&v);
+  free(params);
+  free(inputs);
+  ctx_free(&c);
+  return 0;
+}
+
+static int run_trace(int argc, char **argv) {
+  InspectOptions o;
+  parse(&o, argc, argv, trace_help);
+  Ctx c;
+  compile_or_exit(&o, &c);
+  double *params, *inputs;
+  point_from_options(&o, &c, &params, &inputs);
+  Values v;
+  eval_graph(&c, params, inputs, &v);
+  warn_bad_numbers(&c, &v);
+  Buf out = {0};
+  trace(&c, &v, &out);
+  fwrite(out.data, 1, out.len, stdout);
+  buf_free(&out);
+  values_free(&v);
+  free(params);
+  free(inputs);
+  ctx_free(&c);
+  return 0;
+}
+
+const CliCommand inspect_commands[] = {
+    {"grad", run_grad}, {"check", run_check}, {"graph", run_graph}, {"explain", run_explain}, {"trace", run_trace},
+    {NULL, NULL},
+};
