@@ -15,7 +15,7 @@ RUNTIME_SRC  = $(wildcard runtime/*.c)
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
 LIB_OBJ      = $(GRAMMAR_OBJ) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o)
 
-.PHONY: all test unit e2e golden demo deps install clean format bench bench-train bench-kernels
+.PHONY: all test unit e2e golden demo deps install clean format bench bench-train bench-kernels docs-images
 FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc
 
@@ -79,3 +79,11 @@ $(B)/kernel_bench: bench/kernel_bench.c $(B)/runtime/kernels.o
 	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $^
 bench-kernels: $(B)/kernel_bench
 	$(B)/kernel_bench
+
+# The pictures in docs/learning.md, drawn by bpc graph (needs Graphviz).
+docs-images: $(B)/bpc
+	$(B)/bpc graph samples/xyz.bp --format png -o docs/images/xyz.png
+	$(B)/bpc graph samples/apple_orange.bp --format png -o docs/images/apple_orange.png
+	$(B)/bpc graph samples/toy_net.bp --format png -o docs/images/toy_net.png
+	$(B)/bpc graph samples/hinge.bp --set phi=1,2,3 --set y=1 --format png -o docs/images/hinge.png
+	$(B)/bpc graph samples/two_layer.bp --set x=0.6,0.9 --set t=0,0,1 --format png -o docs/images/two_layer.png
