@@ -2,6 +2,7 @@
 CC      ?= cc
 PREFIX  ?= /usr/local
 CFLAGS  ?= -O2 -g
+SAN     ?=
 WARN     = -Wall -Wextra
 CSTD     = -std=c11 -D_GNU_SOURCE
 B        = build
@@ -15,7 +16,7 @@ RUNTIME_SRC  = $(wildcard runtime/*.c)
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
 LIB_OBJ      = $(GRAMMAR_OBJ) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o)
 
-.PHONY: all test unit e2e golden demo deps install clean format bench bench-train bench-kernels docs-images
+.PHONY: all test unit e2e golden demo deps sanitize fuzz install clean format bench bench-train bench-kernels docs-images
 FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc
 
@@ -24,26 +25,26 @@ $(B)/parser.c $(B)/parser.h: grammar/parser.y | $(B)
 $(B)/lexer.c: grammar/lexer.l | $(B)
 	flex -o $@ $<
 $(B)/parser.o: $(B)/parser.c compiler/bpc.h
-	$(CC) $(CSTD) $(CFLAGS) $(WARN) $(INCS) -c -o $@ $<
+	$(CC) $(CSTD) $(CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
 # flex's skeleton has unused parameters and sign comparisons we do not own
 $(B)/lexer.o: $(B)/lexer.c $(B)/parser.h compiler/bpc.h
-	$(CC) $(CSTD) $(CFLAGS) $(WARN) -Wno-unused-parameter -Wno-sign-compare -Wno-unused-function $(INCS) -c -o $@ $<
+	$(CC) $(CSTD) $(CFLAGS) $(SAN) $(WARN) -Wno-unused-parameter -Wno-sign-compare -Wno-unused-function $(INCS) -c -o $@ $<
 # kernels and optimiser loops: optimised hard, with reassociation so
 # reductions vectorise and FMA contraction (which -std=c11 turns off)
 HOT_CFLAGS = -O3 -g -ffp-contract=fast -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros
 $(B)/runtime/kernels.o: runtime/kernels.c runtime/kernels.h | $(B)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(HOT_CFLAGS) $(WARN) $(INCS) -c -o $@ $<
+	$(CC) $(CSTD) $(HOT_CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
 $(B)/runtime/optim.o: runtime/optim.c runtime/runtime.h compiler/bpc.h | $(B)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(HOT_CFLAGS) $(WARN) $(INCS) -c -o $@ $<
+	$(CC) $(CSTD) $(HOT_CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
 $(B)/%.o: %.c compiler/bpc.h compiler/cli.h $(wildcard runtime/*.h) | $(B)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(CFLAGS) $(WARN) $(INCS) -c -o $@ $<
+	$(CC) $(CSTD) $(CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
 $(B)/libbpc.a: $(LIB_OBJ)
 	ar rcs $@ $^
 $(B)/bpc: $(B)/compiler/main.o $(B)/libbpc.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 $(B):
 	mkdir -p $(B)
 
@@ -51,6 +52,17 @@ include tests/tests.mk
 
 deps:
 	scripts/install-deps.sh
+
+# Everything built with AddressSanitizer and UndefinedBehaviorSanitizer
+# (clang) into build-san/, the whole test suite run on it, and the emitted
+# C of every sample run under valgrind.
+SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+sanitize:
+	scripts/install-deps.sh --sanitize
+	$(MAKE) B=build-san CC=clang CFLAGS="-O1 -g" SAN="$(SAN_FLAGS)" build-san/bpc unit
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  bash tests/run.sh build-san/bpc $(TEST_NAMES:%=build-san/tests/%)
+	bash tests/valgrind_samples.sh build/bpc
 
 # The first command of the README: train the Fashion-MNIST MLP from the shell.
 demo:
@@ -69,7 +81,7 @@ install: $(B)/bpc
 	install -m 755 $(B)/bpc $(DESTDIR)$(PREFIX)/bin/bpc
 
 clean:
-	rm -rf $(B)
+	rm -rf $(B) build-san build-fuzz
 
 # Benchmarks (not tests): see bench/RESULTS.md.
 bench-train: $(B)/bpc
@@ -87,3 +99,24 @@ docs-images: $(B)/bpc
 	$(B)/bpc graph samples/toy_net.bp --format png -o docs/images/toy_net.png
 	$(B)/bpc graph samples/hinge.bp --set phi=1,2,3 --set y=1 --format png -o docs/images/hinge.png
 	$(B)/bpc graph samples/two_layer.bp --set x=0.6,0.9 --set t=0,0,1 --format png -o docs/images/two_layer.png
+
+# Fuzzing (libFuzzer, clang): make fuzz FUZZ_SECONDS=N runs every target for
+# N seconds from the seeds; findings land in build-fuzz/findings/ and, once
+# fixed, belong in tests/fuzz/regressions/ (replayed by make test).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = compile csv idx params
+fuzz:
+	scripts/install-deps.sh --sanitize
+	$(MAKE) B=build-fuzz CC=clang CFLAGS="-O1 -g" SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libbpc.a
+	@for t in $(FUZZ_TARGETS); do \
+	  clang $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined $(INCS) -Itests/fuzz -o build-fuzz/fuzz_$$t \
+	    tests/fuzz/fuzz_$$t.c tests/fuzz/targets.c build-fuzz/libbpc.a $(LDLIBS) || exit 1; \
+	done
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t build-fuzz/findings/$$t; \
+	  cp tests/fuzz/seeds/$$t/* tests/fuzz/regressions/$$t/* build-fuzz/corpus/$$t/ 2>/dev/null; \
+	  if [ $$t = compile ]; then cp tests/golden/*.bp build-fuzz/corpus/compile/; cp samples/*.bp build-fuzz/corpus/compile/; fi; \
+	  echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+	    -artifact_prefix=build-fuzz/findings/$$t/ build-fuzz/corpus/$$t 2>&1 | tail -n 4 || exit 1; \
+	done

@@ -364,6 +364,7 @@ typedef struct DimDef {
 struct Ctx {
   Arena arena;
   Source src;
+  char *owned_text;   /* freed with the context, if the context owns the source */
   Program prog;
   jmp_buf on_error;   /* diag_error jumps here */
   Buf err;            /* the formatted error, for the driver and the tests */
@@ -390,6 +391,7 @@ struct Ctx {
   PtrVec edges;       /* EdgeGrad*: the per-example backward sweep, edge by edge */
   int nforward;       /* nodes before autodiff: the length of adjoint */
   int no_simplify;    /* tests: build nodes exactly as asked */
+  int max_nodes;      /* BPC_MAX_NODES; tests lower it to reach the limit cheaply */
 };
 
 void ctx_init(Ctx *c, const char *filename, const char *text, size_t len);

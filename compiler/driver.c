@@ -12,9 +12,11 @@ void ctx_init(Ctx *c, const char *filename, const char *text, size_t len) {
   c->src.name = filename;
   c->src.text = text;
   c->src.len = len;
+  c->max_nodes = BPC_MAX_NODES;
 }
 
 void ctx_free(Ctx *c) {
+  free(c->owned_text);
   arena_free(&c->arena);
   free(c->htab);
   buf_free(&c->err);

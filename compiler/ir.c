@@ -92,8 +92,8 @@ Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) 
           n->args[1] == b && same_double(n->value, value) && n->attr == attr)
         return n;
   }
-  if (c->nodes.len >= BPC_MAX_NODES)
-    diag_error(c, c->cur_loc, "the model needs more than %d graph nodes (the limit)", BPC_MAX_NODES);
+  if (c->nodes.len >= c->max_nodes)
+    diag_error(c, c->cur_loc, "the model needs more than %d graph nodes (the limit)", c->max_nodes);
   if ((uint32_t)c->nodes.len * 2 >= c->hcap)
     rehash(c);
   Node *n = arena_alloc(&c->arena, sizeof *n);

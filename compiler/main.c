@@ -68,6 +68,7 @@ void cli_compile_or_exit(Ctx *c, const char *path, const CompileOptions *o) {
     exit(1);
   }
   ctx_init(c, path, text, len);
+  c->owned_text = text;
   if (bpc_compile(c, o)) {
     fputs(c->err.data, stderr);
     exit(1);
@@ -166,16 +167,18 @@ static int compile_command(int argc, char **argv) {
     if (!out)
       to_stdout = 1;
   } else {
-    const char *c_path = out ? out : with_extension(strrchr(model, '/') ? strrchr(model, '/') + 1 : model, ".c");
+    char *default_out = out ? NULL : with_extension(strrchr(model, '/') ? strrchr(model, '/') + 1 : model, ".c");
     if (!out)
-      out = c_path;
+      out = default_out;
     char *h_path = with_extension(out, ".h");
     const char *h_base = strrchr(h_path, '/') ? strrchr(h_path, '/') + 1 : h_path;
-    EmitOptions eo = {.prefix = prefix ? prefix : prefix_from_path(to_stdout ? model : out),
+    char *auto_prefix = prefix ? NULL : prefix_from_path(to_stdout ? model : out);
+    EmitOptions eo = {.prefix = prefix ? prefix : auto_prefix,
                       .use_float = use_float,
                       .self_contained = to_stdout,
                       .header_name = h_base};
     emit_c(&c, &eo, &text, &header);
+    free(auto_prefix);
     if (!to_stdout) {
       const char *paths[2] = {out, h_path};
       Buf *bufs[2] = {&text, &header};
@@ -183,9 +186,11 @@ static int compile_command(int argc, char **argv) {
       int failed = cli_write_files_atomically(paths, bufs, 2, &why);
       if (failed >= 0) {
         fprintf(stderr, "bpc: cannot write %s: %s\n", paths[failed], why);
-        return 1;
+        exit(1);
       }
     }
+    free(h_path);
+    free(default_out);
   }
   if (to_stdout)
     fwrite(text.data, 1, text.len, stdout);
@@ -194,6 +199,8 @@ static int compile_command(int argc, char **argv) {
   buf_free(&text);
   buf_free(&header);
   ctx_free(&c);
+  for (int i = 0; i < ndefs; i++)
+    free((char *)defs[i].name);
   return 0;
 }
 

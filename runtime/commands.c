@@ -166,6 +166,15 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *help
 
 /* Each thread takes an equal share of a minibatch; the batched functions
  * are compiled for that share. */
+static void options_free(RunOptions *o) {
+  for (int i = 0; i < o->ndata; i++)
+    free((char *)o->data[i].input);
+  for (int i = 0; i < o->ntest; i++)
+    free((char *)o->test[i].input);
+  for (int i = 0; i < o->ndefines; i++)
+    free((char *)o->defines[i].name);
+}
+
 static JitModel *load_model_or_exit(RunOptions *o) {
   CompileOptions co = {.defines = o->defines, .ndefines = o->ndefines};
   int threads = o->threads < 1 ? 1 : o->threads;
@@ -226,6 +235,7 @@ static int run_train(int argc, char **argv) {
   if (o.ntest)
     dataset_free(&test_set);
   jit_free(m);
+  options_free(&o);
   return rc;
 }
 
@@ -251,6 +261,7 @@ static int run_eval(int argc, char **argv) {
   dataset_free(&d);
   free(params);
   jit_free(m);
+  options_free(&o);
   return 0;
 }
 
@@ -319,6 +330,7 @@ static int run_predict(int argc, char **argv) {
   free(params);
   dataset_free(&d);
   jit_free(m);
+  options_free(&o);
   return rc;
 }
 

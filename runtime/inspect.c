@@ -147,6 +147,15 @@ static void parse(InspectOptions *o, int argc, char **argv, const char *help) {
     cli_usage_error("--format takes dot, svg or png, not '%s'", o->format);
 }
 
+static void options_free(InspectOptions *o) {
+  for (int i = 0; i < o->nsets; i++) {
+    free((char *)o->sets[i].name);
+    free(o->sets[i].values);
+  }
+  for (int i = 0; i < o->ndefines; i++)
+    free((char *)o->defines[i].name);
+}
+
 /* Applies --set to the flat arrays; marks which inputs were given. */
 static void apply_sets(InspectOptions *o, Ctx *c, double *params, double *inputs, char *input_given) {
   for (int i = 0; i < o->nsets; i++) {
@@ -310,6 +319,7 @@ static int run_grad(int argc, char **argv) {
   free(params);
   free(inputs);
   ctx_free(&c);
+  options_free(&o);
   return 0;
 }
 
@@ -358,6 +368,12 @@ static int run_check(int argc, char **argv) {
     for (int64_t i = 0; i < m->ninputs; i++)
       x[i] = random_normal(&rng);
     apply_sets(&o, c, p, x, given);
+    if (point == 0) { /* log of a negative number and friends, with their lines */
+      Values v;
+      eval_graph(c, p, x, &v);
+      warn_bad_numbers(c, &v);
+      values_free(&v);
+    }
     memset(g, 0, sizeof(double) * (size_t)m->nparams);
     jit_train_batch(m, p, x, 1, g, NULL, st.ws);
     double f0 = f_at(&st, p, x);
@@ -418,6 +434,7 @@ static int run_check(int argc, char **argv) {
   free(max_rel);
   free(checked);
   jit_free(m);
+  options_free(&o);
   return failed;
 }
 
@@ -575,6 +592,7 @@ static int run_graph(int argc, char **argv) {
   free(params);
   free(inputs);
   ctx_free(&c);
+  options_free(&o);
   return rc;
 }
 
@@ -604,6 +622,7 @@ static int run_explain(int argc, char **argv) {
   free(params);
   free(inputs);
   ctx_free(&c);
+  options_free(&o);
   return 0;
 }
 
@@ -625,6 +644,7 @@ static int run_trace(int argc, char **argv) {
   free(params);
   free(inputs);
   ctx_free(&c);
+  options_free(&o);
   return 0;
 }
 

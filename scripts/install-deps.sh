@@ -9,6 +9,7 @@ for arg in "$@"; do
   case "$arg" in
     --demo) packages="$packages dataset-fashion-mnist" ;;
     --bench) packages="$packages dataset-fashion-mnist python3-torch python3-numpy valgrind" ;;
+    --sanitize) packages="$packages libclang-rt-14-dev valgrind" ;;
     *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

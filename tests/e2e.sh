@@ -133,6 +133,27 @@ check "bad params message" grep -qx "bpc: lin.csv is not a bpc parameter file (i
 "$BPC" train lin.bp --data lin.csv --lr 1e6 --epochs 50 2>err.txt >/dev/null; check "nan exit 1" test $? -eq 1
 check "nan message" grep -q "^bpc: training stopped: the loss became \(NaN\|infinite\) in epoch [0-9]*, batch [0-9]*" err.txt
 
+# nothing lost: --save onto the --load file, and Ctrl-C saves and stops
+"$BPC" train lin.bp --data lin.csv --epochs 2 --lr 0.1 --load lin.params --save lin.params --quiet
+check "save onto load" test $? -eq 0
+"$BPC" eval lin.bp --load lin.params --data lin.csv >eval.txt
+check "saved onto itself is loadable" awk '/^loss: / { exit !($2 < 1e-4) }' eval.txt
+awk 'BEGIN { srand(5); for (i = 0; i < 200000; i++) { a = rand(); b = rand(); printf "%.4f,%.4f,%.4f\n", a, b, a - b } }' >big.csv
+"$BPC" train lin.bp --data big.csv --epochs 100000 --batch 4 --lr 0.01 --save int.params >int.txt 2>int.err &
+pid=$!
+for i in $(seq 1 100); do grep -q "^epoch 1:" int.txt 2>/dev/null && break; sleep 0.1; done
+kill -INT $pid
+wait $pid
+check "interrupt exits 1" test $? -eq 1
+check "interrupt message" grep -q "^bpc: interrupted in epoch [0-9]* after [0-9]* examples; parameters saved to int.params$" int.err
+"$BPC" eval lin.bp --load int.params --data lin.csv >/dev/null; check "interrupted save is loadable" test $? -eq 0
+
+# limits: an oversized model file is refused before it is read
+truncate -s 65M huge.bp
+"$BPC" huge.bp 2>err.txt; check "huge file exit 1" test $? -eq 1
+check "huge file message" grep -qx "bpc: cannot read huge.bp: file is larger than the 64 MiB limit for models" err.txt
+rm -f huge.bp big.csv
+
 # seeing backprop: grad, check, graph, explain, trace
 S="$ROOT/samples"
 check "grad xyz" test "$("$BPC" grad "$S/xyz.bp")" = "$(printf 'loss = -12\ndloss/dx = -4\ndloss/dy = -4\ndloss/dz = 3')"
@@ -153,6 +174,8 @@ printf 'param x = -1\nloss = log(x) + 1 / (x + 1)\n' >badnum.bp
 check "log warning" grep -qx "badnum.bp:2:8: warning: log of a number that is not positive" err.txt
 check "division warning" grep -qx "badnum.bp:2:19: warning: division by zero" err.txt
 check "nan printed plainly" grep -qx "loss = nan" <("$BPC" grad badnum.bp 2>/dev/null)
+"$BPC" check badnum.bp >/dev/null 2>err.txt
+check "check warns too" grep -qx "badnum.bp:2:8: warning: log of a number that is not positive" err.txt
 for f in "$S"/*.bp; do
   "$BPC" check "$f" --points 2 >chk.txt; check "check passes: $(basename "$f")" test $? -eq 0
 done

@@ -46,11 +46,38 @@ static void test_error_case_writes_nothing(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+static void test_statement_limit(void **state) {
+  (void)state;
+  Buf b = {0};
+  buf_puts(&b, "param x\n");
+  for (int i = 0; i < BPC_MAX_STATEMENTS; i++)
+    buf_printf(&b, "v%d = x\n", i);
+  buf_puts(&b, "loss = x\n");
+  char *msg = compile_error(b.data);
+  char want[128];
+  snprintf(want, sizeof want, "model.bp:%d:1: error: too many statements (the limit is %d)\n", BPC_MAX_STATEMENTS + 1,
+           BPC_MAX_STATEMENTS);
+  assert_true(!strncmp(msg, want, strlen(want)));
+  free(msg);
+  buf_free(&b);
+}
+
+static void test_node_limit(void **state) {
+  (void)state;
+  const char *src = "param x\nloss = x * 1.5 + x * 2.5 + x * 3.5 + x * 4.5 + x * 5.5 + x * 6.5\n";
+  Ctx c;
+  ctx_init(&c, "model.bp", src, strlen(src));
+  c.max_nodes = 8;
+  assert_int_equal(bpc_compile(&c, NULL), 1);
+  assert_non_null(strstr(c.err.data, "error: the model needs more than 8 graph nodes (the limit)"));
+  ctx_free(&c);
+}
+
 static void test_define_of_unknown_dim(void **state) {
   (void)state;
   const char *src = "dim N = 3\nparam x[N]\nloss = sum(x)\n";
   DefineOpt d = {"M", 4};
-  CompileOptions o = {&d, 1};
+  CompileOptions o = {.defines = &d, .ndefines = 1};
   Ctx c;
   ctx_init(&c, "model.bp", src, strlen(src));
   assert_int_equal(bpc_compile(&c, &o), 1);
@@ -62,7 +89,7 @@ static void test_define_overrides_dim(void **state) {
   (void)state;
   const char *src = "dim N = 3\nparam x[N]\nloss = sum(x)\n";
   DefineOpt d = {"N", 7};
-  CompileOptions o = {&d, 1};
+  CompileOptions o = {.defines = &d, .ndefines = 1};
   Ctx c;
   ctx_init(&c, "model.bp", src, strlen(src));
   assert_int_equal(bpc_compile(&c, &o), 0);
@@ -116,7 +143,7 @@ static void test_deep_chain_within_limit_compiles(void **state) {
 
 int main(void) {
   enum { N = sizeof error_cases / sizeof error_cases[0] };
-  struct CMUnitTest tests[2 * N + 5];
+  struct CMUnitTest tests[2 * N + 7];
   for (int i = 0; i < N; i++) {
     tests[i] = (struct CMUnitTest){error_cases[i].name, test_error_case, NULL, NULL, (void *)&error_cases[i]};
     tests[N + 5 + i] = (struct CMUnitTest){error_cases[i].name, test_error_case_writes_nothing, NULL, NULL,
@@ -127,5 +154,7 @@ int main(void) {
   tests[N + 2] = (struct CMUnitTest)cmocka_unit_test(test_hundred_thousand_terms);
   tests[N + 3] = (struct CMUnitTest)cmocka_unit_test(test_deep_unary_chain_is_an_error);
   tests[N + 4] = (struct CMUnitTest)cmocka_unit_test(test_deep_chain_within_limit_compiles);
-  return _cmocka_run_group_tests("errors", tests, 2 * N + 5, NULL, NULL);
+  tests[2 * N + 5] = (struct CMUnitTest)cmocka_unit_test(test_statement_limit);
+  tests[2 * N + 6] = (struct CMUnitTest)cmocka_unit_test(test_node_limit);
+  return _cmocka_run_group_tests("errors", tests, 2 * N + 7, NULL, NULL);
 }

@@ -20,9 +20,10 @@ static Ctx *compile_file(const char *path) {
   Ctx *c = malloc(sizeof *c);
   char *src = read_text_file(path);
   ctx_init(c, path, src, strlen(src));
+  c->owned_text = src;
   if (bpc_compile(c, NULL))
     fail_msg("%s", c->err.data);
-  return c; /* src lives as long as the test: small */
+  return c;
 }
 
 /* The interpreter and the compiled C compute the same loss, gradients and

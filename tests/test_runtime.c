@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -371,6 +374,38 @@ static void test_params_failed_save_keeps_old_file(void **state) {
   jit_free(m);
 }
 
+/* A disk that fills up mid-save: the file size limit makes the write fail
+ * (EFBIG) even for root, after part of the temporary file is written. The
+ * saved file must be the old one, whole. */
+static void test_params_write_failure_keeps_old_file(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source(regression_model, 0, 0);
+  double p[3] = {1, 2, 3}, q[3] = {0};
+  char *err = NULL;
+  assert_int_equal(params_save(path_in_dir("full.bin"), m, p, &err), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct rlimit lim = {40, 40}; /* smaller than the file */
+    signal(SIGXFSZ, SIG_IGN);
+    setrlimit(RLIMIT_FSIZE, &lim);
+    double p2[3] = {7, 8, 9};
+    char *e = NULL;
+    int rc = params_save(path_in_dir("full.bin"), m, p2, &e);
+    _exit(rc == 1 && e && strstr(e, "File too large") && strstr(e, "is unchanged") ? 0 : 1);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(params_load(path_in_dir("full.bin"), m, q, &err), 0);
+  assert_memory_equal(p, q, sizeof p);
+  /* no temporary file is left behind */
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "test -z \"$(ls %s | grep tmp)\"", dir);
+  assert_int_equal(system(cmd), 0);
+  jit_free(m);
+}
+
 /* ---- optimisers ------------------------------------------------------------------ */
 
 static void test_optimisers(void **state) {
@@ -552,6 +587,7 @@ int main(void) {
       cmocka_unit_test(test_params_bad_files),
       cmocka_unit_test(test_params_wrong_model_messages),
       cmocka_unit_test(test_params_failed_save_keeps_old_file),
+      cmocka_unit_test(test_params_write_failure_keeps_old_file),
       cmocka_unit_test(test_optimisers),
       cmocka_unit_test(test_jit_compile_and_call),
       cmocka_unit_test(test_jit_error_path),

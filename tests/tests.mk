@@ -7,10 +7,16 @@ TEST_BINS   = $(TEST_NAMES:%=$(B)/tests/%)
 
 $(B)/tests/harness.o: tests/harness.c tests/harness.h compiler/bpc.h
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -c -o $@ $<
+	$(CC) $(TEST_CFLAGS) $(SAN) -c -o $@ $<
+$(B)/tests/targets.o: tests/fuzz/targets.c tests/fuzz/targets.h runtime/runtime.h
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $(SAN) -Itests/fuzz -c -o $@ $<
+$(B)/tests/test_fuzz_regressions: tests/test_fuzz_regressions.c $(B)/tests/targets.o $(B)/tests/harness.o $(B)/libbpc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $(SAN) -Itests/fuzz -o $@ $< $(B)/tests/targets.o $(B)/tests/harness.o $(B)/libbpc.a $(TEST_LIBS)
 $(B)/tests/%: tests/%.c $(B)/tests/harness.o $(B)/libbpc.a tests/harness.h
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -o $@ $< $(B)/tests/harness.o $(B)/libbpc.a $(TEST_LIBS)
+	$(CC) $(TEST_CFLAGS) $(SAN) -o $@ $< $(B)/tests/harness.o $(B)/libbpc.a $(TEST_LIBS)
 
 # Each program prints cmocka's summary; the last line totals every test.
 test: $(B)/bpc $(TEST_BINS)

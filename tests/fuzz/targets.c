@@ -1,0 +1,93 @@
+/* targets.c — see targets.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime.h"
+#include "targets.h"
+
+void fuzz_compile(const uint8_t *data, size_t size) {
+  for (int batched = 0; batched < 2; batched++) {
+    Ctx c;
+    ctx_init(&c, "fuzz.bp", (const char *)data, size);
+    if (bpc_compile(&c, NULL) == 0) {
+      Buf out = {0}, h = {0};
+      if (!batched) {
+        ir_print(&c, &out);
+        emit_dot(&c, &out);
+      }
+      EmitOptions eo = {.prefix = "m", .self_contained = batched, .header_name = "m.h", .jit_kernels = batched,
+                        .batch = batched ? 4 : 0};
+      emit_c(&c, &eo, &out, &h);
+      buf_free(&out);
+      buf_free(&h);
+    }
+    ctx_free(&c);
+  }
+}
+
+/* The fuzz input goes to a file: the readers take paths, as bpc does. */
+static const char *to_file(const uint8_t *data, size_t size) {
+  static char path[64];
+  if (!path[0])
+    snprintf(path, sizeof path, "/tmp/bpc-fuzz-%d", (int)getpid());
+  FILE *f = fopen(path, "wb");
+  if (!f)
+    abort();
+  fwrite(data, 1, size, f);
+  fclose(f);
+  return path;
+}
+
+static JitModel *model(const char *name, const char *source) {
+  char path[96];
+  snprintf(path, sizeof path, "/tmp/bpc-fuzz-%d-%s.bp", (int)getpid(), name);
+  FILE *f = fopen(path, "w");
+  if (!f)
+    abort();
+  fputs(source, f);
+  fclose(f);
+  JitModel *m = jit_load(path, NULL, 0, 0);
+  unlink(path);
+  if (!m)
+    abort();
+  return m;
+}
+
+static void load(JitModel *m, const char *input, const char *path) {
+  DataBinding b = {input, path};
+  Dataset d;
+  char *err = NULL;
+  if (dataset_load(&d, m, &b, 1, 0, NULL, &err) == 0)
+    dataset_free(&d);
+  free(err);
+}
+
+void fuzz_csv(const uint8_t *data, size_t size) {
+  static JitModel *m;
+  if (!m)
+    m = model("csv", "input x[3]\ninput t\nparam w[3]\nloss = (dot(w, x) - t)^2\n");
+  load(m, NULL, to_file(data, size));
+}
+
+void fuzz_idx(const uint8_t *data, size_t size) {
+  static JitModel *images, *labels;
+  if (!images) {
+    images = model("img", "input img[4]\nparam w[4]\nloss = dot(w, img)\n");
+    labels = model("lab", "input lab[3]\nparam w[3]\nloss = dot(w, lab)\n");
+  }
+  const char *path = to_file(data, size);
+  load(images, "img", path);
+  load(labels, "lab", path);
+}
+
+void fuzz_params(const uint8_t *data, size_t size) {
+  static JitModel *m;
+  if (!m)
+    m = model("params", "param W[2, 3]\nparam b[3]\ninput x[2]\nloss = sum(x @ W + b)\n");
+  double p[9];
+  char *err = NULL;
+  params_load(to_file(data, size), m, p, &err);
+  free(err);
+}
