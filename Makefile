@@ -11,12 +11,12 @@ LDLIBS   = -ltcc -lz -lm -ldl -lpthread
 
 COMPILER_SRC = compiler/arena.c compiler/diag.c compiler/ast.c compiler/shape.c compiler/ir.c \
                compiler/simplify.c compiler/lower.c compiler/autodiff.c compiler/schedule.c \
-               compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c compiler/atomic_write.c
+               compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c compiler/atomic_write.c compiler/cli.c
 RUNTIME_SRC  = $(wildcard runtime/*.c)
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
 LIB_OBJ      = $(GRAMMAR_OBJ) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o)
 
-.PHONY: all test unit e2e golden demo deps sanitize fuzz install clean format bench bench-train bench-kernels docs-images
+.PHONY: all test unit e2e golden demo deps sanitize fuzz install clean format bench bench-ad bench-train bench-kernels docs-images
 FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc
 
@@ -120,3 +120,8 @@ fuzz:
 	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
 	    -artifact_prefix=build-fuzz/findings/$$t/ build-fuzz/corpus/$$t 2>&1 | tail -n 4 || exit 1; \
 	done
+$(B)/ad_bench: bench/ad_bench.c $(B)/libbpc.a
+	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $< $(B)/libbpc.a $(LDLIBS)
+bench-ad: $(B)/bpc $(B)/ad_bench
+	bench/ad_bench.sh
+bench: bench-ad bench-train bench-kernels

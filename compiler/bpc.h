@@ -223,6 +223,8 @@ typedef struct Node {
   int uses;           /* consumers among live nodes */
   int64_t ws_offset;  /* where a materialised tensor lives, or -1 */
   int live;           /* reached from the current roots */
+  int root;           /* a root of the current function (loss, output, gradient term) */
+  int inlined;        /* computed inside its only consumer's loop, never stored */
 } Node;
 
 typedef struct Decl {

@@ -21,6 +21,9 @@ typedef struct Emitter {
   const char **grad_name; /* per param slot: "grad_w" */
   Node **grad_fused; /* per node id: the param whose gradient it adds into */
   Target *t;         /* what the functions being emitted compute */
+  int indent;        /* extra nesting of the statements being written */
+  int assign_first;  /* backward takes `acc`: with acc 0 the first term of each gradient is stored, not added */
+  Node **first_term; /* per param slot: the term written first in the backward function */
   const char *sfx;   /* function name suffix: "" per example, "_b" batched */
   /* name uniqueness */
   const char **used;
@@ -146,8 +149,17 @@ static const char *elem(Emitter *E, Node *n, const char *idx) {
   return arena_printf(&E->c->arena, "%s[%s]", E->name[n->id], idx);
 }
 
-/* The operand's element matching result element (i) or (i, j). */
+static const char *unary_expr(Emitter *E, Node *n, const char *a);
+static const char *binary_expr(Emitter *E, Node *n, const char *a, const char *b);
+
+/* The operand's element matching result element (i) or (i, j). A fused
+ * (inlined) operand is its whole expression, in parentheses. */
 static const char *operand(Emitter *E, Node *x, Shape out, IndexMode mode) {
+  if (x->inlined) {
+    const char *a = operand(E, x->args[0], out, mode);
+    const char *e = x->args[1] ? binary_expr(E, x, a, operand(E, x->args[1], out, mode)) : unary_expr(E, x, a);
+    return arena_printf(&E->c->arena, "(%s)", e);
+  }
   if (x->op == OP_CONST || x->shape.rank == 0)
     return elem(E, x, "");
   if (mode == IX_FLAT)
@@ -214,6 +226,8 @@ static void line(Emitter *E, const char *fmt, ...) {
   int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
   buf_puts(E->out, "  ");
+  for (int i = 0; i < E->indent; i++)
+    buf_puts(E->out, "  ");
   if (n < (int)sizeof tmp) {
     buf_puts(E->out, tmp);
   } else { /* very long statements: format again into the buffer */
@@ -236,11 +250,21 @@ static void scalar_set(Emitter *E, Dest d, const char *expr) {
     line(E, "%s %s %s;", d.name, assign_op(d), expr);
 }
 
+/* Whether every leaf of n's (fused) expression is a scalar or of shape s,
+ * so one flat loop over all elements indexes each of them alike. */
+static int flat_compatible(const Node *n, Shape s) {
+  for (int k = 0; k < n->nargs; k++) {
+    const Node *x = n->args[k];
+    if (x->inlined ? !flat_compatible(x, s) : !(x->shape.rank == 0 || shape_eq(x->shape, s)))
+      return 0;
+  }
+  return 1;
+}
+
 static void emit_elementwise(Emitter *E, Node *n, Dest d) {
   Node *a = n->args[0], *b = n->args[1];
   Shape s = n->shape;
-  int flat = s.rank < 2 || ((a->shape.rank == 0 || shape_eq(a->shape, s)) &&
-                            (!b || b->shape.rank == 0 || shape_eq(b->shape, s)));
+  int flat = s.rank < 2 || flat_compatible(n, s);
   IndexMode m = flat ? IX_FLAT : IX_ROW;
   const char *ea = operand(E, a, s, m), *eb = b ? operand(E, b, s, m) : NULL;
   const char *expr = b ? binary_expr(E, n, ea, eb) : unary_expr(E, n, ea);
@@ -347,10 +371,18 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
   const char *A = E->name[a->id], *D = d.name;
   long long len = shape_numel(a->shape);
   switch (n->op) {
-  case OP_SUM:
+  case OP_SUM: {
+    int flat = a->shape.rank < 2 || !a->inlined || flat_compatible(a, a->shape);
     line(E, "bp_real %s = 0;", D);
-    line(E, "for (size_t i = 0; i < %lld; i++) %s += %s[i];", len, D, A);
+    if (flat) {
+      line(E, "for (size_t i = 0; i < %lld; i++) %s += %s;", len, D, operand(E, a, a->shape, IX_FLAT));
+    } else {
+      line(E, "for (size_t i = 0; i < %lld; i++)", (long long)a->shape.dim[0]);
+      line(E, "  for (size_t j = 0; j < %lld; j++) %s += %s;", (long long)a->shape.dim[1], D,
+           operand(E, a, a->shape, IX_ROW));
+    }
     break;
+  }
   case OP_DOT:
     line(E, "bp_real %s = 0;", D);
     line(E, "for (size_t i = 0; i < %lld; i++) %s += %s[i] * %s[i];", len, D, A,
@@ -484,6 +516,8 @@ static void emit_value(Emitter *E, Node *n, Dest d) {
  * that are read in place. */
 static void emit_node(Emitter *E, Node *n) {
   const char *N = E->name[n->id];
+  if (n->inlined) /* computed inside its consumer's loop */
+    return;
   switch (n->op) {
   case OP_CONST:
     return;
@@ -511,10 +545,21 @@ static void emit_node(Emitter *E, Node *n) {
   }
   Node *fused = E->grad_fused[n->id];
   comment(E, n);
-  if (fused) { /* this value is only ever added into one gradient */
-    Decl *p = E->c->params.items[fused->slot];
-    (void)p;
-    emit_value(E, n, (Dest){E->grad_name[fused->slot], 1, 0});
+  if (fused) { /* this value only ever goes into one gradient: write it there */
+    const char *g = E->grad_name[fused->slot];
+    if (E->assign_first && E->first_term[fused->slot] == n) {
+      line(E, "if (acc) {");
+      E->indent++;
+      emit_value(E, n, (Dest){g, 1, 0});
+      E->indent--;
+      line(E, "} else {");
+      E->indent++;
+      emit_value(E, n, (Dest){g, 0, 0});
+      E->indent--;
+      line(E, "}");
+    } else {
+      emit_value(E, n, (Dest){g, 1, 0});
+    }
     return;
   }
   if (n->shape.rank == 0) {
@@ -549,13 +594,39 @@ static void add_grad_terms(Emitter *E) {
       Node *g = t->node;
       if (E->grad_fused[g->id])
         continue;
-      if (d->shape.rank == 0)
-        line(E, "%s[0] += %s;", E->grad_name[p], elem(E, g, ""));
+      const char *v = g->shape.rank ? elem(E, g, "i") : elem(E, g, "");
+      const char *op = E->assign_first && E->first_term[p] == g ? "= acc ? %s[i] + %s : %s;" : NULL;
+      if (d->shape.rank == 0 && op)
+        line(E, "%s[0] = acc ? %s[0] + %s : %s;", E->grad_name[p], E->grad_name[p], v, v);
+      else if (d->shape.rank == 0)
+        line(E, "%s[0] += %s;", E->grad_name[p], v);
+      else if (op)
+        line(E, "for (size_t i = 0; i < %lld; i++) %s[i] = acc ? %s[i] + %s : %s;", (long long)shape_numel(d->shape),
+             E->grad_name[p], E->grad_name[p], v, v);
       else
         line(E, "for (size_t i = 0; i < %lld; i++) %s[i] += %s;", (long long)shape_numel(d->shape),
-             E->grad_name[p], g->shape.rank ? elem(E, g, "i") : elem(E, g, ""));
+             E->grad_name[p], v);
     }
   }
+}
+
+/* Per parameter, the gradient term the backward function writes first:
+ * the earliest one stored in place as it is computed, else the first of
+ * those added at the end. With acc 0 that one is stored with `=`, so the
+ * gradient needs no zeroing pass. Parameters no gradient reaches are
+ * zeroed at the start instead. */
+static void choose_first_terms(Emitter *E, Schedule *s) {
+  Ctx *c = E->c;
+  memset(E->first_term, 0, sizeof(Node *) * (size_t)(c->params.len + 1));
+  for (int i = 0; i < s->order.len; i++) {
+    Node *n = s->order.items[i];
+    Node *fused = E->grad_fused[n->id];
+    if (fused && !n->inlined && !E->first_term[fused->slot])
+      E->first_term[fused->slot] = n;
+  }
+  for (int p = 0; p < c->params.len; p++)
+    if (!E->first_term[p] && E->t->grad_terms[p])
+      E->first_term[p] = E->t->grad_terms[p]->node;
 }
 
 static const char *ref_scalar(Emitter *E, Node *n) {
@@ -633,15 +704,29 @@ static int64_t emit_backward(Emitter *E) {
   Node **roots = function_roots(E, 1, jit, &nroots);
   schedule_function(c, roots, nroots, E->t->grad_terms, &s);
   mark_fusable_grads(E);
-  buf_printf(E->out,
-             "/* Adds dloss/dparams into grad and returns the loss. */\n"
-             "static bp_real %s__backward_add%s(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws%s) {\n",
-             E->P, E->sfx, jit ? ", bp_real *outputs" : "");
-  line(E, "(void)params; (void)inputs; (void)grad; (void)ws;");
+  E->assign_first = !jit;
+  if (E->assign_first) {
+    choose_first_terms(E, &s);
+    buf_printf(E->out,
+               "/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */\n"
+               "static bp_real %s__backward_add%s(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {\n",
+               E->P, E->sfx);
+    line(E, "(void)params; (void)inputs; (void)grad; (void)ws; (void)acc;");
+  } else {
+    buf_printf(E->out,
+               "/* Adds dloss/dparams into grad and returns the loss. */\n"
+               "static bp_real %s__backward_add%s(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws%s) {\n",
+               E->P, E->sfx, jit ? ", bp_real *outputs" : "");
+    line(E, "(void)params; (void)inputs; (void)grad; (void)ws;");
+  }
   for (int p = 0; p < c->params.len; p++) {
     Decl *d = c->params.items[p];
     line(E, "bp_real *const %s = grad + %lld;", E->grad_name[p], (long long)d->offset);
   }
+  for (int p = 0; p < c->params.len && E->assign_first; p++)
+    if (!E->t->grad_terms[p])
+      line(E, "if (!acc) for (size_t i = 0; i < %lld; i++) %s[i] = 0; /* no gradient reaches it */",
+           (long long)shape_numel(((Decl *)c->params.items[p])->shape), E->grad_name[p]);
   body(E, &s);
   line(E, "/* gradient terms not already added in place */");
   add_grad_terms(E);
@@ -896,17 +981,18 @@ static void emit_wrappers(Emitter *E, int workspace, int64_t ws) {
   buf_printf(o, "bp_real %s_forward%s(const bp_real *params, const bp_real *inputs%s) {\n%s"
                 "  return %s__forward(params, inputs, ws);\n}\n\n", P, sfx, arg, decl_ws, P);
   buf_printf(o, "bp_real %s_backward%s(const bp_real *params, const bp_real *inputs, bp_real *grad%s) {\n%s"
-                "  for (size_t i = 0; i < %lld; i++) grad[i] = 0;\n"
-                "  return %s__backward_add(params, inputs, grad, ws);\n}\n\n",
-             P, sfx, arg, decl_ws, (long long)c->num_params, P);
+                "  return %s__backward_add(params, inputs, grad, ws, 0);\n}\n\n",
+             P, sfx, arg, decl_ws, P);
   buf_printf(o,
              "/* Mean loss and mean gradient over n examples stored one after another. */\n"
              "bp_real %s_backward_batch%s(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad%s) {\n%s"
              "  bp_real loss_sum = 0;\n"
-             "  for (size_t i = 0; i < %lld; i++) grad[i] = 0;\n"
-             "  if (n == 0) return 0;\n"
+             "  if (n == 0) {\n"
+             "    for (size_t i = 0; i < %lld; i++) grad[i] = 0;\n"
+             "    return 0;\n"
+             "  }\n"
              "  for (size_t e = 0; e < n; e++)\n"
-             "    loss_sum += %s__backward_add(params, %s, grad, ws);\n"
+             "    loss_sum += %s__backward_add(params, %s, grad, ws, e > 0);\n"
              "  {\n"
              "    const bp_real scale = (bp_real)1 / (bp_real)n;\n"
              "    for (size_t i = 0; i < %lld; i++) grad[i] *= scale;\n"
@@ -960,6 +1046,7 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   int batched = o->jit_kernels && o->batch > 1 && batch_target(c, o->batch, &many, &why);
   /* every node exists now: name them */
   E.grad_fused = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->nodes.len + 1));
+  E.first_term = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->params.len + 1));
   assign_names(&E);
   /* functions first, into a scratch buffer, to learn the workspace size */
   Buf fns = {0};

@@ -43,12 +43,15 @@ static void clear_marks(Ctx *c) {
     n->live = 0;
     n->uses = 0;
     n->ws_offset = -1;
+    n->root = 0;
+    n->inlined = 0;
   }
 }
 
 static void mark_roots(Ctx *c, Node **roots, int nroots, GradTerm **terms) {
   for (int i = 0; i < nroots; i++) {
     roots[i]->live = 1;
+    roots[i]->root = 1;
     roots[i]->uses++;
   }
   if (!terms)
@@ -56,8 +59,42 @@ static void mark_roots(Ctx *c, Node **roots, int nroots, GradTerm **terms) {
   for (int p = 0; p < c->params.len; p++)
     for (GradTerm *t = terms[p]; t; t = t->next) {
       t->node->live = 1;
+      t->node->root = 1;
       t->node->uses++;
     }
+}
+
+/* Loop fusion: an elementwise tensor used exactly once, by an elementwise
+ * op of the same shape or by a sum, is computed inside that consumer's
+ * loop instead of being stored and read back: exp(x - m) summed is one
+ * loop, not three passes over memory. Values the user named stay stored
+ * under their names, and chains fuse up to a bounded depth, so the emitted
+ * code stays readable. */
+enum { MAX_FUSED_DEPTH = 6 };
+
+static int can_consume_inline(const Node *y, const Node *x) {
+  if (op_is_elementwise(y->op))
+    return shape_eq(x->shape, y->shape);
+  return y->op == OP_SUM;
+}
+
+static void mark_inlined(Ctx *c) {
+  int *depth = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
+  for (int i = 0; i < c->nodes.len; i++) {
+    Node *y = c->nodes.items[i];
+    if (!y->live)
+      continue;
+    for (int k = 0; k < y->nargs; k++) {
+      Node *x = y->args[k];
+      if (x->shape.rank == 0 || !op_is_elementwise(x->op) || x->uses != 1 || x->root || x->inlined ||
+          (x->name && !x->is_backward) ||
+          !can_consume_inline(y, x) || depth[x->id] >= MAX_FUSED_DEPTH)
+        continue;
+      x->inlined = 1;
+      if (depth[x->id] + 1 > depth[y->id])
+        depth[y->id] = depth[x->id] + 1;
+    }
+  }
 }
 
 void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Schedule *out) {
@@ -72,6 +109,7 @@ void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Sched
       n->args[k]->uses++;
     }
   }
+  mark_inlined(c);
   out->order = (PtrVec){0};
   out->ws_elems = 0;
   for (int i = 0; i < c->nodes.len; i++) {
@@ -79,7 +117,7 @@ void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Sched
     if (!n->live)
       continue;
     vec_push(&c->arena, &out->order, n);
-    if (node_is_materialised(n)) {
+    if (node_is_materialised(n) && !n->inlined) {
       n->ws_offset = out->ws_elems;
       out->ws_elems += shape_numel(n->shape);
     }

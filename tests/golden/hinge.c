@@ -27,9 +27,9 @@ static bp_real hinge__forward(const bp_real *params, const bp_real *inputs, bp_r
   return loss;
 }
 
-/* Adds dloss/dparams into grad and returns the loss. */
-static bp_real hinge__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws) {
-  (void)params; (void)inputs; (void)grad; (void)ws;
+/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */
+static bp_real hinge__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {
+  (void)params; (void)inputs; (void)grad; (void)ws; (void)acc;
   bp_real *const grad_w = grad + 0;
   const bp_real *const w = params + 0;
   const bp_real *const phi = inputs + 0;
@@ -47,11 +47,12 @@ static bp_real hinge__backward_add(const bp_real *params, const bp_real *inputs,
   bp_real d10 = (bp_real)(0.0 < t7);
   /* line 9: backward mul scalar */
   bp_real d14 = y * d10;
-  /* line 9: backward mul [3] */
-  bp_real *const d16 = ws + 0;
-  for (size_t i = 0; i < 3; i++) d16[i] = phi[i] * d14;
   /* line 9: backward neg [3] */
-  for (size_t i = 0; i < 3; i++) grad_w[i] += -d16[i];
+  if (acc) {
+    for (size_t i = 0; i < 3; i++) grad_w[i] += -(phi[i] * d14);
+  } else {
+    for (size_t i = 0; i < 3; i++) grad_w[i] = -(phi[i] * d14);
+  }
   /* gradient terms not already added in place */
   return loss;
 }
@@ -67,24 +68,25 @@ static void hinge__predict(const bp_real *params, const bp_real *inputs, bp_real
 }
 
 bp_real hinge_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[6];
+  bp_real ws[3];
   return hinge__forward(params, inputs, ws);
 }
 
 bp_real hinge_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[6];
-  for (size_t i = 0; i < 3; i++) grad[i] = 0;
-  return hinge__backward_add(params, inputs, grad, ws);
+  bp_real ws[3];
+  return hinge__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real hinge_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[6];
+  bp_real ws[3];
   bp_real loss_sum = 0;
-  for (size_t i = 0; i < 3; i++) grad[i] = 0;
-  if (n == 0) return 0;
+  if (n == 0) {
+    for (size_t i = 0; i < 3; i++) grad[i] = 0;
+    return 0;
+  }
   for (size_t e = 0; e < n; e++)
-    loss_sum += hinge__backward_add(params, inputs + e * 4, grad, ws);
+    loss_sum += hinge__backward_add(params, inputs + e * 4, grad, ws, e > 0);
   {
     const bp_real scale = (bp_real)1 / (bp_real)n;
     for (size_t i = 0; i < 3; i++) grad[i] *= scale;
@@ -93,6 +95,6 @@ bp_real hinge_backward_batch(const bp_real *params, const bp_real *inputs, size_
 }
 
 void hinge_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[6];
+  bp_real ws[3];
   hinge__predict(params, inputs, outputs, ws);
 }

@@ -66,9 +66,9 @@ static bp_real scalar_ops__forward(const bp_real *params, const bp_real *inputs,
   return loss;
 }
 
-/* Adds dloss/dparams into grad and returns the loss. */
-static bp_real scalar_ops__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws) {
-  (void)params; (void)inputs; (void)grad; (void)ws;
+/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */
+static bp_real scalar_ops__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {
+  (void)params; (void)inputs; (void)grad; (void)ws; (void)acc;
   bp_real *const grad_a = grad + 0;
   bp_real *const grad_b = grad + 1;
   const bp_real a = params[0];
@@ -181,12 +181,12 @@ static bp_real scalar_ops__backward_add(const bp_real *params, const bp_real *in
   /* line 5: backward mul scalar */
   bp_real d64 = x * d63;
   /* gradient terms not already added in place */
-  grad_a[0] += d31;
-  grad_a[0] += d31;
+  grad_a[0] = acc ? grad_a[0] + d31 : d31;
+  grad_a[0] = acc ? grad_a[0] + d31 : d31;
   grad_a[0] += d45;
   grad_a[0] += d57;
   grad_a[0] += d64;
-  grad_b[0] += d41;
+  grad_b[0] = acc ? grad_b[0] + d41 : d41;
   grad_b[0] += d49;
   grad_b[0] += d56;
   grad_b[0] += d60;
@@ -240,18 +240,19 @@ bp_real scalar_ops_forward(const bp_real *params, const bp_real *inputs) {
 
 bp_real scalar_ops_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
   bp_real *ws = NULL;
-  for (size_t i = 0; i < 2; i++) grad[i] = 0;
-  return scalar_ops__backward_add(params, inputs, grad, ws);
+  return scalar_ops__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real scalar_ops_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
   bp_real *ws = NULL;
   bp_real loss_sum = 0;
-  for (size_t i = 0; i < 2; i++) grad[i] = 0;
-  if (n == 0) return 0;
+  if (n == 0) {
+    for (size_t i = 0; i < 2; i++) grad[i] = 0;
+    return 0;
+  }
   for (size_t e = 0; e < n; e++)
-    loss_sum += scalar_ops__backward_add(params, inputs + e * 1, grad, ws);
+    loss_sum += scalar_ops__backward_add(params, inputs + e * 1, grad, ws, e > 0);
   {
     const bp_real scale = (bp_real)1 / (bp_real)n;
     for (size_t i = 0; i < 2; i++) grad[i] *= scale;

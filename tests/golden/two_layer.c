@@ -78,23 +78,17 @@ static bp_real two_layer__forward(const bp_real *params, const bp_real *inputs, 
     for (size_t j = 0; j < 3; j++) s += exp(row[j] - mx);
     t11 = mx + log(s);
   }
-  /* line 17: sub [3] */
-  bp_real *const t13 = ws + 15;
-  for (size_t i = 0; i < 3; i++) t13[i] = scores[i] - t11;
-  /* line 18: mul [3] */
-  bp_real *const t15 = ws + 18;
-  for (size_t i = 0; i < 3; i++) t15[i] = t[i] * t13[i];
   /* line 18: sum scalar */
   bp_real t16 = 0;
-  for (size_t i = 0; i < 3; i++) t16 += t15[i];
+  for (size_t i = 0; i < 3; i++) t16 += (t[i] * (scores[i] - t11));
   /* line 18: loss = neg scalar */
   bp_real loss = -t16;
   return loss;
 }
 
-/* Adds dloss/dparams into grad and returns the loss. */
-static bp_real two_layer__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws) {
-  (void)params; (void)inputs; (void)grad; (void)ws;
+/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */
+static bp_real two_layer__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {
+  (void)params; (void)inputs; (void)grad; (void)ws; (void)acc;
   bp_real *const grad_W1 = grad + 0;
   bp_real *const grad_b1 = grad + 6;
   bp_real *const grad_W2 = grad + 9;
@@ -143,52 +137,54 @@ static bp_real two_layer__backward_add(const bp_real *params, const bp_real *inp
   /* line 17: y = exp [3] */
   bp_real *const y = ws + 18;
   for (size_t i = 0; i < 3; i++) y[i] = exp(t13[i]);
-  /* line 18: mul [3] */
-  bp_real *const t15 = ws + 21;
-  for (size_t i = 0; i < 3; i++) t15[i] = t[i] * t13[i];
   /* line 18: sum scalar */
   bp_real t16 = 0;
-  for (size_t i = 0; i < 3; i++) t16 += t15[i];
+  for (size_t i = 0; i < 3; i++) t16 += (t[i] * t13[i]);
   /* line 18: loss = neg scalar */
   bp_real loss = -t16;
   /* line 17: backward sum scalar */
   bp_real d23 = 0;
   for (size_t i = 0; i < 3; i++) d23 += t[i];
-  /* line 17: backward mul [3] */
-  bp_real *const d25 = ws + 24;
-  for (size_t i = 0; i < 3; i++) d25[i] = y[i] * d23;
   /* line 17: backward sub [3] */
-  bp_real *const d26 = ws + 27;
-  for (size_t i = 0; i < 3; i++) d26[i] = d25[i] - t[i];
+  bp_real *const d26 = ws + 21;
+  for (size_t i = 0; i < 3; i++) d26[i] = (y[i] * d23) - t[i];
   /* line 16: backward matmul [3] */
-  bp_real *const d27 = ws + 30;
+  bp_real *const d27 = ws + 24;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 3; p++) s += W2[i * 3 + p] * d26[p];
     d27[i] = s;
   }
   /* line 16: backward outer [3,3] */
-  for (size_t i = 0; i < 3; i++) {
-    const bp_real s = s_2[i];
-    for (size_t j = 0; j < 3; j++) grad_W2[i * 3 + j] += s * d26[j];
+  if (acc) {
+    for (size_t i = 0; i < 3; i++) {
+      const bp_real s = s_2[i];
+      for (size_t j = 0; j < 3; j++) grad_W2[i * 3 + j] += s * d26[j];
+    }
+  } else {
+    for (size_t i = 0; i < 3; i++) {
+      const bp_real s = s_2[i];
+      for (size_t j = 0; j < 3; j++) grad_W2[i * 3 + j] = s * d26[j];
+    }
   }
-  /* line 15: backward sub [3] */
-  bp_real *const d29 = ws + 42;
-  for (size_t i = 0; i < 3; i++) d29[i] = 1.0 - s_2[i];
   /* line 15: backward mul [3] */
-  bp_real *const d30 = ws + 45;
-  for (size_t i = 0; i < 3; i++) d30[i] = s_2[i] * d29[i];
-  /* line 15: backward mul [3] */
-  bp_real *const d31 = ws + 48;
-  for (size_t i = 0; i < 3; i++) d31[i] = d27[i] * d30[i];
+  bp_real *const d31 = ws + 36;
+  for (size_t i = 0; i < 3; i++) d31[i] = d27[i] * (s_2[i] * (1.0 - s_2[i]));
   /* line 14: backward outer [2,3] */
-  for (size_t i = 0; i < 2; i++) {
-    const bp_real s = x[i];
-    for (size_t j = 0; j < 3; j++) grad_W1[i * 3 + j] += s * d31[j];
+  if (acc) {
+    for (size_t i = 0; i < 2; i++) {
+      const bp_real s = x[i];
+      for (size_t j = 0; j < 3; j++) grad_W1[i * 3 + j] += s * d31[j];
+    }
+  } else {
+    for (size_t i = 0; i < 2; i++) {
+      const bp_real s = x[i];
+      for (size_t j = 0; j < 3; j++) grad_W1[i * 3 + j] = s * d31[j];
+    }
   }
   /* gradient terms not already added in place */
-  for (size_t i = 0; i < 3; i++) grad_b1[i] += d31[i];
-  for (size_t i = 0; i < 3; i++) grad_b2[i] += d26[i];
+  for (size_t i = 0; i < 3; i++) grad_b1[i] = acc ? grad_b1[i] + d31[i] : d31[i];
+  for (size_t i = 0; i < 3; i++) grad_b2[i] = acc ? grad_b2[i] + d26[i] : d26[i];
   return loss;
 }
 
@@ -231,34 +227,32 @@ static void two_layer__predict(const bp_real *params, const bp_real *inputs, bp_
     for (size_t j = 0; j < 3; j++) s += exp(row[j] - mx);
     t11 = mx + log(s);
   }
-  /* line 17: sub [3] */
-  bp_real *const t13 = ws + 15;
-  for (size_t i = 0; i < 3; i++) t13[i] = scores[i] - t11;
   /* line 17: y = exp [3] */
-  bp_real *const y = ws + 18;
-  for (size_t i = 0; i < 3; i++) y[i] = exp(t13[i]);
+  bp_real *const y = ws + 15;
+  for (size_t i = 0; i < 3; i++) y[i] = exp((scores[i] - t11));
   for (size_t i = 0; i < 3; i++) outputs[0 + i] = y[i];
 }
 
 bp_real two_layer_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[57];
+  bp_real ws[45];
   return two_layer__forward(params, inputs, ws);
 }
 
 bp_real two_layer_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[57];
-  for (size_t i = 0; i < 21; i++) grad[i] = 0;
-  return two_layer__backward_add(params, inputs, grad, ws);
+  bp_real ws[45];
+  return two_layer__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real two_layer_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[57];
+  bp_real ws[45];
   bp_real loss_sum = 0;
-  for (size_t i = 0; i < 21; i++) grad[i] = 0;
-  if (n == 0) return 0;
+  if (n == 0) {
+    for (size_t i = 0; i < 21; i++) grad[i] = 0;
+    return 0;
+  }
   for (size_t e = 0; e < n; e++)
-    loss_sum += two_layer__backward_add(params, inputs + e * 5, grad, ws);
+    loss_sum += two_layer__backward_add(params, inputs + e * 5, grad, ws, e > 0);
   {
     const bp_real scale = (bp_real)1 / (bp_real)n;
     for (size_t i = 0; i < 21; i++) grad[i] *= scale;
@@ -267,6 +261,6 @@ bp_real two_layer_backward_batch(const bp_real *params, const bp_real *inputs, s
 }
 
 void two_layer_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[57];
+  bp_real ws[45];
   two_layer__predict(params, inputs, outputs, ws);
 }

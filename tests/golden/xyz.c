@@ -22,9 +22,9 @@ static bp_real xyz__forward(const bp_real *params, const bp_real *inputs, bp_rea
   return loss;
 }
 
-/* Adds dloss/dparams into grad and returns the loss. */
-static bp_real xyz__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws) {
-  (void)params; (void)inputs; (void)grad; (void)ws;
+/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */
+static bp_real xyz__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {
+  (void)params; (void)inputs; (void)grad; (void)ws; (void)acc;
   bp_real *const grad_x = grad + 0;
   bp_real *const grad_y = grad + 1;
   bp_real *const grad_z = grad + 2;
@@ -36,9 +36,9 @@ static bp_real xyz__backward_add(const bp_real *params, const bp_real *inputs, b
   /* line 10: loss = mul scalar */
   bp_real loss = z * q;
   /* gradient terms not already added in place */
-  grad_x[0] += z;
-  grad_y[0] += z;
-  grad_z[0] += q;
+  grad_x[0] = acc ? grad_x[0] + z : z;
+  grad_y[0] = acc ? grad_y[0] + z : z;
+  grad_z[0] = acc ? grad_z[0] + q : q;
   return loss;
 }
 
@@ -53,18 +53,19 @@ bp_real xyz_forward(const bp_real *params, const bp_real *inputs) {
 
 bp_real xyz_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
   bp_real *ws = NULL;
-  for (size_t i = 0; i < 3; i++) grad[i] = 0;
-  return xyz__backward_add(params, inputs, grad, ws);
+  return xyz__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real xyz_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
   bp_real *ws = NULL;
   bp_real loss_sum = 0;
-  for (size_t i = 0; i < 3; i++) grad[i] = 0;
-  if (n == 0) return 0;
+  if (n == 0) {
+    for (size_t i = 0; i < 3; i++) grad[i] = 0;
+    return 0;
+  }
   for (size_t e = 0; e < n; e++)
-    loss_sum += xyz__backward_add(params, inputs, grad, ws);
+    loss_sum += xyz__backward_add(params, inputs, grad, ws, e > 0);
   {
     const bp_real scale = (bp_real)1 / (bp_real)n;
     for (size_t i = 0; i < 3; i++) grad[i] *= scale;
