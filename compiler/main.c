@@ -30,6 +30,7 @@ static const char usage_text[] =
     "  graph MODEL.bp [--set ...]   the computational graph with values and gradients (Graphviz)\n"
     "  explain MODEL.bp --wrt P     the chain rule for dloss/dP, path by path\n"
     "  trace MODEL.bp [--set ...]   the backward sweep, step by step\n"
+    "  bench MODEL.bp [--batch N]   time forward, backward and batched backward\n"
     "\n"
     "  -h, --help       this text\n"
     "  --version        print the version\n";

@@ -334,9 +334,124 @@ static int run_predict(int argc, char **argv) {
   return rc;
 }
 
+static const char bench_help[] =
+    "usage: bpc bench MODEL.bp [--batch N] [--float] [-D NAME=INT]\n"
+    "Times the model's forward, backward and batched backward through the JIT (median of 7 runs,\n"
+    "each long enough to measure), at the initial parameters and random inputs, and prints ops,\n"
+    "flops and memory per example.\n";
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+typedef struct BenchCall {
+  JitModel *m;
+  void *params, *inputs, *grad, *ws, *soa;
+  int kind; /* 0 forward, 1 backward, 2 batched backward */
+  size_t batch;
+} BenchCall;
+
+static void bench_once(BenchCall *b) {
+  if (b->kind == 0) {
+    jit_eval_batch(b->m, b->params, b->inputs, 1, NULL, b->ws);
+  } else if (b->kind == 1) {
+    jit_train_batch(b->m, b->params, b->inputs, 1, b->grad, NULL, b->ws);
+  } else if (b->m->fixed > 1) {
+    jit_gather(b->m, b->inputs, b->soa);
+    jit_train_fixed(b->m, b->params, b->soa, b->grad, NULL, b->ws);
+  } else {
+    jit_train_batch(b->m, b->params, b->inputs, b->batch, b->grad, NULL, b->ws);
+  }
+}
+
+/* Median over 7 samples of the mean time of enough calls to take 20 ms. */
+static double bench_seconds(BenchCall *b) {
+  int reps = 1;
+  for (;;) {
+    double t0 = now_seconds();
+    for (int r = 0; r < reps; r++)
+      bench_once(b);
+    if (now_seconds() - t0 > 0.02 || reps >= 1 << 24)
+      break;
+    reps *= 2;
+  }
+  double t[7];
+  for (int k = 0; k < 7; k++) {
+    double t0 = now_seconds();
+    for (int r = 0; r < reps; r++)
+      bench_once(b);
+    t[k] = (now_seconds() - t0) / reps;
+  }
+  qsort(t, 7, sizeof t[0], cmp_double);
+  return t[3];
+}
+
+static void print_bytes(const char *label, double bytes) {
+  if (bytes < 1024)
+    printf("%s %.0f B", label, bytes);
+  else if (bytes < 1024 * 1024)
+    printf("%s %.1f KiB", label, bytes / 1024);
+  else
+    printf("%s %.1f MiB", label, bytes / (1024 * 1024));
+}
+
+static int run_bench(int argc, char **argv) {
+  RunOptions o;
+  parse_options(&o, argc, argv, bench_help);
+  o.threads = 1;
+  if (o.batch == 32 && !o.lr_given)
+    o.batch = 64;
+  double t0 = now_seconds();
+  JitModel *m = load_model_or_exit(&o);
+  double compile = now_seconds() - t0;
+  size_t B = o.batch;
+  void *params = calloc((size_t)m->nparams + 1, m->elem), *grad = calloc((size_t)m->nparams + 1, m->elem);
+  void *inputs = calloc(B * (size_t)m->ninputs + 1, m->elem), *soa = calloc(B * (size_t)m->ninputs + 1, m->elem);
+  void *ws = calloc(m->ws_elems + 1, m->elem);
+  m->init(params, o.seed);
+  uint64_t s = 12345;
+  for (size_t i = 0; i < B * (size_t)m->ninputs; i++) {
+    s = s * 6364136223846793005u + 1442695040888963407u;
+    real_set(inputs, m->elem, i, (double)(s >> 11) / 9007199254740992.0 - 0.5);
+  }
+  flush_subnormals();
+  BenchCall call = {m, params, inputs, grad, ws, soa, 0, B};
+  double t[3];
+  for (int k = 0; k < 3; k++) {
+    call.kind = k;
+    t[k] = bench_seconds(&call);
+  }
+  Stats st;
+  compute_stats(&m->ctx, &st);
+  printf("%s: %lld parameters, %lld inputs per example, %s\n", o.model, (long long)m->nparams,
+         (long long)m->ninputs, o.use_float ? "float" : "double");
+  printf("compile (bpc and tcc):  %8.2f ms\n", 1000 * compile);
+  printf("forward:                %10.3f us per example\n", 1e6 * t[0]);
+  printf("backward:               %10.3f us per example (%.2fx forward; it includes the forward)\n", 1e6 * t[1],
+         t[1] / t[0]);
+  printf("batch backward:         %10.3f us per example (batch %zu, %s)\n", 1e6 * t[2] / (double)B, B,
+         m->fixed > 1 ? "compiled for the whole batch" : "one example at a time");
+  printf("ops per example:        forward %d ops, %.0f flops; backward adds %d ops, %.0f flops\n", st.fwd_ops,
+         st.fwd_flops, st.bwd_ops, st.bwd_flops);
+  print_bytes("memory:                 inputs per example", (double)m->ninputs * (double)m->elem);
+  print_bytes("; workspace per thread", (double)m->ws_elems * (double)m->elem);
+  print_bytes("; parameters", (double)m->nparams * (double)m->elem);
+  printf(" (and as much for the gradient)\n");
+  free(params);
+  free(grad);
+  free(inputs);
+  free(soa);
+  free(ws);
+  jit_free(m);
+  options_free(&o);
+  return 0;
+}
+
 const CliCommand cli_commands[] = {
     {"train", run_train},
     {"eval", run_eval},
     {"predict", run_predict},
+    {"bench", run_bench},
     {NULL, NULL},
 };

@@ -196,6 +196,13 @@ check "explain hinge" bash -c "'$BPC' explain '$S/hinge.bp' --wrt w | grep -qx '
 "$BPC" explain "$S/hinge.bp" --wrt q 2>err.txt; check "explain unknown exit 1" test $? -eq 1
 check "trace apple" bash -c "'$BPC' trace '$S/apple.bp' | grep -qx '  to apple: local count = 2, outgoing = 2.2'"
 
+# bpc bench: the figures a user reads
+"$BPC" bench "$S/mlp.bp" --float >bench.txt; check "bench exit 0" test $? -eq 0
+check "bench forward" grep -q "^forward: *[0-9.]* us per example$" bench.txt
+check "bench backward" grep -q "^backward: *[0-9.]* us per example ([0-9.]*x forward" bench.txt
+check "bench batched" grep -q "^batch backward: *[0-9.]* us per example (batch 64, compiled for the whole batch)$" bench.txt
+check "bench ops" grep -q "^ops per example: *forward [0-9]* ops, 203[0-9]* flops" bench.txt
+
 # make install
 make -s -C "$ROOT" install PREFIX="$T/inst" >/dev/null; check "install" test -x "$T/inst/bin/bpc"
 
