@@ -16,7 +16,7 @@ RUNTIME_SRC  = $(wildcard runtime/*.c)
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
 LIB_OBJ      = $(GRAMMAR_OBJ) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o)
 
-.PHONY: all test unit e2e golden demo deps sanitize fuzz install clean format bench bench-ad bench-train bench-kernels docs-images
+.PHONY: all test unit e2e golden demo deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels docs-images
 FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc
 
@@ -124,4 +124,12 @@ $(B)/ad_bench: bench/ad_bench.c $(B)/libbpc.a
 	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $< $(B)/libbpc.a $(LDLIBS)
 bench-ad: $(B)/bpc $(B)/ad_bench
 	bench/ad_bench.sh
-bench: bench-ad bench-train bench-kernels
+bench: bench-ad bench-compile bench-train bench-kernels
+$(B)/compile_bench: bench/compile_bench.c $(B)/libbpc.a
+	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $< $(B)/libbpc.a $(LDLIBS)
+bench-compile: $(B)/compile_bench
+	@mkdir -p $(B)/bench/1k $(B)/bench/10k $(B)/bench/100k
+	/usr/bin/python3 bench/gen_models.py $(B)/bench/1k 1000
+	/usr/bin/python3 bench/gen_models.py $(B)/bench/10k 10000
+	/usr/bin/python3 bench/gen_models.py $(B)/bench/100k 100000
+	$(B)/compile_bench $(B)/bench/1k/chain.bp $(B)/bench/10k/chain.bp $(B)/bench/100k/chain.bp

@@ -149,8 +149,9 @@ static void backprop_node(Adjoints *A, Node *y, Node *g) {
   switch (y->op) {
   case OP_SUM: contribute(A, a, ir_bcast(c, g, a->shape, BCAST_ROWS)); break;
   case OP_SUMAX: contribute(A, a, ir_bcast(c, g, a->shape, y->attr == 0 ? BCAST_ROWS : BCAST_COLS)); break;
-  case OP_MAXALL: contribute(A, a, mul(c, ir_reduce(c, OP_ARGMAXMASK, a), g)); break;
-  case OP_MINALL: contribute(A, a, mul(c, ir_reduce(c, OP_ARGMINMASK, a), g)); break;
+  /* the router: all of g to the first arg-max, as one element, not a dense mask */
+  case OP_MAXALL: contribute(A, a, ir_onehot(c, OP_ARGMAXMASK, a, g)); break;
+  case OP_MINALL: contribute(A, a, ir_onehot(c, OP_ARGMINMASK, a, g)); break;
   case OP_LSE: { /* d lse / dx = softmax(x) = exp(x - lse) */
     Node *p = ir_unary(c, OP_EXP, sub(c, a, ir_bcast(c, y, a->shape, BCAST_COLS)));
     contribute(A, a, mul(c, p, ir_bcast(c, g, a->shape, BCAST_COLS)));

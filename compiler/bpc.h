@@ -185,8 +185,8 @@ typedef enum {
   OP_MAXALL, /* largest element -> scalar */
   OP_MINALL, /* smallest element -> scalar */
   OP_LSE,    /* log-sum-exp over the last axis: vector -> scalar, matrix -> [rows] */
-  OP_ARGMAXMASK, /* 1 at the first largest element, 0 elsewhere */
-  OP_ARGMINMASK, /* 1 at the first smallest element, 0 elsewhere */
+  OP_ARGMAXMASK, /* args[1] (a scalar) at the first largest element of args[0], 0 elsewhere */
+  OP_ARGMINMASK, /* the same at the first smallest element */
   /* shape */
   OP_BCAST,     /* args[0] repeated to shape; attr BCAST_ROWS or BCAST_COLS */
   OP_TRANSPOSE, /* matrix transpose */
@@ -248,7 +248,9 @@ Node *ir_leaf(Ctx *c, Op op, int slot, Shape s);
 Node *ir_unary(Ctx *c, Op op, Node *a);
 Node *ir_powc(Ctx *c, Node *a, double exponent);
 Node *ir_binary(Ctx *c, Op op, Node *a, Node *b); /* broadcasting elementwise */
-Node *ir_reduce(Ctx *c, Op op, Node *a);          /* SUM MAXALL MINALL LSE masks */
+Node *ir_reduce(Ctx *c, Op op, Node *a);          /* SUM MAXALL MINALL LSE */
+Node *ir_onehot(Ctx *c, Op op, Node *x, Node *g); /* ARGMAXMASK, ARGMINMASK: g at the arg-max of x */
+Node *ir_find(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr); /* existing node or NULL */
 Node *ir_sumax(Ctx *c, Node *a, int axis);
 Node *ir_bcast(Ctx *c, Node *a, Shape to, int mode);
 Node *ir_transpose(Ctx *c, Node *a);

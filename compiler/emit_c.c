@@ -22,6 +22,9 @@ typedef struct Emitter {
   Node **grad_fused; /* per node id: the param whose gradient it adds into */
   Target *t;         /* what the functions being emitted compute */
   int indent;        /* extra nesting of the statements being written */
+  int at_end;        /* emitting the deferred sparse gradient terms */
+  Node **sum_into;   /* per node id: a sum of it computed in its own loop, or NULL */
+  char *sum_done;    /* per node id: that sum is already computed */
   int assign_first;  /* backward takes `acc`: with acc 0 the first term of each gradient is stored, not added */
   Node **first_term; /* per param slot: the term written first in the backward function */
   const char *sfx;   /* function name suffix: "" per example, "_b" batched */
@@ -268,7 +271,24 @@ static void emit_elementwise(Emitter *E, Node *n, Dest d) {
   IndexMode m = flat ? IX_FLAT : IX_ROW;
   const char *ea = operand(E, a, s, m), *eb = b ? operand(E, b, s, m) : NULL;
   const char *expr = b ? binary_expr(E, n, ea, eb) : unary_expr(E, n, ea);
-  if (s.rank == 0) {
+  Node *sum = s.rank ? E->sum_into[n->id] : NULL;
+  if (sum) { /* one pass: store each element and add it to the sum */
+    const char *S = E->name[sum->id];
+    line(E, "bp_real %s = 0;", S);
+    if (flat) {
+      line(E, "for (size_t i = 0; i < %lld; i++) {", (long long)shape_numel(s));
+      line(E, "  const bp_real v = %s;", expr);
+      line(E, "  %s[i] = v;", d.name);
+    } else {
+      line(E, "for (size_t i = 0; i < %lld; i++)", (long long)s.dim[0]);
+      line(E, "  for (size_t j = 0; j < %lld; j++) {", (long long)s.dim[1]);
+      line(E, "  const bp_real v = %s;", expr);
+      line(E, "  %s[i * %lld + j] = v;", d.name, (long long)s.dim[1]);
+    }
+    line(E, "  %s += v;", S);
+    line(E, flat ? "}" : "  }");
+    E->sum_done[sum->id] = 1;
+  } else if (s.rank == 0) {
     scalar_set(E, d, expr);
   } else if (flat) {
     line(E, "for (size_t i = 0; i < %lld; i++) %s[i] %s %s;", (long long)shape_numel(s), d.name,
@@ -389,21 +409,32 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
          E->name[n->args[1]->id]);
     break;
   case OP_MAXALL:
-  case OP_MINALL:
+  case OP_MINALL: /* the position too, for the gradient's router */
     line(E, "bp_real %s = %s[0];", D, A);
-    line(E, "for (size_t i = 1; i < %lld; i++) if (%s[i] %s %s) %s = %s[i];", len, A,
-         n->op == OP_MAXALL ? ">" : "<", D, D, A);
+    line(E, "size_t %s_at = 0;", D);
+    line(E, "for (size_t i = 1; i < %lld; i++) if (%s[i] %s %s) { %s = %s[i]; %s_at = i; }", len, A,
+         n->op == OP_MAXALL ? ">" : "<", D, D, A, D);
+    line(E, "(void)%s_at;", D);
     break;
   case OP_ARGMAXMASK:
-  case OP_ARGMINMASK:
+  case OP_ARGMINMASK: { /* g at the first arg-max: reuse the max's position when it was computed */
+    Op of = n->op == OP_ARGMAXMASK ? OP_MAXALL : OP_MINALL;
+    Node *extreme = ir_find(E->c, of, shape_scalar(), a, NULL, 0, 0);
+    const char *g = elem(E, n->args[1], "");
     line(E, "{");
-    line(E, "  size_t best = 0;");
-    line(E, "  for (size_t i = 1; i < %lld; i++) if (%s[i] %s %s[best]) best = i;", len, A,
-         n->op == OP_ARGMAXMASK ? ">" : "<", A);
-    line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] = 0;", len, D);
-    line(E, "  %s[best] = 1;", D);
+    if (extreme && extreme->live) {
+      line(E, "  const size_t best = %s_at;", E->name[extreme->id]);
+    } else {
+      line(E, "  size_t best = 0;");
+      line(E, "  for (size_t i = 1; i < %lld; i++) if (%s[i] %s %s[best]) best = i;", len, A,
+           n->op == OP_ARGMAXMASK ? ">" : "<", A);
+    }
+    if (!d.accumulate)
+      line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] = 0;", len, D);
+    line(E, "  %s[best] %s %s;", D, d.accumulate ? "+=" : "=", g);
     line(E, "}");
     break;
+  }
   case OP_SUMAX: {
     long long m = a->shape.dim[0], nn = a->shape.dim[1];
     if (n->attr == 0) {
@@ -486,9 +517,22 @@ static void emit_shape_op(Emitter *E, Node *n, Dest d) {
 
 /* Ops that can write straight into a gradient with += element by element. */
 static int can_accumulate(const Node *n) {
-  return op_is_elementwise(n->op) || n->op == OP_MATMUL || n->op == OP_OUTER ||
-         n->op == OP_BCAST || n->op == OP_TRANSPOSE || n->op == OP_SCATTER;
+  return op_is_elementwise(n->op) || n->op == OP_MATMUL || n->op == OP_OUTER || n->op == OP_BCAST ||
+         n->op == OP_TRANSPOSE || n->op == OP_SCATTER || n->op == OP_ARGMAXMASK || n->op == OP_ARGMINMASK;
 }
+
+/* Terms that touch only a few elements are cheapest added, never stored:
+ * storing them first would mean zeroing the rest. */
+static int is_sparse_term(const Node *n) {
+  return n->op == OP_ARGMAXMASK || n->op == OP_ARGMINMASK || n->op == OP_SCATTER;
+}
+
+/* With assign-first, sparse terms stored in place (one element per call)
+ * wait until the end, so that a dense term can store first. */
+static int deferred(Emitter *E, const Node *n) {
+  return E->assign_first && !E->at_end && E->grad_fused[n->id] && is_sparse_term(n);
+}
+
 
 static void comment(Emitter *E, Node *n) {
   const Node *a = n->args[0];
@@ -516,7 +560,7 @@ static void emit_value(Emitter *E, Node *n, Dest d) {
  * that are read in place. */
 static void emit_node(Emitter *E, Node *n) {
   const char *N = E->name[n->id];
-  if (n->inlined) /* computed inside its consumer's loop */
+  if (n->inlined || deferred(E, n) || E->sum_done[n->id]) /* done in another loop, or later */
     return;
   switch (n->op) {
   case OP_CONST:
@@ -600,9 +644,12 @@ static void add_grad_terms(Emitter *E) {
         line(E, "%s[0] = acc ? %s[0] + %s : %s;", E->grad_name[p], E->grad_name[p], v, v);
       else if (d->shape.rank == 0)
         line(E, "%s[0] += %s;", E->grad_name[p], v);
-      else if (op)
-        line(E, "for (size_t i = 0; i < %lld; i++) %s[i] = acc ? %s[i] + %s : %s;", (long long)shape_numel(d->shape),
-             E->grad_name[p], E->grad_name[p], v, v);
+      else if (op) {
+        line(E, "if (acc)");
+        line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] += %s;", (long long)shape_numel(d->shape), E->grad_name[p], v);
+        line(E, "else");
+        line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] = %s;", (long long)shape_numel(d->shape), E->grad_name[p], v);
+      }
       else
         line(E, "for (size_t i = 0; i < %lld; i++) %s[i] += %s;", (long long)shape_numel(d->shape),
              E->grad_name[p], v);
@@ -610,30 +657,52 @@ static void add_grad_terms(Emitter *E) {
   }
 }
 
-/* Per parameter, the gradient term the backward function writes first:
- * the earliest one stored in place as it is computed, else the first of
- * those added at the end. With acc 0 that one is stored with `=`, so the
- * gradient needs no zeroing pass. Parameters no gradient reaches are
- * zeroed at the start instead. */
+/* Per parameter, the gradient term the backward function writes first, in
+ * the order it runs them: dense terms stored in place as they are computed,
+ * then the terms added at the end, then the deferred sparse ones. With acc
+ * 0 that term is stored with `=`, so the gradient needs no zeroing pass;
+ * parameters no gradient reaches are zeroed at the start instead. */
 static void choose_first_terms(Emitter *E, Schedule *s) {
   Ctx *c = E->c;
   memset(E->first_term, 0, sizeof(Node *) * (size_t)(c->params.len + 1));
   for (int i = 0; i < s->order.len; i++) {
     Node *n = s->order.items[i];
     Node *fused = E->grad_fused[n->id];
-    if (fused && !n->inlined && !E->first_term[fused->slot])
+    if (fused && !n->inlined && !deferred(E, n) && !E->first_term[fused->slot])
       E->first_term[fused->slot] = n;
   }
   for (int p = 0; p < c->params.len; p++)
-    if (!E->first_term[p] && E->t->grad_terms[p])
-      E->first_term[p] = E->t->grad_terms[p]->node;
+    for (GradTerm *t = E->t->grad_terms[p]; t && !E->first_term[p]; t = t->next)
+      if (!E->grad_fused[t->node->id])
+        E->first_term[p] = t->node;
+  for (int i = 0; i < s->order.len; i++) {
+    Node *n = s->order.items[i];
+    Node *fused = E->grad_fused[n->id];
+    if (fused && deferred(E, n) && !E->first_term[fused->slot])
+      E->first_term[fused->slot] = n;
+  }
 }
 
 static const char *ref_scalar(Emitter *E, Node *n) {
   return n->op == OP_CONST ? literal(E, n->value) : E->name[n->id];
 }
 
+/* A sum of a stored elementwise tensor is computed in the loop that
+ * stores it (one pass over memory instead of two). */
+static void plan_fused_sums(Emitter *E, Schedule *s) {
+  memset(E->sum_into, 0, sizeof(Node *) * (size_t)E->c->nodes.len);
+  memset(E->sum_done, 0, (size_t)E->c->nodes.len);
+  for (int i = 0; i < s->order.len; i++) {
+    Node *y = s->order.items[i];
+    Node *x = y->args[0];
+    if (y->op == OP_SUM && x && op_is_elementwise(x->op) && x->shape.rank > 0 && !x->inlined &&
+        !E->grad_fused[x->id] && !E->sum_into[x->id])
+      E->sum_into[x->id] = y;
+  }
+}
+
 static void body(Emitter *E, Schedule *s) {
+  plan_fused_sums(E, s);
   for (int i = 0; i < s->order.len; i++)
     emit_node(E, s->order.items[i]);
 }
@@ -730,6 +799,14 @@ static int64_t emit_backward(Emitter *E) {
   body(E, &s);
   line(E, "/* gradient terms not already added in place */");
   add_grad_terms(E);
+  for (int i = 0; i < s.order.len && E->assign_first; i++) {
+    Node *n = s.order.items[i];
+    if (deferred(E, n)) {
+      E->at_end = 1;
+      emit_node(E, n);
+      E->at_end = 0;
+    }
+  }
   if (jit && c->outputs.len) {
     line(E, "if (outputs) {");
     copy_outputs(E, "  ");
@@ -1047,6 +1124,8 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   /* every node exists now: name them */
   E.grad_fused = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->nodes.len + 1));
   E.first_term = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->params.len + 1));
+  E.sum_into = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->nodes.len + 1));
+  E.sum_done = arena_alloc(&c->arena, (size_t)c->nodes.len + 1);
   assign_names(&E);
   /* functions first, into a scratch buffer, to learn the workspace size */
   Buf fns = {0};

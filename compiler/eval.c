@@ -139,7 +139,7 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
       y[0] = A[best];
     } else {
       memset(y, 0, sizeof(double) * (size_t)len);
-      y[best] = 1;
+      y[best] = B[0];
     }
     return;
   }

@@ -17,8 +17,8 @@ static const char *const op_names[OP_COUNT] = {
     [OP_MUL] = "mul",         [OP_DIV] = "div",             [OP_MAX2] = "max",
     [OP_MIN2] = "min",        [OP_GT] = "gt",               [OP_LT] = "lt",
     [OP_SUM] = "sum",         [OP_SUMAX] = "sum_axis",      [OP_MAXALL] = "max_all",
-    [OP_MINALL] = "min_all",  [OP_LSE] = "logsumexp",       [OP_ARGMAXMASK] = "argmax_mask",
-    [OP_ARGMINMASK] = "argmin_mask", [OP_BCAST] = "broadcast", [OP_TRANSPOSE] = "transpose",
+    [OP_MINALL] = "min_all",  [OP_LSE] = "logsumexp",       [OP_ARGMAXMASK] = "onehot_argmax",
+    [OP_ARGMINMASK] = "onehot_argmin", [OP_BCAST] = "broadcast", [OP_TRANSPOSE] = "transpose",
     [OP_INDEX] = "index",     [OP_SCATTER] = "scatter",     [OP_MATMUL] = "matmul",
     [OP_OUTER] = "outer",     [OP_DOT] = "dot",
 };
@@ -79,7 +79,7 @@ static void rehash(Ctx *c) {
   c->hcap = cap;
 }
 
-Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+Node *ir_find(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
   if (op_is_commutative(op) && a && b && a->id > b->id) {
     Node *t = a;
     a = b;
@@ -92,6 +92,19 @@ Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) 
           n->args[1] == b && same_double(n->value, value) && n->attr == attr)
         return n;
   }
+  return NULL;
+}
+
+Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+  Node *found = ir_find(c, op, s, a, b, value, attr);
+  if (found)
+    return found;
+  if (op_is_commutative(op) && a && b && a->id > b->id) {
+    Node *t = a;
+    a = b;
+    b = t;
+  }
+  uint32_t h = node_hash(op, s, a, b, value, attr);
   if (c->nodes.len >= c->max_nodes)
     diag_error(c, c->cur_loc, "the model needs more than %d graph nodes (the limit)", c->max_nodes);
   if ((uint32_t)c->nodes.len * 2 >= c->hcap)
@@ -157,12 +170,12 @@ Node *ir_binary(Ctx *c, Op op, Node *a, Node *b) {
 
 Node *ir_reduce(Ctx *c, Op op, Node *a) {
   Shape s = shape_scalar();
-  if (op == OP_ARGMAXMASK || op == OP_ARGMINMASK)
-    s = a->shape;
-  else if (op == OP_LSE && a->shape.rank == 2)
+  if (op == OP_LSE && a->shape.rank == 2)
     s = shape_vec(a->shape.dim[0]);
   return build(c, op, s, a, NULL, 0, 0);
 }
+
+Node *ir_onehot(Ctx *c, Op op, Node *x, Node *g) { return build(c, op, x->shape, x, g, 0, 0); }
 
 Node *ir_sumax(Ctx *c, Node *a, int axis) {
   return build(c, OP_SUMAX, shape_vec(a->shape.dim[1 - axis]), a, NULL, 0, axis);

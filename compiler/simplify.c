@@ -156,6 +156,10 @@ Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr)
     if (a->op == OP_TRANSPOSE) return ir_matmul(c, a->args[0], b, attr ^ MM_TA);
     if (b->op == OP_TRANSPOSE) return ir_matmul(c, a, b->args[0], attr ^ MM_TB);
     break;
+  case OP_ARGMAXMASK:
+  case OP_ARGMINMASK:
+    if (is_zero(b)) return ir_const(c, 0, s);
+    break;
   case OP_INDEX:
     if (a->op == OP_SCATTER && a->attr == attr && shape_eq(a->args[0]->shape, s))
       return a->args[0];

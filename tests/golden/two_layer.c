@@ -183,8 +183,14 @@ static bp_real two_layer__backward_add(const bp_real *params, const bp_real *inp
     }
   }
   /* gradient terms not already added in place */
-  for (size_t i = 0; i < 3; i++) grad_b1[i] = acc ? grad_b1[i] + d31[i] : d31[i];
-  for (size_t i = 0; i < 3; i++) grad_b2[i] = acc ? grad_b2[i] + d26[i] : d26[i];
+  if (acc)
+    for (size_t i = 0; i < 3; i++) grad_b1[i] += d31[i];
+  else
+    for (size_t i = 0; i < 3; i++) grad_b1[i] = d31[i];
+  if (acc)
+    for (size_t i = 0; i < 3; i++) grad_b2[i] += d26[i];
+  else
+    for (size_t i = 0; i < 3; i++) grad_b2[i] = d26[i];
   return loss;
 }
 
