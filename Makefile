@@ -118,7 +118,9 @@ fuzz:
 	  if [ $$t = compile ]; then cp tests/golden/*.bp build-fuzz/corpus/compile/; cp samples/*.bp build-fuzz/corpus/compile/; fi; \
 	  echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
 	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
-	    -artifact_prefix=build-fuzz/findings/$$t/ build-fuzz/corpus/$$t 2>&1 | tail -n 4 || exit 1; \
+	    -artifact_prefix=build-fuzz/findings/$$t/ build-fuzz/corpus/$$t >build-fuzz/$$t.log 2>&1; \
+	  status=$$?; grep -E '^Done|^==[0-9]+==ERROR|^SUMMARY' build-fuzz/$$t.log; \
+	  if [ $$status -ne 0 ]; then echo "fuzz_$$t found a problem: build-fuzz/$$t.log"; exit 1; fi; \
 	done
 $(B)/ad_bench: bench/ad_bench.c $(B)/libbpc.a
 	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $< $(B)/libbpc.a $(LDLIBS)

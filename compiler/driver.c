@@ -9,7 +9,8 @@
 void ctx_init(Ctx *c, const char *filename, const char *text, size_t len) {
   memset(c, 0, sizeof *c);
   arena_init(&c->arena);
-  c->src.name = filename;
+  /* a copy: messages name the file long after the caller's string is gone */
+  c->src.name = arena_strndup(&c->arena, filename, strlen(filename));
   c->src.text = text;
   c->src.len = len;
   c->max_nodes = BPC_MAX_NODES;
