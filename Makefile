@@ -7,7 +7,7 @@ WARN     = -Wall -Wextra
 CSTD     = -std=c11 -D_GNU_SOURCE
 B        = build
 INCS     = -Icompiler -Iruntime -I$(B)
-LDLIBS   = -ltcc -lz -lm -ldl -lpthread
+LDLIBS   = -ltcc -lz -lm -ldl -lpthread -rdynamic
 
 COMPILER_SRC = compiler/arena.c compiler/diag.c compiler/ast.c compiler/shape.c compiler/ir.c \
                compiler/simplify.c compiler/lower.c compiler/autodiff.c compiler/schedule.c \

@@ -144,7 +144,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   CompileOptions co = {.defines = defs, .ndefines = ndefs};
-  b.jit = jit_load(argv[4], &co, 0, b.batch);
+  JitOptions jo = {.batch = b.batch, .use_cc = getenv("BPC_BENCH_JIT_CC") != NULL};
+  b.jit = jit_load(argv[4], &co, &jo);
   if (!b.jit)
     return 1;
   int64_t np = b.jit->nparams, nx = b.jit->ninputs * b.batch;

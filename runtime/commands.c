@@ -18,7 +18,7 @@ typedef struct RunOptions {
   int ndata, ntest;
   DefineOpt defines[MAX_DEFINES];
   int ndefines;
-  int epochs, threads, quiet, use_float;
+  int epochs, threads, quiet, use_float, use_cc;
   size_t batch, limit;
   double lr, momentum;
   int lr_given;
@@ -50,7 +50,9 @@ static const char train_help[] =
     "  --load FILE          start from saved parameters\n"
     "  --log FILE           write per-epoch figures as CSV\n"
     "  --target INPUT       the input to compare the output with for accuracy\n"
-    "  --quiet              print nothing but errors\n";
+    "  --quiet              print nothing but errors\n"
+    "  --jit tcc|cc         compile in memory with TinyCC (default), or build a shared object with\n"
+    "                       the system C compiler (optimised; cached by content in ~/.cache/bpc)\n";
 
 static const char eval_help[] =
     "usage: bpc eval MODEL.bp --load PARAMS --data INPUT=FILE... [--target INPUT] [--threads N] [--limit N]\n"
@@ -93,7 +95,7 @@ static void add_binding(DataBinding *list, int *n, const char *v) {
 static int takes_value(const char *a) {
   static const char *const opts[] = {"--data", "--test", "--epochs", "--batch", "--lr", "--optim", "--momentum",
                                      "--seed", "--threads", "--limit", "-D", "--save", "--load", "--log",
-                                     "--target", "-o", NULL};
+                                     "--target", "-o", "--jit", NULL};
   for (int i = 0; opts[i]; i++)
     if (!strcmp(a, opts[i]))
       return 1;
@@ -148,6 +150,11 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *help
     else if (!strcmp(a, "--log")) o->log = v;
     else if (!strcmp(a, "--target")) o->target = v;
     else if (!strcmp(a, "-o")) o->out = v;
+    else if (!strcmp(a, "--jit")) {
+      if (strcmp(v, "tcc") && strcmp(v, "cc"))
+        cli_usage_error("--jit takes tcc or cc, not '%s'", v);
+      o->use_cc = !strcmp(v, "cc");
+    }
     else if (!strcmp(a, "--optim")) {
       if (!strcmp(v, "sgd")) o->optim = OPT_SGD;
       else if (!strcmp(v, "momentum")) o->optim = OPT_MOMENTUM;
@@ -181,7 +188,8 @@ static JitModel *load_model_or_exit(RunOptions *o) {
   if ((size_t)threads > o->batch)
     threads = (int)o->batch;
   int share = (int)((o->batch + (size_t)threads - 1) / (size_t)threads);
-  JitModel *m = jit_load(o->model, &co, o->use_float, share);
+  JitOptions jo = {.use_float = o->use_float, .batch = share, .use_cc = o->use_cc};
+  JitModel *m = jit_load(o->model, &co, &jo);
   if (!m)
     exit(1);
   return m;

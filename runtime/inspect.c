@@ -27,7 +27,7 @@ typedef struct InspectOptions {
   int nsets;
   DefineOpt defines[64];
   int ndefines;
-  int json, points, all_elements;
+  int json, points, all_elements, use_cc;
   double tol;
   uint64_t seed;
 } InspectOptions;
@@ -111,7 +111,7 @@ static void parse(InspectOptions *o, int argc, char **argv, const char *help) {
       continue;
     }
     static const char *const valued[] = {"--set", "--points", "--tol", "--format", "-o", "--wrt", "--seed", "-D",
-                                         "--test-perturb-gradient", NULL};
+                                         "--test-perturb-gradient", "--jit", NULL};
     int known = 0;
     for (int k = 0; valued[k]; k++)
       known |= !strcmp(a, valued[k]);
@@ -126,6 +126,11 @@ static void parse(InspectOptions *o, int argc, char **argv, const char *help) {
     else if (!strcmp(a, "-o")) o->out = v;
     else if (!strcmp(a, "--wrt")) o->wrt = v;
     else if (!strcmp(a, "--test-perturb-gradient")) o->perturb = v;
+    else if (!strcmp(a, "--jit")) {
+      if (strcmp(v, "tcc") && strcmp(v, "cc"))
+        cli_usage_error("--jit takes tcc or cc, not '%s'", v);
+      o->use_cc = !strcmp(v, "cc");
+    }
     else if (!strcmp(a, "-D")) {
       if (o->ndefines == 64 || !cli_parse_define(v, &o->defines[o->ndefines++]))
         cli_usage_error("-D takes NAME=INT, got '%s'", v);
@@ -351,7 +356,8 @@ static int run_check(int argc, char **argv) {
   InspectOptions o;
   parse(&o, argc, argv, check_help);
   CompileOptions co = {.defines = o.defines, .ndefines = o.ndefines, .perturb_gradient = o.perturb};
-  JitModel *m = jit_load(o.model, &co, 0, 0);
+  JitOptions jo = {.use_cc = o.use_cc};
+  JitModel *m = jit_load(o.model, &co, &jo);
   if (!m)
     return 1;
   Ctx *c = &m->ctx;

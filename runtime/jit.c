@@ -1,11 +1,13 @@
 /* jit.c — compiles a model in memory with TinyCC's libtcc and calls it.
  * tcc compiles the straight-line code in milliseconds; the heavy tensor
  * work goes to kernels.c, compiled into bpc at -O3. */
+#include <dlfcn.h>
 #include <libtcc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels.h"
 #include "runtime.h"
@@ -72,7 +74,74 @@ void *jit_compile_c(const char *csrc, char **err) {
 
 void *jit_symbol(void *tcc, const char *name) { return tcc_get_symbol(tcc, name); }
 
-JitModel *jit_load(const char *path, const CompileOptions *co, int use_float, int batch) {
+/* ---- the cc backend: a shared object built once per distinct C text ---------- */
+
+static uint64_t fnv1a(const char *s, size_t n, uint64_t h) {
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (unsigned char)s[i]) * 0x100000001B3u;
+  return h;
+}
+
+static const char *cache_dir(void) {
+  static char dir[512];
+  const char *env = getenv("BPC_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  if (env && *env)
+    snprintf(dir, sizeof dir, "%s", env);
+  else if (xdg && *xdg)
+    snprintf(dir, sizeof dir, "%s/bpc", xdg);
+  else if (home && *home)
+    snprintf(dir, sizeof dir, "%s/.cache/bpc", home);
+  else
+    snprintf(dir, sizeof dir, "/tmp/bpc-cache-%d", (int)getuid());
+  return dir;
+}
+
+static const char CC_FLAGS[] = "-O2 -march=native -ffp-contract=fast -fPIC -shared -w";
+
+/* Returns a dlopen handle for the C text, compiling it only if no shared
+ * object for the same text (and flags) is cached yet. */
+static void *cc_load(const char *csrc, size_t len, char **err) {
+  const char *dir = cache_dir();
+  char *mk = str_printf("mkdir -p '%s'", dir);
+  int rc = system(mk);
+  free(mk);
+  if (rc != 0) {
+    *err = str_printf("cannot create the cache directory %s", dir);
+    return NULL;
+  }
+  uint64_t h = fnv1a(CC_FLAGS, sizeof CC_FLAGS, fnv1a(csrc, len, 0xCBF29CE484222325u));
+  char *so = str_printf("%s/%016llx.so", dir, (unsigned long long)h);
+  void *dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  if (!dl) {
+    char *c_path = str_printf("%s/%016llx.%d.c", dir, (unsigned long long)h, (int)getpid());
+    char *tmp_so = str_printf("%s.%d.tmp", so, (int)getpid());
+    FILE *f = fopen(c_path, "w");
+    int ok = f && fwrite(csrc, 1, len, f) == len;
+    if (f && fclose(f))
+      ok = 0;
+    char *cmd = str_printf("cc %s -o '%s' '%s' 2>&1", CC_FLAGS, tmp_so, c_path);
+    ok = ok && system(cmd) == 0 && rename(tmp_so, so) == 0;
+    unlink(c_path);
+    unlink(tmp_so);
+    if (!ok)
+      *err = str_printf("the system C compiler could not build the model (%s)", cmd);
+    free(cmd);
+    free(c_path);
+    free(tmp_so);
+    dl = ok ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
+    if (ok && !dl)
+      *err = str_printf("cannot load %s: %s", so, dlerror());
+  }
+  free(so);
+  return dl;
+}
+
+static void *model_symbol(JitModel *m, const char *name) {
+  return m->dl ? dlsym(m->dl, name) : jit_symbol(m->tcc, name);
+}
+
+JitModel *jit_load(const char *path, const CompileOptions *co, const JitOptions *jo) {
+  int use_float = jo ? jo->use_float : 0, batch = jo ? jo->batch : 0;
   JitModel *m = calloc(1, sizeof *m);
   size_t len = 0;
   const char *why = NULL;
@@ -93,10 +162,13 @@ JitModel *jit_load(const char *path, const CompileOptions *co, int use_float, in
   EmitOptions eo = {.prefix = "m", .use_float = use_float, .self_contained = 1, .jit_kernels = 1, .batch = batch};
   emit_c(&m->ctx, &eo, &text, &header);
   char *err = NULL;
-  m->tcc = jit_compile_c(text.data, &err);
+  if (jo && jo->use_cc)
+    m->dl = cc_load(text.data, text.len, &err);
+  else
+    m->tcc = jit_compile_c(text.data, &err);
   buf_free(&text);
   buf_free(&header);
-  if (!m->tcc) {
+  if (!m->tcc && !m->dl) {
     fprintf(stderr, "bpc: internal error: the generated C did not compile:\n%s\n", err);
     free(err);
     jit_free(m);
@@ -107,21 +179,21 @@ JitModel *jit_load(const char *path, const CompileOptions *co, int use_float, in
   m->nparams = m->ctx.num_params;
   m->ninputs = m->ctx.num_inputs;
   m->noutputs = m->ctx.num_outputs;
-  size_t (*ws_size)(void) = (size_t(*)(void))jit_symbol(m->tcc, "m_workspace_size");
-  *(void **)&m->init = jit_symbol(m->tcc, "m_init");
-  m->train_batch = jit_symbol(m->tcc, "m_train_batch");
-  m->eval_batch = jit_symbol(m->tcc, "m_eval_batch");
-  m->predict_ws = jit_symbol(m->tcc, "m_predict_ws");
+  size_t (*ws_size)(void) = (size_t(*)(void))model_symbol(m, "m_workspace_size");
+  *(void **)&m->init = model_symbol(m, "m_init");
+  m->train_batch = model_symbol(m, "m_train_batch");
+  m->eval_batch = model_symbol(m, "m_eval_batch");
+  m->predict_ws = model_symbol(m, "m_predict_ws");
   if (!ws_size || !m->init || !m->train_batch || !m->eval_batch || !m->predict_ws) {
     fprintf(stderr, "bpc: internal error: the generated C lacks its entry points\n");
     jit_free(m);
     return NULL;
   }
   m->ws_elems = ws_size();
-  int (*fixed)(void) = (int (*)(void))jit_symbol(m->tcc, "m_fixed_batch");
+  int (*fixed)(void) = (int (*)(void))model_symbol(m, "m_fixed_batch");
   m->fixed = fixed ? fixed() : 0;
-  m->train_fixed = jit_symbol(m->tcc, "m_train_fixed");
-  m->eval_fixed = jit_symbol(m->tcc, "m_eval_fixed");
+  m->train_fixed = model_symbol(m, "m_train_fixed");
+  m->eval_fixed = model_symbol(m, "m_eval_fixed");
   if (!m->train_fixed || !m->eval_fixed)
     m->fixed = 0;
   m->compile_seconds = now_seconds() - t0;
@@ -133,6 +205,8 @@ void jit_free(JitModel *m) {
     return;
   if (m->tcc)
     tcc_delete(m->tcc);
+  if (m->dl)
+    dlclose(m->dl);
   ctx_free(&m->ctx);
   free(m->source);
   free(m);

@@ -18,7 +18,8 @@
 typedef struct JitModel {
   Ctx ctx;          /* the compiled model: decls, shapes, graph */
   char *source;     /* the .bp text (ctx points into it) */
-  void *tcc;        /* TCCState */
+  void *tcc;        /* TCCState, with the tcc backend */
+  void *dl;         /* dlopen handle, with the cc backend */
   int use_float;
   size_t elem;      /* sizeof(double) or sizeof(float) */
   int64_t nparams, ninputs, noutputs;
@@ -34,11 +35,17 @@ typedef struct JitModel {
   double compile_seconds;
 } JitModel;
 
-/* Compiles a .bp file into memory, with batched functions for `batch`
- * examples at a time when batch > 1 and the model allows it. On a user
- * error prints it and returns NULL (the caller exits 1); an error from tcc
- * is an internal error. */
-JitModel *jit_load(const char *path, const CompileOptions *co, int use_float, int batch);
+typedef struct JitOptions {
+  int use_float;
+  int batch;   /* also compile functions for this many examples at once (> 1) */
+  int use_cc;  /* build a shared object with the system C compiler instead of tcc */
+} JitOptions;
+
+/* Compiles a .bp file into memory (tcc), or into a cached shared object
+ * (cc), with batched functions for jo->batch examples at a time when the
+ * model allows it. On a user error prints it and returns NULL (the caller
+ * exits 1); a compiler failure on generated code is an internal error. */
+JitModel *jit_load(const char *path, const CompileOptions *co, const JitOptions *jo);
 void jit_free(JitModel *m);
 /* Compiles C source with tcc and the kernels; returns the TCCState or NULL
  * with the tcc message (and the generated line) in *err. */

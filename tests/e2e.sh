@@ -93,6 +93,7 @@ check "missing file message" grep -qx "bpc: cannot read missing.bp: No such file
 head -c 200000 /dev/urandom >noise.bp
 "$BPC" noise.bp -o noise.c 2>/dev/null; check "random bytes: exit 1" test $? -eq 1
 
+S="$ROOT/samples"
 # train, eval and predict on a small generated data set: t = 2 x0 - 3 x1 + 0.5
 cat >lin.bp <<'BP'
 param w[2]
@@ -133,6 +134,17 @@ check "bad params message" grep -qx "bpc: lin.csv is not a bpc parameter file (i
 "$BPC" train lin.bp --data lin.csv --lr 1e6 --epochs 50 2>err.txt >/dev/null; check "nan exit 1" test $? -eq 1
 check "nan message" grep -q "^bpc: training stopped: the loss became \(NaN\|infinite\) in epoch [0-9]*, batch [0-9]*" err.txt
 
+# --jit cc: a shared object built by the system compiler, cached by content
+export BPC_CACHE_DIR="$T/cache"
+"$BPC" train lin.bp --data lin.csv --epochs 30 --batch 8 --lr 0.1 --seed 2 --jit cc --log cc.log --quiet
+check "jit cc trains" awk -F, 'END { exit !($2 < 1e-4) }' cc.log
+"$BPC" train lin.bp --data lin.csv --epochs 30 --batch 8 --lr 0.1 --seed 2 --jit cc --log cc2.log --quiet
+check "jit cc cache: one object for one model" test "$(ls "$T/cache" | grep -c '\.so$')" -eq 1
+check "jit cc repeats exactly" test "$(cut -d, -f2 cc.log)" = "$(cut -d, -f2 cc2.log)"
+"$BPC" check "$S/two_layer.bp" --jit cc >/dev/null; check "check with jit cc" test $? -eq 0
+"$BPC" train lin.bp --data lin.csv --jit gcc 2>err.txt; check "bad --jit exit 2" test $? -eq 2
+unset BPC_CACHE_DIR
+
 # nothing lost: --save onto the --load file, and Ctrl-C saves and stops
 "$BPC" train lin.bp --data lin.csv --epochs 2 --lr 0.1 --load lin.params --save lin.params --quiet
 check "save onto load" test $? -eq 0
@@ -155,7 +167,6 @@ check "huge file message" grep -qx "bpc: cannot read huge.bp: file is larger tha
 rm -f huge.bp big.csv
 
 # seeing backprop: grad, check, graph, explain, trace
-S="$ROOT/samples"
 check "grad xyz" test "$("$BPC" grad "$S/xyz.bp")" = "$(printf 'loss = -12\ndloss/dx = -4\ndloss/dy = -4\ndloss/dz = 3')"
 check "grad apple" test "$("$BPC" grad "$S/apple.bp")" = "$(printf 'loss = 220\ndloss/dapple = 2.2\ndloss/dcount = 110\ndloss/dtax = 200')"
 check "grad apple json" test "$("$BPC" grad "$S/apple_orange.bp" --json)" = '{"loss": 715, "grad": {"apple": 2.2, "apple_count": 110, "orange": 3.3, "orange_count": 165, "tax": 650}}'

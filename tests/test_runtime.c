@@ -46,7 +46,8 @@ static void write_text(const char *name, const char *text) { write_bytes(name, t
 
 static JitModel *jit_from_source(const char *src, int use_float, int batch) {
   write_text("model.bp", src);
-  JitModel *m = jit_load(path_in_dir("model.bp"), NULL, use_float, batch);
+  JitOptions jo = {.use_float = use_float, .batch = batch};
+  JitModel *m = jit_load(path_in_dir("model.bp"), NULL, &jo);
   assert_non_null(m);
   return m;
 }
@@ -475,7 +476,7 @@ static void test_jit_error_path(void **state) {
   free(err);
   /* a model with a user error: no JIT, the message printed, NULL back */
   write_text("bad.bp", "param x\nloss = y\n");
-  assert_null(jit_load(path_in_dir("bad.bp"), NULL, 0, 0));
+  assert_null(jit_load(path_in_dir("bad.bp"), NULL, NULL));
 }
 
 /* The batched functions agree with one example at a time. */

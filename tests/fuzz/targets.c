@@ -48,7 +48,7 @@ static JitModel *model(const char *name, const char *source) {
     abort();
   fputs(source, f);
   fclose(f);
-  JitModel *m = jit_load(path, NULL, 0, 0);
+  JitModel *m = jit_load(path, NULL, NULL);
   unlink(path);
   if (!m)
     abort();
