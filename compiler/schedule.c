@@ -3,6 +3,8 @@
  * materialised tensor lives in the workspace. Also counts ops and flops for
  * --stats. Nodes are already in a topological order (their ids), so every
  * pass here is a single loop: no recursion. */
+#include <string.h>
+
 #include "bpc.h"
 
 /* Tensors that need no storage of their own: constants are literals,
@@ -97,6 +99,107 @@ static void mark_inlined(Ctx *c) {
   }
 }
 
+/* ---- memory planning ----------------------------------------------------------
+ * Tensors live in one workspace. A block is reused once the last reader of
+ * its tensor has run, and an elementwise op may write over an argument of
+ * its own shape that it reads for the last time (element i is read before
+ * it is written). Roots and what they read stay until the end: outputs are
+ * copied and some gradient terms are added there. */
+
+typedef struct Block {
+  int64_t offset, size;
+} Block;
+
+typedef struct Planner {
+  Ctx *c;
+  int *last;      /* per node id: position of its last reader (AT_END: the end) */
+  char *gone;     /* per node id: its block was handed over or freed */
+  Block *free;    /* free blocks */
+  int nfree, cap;
+  int64_t top;    /* workspace elements in use at the high-water mark */
+} Planner;
+
+enum { AT_END = 0x7fffffff };
+
+/* Views (indexing) and fused nodes read their arguments where they are read. */
+static void note_read(Planner *p, Node *x, int pos, int depth) {
+  if (pos > p->last[x->id])
+    p->last[x->id] = pos;
+  if ((x->inlined || x->op == OP_INDEX) && depth < 64)
+    for (int k = 0; k < x->nargs; k++)
+      note_read(p, x->args[k], pos, depth + 1);
+}
+
+static int64_t take_block(Planner *p, int64_t size) {
+  int best = -1;
+  for (int i = 0; i < p->nfree; i++) /* the smallest free block that fits */
+    if (p->free[i].size >= size && (best < 0 || p->free[i].size < p->free[best].size))
+      best = i;
+  if (best < 0) {
+    p->top += size;
+    return p->top - size;
+  }
+  int64_t off = p->free[best].offset;
+  p->free[best].offset += size;
+  p->free[best].size -= size;
+  if (p->free[best].size == 0)
+    p->free[best] = p->free[--p->nfree];
+  return off;
+}
+
+static void give_block(Planner *p, int64_t offset, int64_t size) {
+  if (p->nfree == p->cap) {
+    int cap = p->cap ? p->cap * 2 : 16;
+    Block *b = arena_alloc(&p->c->arena, sizeof(Block) * (size_t)cap);
+    if (p->nfree)
+      memcpy(b, p->free, sizeof(Block) * (size_t)p->nfree);
+    p->free = b;
+    p->cap = cap;
+  }
+  p->free[p->nfree++] = (Block){offset, size};
+}
+
+static int stored(const Node *n) { return node_is_materialised(n) && !n->inlined; }
+
+static void plan_memory(Ctx *c, Schedule *s) {
+  Planner p = {c, arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1)),
+               arena_alloc(&c->arena, (size_t)c->nodes.len + 1), NULL, 0, 0, 0};
+  for (int i = 0; i < s->order.len; i++) {
+    Node *y = s->order.items[i];
+    if (y->root)
+      note_read(&p, y, AT_END, 0);
+    if (y->inlined)
+      continue; /* its consumer reads its arguments */
+    for (int k = 0; k < y->nargs; k++)
+      note_read(&p, y->args[k], y->root ? AT_END : i, 0);
+  }
+  for (int i = 0; i < s->order.len; i++) {
+    Node *y = s->order.items[i];
+    if (!stored(y))
+      continue;
+    int64_t size = shape_numel(y->shape);
+    y->ws_offset = -1;
+    if (op_is_elementwise(y->op)) /* in place over an argument read here for the last time */
+      for (int k = 0; k < y->nargs && y->ws_offset < 0; k++) {
+        Node *x = y->args[k];
+        if (stored(x) && !p.gone[x->id] && p.last[x->id] == i && shape_eq(x->shape, y->shape)) {
+          y->ws_offset = x->ws_offset;
+          p.gone[x->id] = 1;
+        }
+      }
+    if (y->ws_offset < 0)
+      y->ws_offset = take_block(&p, size);
+    for (int k = 0; k < y->nargs; k++) { /* arguments read here for the last time */
+      Node *x = y->args[k];
+      if (stored(x) && !p.gone[x->id] && p.last[x->id] == i) {
+        give_block(&p, x->ws_offset, shape_numel(x->shape));
+        p.gone[x->id] = 1;
+      }
+    }
+  }
+  s->ws_elems = p.top;
+}
+
 void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Schedule *out) {
   clear_marks(c);
   mark_roots(c, roots, nroots, terms);
@@ -111,17 +214,12 @@ void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Sched
   }
   mark_inlined(c);
   out->order = (PtrVec){0};
-  out->ws_elems = 0;
   for (int i = 0; i < c->nodes.len; i++) {
     Node *n = c->nodes.items[i];
-    if (!n->live)
-      continue;
-    vec_push(&c->arena, &out->order, n);
-    if (node_is_materialised(n) && !n->inlined) {
-      n->ws_offset = out->ws_elems;
-      out->ws_elems += shape_numel(n->shape);
-    }
+    if (n->live)
+      vec_push(&c->arena, &out->order, n);
   }
+  plan_memory(c, out);
 }
 
 static void count(Schedule *s, int backward_only_after, int *ops, double *flops, const char *seen) {

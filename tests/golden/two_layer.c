@@ -54,20 +54,20 @@ static bp_real two_layer__forward(const bp_real *params, const bp_real *inputs, 
     for (size_t j = 0; j < 3; j++) t6[j] += s * W1[p * 3 + j];
   }
   /* line 14: a = add [3] */
-  bp_real *const a = ws + 3;
+  bp_real *const a = ws + 0;
   for (size_t i = 0; i < 3; i++) a[i] = b1[i] + t6[i];
   /* line 15: s = sigmoid [3] */
-  bp_real *const s_2 = ws + 6;
+  bp_real *const s_2 = ws + 0;
   for (size_t i = 0; i < 3; i++) s_2[i] = two_layer_sigmoid(a[i]);
   /* line 16: matmul [3] */
-  bp_real *const t9 = ws + 9;
+  bp_real *const t9 = ws + 3;
   for (size_t i = 0; i < 3; i++) t9[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = s_2[p];
     for (size_t j = 0; j < 3; j++) t9[j] += s * W2[p * 3 + j];
   }
   /* line 16: scores = add [3] */
-  bp_real *const scores = ws + 12;
+  bp_real *const scores = ws + 3;
   for (size_t i = 0; i < 3; i++) scores[i] = b2[i] + t9[i];
   /* line 17: logsumexp scalar */
   bp_real t11;
@@ -107,20 +107,20 @@ static bp_real two_layer__backward_add(const bp_real *params, const bp_real *inp
     for (size_t j = 0; j < 3; j++) t6[j] += s * W1[p * 3 + j];
   }
   /* line 14: a = add [3] */
-  bp_real *const a = ws + 3;
+  bp_real *const a = ws + 0;
   for (size_t i = 0; i < 3; i++) a[i] = b1[i] + t6[i];
   /* line 15: s = sigmoid [3] */
-  bp_real *const s_2 = ws + 6;
+  bp_real *const s_2 = ws + 0;
   for (size_t i = 0; i < 3; i++) s_2[i] = two_layer_sigmoid(a[i]);
   /* line 16: matmul [3] */
-  bp_real *const t9 = ws + 9;
+  bp_real *const t9 = ws + 3;
   for (size_t i = 0; i < 3; i++) t9[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = s_2[p];
     for (size_t j = 0; j < 3; j++) t9[j] += s * W2[p * 3 + j];
   }
   /* line 16: scores = add [3] */
-  bp_real *const scores = ws + 12;
+  bp_real *const scores = ws + 3;
   for (size_t i = 0; i < 3; i++) scores[i] = b2[i] + t9[i];
   /* line 17: logsumexp scalar */
   bp_real t11;
@@ -132,10 +132,10 @@ static bp_real two_layer__backward_add(const bp_real *params, const bp_real *inp
     t11 = mx + log(s);
   }
   /* line 17: sub [3] */
-  bp_real *const t13 = ws + 15;
+  bp_real *const t13 = ws + 3;
   for (size_t i = 0; i < 3; i++) t13[i] = scores[i] - t11;
   /* line 17: y = exp [3] */
-  bp_real *const y = ws + 18;
+  bp_real *const y = ws + 6;
   for (size_t i = 0; i < 3; i++) y[i] = exp(t13[i]);
   /* line 18: sum scalar */
   bp_real t16 = 0;
@@ -146,10 +146,10 @@ static bp_real two_layer__backward_add(const bp_real *params, const bp_real *inp
   bp_real d23 = 0;
   for (size_t i = 0; i < 3; i++) d23 += t[i];
   /* line 17: backward sub [3] */
-  bp_real *const d26 = ws + 21;
+  bp_real *const d26 = ws + 9;
   for (size_t i = 0; i < 3; i++) d26[i] = (y[i] * d23) - t[i];
   /* line 16: backward matmul [3] */
-  bp_real *const d27 = ws + 24;
+  bp_real *const d27 = ws + 12;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 3; p++) s += W2[i * 3 + p] * d26[p];
@@ -168,7 +168,7 @@ static bp_real two_layer__backward_add(const bp_real *params, const bp_real *inp
     }
   }
   /* line 15: backward mul [3] */
-  bp_real *const d31 = ws + 36;
+  bp_real *const d31 = ws + 24;
   for (size_t i = 0; i < 3; i++) d31[i] = d27[i] * (s_2[i] * (1.0 - s_2[i]));
   /* line 14: backward outer [2,3] */
   if (acc) {
@@ -209,20 +209,20 @@ static void two_layer__predict(const bp_real *params, const bp_real *inputs, bp_
     for (size_t j = 0; j < 3; j++) t6[j] += s * W1[p * 3 + j];
   }
   /* line 14: a = add [3] */
-  bp_real *const a = ws + 3;
+  bp_real *const a = ws + 0;
   for (size_t i = 0; i < 3; i++) a[i] = b1[i] + t6[i];
   /* line 15: s = sigmoid [3] */
-  bp_real *const s_2 = ws + 6;
+  bp_real *const s_2 = ws + 0;
   for (size_t i = 0; i < 3; i++) s_2[i] = two_layer_sigmoid(a[i]);
   /* line 16: matmul [3] */
-  bp_real *const t9 = ws + 9;
+  bp_real *const t9 = ws + 3;
   for (size_t i = 0; i < 3; i++) t9[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = s_2[p];
     for (size_t j = 0; j < 3; j++) t9[j] += s * W2[p * 3 + j];
   }
   /* line 16: scores = add [3] */
-  bp_real *const scores = ws + 12;
+  bp_real *const scores = ws + 3;
   for (size_t i = 0; i < 3; i++) scores[i] = b2[i] + t9[i];
   /* line 17: logsumexp scalar */
   bp_real t11;
@@ -234,24 +234,24 @@ static void two_layer__predict(const bp_real *params, const bp_real *inputs, bp_
     t11 = mx + log(s);
   }
   /* line 17: y = exp [3] */
-  bp_real *const y = ws + 15;
+  bp_real *const y = ws + 0;
   for (size_t i = 0; i < 3; i++) y[i] = exp((scores[i] - t11));
   for (size_t i = 0; i < 3; i++) outputs[0 + i] = y[i];
 }
 
 bp_real two_layer_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[45];
+  bp_real ws[33];
   return two_layer__forward(params, inputs, ws);
 }
 
 bp_real two_layer_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[45];
+  bp_real ws[33];
   return two_layer__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real two_layer_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[45];
+  bp_real ws[33];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 21; i++) grad[i] = 0;
@@ -267,6 +267,6 @@ bp_real two_layer_backward_batch(const bp_real *params, const bp_real *inputs, s
 }
 
 void two_layer_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[45];
+  bp_real ws[33];
   two_layer__predict(params, inputs, outputs, ws);
 }
