@@ -56,10 +56,13 @@ static double call(Bench *b, int which) {
   switch (which) {
   case HAND_F: return ((Obj)sym(b->hand, "hand_objective"))(b->p, b->x);
   case HAND_G: return ((Grad)sym(b->hand, "hand_gradient"))(b->p, b->x, b->g);
-  case BPC_F:
-    if (b->ws_size)
-      return ((ObjWs)sym(b->bpc, "m_forward_ws"))(b->p, b->x, b->ws);
-    return ((Obj)sym(b->bpc, "m_forward"))(b->p, b->x);
+  case BPC_F: { /* the mean over the batch, one example at a time */
+    double s = 0;
+    for (int e = 0; e < B; e++)
+      s += b->ws_size ? ((ObjWs)sym(b->bpc, "m_forward_ws"))(b->p, b->x + e * b->jit->ninputs, b->ws)
+                      : ((Obj)sym(b->bpc, "m_forward"))(b->p, b->x + e * b->jit->ninputs);
+    return s / B;
+  }
   case BPC_G:
     if (B > 1)
       return b->ws_size ? ((BatchGradWs)sym(b->bpc, "m_backward_batch_ws"))(b->p, b->x, (size_t)B, b->g, b->ws)

@@ -79,6 +79,7 @@ static Node *simplify_binary(Ctx *c, Op op, Shape s, Node *a, Node *b) {
   case OP_ADD:
     if (is_zero(a)) return as_shape(c, b, s);
     if (is_zero(b)) return as_shape(c, a, s);
+    if (a == b) return ir_binary(c, OP_MUL, a, ir_const(c, 2, shape_scalar())); /* fan-out of x * x */
     if (b->op == OP_NEG) return ir_binary(c, OP_SUB, a, b->args[0]);
     if (a->op == OP_NEG) return ir_binary(c, OP_SUB, b, a->args[0]);
     break;
@@ -95,6 +96,14 @@ static Node *simplify_binary(Ctx *c, Op op, Shape s, Node *a, Node *b) {
     if (ir_is_const(a, -1)) return as_shape(c, ir_unary(c, OP_NEG, b), s);
     if (ir_is_const(b, -1)) return as_shape(c, ir_unary(c, OP_NEG, a), s);
     if (a->op == OP_NEG && b->op == OP_NEG) return ir_binary(c, OP_MUL, a->args[0], b->args[0]);
+    /* c1 * (c2 * x) = (c1 c2) * x: constant factors meet and fold */
+    for (int k = 0; k < 2; k++) {
+      Node *k1 = k ? b : a, *m = k ? a : b;
+      if (k1->op == OP_CONST && m->op == OP_MUL) /* constants are uniform, whatever their shape */
+        for (int j = 0; j < 2; j++)
+          if (m->args[j]->op == OP_CONST)
+            return as_shape(c, ir_binary(c, OP_MUL, m->args[1 - j], ir_const(c, k1->value * m->args[j]->value, shape_scalar())), s);
+    }
     if (a->op == OP_NEG) return ir_unary(c, OP_NEG, ir_binary(c, OP_MUL, a->args[0], b));
     if (b->op == OP_NEG) return ir_unary(c, OP_NEG, ir_binary(c, OP_MUL, a, b->args[0]));
     break;
