@@ -97,26 +97,38 @@ static int cmp(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Median over 7 samples of the mean time of enough calls to take 30 ms. */
-static double time_us(Bench *b, int which) {
+/* Calls enough to take about 20 ms. */
+static int calibrate(Bench *b, int which) {
   int reps = 1;
   for (;;) {
     double t0 = now_seconds();
     for (int r = 0; r < reps; r++)
       call(b, which);
-    if (now_seconds() - t0 > 0.03 || reps > 1 << 24)
-      break;
+    if (now_seconds() - t0 > 0.02 || reps > 1 << 24)
+      return reps;
     reps *= 2;
   }
-  double t[7];
-  for (int k = 0; k < 7; k++) {
-    double t0 = now_seconds();
-    for (int r = 0; r < reps; r++)
-      call(b, which);
-    t[k] = (now_seconds() - t0) / reps;
+}
+
+/* Median over 9 rounds; each round times every function once, so slow
+ * drift in the machine (frequency, other load) touches them alike. */
+enum { ROUNDS = 9 };
+static void time_all(Bench *b, double *us) {
+  int reps[NFN];
+  double t[NFN][ROUNDS];
+  for (int k = 0; k < NFN; k++)
+    reps[k] = calibrate(b, k);
+  for (int r = 0; r < ROUNDS; r++)
+    for (int k = 0; k < NFN; k++) {
+      double t0 = now_seconds();
+      for (int i = 0; i < reps[k]; i++)
+        call(b, k);
+      t[k][r] = (now_seconds() - t0) / reps[k];
+    }
+  for (int k = 0; k < NFN; k++) {
+    qsort(t[k], ROUNDS, sizeof(double), cmp);
+    us[k] = 1e6 * t[k][ROUNDS / 2];
   }
-  qsort(t, 7, sizeof t[0], cmp);
-  return 1e6 * t[3];
 }
 
 static int agree(const char *what, const double *a, const double *b, int64_t n) {
@@ -179,8 +191,7 @@ int main(int argc, char **argv) {
   if (!ok)
     return 1;
   double t[NFN];
-  for (int k = 0; k < NFN; k++)
-    t[k] = time_us(&b, k);
+  time_all(&b, t);
   printf("%-14s", argv[1]);
   for (int k = 0; k < NFN; k++)
     printf(" %10.2f", t[k]);
