@@ -103,11 +103,8 @@ static Node *batch_node(Batcher *b, Node *n) {
 int batch_target(Ctx *c, int B, Target *t, const char **why) {
   Batcher b = {c, B, arena_alloc(&c->arena, sizeof(Node *) * (size_t)c->nodes.len),
                arena_alloc(&c->arena, (size_t)c->nodes.len), NULL};
-  int nroots = 0, n0 = c->nodes.len;
-  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
-  roots[nroots++] = c->loss;
-  for (int i = 0; i < c->outputs.len; i++)
-    roots[nroots++] = ((Decl *)c->outputs.items[i])->node;
+  int nroots, n0 = c->nodes.len;
+  Node **roots = model_roots(c, &nroots);
   Schedule s;
   schedule_function(c, roots, nroots, NULL, &s);
   for (int i = 0; i < s.order.len; i++) {

@@ -337,6 +337,8 @@ typedef struct Stats {
   int fwd_ops, bwd_ops;
   double fwd_flops, bwd_flops;
 } Stats;
+/* The loss and every output: the roots of the whole per-example model. */
+Node **model_roots(Ctx *c, int *nroots);
 /* roots, plus every gradient term in terms (may be NULL) */
 void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Schedule *out);
 void compute_stats(Ctx *c, Stats *st);

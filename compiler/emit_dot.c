@@ -21,11 +21,8 @@ static void node_label(Ctx *c, Buf *out, const Node *n) {
 }
 
 void emit_dot(Ctx *c, Buf *out) {
-  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
-  int nroots = 0;
-  roots[nroots++] = c->loss;
-  for (int i = 0; i < c->outputs.len; i++)
-    roots[nroots++] = ((Decl *)c->outputs.items[i])->node;
+  int nroots;
+  Node **roots = model_roots(c, &nroots);
   Schedule s;
   schedule_function(c, roots, nroots, c->grad_terms, &s);
   buf_printf(out, "digraph \"%s\" {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n",

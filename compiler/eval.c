@@ -192,12 +192,10 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
 }
 
 void eval_graph(Ctx *c, const double *params, const double *inputs, Values *out) {
-  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
-  roots[0] = c->loss;
-  for (int i = 0; i < c->outputs.len; i++)
-    roots[i + 1] = ((Decl *)c->outputs.items[i])->node;
+  int nroots;
+  Node **roots = model_roots(c, &nroots);
   Schedule s;
-  schedule_function(c, roots, c->outputs.len + 1, c->grad_terms, &s);
+  schedule_function(c, roots, nroots, c->grad_terms, &s);
   out->n = c->nodes.len;
   out->v = calloc((size_t)out->n, sizeof(double *));
   /* the adjoint of every live value is wanted too (graph and trace show it) */

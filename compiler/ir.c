@@ -275,11 +275,8 @@ static void print_node(Ctx *c, Buf *out, const Node *n) {
 }
 
 void ir_print(Ctx *c, Buf *out) {
-  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
-  int nroots = 0;
-  roots[nroots++] = c->loss;
-  for (int i = 0; i < c->outputs.len; i++)
-    roots[nroots++] = ((Decl *)c->outputs.items[i])->node;
+  int nroots;
+  Node **roots = model_roots(c, &nroots);
   Schedule sch;
   schedule_function(c, roots, nroots, c->grad_terms, &sch);
   buf_printf(out, "# bpc IR: %d nodes\n", sch.order.len);

@@ -66,6 +66,15 @@ static void mark_roots(Ctx *c, Node **roots, int nroots, GradTerm **terms) {
     }
 }
 
+Node **model_roots(Ctx *c, int *nroots) {
+  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
+  roots[0] = c->loss;
+  for (int i = 0; i < c->outputs.len; i++)
+    roots[i + 1] = ((Decl *)c->outputs.items[i])->node;
+  *nroots = c->outputs.len + 1;
+  return roots;
+}
+
 /* Loop fusion: an elementwise tensor used exactly once, by an elementwise
  * op of the same shape or by a sum, is computed inside that consumer's
  * loop instead of being stored and read back: exp(x - m) summed is one

@@ -236,6 +236,14 @@ static void warn_bad_numbers(Ctx *c, const Values *v) {
 /* Plain output shows 10 significant digits, JSON 15: enough to be exact
  * for the decimal numbers models are written with (2.2, not
  * 2.2000000000000002). JSON has no NaN or infinity: those are null. */
+/* Compiles the model and evaluates it at the initial values and --set. */
+static void evaluate_model(InspectOptions *o, Ctx *c, double **params, double **inputs, Values *v) {
+  compile_or_exit(o, c);
+  point_from_options(o, c, params, inputs);
+  eval_graph(c, *params, *inputs, v);
+  warn_bad_numbers(c, v);
+}
+
 static void print_number(double x, int json) {
   if (!isfinite(x))
     fputs(json ? "null" : isnan(x) ? "nan" : x > 0 ? "inf" : "-inf", stdout);
@@ -288,12 +296,9 @@ static int run_grad(int argc, char **argv) {
   InspectOptions o;
   parse(&o, argc, argv, grad_help);
   Ctx c;
-  compile_or_exit(&o, &c);
   double *params, *inputs;
-  point_from_options(&o, &c, &params, &inputs);
   Values v;
-  eval_graph(&c, params, inputs, &v);
-  warn_bad_numbers(&c, &v);
+  evaluate_model(&o, &c, &params, &inputs, &v);
   double loss = v.v[c.loss->id][0];
   if (o.json) {
     fputs("{\"loss\": ", stdout);
@@ -636,12 +641,9 @@ static int run_trace(int argc, char **argv) {
   InspectOptions o;
   parse(&o, argc, argv, trace_help);
   Ctx c;
-  compile_or_exit(&o, &c);
   double *params, *inputs;
-  point_from_options(&o, &c, &params, &inputs);
   Values v;
-  eval_graph(&c, params, inputs, &v);
-  warn_bad_numbers(&c, &v);
+  evaluate_model(&o, &c, &params, &inputs, &v);
   Buf out = {0};
   trace(&c, &v, &out);
   fwrite(out.data, 1, out.len, stdout);
