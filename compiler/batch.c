@@ -11,6 +11,8 @@
  * Values that would need a third axis (a per-example matrix) and ops without
  * a batched form (indexing an example's vector) make the model unbatchable;
  * it then trains one example at a time, which is always correct. */
+#include <string.h>
+
 #include "bpc.h"
 
 typedef struct Batcher {
@@ -100,7 +102,26 @@ static Node *batch_node(Batcher *b, Node *n) {
   return NULL;
 }
 
+static int build_batched(Ctx *c, int B, Target *t, const char **why);
+
+/* Runs after bpc_compile has returned, so errors (the node limit) need a
+ * landing place of their own: the model then runs one example at a time. */
 int batch_target(Ctx *c, int B, Target *t, const char **why) {
+  jmp_buf saved;
+  memcpy(saved, c->on_error, sizeof saved);
+  int ok = 0;
+  if (setjmp(c->on_error) == 0) {
+    ok = build_batched(c, B, t, why);
+  } else {
+    *why = arena_strndup(&c->arena, c->err.data ? c->err.data : "", c->err.len);
+    c->has_error = 0; /* the model itself compiled; only batching failed */
+    c->err.len = 0;
+  }
+  memcpy(c->on_error, saved, sizeof saved);
+  return ok;
+}
+
+static int build_batched(Ctx *c, int B, Target *t, const char **why) {
   Batcher b = {c, B, arena_alloc(&c->arena, sizeof(Node *) * (size_t)c->nodes.len),
                arena_alloc(&c->arena, (size_t)c->nodes.len), NULL};
   int nroots, n0 = c->nodes.len;

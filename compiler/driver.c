@@ -51,9 +51,10 @@ static void perturb_gradient(Ctx *c, const char *name) {
   diag_error(c, (Loc){0, 0}, "--test-perturb-gradient %s: no parameter of that name reaches the loss", name);
 }
 
-int bpc_compile(Ctx *c, const CompileOptions *o) {
-  if (setjmp(c->on_error))
-    return 1;
+/* The stages, in a frame of their own: bpc_compile's frame holds nothing
+ * but the setjmp, so no local of it can be stale when an error jumps back
+ * (C leaves such locals indeterminate; a sanitizer's bookkeeping was). */
+__attribute__((noinline)) static void run_stages(Ctx *c, const CompileOptions *o) {
   if (memchr(c->src.text, 0, c->src.len)) {
     const char *nul = memchr(c->src.text, 0, c->src.len);
     int line = 1, col = 1;
@@ -69,6 +70,12 @@ int bpc_compile(Ctx *c, const CompileOptions *o) {
   c->grad_terms = autodiff(c, c->loss, &c->adjoint, &c->edges);
   if (o && o->perturb_gradient)
     perturb_gradient(c, o->perturb_gradient);
+}
+
+int bpc_compile(Ctx *c, const CompileOptions *o) {
+  if (setjmp(c->on_error))
+    return 1;
+  run_stages(c, o);
   return 0;
 }
 

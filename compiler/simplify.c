@@ -132,7 +132,8 @@ Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr)
   if (r)
     return r;
   if (op_is_elementwise(op) && b) {
-    Node *a2 = unwrap_bcast(a, b, s), *b2 = unwrap_bcast(b, a, s);
+    Node *a2 = unwrap_bcast(a, b, s);
+    Node *b2 = unwrap_bcast(b, a2, s); /* only one of two broadcasts may go: one must keep the shape */
     if (a2 != a || b2 != b)
       return ir_binary(c, op, a2, b2);
     return simplify_binary(c, op, s, a, b);

@@ -131,6 +131,24 @@ static void test_simplifier_identities(void **state) {
   free_ctx(c);
 }
 
+/* Regression (fuzzing): the sum of two broadcast scalars keeps the
+ * broadcast shape; both broadcasts used to be dropped, leaving a scalar. */
+static void test_two_broadcasts_keep_shape(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("param a\nparam b\nparam v[4]\nloss = sum(v) + a + b\n");
+  Node *x = ir_bcast(c, ((Decl *)c->params.items[0])->node, shape_vec(4), BCAST_ROWS);
+  Node *y = ir_bcast(c, ((Decl *)c->params.items[1])->node, shape_vec(4), BCAST_ROWS);
+  Node *sum = ir_binary(c, OP_ADD, x, y);
+  assert_true(shape_eq(sum->shape, shape_vec(4)));
+  free_ctx(c);
+  /* and the batched gradient of a model with only scalars per example */
+  Model *m = model_from_source("b.bp", "param a\nparam b = 5\ninput x\nu = sigmoid(b)\nv = max(u, x) / 4\n"
+                                       "loss = (exp(u) + 5) * v + (a + 1) * v\n");
+  double p[2] = {0.5, 5}, in[1] = {0.2};
+  check_gradient_fd(m, p, in, 0, 1e-6);
+  model_free(m);
+}
+
 static void test_constant_folding(void **state) {
   (void)state;
   Ctx *c = compile_ok("dim N = 4\nparam x\nloss = x * (2 + 3 * N) + exp(0)\n");
@@ -346,6 +364,7 @@ int main(void) {
       cmocka_unit_test(test_ir_hash_consing),
       cmocka_unit_test(test_simplifier_identities),
       cmocka_unit_test(test_constant_folding),
+      cmocka_unit_test(test_two_broadcasts_keep_shape),
       cmocka_unit_test(test_backward_reuses_forward),
       cmocka_unit_test(test_fan_out_adds_up),
       cmocka_unit_test(test_softmax_cross_entropy_is_fused),
