@@ -74,7 +74,7 @@ demo:
 	  --epochs 5 --batch 64 --optim sgd --lr 0.1
 
 format:
-	clang-format -i compiler/*.c compiler/*.h runtime/*.c runtime/*.h tests/*.c tests/*.h
+	clang-format -i compiler/*.c compiler/*.h runtime/*.c runtime/*.h tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h bench/*.c
 
 install: $(B)/bpc
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -65,8 +65,9 @@ static double call(Bench *b, int which) {
   }
   case BPC_G:
     if (B > 1)
-      return b->ws_size ? ((BatchGradWs)sym(b->bpc, "m_backward_batch_ws"))(b->p, b->x, (size_t)B, b->g, b->ws)
-                        : ((BatchGrad)sym(b->bpc, "m_backward_batch"))(b->p, b->x, (size_t)B, b->g);
+      return b->ws_size
+                 ? ((BatchGradWs)sym(b->bpc, "m_backward_batch_ws"))(b->p, b->x, (size_t)B, b->g, b->ws)
+                 : ((BatchGrad)sym(b->bpc, "m_backward_batch"))(b->p, b->x, (size_t)B, b->g);
     return b->ws_size ? ((GradWs)sym(b->bpc, "m_backward_ws"))(b->p, b->x, b->g, b->ws)
                       : ((Grad)sym(b->bpc, "m_backward"))(b->p, b->x, b->g);
   case JIT_F:
@@ -104,8 +105,7 @@ static int calibrate(Bench *b, int which) {
     double t0 = now_seconds();
     for (int r = 0; r < reps; r++)
       call(b, which);
-    if (now_seconds() - t0 > 0.02 || reps > 1 << 24)
-      return reps;
+    if (now_seconds() - t0 > 0.02 || reps > 1 << 24) return reps;
     reps *= 2;
   }
 }
@@ -150,8 +150,7 @@ int main(int argc, char **argv) {
   DefineOpt defs[16];
   int ndefs = 0;
   for (int i = 6; i + 1 < argc && ndefs < 16; i += 2)
-    if (!cli_parse_define(argv[i + 1], &defs[ndefs++]))
-      return 2;
+    if (!cli_parse_define(argv[i + 1], &defs[ndefs++])) return 2;
   b.bpc = dlopen(argv[2], RTLD_NOW | RTLD_LOCAL);
   b.hand = dlopen(argv[3], RTLD_NOW | RTLD_LOCAL);
   if (!b.bpc || !b.hand) {
@@ -161,13 +160,11 @@ int main(int argc, char **argv) {
   CompileOptions co = {.defines = defs, .ndefines = ndefs};
   JitOptions jo = {.batch = b.batch, .use_cc = getenv("BPC_BENCH_JIT_CC") != NULL};
   b.jit = jit_load(argv[4], &co, &jo);
-  if (!b.jit)
-    return 1;
+  if (!b.jit) return 1;
   int64_t np = b.jit->nparams, nx = b.jit->ninputs * b.batch;
   b.ws_size = (size_t(*)(void))sym(b.bpc, "m_workspace_size");
   size_t ws = b.jit->ws_elems;
-  if (b.ws_size && b.ws_size() > ws)
-    ws = b.ws_size();
+  if (b.ws_size && b.ws_size() > ws) ws = b.ws_size();
   b.p = calloc((size_t)np + 1, sizeof(double));
   b.g = calloc((size_t)np + 1, sizeof(double));
   b.x = calloc((size_t)nx + 1, sizeof(double));
@@ -188,8 +185,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ad_bench: losses disagree: hand %.17g, bpc %.17g, jit %.17g\n", lh, lb, lj);
     ok = 0;
   }
-  if (!ok)
-    return 1;
+  if (!ok) return 1;
   double t[NFN];
   time_all(&b, t);
   printf("%-14s", argv[1]);

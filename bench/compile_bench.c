@@ -8,7 +8,8 @@
 #include "runtime.h"
 
 int main(int argc, char **argv) {
-  printf("%-28s %10s %12s %12s %12s %12s\n", "model", "nodes", "bpc to C ms", "C bytes", "tcc ms", "total ms");
+  printf("%-28s %10s %12s %12s %12s %12s\n", "model", "nodes", "bpc to C ms", "C bytes", "tcc ms",
+         "total ms");
   for (int i = 1; i < argc; i++) {
     size_t len;
     const char *why;

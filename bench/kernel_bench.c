@@ -18,7 +18,8 @@ static void fill(float *p, size_t n) {
 }
 
 static void mm(const char *what, size_t m, size_t k, size_t n, int ta, int tb) {
-  float *A = malloc(sizeof(float) * m * k), *B = malloc(sizeof(float) * k * n), *C = malloc(sizeof(float) * m * n);
+  float *A = malloc(sizeof(float) * m * k), *B = malloc(sizeof(float) * k * n),
+        *C = malloc(sizeof(float) * m * n);
   fill(A, m * k);
   fill(B, k * n);
   int reps = (int)(2e9 / (2.0 * (double)(m * k * n))) + 1;
@@ -26,7 +27,8 @@ static void mm(const char *what, size_t m, size_t k, size_t n, int ta, int tb) {
   for (int r = 0; r < reps; r++)
     bpk_mm_f(A, B, C, m, k, n, ta, tb, 0);
   double t = (now() - t0) / reps;
-  printf("%-34s %4zux%4zux%4zu  %8.1f us  %6.2f GFLOP/s\n", what, m, k, n, 1e6 * t, 2.0 * (double)(m * k * n) / t / 1e9);
+  printf("%-34s %4zux%4zux%4zu  %8.1f us  %6.2f GFLOP/s\n", what, m, k, n, 1e6 * t,
+         2.0 * (double)(m * k * n) / t / 1e9);
   free(A);
   free(B);
   free(C);

@@ -75,8 +75,7 @@ void vec_push(Arena *a, PtrVec *v, void *item) {
   if (v->len == v->cap) {
     int cap = v->cap ? v->cap * 2 : 16;
     void **items = arena_alloc(a, sizeof(void *) * (size_t)cap);
-    if (v->len)
-      memcpy(items, v->items, sizeof(void *) * (size_t)v->len);
+    if (v->len) memcpy(items, v->items, sizeof(void *) * (size_t)v->len);
     v->items = items;
     v->cap = cap;
   }
@@ -84,8 +83,7 @@ void vec_push(Arena *a, PtrVec *v, void *item) {
 }
 
 static void buf_reserve(Buf *b, size_t extra) {
-  if (b->len + extra + 1 <= b->cap)
-    return;
+  if (b->len + extra + 1 <= b->cap) return;
   size_t cap = b->cap ? b->cap : 256;
   while (cap < b->len + extra + 1)
     cap *= 2;

@@ -17,8 +17,7 @@ void ast_add_kid(Ctx *c, Ast *parent, Ast *kid) {
   if ((n & (n - 1)) == 0) { /* n is 0 or a power of two: grow */
     int cap = n ? n * 2 : 2;
     Ast **kids = arena_alloc(&c->arena, sizeof(Ast *) * (size_t)cap);
-    if (n)
-      memcpy(kids, parent->kids, sizeof(Ast *) * (size_t)n);
+    if (n) memcpy(kids, parent->kids, sizeof(Ast *) * (size_t)n);
     parent->kids = kids;
   }
   parent->kids[parent->nkids++] = kid;

@@ -13,8 +13,7 @@
 static char *temp_path_for(const char *path) {
   size_t n = strlen(path);
   char *t = malloc(n + 16);
-  if (t)
-    snprintf(t, n + 16, "%s.tmp.XXXXXX", path);
+  if (t) snprintf(t, n + 16, "%s.tmp.XXXXXX", path);
   return t;
 }
 
@@ -22,8 +21,7 @@ static int write_all(int fd, const char *data, size_t len) {
   while (len) {
     ssize_t w = write(fd, data, len);
     if (w < 0) {
-      if (errno == EINTR)
-        continue;
+      if (errno == EINTR) continue;
       return -1;
     }
     data += w;
@@ -57,8 +55,7 @@ int cli_write_files_atomically(const char **paths, Buf **bufs, int n, const char
       *why = strerror(errno);
       failed = i;
     }
-    if (failed < 0)
-      (void)chmod(tmps[i], 0644); /* mkstemp makes 0600; generated files are ordinary files */
+    if (failed < 0) (void)chmod(tmps[i], 0644); /* mkstemp makes 0600; generated files are ordinary files */
   }
   for (int i = 0; i < n && failed < 0; i++)
     if (rename(tmps[i], paths[i])) {
@@ -66,8 +63,7 @@ int cli_write_files_atomically(const char **paths, Buf **bufs, int n, const char
       failed = i;
     }
   for (int i = 0; i < n; i++) {
-    if (tmps[i] && failed >= 0)
-      unlink(tmps[i]);
+    if (tmps[i] && failed >= 0) unlink(tmps[i]);
     free(tmps[i]);
   }
   return failed;

@@ -14,15 +14,14 @@
 
 typedef struct Adjoints {
   Ctx *c;
-  Node **adj;        /* per forward node id: the summed adjoint so far, or NULL */
-  GradTerm **terms;  /* per param slot */
-  Node *y;           /* the node whose local derivatives are being applied */
-  PtrVec *edges;     /* where to record each contribution, or NULL */
+  Node **adj;       /* per forward node id: the summed adjoint so far, or NULL */
+  GradTerm **terms; /* per param slot */
+  Node *y;          /* the node whose local derivatives are being applied */
+  PtrVec *edges;    /* where to record each contribution, or NULL */
 } Adjoints;
 
 static void record_edge(Adjoints *A, Node *x, Node *g) {
-  if (!A->edges || !A->y)
-    return;
+  if (!A->edges || !A->y) return;
   EdgeGrad *e = arena_alloc(&A->c->arena, sizeof *e);
   e->from = x;
   e->to = A->y;
@@ -33,10 +32,8 @@ static void record_edge(Adjoints *A, Node *x, Node *g) {
 
 static void contribute(Adjoints *A, Node *x, Node *g) {
   Ctx *c = A->c;
-  if (!x->needs_grad || ir_is_const(g, 0))
-    return;
-  if (!shape_eq(g->shape, x->shape))
-    g = ir_unbroadcast(c, g, x->shape);
+  if (!x->needs_grad || ir_is_const(g, 0)) return;
+  if (!shape_eq(g->shape, x->shape)) g = ir_unbroadcast(c, g, x->shape);
   record_edge(A, x, g);
   if (x->op == OP_PARAM) {
     GradTerm *t = arena_alloc(&c->arena, sizeof *t);
@@ -71,8 +68,7 @@ static Node *unary_local(Ctx *c, Node *y) {
   case OP_RELU: return ir_binary(c, OP_GT, x, k(c, 0));
   case OP_SOFTPLUS: return ir_unary(c, OP_SIGMOID, x);
   case OP_POWC:
-    if (y->value == 2)
-      return mul(c, k(c, 2), x);
+    if (y->value == 2) return mul(c, k(c, 2), x);
     return mul(c, k(c, y->value), ir_powc(c, x, y->value - 1));
   default: return k(c, 0);
   }
@@ -105,8 +101,7 @@ static void backprop_binary(Adjoints *A, Node *y, Node *g) {
     contribute(A, b, mul(c, g, ir_binary(c, to_b, a, b)));
     break;
   }
-  default:
-    break;
+  default: break;
   }
 }
 
@@ -175,8 +170,7 @@ static void backprop_node(Adjoints *A, Node *y, Node *g) {
     contribute(A, a, mul(c, g, y->args[1]));
     contribute(A, y->args[1], mul(c, g, a));
     break;
-  default: /* leaves, indicators and masks */
-    break;
+  default: /* leaves, indicators and masks */ break;
   }
 }
 
@@ -193,14 +187,12 @@ GradTerm **autodiff(Ctx *c, Node *loss, Node ***adjoints, PtrVec *edges) {
   for (int i = loss->id; i >= 0; i--) {
     Node *y = c->nodes.items[i];
     Node *g = A.adj[y->id];
-    if (!g || !y->needs_grad)
-      continue;
+    if (!g || !y->needs_grad) continue;
     c->cur_loc = y->loc;
     A.y = y;
     backprop_node(&A, y, g);
   }
   c->building_backward = 0;
-  if (adjoints)
-    *adjoints = A.adj;
+  if (adjoints) *adjoints = A.adj;
   return A.terms;
 }

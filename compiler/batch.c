@@ -18,9 +18,9 @@
 typedef struct Batcher {
   Ctx *c;
   int B;
-  Node **map;       /* per original node id: its batched value, or itself */
-  char *batched;    /* per original node id: has a batch axis */
-  const char *why;  /* reason the model cannot be batched */
+  Node **map;      /* per original node id: its batched value, or itself */
+  char *batched;   /* per original node id: has a batch axis */
+  const char *why; /* reason the model cannot be batched */
 } Batcher;
 
 void target_per_example(Ctx *c, Target *t) {
@@ -73,30 +73,23 @@ static Node *batch_node(Batcher *b, Node *n) {
   Ctx *c = b->c;
   Node *a = n->args[0], *y = n->args[1];
   Shape s;
-  if (!batched_shape(b, n->shape, &s))
-    return NULL;
+  if (!batched_shape(b, n->shape, &s)) return NULL;
   if (op_is_elementwise(n->op)) {
-    if (!y)
-      return n->op == OP_POWC ? ir_powc(c, b->map[a->id], n->value) : ir_unary(c, n->op, b->map[a->id]);
+    if (!y) return n->op == OP_POWC ? ir_powc(c, b->map[a->id], n->value) : ir_unary(c, n->op, b->map[a->id]);
     return ir_binary(c, n->op, spread(b, a, n->shape), spread(b, y, n->shape));
   }
   switch (n->op) {
-  case OP_SUM: /* of one example's vector: each row of the batch */
-    return ir_sumax(c, b->map[a->id], 1);
-  case OP_LSE:
-    return ir_reduce(c, OP_LSE, b->map[a->id]);
+  case OP_SUM: /* of one example's vector: each row of the batch */ return ir_sumax(c, b->map[a->id], 1);
+  case OP_LSE: return ir_reduce(c, OP_LSE, b->map[a->id]);
   case OP_BCAST: /* a per-example scalar repeated into a vector */
-    if (a->shape.rank == 0 && n->shape.rank == 1)
-      return ir_bcast(c, b->map[a->id], s, BCAST_COLS);
+    if (a->shape.rank == 0 && n->shape.rank == 1) return ir_bcast(c, b->map[a->id], s, BCAST_COLS);
     break;
-  case OP_MATMUL:
-    return batch_matmul(b, n);
+  case OP_MATMUL: return batch_matmul(b, n);
   case OP_DOT:
     if (b->batched[a->id] && b->batched[y->id])
       return ir_sumax(c, ir_binary(c, OP_MUL, b->map[a->id], b->map[y->id]), 1);
     return ir_matmul(c, b->map[b->batched[a->id] ? a->id : y->id], b->batched[a->id] ? y : a, 0);
-  default:
-    break;
+  default: break;
   }
   b->why = arena_printf(&c->arena, "'%s' has no batched form", op_name(n->op));
   return NULL;
@@ -136,8 +129,7 @@ static int build_batched(Ctx *c, int B, Target *t, const char **why) {
       any |= b.batched[n->args[k]->id];
     if (n->op == OP_INPUT) {
       Shape bs;
-      if (!batched_shape(&b, n->shape, &bs))
-        break;
+      if (!batched_shape(&b, n->shape, &bs)) break;
       /* value B marks the leaf as a whole batch of this input */
       Node *leaf = ir_make(c, OP_INPUT, bs, NULL, NULL, (double)B, n->slot);
       leaf->slot = n->slot;
@@ -151,10 +143,8 @@ static int build_batched(Ctx *c, int B, Target *t, const char **why) {
       continue;
     }
     Node *m = batch_node(&b, n);
-    if (!m)
-      break;
-    if (!m->name && m->id >= n0)
-      m->name = n->name;
+    if (!m) break;
+    if (!m->name && m->id >= n0) m->name = n->name;
     b.map[n->id] = m;
     b.batched[n->id] = 1;
   }
@@ -166,7 +156,7 @@ static int build_batched(Ctx *c, int B, Target *t, const char **why) {
   c->cur_loc = c->loss->loc;
   Node *loss = b.map[c->loss->id];
   t->loss = b.batched[c->loss->id] ? ir_reduce(c, OP_SUM, loss)
-                                     : ir_binary(c, OP_MUL, loss, ir_const(c, B, shape_scalar()));
+                                   : ir_binary(c, OP_MUL, loss, ir_const(c, B, shape_scalar()));
   t->outputs = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
   for (int i = 0; i < c->outputs.len; i++)
     t->outputs[i] = b.map[((Decl *)c->outputs.items[i])->node->id];

@@ -46,8 +46,7 @@ void arena_init(Arena *a);
 void arena_free(Arena *a);
 void *arena_alloc(Arena *a, size_t size); /* zeroed, 16-byte aligned */
 char *arena_strndup(Arena *a, const char *s, size_t n);
-char *arena_printf(Arena *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* A growable array of pointers, backed by the arena (old storage is simply
  * abandoned when it grows). */
@@ -81,12 +80,10 @@ typedef struct Source {
 
 typedef struct Ctx Ctx;
 /* Reports a user error at loc and jumps back to the driver. */
-_Noreturn void diag_error(Ctx *c, Loc loc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+_Noreturn void diag_error(Ctx *c, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Records a user error without jumping (first one wins): for the parser,
  * which must unwind its own stacks before the driver takes over. */
-void diag_record(Ctx *c, Loc loc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void diag_record(Ctx *c, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Formats "FILE:LINE:COL: error: MSG", the source line and a caret. */
 void diag_format(Buf *out, const Source *src, Loc loc, const char *msg);
 
@@ -124,15 +121,15 @@ typedef enum { INIT_DEFAULT, INIT_VALUE, INIT_NORMAL, INIT_UNIFORM, INIT_GLOROT,
 
 typedef struct Stmt {
   StmtKind kind;
-  Loc loc;          /* start of the statement */
-  Loc name_loc;     /* where the declared name is */
+  Loc loc;      /* start of the statement */
+  Loc name_loc; /* where the declared name is */
   const char *name;
-  Ast **dims;       /* ST_PARAM/ST_INPUT: dimension expressions (NUM or NAME) */
+  Ast **dims; /* ST_PARAM/ST_INPUT: dimension expressions (NUM or NAME) */
   int ndims;
-  Ast *expr;        /* ST_ASSIGN/ST_OUTPUT: value; ST_DIM: the number */
-  InitKind init;    /* ST_PARAM */
-  Ast *init_value;  /* INIT_VALUE: NUM, NEG(NUM) or LIST */
-  Ast **init_args;  /* INIT_NORMAL/INIT_UNIFORM: two numbers */
+  Ast *expr;       /* ST_ASSIGN/ST_OUTPUT: value; ST_DIM: the number */
+  InitKind init;   /* ST_PARAM */
+  Ast *init_value; /* INIT_VALUE: NUM, NEG(NUM) or LIST */
+  Ast **init_args; /* INIT_NORMAL/INIT_UNIFORM: two numbers */
   int ninit_args;
   Loc init_loc;
 } Stmt;
@@ -171,20 +168,34 @@ typedef enum {
   OP_PARAM, /* slot = index into Ctx.params */
   OP_INPUT, /* slot = index into Ctx.inputs */
   /* elementwise, one argument */
-  OP_NEG, OP_EXP, OP_LOG, OP_SQRT, OP_ABS, OP_SIN, OP_COS, OP_TANH,
-  OP_SIGMOID, OP_RELU, OP_SOFTPLUS,
+  OP_NEG,
+  OP_EXP,
+  OP_LOG,
+  OP_SQRT,
+  OP_ABS,
+  OP_SIN,
+  OP_COS,
+  OP_TANH,
+  OP_SIGMOID,
+  OP_RELU,
+  OP_SOFTPLUS,
   OP_POWC, /* args[0] ^ value, value a constant */
   OP_SIGN, /* -1, 0, 1: derivative of abs */
   /* elementwise, two arguments, broadcasting */
-  OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX2, OP_MIN2,
+  OP_ADD,
+  OP_SUB,
+  OP_MUL,
+  OP_DIV,
+  OP_MAX2,
+  OP_MIN2,
   OP_GT, /* 1 where a > b else 0 */
   OP_LT, /* 1 where a < b else 0 */
   /* reductions */
-  OP_SUM,    /* all elements -> scalar */
-  OP_SUMAX,  /* matrix summed over axis (attr 0 or 1) -> vector */
-  OP_MAXALL, /* largest element -> scalar */
-  OP_MINALL, /* smallest element -> scalar */
-  OP_LSE,    /* log-sum-exp over the last axis: vector -> scalar, matrix -> [rows] */
+  OP_SUM,        /* all elements -> scalar */
+  OP_SUMAX,      /* matrix summed over axis (attr 0 or 1) -> vector */
+  OP_MAXALL,     /* largest element -> scalar */
+  OP_MINALL,     /* smallest element -> scalar */
+  OP_LSE,        /* log-sum-exp over the last axis: vector -> scalar, matrix -> [rows] */
   OP_ARGMAXMASK, /* args[1] (a scalar) at the first largest element of args[0], 0 elsewhere */
   OP_ARGMINMASK, /* the same at the first smallest element */
   /* shape */
@@ -199,12 +210,14 @@ typedef enum {
   OP_COUNT
 } Op;
 
-enum { BCAST_ROWS = 0, /* numpy rule: scalar anywhere, vector [n] as every row */
-       BCAST_COLS = 1  /* vector [m] as every column of [m,n] */ };
+enum {
+  BCAST_ROWS = 0, /* numpy rule: scalar anywhere, vector [n] as every row */
+  BCAST_COLS = 1  /* vector [m] as every column of [m,n] */
+};
 enum { MM_TA = 1, MM_TB = 2 };
 
 typedef struct Node {
-  int id;             /* position in Ctx.nodes: args always have smaller ids */
+  int id; /* position in Ctx.nodes: args always have smaller ids */
   Op op;
   Shape shape;
   struct Node *args[2];
@@ -220,18 +233,18 @@ typedef struct Node {
   struct Node *hnext; /* hash-cons bucket chain */
   uint32_t hash;
   /* filled by schedule.c per emitted function */
-  int uses;           /* consumers among live nodes */
-  int64_t ws_offset;  /* where a materialised tensor lives, or -1 */
-  int live;           /* reached from the current roots */
-  int root;           /* a root of the current function (loss, output, gradient term) */
-  int inlined;        /* computed inside its only consumer's loop, never stored */
+  int uses;          /* consumers among live nodes */
+  int64_t ws_offset; /* where a materialised tensor lives, or -1 */
+  int live;          /* reached from the current roots */
+  int root;          /* a root of the current function (loss, output, gradient term) */
+  int inlined;       /* computed inside its only consumer's loop, never stored */
 } Node;
 
 typedef struct Decl {
   const char *name;
   Loc loc;
   Shape shape;
-  int64_t offset;     /* first element in the flat params/inputs/outputs array */
+  int64_t offset; /* first element in the flat params/inputs/outputs array */
   InitKind init;
   double init_a, init_b; /* normal(mean,std) / uniform(lo,hi) / constant fill */
   double *init_values;   /* INIT_VALUE with a list: numel values, row-major */
@@ -275,15 +288,15 @@ void lower_program(Ctx *c); /* c->prog -> nodes, decls, loss, outputs */
 
 /* ---- autodiff.c --------------------------------------------------------- */
 typedef struct GradTerm {
-  Node *node;             /* a contribution to dloss/dparam */
+  Node *node; /* a contribution to dloss/dparam */
   struct GradTerm *next;
 } GradTerm;
 /* One gradient contribution along one edge of the forward graph: what the
  * backward sweep sends from `to` back into its argument `from`. */
 typedef struct EdgeGrad {
   Node *from, *to;
-  int arg;  /* which argument of `to` `from` is */
-  Node *g;  /* the contribution to dloss/dfrom */
+  int arg; /* which argument of `to` `from` is */
+  Node *g; /* the contribution to dloss/dfrom */
 } EdgeGrad;
 
 /* Differentiates loss; returns per param slot the list of contributions.
@@ -294,7 +307,7 @@ GradTerm **autodiff(Ctx *c, Node *loss, Node ***adjoints, PtrVec *edges);
 
 /* ---- eval.c: a reference interpreter of the IR ------------------------------ */
 typedef struct Values {
-  double **v;      /* per node id: its elements, or NULL if not evaluated */
+  double **v; /* per node id: its elements, or NULL if not evaluated */
   int n;
 } Values;
 /* Evaluates every node the loss, the outputs and the gradient terms need,
@@ -330,8 +343,8 @@ int batch_target(Ctx *c, int batch, Target *t, const char **why);
 
 /* ---- schedule.c --------------------------------------------------------- */
 typedef struct Schedule {
-  PtrVec order;      /* live nodes in evaluation order */
-  int64_t ws_elems;  /* workspace elements this function needs */
+  PtrVec order;     /* live nodes in evaluation order */
+  int64_t ws_elems; /* workspace elements this function needs */
 } Schedule;
 typedef struct Stats {
   int fwd_ops, bwd_ops;
@@ -347,12 +360,12 @@ double node_flops(const Node *n);
 
 /* ---- emit_c.c ----------------------------------------------------------- */
 typedef struct EmitOptions {
-  const char *prefix;     /* identifier prefix, e.g. "model" */
-  int use_float;          /* bp_real is float */
-  int self_contained;     /* header inlined into the .c (stdout, JIT) */
-  const char *header_name;/* "model.h", included by the .c otherwise */
-  int jit_kernels;        /* call bpk_* kernels for heavy ops (JIT only) */
-  int batch;              /* JIT: also emit the functions over this many examples */
+  const char *prefix;      /* identifier prefix, e.g. "model" */
+  int use_float;           /* bp_real is float */
+  int self_contained;      /* header inlined into the .c (stdout, JIT) */
+  const char *header_name; /* "model.h", included by the .c otherwise */
+  int jit_kernels;         /* call bpk_* kernels for heavy ops (JIT only) */
+  int batch;               /* JIT: also emit the functions over this many examples */
 } EmitOptions;
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out);
 
@@ -370,34 +383,34 @@ typedef struct DimDef {
 struct Ctx {
   Arena arena;
   Source src;
-  char *owned_text;   /* freed with the context, if the context owns the source */
+  char *owned_text; /* freed with the context, if the context owns the source */
   Program prog;
-  jmp_buf on_error;   /* diag_error jumps here */
-  Buf err;            /* the formatted error, for the driver and the tests */
-  int nesting;        /* lexer: open brackets */
-  int has_error;      /* an error is recorded in err */
+  jmp_buf on_error; /* diag_error jumps here */
+  Buf err;          /* the formatted error, for the driver and the tests */
+  int nesting;      /* lexer: open brackets */
+  int has_error;    /* an error is recorded in err */
 
-  PtrVec nodes;       /* Node*, ids in creation order (a topological order) */
-  Node **htab;        /* hash-cons table */
+  PtrVec nodes; /* Node*, ids in creation order (a topological order) */
+  Node **htab;  /* hash-cons table */
   uint32_t hcap;
   int building_backward;
-  Loc cur_loc;        /* stamped on new nodes */
+  Loc cur_loc; /* stamped on new nodes */
   const char *cur_name;
 
-  PtrVec dims;        /* DimDef* (from -D first, then the file) */
-  PtrVec params;      /* Decl*, declaration order */
-  PtrVec inputs;      /* Decl* */
-  PtrVec outputs;     /* Decl* */
-  PtrVec names;       /* NameBinding*, lowering's symbol table */
+  PtrVec dims;    /* DimDef* (from -D first, then the file) */
+  PtrVec params;  /* Decl*, declaration order */
+  PtrVec inputs;  /* Decl* */
+  PtrVec outputs; /* Decl* */
+  PtrVec names;   /* NameBinding*, lowering's symbol table */
   int64_t num_params, num_inputs, num_outputs;
   Node *loss;
   Loc loss_loc;
   GradTerm **grad_terms; /* per param slot */
-  Node **adjoint;     /* per forward node id: its adjoint node (per example) */
-  PtrVec edges;       /* EdgeGrad*: the per-example backward sweep, edge by edge */
-  int nforward;       /* nodes before autodiff: the length of adjoint */
-  int no_simplify;    /* tests: build nodes exactly as asked */
-  int max_nodes;      /* BPC_MAX_NODES; tests lower it to reach the limit cheaply */
+  Node **adjoint;        /* per forward node id: its adjoint node (per example) */
+  PtrVec edges;          /* EdgeGrad*: the per-example backward sweep, edge by edge */
+  int nforward;          /* nodes before autodiff: the length of adjoint */
+  int no_simplify;       /* tests: build nodes exactly as asked */
+  int max_nodes;         /* BPC_MAX_NODES; tests lower it to reach the limit cheaply */
 };
 
 void ctx_init(Ctx *c, const char *filename, const char *text, size_t len);

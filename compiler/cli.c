@@ -18,13 +18,11 @@ void cli_usage_error(const char *fmt, ...) {
 
 int cli_parse_define(const char *arg, DefineOpt *out) {
   const char *eq = strchr(arg, '=');
-  if (!eq || eq == arg)
-    return 0;
+  if (!eq || eq == arg) return 0;
   char *end;
   errno = 0;
   long long v = strtoll(eq + 1, &end, 10);
-  if (*end || end == eq + 1 || errno)
-    return 0;
+  if (*end || end == eq + 1 || errno) return 0;
   out->name = strndup(arg, (size_t)(eq - arg));
   out->value = v;
   return 1;
@@ -46,4 +44,3 @@ void cli_compile_or_exit(Ctx *c, const char *path, const CompileOptions *o) {
     exit(1);
   }
 }
-

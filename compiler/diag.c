@@ -9,8 +9,7 @@ static const char *find_line(const Source *src, int line, size_t *len) {
   const char *p = src->text, *end = src->text + src->len;
   for (int l = 1; l < line && p < end; l++) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
-    if (!nl)
-      return NULL;
+    if (!nl) return NULL;
     p = nl + 1;
   }
   const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -26,14 +25,11 @@ void diag_format(Buf *out, const Source *src, Loc loc, const char *msg) {
   buf_printf(out, "%s:%d:%d: error: %s\n", src->name, loc.line, loc.col, msg);
   size_t len = 0;
   const char *text = find_line(src, loc.line, &len);
-  if (!text)
-    return;
+  if (!text) return;
   /* very long lines: show a window of the line around the column */
   size_t col = loc.col > 0 ? (size_t)loc.col - 1 : 0, start = 0;
-  if (col > 100)
-    start = col - 60;
-  if (len > start + 120)
-    len = start + 120;
+  if (col > 100) start = col - 60;
+  if (len > start + 120) len = start + 120;
   buf_printf(out, "%5d | %s", loc.line, start ? "..." : "");
   for (size_t i = start; i < len; i++) {
     unsigned char ch = (unsigned char)text[i];
@@ -46,8 +42,7 @@ void diag_format(Buf *out, const Source *src, Loc loc, const char *msg) {
 }
 
 static void record(Ctx *c, Loc loc, const char *fmt, va_list ap) {
-  if (c->has_error)
-    return;
+  if (c->has_error) return;
   char msg[1024];
   vsnprintf(msg, sizeof msg, fmt, ap);
   c->has_error = 1;

@@ -42,8 +42,7 @@ static void perturb_gradient(Ctx *c, const char *name) {
   for (int i = 0; i < c->params.len; i++) {
     Decl *d = c->params.items[i];
     GradTerm *t = c->grad_terms[i];
-    if (strcmp(d->name, name) || !t)
-      continue;
+    if (strcmp(d->name, name) || !t) continue;
     c->cur_loc = d->loc;
     t->node = ir_binary(c, OP_MUL, t->node, ir_const(c, 1.001, shape_scalar()));
     return;
@@ -59,8 +58,7 @@ __attribute__((noinline)) static void run_stages(Ctx *c, const CompileOptions *o
     const char *nul = memchr(c->src.text, 0, c->src.len);
     int line = 1, col = 1;
     for (const char *p = c->src.text; p < nul; p++, col++)
-      if (*p == '\n')
-        line++, col = 0;
+      if (*p == '\n') line++, col = 0;
     diag_error(c, (Loc){line, col}, "unexpected NUL byte (is this a text file?)");
   }
   add_defines(c, o);
@@ -68,13 +66,11 @@ __attribute__((noinline)) static void run_stages(Ctx *c, const CompileOptions *o
   lower_program(c);
   c->nforward = c->nodes.len;
   c->grad_terms = autodiff(c, c->loss, &c->adjoint, &c->edges);
-  if (o && o->perturb_gradient)
-    perturb_gradient(c, o->perturb_gradient);
+  if (o && o->perturb_gradient) perturb_gradient(c, o->perturb_gradient);
 }
 
 int bpc_compile(Ctx *c, const CompileOptions *o) {
-  if (setjmp(c->on_error))
-    return 1;
+  if (setjmp(c->on_error)) return 1;
   run_stages(c, o);
   return 0;
 }
@@ -101,13 +97,11 @@ char *read_source_file(const char *path, size_t *len, const char **why) {
       *why = "file is larger than the 64 MiB limit for models";
       return NULL;
     }
-    if (got == 0)
-      break;
+    if (got == 0) break;
     if (n == cap) {
       cap *= 2;
       char *d = realloc(data, cap + 1);
-      if (!d)
-        free(data);
+      if (!d) free(data);
       data = d;
     }
   }

@@ -15,17 +15,18 @@ typedef struct Emitter {
   Ctx *c;
   const EmitOptions *o;
   Buf *out;
-  const char *P;     /* function prefix, e.g. "model" */
-  const char *U;     /* macro prefix, e.g. "MODEL" */
-  const char **name; /* per node id: its C name */
+  const char *P;          /* function prefix, e.g. "model" */
+  const char *U;          /* macro prefix, e.g. "MODEL" */
+  const char **name;      /* per node id: its C name */
   const char **grad_name; /* per param slot: "grad_w" */
-  Node **grad_fused; /* per node id: the param whose gradient it adds into */
-  Target *t;         /* what the functions being emitted compute */
-  int indent;        /* extra nesting of the statements being written */
-  int at_end;        /* emitting the deferred sparse gradient terms */
-  Node **sum_into;   /* per node id: a sum of it computed in its own loop, or NULL */
-  char *sum_done;    /* per node id: that sum is already computed */
-  int assign_first;  /* backward takes `acc`: with acc 0 the first term of each gradient is stored, not added */
+  Node **grad_fused;      /* per node id: the param whose gradient it adds into */
+  Target *t;              /* what the functions being emitted compute */
+  int indent;             /* extra nesting of the statements being written */
+  int at_end;             /* emitting the deferred sparse gradient terms */
+  Node **sum_into;        /* per node id: a sum of it computed in its own loop, or NULL */
+  char *sum_done;         /* per node id: that sum is already computed */
+  int assign_first;  /* backward takes `acc`: with acc 0 the first term of each gradient is stored, not added
+                      */
   Node **first_term; /* per param slot: the term written first in the backward function */
   const char *sfx;   /* function name suffix: "" per example, "_b" batched */
   /* name uniqueness */
@@ -36,14 +37,15 @@ typedef struct Emitter {
 /* ---- names ------------------------------------------------------------------ */
 
 static const char *const reserved[] = {
-    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
-    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
-    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
-    "union", "unsigned", "void", "volatile", "while", "_Bool", "_Complex", "_Imaginary",
-    "exp", "log", "sqrt", "fabs", "sin", "cos", "tanh", "pow", "log1p", "expf", "logf",
-    "sqrtf", "fabsf", "sinf", "cosf", "tanhf", "powf", "log1pf", "params", "inputs", "outputs",
-    "grad", "ws", "n", "e", "i", "j", "p", "s", "mx", "best", "acc", "loss_sum", "scale",
-    "bp_real", "size_t", "uint64_t", "NULL", "HUGE_VAL", "NAN", "main", "seed", "state",
+    "auto",       "break",    "case",     "char",     "const", "continue", "default",  "do",     "double",
+    "else",       "enum",     "extern",   "float",    "for",   "goto",     "if",       "inline", "int",
+    "long",       "register", "restrict", "return",   "short", "signed",   "sizeof",   "static", "struct",
+    "switch",     "typedef",  "union",    "unsigned", "void",  "volatile", "while",    "_Bool",  "_Complex",
+    "_Imaginary", "exp",      "log",      "sqrt",     "fabs",  "sin",      "cos",      "tanh",   "pow",
+    "log1p",      "expf",     "logf",     "sqrtf",    "fabsf", "sinf",     "cosf",     "tanhf",  "powf",
+    "log1pf",     "params",   "inputs",   "outputs",  "grad",  "ws",       "n",        "e",      "i",
+    "j",          "p",        "s",        "mx",       "best",  "acc",      "loss_sum", "scale",  "bp_real",
+    "size_t",     "uint64_t", "NULL",     "HUGE_VAL", "NAN",   "main",     "seed",     "state",
 };
 
 static uint32_t hash_str(const char *s) {
@@ -55,8 +57,7 @@ static uint32_t hash_str(const char *s) {
 
 static int name_taken(Emitter *E, const char *s) {
   for (uint32_t i = hash_str(s) & (E->used_cap - 1); E->used[i]; i = (i + 1) & (E->used_cap - 1))
-    if (!strcmp(E->used[i], s))
-      return 1;
+    if (!strcmp(E->used[i], s)) return 1;
   return 0;
 }
 
@@ -92,20 +93,19 @@ static void assign_names(Emitter *E) {
   /* declared names first, so they keep their spelling */
   for (int i = 0; i < c->nodes.len; i++) {
     Node *n = c->nodes.items[i];
-    if (n->op == OP_PARAM || n->op == OP_INPUT)
-      E->name[i] = unique_name(E, n->name);
+    if (n->op == OP_PARAM || n->op == OP_INPUT) E->name[i] = unique_name(E, n->name);
   }
   for (int i = 0; i < c->nodes.len; i++) {
     Node *n = c->nodes.items[i];
-    if (!E->name[i] && n->name && !n->is_backward)
-      E->name[i] = unique_name(E, n->name);
+    if (!E->name[i] && n->name && !n->is_backward) E->name[i] = unique_name(E, n->name);
   }
   E->grad_name = arena_alloc(&c->arena, sizeof(char *) * (size_t)(c->params.len + 1));
   for (int p = 0; p < c->params.len; p++)
     E->grad_name[p] = unique_name(E, arena_printf(&c->arena, "grad_%s", ((Decl *)c->params.items[p])->name));
   for (int i = 0; i < c->nodes.len; i++)
     if (!E->name[i])
-      E->name[i] = unique_name(E, arena_printf(&c->arena, "%s%d", ((Node *)c->nodes.items[i])->is_backward ? "d" : "t", i));
+      E->name[i] = unique_name(
+          E, arena_printf(&c->arena, "%s%d", ((Node *)c->nodes.items[i])->is_backward ? "d" : "t", i));
 }
 
 /* ---- literals and math ----------------------------------------------------- */
@@ -118,19 +118,15 @@ static const char *literal(Emitter *E, double v) { return format_literal(&E->c->
 static const char *dliteral(Emitter *E, double v) { return format_literal(&E->c->arena, v, 0); }
 
 static const char *format_literal(Arena *a, double v, int use_float) {
-  if (isnan(v))
-    return "NAN";
-  if (isinf(v))
-    return v > 0 ? "HUGE_VAL" : "(-HUGE_VAL)";
+  if (isnan(v)) return "NAN";
+  if (isinf(v)) return v > 0 ? "HUGE_VAL" : "(-HUGE_VAL)";
   char buf[64];
   int prec = use_float ? 9 : 17;
   for (int p = use_float ? 6 : 15; p <= prec; p++) {
     snprintf(buf, sizeof buf, "%.*g", p, v);
-    if (use_float ? (float)strtod(buf, NULL) == (float)v : strtod(buf, NULL) == v)
-      break;
+    if (use_float ? (float)strtod(buf, NULL) == (float)v : strtod(buf, NULL) == v) break;
   }
-  if (!strpbrk(buf, ".en"))
-    strcat(buf, ".0");
+  if (!strpbrk(buf, ".en")) strcat(buf, ".0");
   const char *suffix = use_float ? "f" : "";
   return v < 0 ? arena_printf(a, "(%s%s)", buf, suffix) : arena_printf(a, "%s%s", buf, suffix);
 }
@@ -145,10 +141,8 @@ static const char *fn(Emitter *E, const char *name) {
 typedef enum { IX_FLAT, IX_ROW } IndexMode; /* i over all / (i, j) over [m,n] */
 
 static const char *elem(Emitter *E, Node *n, const char *idx) {
-  if (n->op == OP_CONST)
-    return literal(E, n->value);
-  if (n->shape.rank == 0)
-    return E->name[n->id];
+  if (n->op == OP_CONST) return literal(E, n->value);
+  if (n->shape.rank == 0) return E->name[n->id];
   return arena_printf(&E->c->arena, "%s[%s]", E->name[n->id], idx);
 }
 
@@ -160,13 +154,12 @@ static const char *binary_expr(Emitter *E, Node *n, const char *a, const char *b
 static const char *operand(Emitter *E, Node *x, Shape out, IndexMode mode) {
   if (x->inlined) {
     const char *a = operand(E, x->args[0], out, mode);
-    const char *e = x->args[1] ? binary_expr(E, x, a, operand(E, x->args[1], out, mode)) : unary_expr(E, x, a);
+    const char *e =
+        x->args[1] ? binary_expr(E, x, a, operand(E, x->args[1], out, mode)) : unary_expr(E, x, a);
     return arena_printf(&E->c->arena, "(%s)", e);
   }
-  if (x->op == OP_CONST || x->shape.rank == 0)
-    return elem(E, x, "");
-  if (mode == IX_FLAT)
-    return elem(E, x, "i");
+  if (x->op == OP_CONST || x->shape.rank == 0) return elem(E, x, "");
+  if (mode == IX_FLAT) return elem(E, x, "i");
   if (x->shape.rank == 1) /* a row vector repeated over the rows */
     return elem(E, x, "j");
   return elem(E, x, arena_printf(&E->c->arena, "i * %lld + j", (long long)out.dim[1]));
@@ -258,8 +251,7 @@ static void scalar_set(Emitter *E, Dest d, const char *expr) {
 static int flat_compatible(const Node *n, Shape s) {
   for (int k = 0; k < n->nargs; k++) {
     const Node *x = n->args[k];
-    if (x->inlined ? !flat_compatible(x, s) : !(x->shape.rank == 0 || shape_eq(x->shape, s)))
-      return 0;
+    if (x->inlined ? !flat_compatible(x, s) : !(x->shape.rank == 0 || shape_eq(x->shape, s))) return 0;
   }
   return 1;
 }
@@ -291,8 +283,8 @@ static void emit_elementwise(Emitter *E, Node *n, Dest d) {
   } else if (s.rank == 0) {
     scalar_set(E, d, expr);
   } else if (flat) {
-    line(E, "for (size_t i = 0; i < %lld; i++) %s[i] %s %s;", (long long)shape_numel(s), d.name,
-         assign_op(d), expr);
+    line(E, "for (size_t i = 0; i < %lld; i++) %s[i] %s %s;", (long long)shape_numel(s), d.name, assign_op(d),
+         expr);
   } else {
     line(E, "for (size_t i = 0; i < %lld; i++)", (long long)s.dim[0]);
     line(E, "  for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] %s %s;", (long long)s.dim[1], d.name,
@@ -310,8 +302,9 @@ static void emit_matmul_kernel(Emitter *E, Node *n, Dest d) {
   const char *A = E->name[a->id], *B = E->name[b->id], *S = E->o->use_float ? "f" : "d";
   int ta = n->attr & MM_TA, tb = n->attr & MM_TB, acc = d.accumulate;
   if (a->shape.rank == 2 && b->shape.rank == 2)
-    line(E, "bpk_mm_%s(%s, %s, %s, %lld, %lld, %lld, %d, %d, %d);", S, A, B, d.name, (long long)n->shape.dim[0],
-         (long long)(ta ? a->shape.dim[0] : a->shape.dim[1]), (long long)n->shape.dim[1], ta != 0, tb != 0, acc);
+    line(E, "bpk_mm_%s(%s, %s, %s, %lld, %lld, %lld, %d, %d, %d);", S, A, B, d.name,
+         (long long)n->shape.dim[0], (long long)(ta ? a->shape.dim[0] : a->shape.dim[1]),
+         (long long)n->shape.dim[1], ta != 0, tb != 0, acc);
   else if (a->shape.rank == 2) /* A @ v */
     line(E, "bpk_%s_%s(%s, %s, %s, %lld, %lld, %d);", ta ? "mtv" : "mv", S, A, B, d.name,
          (long long)a->shape.dim[0], (long long)a->shape.dim[1], acc);
@@ -335,13 +328,12 @@ static void emit_matmul(Emitter *E, Node *n, Dest d) {
     const char *aik = ta ? arena_printf(&E->c->arena, "%s[p * %lld + i]", A, m)
                          : arena_printf(&E->c->arena, "%s[i * %lld + p]", A, k);
     if (!tb) { /* rows of B stream through the inner loop */
-      if (!d.accumulate)
-        zero(E, D, m * nn);
+      if (!d.accumulate) zero(E, D, m * nn);
       line(E, "for (size_t i = 0; i < %lld; i++)", m);
       line(E, "  for (size_t p = 0; p < %lld; p++) {", k);
       line(E, "    const bp_real s = %s;", aik);
-      line(E, "    for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] += s * %s[p * %lld + j];", nn, D, nn,
-           B, nn);
+      line(E, "    for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] += s * %s[p * %lld + j];", nn, D, nn, B,
+           nn);
       line(E, "  }");
     } else { /* B is read by rows: dot products */
       line(E, "for (size_t i = 0; i < %lld; i++)", m);
@@ -360,8 +352,7 @@ static void emit_matmul(Emitter *E, Node *n, Dest d) {
       line(E, "  %s[i] %s s;", D, op);
       line(E, "}");
     } else { /* transpose(A) @ v: rows of A scaled and added */
-      if (!d.accumulate)
-        zero(E, D, cols);
+      if (!d.accumulate) zero(E, D, cols);
       line(E, "for (size_t p = 0; p < %lld; p++) {", rows);
       line(E, "  const bp_real s = %s[p];", B);
       line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] += %s[p * %lld + i] * s;", cols, D, A, cols);
@@ -370,8 +361,7 @@ static void emit_matmul(Emitter *E, Node *n, Dest d) {
   } else { /* vector @ matrix */
     long long rows = b->shape.dim[0], cols = b->shape.dim[1];
     if (!tb) {
-      if (!d.accumulate)
-        zero(E, D, cols);
+      if (!d.accumulate) zero(E, D, cols);
       line(E, "for (size_t p = 0; p < %lld; p++) {", rows);
       line(E, "  const bp_real s = %s[p];", A);
       line(E, "  for (size_t j = 0; j < %lld; j++) %s[j] += s * %s[p * %lld + j];", cols, D, B, cols);
@@ -405,8 +395,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
   }
   case OP_DOT:
     line(E, "bp_real %s = 0;", D);
-    line(E, "for (size_t i = 0; i < %lld; i++) %s += %s[i] * %s[i];", len, D, A,
-         E->name[n->args[1]->id]);
+    line(E, "for (size_t i = 0; i < %lld; i++) %s += %s[i] * %s[i];", len, D, A, E->name[n->args[1]->id]);
     break;
   case OP_MAXALL:
   case OP_MINALL: /* the position too, for the gradient's router */
@@ -429,8 +418,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
       line(E, "  for (size_t i = 1; i < %lld; i++) if (%s[i] %s %s[best]) best = i;", len, A,
            n->op == OP_ARGMAXMASK ? ">" : "<", A);
     }
-    if (!d.accumulate)
-      line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] = 0;", len, D);
+    if (!d.accumulate) line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] = 0;", len, D);
     line(E, "  %s[best] %s %s;", D, d.accumulate ? "+=" : "=", g);
     line(E, "}");
     break;
@@ -453,8 +441,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
   case OP_LSE: { /* max first, so exp never overflows */
     int is_mat = a->shape.rank == 2;
     long long rows = is_mat ? a->shape.dim[0] : 1, cols = is_mat ? a->shape.dim[1] : len;
-    if (!is_mat)
-      line(E, "bp_real %s;", D);
+    if (!is_mat) line(E, "bp_real %s;", D);
     line(E, "for (size_t i = 0; i < %lld; i++) {", rows);
     line(E, "  const bp_real *row = %s + i * %lld;", A, cols);
     line(E, "  bp_real mx = row[0], s = 0;");
@@ -464,8 +451,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
     line(E, "}");
     break;
   }
-  default:
-    break;
+  default: break;
   }
 }
 
@@ -502,16 +488,14 @@ static void emit_shape_op(Emitter *E, Node *n, Dest d) {
     line(E, "}");
     break;
   case OP_SCATTER:
-    if (!d.accumulate)
-      zero(E, D, shape_numel(n->shape));
+    if (!d.accumulate) zero(E, D, shape_numel(n->shape));
     if (a->shape.rank == 0)
       line(E, "%s[%d] += %s;", D, n->attr, elem(E, a, ""));
     else
       line(E, "for (size_t i = 0; i < %lld; i++) %s[%d + i] += %s;", (long long)shape_numel(a->shape), D,
            n->attr, elem(E, a, "i"));
     break;
-  default:
-    break;
+  default: break;
   }
 }
 
@@ -532,7 +516,6 @@ static int is_sparse_term(const Node *n) {
 static int deferred(Emitter *E, const Node *n) {
   return E->assign_first && !E->at_end && E->grad_fused[n->id] && is_sparse_term(n);
 }
-
 
 static void comment(Emitter *E, Node *n) {
   const Node *a = n->args[0];
@@ -563,8 +546,7 @@ static void emit_node(Emitter *E, Node *n) {
   if (n->inlined || deferred(E, n) || E->sum_done[n->id]) /* done in another loop, or later */
     return;
   switch (n->op) {
-  case OP_CONST:
-    return;
+  case OP_CONST: return;
   case OP_PARAM:
   case OP_INPUT: {
     Decl *d = (n->op == OP_PARAM ? E->c->params : E->c->inputs).items[n->slot];
@@ -584,8 +566,7 @@ static void emit_node(Emitter *E, Node *n) {
     else
       line(E, "const bp_real *const %s = %s + %d;", N, E->name[n->args[0]->id], n->attr);
     return;
-  default:
-    break;
+  default: break;
   }
   Node *fused = E->grad_fused[n->id];
   comment(E, n);
@@ -636,8 +617,7 @@ static void add_grad_terms(Emitter *E) {
     Decl *d = c->params.items[p];
     for (GradTerm *t = E->t->grad_terms[p]; t; t = t->next) {
       Node *g = t->node;
-      if (E->grad_fused[g->id])
-        continue;
+      if (E->grad_fused[g->id]) continue;
       const char *v = g->shape.rank ? elem(E, g, "i") : elem(E, g, "");
       const char *op = E->assign_first && E->first_term[p] == g ? "= acc ? %s[i] + %s : %s;" : NULL;
       if (d->shape.rank == 0 && op)
@@ -646,11 +626,12 @@ static void add_grad_terms(Emitter *E) {
         line(E, "%s[0] += %s;", E->grad_name[p], v);
       else if (op) {
         line(E, "if (acc)");
-        line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] += %s;", (long long)shape_numel(d->shape), E->grad_name[p], v);
+        line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] += %s;", (long long)shape_numel(d->shape),
+             E->grad_name[p], v);
         line(E, "else");
-        line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] = %s;", (long long)shape_numel(d->shape), E->grad_name[p], v);
-      }
-      else
+        line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] = %s;", (long long)shape_numel(d->shape),
+             E->grad_name[p], v);
+      } else
         line(E, "for (size_t i = 0; i < %lld; i++) %s[i] += %s;", (long long)shape_numel(d->shape),
              E->grad_name[p], v);
     }
@@ -673,13 +654,11 @@ static void choose_first_terms(Emitter *E, Schedule *s) {
   }
   for (int p = 0; p < c->params.len; p++)
     for (GradTerm *t = E->t->grad_terms[p]; t && !E->first_term[p]; t = t->next)
-      if (!E->grad_fused[t->node->id])
-        E->first_term[p] = t->node;
+      if (!E->grad_fused[t->node->id]) E->first_term[p] = t->node;
   for (int i = 0; i < s->order.len; i++) {
     Node *n = s->order.items[i];
     Node *fused = E->grad_fused[n->id];
-    if (fused && deferred(E, n) && !E->first_term[fused->slot])
-      E->first_term[fused->slot] = n;
+    if (fused && deferred(E, n) && !E->first_term[fused->slot]) E->first_term[fused->slot] = n;
   }
 }
 
@@ -712,8 +691,7 @@ static Node **function_roots(Emitter *E, int with_loss, int with_outputs, int *n
   Ctx *c = E->c;
   Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
   int n = 0;
-  if (with_loss)
-    roots[n++] = E->t->loss;
+  if (with_loss) roots[n++] = E->t->loss;
   for (int i = 0; with_outputs && i < c->outputs.len; i++)
     roots[n++] = E->t->outputs[i];
   *nroots = n;
@@ -732,12 +710,12 @@ static void copy_outputs(Emitter *E, const char *indent) {
       if (d->shape.rank == 0)
         line(E, "%s  outputs[e * %lld + %lld] = %s[e];", indent, stride, off, E->name[v->id]);
       else
-        line(E, "%s  for (size_t i = 0; i < %lld; i++) outputs[e * %lld + %lld + i] = %s[e * %lld + i];", indent, k,
-             stride, off, E->name[v->id], k);
+        line(E, "%s  for (size_t i = 0; i < %lld; i++) outputs[e * %lld + %lld + i] = %s[e * %lld + i];",
+             indent, k, stride, off, E->name[v->id], k);
     } else if (E->t->batch) { /* the same for every example */
       line(E, "%sfor (size_t e = 0; e < %d; e++)", indent, E->t->batch);
-      line(E, "%s  for (size_t i = 0; i < %lld; i++) outputs[e * %lld + %lld + i] = %s;", indent, k, stride, off,
-           d->shape.rank ? elem(E, v, "i") : ref_scalar(E, v));
+      line(E, "%s  for (size_t i = 0; i < %lld; i++) outputs[e * %lld + %lld + i] = %s;", indent, k, stride,
+           off, d->shape.rank ? elem(E, v, "i") : ref_scalar(E, v));
     } else if (d->shape.rank == 0) {
       line(E, "%soutputs[%lld] = %s;", indent, off, ref_scalar(E, v));
     } else {
@@ -752,7 +730,8 @@ static int64_t emit_forward(Emitter *E) {
   int jit = E->o->jit_kernels, nroots;
   Node **roots = function_roots(E, 1, jit, &nroots);
   schedule_function(E->c, roots, nroots, NULL, &s);
-  buf_printf(E->out, "static bp_real %s__forward%s(const bp_real *params, const bp_real *inputs, bp_real *ws%s) {\n",
+  buf_printf(E->out,
+             "static bp_real %s__forward%s(const bp_real *params, const bp_real *inputs, bp_real *ws%s) {\n",
              E->P, E->sfx, jit ? ", bp_real *outputs" : "");
   line(E, "(void)params; (void)inputs; (void)ws;");
   body(E, &s);
@@ -776,15 +755,18 @@ static int64_t emit_backward(Emitter *E) {
   E->assign_first = !jit;
   if (E->assign_first) {
     choose_first_terms(E, &s);
-    buf_printf(E->out,
-               "/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */\n"
-               "static bp_real %s__backward_add%s(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {\n",
-               E->P, E->sfx);
+    buf_printf(
+        E->out,
+        "/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */\n"
+        "static bp_real %s__backward_add%s(const bp_real *params, const bp_real *inputs, bp_real *grad, "
+        "bp_real *ws, int acc) {\n",
+        E->P, E->sfx);
     line(E, "(void)params; (void)inputs; (void)grad; (void)ws; (void)acc;");
   } else {
     buf_printf(E->out,
                "/* Adds dloss/dparams into grad and returns the loss. */\n"
-               "static bp_real %s__backward_add%s(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws%s) {\n",
+               "static bp_real %s__backward_add%s(const bp_real *params, const bp_real *inputs, bp_real "
+               "*grad, bp_real *ws%s) {\n",
                E->P, E->sfx, jit ? ", bp_real *outputs" : "");
     line(E, "(void)params; (void)inputs; (void)grad; (void)ws;");
   }
@@ -824,7 +806,8 @@ static int64_t emit_predict(Emitter *E) {
   Node **roots = function_roots(E, 0, 1, &nroots);
   schedule_function(c, roots, nroots, NULL, &s);
   buf_printf(E->out,
-             "static void %s__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n",
+             "static void %s__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, "
+             "bp_real *ws) {\n",
              E->P);
   line(E, "(void)params; (void)inputs; (void)outputs; (void)ws;");
   body(E, &s);
@@ -868,14 +851,14 @@ static void emit_init(Emitter *E) {
     any_normal |= d->init == INIT_NORMAL;
     if (d->init == INIT_VALUE && d->init_values) {
       int64_t n = shape_numel(d->shape);
-      buf_printf(E->out, "static const bp_real %s__init_%s[%lld] = {", E->P, E->name[d->node->id], (long long)n);
+      buf_printf(E->out, "static const bp_real %s__init_%s[%lld] = {", E->P, E->name[d->node->id],
+                 (long long)n);
       for (int64_t i = 0; i < n; i++)
         buf_printf(E->out, "%s%s", i ? ", " : "", literal(E, d->init_values[i]));
       buf_puts(E->out, "};\n\n");
     }
   }
-  if (any_random)
-    emit_rng(E, any_normal);
+  if (any_random) emit_rng(E, any_normal);
   buf_printf(E->out, "void %s_init(bp_real *params, uint64_t seed) {\n", E->P);
   line(E, "(void)params; (void)seed;");
   for (int p = 0; p < c->params.len; p++) {
@@ -900,15 +883,19 @@ static void emit_init(Emitter *E) {
       line(E, "{ /* %s */", N);
       line(E, "  uint64_t state = seed ^ (0xD1B54A32D192ED03u * %lluu);", (unsigned long long)p + 1);
       if (d->init == INIT_NORMAL) {
-        line(E, "  for (size_t i = 0; i < %lld; i++) params[%lld + i] = (bp_real)(%s + %s * %s__normal(&state));", n,
-             off, dliteral(E, d->init_a), dliteral(E, d->init_b), E->P);
+        line(
+            E,
+            "  for (size_t i = 0; i < %lld; i++) params[%lld + i] = (bp_real)(%s + %s * %s__normal(&state));",
+            n, off, dliteral(E, d->init_a), dliteral(E, d->init_b), E->P);
       } else {
         double lo = d->init_a, hi = d->init_b;
         if (d->init == INIT_GLOROT) { /* uniform(-a, a), a = sqrt(6 / (fan_in + fan_out)) */
           hi = sqrt(6.0 / (double)(d->shape.dim[0] + d->shape.dim[1]));
           lo = -hi;
         }
-        line(E, "  for (size_t i = 0; i < %lld; i++) params[%lld + i] = (bp_real)(%s + %s * %s__uniform(&state));",
+        line(E,
+             "  for (size_t i = 0; i < %lld; i++) params[%lld + i] = (bp_real)(%s + %s * "
+             "%s__uniform(&state));",
              n, off, dliteral(E, lo), dliteral(E, hi - lo), E->P);
       }
       line(E, "}");
@@ -921,8 +908,7 @@ static void emit_init(Emitter *E) {
 /* ---- header ------------------------------------------------------------------------ */
 
 static void emit_struct(Emitter *E, Buf *h, PtrVec *decls, const char *what) {
-  if (!decls->len)
-    return;
+  if (!decls->len) return;
   buf_printf(h, "typedef struct %s_%s {\n", E->P, what);
   for (int i = 0; i < decls->len; i++) {
     Decl *d = decls->items[i];
@@ -950,8 +936,9 @@ static void emit_layout(Emitter *E, Buf *h, PtrVec *decls, const char *kind) {
  * spelled out, which also keeps compile time down. */
 static void emit_jit_prelude(Emitter *E, Buf *h) {
   (void)E;
-  buf_puts(h, "typedef unsigned long size_t;\ntypedef unsigned long long uint64_t;\n#define NULL ((void *)0)\n"
-              "#define HUGE_VAL (1e300 * 1e300)\n#define NAN (0.0 / 0.0)\n");
+  buf_puts(h,
+           "typedef unsigned long size_t;\ntypedef unsigned long long uint64_t;\n#define NULL ((void *)0)\n"
+           "#define HUGE_VAL (1e300 * 1e300)\n#define NAN (0.0 / 0.0)\n");
   static const char *const fns[] = {"exp", "log", "sqrt", "fabs", "sin", "cos", "tanh", "log1p"};
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
     buf_printf(h, "double %s(double);\nfloat %sf(float);\n", fns[i], fns[i]);
@@ -961,7 +948,8 @@ static void emit_jit_prelude(Emitter *E, Buf *h) {
     buf_printf(h, "void bpk_mv_%s(const %s *, const %s *, %s *, size_t, size_t, int);\n", S, T, T, T);
     buf_printf(h, "void bpk_mtv_%s(const %s *, const %s *, %s *, size_t, size_t, int);\n", S, T, T, T);
     buf_printf(h, "void bpk_outer_%s(const %s *, const %s *, %s *, size_t, size_t, int);\n", S, T, T, T);
-    buf_printf(h, "void bpk_mm_%s(const %s *, const %s *, %s *, size_t, size_t, size_t, int, int, int);\n", S, T, T, T);
+    buf_printf(h, "void bpk_mm_%s(const %s *, const %s *, %s *, size_t, size_t, size_t, int, int, int);\n", S,
+               T, T, T);
   }
   buf_puts(h, "\n");
 }
@@ -969,18 +957,21 @@ static void emit_jit_prelude(Emitter *E, Buf *h) {
 static void emit_header(Emitter *E, Buf *h, int workspace, int64_t ws) {
   Ctx *c = E->c;
   const char *R = E->o->use_float ? "float" : "double";
-  buf_printf(h, "/* Generated by bpc %s from %s. Do not edit: edit the .bp file and run bpc again.\n"
-                " * API: docs/c-api.md. */\n", BPC_VERSION, c->src.name);
-  if (!E->o->self_contained)
-    buf_printf(h, "#ifndef %s_H\n#define %s_H\n\n", E->U, E->U);
+  buf_printf(h,
+             "/* Generated by bpc %s from %s. Do not edit: edit the .bp file and run bpc again.\n"
+             " * API: docs/c-api.md. */\n",
+             BPC_VERSION, c->src.name);
+  if (!E->o->self_contained) buf_printf(h, "#ifndef %s_H\n#define %s_H\n\n", E->U, E->U);
   if (E->o->jit_kernels)
     emit_jit_prelude(E, h);
   else
     buf_puts(h, "#include <stddef.h>\n#include <stdint.h>\n\n");
   buf_printf(h, "#ifndef BP_REAL_DEFINED\n#define BP_REAL_DEFINED\ntypedef %s bp_real;\n#endif\n\n", R);
-  buf_printf(h, "#define %s_NUM_PARAMS %lld\n#define %s_NUM_INPUTS %lld\n#define %s_NUM_OUTPUTS %lld\n",
-             E->U, (long long)c->num_params, E->U, (long long)c->num_inputs, E->U, (long long)c->num_outputs);
-  buf_printf(h, "#define %s_WORKSPACE %d /* 1: call the _ws functions with a buffer of %s_workspace_size() reals */\n\n",
+  buf_printf(h, "#define %s_NUM_PARAMS %lld\n#define %s_NUM_INPUTS %lld\n#define %s_NUM_OUTPUTS %lld\n", E->U,
+             (long long)c->num_params, E->U, (long long)c->num_inputs, E->U, (long long)c->num_outputs);
+  buf_printf(h,
+             "#define %s_WORKSPACE %d /* 1: call the _ws functions with a buffer of %s_workspace_size() "
+             "reals */\n\n",
              E->U, workspace, E->P);
   emit_layout(E, h, &c->params, "param");
   emit_layout(E, h, &c->inputs, "input");
@@ -992,18 +983,18 @@ static void emit_header(Emitter *E, Buf *h, int workspace, int64_t ws) {
   buf_printf(h, "void %s_init(bp_real *params, uint64_t seed);\n", E->P);
   const char *ws_arg = workspace ? ", bp_real *ws" : "";
   const char *ws_sfx = workspace ? "_ws" : "";
-  if (workspace)
-    buf_printf(h, "size_t %s_workspace_size(void); /* %lld reals */\n", E->P, (long long)ws);
-  buf_printf(h, "bp_real %s_forward%s(const bp_real *params, const bp_real *inputs%s);\n", E->P, ws_sfx, ws_arg);
-  buf_printf(h, "bp_real %s_backward%s(const bp_real *params, const bp_real *inputs, bp_real *grad%s);\n", E->P,
-             ws_sfx, ws_arg);
-  buf_printf(h,
-             "bp_real %s_backward_batch%s(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad%s);\n",
+  if (workspace) buf_printf(h, "size_t %s_workspace_size(void); /* %lld reals */\n", E->P, (long long)ws);
+  buf_printf(h, "bp_real %s_forward%s(const bp_real *params, const bp_real *inputs%s);\n", E->P, ws_sfx,
+             ws_arg);
+  buf_printf(h, "bp_real %s_backward%s(const bp_real *params, const bp_real *inputs, bp_real *grad%s);\n",
              E->P, ws_sfx, ws_arg);
-  buf_printf(h, "void %s_predict%s(const bp_real *params, const bp_real *inputs, bp_real *outputs%s);\n", E->P,
-             ws_sfx, ws_arg);
-  if (!E->o->self_contained)
-    buf_printf(h, "\n#endif\n");
+  buf_printf(h,
+             "bp_real %s_backward_batch%s(const bp_real *params, const bp_real *inputs, size_t n, bp_real "
+             "*grad%s);\n",
+             E->P, ws_sfx, ws_arg);
+  buf_printf(h, "void %s_predict%s(const bp_real *params, const bp_real *inputs, bp_real *outputs%s);\n",
+             E->P, ws_sfx, ws_arg);
+  if (!E->o->self_contained) buf_printf(h, "\n#endif\n");
 }
 
 /* What the runtime calls (JIT mode): whole batches with a caller-owned
@@ -1011,37 +1002,43 @@ static void emit_header(Emitter *E, Buf *h, int workspace, int64_t ws) {
 static void emit_runtime_entry_points(Emitter *E, int64_t ws, int batch) {
   Ctx *c = E->c;
   const char *P = E->P;
-  const char *step = c->num_inputs ? arena_printf(&c->arena, "inputs + e * %lld", (long long)c->num_inputs) : "inputs";
-  const char *ostep = arena_printf(&c->arena, "outputs ? outputs + e * %lld : outputs", (long long)c->num_outputs);
+  const char *step =
+      c->num_inputs ? arena_printf(&c->arena, "inputs + e * %lld", (long long)c->num_inputs) : "inputs";
+  const char *ostep =
+      arena_printf(&c->arena, "outputs ? outputs + e * %lld : outputs", (long long)c->num_outputs);
   buf_printf(E->out, "size_t %s_workspace_size(void) { return %lld; }\n\n", P, (long long)ws);
   buf_printf(E->out,
-             "bp_real %s_train_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, bp_real *outputs, bp_real *ws) {\n"
+             "bp_real %s_train_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, "
+             "bp_real *outputs, bp_real *ws) {\n"
              "  bp_real loss_sum = 0;\n"
              "  for (size_t e = 0; e < n; e++)\n"
              "    loss_sum += %s__backward_add(params, %s, grad, ws, %s);\n"
              "  return loss_sum;\n}\n\n",
              P, P, step, ostep);
   buf_printf(E->out,
-             "bp_real %s_eval_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *outputs, bp_real *ws) {\n"
+             "bp_real %s_eval_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real "
+             "*outputs, bp_real *ws) {\n"
              "  bp_real loss_sum = 0;\n"
              "  for (size_t e = 0; e < n; e++)\n"
              "    loss_sum += %s__forward(params, %s, ws, %s);\n"
              "  return loss_sum;\n}\n\n",
              P, P, step, ostep);
-  buf_printf(E->out,
-             "void %s_predict_ws(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n"
-             "  %s__predict(params, inputs, outputs, ws);\n}\n\n",
-             P, P);
+  buf_printf(
+      E->out,
+      "void %s_predict_ws(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n"
+      "  %s__predict(params, inputs, outputs, ws);\n}\n\n",
+      P, P);
   /* a whole batch of exactly fixed_batch() examples, stored input by input */
   buf_printf(E->out, "int %s_fixed_batch(void) { return %d; }\n\n", P, batch);
-  if (!batch)
-    return;
-  buf_printf(E->out,
-             "bp_real %s_train_fixed(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *outputs, bp_real *ws) {\n"
-             "  return %s__backward_add_b(params, inputs, grad, ws, outputs);\n}\n\n"
-             "bp_real %s_eval_fixed(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n"
-             "  return %s__forward_b(params, inputs, ws, outputs);\n}\n",
-             P, P, P, P);
+  if (!batch) return;
+  buf_printf(
+      E->out,
+      "bp_real %s_train_fixed(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *outputs, "
+      "bp_real *ws) {\n"
+      "  return %s__backward_add_b(params, inputs, grad, ws, outputs);\n}\n\n"
+      "bp_real %s_eval_fixed(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n"
+      "  return %s__forward_b(params, inputs, ws, outputs);\n}\n",
+      P, P, P, P);
 }
 
 /* The public functions: thin wrappers that own (or take) the workspace. */
@@ -1052,17 +1049,21 @@ static void emit_wrappers(Emitter *E, int workspace, int64_t ws) {
   const char *sfx = workspace ? "_ws" : "", *arg = workspace ? ", bp_real *ws" : "";
   const char *decl_ws = "";
   if (!workspace)
-    decl_ws = ws ? arena_printf(&c->arena, "  bp_real ws[%lld];\n", (long long)ws) : "  bp_real *ws = NULL;\n";
-  if (workspace)
-    buf_printf(o, "size_t %s_workspace_size(void) { return %lld; }\n\n", P, (long long)ws);
-  buf_printf(o, "bp_real %s_forward%s(const bp_real *params, const bp_real *inputs%s) {\n%s"
-                "  return %s__forward(params, inputs, ws);\n}\n\n", P, sfx, arg, decl_ws, P);
-  buf_printf(o, "bp_real %s_backward%s(const bp_real *params, const bp_real *inputs, bp_real *grad%s) {\n%s"
-                "  return %s__backward_add(params, inputs, grad, ws, 0);\n}\n\n",
+    decl_ws =
+        ws ? arena_printf(&c->arena, "  bp_real ws[%lld];\n", (long long)ws) : "  bp_real *ws = NULL;\n";
+  if (workspace) buf_printf(o, "size_t %s_workspace_size(void) { return %lld; }\n\n", P, (long long)ws);
+  buf_printf(o,
+             "bp_real %s_forward%s(const bp_real *params, const bp_real *inputs%s) {\n%s"
+             "  return %s__forward(params, inputs, ws);\n}\n\n",
+             P, sfx, arg, decl_ws, P);
+  buf_printf(o,
+             "bp_real %s_backward%s(const bp_real *params, const bp_real *inputs, bp_real *grad%s) {\n%s"
+             "  return %s__backward_add(params, inputs, grad, ws, 0);\n}\n\n",
              P, sfx, arg, decl_ws, P);
   buf_printf(o,
              "/* Mean loss and mean gradient over n examples stored one after another. */\n"
-             "bp_real %s_backward_batch%s(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad%s) {\n%s"
+             "bp_real %s_backward_batch%s(const bp_real *params, const bp_real *inputs, size_t n, bp_real "
+             "*grad%s) {\n%s"
              "  bp_real loss_sum = 0;\n"
              "  if (n == 0) {\n"
              "    for (size_t i = 0; i < %lld; i++) grad[i] = 0;\n"
@@ -1076,10 +1077,13 @@ static void emit_wrappers(Emitter *E, int workspace, int64_t ws) {
              "    return loss_sum * scale;\n"
              "  }\n}\n\n",
              P, sfx, arg, decl_ws, (long long)c->num_params, P,
-             c->num_inputs ? arena_printf(&c->arena, "inputs + e * %lld", (long long)c->num_inputs) : "inputs",
+             c->num_inputs ? arena_printf(&c->arena, "inputs + e * %lld", (long long)c->num_inputs)
+                           : "inputs",
              (long long)c->num_params);
-  buf_printf(o, "void %s_predict%s(const bp_real *params, const bp_real *inputs, bp_real *outputs%s) {\n%s"
-                "  %s__predict(params, inputs, outputs, ws);\n}\n", P, sfx, arg, decl_ws, P);
+  buf_printf(o,
+             "void %s_predict%s(const bp_real *params, const bp_real *inputs, bp_real *outputs%s) {\n%s"
+             "  %s__predict(params, inputs, outputs, ws);\n}\n",
+             P, sfx, arg, decl_ws, P);
 }
 
 static void emit_helpers(Emitter *E, int sigmoid, int softplus) {
@@ -1087,8 +1091,8 @@ static void emit_helpers(Emitter *E, int sigmoid, int softplus) {
   if (sigmoid)
     buf_printf(E->out, "static %s %s_sigmoid(%s x) { return 1 / (1 + %s(-x)); }\n", R, E->P, R, fn(E, "exp"));
   if (softplus)
-    buf_printf(E->out, "static %s %s_softplus(%s x) { return x > 0 ? x + %s(%s(-x)) : %s(%s(x)); }\n", R, E->P,
-               R, fn(E, "log1p"), fn(E, "exp"), fn(E, "log1p"), fn(E, "exp"));
+    buf_printf(E->out, "static %s %s_softplus(%s x) { return x > 0 ? x + %s(%s(-x)) : %s(%s(x)); }\n", R,
+               E->P, R, fn(E, "log1p"), fn(E, "exp"), fn(E, "log1p"), fn(E, "exp"));
   buf_puts(E->out, "\n");
 }
 
@@ -1101,8 +1105,7 @@ static int target_uses(Ctx *c, Target *t, Op op) {
   Schedule all;
   schedule_function(c, roots, c->outputs.len + 1, t->grad_terms, &all);
   for (int i = 0; i < all.order.len; i++)
-    if (((Node *)all.order.items[i])->op == op)
-      return 1;
+    if (((Node *)all.order.items[i])->op == op) return 1;
   return 0;
 }
 
@@ -1132,8 +1135,7 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   E.out = &fns;
   int sigmoid = target_uses(c, &one, OP_SIGMOID) || (batched && target_uses(c, &many, OP_SIGMOID));
   int softplus = target_uses(c, &one, OP_SOFTPLUS) || (batched && target_uses(c, &many, OP_SOFTPLUS));
-  if (sigmoid || softplus)
-    emit_helpers(&E, sigmoid, softplus);
+  if (sigmoid || softplus) emit_helpers(&E, sigmoid, softplus);
   E.t = &one;
   int64_t ws = emit_forward(&E);
   ws = max64(ws, emit_backward(&E));
@@ -1153,7 +1155,8 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
     buf_puts(c_out, o->jit_kernels ? "\n" : "\n#include <math.h>\n\n");
   } else {
     emit_header(&E, h_out, workspace, ws);
-    buf_printf(c_out, "/* Generated by bpc %s from %s. Do not edit. */\n#include <math.h>\n\n#include \"%s\"\n\n",
+    buf_printf(c_out,
+               "/* Generated by bpc %s from %s. Do not edit. */\n#include <math.h>\n\n#include \"%s\"\n\n",
                BPC_VERSION, c->src.name, o->header_name);
   }
   emit_init(&E);

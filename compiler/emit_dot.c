@@ -14,10 +14,8 @@ static void node_label(Ctx *c, Buf *out, const Node *n) {
     buf_printf(out, "%s = %s", n->name, op_name(n->op));
   else
     buf_puts(out, op_name(n->op));
-  if (n->op == OP_POWC)
-    buf_printf(out, " %g", n->value);
-  if (n->shape.rank)
-    buf_printf(out, "\\n%s", shape_str(c, n->shape));
+  if (n->op == OP_POWC) buf_printf(out, " %g", n->value);
+  if (n->shape.rank) buf_printf(out, "\\n%s", shape_str(c, n->shape));
 }
 
 void emit_dot(Ctx *c, Buf *out) {
@@ -30,8 +28,7 @@ void emit_dot(Ctx *c, Buf *out) {
   buf_puts(out, "  { rank=source;");
   for (int i = 0; i < s.order.len; i++) {
     Node *n = s.order.items[i];
-    if (n->op == OP_PARAM || n->op == OP_INPUT)
-      buf_printf(out, " n%d;", n->id);
+    if (n->op == OP_PARAM || n->op == OP_INPUT) buf_printf(out, " n%d;", n->id);
   }
   buf_puts(out, " }\n");
   for (int i = 0; i < s.order.len; i++) {

@@ -46,10 +46,8 @@ static double binary(Op op, double a, double b) {
 
 /* Element (i, j) of an operand broadcast to shape out (numpy rule). */
 static double at(const Node *x, const double *v, Shape out, int64_t i, int64_t j) {
-  if (x->shape.rank == 0)
-    return v[0];
-  if (x->shape.rank == 1 && out.rank == 2)
-    return v[j];
+  if (x->shape.rank == 0) return v[0];
+  if (x->shape.rank == 1 && out.rank == 2) return v[j];
   return out.rank == 2 ? v[i * out.dim[1] + j] : v[i];
 }
 
@@ -133,8 +131,7 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
     int want_max = n->op == OP_MAXALL || n->op == OP_ARGMAXMASK;
     int64_t best = 0;
     for (int64_t i = 1; i < an; i++)
-      if (want_max ? A[i] > A[best] : A[i] < A[best])
-        best = i;
+      if (want_max ? A[i] > A[best] : A[i] < A[best]) best = i;
     if (n->op == OP_MAXALL || n->op == OP_MINALL) {
       y[0] = A[best];
     } else {
@@ -165,23 +162,18 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
       for (int64_t j = 0; j < cols; j++)
         y[i * cols + j] = A[j * rows + i];
     return;
-  case OP_INDEX:
-    memcpy(y, A + n->attr, sizeof(double) * (size_t)len);
-    return;
+  case OP_INDEX: memcpy(y, A + n->attr, sizeof(double) * (size_t)len); return;
   case OP_SCATTER:
     memset(y, 0, sizeof(double) * (size_t)len);
     memcpy(y + n->attr, A, sizeof(double) * (size_t)an);
     return;
-  case OP_MATMUL:
-    eval_matmul(n, A, B, y);
-    return;
+  case OP_MATMUL: eval_matmul(n, A, B, y); return;
   case OP_OUTER:
     for (int64_t i = 0; i < rows; i++)
       for (int64_t j = 0; j < cols; j++)
         y[i * cols + j] = A[i] * B[j];
     return;
-  default:
-    break;
+  default: break;
   }
   /* elementwise */
   for (int64_t i = 0; i < rows; i++)
@@ -203,18 +195,15 @@ void eval_graph(Ctx *c, const double *params, const double *inputs, Values *out)
   for (int i = 0; i < s.order.len; i++)
     want[((Node *)s.order.items[i])->id] = 1;
   for (int i = 0; c->adjoint && i < c->nforward; i++)
-    if (want[i] && c->adjoint[i])
-      want[c->adjoint[i]->id] = 1;
+    if (want[i] && c->adjoint[i]) want[c->adjoint[i]->id] = 1;
   for (int i = out->n - 1; i >= 0; i--) { /* arguments of wanted nodes are wanted */
-    if (!want[i])
-      continue;
+    if (!want[i]) continue;
     Node *n = c->nodes.items[i];
     for (int k = 0; k < n->nargs; k++)
       want[n->args[k]->id] = 1;
   }
   for (int i = 0; i < out->n; i++) {
-    if (!want[i])
-      continue;
+    if (!want[i]) continue;
     Node *n = c->nodes.items[i];
     out->v[i] = calloc((size_t)shape_numel(n->shape) + 1, sizeof(double));
     eval_node(c, n, out->v, params, inputs);

@@ -25,8 +25,11 @@ static void expr(Printer *p, const Node *n, int parent, int depth, int expand_na
 
 static int prec_of(const Node *n) {
   switch (n->op) {
-  case OP_ADD: case OP_SUB: return P_ADD;
-  case OP_MUL: case OP_DIV: case OP_MATMUL: return P_MUL;
+  case OP_ADD:
+  case OP_SUB: return P_ADD;
+  case OP_MUL:
+  case OP_DIV:
+  case OP_MATMUL: return P_MUL;
   case OP_NEG: return P_UNARY;
   case OP_POWC: return P_POW;
   case OP_CONST: return n->value < 0 ? P_UNARY : P_ATOM;
@@ -38,8 +41,7 @@ static int prec_of(const Node *n) {
 static void call(Printer *p, const char *fn, const Node *n, int depth) {
   buf_printf(p->out, "%s(", fn);
   for (int k = 0; k < n->nargs; k++) {
-    if (k)
-      buf_puts(p->out, ", ");
+    if (k) buf_puts(p->out, ", ");
     expr(p, n->args[k], 0, depth + 1, 0);
   }
   buf_puts(p->out, ")");
@@ -75,28 +77,27 @@ static void index_expr(Printer *p, const Node *n, int depth) {
   if (a->shape.rank == 2 && n->shape.rank == 1)
     buf_printf(p->out, "[%lld]", (long long)(n->attr / a->shape.dim[1]));
   else if (a->shape.rank == 2)
-    buf_printf(p->out, "[%lld, %lld]", (long long)(n->attr / a->shape.dim[1]), (long long)(n->attr % a->shape.dim[1]));
+    buf_printf(p->out, "[%lld, %lld]", (long long)(n->attr / a->shape.dim[1]),
+               (long long)(n->attr % a->shape.dim[1]));
   else
     buf_printf(p->out, "[%d]", n->attr);
 }
 
 static void matmul_expr(Printer *p, const Node *n, int depth) {
   for (int k = 0; k < 2; k++) {
-    if (k)
-      buf_puts(p->out, " @ ");
+    if (k) buf_puts(p->out, " @ ");
     int t = n->attr & (k ? MM_TB : MM_TA);
-    if (t)
-      buf_puts(p->out, "transpose(");
+    if (t) buf_puts(p->out, "transpose(");
     expr(p, n->args[k], t ? 0 : P_MUL + 1, depth + 1, 0);
-    if (t)
-      buf_puts(p->out, ")");
+    if (t) buf_puts(p->out, ")");
   }
 }
 
 static void expr_body(Printer *p, const Node *n, int depth) {
   switch (n->op) {
   case OP_CONST: buf_printf(p->out, "%g", n->value); return;
-  case OP_PARAM: case OP_INPUT: buf_puts(p->out, n->name); return;
+  case OP_PARAM:
+  case OP_INPUT: buf_puts(p->out, n->name); return;
   case OP_NEG: /* -(a * b) reads as -a * b */
     buf_puts(p->out, "-");
     expr(p, n->args[0], n->args[0]->op == OP_MUL && !n->args[0]->name ? P_MUL : P_UNARY, depth + 1, 0);
@@ -109,7 +110,8 @@ static void expr_body(Printer *p, const Node *n, int depth) {
     expr(p, n->args[0], P_POW + 1, depth + 1, 0);
     buf_printf(p->out, n->value < 0 ? "^(%g)" : "^%g", n->value);
     return;
-  case OP_GT: case OP_LT: indicator(p, n, depth); return;
+  case OP_GT:
+  case OP_LT: indicator(p, n, depth); return;
   case OP_MAX2: call(p, "max", n, depth); return;
   case OP_MIN2: call(p, "min", n, depth); return;
   case OP_MAXALL: call(p, "max", n, depth); return;
@@ -143,11 +145,9 @@ static void expr(Printer *p, const Node *n, int parent, int depth, int expand_na
     return;
   }
   int prec = prec_of(n), paren = prec < parent;
-  if (paren)
-    buf_puts(p->out, "(");
+  if (paren) buf_puts(p->out, "(");
   expr_body(p, n, depth);
-  if (paren)
-    buf_puts(p->out, ")");
+  if (paren) buf_puts(p->out, ")");
 }
 
 void expr_string(Ctx *c, const Node *n, int expand_named, Buf *out) {
@@ -164,7 +164,8 @@ static void local_symbol(Printer *p, const Node *y, int k) {
   switch (y->op) {
   case OP_ADD: buf_puts(o, "1"); return;
   case OP_SUB: buf_puts(o, k ? "-1" : "1"); return;
-  case OP_MUL: case OP_DOT: expr(p, y->args[1 - k], P_MUL, 1, 0); return;
+  case OP_MUL:
+  case OP_DOT: expr(p, y->args[1 - k], P_MUL, 1, 0); return;
   case OP_DIV:
     if (!k) {
       buf_puts(o, "1 / ");
@@ -177,7 +178,8 @@ static void local_symbol(Printer *p, const Node *y, int k) {
       buf_puts(o, "^2");
     }
     return;
-  case OP_MAX2: case OP_MIN2: { /* the router: [x > other] for max, [x < other] for min */
+  case OP_MAX2:
+  case OP_MIN2: { /* the router: [x > other] for max, [x < other] for min */
     const char *rel = y->op == OP_MAX2 ? ">" : "<";
     buf_puts(o, "[");
     expr(p, x, 0, 1, 0);
@@ -188,29 +190,65 @@ static void local_symbol(Printer *p, const Node *y, int k) {
   }
   case OP_NEG: buf_puts(o, "-1"); return;
   case OP_EXP: expr(p, y, 0, 0, 0); return;
-  case OP_LOG: buf_puts(o, "1 / "); expr(p, x, P_MUL + 1, 1, 0); return;
-  case OP_SQRT: buf_puts(o, "1 / (2 sqrt("); expr(p, x, 0, 1, 0); buf_puts(o, "))"); return;
-  case OP_ABS: buf_puts(o, "sign("); expr(p, x, 0, 1, 0); buf_puts(o, ")"); return;
-  case OP_SIN: buf_puts(o, "cos("); expr(p, x, 0, 1, 0); buf_puts(o, ")"); return;
-  case OP_COS: buf_puts(o, "-sin("); expr(p, x, 0, 1, 0); buf_puts(o, ")"); return;
-  case OP_TANH: buf_puts(o, "1 - "); expr(p, y, P_POW + 1, 0, 0); buf_puts(o, "^2"); return;
+  case OP_LOG:
+    buf_puts(o, "1 / ");
+    expr(p, x, P_MUL + 1, 1, 0);
+    return;
+  case OP_SQRT:
+    buf_puts(o, "1 / (2 sqrt(");
+    expr(p, x, 0, 1, 0);
+    buf_puts(o, "))");
+    return;
+  case OP_ABS:
+    buf_puts(o, "sign(");
+    expr(p, x, 0, 1, 0);
+    buf_puts(o, ")");
+    return;
+  case OP_SIN:
+    buf_puts(o, "cos(");
+    expr(p, x, 0, 1, 0);
+    buf_puts(o, ")");
+    return;
+  case OP_COS:
+    buf_puts(o, "-sin(");
+    expr(p, x, 0, 1, 0);
+    buf_puts(o, ")");
+    return;
+  case OP_TANH:
+    buf_puts(o, "1 - ");
+    expr(p, y, P_POW + 1, 0, 0);
+    buf_puts(o, "^2");
+    return;
   case OP_SIGMOID:
     expr(p, y, P_MUL, 0, 0);
     buf_puts(o, " * (1 - ");
     expr(p, y, P_ADD + 1, 0, 0);
     buf_puts(o, ")");
     return;
-  case OP_RELU: buf_puts(o, "["); expr(p, x, 0, 1, 0); buf_puts(o, " > 0]"); return;
-  case OP_SOFTPLUS: buf_puts(o, "sigmoid("); expr(p, x, 0, 1, 0); buf_puts(o, ")"); return;
+  case OP_RELU:
+    buf_puts(o, "[");
+    expr(p, x, 0, 1, 0);
+    buf_puts(o, " > 0]");
+    return;
+  case OP_SOFTPLUS:
+    buf_puts(o, "sigmoid(");
+    expr(p, x, 0, 1, 0);
+    buf_puts(o, ")");
+    return;
   case OP_POWC:
     buf_printf(o, "%g * ", y->value);
     expr(p, x, P_POW + 1, 1, 0);
     buf_printf(o, y->value - 1 < 0 ? "^(%g)" : "^%g", y->value - 1);
     return;
-  case OP_SUM: case OP_SUMAX: buf_puts(o, "1 (each element)"); return;
+  case OP_SUM:
+  case OP_SUMAX: buf_puts(o, "1 (each element)"); return;
   case OP_MAXALL: buf_puts(o, "1 at the first largest element, 0 elsewhere"); return;
   case OP_MINALL: buf_puts(o, "1 at the first smallest element, 0 elsewhere"); return;
-  case OP_LSE: buf_puts(o, "softmax("); expr(p, x, 0, 1, 0); buf_puts(o, ")"); return;
+  case OP_LSE:
+    buf_puts(o, "softmax(");
+    expr(p, x, 0, 1, 0);
+    buf_puts(o, ")");
+    return;
   case OP_BCAST: buf_puts(o, "1 (the copies' gradients add up)"); return;
   case OP_TRANSPOSE: buf_puts(o, "the gradient transposed"); return;
   case OP_INDEX: buf_puts(o, "1 at the indexed element(s)"); return;
@@ -244,8 +282,7 @@ static void derivative_head(Printer *p, const Node *y, int k) {
 }
 
 static void print_value(Buf *o, Ctx *c, const Values *v, const Node *n) {
-  if (!v || !v->v[n->id])
-    return;
+  if (!v || !v->v[n->id]) return;
   if (n->shape.rank == 0) {
     buf_printf(o, " = %.10g", v->v[n->id][0]);
     return;
@@ -261,16 +298,14 @@ static void print_value(Buf *o, Ctx *c, const Values *v, const Node *n) {
 static EdgeGrad *edge_of(Ctx *c, const Node *from, const Node *to, int k) {
   for (int i = 0; i < c->edges.len; i++) {
     EdgeGrad *e = c->edges.items[i];
-    if (e->from == from && e->to == to && (e->arg == k || to->args[0] == to->args[1]))
-      return e;
+    if (e->from == from && e->to == to && (e->arg == k || to->args[0] == to->args[1])) return e;
   }
   return NULL;
 }
 
 /* A local derivative's value for scalar edges: contribution / incoming. */
 static int local_value(Ctx *c, const Values *v, const Node *y, int k, double *out) {
-  if (!v || y->shape.rank || y->args[k]->shape.rank || !c->adjoint)
-    return 0;
+  if (!v || y->shape.rank || y->args[k]->shape.rank || !c->adjoint) return 0;
   EdgeGrad *e = edge_of(c, y->args[k], y, k);
   const Node *in = y == c->loss ? NULL : c->adjoint[y->id];
   double g_in = in ? (v->v[in->id] ? v->v[in->id][0] : NAN) : 1;
@@ -303,17 +338,14 @@ static int find_paths(Ctx *c, const Node *from, Path *paths, int *more) {
   char *live = arena_alloc(&c->arena, (size_t)n + 1);
   for (int i = 0; i < s.order.len; i++) {
     const Node *y = s.order.items[i];
-    if (y->id < n)
-      live[y->id] = 1;
+    if (y->id < n) live[y->id] = 1;
   }
   /* consumers of every live value that carries gradient, counted first */
   for (int i = 0; i < n; i++) {
     const Node *y = c->nodes.items[i];
-    if (!live[i] || !y->needs_grad)
-      continue;
+    if (!live[i] || !y->needs_grad) continue;
     for (int k = 0; k < y->nargs; k++)
-      if (!(k == 1 && y->args[0] == y->args[1]))
-        ncons[y->args[k]->id]++;
+      if (!(k == 1 && y->args[0] == y->args[1])) ncons[y->args[k]->id]++;
   }
   for (int i = 0; i < n; i++) {
     cons[i] = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(ncons[i] + 1));
@@ -321,11 +353,9 @@ static int find_paths(Ctx *c, const Node *from, Path *paths, int *more) {
   }
   for (int i = 0; i < n; i++) {
     const Node *y = c->nodes.items[i];
-    if (!live[i] || !y->needs_grad)
-      continue;
+    if (!live[i] || !y->needs_grad) continue;
     for (int k = 0; k < y->nargs; k++)
-      if (!(k == 1 && y->args[0] == y->args[1]))
-        cons[y->args[k]->id][ncons[y->args[k]->id]++] = y;
+      if (!(k == 1 && y->args[0] == y->args[1])) cons[y->args[k]->id][ncons[y->args[k]->id]++] = y;
   }
   /* stack of (node, next consumer index) */
   const Node **stack = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(n + 2));
@@ -344,8 +374,7 @@ static int find_paths(Ctx *c, const Node *from, Path *paths, int *more) {
         pa->args = arena_alloc(&c->arena, sizeof(int) * (size_t)pa->len);
         for (int i = 0; i <= depth; i++) {
           pa->nodes[i] = stack[i];
-          if (i < depth)
-            pa->args[i] = stack[i + 1]->args[0] == stack[i] ? 0 : 1;
+          if (i < depth) pa->args[i] = stack[i + 1]->args[0] == stack[i] ? 0 : 1;
         }
         found++;
       } else {
@@ -371,8 +400,7 @@ static void show_definitions(Printer *p, const Path *paths, int npaths) {
   for (int k = 0; k < npaths; k++)
     for (int i = paths[k].len - 1; i > 0; i--) {
       const Node *n = paths[k].nodes[i];
-      if (!n->name || shown[n->id])
-        continue;
+      if (!n->name || shown[n->id]) continue;
       shown[n->id] = 1;
       buf_printf(p->out, "  %s = ", n->name);
       expr(p, n, 0, 0, 1);
@@ -383,10 +411,8 @@ static void show_definitions(Printer *p, const Path *paths, int npaths) {
 int explain(Ctx *c, const char *wrt, const Values *v, Buf *out) {
   Decl *param = NULL;
   for (int i = 0; i < c->params.len; i++)
-    if (!strcmp(((Decl *)c->params.items[i])->name, wrt))
-      param = c->params.items[i];
-  if (!param)
-    return 1;
+    if (!strcmp(((Decl *)c->params.items[i])->name, wrt)) param = c->params.items[i];
+  if (!param) return 1;
   Printer p = {c, out};
   Path paths[MAX_PATHS];
   int more = 0, npaths = find_paths(c, param->node, paths, &more);
@@ -432,8 +458,7 @@ int explain(Ctx *c, const char *wrt, const Values *v, Buf *out) {
     }
     buf_puts(out, "  product: ");
     for (int i = pa->len - 2; i >= 0; i--) {
-      if (i != pa->len - 2)
-        buf_puts(out, " * ");
+      if (i != pa->len - 2) buf_puts(out, " * ");
       Buf f = {0};
       Printer q = {c, &f};
       local_symbol(&q, pa->nodes[i + 1], pa->args[i]);
@@ -441,17 +466,16 @@ int explain(Ctx *c, const char *wrt, const Values *v, Buf *out) {
       buf_printf(out, wrap ? "(%s)" : "%s", f.data);
       buf_free(&f);
     }
-    if (v && product_known)
-      buf_printf(out, " = %.10g", product);
+    if (v && product_known) buf_printf(out, " = %.10g", product);
     buf_puts(out, "\n");
   }
-  if (more)
-    buf_printf(out, "\n... and %d more path%s.\n", more, more == 1 ? "" : "s");
+  if (more) buf_printf(out, "\n... and %d more path%s.\n", more, more == 1 ? "" : "s");
   if (npaths + more > 1)
-    buf_printf(out, "\nThe paths meet where a value is used more than once; their products add up (the copy gate).\n");
+    buf_printf(
+        out,
+        "\nThe paths meet where a value is used more than once; their products add up (the copy gate).\n");
   buf_printf(out, "\nsimplified (as bpc computes it):\n  dloss/d%s = ", wrt);
-  if (!c->grad_terms[param->node->slot])
-    buf_puts(out, "0");
+  if (!c->grad_terms[param->node->slot]) buf_puts(out, "0");
   for (GradTerm *t = c->grad_terms[param->node->slot]; t; t = t->next) {
     const Node *term = t->node;
     int first = t == c->grad_terms[param->node->slot];
@@ -460,8 +484,7 @@ int explain(Ctx *c, const char *wrt, const Values *v, Buf *out) {
       expr(&p, term->args[0], P_ADD + 1, 0, 1);
       continue;
     }
-    if (!first)
-      buf_puts(out, " + ");
+    if (!first) buf_puts(out, " + ");
     expr(&p, term, P_ADD, 0, 1);
   }
   if (v) {
@@ -489,8 +512,7 @@ void trace(Ctx *c, const Values *v, Buf *out) {
     if (e->to != current) {
       current = e->to;
       buf_puts(out, "\n");
-      if (current->name && !current->is_backward)
-        buf_printf(out, "%s = ", current->name);
+      if (current->name && !current->is_backward) buf_printf(out, "%s = ", current->name);
       expr(&p, current, 0, 0, 1);
       print_value(out, c, v, current);
       buf_puts(out, "\n  incoming dloss/d");
@@ -515,8 +537,7 @@ void trace(Ctx *c, const Values *v, Buf *out) {
       buf_printf(out, " = %.10g", lv);
     buf_puts(out, ", outgoing");
     print_value(out, c, v, e->g);
-    if (!v)
-      buf_puts(out, " (symbolic)");
+    if (!v) buf_puts(out, " (symbolic)");
     buf_puts(out, "\n");
   }
 }

@@ -8,19 +8,44 @@
 #include "bpc.h"
 
 static const char *const op_names[OP_COUNT] = {
-    [OP_CONST] = "const",     [OP_PARAM] = "param",         [OP_INPUT] = "input",
-    [OP_NEG] = "neg",         [OP_EXP] = "exp",             [OP_LOG] = "log",
-    [OP_SQRT] = "sqrt",       [OP_ABS] = "abs",             [OP_SIN] = "sin",
-    [OP_COS] = "cos",         [OP_TANH] = "tanh",           [OP_SIGMOID] = "sigmoid",
-    [OP_RELU] = "relu",       [OP_SOFTPLUS] = "softplus",   [OP_POWC] = "pow",
-    [OP_SIGN] = "sign",       [OP_ADD] = "add",             [OP_SUB] = "sub",
-    [OP_MUL] = "mul",         [OP_DIV] = "div",             [OP_MAX2] = "max",
-    [OP_MIN2] = "min",        [OP_GT] = "gt",               [OP_LT] = "lt",
-    [OP_SUM] = "sum",         [OP_SUMAX] = "sum_axis",      [OP_MAXALL] = "max_all",
-    [OP_MINALL] = "min_all",  [OP_LSE] = "logsumexp",       [OP_ARGMAXMASK] = "onehot_argmax",
-    [OP_ARGMINMASK] = "onehot_argmin", [OP_BCAST] = "broadcast", [OP_TRANSPOSE] = "transpose",
-    [OP_INDEX] = "index",     [OP_SCATTER] = "scatter",     [OP_MATMUL] = "matmul",
-    [OP_OUTER] = "outer",     [OP_DOT] = "dot",
+    [OP_CONST] = "const",
+    [OP_PARAM] = "param",
+    [OP_INPUT] = "input",
+    [OP_NEG] = "neg",
+    [OP_EXP] = "exp",
+    [OP_LOG] = "log",
+    [OP_SQRT] = "sqrt",
+    [OP_ABS] = "abs",
+    [OP_SIN] = "sin",
+    [OP_COS] = "cos",
+    [OP_TANH] = "tanh",
+    [OP_SIGMOID] = "sigmoid",
+    [OP_RELU] = "relu",
+    [OP_SOFTPLUS] = "softplus",
+    [OP_POWC] = "pow",
+    [OP_SIGN] = "sign",
+    [OP_ADD] = "add",
+    [OP_SUB] = "sub",
+    [OP_MUL] = "mul",
+    [OP_DIV] = "div",
+    [OP_MAX2] = "max",
+    [OP_MIN2] = "min",
+    [OP_GT] = "gt",
+    [OP_LT] = "lt",
+    [OP_SUM] = "sum",
+    [OP_SUMAX] = "sum_axis",
+    [OP_MAXALL] = "max_all",
+    [OP_MINALL] = "min_all",
+    [OP_LSE] = "logsumexp",
+    [OP_ARGMAXMASK] = "onehot_argmax",
+    [OP_ARGMINMASK] = "onehot_argmin",
+    [OP_BCAST] = "broadcast",
+    [OP_TRANSPOSE] = "transpose",
+    [OP_INDEX] = "index",
+    [OP_SCATTER] = "scatter",
+    [OP_MATMUL] = "matmul",
+    [OP_OUTER] = "outer",
+    [OP_DOT] = "dot",
 };
 
 const char *op_name(Op op) { return op_names[op]; }
@@ -29,15 +54,12 @@ int op_is_unary_elementwise(Op op) { return op >= OP_NEG && op <= OP_SIGN; }
 
 int op_is_elementwise(Op op) { return op >= OP_NEG && op <= OP_LT; }
 
-static int op_is_commutative(Op op) {
-  return op == OP_ADD || op == OP_MUL || op == OP_MAX2 || op == OP_MIN2;
-}
+static int op_is_commutative(Op op) { return op == OP_ADD || op == OP_MUL || op == OP_MAX2 || op == OP_MIN2; }
 
 /* Ops whose result does not vary smoothly with their inputs carry no
  * gradient: indicators and masks. */
 static int op_blocks_gradient(Op op) {
-  return op == OP_SIGN || op == OP_GT || op == OP_LT || op == OP_ARGMAXMASK ||
-         op == OP_ARGMINMASK;
+  return op == OP_SIGN || op == OP_GT || op == OP_LT || op == OP_ARGMAXMASK || op == OP_ARGMINMASK;
 }
 
 static uint32_t mix(uint32_t h, uint64_t v) {
@@ -88,8 +110,8 @@ Node *ir_find(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) 
   uint32_t h = node_hash(op, s, a, b, value, attr);
   if (c->hcap) {
     for (Node *n = c->htab[h & (c->hcap - 1)]; n; n = n->hnext)
-      if (n->hash == h && n->op == op && shape_eq(n->shape, s) && n->args[0] == a &&
-          n->args[1] == b && same_double(n->value, value) && n->attr == attr)
+      if (n->hash == h && n->op == op && shape_eq(n->shape, s) && n->args[0] == a && n->args[1] == b &&
+          same_double(n->value, value) && n->attr == attr)
         return n;
   }
   return NULL;
@@ -97,8 +119,7 @@ Node *ir_find(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) 
 
 Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
   Node *found = ir_find(c, op, s, a, b, value, attr);
-  if (found)
-    return found;
+  if (found) return found;
   if (op_is_commutative(op) && a && b && a->id > b->id) {
     Node *t = a;
     a = b;
@@ -107,8 +128,7 @@ Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) 
   uint32_t h = node_hash(op, s, a, b, value, attr);
   if (c->nodes.len >= c->max_nodes)
     diag_error(c, c->cur_loc, "the model needs more than %d graph nodes (the limit)", c->max_nodes);
-  if ((uint32_t)c->nodes.len * 2 >= c->hcap)
-    rehash(c);
+  if ((uint32_t)c->nodes.len * 2 >= c->hcap) rehash(c);
   Node *n = arena_alloc(&c->arena, sizeof *n);
   n->id = c->nodes.len;
   n->op = op;
@@ -136,8 +156,7 @@ Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) 
 static Node *build(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
   if (!c->no_simplify) {
     Node *r = simplify(c, op, s, a, b, value, attr);
-    if (r)
-      return r;
+    if (r) return r;
   }
   return ir_make(c, op, s, a, b, value, attr);
 }
@@ -145,8 +164,7 @@ static Node *build(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int a
 int ir_is_const(const Node *n, double v) { return n->op == OP_CONST && n->value == v; }
 
 Node *ir_const(Ctx *c, double v, Shape s) {
-  if (v == 0)
-    v = 0; /* one zero: -0.0 and 0.0 hash alike */
+  if (v == 0) v = 0; /* one zero: -0.0 and 0.0 hash alike */
   return ir_make(c, OP_CONST, s, NULL, NULL, v, 0);
 }
 
@@ -163,15 +181,14 @@ Node *ir_powc(Ctx *c, Node *a, double e) { return build(c, OP_POWC, a->shape, a,
 Node *ir_binary(Ctx *c, Op op, Node *a, Node *b) {
   Shape s;
   if (!shape_broadcast(a->shape, b->shape, &s))
-    diag_error(c, c->cur_loc, "internal error: %s of %s and %s", op_name(op),
-               shape_str(c, a->shape), shape_str(c, b->shape));
+    diag_error(c, c->cur_loc, "internal error: %s of %s and %s", op_name(op), shape_str(c, a->shape),
+               shape_str(c, b->shape));
   return build(c, op, s, a, b, 0, 0);
 }
 
 Node *ir_reduce(Ctx *c, Op op, Node *a) {
   Shape s = shape_scalar();
-  if (op == OP_LSE && a->shape.rank == 2)
-    s = shape_vec(a->shape.dim[0]);
+  if (op == OP_LSE && a->shape.rank == 2) s = shape_vec(a->shape.dim[0]);
   return build(c, op, s, a, NULL, 0, 0);
 }
 
@@ -182,8 +199,7 @@ Node *ir_sumax(Ctx *c, Node *a, int axis) {
 }
 
 Node *ir_bcast(Ctx *c, Node *a, Shape to, int mode) {
-  if (shape_eq(a->shape, to))
-    return a;
+  if (shape_eq(a->shape, to)) return a;
   return build(c, OP_BCAST, to, a, NULL, 0, a->shape.rank == 0 ? BCAST_ROWS : mode);
 }
 
@@ -223,10 +239,8 @@ Node *ir_outer(Ctx *c, Node *a, Node *b) {
 Node *ir_dot(Ctx *c, Node *a, Node *b) { return build(c, OP_DOT, shape_scalar(), a, b, 0, 0); }
 
 Node *ir_unbroadcast(Ctx *c, Node *a, Shape to) {
-  if (shape_eq(a->shape, to))
-    return a;
-  if (to.rank == 0)
-    return ir_reduce(c, OP_SUM, a);
+  if (shape_eq(a->shape, to)) return a;
+  if (to.rank == 0) return ir_reduce(c, OP_SUM, a);
   /* a vector broadcast over the rows of a matrix */
   return ir_sumax(c, a, 0);
 }
@@ -251,26 +265,18 @@ static void print_node(Ctx *c, Buf *out, const Node *n) {
       buf_puts(out, i ? ", " : " ");
       print_ref(out, n->args[i]);
     }
-    if (n->op == OP_POWC)
-      buf_printf(out, ", %.17g", n->value);
-    if (n->op == OP_SUMAX)
-      buf_printf(out, ", axis=%d", n->attr);
-    if (n->op == OP_INDEX || n->op == OP_SCATTER)
-      buf_printf(out, ", at=%d", n->attr);
-    if (n->op == OP_BCAST)
-      buf_puts(out, n->attr == BCAST_COLS ? ", cols" : ", rows");
+    if (n->op == OP_POWC) buf_printf(out, ", %.17g", n->value);
+    if (n->op == OP_SUMAX) buf_printf(out, ", axis=%d", n->attr);
+    if (n->op == OP_INDEX || n->op == OP_SCATTER) buf_printf(out, ", at=%d", n->attr);
+    if (n->op == OP_BCAST) buf_puts(out, n->attr == BCAST_COLS ? ", cols" : ", rows");
     if (n->op == OP_MATMUL && n->attr)
       buf_printf(out, ",%s%s", n->attr & MM_TA ? " ta" : "", n->attr & MM_TB ? " tb" : "");
   }
   buf_printf(out, " : %s", shape_str(c, n->shape));
-  if (n->name || n->loc.line)
-    buf_puts(out, "  #");
-  if (n->name)
-    buf_printf(out, " %s", n->name);
-  if (n->loc.line)
-    buf_printf(out, " line %d", n->loc.line);
-  if (n->is_backward)
-    buf_puts(out, " (backward)");
+  if (n->name || n->loc.line) buf_puts(out, "  #");
+  if (n->name) buf_printf(out, " %s", n->name);
+  if (n->loc.line) buf_printf(out, " line %d", n->loc.line);
+  if (n->is_backward) buf_puts(out, " (backward)");
   buf_puts(out, "\n");
 }
 
@@ -291,8 +297,7 @@ void ir_print(Ctx *c, Buf *out) {
   buf_puts(out, "graph:\n");
   for (int i = 0; i < sch.order.len; i++) {
     const Node *n = sch.order.items[i];
-    if (n->op == OP_CONST && n->shape.rank == 0)
-      continue; /* printed inline */
+    if (n->op == OP_CONST && n->shape.rank == 0) continue; /* printed inline */
     print_node(c, out, n);
   }
   buf_printf(out, "loss = ");
@@ -307,8 +312,7 @@ void ir_print(Ctx *c, Buf *out) {
   for (int i = 0; i < c->params.len; i++) {
     Decl *d = c->params.items[i];
     buf_printf(out, "grad %s =", d->name);
-    if (!c->grad_terms[i])
-      buf_puts(out, " 0");
+    if (!c->grad_terms[i]) buf_puts(out, " 0");
     for (GradTerm *t = c->grad_terms[i]; t; t = t->next) {
       buf_puts(out, t == c->grad_terms[i] ? " " : " + ");
       print_ref(out, t->node);

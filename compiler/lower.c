@@ -34,13 +34,10 @@ static uint32_t str_hash(const char *s) {
 }
 
 static Binding *lookup(Lowerer *L, const char *name) {
-  if (!L->cap)
-    return NULL;
+  if (!L->cap) return NULL;
   for (uint32_t i = str_hash(name) & (L->cap - 1);; i = (i + 1) & (L->cap - 1)) {
-    if (!L->tab[i])
-      return NULL;
-    if (!strcmp(L->tab[i]->name, name))
-      return L->tab[i];
+    if (!L->tab[i]) return NULL;
+    if (!strcmp(L->tab[i]->name, name)) return L->tab[i];
   }
 }
 
@@ -50,8 +47,7 @@ static void insert(Lowerer *L, Binding *b) {
     Binding **tab = arena_alloc(&L->c->arena, sizeof(Binding *) * cap);
     for (uint32_t i = 0; i < L->cap; i++) {
       Binding *x = L->tab[i];
-      if (!x)
-        continue;
+      if (!x) continue;
       uint32_t j = str_hash(x->name) & (cap - 1);
       while (tab[j])
         j = (j + 1) & (cap - 1);
@@ -80,8 +76,7 @@ static const char *kind_word(BindKind k) {
 /* Edit distance, for "did you mean" suggestions. */
 static int edit_distance(const char *a, const char *b) {
   int la = (int)strlen(a), lb = (int)strlen(b);
-  if (la > 64 || lb > 64)
-    return 99;
+  if (la > 64 || lb > 64) return 99;
   int prev[65], cur[65];
   for (int j = 0; j <= lb; j++)
     prev[j] = j;
@@ -110,13 +105,12 @@ static int close_enough(const char *want, const char *cand, int *best) {
 /* Names become C identifiers in the generated code. */
 static int is_c_keyword(const char *name) {
   static const char *const words[] = {
-      "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
-      "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
-      "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
-      "union", "unsigned", "void", "volatile", "while", "bp_real"};
+      "auto",   "break",    "case",     "char",     "const", "continue", "default", "do",     "double",
+      "else",   "enum",     "extern",   "float",    "for",   "goto",     "if",      "inline", "int",
+      "long",   "register", "restrict", "return",   "short", "signed",   "sizeof",  "static", "struct",
+      "switch", "typedef",  "union",    "unsigned", "void",  "volatile", "while",   "bp_real"};
   for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-    if (!strcmp(words[i], name))
-      return 1;
+    if (!strcmp(words[i], name)) return 1;
   return name[0] == '_';
 }
 
@@ -143,8 +137,18 @@ static Binding *define(Lowerer *L, const char *name, Loc loc, BindKind kind) {
 /* ---- functions ---------------------------------------------------------- */
 
 typedef enum {
-  F_UNARY, F_MAX, F_MIN, F_SUM, F_MEAN, F_DOT, F_TRANSPOSE, F_SOFTMAX, F_LOG_SOFTMAX, F_LSE,
-  F_CE, F_SCE
+  F_UNARY,
+  F_MAX,
+  F_MIN,
+  F_SUM,
+  F_MEAN,
+  F_DOT,
+  F_TRANSPOSE,
+  F_SOFTMAX,
+  F_LOG_SOFTMAX,
+  F_LSE,
+  F_CE,
+  F_SCE
 } FnKind;
 
 typedef struct FnInfo {
@@ -181,22 +185,18 @@ enum { NFUNCTIONS = sizeof functions / sizeof functions[0] };
 
 static const FnInfo *find_function(const char *name) {
   for (int i = 0; i < NFUNCTIONS; i++)
-    if (!strcmp(functions[i].name, name))
-      return &functions[i];
+    if (!strcmp(functions[i].name, name)) return &functions[i];
   return NULL;
 }
 
 static _Noreturn void unknown_function(Lowerer *L, Ast *a) {
   Binding *b = lookup(L, a->name);
-  if (b)
-    diag_error(L->c, a->loc, "'%s' is %s, not a function", a->name, kind_word(b->kind));
+  if (b) diag_error(L->c, a->loc, "'%s' is %s, not a function", a->name, kind_word(b->kind));
   const char *best_name = NULL;
   int best = 99;
   for (int i = 0; i < NFUNCTIONS; i++)
-    if (close_enough(a->name, functions[i].name, &best))
-      best_name = functions[i].name;
-  if (best_name)
-    diag_error(L->c, a->loc, "unknown function '%s'; did you mean '%s'?", a->name, best_name);
+    if (close_enough(a->name, functions[i].name, &best)) best_name = functions[i].name;
+  if (best_name) diag_error(L->c, a->loc, "unknown function '%s'; did you mean '%s'?", a->name, best_name);
   diag_error(L->c, a->loc, "unknown function '%s'", a->name);
 }
 
@@ -204,12 +204,10 @@ static _Noreturn void undefined_name(Lowerer *L, Ast *a) {
   const char *best_name = NULL;
   int best = 99;
   for (uint32_t i = 0; i < L->cap; i++)
-    if (L->tab[i] && close_enough(a->name, L->tab[i]->name, &best))
-      best_name = L->tab[i]->name;
+    if (L->tab[i] && close_enough(a->name, L->tab[i]->name, &best)) best_name = L->tab[i]->name;
   if (find_function(a->name))
     diag_error(L->c, a->loc, "'%s' is a function; call it as %s(...)", a->name, a->name);
-  if (best_name)
-    diag_error(L->c, a->loc, "undefined name '%s'; did you mean '%s'?", a->name, best_name);
+  if (best_name) diag_error(L->c, a->loc, "undefined name '%s'; did you mean '%s'?", a->name, best_name);
   diag_error(L->c, a->loc, "undefined name '%s'", a->name);
 }
 
@@ -237,14 +235,12 @@ static Node *matmul(Lowerer *L, Loc loc, Node *a, Node *b, const char *how) {
   if (ka != kb)
     diag_error(c, loc, "cannot compute %s %s %s: inner dimensions %lld and %lld differ", S(L, a), how,
                S(L, b), (long long)ka, (long long)kb);
-  if (a->shape.rank == 1 && b->shape.rank == 1)
-    return ir_dot(c, a, b);
+  if (a->shape.rank == 1 && b->shape.rank == 1) return ir_dot(c, a, b);
   return ir_matmul(c, a, b, 0);
 }
 
 static int64_t const_int(Lowerer *L, Node *n, Loc loc, const char *what) {
-  if (n->op != OP_CONST || n->shape.rank != 0)
-    diag_error(L->c, loc, "%s must be a constant integer", what);
+  if (n->op != OP_CONST || n->shape.rank != 0) diag_error(L->c, loc, "%s must be a constant integer", what);
   if (n->value != floor(n->value) || fabs(n->value) > 1e15)
     diag_error(L->c, loc, "%s must be an integer, got %g", what, n->value);
   return (int64_t)n->value;
@@ -266,8 +262,8 @@ static void need_tensor(Lowerer *L, Ast *a, Node *x, const char *what) {
 
 static void need_same_shape(Lowerer *L, Ast *a, Node *x, Node *y) {
   if (!shape_eq(x->shape, y->shape))
-    diag_error(L->c, a->loc, "%s() needs two arguments of the same shape, got %s and %s", a->name,
-               S(L, x), S(L, y));
+    diag_error(L->c, a->loc, "%s() needs two arguments of the same shape, got %s and %s", a->name, S(L, x),
+               S(L, y));
 }
 
 static Node *reduce_axis(Lowerer *L, Ast *a, Node *x, Node *axis_node, int mean) {
@@ -280,8 +276,8 @@ static Node *reduce_axis(Lowerer *L, Ast *a, Node *x, Node *axis_node, int mean)
   if (x->shape.rank == 0)
     diag_error(c, a->kids[1]->loc, "%s() over an axis needs a vector or a matrix, not a scalar", a->name);
   if (axis < 0 || axis >= x->shape.rank)
-    diag_error(c, a->kids[1]->loc, "axis %lld is out of range for shape %s (valid: 0 to %d)",
-               (long long)axis, S(L, x), x->shape.rank - 1);
+    diag_error(c, a->kids[1]->loc, "axis %lld is out of range for shape %s (valid: 0 to %d)", (long long)axis,
+               S(L, x), x->shape.rank - 1);
   Node *s = x->shape.rank == 1 ? ir_reduce(c, OP_SUM, x) : ir_sumax(c, x, (int)axis);
   return mean ? ir_binary(c, OP_DIV, s, ir_const(c, (double)x->shape.dim[axis], shape_scalar())) : s;
 }
@@ -289,43 +285,35 @@ static Node *reduce_axis(Lowerer *L, Ast *a, Node *x, Node *axis_node, int mean)
 static Node *lower_call(Lowerer *L, Ast *a, Node **args) {
   Ctx *c = L->c;
   const FnInfo *f = find_function(a->name);
-  if (!f)
-    unknown_function(L, a);
+  if (!f) unknown_function(L, a);
   if (a->nkids < f->min_args || a->nkids > f->max_args) {
     if (f->min_args == f->max_args)
       diag_error(c, a->loc, "%s() takes %d argument%s, but %d %s given", f->name, f->min_args,
                  f->min_args == 1 ? "" : "s", a->nkids, a->nkids == 1 ? "was" : "were");
-    diag_error(c, a->loc, "%s() takes %d or %d arguments, but %d %s given", f->name, f->min_args,
-               f->max_args, a->nkids, a->nkids == 1 ? "was" : "were");
+    diag_error(c, a->loc, "%s() takes %d or %d arguments, but %d %s given", f->name, f->min_args, f->max_args,
+               a->nkids, a->nkids == 1 ? "was" : "were");
   }
   Node *x = args[0], *y = a->nkids > 1 ? args[1] : NULL;
   switch (f->kind) {
   case F_UNARY: return ir_unary(c, f->op, x);
   case F_MAX:
   case F_MIN:
-    if (y)
-      return elementwise(L, a->loc, f->kind == F_MAX ? OP_MAX2 : OP_MIN2, ",", x, y);
+    if (y) return elementwise(L, a->loc, f->kind == F_MAX ? OP_MAX2 : OP_MIN2, ",", x, y);
     return ir_reduce(c, f->kind == F_MAX ? OP_MAXALL : OP_MINALL, x);
   case F_SUM: return reduce_axis(L, a, x, y, 0);
   case F_MEAN: return reduce_axis(L, a, x, y, 1);
   case F_DOT:
     if (x->shape.rank == 1 && y->shape.rank == 1 && x->shape.dim[0] != y->shape.dim[0])
-      diag_error(c, a->loc, "cannot compute dot(%s, %s): lengths %lld and %lld differ", S(L, x),
-                 S(L, y), (long long)x->shape.dim[0], (long long)y->shape.dim[0]);
+      diag_error(c, a->loc, "cannot compute dot(%s, %s): lengths %lld and %lld differ", S(L, x), S(L, y),
+                 (long long)x->shape.dim[0], (long long)y->shape.dim[0]);
     return matmul(L, a->loc, x, y, "dot");
   case F_TRANSPOSE:
     if (x->shape.rank != 2)
       diag_error(c, a->loc, "transpose() needs a matrix, but its argument has shape %s", S(L, x));
     return ir_transpose(c, x);
-  case F_SOFTMAX:
-    need_tensor(L, a, x, f->name);
-    return ir_unary(c, OP_EXP, log_softmax(c, x));
-  case F_LOG_SOFTMAX:
-    need_tensor(L, a, x, f->name);
-    return log_softmax(c, x);
-  case F_LSE:
-    need_tensor(L, a, x, f->name);
-    return ir_reduce(c, OP_LSE, x);
+  case F_SOFTMAX: need_tensor(L, a, x, f->name); return ir_unary(c, OP_EXP, log_softmax(c, x));
+  case F_LOG_SOFTMAX: need_tensor(L, a, x, f->name); return log_softmax(c, x);
+  case F_LSE: need_tensor(L, a, x, f->name); return ir_reduce(c, OP_LSE, x);
   case F_CE:
     need_same_shape(L, a, x, y);
     return ir_unary(c, OP_NEG, ir_reduce(c, OP_SUM, ir_binary(c, OP_MUL, y, ir_unary(c, OP_LOG, x))));
@@ -343,8 +331,7 @@ static Node *lower_index(Lowerer *L, Ast *a, Node **args) {
   Ctx *c = L->c;
   Node *x = args[0];
   int nidx = a->nkids - 1;
-  if (x->shape.rank == 0)
-    diag_error(c, a->loc, "cannot index a scalar");
+  if (x->shape.rank == 0) diag_error(c, a->loc, "cannot index a scalar");
   if (nidx > x->shape.rank)
     diag_error(c, a->loc, "%d indices given, but the value has shape %s", nidx, S(L, x));
   int64_t offset = 0;
@@ -371,21 +358,17 @@ static Node *lower_binary(Lowerer *L, Ast *a, Node *x, Node *y) {
   default: /* '^' */
     if (y->op != OP_CONST || y->shape.rank != 0)
       diag_error(c, a->kids[1]->loc, "the exponent of '^' must be a constant number");
-    if (!isfinite(y->value))
-      diag_error(c, a->kids[1]->loc, "the exponent of '^' must be finite");
+    if (!isfinite(y->value)) diag_error(c, a->kids[1]->loc, "the exponent of '^' must be finite");
     return ir_powc(c, x, y->value);
   }
 }
 
 static Node *lower_leaf(Lowerer *L, Ast *a) {
   Ctx *c = L->c;
-  if (a->kind == AST_NUM)
-    return ir_const(c, a->num, shape_scalar());
+  if (a->kind == AST_NUM) return ir_const(c, a->num, shape_scalar());
   Binding *b = lookup(L, a->name);
-  if (!b)
-    undefined_name(L, a);
-  if (b->kind == B_DIM)
-    return ir_const(c, (double)b->dim, shape_scalar());
+  if (!b) undefined_name(L, a);
+  if (b->kind == B_DIM) return ir_const(c, (double)b->dim, shape_scalar());
   return b->node;
 }
 
@@ -450,21 +433,19 @@ static int64_t dim_value(Lowerer *L, Ast *d) {
     Binding *b = lookup(L, d->name);
     if (!b || b->kind != B_DIM) {
       if (b)
-        diag_error(c, d->loc, "'%s' is %s, not a dim; a dimension must be a number or a dim name",
-                   d->name, kind_word(b->kind));
+        diag_error(c, d->loc, "'%s' is %s, not a dim; a dimension must be a number or a dim name", d->name,
+                   kind_word(b->kind));
       diag_error(c, d->loc, "unknown dimension '%s' (declare it first: dim %s = ...)", d->name, d->name);
     }
     v = b->dim;
   } else {
-    if (!d->is_int)
-      diag_error(c, d->loc, "a dimension must be a whole number, got %g", d->num);
+    if (!d->is_int) diag_error(c, d->loc, "a dimension must be a whole number, got %g", d->num);
     if (d->num > (double)BPC_MAX_DIM)
       diag_error(c, d->loc, "dimension %.0f is too large (the limit is %lld)", d->num,
                  (long long)BPC_MAX_DIM);
     v = (int64_t)d->num;
   }
-  if (v <= 0)
-    diag_error(c, d->loc, "a dimension must be positive, got %lld", (long long)v);
+  if (v <= 0) diag_error(c, d->loc, "a dimension must be positive, got %lld", (long long)v);
   return v;
 }
 
@@ -493,8 +474,7 @@ static void declare_dim(Lowerer *L, Stmt *s) {
 }
 
 static double init_number(Lowerer *L, Ast *v) {
-  if (v->kind != AST_NUM)
-    diag_error(L->c, v->loc, "expected a number here");
+  if (v->kind != AST_NUM) diag_error(L->c, v->loc, "expected a number here");
   return v->num;
 }
 
@@ -518,8 +498,8 @@ static void flatten_init(Lowerer *L, Decl *d, Ast *list) {
     return;
   }
   if (list->nkids != d->shape.dim[0])
-    diag_error(c, list->loc, "initialiser for '%s' has %d rows, but '%s' has shape %s", d->name,
-               list->nkids, d->name, shape_str(c, d->shape));
+    diag_error(c, list->loc, "initialiser for '%s' has %d rows, but '%s' has shape %s", d->name, list->nkids,
+               d->name, shape_str(c, d->shape));
   for (int r = 0; r < list->nkids; r++) {
     Ast *row = list->kids[r];
     if (row->kind != AST_LIST || row->nkids != d->shape.dim[1])
@@ -533,8 +513,7 @@ static void flatten_init(Lowerer *L, Decl *d, Ast *list) {
 static void set_initialiser(Lowerer *L, Stmt *s, Decl *d) {
   Ctx *c = L->c;
   d->init = s->init;
-  if (s->init == INIT_DEFAULT)
-    d->init = d->shape.rank == 2 ? INIT_GLOROT : INIT_ZEROS;
+  if (s->init == INIT_DEFAULT) d->init = d->shape.rank == 2 ? INIT_GLOROT : INIT_ZEROS;
   if (s->init == INIT_GLOROT && d->shape.rank != 2)
     diag_error(c, s->init_loc, "glorot initialisation needs a matrix, but '%s' has shape %s", d->name,
                shape_str(c, d->shape));
@@ -573,8 +552,7 @@ static void declare_leaf(Lowerer *L, Stmt *s) {
   PtrVec *list = is_param ? &c->params : &c->inputs;
   int slot = list->len;
   Decl *d = new_decl(L, s, sh, list, is_param ? &c->num_params : &c->num_inputs);
-  if (is_param)
-    set_initialiser(L, s, d);
+  if (is_param) set_initialiser(L, s, d);
   c->cur_loc = s->name_loc;
   d->node = ir_leaf(c, is_param ? OP_PARAM : OP_INPUT, slot, sh);
   d->node->name = s->name;
@@ -582,8 +560,7 @@ static void declare_leaf(Lowerer *L, Stmt *s) {
 }
 
 static void name_value(Node *n, const char *name) {
-  if (!n->name && n->op != OP_CONST)
-    n->name = name;
+  if (!n->name && n->op != OP_CONST) n->name = name;
 }
 
 static void assign(Lowerer *L, Stmt *s) {
@@ -611,8 +588,7 @@ static void assign(Lowerer *L, Stmt *s) {
 static Loc end_of_file(Ctx *c) {
   int line = 1;
   for (size_t i = 0; i < c->src.len; i++)
-    if (c->src.text[i] == '\n' && i + 1 < c->src.len)
-      line++;
+    if (c->src.text[i] == '\n' && i + 1 < c->src.len) line++;
   return (Loc){line, 1};
 }
 
@@ -635,6 +611,5 @@ void lower_program(Ctx *c) {
       diag_error(c, (Loc){0, 0}, "-D %s=%lld: the model declares no dim named '%s'", d->name,
                  (long long)d->value, d->name);
   }
-  if (!c->loss)
-    diag_error(c, end_of_file(c), "the model has no loss; add a line such as 'loss = sum(x)'");
+  if (!c->loss) diag_error(c, end_of_file(c), "the model has no loss; add a line such as 'loss = sum(x)'");
 }

@@ -42,8 +42,7 @@ static char *prefix_from_path(const char *path) {
   size_t n = strcspn(base, ".");
   char *p = malloc(n + 3);
   size_t k = 0;
-  if (n == 0 || isdigit((unsigned char)base[0]))
-    p[k++] = 'm', p[k++] = '_';
+  if (n == 0 || isdigit((unsigned char)base[0])) p[k++] = 'm', p[k++] = '_';
   for (size_t i = 0; i < n; i++)
     p[k++] = isalnum((unsigned char)base[i]) ? base[i] : '_';
   p[k] = 0;
@@ -79,12 +78,14 @@ static int compile_command(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-o") || !strcmp(a, "--prefix") || !strcmp(a, "--emit") || !strcmp(a, "-D")) {
-      if (i + 1 >= argc)
-        cli_usage_error("%s needs a value", a);
+      if (i + 1 >= argc) cli_usage_error("%s needs a value", a);
       const char *v = argv[++i];
-      if (!strcmp(a, "-o")) out = v;
-      else if (!strcmp(a, "--prefix")) prefix = v;
-      else if (!strcmp(a, "--emit")) emit = v;
+      if (!strcmp(a, "-o"))
+        out = v;
+      else if (!strcmp(a, "--prefix"))
+        prefix = v;
+      else if (!strcmp(a, "--emit"))
+        emit = v;
       else if (ndefs == 64 || !cli_parse_define(v, &defs[ndefs++]))
         cli_usage_error("-D takes NAME=INT, got '%s'", v);
     } else if (!strncmp(a, "-D", 2) && a[2]) {
@@ -102,16 +103,14 @@ static int compile_command(int argc, char **argv) {
       cli_usage_error("more than one model given ('%s' and '%s')", model, a);
     }
   }
-  if (!model)
-    cli_usage_error("no model given");
+  if (!model) cli_usage_error("no model given");
   if (strcmp(emit, "c") && strcmp(emit, "ir") && strcmp(emit, "dot"))
     cli_usage_error("--emit takes c, ir or dot, not '%s'", emit);
   if (prefix) {
     int ok = isalpha((unsigned char)prefix[0]) != 0;
     for (const char *p = prefix; *p; p++)
       ok &= isalnum((unsigned char)*p) || *p == '_';
-    if (!ok)
-      cli_usage_error("--prefix must be a C identifier, got '%s'", prefix);
+    if (!ok) cli_usage_error("--prefix must be a C identifier, got '%s'", prefix);
   }
   Ctx c;
   CompileOptions co = {.defines = defs, .ndefines = ndefs};
@@ -124,12 +123,11 @@ static int compile_command(int argc, char **argv) {
       ir_print(&c, &text);
     else
       emit_dot(&c, &text);
-    if (!out)
-      to_stdout = 1;
+    if (!out) to_stdout = 1;
   } else {
-    char *default_out = out ? NULL : with_extension(strrchr(model, '/') ? strrchr(model, '/') + 1 : model, ".c");
-    if (!out)
-      out = default_out;
+    char *default_out =
+        out ? NULL : with_extension(strrchr(model, '/') ? strrchr(model, '/') + 1 : model, ".c");
+    if (!out) out = default_out;
     char *h_path = with_extension(out, ".h");
     const char *h_base = strrchr(h_path, '/') ? strrchr(h_path, '/') + 1 : h_path;
     char *auto_prefix = prefix ? NULL : prefix_from_path(to_stdout ? model : out);
@@ -152,10 +150,8 @@ static int compile_command(int argc, char **argv) {
     free(h_path);
     free(default_out);
   }
-  if (to_stdout)
-    fwrite(text.data, 1, text.len, stdout);
-  if (stats)
-    print_stats(&c, to_stdout ? stderr : stdout);
+  if (to_stdout) fwrite(text.data, 1, text.len, stdout);
+  if (stats) print_stats(&c, to_stdout ? stderr : stdout);
   buf_free(&text);
   buf_free(&header);
   ctx_free(&c);
@@ -165,8 +161,7 @@ static int compile_command(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2)
-    cli_usage_error("no model given");
+  if (argc < 2) cli_usage_error("no model given");
   const char *cmd = argv[1];
   if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
     fputs(usage_text, stdout);
@@ -179,7 +174,6 @@ int main(int argc, char **argv) {
   const CliCommand *tables[] = {cli_commands, inspect_commands};
   for (int t = 0; t < 2; t++)
     for (const CliCommand *k = tables[t]; k->name; k++)
-      if (!strcmp(cmd, k->name))
-        return k->run(argc - 1, argv + 1);
+      if (!strcmp(cmd, k->name)) return k->run(argc - 1, argv + 1);
   return compile_command(argc, argv);
 }

@@ -10,8 +10,7 @@
 /* Tensors that need no storage of their own: constants are literals,
  * parameters and inputs are read in place, and an index is a view. */
 int node_is_materialised(const Node *n) {
-  if (n->shape.rank == 0)
-    return 0;
+  if (n->shape.rank == 0) return 0;
   return n->op != OP_CONST && n->op != OP_PARAM && n->op != OP_INPUT && n->op != OP_INDEX;
 }
 
@@ -19,23 +18,27 @@ double node_flops(const Node *n) {
   double out = (double)shape_numel(n->shape);
   const Node *a = n->args[0];
   switch (n->op) {
-  case OP_CONST: case OP_PARAM: case OP_INPUT: case OP_INDEX:
-  case OP_BCAST: case OP_TRANSPOSE: case OP_SCATTER:
-    return 0;
-  case OP_SUM: case OP_SUMAX: case OP_MAXALL: case OP_MINALL:
-  case OP_ARGMAXMASK: case OP_ARGMINMASK:
-    return (double)shape_numel(a->shape);
-  case OP_LSE:
-    return 3.0 * (double)shape_numel(a->shape);
-  case OP_DOT:
-    return 2.0 * (double)shape_numel(a->shape);
+  case OP_CONST:
+  case OP_PARAM:
+  case OP_INPUT:
+  case OP_INDEX:
+  case OP_BCAST:
+  case OP_TRANSPOSE:
+  case OP_SCATTER: return 0;
+  case OP_SUM:
+  case OP_SUMAX:
+  case OP_MAXALL:
+  case OP_MINALL:
+  case OP_ARGMAXMASK:
+  case OP_ARGMINMASK: return (double)shape_numel(a->shape);
+  case OP_LSE: return 3.0 * (double)shape_numel(a->shape);
+  case OP_DOT: return 2.0 * (double)shape_numel(a->shape);
   case OP_MATMUL: {
-    int64_t k = a->shape.rank == 2 ? ((n->attr & MM_TA) ? a->shape.dim[0] : a->shape.dim[1])
-                                   : a->shape.dim[0];
+    int64_t k =
+        a->shape.rank == 2 ? ((n->attr & MM_TA) ? a->shape.dim[0] : a->shape.dim[1]) : a->shape.dim[0];
     return 2.0 * out * (double)k;
   }
-  default:
-    return out;
+  default: return out;
   }
 }
 
@@ -56,8 +59,7 @@ static void mark_roots(Ctx *c, Node **roots, int nroots, GradTerm **terms) {
     roots[i]->root = 1;
     roots[i]->uses++;
   }
-  if (!terms)
-    return;
+  if (!terms) return;
   for (int p = 0; p < c->params.len; p++)
     for (GradTerm *t = terms[p]; t; t = t->next) {
       t->node->live = 1;
@@ -84,8 +86,7 @@ Node **model_roots(Ctx *c, int *nroots) {
 enum { MAX_FUSED_DEPTH = 6 };
 
 static int can_consume_inline(const Node *y, const Node *x) {
-  if (op_is_elementwise(y->op))
-    return shape_eq(x->shape, y->shape);
+  if (op_is_elementwise(y->op)) return shape_eq(x->shape, y->shape);
   return y->op == OP_SUM;
 }
 
@@ -93,17 +94,14 @@ static void mark_inlined(Ctx *c) {
   int *depth = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
   for (int i = 0; i < c->nodes.len; i++) {
     Node *y = c->nodes.items[i];
-    if (!y->live)
-      continue;
+    if (!y->live) continue;
     for (int k = 0; k < y->nargs; k++) {
       Node *x = y->args[k];
       if (x->shape.rank == 0 || !op_is_elementwise(x->op) || x->uses != 1 || x->root || x->inlined ||
-          (x->name && !x->is_backward) ||
-          !can_consume_inline(y, x) || depth[x->id] >= MAX_FUSED_DEPTH)
+          (x->name && !x->is_backward) || !can_consume_inline(y, x) || depth[x->id] >= MAX_FUSED_DEPTH)
         continue;
       x->inlined = 1;
-      if (depth[x->id] + 1 > depth[y->id])
-        depth[y->id] = depth[x->id] + 1;
+      if (depth[x->id] + 1 > depth[y->id]) depth[y->id] = depth[x->id] + 1;
     }
   }
 }
@@ -121,19 +119,18 @@ typedef struct Block {
 
 typedef struct Planner {
   Ctx *c;
-  int *last;      /* per node id: position of its last reader (AT_END: the end) */
-  char *gone;     /* per node id: its block was handed over or freed */
-  Block *free;    /* free blocks */
+  int *last;   /* per node id: position of its last reader (AT_END: the end) */
+  char *gone;  /* per node id: its block was handed over or freed */
+  Block *free; /* free blocks */
   int nfree, cap;
-  int64_t top;    /* workspace elements in use at the high-water mark */
+  int64_t top; /* workspace elements in use at the high-water mark */
 } Planner;
 
 enum { AT_END = 0x7fffffff };
 
 /* Views (indexing) and fused nodes read their arguments where they are read. */
 static void note_read(Planner *p, Node *x, int pos, int depth) {
-  if (pos > p->last[x->id])
-    p->last[x->id] = pos;
+  if (pos > p->last[x->id]) p->last[x->id] = pos;
   if ((x->inlined || x->op == OP_INDEX) && depth < 64)
     for (int k = 0; k < x->nargs; k++)
       note_read(p, x->args[k], pos, depth + 1);
@@ -142,8 +139,7 @@ static void note_read(Planner *p, Node *x, int pos, int depth) {
 static int64_t take_block(Planner *p, int64_t size) {
   int best = -1;
   for (int i = 0; i < p->nfree; i++) /* the smallest free block that fits */
-    if (p->free[i].size >= size && (best < 0 || p->free[i].size < p->free[best].size))
-      best = i;
+    if (p->free[i].size >= size && (best < 0 || p->free[i].size < p->free[best].size)) best = i;
   if (best < 0) {
     p->top += size;
     return p->top - size;
@@ -151,8 +147,7 @@ static int64_t take_block(Planner *p, int64_t size) {
   int64_t off = p->free[best].offset;
   p->free[best].offset += size;
   p->free[best].size -= size;
-  if (p->free[best].size == 0)
-    p->free[best] = p->free[--p->nfree];
+  if (p->free[best].size == 0) p->free[best] = p->free[--p->nfree];
   return off;
 }
 
@@ -160,8 +155,7 @@ static void give_block(Planner *p, int64_t offset, int64_t size) {
   if (p->nfree == p->cap) {
     int cap = p->cap ? p->cap * 2 : 16;
     Block *b = arena_alloc(&p->c->arena, sizeof(Block) * (size_t)cap);
-    if (p->nfree)
-      memcpy(b, p->free, sizeof(Block) * (size_t)p->nfree);
+    if (p->nfree) memcpy(b, p->free, sizeof(Block) * (size_t)p->nfree);
     p->free = b;
     p->cap = cap;
   }
@@ -171,21 +165,23 @@ static void give_block(Planner *p, int64_t offset, int64_t size) {
 static int stored(const Node *n) { return node_is_materialised(n) && !n->inlined; }
 
 static void plan_memory(Ctx *c, Schedule *s) {
-  Planner p = {c, arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1)),
-               arena_alloc(&c->arena, (size_t)c->nodes.len + 1), NULL, 0, 0, 0};
+  Planner p = {c,
+               arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1)),
+               arena_alloc(&c->arena, (size_t)c->nodes.len + 1),
+               NULL,
+               0,
+               0,
+               0};
   for (int i = 0; i < s->order.len; i++) {
     Node *y = s->order.items[i];
-    if (y->root)
-      note_read(&p, y, AT_END, 0);
-    if (y->inlined)
-      continue; /* its consumer reads its arguments */
+    if (y->root) note_read(&p, y, AT_END, 0);
+    if (y->inlined) continue; /* its consumer reads its arguments */
     for (int k = 0; k < y->nargs; k++)
       note_read(&p, y->args[k], y->root ? AT_END : i, 0);
   }
   for (int i = 0; i < s->order.len; i++) {
     Node *y = s->order.items[i];
-    if (!stored(y))
-      continue;
+    if (!stored(y)) continue;
     int64_t size = shape_numel(y->shape);
     y->ws_offset = -1;
     if (op_is_elementwise(y->op)) /* in place over an argument read here for the last time */
@@ -196,8 +192,7 @@ static void plan_memory(Ctx *c, Schedule *s) {
           p.gone[x->id] = 1;
         }
       }
-    if (y->ws_offset < 0)
-      y->ws_offset = take_block(&p, size);
+    if (y->ws_offset < 0) y->ws_offset = take_block(&p, size);
     for (int k = 0; k < y->nargs; k++) { /* arguments read here for the last time */
       Node *x = y->args[k];
       if (stored(x) && !p.gone[x->id] && p.last[x->id] == i) {
@@ -214,8 +209,7 @@ void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Sched
   mark_roots(c, roots, nroots, terms);
   for (int i = c->nodes.len - 1; i >= 0; i--) {
     Node *n = c->nodes.items[i];
-    if (!n->live)
-      continue;
+    if (!n->live) continue;
     for (int k = 0; k < n->nargs; k++) {
       n->args[k]->live = 1;
       n->args[k]->uses++;
@@ -225,8 +219,7 @@ void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Sched
   out->order = (PtrVec){0};
   for (int i = 0; i < c->nodes.len; i++) {
     Node *n = c->nodes.items[i];
-    if (n->live)
-      vec_push(&c->arena, &out->order, n);
+    if (n->live) vec_push(&c->arena, &out->order, n);
   }
   plan_memory(c, out);
 }
@@ -234,10 +227,8 @@ void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Sched
 static void count(Schedule *s, int backward_only_after, int *ops, double *flops, const char *seen) {
   for (int i = 0; i < s->order.len; i++) {
     Node *n = s->order.items[i];
-    if (n->op == OP_CONST || n->op == OP_PARAM || n->op == OP_INPUT)
-      continue;
-    if (backward_only_after && seen[n->id])
-      continue;
+    if (n->op == OP_CONST || n->op == OP_PARAM || n->op == OP_INPUT) continue;
+    if (backward_only_after && seen[n->id]) continue;
     (*ops)++;
     *flops += node_flops(n);
   }

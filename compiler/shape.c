@@ -9,11 +9,9 @@ int64_t shape_numel(Shape s) {
 }
 
 int shape_eq(Shape a, Shape b) {
-  if (a.rank != b.rank)
-    return 0;
+  if (a.rank != b.rank) return 0;
   for (int i = 0; i < a.rank; i++)
-    if (a.dim[i] != b.dim[i])
-      return 0;
+    if (a.dim[i] != b.dim[i]) return 0;
   return 1;
 }
 

@@ -16,8 +16,14 @@ static int fold_elementwise(Op op, double a, double b, double value, double *out
   switch (op) {
   case OP_NEG: *out = -a; return 1;
   case OP_EXP: *out = exp(a); return 1;
-  case OP_LOG: if (a <= 0) return 0; *out = log(a); return 1;
-  case OP_SQRT: if (a < 0) return 0; *out = sqrt(a); return 1;
+  case OP_LOG:
+    if (a <= 0) return 0;
+    *out = log(a);
+    return 1;
+  case OP_SQRT:
+    if (a < 0) return 0;
+    *out = sqrt(a);
+    return 1;
   case OP_ABS: *out = fabs(a); return 1;
   case OP_SIN: *out = sin(a); return 1;
   case OP_COS: *out = cos(a); return 1;
@@ -30,7 +36,10 @@ static int fold_elementwise(Op op, double a, double b, double value, double *out
   case OP_ADD: *out = a + b; return 1;
   case OP_SUB: *out = a - b; return 1;
   case OP_MUL: *out = a * b; return 1;
-  case OP_DIV: if (b == 0) return 0; *out = a / b; return 1;
+  case OP_DIV:
+    if (b == 0) return 0;
+    *out = a / b;
+    return 1;
   case OP_MAX2: *out = a > b ? a : b; return 1;
   case OP_MIN2: *out = a < b ? a : b; return 1;
   case OP_GT: *out = a > b; return 1;
@@ -40,11 +49,9 @@ static int fold_elementwise(Op op, double a, double b, double value, double *out
 }
 
 static Node *fold(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
-  if (!a || a->op != OP_CONST || (b && b->op != OP_CONST))
-    return NULL;
+  if (!a || a->op != OP_CONST || (b && b->op != OP_CONST)) return NULL;
   double x = a->value, y = b ? b->value : 0, r;
-  if (op_is_elementwise(op))
-    return fold_elementwise(op, x, y, value, &r) ? ir_const(c, r, s) : NULL;
+  if (op_is_elementwise(op)) return fold_elementwise(op, x, y, value, &r) ? ir_const(c, r, s) : NULL;
   switch (op) {
   case OP_SUM: return ir_const(c, x * (double)shape_numel(a->shape), s);
   case OP_SUMAX: return ir_const(c, x * (double)a->shape.dim[attr], s);
@@ -61,8 +68,7 @@ static Node *fold(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int at
   case OP_OUTER: return ir_const(c, x * y, s);
   case OP_DOT: return ir_const(c, x * y * (double)a->shape.dim[0], s);
   case OP_MATMUL: {
-    int64_t k = (a->shape.rank == 2) ? ((attr & MM_TA) ? a->shape.dim[0] : a->shape.dim[1])
-                                     : a->shape.dim[0];
+    int64_t k = (a->shape.rank == 2) ? ((attr & MM_TA) ? a->shape.dim[0] : a->shape.dim[1]) : a->shape.dim[0];
     return ir_const(c, x * y * (double)k, s);
   }
   default: return NULL;
@@ -102,7 +108,10 @@ static Node *simplify_binary(Ctx *c, Op op, Shape s, Node *a, Node *b) {
       if (k1->op == OP_CONST && m->op == OP_MUL) /* constants are uniform, whatever their shape */
         for (int j = 0; j < 2; j++)
           if (m->args[j]->op == OP_CONST)
-            return as_shape(c, ir_binary(c, OP_MUL, m->args[1 - j], ir_const(c, k1->value * m->args[j]->value, shape_scalar())), s);
+            return as_shape(c,
+                            ir_binary(c, OP_MUL, m->args[1 - j],
+                                      ir_const(c, k1->value * m->args[j]->value, shape_scalar())),
+                            s);
     }
     if (a->op == OP_NEG) return ir_unary(c, OP_NEG, ir_binary(c, OP_MUL, a->args[0], b));
     if (b->op == OP_NEG) return ir_unary(c, OP_NEG, ir_binary(c, OP_MUL, a, b->args[0]));
@@ -112,8 +121,7 @@ static Node *simplify_binary(Ctx *c, Op op, Shape s, Node *a, Node *b) {
     if (ir_is_const(b, 1)) return as_shape(c, a, s);
     if (a->op == OP_NEG) return ir_unary(c, OP_NEG, ir_binary(c, OP_DIV, a->args[0], b));
     break;
-  default:
-    break;
+  default: break;
   }
   return NULL;
 }
@@ -122,20 +130,17 @@ static Node *simplify_binary(Ctx *c, Op op, Shape s, Node *a, Node *b) {
  * explicit broadcast of its argument need not be materialised, as long as
  * the other argument still gives the result its shape. */
 static Node *unwrap_bcast(Node *x, Node *other, Shape s) {
-  if (x->op == OP_BCAST && x->attr == BCAST_ROWS && shape_eq(other->shape, s))
-    return x->args[0];
+  if (x->op == OP_BCAST && x->attr == BCAST_ROWS && shape_eq(other->shape, s)) return x->args[0];
   return x;
 }
 
 Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
   Node *r = fold(c, op, s, a, b, value, attr);
-  if (r)
-    return r;
+  if (r) return r;
   if (op_is_elementwise(op) && b) {
     Node *a2 = unwrap_bcast(a, b, s);
     Node *b2 = unwrap_bcast(b, a2, s); /* only one of two broadcasts may go: one must keep the shape */
-    if (a2 != a || b2 != b)
-      return ir_binary(c, op, a2, b2);
+    if (a2 != a || b2 != b) return ir_binary(c, op, a2, b2);
     return simplify_binary(c, op, s, a, b);
   }
   switch (op) {
@@ -171,11 +176,9 @@ Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr)
     if (is_zero(b)) return ir_const(c, 0, s);
     break;
   case OP_INDEX:
-    if (a->op == OP_SCATTER && a->attr == attr && shape_eq(a->args[0]->shape, s))
-      return a->args[0];
+    if (a->op == OP_SCATTER && a->attr == attr && shape_eq(a->args[0]->shape, s)) return a->args[0];
     break;
-  default:
-    break;
+  default: break;
   }
   return NULL;
 }

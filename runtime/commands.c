@@ -81,8 +81,7 @@ static double parse_real(const char *opt, const char *v) {
 }
 
 static void add_binding(DataBinding *list, int *n, const char *v) {
-  if (*n == MAX_BINDINGS)
-    cli_usage_error("too many --data/--test files (at most %d)", MAX_BINDINGS);
+  if (*n == MAX_BINDINGS) cli_usage_error("too many --data/--test files (at most %d)", MAX_BINDINGS);
   const char *eq = strchr(v, '=');
   DataBinding b = {NULL, v};
   if (eq) {
@@ -93,12 +92,11 @@ static void add_binding(DataBinding *list, int *n, const char *v) {
 }
 
 static int takes_value(const char *a) {
-  static const char *const opts[] = {"--data", "--test", "--epochs", "--batch", "--lr", "--optim", "--momentum",
-                                     "--seed", "--threads", "--limit", "-D", "--save", "--load", "--log",
-                                     "--target", "-o", "--jit", NULL};
+  static const char *const opts[] = {"--data",     "--test", "--epochs",  "--batch", "--lr",  "--optim",
+                                     "--momentum", "--seed", "--threads", "--limit", "-D",    "--save",
+                                     "--load",     "--log",  "--target",  "-o",      "--jit", NULL};
   for (int i = 0; opts[i]; i++)
-    if (!strcmp(a, opts[i]))
-      return 1;
+    if (!strcmp(a, opts[i])) return 1;
   return 0;
 }
 
@@ -123,52 +121,70 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *help
         cli_usage_error("-D takes NAME=INT, got '%s'", a + 2);
       continue;
     }
-    if (!strcmp(a, "--float")) { o->use_float = 1; continue; }
-    if (!strcmp(a, "--quiet")) { o->quiet = 1; continue; }
-    if (a[0] == '-' && !takes_value(a))
-      cli_usage_error("%s: unknown option '%s'", o->command, a);
+    if (!strcmp(a, "--float")) {
+      o->use_float = 1;
+      continue;
+    }
+    if (!strcmp(a, "--quiet")) {
+      o->quiet = 1;
+      continue;
+    }
+    if (a[0] == '-' && !takes_value(a)) cli_usage_error("%s: unknown option '%s'", o->command, a);
     if (a[0] != '-') {
-      if (o->model)
-        cli_usage_error("%s: more than one model given ('%s' and '%s')", o->command, o->model, a);
+      if (o->model) cli_usage_error("%s: more than one model given ('%s' and '%s')", o->command, o->model, a);
       o->model = a;
       continue;
     }
-    if (i + 1 >= argc)
-      cli_usage_error("%s needs a value", a);
+    if (i + 1 >= argc) cli_usage_error("%s needs a value", a);
     const char *v = argv[++i];
-    if (!strcmp(a, "--data")) add_binding(o->data, &o->ndata, v);
-    else if (!strcmp(a, "--test")) add_binding(o->test, &o->ntest, v);
-    else if (!strcmp(a, "--epochs")) o->epochs = (int)parse_int(a, v, 0, 1000000);
-    else if (!strcmp(a, "--batch")) o->batch = (size_t)parse_int(a, v, 1, 1 << 24);
-    else if (!strcmp(a, "--lr")) { o->lr = parse_real(a, v); o->lr_given = 1; }
-    else if (!strcmp(a, "--momentum")) o->momentum = parse_real(a, v);
-    else if (!strcmp(a, "--seed")) o->seed = (uint64_t)parse_int(a, v, 0, (long long)1 << 62);
-    else if (!strcmp(a, "--threads")) o->threads = (int)parse_int(a, v, 1, 256);
-    else if (!strcmp(a, "--limit")) o->limit = (size_t)parse_int(a, v, 1, (long long)1 << 40);
-    else if (!strcmp(a, "--save")) o->save = v;
-    else if (!strcmp(a, "--load")) o->load = v;
-    else if (!strcmp(a, "--log")) o->log = v;
-    else if (!strcmp(a, "--target")) o->target = v;
-    else if (!strcmp(a, "-o")) o->out = v;
+    if (!strcmp(a, "--data"))
+      add_binding(o->data, &o->ndata, v);
+    else if (!strcmp(a, "--test"))
+      add_binding(o->test, &o->ntest, v);
+    else if (!strcmp(a, "--epochs"))
+      o->epochs = (int)parse_int(a, v, 0, 1000000);
+    else if (!strcmp(a, "--batch"))
+      o->batch = (size_t)parse_int(a, v, 1, 1 << 24);
+    else if (!strcmp(a, "--lr")) {
+      o->lr = parse_real(a, v);
+      o->lr_given = 1;
+    } else if (!strcmp(a, "--momentum"))
+      o->momentum = parse_real(a, v);
+    else if (!strcmp(a, "--seed"))
+      o->seed = (uint64_t)parse_int(a, v, 0, (long long)1 << 62);
+    else if (!strcmp(a, "--threads"))
+      o->threads = (int)parse_int(a, v, 1, 256);
+    else if (!strcmp(a, "--limit"))
+      o->limit = (size_t)parse_int(a, v, 1, (long long)1 << 40);
+    else if (!strcmp(a, "--save"))
+      o->save = v;
+    else if (!strcmp(a, "--load"))
+      o->load = v;
+    else if (!strcmp(a, "--log"))
+      o->log = v;
+    else if (!strcmp(a, "--target"))
+      o->target = v;
+    else if (!strcmp(a, "-o"))
+      o->out = v;
     else if (!strcmp(a, "--jit")) {
-      if (strcmp(v, "tcc") && strcmp(v, "cc"))
-        cli_usage_error("--jit takes tcc or cc, not '%s'", v);
+      if (strcmp(v, "tcc") && strcmp(v, "cc")) cli_usage_error("--jit takes tcc or cc, not '%s'", v);
       o->use_cc = !strcmp(v, "cc");
-    }
-    else if (!strcmp(a, "--optim")) {
-      if (!strcmp(v, "sgd")) o->optim = OPT_SGD;
-      else if (!strcmp(v, "momentum")) o->optim = OPT_MOMENTUM;
-      else if (!strcmp(v, "adam")) o->optim = OPT_ADAM;
-      else cli_usage_error("--optim takes sgd, momentum or adam, not '%s'", v);
+    } else if (!strcmp(a, "--optim")) {
+      if (!strcmp(v, "sgd"))
+        o->optim = OPT_SGD;
+      else if (!strcmp(v, "momentum"))
+        o->optim = OPT_MOMENTUM;
+      else if (!strcmp(v, "adam"))
+        o->optim = OPT_ADAM;
+      else
+        cli_usage_error("--optim takes sgd, momentum or adam, not '%s'", v);
     } else {
       if (o->ndefines == MAX_DEFINES || !cli_parse_define(v, &o->defines[o->ndefines++]))
         cli_usage_error("-D takes NAME=INT, got '%s'", v);
     }
   }
-  if (!o->model)
-    cli_usage_error("%s: no model given", o->command);
-  if (o->optim == OPT_ADAM && !o->lr_given)
-    o->lr = 0.001;
+  if (!o->model) cli_usage_error("%s: no model given", o->command);
+  if (o->optim == OPT_ADAM && !o->lr_given) o->lr = 0.001;
 }
 
 /* Each thread takes an equal share of a minibatch; the batched functions
@@ -185,17 +201,16 @@ static void options_free(RunOptions *o) {
 static JitModel *load_model_or_exit(RunOptions *o) {
   CompileOptions co = {.defines = o->defines, .ndefines = o->ndefines};
   int threads = o->threads < 1 ? 1 : o->threads;
-  if ((size_t)threads > o->batch)
-    threads = (int)o->batch;
+  if ((size_t)threads > o->batch) threads = (int)o->batch;
   int share = (int)((o->batch + (size_t)threads - 1) / (size_t)threads);
   JitOptions jo = {.use_float = o->use_float, .batch = share, .use_cc = o->use_cc};
   JitModel *m = jit_load(o->model, &co, &jo);
-  if (!m)
-    exit(1);
+  if (!m) exit(1);
   return m;
 }
 
-static void load_data_or_exit(Dataset *d, JitModel *m, DataBinding *b, int nb, size_t limit, const int *required) {
+static void load_data_or_exit(Dataset *d, JitModel *m, DataBinding *b, int nb, size_t limit,
+                              const int *required) {
   char *err = NULL;
   if (dataset_load(d, m, b, nb, limit, required, &err)) {
     fprintf(stderr, "bpc: %s\n", err);
@@ -220,28 +235,33 @@ static void *params_or_exit(JitModel *m, RunOptions *o) {
 static int run_train(int argc, char **argv) {
   RunOptions o;
   parse_options(&o, argc, argv, train_help);
-  if (o.out)
-    cli_usage_error("train: unknown option '-o' (use --save FILE for the parameters)");
+  if (o.out) cli_usage_error("train: unknown option '-o' (use --save FILE for the parameters)");
   JitModel *m = load_model_or_exit(&o);
   Dataset train_set, test_set;
   load_data_or_exit(&train_set, m, o.data, o.ndata, o.limit, NULL);
-  if (o.ntest)
-    load_data_or_exit(&test_set, m, o.test, o.ntest, 0, NULL);
+  if (o.ntest) load_data_or_exit(&test_set, m, o.test, o.ntest, 0, NULL);
   void *params = params_or_exit(m, &o);
   Optimizer opt;
   optim_init(&opt, o.optim, o.lr, o.momentum, m->nparams, m->elem);
-  TrainOptions to = {.epochs = o.epochs, .batch = o.batch, .seed = o.seed, .threads = o.threads,
-                     .quiet = o.quiet, .progress = isatty(2), .save = o.save, .log = o.log,
-                     .target = o.target, .opt = &opt};
+  TrainOptions to = {.epochs = o.epochs,
+                     .batch = o.batch,
+                     .seed = o.seed,
+                     .threads = o.threads,
+                     .quiet = o.quiet,
+                     .progress = isatty(2),
+                     .save = o.save,
+                     .log = o.log,
+                     .target = o.target,
+                     .opt = &opt};
   if (!o.quiet)
-    printf("%s: %lld parameters, %zu training examples%s, compiled in %.0f ms\n", o.model, (long long)m->nparams,
-           train_set.n, o.ntest ? str_printf(", %zu test examples", test_set.n) : "", 1000 * m->compile_seconds);
+    printf("%s: %lld parameters, %zu training examples%s, compiled in %.0f ms\n", o.model,
+           (long long)m->nparams, train_set.n, o.ntest ? str_printf(", %zu test examples", test_set.n) : "",
+           1000 * m->compile_seconds);
   int rc = train(m, params, &train_set, o.ntest ? &test_set : NULL, &to);
   optim_free(&opt);
   free(params);
   dataset_free(&train_set);
-  if (o.ntest)
-    dataset_free(&test_set);
+  if (o.ntest) dataset_free(&test_set);
   jit_free(m);
   options_free(&o);
   return rc;
@@ -250,8 +270,7 @@ static int run_train(int argc, char **argv) {
 static int run_eval(int argc, char **argv) {
   RunOptions o;
   parse_options(&o, argc, argv, eval_help);
-  if (!o.load)
-    cli_usage_error("eval: --load PARAMS is required");
+  if (!o.load) cli_usage_error("eval: --load PARAMS is required");
   JitModel *m = load_model_or_exit(&o);
   void *params = params_or_exit(m, &o);
   Dataset d;
@@ -264,8 +283,7 @@ static int run_eval(int argc, char **argv) {
   }
   EvalResult r = evaluate(m, params, &d, &acc, o.threads);
   printf("examples: %zu\nloss: %.6f\n", d.n, r.loss);
-  if (r.accuracy >= 0)
-    printf("accuracy: %.4f\n", r.accuracy);
+  if (r.accuracy >= 0) printf("accuracy: %.4f\n", r.accuracy);
   dataset_free(&d);
   free(params);
   jit_free(m);
@@ -290,8 +308,7 @@ static int *inputs_needed_by_outputs(JitModel *m) {
 static int run_predict(int argc, char **argv) {
   RunOptions o;
   parse_options(&o, argc, argv, predict_help);
-  if (!o.load)
-    cli_usage_error("predict: --load PARAMS is required");
+  if (!o.load) cli_usage_error("predict: --load PARAMS is required");
   JitModel *m = load_model_or_exit(&o);
   if (m->noutputs == 0) {
     fprintf(stderr, "bpc: %s declares no outputs; add a line such as 'output prediction = ...'\n", o.model);
@@ -380,8 +397,7 @@ static double bench_seconds(BenchCall *b) {
     double t0 = now_seconds();
     for (int r = 0; r < reps; r++)
       bench_once(b);
-    if (now_seconds() - t0 > 0.02 || reps >= 1 << 24)
-      break;
+    if (now_seconds() - t0 > 0.02 || reps >= 1 << 24) break;
     reps *= 2;
   }
   double t[7];
@@ -408,14 +424,14 @@ static int run_bench(int argc, char **argv) {
   RunOptions o;
   parse_options(&o, argc, argv, bench_help);
   o.threads = 1;
-  if (o.batch == 32 && !o.lr_given)
-    o.batch = 64;
+  if (o.batch == 32 && !o.lr_given) o.batch = 64;
   double t0 = now_seconds();
   JitModel *m = load_model_or_exit(&o);
   double compile = now_seconds() - t0;
   size_t B = o.batch;
   void *params = calloc((size_t)m->nparams + 1, m->elem), *grad = calloc((size_t)m->nparams + 1, m->elem);
-  void *inputs = calloc(B * (size_t)m->ninputs + 1, m->elem), *soa = calloc(B * (size_t)m->ninputs + 1, m->elem);
+  void *inputs = calloc(B * (size_t)m->ninputs + 1, m->elem),
+       *soa = calloc(B * (size_t)m->ninputs + 1, m->elem);
   void *ws = calloc(m->ws_elems + 1, m->elem);
   m->init(params, o.seed);
   uint64_t s = 12345;
@@ -436,8 +452,8 @@ static int run_bench(int argc, char **argv) {
          (long long)m->ninputs, o.use_float ? "float" : "double");
   printf("compile (bpc and tcc):  %8.2f ms\n", 1000 * compile);
   printf("forward:                %10.3f us per example\n", 1e6 * t[0]);
-  printf("backward:               %10.3f us per example (%.2fx forward; it includes the forward)\n", 1e6 * t[1],
-         t[1] / t[0]);
+  printf("backward:               %10.3f us per example (%.2fx forward; it includes the forward)\n",
+         1e6 * t[1], t[1] / t[0]);
   printf("batch backward:         %10.3f us per example (batch %zu, %s)\n", 1e6 * t[2] / (double)B, B,
          m->fixed > 1 ? "compiled for the whole batch" : "one example at a time");
   printf("ops per example:        forward %d ops, %.0f flops; backward adds %d ops, %.0f flops\n", st.fwd_ops,
@@ -457,9 +473,5 @@ static int run_bench(int argc, char **argv) {
 }
 
 const CliCommand cli_commands[] = {
-    {"train", run_train},
-    {"eval", run_eval},
-    {"predict", run_predict},
-    {"bench", run_bench},
-    {NULL, NULL},
+    {"train", run_train}, {"eval", run_eval}, {"predict", run_predict}, {"bench", run_bench}, {NULL, NULL},
 };

@@ -45,8 +45,7 @@ static unsigned char *read_all(const char *path, size_t *len, char **err) {
       *err = str_printf("%s: %s", path, code == Z_ERRNO ? strerror(errno) : msg);
       goto fail;
     }
-    if (got == 0)
-      break;
+    if (got == 0) break;
     n += (size_t)got;
   }
   gzclose(f);
@@ -84,19 +83,21 @@ static char *input_list(JitModel *m) {
 /* ---- IDX ------------------------------------------------------------------- */
 
 typedef struct Idx {
-  int type;         /* 0x08 ubyte ... 0x0E double */
+  int type; /* 0x08 ubyte ... 0x0E double */
   int ndims;
   uint64_t dims[4];
-  uint64_t count;   /* examples: dims[0] */
-  uint64_t per;     /* elements per example */
+  uint64_t count; /* examples: dims[0] */
+  uint64_t per;   /* elements per example */
   const unsigned char *data;
 } Idx;
 
 static int idx_type_size(int type) {
   switch (type) {
-  case 0x08: case 0x09: return 1;
+  case 0x08:
+  case 0x09: return 1;
   case 0x0B: return 2;
-  case 0x0C: case 0x0D: return 4;
+  case 0x0C:
+  case 0x0D: return 4;
   case 0x0E: return 8;
   default: return 0;
   }
@@ -108,8 +109,8 @@ static uint32_t be32(const unsigned char *p) {
 
 static int idx_parse(const char *path, const unsigned char *b, size_t len, Idx *x, char **err) {
   if (len < 4 || b[0] != 0 || b[1] != 0) {
-    *err = str_printf("%s is not an IDX file (it should start with two zero bytes, a type and a dimension count)",
-                      path);
+    *err = str_printf(
+        "%s is not an IDX file (it should start with two zero bytes, a type and a dimension count)", path);
     return 1;
   }
   x->type = b[2];
@@ -133,8 +134,7 @@ static int idx_parse(const char *path, const unsigned char *b, size_t len, Idx *
   for (int i = 0; i < x->ndims; i++) {
     x->dims[i] = be32(b + 4 + 4 * i);
     total *= x->dims[i];
-    if (i)
-      x->per *= x->dims[i];
+    if (i) x->per *= x->dims[i];
     if (total > ((uint64_t)1 << 40)) {
       *err = str_printf("%s: its dimensions describe an absurdly large array", path);
       return 1;
@@ -184,7 +184,7 @@ static char *dims_str(const Idx *x, int from) {
 /* ---- CSV ------------------------------------------------------------------- */
 
 typedef struct Csv {
-  size_t rows;          /* data rows */
+  size_t rows; /* data rows */
   int has_header;
   unsigned char *text;
   size_t len;
@@ -192,8 +192,7 @@ typedef struct Csv {
 
 static int is_blank_line(const char *p, const char *end) {
   for (; p < end && *p != '\n'; p++)
-    if (!isspace((unsigned char)*p))
-      return 0;
+    if (!isspace((unsigned char)*p)) return 0;
   return 1;
 }
 
@@ -204,21 +203,18 @@ static int line_is_header(const char *p, const char *end) {
       p++;
     char *stop;
     strtod(p, &stop);
-    if (stop == p)
-      return 1;
+    if (stop == p) return 1;
     p = stop;
     while (p < end && *p != ',' && *p != '\n')
       p++;
-    if (p < end && *p == ',')
-      p++;
+    if (p < end && *p == ',') p++;
   }
   return 0;
 }
 
 static int csv_scan(const char *path, Csv *c, char **err) {
   c->text = read_all(path, &c->len, err);
-  if (!c->text)
-    return 1;
+  if (!c->text) return 1;
   if (memchr(c->text, 0, c->len)) {
     *err = str_printf("%s contains NUL bytes: it is not a CSV text file", path);
     return 1;
@@ -252,8 +248,7 @@ static int csv_fill(const char *path, Csv *c, Dataset *d, int64_t col0, int64_t 
     const char *eol = nl ? nl : end;
     line++;
     if (is_blank_line(p, end) || !skipped_header) {
-      if (!is_blank_line(p, end))
-        skipped_header = 1;
+      if (!is_blank_line(p, end)) skipped_header = 1;
       p = nl ? nl + 1 : end;
       continue;
     }
@@ -291,8 +286,7 @@ static int csv_fill(const char *path, Csv *c, Dataset *d, int64_t col0, int64_t 
         real_set(d->x, d->elem, row * (size_t)d->width + (size_t)(col0 + col), v);
       }
       col++;
-      if (fend >= eol)
-        break;
+      if (fend >= eol) break;
       q = fend + 1;
     }
     if (col != ncols) {
@@ -310,7 +304,7 @@ static int csv_fill(const char *path, Csv *c, Dataset *d, int64_t col0, int64_t 
 
 typedef struct DataSource {
   const DataBinding *b;
-  Decl *decl;      /* NULL: CSV for all inputs */
+  Decl *decl; /* NULL: CSV for all inputs */
   int slot;
   int is_csv;
   Csv csv;
@@ -327,22 +321,20 @@ static int ends_with(const char *s, const char *suffix) {
 static int open_source(DataSource *s, JitModel *m, char **err) {
   s->is_csv = !s->decl || ends_with(s->b->path, ".csv") || ends_with(s->b->path, ".csv.gz");
   if (s->is_csv) {
-    if (csv_scan(s->b->path, &s->csv, err))
-      return 1;
+    if (csv_scan(s->b->path, &s->csv, err)) return 1;
     s->count = s->csv.rows;
     return 0;
   }
   size_t len;
   s->raw = read_all(s->b->path, &len, err);
-  if (!s->raw || idx_parse(s->b->path, s->raw, len, &s->idx, err))
-    return 1;
+  if (!s->raw || idx_parse(s->b->path, s->raw, len, &s->idx, err)) return 1;
   Decl *d = s->decl;
   int64_t want = shape_numel(d->shape);
   int labels = s->idx.ndims == 1;
   if (!(labels && (d->shape.rank == 1 || want == 1)) && (int64_t)s->idx.per != want) {
     char *dims = dims_str(&s->idx, 1);
-    *err = str_printf("%s: input %s needs %lld values per example, but the file has %s = %llu per example", s->b->path,
-                      decl_desc(m, d), (long long)want, dims, (unsigned long long)s->idx.per);
+    *err = str_printf("%s: input %s needs %lld values per example, but the file has %s = %llu per example",
+                      s->b->path, decl_desc(m, d), (long long)want, dims, (unsigned long long)s->idx.per);
     free(dims);
     return 1;
   }
@@ -360,8 +352,8 @@ static int fill_from_idx(DataSource *s, Dataset *d, size_t n, char **err) {
     if (one_hot) {
       double label = idx_value(&s->idx, e);
       if (label < 0 || label >= (double)k || label != floor(label)) {
-        *err = str_printf("%s: label %g of example %zu is not a class of input %s[%lld] (0 to %lld)", s->b->path,
-                          label, e, decl->name, (long long)k, (long long)k - 1);
+        *err = str_printf("%s: label %g of example %zu is not a class of input %s[%lld] (0 to %lld)",
+                          s->b->path, label, e, decl->name, (long long)k, (long long)k - 1);
         return 1;
       }
       for (int64_t j = 0; j < k; j++)
@@ -371,7 +363,8 @@ static int fill_from_idx(DataSource *s, Dataset *d, size_t n, char **err) {
     for (int64_t j = 0; j < k; j++) {
       double v = idx_value(&s->idx, e * (uint64_t)k + (uint64_t)j);
       if (!isfinite(v)) {
-        *err = str_printf("%s: example %zu holds a value that is not finite (input %s)", s->b->path, e, decl->name);
+        *err = str_printf("%s: example %zu holds a value that is not finite (input %s)", s->b->path, e,
+                          decl->name);
         return 1;
       }
       real_set(d->x, d->elem, base + (size_t)j, scale ? v / 255.0 : v);
@@ -381,7 +374,8 @@ static int fill_from_idx(DataSource *s, Dataset *d, size_t n, char **err) {
   return 0;
 }
 
-static int resolve(JitModel *m, const DataBinding *b, int nb, const int *required, DataSource *src, char **err) {
+static int resolve(JitModel *m, const DataBinding *b, int nb, const int *required, DataSource *src,
+                   char **err) {
   int ninputs = m->ctx.inputs.len;
   char *bound = calloc((size_t)ninputs + 1, 1);
   int rc = 1;
@@ -389,8 +383,8 @@ static int resolve(JitModel *m, const DataBinding *b, int nb, const int *require
     src[i].b = &b[i];
     if (!b[i].input) {
       if (nb > 1) {
-        *err = str_printf("--data %s: a CSV without NAME= holds every input; bind either one CSV or each input",
-                          b[i].path);
+        *err = str_printf(
+            "--data %s: a CSV without NAME= holds every input; bind either one CSV or each input", b[i].path);
         goto out;
       }
       memset(bound, 1, (size_t)ninputs);
@@ -438,23 +432,21 @@ int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t l
   }
   DataSource *src = calloc((size_t)nb, sizeof *src);
   int rc = 1;
-  if (resolve(m, b, nb, required, src, err))
-    goto out;
+  if (resolve(m, b, nb, required, src, err)) goto out;
   for (int i = 0; i < nb; i++)
-    if (open_source(&src[i], m, err))
-      goto out;
+    if (open_source(&src[i], m, err)) goto out;
   size_t n = src[0].count;
   for (int i = 1; i < nb; i++)
     if (src[i].count != n) {
-      *err = str_printf("%s has %zu examples but %s has %zu", src[0].b->path, n, src[i].b->path, src[i].count);
+      *err =
+          str_printf("%s has %zu examples but %s has %zu", src[0].b->path, n, src[i].b->path, src[i].count);
       goto out;
     }
   if (n == 0) {
     *err = str_printf("%s holds no examples", src[0].b->path);
     goto out;
   }
-  if (limit && limit < n)
-    n = limit;
+  if (limit && limit < n) n = limit;
   d->n = n;
   d->x = calloc(n * (size_t)d->width, d->elem);
   if (!d->x) {
@@ -464,8 +456,7 @@ int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t l
   for (int i = 0; i < nb; i++) {
     DataSource *s = &src[i];
     if (!s->is_csv) {
-      if (fill_from_idx(s, d, n, err))
-        goto out;
+      if (fill_from_idx(s, d, n, err)) goto out;
       continue;
     }
     int64_t col0 = s->decl ? s->decl->offset : 0;
@@ -473,8 +464,7 @@ int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t l
     char *what = s->decl ? str_printf("input %s", decl_desc(m, s->decl)) : input_list(m);
     int bad = csv_fill(s->b->path, &s->csv, d, col0, ncols, what, n, err);
     free(what);
-    if (bad)
-      goto out;
+    if (bad) goto out;
   }
   rc = 0;
 out:
@@ -483,8 +473,7 @@ out:
     free(src[i].raw);
   }
   free(src);
-  if (rc)
-    dataset_free(d);
+  if (rc) dataset_free(d);
   return rc;
 }
 

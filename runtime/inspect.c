@@ -58,10 +58,8 @@ static const char trace_help[] =
 
 static void parse_set(InspectOptions *o, const char *arg) {
   const char *eq = strchr(arg, '=');
-  if (!eq || eq == arg)
-    cli_usage_error("--set takes NAME=V[,V...], got '%s'", arg);
-  if (o->nsets == MAX_SETS)
-    cli_usage_error("too many --set options (at most %d)", MAX_SETS);
+  if (!eq || eq == arg) cli_usage_error("--set takes NAME=V[,V...], got '%s'", arg);
+  if (o->nsets == MAX_SETS) cli_usage_error("too many --set options (at most %d)", MAX_SETS);
   SetOpt *s = &o->sets[o->nsets++];
   s->name = strndup(arg, (size_t)(eq - arg));
   int cap = 8;
@@ -78,8 +76,7 @@ static void parse_set(InspectOptions *o, const char *arg) {
       s->values = realloc(s->values, sizeof(double) * (size_t)cap);
     }
     s->values[s->n++] = v;
-    if (!*end)
-      break;
+    if (!*end) break;
     p = end + 1;
   }
 }
@@ -97,57 +94,64 @@ static void parse(InspectOptions *o, int argc, char **argv, const char *help) {
       fputs(help, stdout);
       exit(0);
     }
-    if (!strcmp(a, "--json")) { o->json = 1; continue; }
-    if (!strcmp(a, "--all")) { o->all_elements = 1; continue; }
+    if (!strcmp(a, "--json")) {
+      o->json = 1;
+      continue;
+    }
+    if (!strcmp(a, "--all")) {
+      o->all_elements = 1;
+      continue;
+    }
     if (!strncmp(a, "-D", 2) && a[2]) {
       if (o->ndefines == 64 || !cli_parse_define(a + 2, &o->defines[o->ndefines++]))
         cli_usage_error("-D takes NAME=INT, got '%s'", a + 2);
       continue;
     }
     if (a[0] != '-') {
-      if (o->model)
-        cli_usage_error("%s: more than one model given ('%s' and '%s')", o->command, o->model, a);
+      if (o->model) cli_usage_error("%s: more than one model given ('%s' and '%s')", o->command, o->model, a);
       o->model = a;
       continue;
     }
-    static const char *const valued[] = {"--set", "--points", "--tol", "--format", "-o", "--wrt", "--seed", "-D",
-                                         "--test-perturb-gradient", "--jit", NULL};
+    static const char *const valued[] = {
+        "--set", "--points", "--tol", "--format", "-o", "--wrt", "--seed", "-D", "--test-perturb-gradient",
+        "--jit", NULL};
     int known = 0;
     for (int k = 0; valued[k]; k++)
       known |= !strcmp(a, valued[k]);
-    if (!known)
-      cli_usage_error("%s: unknown option '%s'", o->command, a);
-    if (i + 1 >= argc)
-      cli_usage_error("%s needs a value", a);
+    if (!known) cli_usage_error("%s: unknown option '%s'", o->command, a);
+    if (i + 1 >= argc) cli_usage_error("%s needs a value", a);
     const char *v = argv[++i];
     char *end;
-    if (!strcmp(a, "--set")) parse_set(o, v);
-    else if (!strcmp(a, "--format")) o->format = v;
-    else if (!strcmp(a, "-o")) o->out = v;
-    else if (!strcmp(a, "--wrt")) o->wrt = v;
-    else if (!strcmp(a, "--test-perturb-gradient")) o->perturb = v;
+    if (!strcmp(a, "--set"))
+      parse_set(o, v);
+    else if (!strcmp(a, "--format"))
+      o->format = v;
+    else if (!strcmp(a, "-o"))
+      o->out = v;
+    else if (!strcmp(a, "--wrt"))
+      o->wrt = v;
+    else if (!strcmp(a, "--test-perturb-gradient"))
+      o->perturb = v;
     else if (!strcmp(a, "--jit")) {
-      if (strcmp(v, "tcc") && strcmp(v, "cc"))
-        cli_usage_error("--jit takes tcc or cc, not '%s'", v);
+      if (strcmp(v, "tcc") && strcmp(v, "cc")) cli_usage_error("--jit takes tcc or cc, not '%s'", v);
       o->use_cc = !strcmp(v, "cc");
-    }
-    else if (!strcmp(a, "-D")) {
+    } else if (!strcmp(a, "-D")) {
       if (o->ndefines == 64 || !cli_parse_define(v, &o->defines[o->ndefines++]))
         cli_usage_error("-D takes NAME=INT, got '%s'", v);
     } else if (!strcmp(a, "--tol")) {
       o->tol = strtod(v, &end);
-      if (*end || !(o->tol > 0))
-        cli_usage_error("--tol takes a positive number, not '%s'", v);
+      if (*end || !(o->tol > 0)) cli_usage_error("--tol takes a positive number, not '%s'", v);
     } else {
       long long x = strtoll(v, &end, 10);
       if (*end || x < (strcmp(a, "--seed") ? 1 : 0) || x > 1000000)
         cli_usage_error("%s takes a whole number, not '%s'", a, v);
-      if (!strcmp(a, "--points")) o->points = (int)x;
-      else o->seed = (uint64_t)x;
+      if (!strcmp(a, "--points"))
+        o->points = (int)x;
+      else
+        o->seed = (uint64_t)x;
     }
   }
-  if (!o->model)
-    cli_usage_error("%s: no model given", o->command);
+  if (!o->model) cli_usage_error("%s: no model given", o->command);
   if (strcmp(o->format, "dot") && strcmp(o->format, "svg") && strcmp(o->format, "png"))
     cli_usage_error("--format takes dot, svg or png, not '%s'", o->format);
 }
@@ -176,11 +180,9 @@ static void apply_sets(InspectOptions *o, Ctx *c, double *params, double *inputs
       if (!strcmp(((Decl *)c->inputs.items[k])->name, s->name)) {
         d = c->inputs.items[k];
         dst = inputs;
-        if (input_given)
-          input_given[k] = 1;
+        if (input_given) input_given[k] = 1;
       }
-    if (!d)
-      cli_usage_error("--set %s: the model has no parameter or input named '%s'", s->name, s->name);
+    if (!d) cli_usage_error("--set %s: the model has no parameter or input named '%s'", s->name, s->name);
     int64_t n = shape_numel(d->shape);
     if (s->n != n && !(s->n == 1))
       cli_usage_error("--set %s: '%s' has shape %s (%lld values), but %d values were given", s->name, s->name,
@@ -209,8 +211,7 @@ static void warn_bad_numbers(Ctx *c, const Values *v) {
   int shown = 0;
   for (int i = 0; i < v->n && shown < 10; i++) {
     Node *n = c->nodes.items[i];
-    if (!v->v[i] || n->is_backward)
-      continue;
+    if (!v->v[i] || n->is_backward) continue;
     int64_t len = shape_numel(n->shape);
     const double *a = n->args[0] ? v->v[n->args[0]->id] : NULL, *b = n->args[1] ? v->v[n->args[1]->id] : NULL;
     const char *what = NULL;
@@ -257,19 +258,16 @@ static void print_tensor_json(const double *x, Shape s) {
     return;
   }
   int64_t rows = s.rank == 2 ? s.dim[0] : 1, cols = s.rank == 2 ? s.dim[1] : s.dim[0];
-  if (s.rank == 2)
-    putchar('[');
+  if (s.rank == 2) putchar('[');
   for (int64_t r = 0; r < rows; r++) {
     printf("%s[", r ? ", " : "");
     for (int64_t j = 0; j < cols; j++) {
-      if (j)
-        fputs(", ", stdout);
+      if (j) fputs(", ", stdout);
       print_number(x[r * cols + j], 1);
     }
     putchar(']');
   }
-  if (s.rank == 2)
-    putchar(']');
+  if (s.rank == 2) putchar(']');
 }
 
 static void print_tensor_plain(const char *label, const double *x, Shape s, Ctx *c) {
@@ -284,8 +282,7 @@ static void print_tensor_plain(const char *label, const double *x, Shape s, Ctx 
   for (int64_t r = 0; r < rows; r++) {
     fputs(s.rank == 2 ? "  [" : "[", stdout);
     for (int64_t j = 0; j < cols; j++) {
-      if (j)
-        fputs(", ", stdout);
+      if (j) fputs(", ", stdout);
       print_number(x[r * cols + j], 0);
     }
     fputs("]\n", stdout);
@@ -323,8 +320,7 @@ static int run_grad(int argc, char **argv) {
     }
     free(g);
   }
-  if (o.json)
-    puts("}}");
+  if (o.json) puts("}}");
   values_free(&v);
   free(params);
   free(inputs);
@@ -363,14 +359,15 @@ static int run_check(int argc, char **argv) {
   CompileOptions co = {.defines = o.defines, .ndefines = o.ndefines, .perturb_gradient = o.perturb};
   JitOptions jo = {.use_cc = o.use_cc};
   JitModel *m = jit_load(o.model, &co, &jo);
-  if (!m)
-    return 1;
+  if (!m) return 1;
   Ctx *c = &m->ctx;
   CheckState st = {m, calloc(m->ws_elems + 1, sizeof(double))};
-  double *p = calloc((size_t)m->nparams + 1, sizeof(double)), *x = calloc((size_t)m->ninputs + 1, sizeof(double));
+  double *p = calloc((size_t)m->nparams + 1, sizeof(double)),
+         *x = calloc((size_t)m->ninputs + 1, sizeof(double));
   double *g = calloc((size_t)m->nparams + 1, sizeof(double));
   char *given = calloc((size_t)c->inputs.len + 1, 1);
-  double *max_abs = calloc((size_t)c->params.len + 1, sizeof(double)), *max_rel = calloc((size_t)c->params.len + 1, sizeof(double));
+  double *max_abs = calloc((size_t)c->params.len + 1, sizeof(double)),
+         *max_rel = calloc((size_t)c->params.len + 1, sizeof(double));
   int64_t *checked = calloc((size_t)c->params.len + 1, sizeof(int64_t));
   int skipped = 0, failed = 0;
   uint64_t rng = o.seed * 7919 + 17;
@@ -391,8 +388,7 @@ static int run_check(int argc, char **argv) {
     for (int d = 0; d < c->params.len && !failed; d++) {
       Decl *dc = c->params.items[d];
       int64_t n = shape_numel(dc->shape), step = 1;
-      if (!o.all_elements && n > 64)
-        step = n / 64;
+      if (!o.all_elements && n > 64) step = n / 64;
       for (int64_t k = 0; k < n && !failed; k += step) {
         int64_t i = dc->offset + k;
         double xi = p[i], h = 1e-6 * fmax(1, fabs(xi));
@@ -416,10 +412,12 @@ static int run_check(int argc, char **argv) {
           if (dc->shape.rank == 1)
             snprintf(idx, sizeof idx, "[%lld]", (long long)k);
           else if (dc->shape.rank == 2)
-            snprintf(idx, sizeof idx, "[%lld, %lld]", (long long)(k / dc->shape.dim[1]), (long long)(k % dc->shape.dim[1]));
-          printf("FAIL: dloss/d%s%s at point %d: the compiled gradient is %.10g, finite differences give %.10g "
-                 "(relative error %.3g > %g)\n",
-                 dc->name, idx, point + 1, g[i], fd, rel, o.tol);
+            snprintf(idx, sizeof idx, "[%lld, %lld]", (long long)(k / dc->shape.dim[1]),
+                     (long long)(k % dc->shape.dim[1]));
+          printf(
+              "FAIL: dloss/d%s%s at point %d: the compiled gradient is %.10g, finite differences give %.10g "
+              "(relative error %.3g > %g)\n",
+              dc->name, idx, point + 1, g[i], fd, rel, o.tol);
           failed = 1;
         }
       }
@@ -428,8 +426,8 @@ static int run_check(int argc, char **argv) {
   if (!failed) {
     printf("%-20s %10s %14s %14s\n", "parameter", "checked", "max abs error", "max rel error");
     for (int d = 0; d < c->params.len; d++)
-      printf("%-20s %10lld %14.3g %14.3g\n", ((Decl *)c->params.items[d])->name, (long long)checked[d], max_abs[d],
-             max_rel[d]);
+      printf("%-20s %10lld %14.3g %14.3g\n", ((Decl *)c->params.items[d])->name, (long long)checked[d],
+             max_abs[d], max_rel[d]);
     if (skipped)
       printf("skipped %d element%s at non-differentiable points (relu at 0, max ties)\n", skipped,
              skipped == 1 ? "" : "s");
@@ -458,8 +456,10 @@ static const char *op_label(const Node *n) {
   case OP_MUL: return "*";
   case OP_DIV: return "/";
   case OP_NEG: return "neg";
-  case OP_MAX2: case OP_MAXALL: return "max";
-  case OP_MIN2: case OP_MINALL: return "min";
+  case OP_MAX2:
+  case OP_MAXALL: return "max";
+  case OP_MIN2:
+  case OP_MINALL: return "min";
   case OP_MATMUL: return "@";
   case OP_POWC: return "^";
   case OP_SUMAX: return "sum";
@@ -482,14 +482,14 @@ static void value_text(Buf *b, const Node *n, const double *x) {
 static void dot_graph(Ctx *c, const Values *v, Buf *out) {
   Schedule s;
   schedule_function(c, &c->loss, 1, NULL, &s);
-  buf_printf(out, "digraph \"%s\" {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=12];\n"
-                  "  edge [fontname=\"Helvetica\", fontsize=10];\n",
+  buf_printf(out,
+             "digraph \"%s\" {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=12];\n"
+             "  edge [fontname=\"Helvetica\", fontsize=10];\n",
              c->src.name);
   buf_puts(out, "  { rank=source;");
   for (int i = 0; i < s.order.len; i++) {
     Node *n = s.order.items[i];
-    if (n->op == OP_PARAM || n->op == OP_INPUT)
-      buf_printf(out, " n%d;", n->id);
+    if (n->op == OP_PARAM || n->op == OP_INPUT) buf_printf(out, " n%d;", n->id);
   }
   buf_puts(out, " }\n");
   for (int i = 0; i < s.order.len; i++) {
@@ -520,8 +520,7 @@ static void dot_graph(Ctx *c, const Values *v, Buf *out) {
         EdgeGrad *e = NULL;
         for (int j = 0; j < c->edges.len && !e; j++) {
           EdgeGrad *x = c->edges.items[j];
-          if (x->from == a && x->to == n)
-            e = x;
+          if (x->from == a && x->to == n) e = x;
         }
         if (e && v->v[e->g->id]) {
           buf_puts(&lab, "<br/><font color=\"#c0392b\">");
@@ -535,7 +534,8 @@ static void dot_graph(Ctx *c, const Values *v, Buf *out) {
     }
   }
   if (v && v->v[c->loss->id]) {
-    buf_printf(out, "  out [shape=plaintext, label=\"\"];\n  n%d -> out [label=<<font color=\"black\">", c->loss->id);
+    buf_printf(out, "  out [shape=plaintext, label=\"\"];\n  n%d -> out [label=<<font color=\"black\">",
+               c->loss->id);
     Buf lab = {0};
     value_text(&lab, c->loss, v->v[c->loss->id]);
     buf_printf(out, "%s</font><br/><font color=\"#c0392b\">1</font>>];\n", lab.data);
@@ -578,13 +578,13 @@ static int run_graph(int argc, char **argv) {
       fwrite(dot.data, 1, dot.len, stdout);
     }
   } else if (!have_program("dot")) {
-    fprintf(stderr, "bpc: --format %s needs Graphviz's dot program, which is not installed (Debian package "
-                    "graphviz); --format dot writes the graph without it\n",
+    fprintf(stderr,
+            "bpc: --format %s needs Graphviz's dot program, which is not installed (Debian package "
+            "graphviz); --format dot writes the graph without it\n",
             o.format);
     rc = 1;
   } else {
-    if (!o.out || !strcmp(o.out, "-"))
-      cli_usage_error("graph: --format %s needs -o FILE", o.format);
+    if (!o.out || !strcmp(o.out, "-")) cli_usage_error("graph: --format %s needs -o FILE", o.format);
     char *tmp = str_printf("%s.tmp.%d", o.out, (int)getpid());
     char *cmd = str_printf("dot -T%s -o '%s'", o.format, tmp);
     FILE *pipe = popen(cmd, "w");
@@ -612,8 +612,7 @@ static int run_graph(int argc, char **argv) {
 static int run_explain(int argc, char **argv) {
   InspectOptions o;
   parse(&o, argc, argv, explain_help);
-  if (!o.wrt)
-    cli_usage_error("explain: --wrt PARAM is required");
+  if (!o.wrt) cli_usage_error("explain: --wrt PARAM is required");
   Ctx c;
   compile_or_exit(&o, &c);
   Values v = {0};
@@ -657,6 +656,6 @@ static int run_trace(int argc, char **argv) {
 }
 
 const CliCommand inspect_commands[] = {
-    {"grad", run_grad}, {"check", run_check}, {"graph", run_graph}, {"explain", run_explain}, {"trace", run_trace},
-    {NULL, NULL},
+    {"grad", run_grad},       {"check", run_check}, {"graph", run_graph},
+    {"explain", run_explain}, {"trace", run_trace}, {NULL, NULL},
 };

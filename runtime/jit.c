@@ -18,8 +18,7 @@ typedef struct TccError {
 
 static void on_tcc_error(void *opaque, const char *msg) {
   TccError *e = opaque;
-  if (!e->msg)
-    e->msg = strdup(msg);
+  if (!e->msg) e->msg = strdup(msg);
 }
 
 /* "<string>:12: error: ..." -> the message followed by line 12 itself. */
@@ -29,11 +28,9 @@ static char *with_generated_line(const char *msg, const char *csrc) {
   const char *p = csrc;
   for (long l = 1; l < line && p; l++) {
     p = strchr(p, '\n');
-    if (p)
-      p++;
+    if (p) p++;
   }
-  if (!p || line <= 0)
-    return strdup(msg);
+  if (!p || line <= 0) return strdup(msg);
   int len = (int)(strchr(p, '\n') ? strchr(p, '\n') - p : (long)strlen(p));
   return str_printf("%s\n  generated line %ld: %.*s", msg, line, len, p);
 }
@@ -41,11 +38,25 @@ static char *with_generated_line(const char *msg, const char *csrc) {
 /* The C library functions generated code calls, bound by address so the
  * JIT needs no libc lookup. */
 static const KernelSymbol libm_symbols[] = {
-    {"exp", (void *)exp},     {"expf", (void *)expf},   {"log", (void *)log},       {"logf", (void *)logf},
-    {"sqrt", (void *)sqrt},   {"sqrtf", (void *)sqrtf}, {"fabs", (void *)fabs},     {"fabsf", (void *)fabsf},
-    {"sin", (void *)sin},     {"sinf", (void *)sinf},   {"cos", (void *)cos},       {"cosf", (void *)cosf},
-    {"tanh", (void *)tanh},   {"tanhf", (void *)tanhf}, {"log1p", (void *)log1p},   {"log1pf", (void *)log1pf},
-    {"pow", (void *)pow},     {"powf", (void *)powf},   {NULL, NULL},
+    {"exp", (void *)exp},
+    {"expf", (void *)expf},
+    {"log", (void *)log},
+    {"logf", (void *)logf},
+    {"sqrt", (void *)sqrt},
+    {"sqrtf", (void *)sqrtf},
+    {"fabs", (void *)fabs},
+    {"fabsf", (void *)fabsf},
+    {"sin", (void *)sin},
+    {"sinf", (void *)sinf},
+    {"cos", (void *)cos},
+    {"cosf", (void *)cosf},
+    {"tanh", (void *)tanh},
+    {"tanhf", (void *)tanhf},
+    {"log1p", (void *)log1p},
+    {"log1pf", (void *)log1pf},
+    {"pow", (void *)pow},
+    {"powf", (void *)powf},
+    {NULL, NULL},
 };
 
 void *jit_compile_c(const char *csrc, char **err) {
@@ -117,20 +128,17 @@ static void *cc_load(const char *csrc, size_t len, char **err) {
     char *tmp_so = str_printf("%s.%d.tmp", so, (int)getpid());
     FILE *f = fopen(c_path, "w");
     int ok = f && fwrite(csrc, 1, len, f) == len;
-    if (f && fclose(f))
-      ok = 0;
+    if (f && fclose(f)) ok = 0;
     char *cmd = str_printf("cc %s -o '%s' '%s' 2>&1", CC_FLAGS, tmp_so, c_path);
     ok = ok && system(cmd) == 0 && rename(tmp_so, so) == 0;
     unlink(c_path);
     unlink(tmp_so);
-    if (!ok)
-      *err = str_printf("the system C compiler could not build the model (%s)", cmd);
+    if (!ok) *err = str_printf("the system C compiler could not build the model (%s)", cmd);
     free(cmd);
     free(c_path);
     free(tmp_so);
     dl = ok ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
-    if (ok && !dl)
-      *err = str_printf("cannot load %s: %s", so, dlerror());
+    if (ok && !dl) *err = str_printf("cannot load %s: %s", so, dlerror());
   }
   free(so);
   return dl;
@@ -159,7 +167,8 @@ JitModel *jit_load(const char *path, const CompileOptions *co, const JitOptions 
     return NULL;
   }
   Buf text = {0}, header = {0};
-  EmitOptions eo = {.prefix = "m", .use_float = use_float, .self_contained = 1, .jit_kernels = 1, .batch = batch};
+  EmitOptions eo = {
+      .prefix = "m", .use_float = use_float, .self_contained = 1, .jit_kernels = 1, .batch = batch};
   emit_c(&m->ctx, &eo, &text, &header);
   char *err = NULL;
   if (jo && jo->use_cc)
@@ -194,19 +203,15 @@ JitModel *jit_load(const char *path, const CompileOptions *co, const JitOptions 
   m->fixed = fixed ? fixed() : 0;
   m->train_fixed = model_symbol(m, "m_train_fixed");
   m->eval_fixed = model_symbol(m, "m_eval_fixed");
-  if (!m->train_fixed || !m->eval_fixed)
-    m->fixed = 0;
+  if (!m->train_fixed || !m->eval_fixed) m->fixed = 0;
   m->compile_seconds = now_seconds() - t0;
   return m;
 }
 
 void jit_free(JitModel *m) {
-  if (!m)
-    return;
-  if (m->tcc)
-    tcc_delete(m->tcc);
-  if (m->dl)
-    dlclose(m->dl);
+  if (!m) return;
+  if (m->tcc) tcc_delete(m->tcc);
+  if (m->dl) dlclose(m->dl);
   ctx_free(&m->ctx);
   free(m->source);
   free(m);
@@ -217,16 +222,15 @@ typedef float (*TrainF)(const float *, const float *, size_t, float *, float *, 
 typedef double (*EvalD)(const double *, const double *, size_t, double *, double *);
 typedef float (*EvalF)(const float *, const float *, size_t, float *, float *);
 
-double jit_train_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *grad, void *outputs,
-                       void *ws) {
-  if (m->use_float)
-    return ((TrainF)m->train_batch)(params, inputs, n, grad, outputs, ws);
+double jit_train_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *grad,
+                       void *outputs, void *ws) {
+  if (m->use_float) return ((TrainF)m->train_batch)(params, inputs, n, grad, outputs, ws);
   return ((TrainD)m->train_batch)(params, inputs, n, grad, outputs, ws);
 }
 
-double jit_eval_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *outputs, void *ws) {
-  if (m->use_float)
-    return ((EvalF)m->eval_batch)(params, inputs, n, outputs, ws);
+double jit_eval_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *outputs,
+                      void *ws) {
+  if (m->use_float) return ((EvalF)m->eval_batch)(params, inputs, n, outputs, ws);
   return ((EvalD)m->eval_batch)(params, inputs, n, outputs, ws);
 }
 
@@ -235,15 +239,14 @@ typedef float (*FixedTrainF)(const float *, const float *, float *, float *, flo
 typedef double (*FixedEvalD)(const double *, const double *, double *, double *);
 typedef float (*FixedEvalF)(const float *, const float *, float *, float *);
 
-double jit_train_fixed(JitModel *m, const void *params, const void *inputs, void *grad, void *outputs, void *ws) {
-  if (m->use_float)
-    return ((FixedTrainF)m->train_fixed)(params, inputs, grad, outputs, ws);
+double jit_train_fixed(JitModel *m, const void *params, const void *inputs, void *grad, void *outputs,
+                       void *ws) {
+  if (m->use_float) return ((FixedTrainF)m->train_fixed)(params, inputs, grad, outputs, ws);
   return ((FixedTrainD)m->train_fixed)(params, inputs, grad, outputs, ws);
 }
 
 double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void *outputs, void *ws) {
-  if (m->use_float)
-    return ((FixedEvalF)m->eval_fixed)(params, inputs, outputs, ws);
+  if (m->use_float) return ((FixedEvalF)m->eval_fixed)(params, inputs, outputs, ws);
   return ((FixedEvalD)m->eval_fixed)(params, inputs, outputs, ws);
 }
 

@@ -7,14 +7,14 @@
 
 #include <stddef.h>
 
-#define BPK_DECLARE(T, S)                                                                             \
-  /* y = A x, A is [m, k] */                                                                          \
-  void bpk_mv_##S(const T *A, const T *x, T *y, size_t m, size_t k, int acc);                         \
-  /* y = A^T x, A is [k, m] */                                                                        \
-  void bpk_mtv_##S(const T *A, const T *x, T *y, size_t k, size_t m, int acc);                        \
-  /* D = a b^T, a is [m], b is [n] */                                                                 \
-  void bpk_outer_##S(const T *a, const T *b, T *D, size_t m, size_t n, int acc);                      \
-  /* C = op(A) op(B), C is [m, n], op(A) is [m, k]; ta/tb: A or B stored transposed */              \
+#define BPK_DECLARE(T, S)                                                                                    \
+  /* y = A x, A is [m, k] */                                                                                 \
+  void bpk_mv_##S(const T *A, const T *x, T *y, size_t m, size_t k, int acc);                                \
+  /* y = A^T x, A is [k, m] */                                                                               \
+  void bpk_mtv_##S(const T *A, const T *x, T *y, size_t k, size_t m, int acc);                               \
+  /* D = a b^T, a is [m], b is [n] */                                                                        \
+  void bpk_outer_##S(const T *a, const T *b, T *D, size_t m, size_t n, int acc);                             \
+  /* C = op(A) op(B), C is [m, n], op(A) is [m, k]; ta/tb: A or B stored transposed */                       \
   void bpk_mm_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc);
 
 BPK_DECLARE(double, d)

@@ -20,44 +20,42 @@ void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t 
   o->eps = 1e-8;
   o->n = n;
   o->elem = elem;
-  if (kind != OPT_SGD)
-    o->m = calloc((size_t)n + 1, elem);
-  if (kind == OPT_ADAM)
-    o->v = calloc((size_t)n + 1, elem);
+  if (kind != OPT_SGD) o->m = calloc((size_t)n + 1, elem);
+  if (kind == OPT_ADAM) o->v = calloc((size_t)n + 1, elem);
 }
 
-#define DEFINE_STEP(T, S)                                                                   \
-  static void step_##S(Optimizer *o, T *restrict p, T *restrict g, T scale) {              \
-    const T lr = (T)o->lr;                                                                  \
-    int64_t n = o->n;                                                                       \
-    if (o->kind == OPT_SGD) {                                                               \
-      const T k = lr * scale;                                                               \
-      for (int64_t i = 0; i < n; i++) {                                                     \
-        p[i] -= k * g[i];                                                                   \
-        g[i] = 0;                                                                           \
-      }                                                                                     \
-    } else if (o->kind == OPT_MOMENTUM) {                                                   \
-      T *restrict v = o->m;                                                                 \
-      const T mu = (T)o->momentum;                                                          \
-      for (int64_t i = 0; i < n; i++) {                                                     \
-        v[i] = mu * v[i] + g[i] * scale;                                                    \
-        p[i] -= lr * v[i];                                                                  \
-        g[i] = 0;                                                                           \
-      }                                                                                     \
-    } else {                                                                                \
-      T *restrict m = o->m, *restrict v = o->v;                                             \
-      const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps;                          \
-      o->step++;                                                                            \
-      const T c1 = (T)(1 - pow(o->beta1, (double)o->step));                                 \
-      const T c2 = (T)(1 - pow(o->beta2, (double)o->step));                                 \
-      for (int64_t i = 0; i < n; i++) {                                                     \
-        const T gi = g[i] * scale;                                                          \
-        m[i] = b1 * m[i] + (1 - b1) * gi;                                                   \
-        v[i] = b2 * v[i] + (1 - b2) * gi * gi;                                              \
-        p[i] -= lr * (m[i] / c1) / (sqrt##S(v[i] / c2) + eps);                              \
-        g[i] = 0;                                                                           \
-      }                                                                                     \
-    }                                                                                       \
+#define DEFINE_STEP(T, S)                                                                                    \
+  static void step_##S(Optimizer *o, T *restrict p, T *restrict g, T scale) {                                \
+    const T lr = (T)o->lr;                                                                                   \
+    int64_t n = o->n;                                                                                        \
+    if (o->kind == OPT_SGD) {                                                                                \
+      const T k = lr * scale;                                                                                \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        p[i] -= k * g[i];                                                                                    \
+        g[i] = 0;                                                                                            \
+      }                                                                                                      \
+    } else if (o->kind == OPT_MOMENTUM) {                                                                    \
+      T *restrict v = o->m;                                                                                  \
+      const T mu = (T)o->momentum;                                                                           \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        v[i] = mu * v[i] + g[i] * scale;                                                                     \
+        p[i] -= lr * v[i];                                                                                   \
+        g[i] = 0;                                                                                            \
+      }                                                                                                      \
+    } else {                                                                                                 \
+      T *restrict m = o->m, *restrict v = o->v;                                                              \
+      const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps;                                           \
+      o->step++;                                                                                             \
+      const T c1 = (T)(1 - pow(o->beta1, (double)o->step));                                                  \
+      const T c2 = (T)(1 - pow(o->beta2, (double)o->step));                                                  \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        const T gi = g[i] * scale;                                                                           \
+        m[i] = b1 * m[i] + (1 - b1) * gi;                                                                    \
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;                                                               \
+        p[i] -= lr * (m[i] / c1) / (sqrt##S(v[i] / c2) + eps);                                               \
+        g[i] = 0;                                                                                            \
+      }                                                                                                      \
+    }                                                                                                        \
   }
 
 #define sqrtd sqrt

@@ -23,7 +23,8 @@ static const char MAGIC[8] = {'B', 'P', 'C', 'P', 'A', 'R', 'A', 'M'};
 enum { VERSION = 1, TYPE_F64 = 1, TYPE_F32 = 2 };
 
 static void put_u32(Buf *b, uint32_t v) {
-  unsigned char p[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+  unsigned char p[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                        (unsigned char)(v >> 24)};
   buf_append(b, p, 4);
 }
 
@@ -55,7 +56,8 @@ int params_save(const char *path, JitModel *m, const void *params, char **err) {
   int failed = cli_write_files_atomically(paths, bufs, 1, &why);
   buf_free(&b);
   if (failed >= 0) {
-    *err = str_printf("cannot save parameters to %s: %s (the previous file, if any, is unchanged)", path, why);
+    *err =
+        str_printf("cannot save parameters to %s: %s (the previous file, if any, is unchanged)", path, why);
     return 1;
   }
   return 0;
@@ -66,8 +68,7 @@ typedef struct Reader {
 } Reader;
 
 static int get(Reader *r, void *out, size_t n) {
-  if ((size_t)(r->end - r->p) < n)
-    return 0;
+  if ((size_t)(r->end - r->p) < n) return 0;
   memcpy(out, r->p, n);
   r->p += n;
   return 1;
@@ -75,16 +76,14 @@ static int get(Reader *r, void *out, size_t n) {
 
 static int get_u32(Reader *r, uint32_t *v) {
   unsigned char p[4];
-  if (!get(r, p, 4))
-    return 0;
+  if (!get(r, p, 4)) return 0;
   *v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
   return 1;
 }
 
 static int get_u64(Reader *r, uint64_t *v) {
   uint32_t lo, hi;
-  if (!get_u32(r, &lo) || !get_u32(r, &hi))
-    return 0;
+  if (!get_u32(r, &lo) || !get_u32(r, &hi)) return 0;
   *v = (uint64_t)hi << 32 | lo;
   return 1;
 }
@@ -112,68 +111,65 @@ static unsigned char *slurp(const char *path, size_t *len, char **err) {
     }
   }
   fclose(f);
-  if (!buf)
-    *err = str_printf("out of memory reading %s", path);
+  if (!buf) *err = str_printf("out of memory reading %s", path);
   *len = n;
   return buf;
 }
 
-#define BAD(...)                    \
-  do {                              \
-    *err = str_printf(__VA_ARGS__); \
-    goto out;                       \
+#define BAD(...)                                                                                             \
+  do {                                                                                                       \
+    *err = str_printf(__VA_ARGS__);                                                                          \
+    goto out;                                                                                                \
   } while (0)
 
 int params_load(const char *path, JitModel *m, void *params, char **err) {
   size_t len = 0;
   unsigned char *data = slurp(path, &len, err);
-  if (!data)
-    return 1;
+  if (!data) return 1;
   int rc = 1;
   Reader r = {data, data + len};
   char magic[8];
   uint32_t version, type, count, crc_saved;
   if (!get(&r, magic, 8) || memcmp(magic, MAGIC, 8))
     BAD("%s is not a bpc parameter file (it does not start with BPCPARAM)", path);
-  if (len < 12 + 4)
-    BAD("%s is truncated", path);
+  if (len < 12 + 4) BAD("%s is truncated", path);
   crc_saved = (uint32_t)data[len - 4] | (uint32_t)data[len - 3] << 8 | (uint32_t)data[len - 2] << 16 |
               (uint32_t)data[len - 1] << 24;
-  if (!get_u32(&r, &version) || !get_u32(&r, &type) || !get_u32(&r, &count))
-    BAD("%s is truncated", path);
-  if (version != VERSION)
-    BAD("%s has format version %u; this bpc reads version %d", path, version, VERSION);
-  if (type != TYPE_F64 && type != TYPE_F32)
-    BAD("%s: unknown element type %u", path, type);
+  if (!get_u32(&r, &version) || !get_u32(&r, &type) || !get_u32(&r, &count)) BAD("%s is truncated", path);
+  if (version != VERSION) BAD("%s has format version %u; this bpc reads version %d", path, version, VERSION);
+  if (type != TYPE_F64 && type != TYPE_F32) BAD("%s: unknown element type %u", path, type);
   if (count != (uint32_t)m->ctx.params.len)
     BAD("%s holds %u tensors, but %s has %d parameters", path, count, m->ctx.src.name, m->ctx.params.len);
   for (uint32_t i = 0; i < count; i++) {
     Decl *d = m->ctx.params.items[i];
     uint32_t nlen, rank;
     char name[BPC_MAX_IDENT + 1];
-    if (!get_u32(&r, &nlen) || nlen > BPC_MAX_IDENT || !get(&r, name, nlen) || !get_u32(&r, &rank) || rank > 2)
+    if (!get_u32(&r, &nlen) || nlen > BPC_MAX_IDENT || !get(&r, name, nlen) || !get_u32(&r, &rank) ||
+        rank > 2)
       BAD("%s is damaged or truncated in the description of tensor %u", path, i + 1);
     name[nlen] = 0;
     uint64_t dims[2] = {0, 0};
     for (uint32_t k = 0; k < rank; k++)
-      if (!get_u64(&r, &dims[k]))
-        BAD("%s is truncated in the description of tensor '%s'", path, name);
+      if (!get_u64(&r, &dims[k])) BAD("%s is truncated in the description of tensor '%s'", path, name);
     if (strcmp(name, d->name))
-      BAD("%s does not fit %s: tensor %u is '%s' in the file but '%s' in the model", path, m->ctx.src.name, i + 1,
-          name, d->name);
+      BAD("%s does not fit %s: tensor %u is '%s' in the file but '%s' in the model", path, m->ctx.src.name,
+          i + 1, name, d->name);
     Shape s = {(int)rank, {(int64_t)dims[0], (int64_t)dims[1]}};
     if ((int)rank != d->shape.rank || dims[0] > (uint64_t)BPC_MAX_DIM || dims[1] > (uint64_t)BPC_MAX_DIM ||
         !shape_eq(s, d->shape))
-      BAD("%s does not fit %s: '%s' has shape %s in the file but %s in the model", path, m->ctx.src.name, name,
-          rank <= 2 && dims[0] <= (uint64_t)BPC_MAX_DIM && dims[1] <= (uint64_t)BPC_MAX_DIM ? shape_str(&m->ctx, s)
-                                                                                                 : "(invalid)",
+      BAD("%s does not fit %s: '%s' has shape %s in the file but %s in the model", path, m->ctx.src.name,
+          name,
+          rank <= 2 && dims[0] <= (uint64_t)BPC_MAX_DIM && dims[1] <= (uint64_t)BPC_MAX_DIM
+              ? shape_str(&m->ctx, s)
+              : "(invalid)",
           shape_str(&m->ctx, d->shape));
   }
   size_t esize = type == TYPE_F32 ? 4 : 8;
   size_t need = (size_t)m->nparams * esize + 4;
   if ((size_t)(r.end - r.p) != need)
     BAD("%s is %s: expected %zu bytes of values and checksum, found %zu", path,
-        (size_t)(r.end - r.p) < need ? "truncated" : "longer than its header says", need, (size_t)(r.end - r.p));
+        (size_t)(r.end - r.p) < need ? "truncated" : "longer than its header says", need,
+        (size_t)(r.end - r.p));
   if ((uint32_t)crc32(0L, data, (uInt)(len - 4)) != crc_saved)
     BAD("%s is damaged: its checksum does not match its contents", path);
   for (int64_t i = 0; i < m->nparams; i++) {

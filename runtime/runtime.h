@@ -16,14 +16,14 @@
 
 /* ---- jit.c: a model compiled in memory with libtcc ------------------------- */
 typedef struct JitModel {
-  Ctx ctx;          /* the compiled model: decls, shapes, graph */
-  char *source;     /* the .bp text (ctx points into it) */
-  void *tcc;        /* TCCState, with the tcc backend */
-  void *dl;         /* dlopen handle, with the cc backend */
+  Ctx ctx;      /* the compiled model: decls, shapes, graph */
+  char *source; /* the .bp text (ctx points into it) */
+  void *tcc;    /* TCCState, with the tcc backend */
+  void *dl;     /* dlopen handle, with the cc backend */
   int use_float;
-  size_t elem;      /* sizeof(double) or sizeof(float) */
+  size_t elem; /* sizeof(double) or sizeof(float) */
   int64_t nparams, ninputs, noutputs;
-  size_t ws_elems;  /* workspace each calling thread needs */
+  size_t ws_elems; /* workspace each calling thread needs */
   /* generated functions (JIT mode; see emit_c.c's runtime entry points) */
   void (*init)(void *params, uint64_t seed);
   void *train_batch; /* sum of losses; adds summed gradient; optional outputs */
@@ -37,8 +37,8 @@ typedef struct JitModel {
 
 typedef struct JitOptions {
   int use_float;
-  int batch;   /* also compile functions for this many examples at once (> 1) */
-  int use_cc;  /* build a shared object with the system C compiler instead of tcc */
+  int batch;  /* also compile functions for this many examples at once (> 1) */
+  int use_cc; /* build a shared object with the system C compiler instead of tcc */
 } JitOptions;
 
 /* Compiles a .bp file into memory (tcc), or into a cached shared object
@@ -54,12 +54,13 @@ void *jit_symbol(void *tcc, const char *name);
 
 /* Typed calls into the generated code. n examples stored one after
  * another. grad is added into; outputs may be NULL. */
-double jit_train_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *grad, void *outputs,
-                       void *ws);
+double jit_train_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *grad,
+                       void *outputs, void *ws);
 double jit_eval_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *outputs, void *ws);
 /* The same for exactly m->fixed examples, inputs stored input by input
  * (see jit_gather); outputs example by example. */
-double jit_train_fixed(JitModel *m, const void *params, const void *inputs, void *grad, void *outputs, void *ws);
+double jit_train_fixed(JitModel *m, const void *params, const void *inputs, void *grad, void *outputs,
+                       void *ws);
 double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void *outputs, void *ws);
 /* Rearranges m->fixed examples (one after another) into the layout the
  * batched functions read: all of input 0, then all of input 1, ... */
@@ -72,11 +73,11 @@ typedef struct DataBinding {
 } DataBinding;
 
 typedef struct Dataset {
-  size_t n;         /* examples */
-  int64_t width;    /* elements per example (the model's NUM_INPUTS) */
-  size_t elem;      /* element size */
-  void *x;          /* n * width elements, example after example */
-  int *onehot;      /* per input slot: filled from a label file */
+  size_t n;      /* examples */
+  int64_t width; /* elements per example (the model's NUM_INPUTS) */
+  size_t elem;   /* element size */
+  void *x;       /* n * width elements, example after example */
+  int *onehot;   /* per input slot: filled from a label file */
 } Dataset;
 
 /* Reads the files bound to the model's inputs (required[slot] says which
@@ -97,10 +98,10 @@ typedef enum { OPT_SGD, OPT_MOMENTUM, OPT_ADAM } OptKind;
 typedef struct Optimizer {
   OptKind kind;
   double lr, momentum, beta1, beta2, eps;
-  int64_t n;     /* parameters */
+  int64_t n; /* parameters */
   size_t elem;
-  void *m, *v;   /* state: velocity / Adam moments */
-  int64_t step;  /* Adam's t */
+  void *m, *v;  /* state: velocity / Adam moments */
+  int64_t step; /* Adam's t */
 } Optimizer;
 void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t n, size_t elem);
 /* One update of params from the gradient grad * scale (the summed gradient
@@ -116,10 +117,10 @@ typedef struct TrainOptions {
   uint64_t seed;
   int threads;
   int quiet;
-  int progress;        /* a progress bar (stderr is a terminal) */
-  const char *save;    /* parameter file written after every epoch */
-  const char *log;     /* CSV log */
-  const char *target;  /* input compared with the output for accuracy */
+  int progress;       /* a progress bar (stderr is a terminal) */
+  const char *save;   /* parameter file written after every epoch */
+  const char *log;    /* CSV log */
+  const char *target; /* input compared with the output for accuracy */
   Optimizer *opt;
 } TrainOptions;
 
@@ -130,13 +131,14 @@ typedef struct AccuracySpec {
 int accuracy_spec(JitModel *m, const char *target, AccuracySpec *spec, char **err);
 
 typedef struct EvalResult {
-  double loss;      /* mean */
-  double accuracy;  /* share of examples, or -1 when not applicable */
+  double loss;     /* mean */
+  double accuracy; /* share of examples, or -1 when not applicable */
 } EvalResult;
 EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const AccuracySpec *acc, int threads);
 /* Returns 0 when all epochs ran; 1 (message printed) on a NaN loss, a
  * failed save or an interrupt. */
-int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *test_set, const TrainOptions *o);
+int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *test_set,
+          const TrainOptions *o);
 
 /* ---- shared helpers ---------------------------------------------------------- */
 double real_get(const void *p, size_t elem, size_t i);

@@ -25,8 +25,7 @@ int accuracy_spec(JitModel *m, const char *target, AccuracySpec *spec, char **er
   int target_slot = -1;
   if (target) {
     for (int i = 0; i < c->inputs.len; i++)
-      if (!strcmp(((Decl *)c->inputs.items[i])->name, target))
-        target_slot = i;
+      if (!strcmp(((Decl *)c->inputs.items[i])->name, target)) target_slot = i;
     if (target_slot < 0) {
       *err = str_printf("--target %s: the model has no input named '%s'", target, target);
       return 1;
@@ -34,8 +33,7 @@ int accuracy_spec(JitModel *m, const char *target, AccuracySpec *spec, char **er
   }
   for (int o = 0; o < c->outputs.len; o++) {
     Decl *out = c->outputs.items[o];
-    if (out->shape.rank == 0)
-      continue;
+    if (out->shape.rank == 0) continue;
     int found = -1, count = 0;
     for (int i = 0; i < c->inputs.len; i++) {
       Decl *in = c->inputs.items[i];
@@ -77,9 +75,9 @@ static size_t argmax(const void *p, size_t elem, size_t off, int64_t k) {
 }
 
 /* Examples among n whose output arg-max equals the target's arg-max. */
-static size_t count_correct(JitModel *m, const AccuracySpec *acc, const void *inputs, const void *outputs, size_t n) {
-  if (acc->output < 0)
-    return 0;
+static size_t count_correct(JitModel *m, const AccuracySpec *acc, const void *inputs, const void *outputs,
+                            size_t n) {
+  if (acc->output < 0) return 0;
   Decl *out = m->ctx.outputs.items[acc->output], *in = m->ctx.inputs.items[acc->input];
   int64_t k = shape_numel(out->shape);
   size_t correct = 0;
@@ -99,13 +97,13 @@ typedef struct Worker {
   int index;
   pthread_t thread;
   void *ws, *grad;
-  void *soa;   /* one fixed batch rearranged input by input */
+  void *soa; /* one fixed batch rearranged input by input */
   double loss;
 } Worker;
 
 struct Pool {
   JitModel *m;
-  int n;                   /* threads, including the caller */
+  int n; /* threads, including the caller */
   Worker *w;
   pthread_barrier_t start, done;
   int quit;
@@ -120,8 +118,7 @@ struct Pool {
 static void slice(Pool *p, int i, size_t *from, size_t *len) {
   size_t per = (p->count + (size_t)p->n - 1) / (size_t)p->n;
   size_t fixed = (size_t)p->m->fixed;
-  if (fixed > 1)
-    per = (per + fixed - 1) / fixed * fixed;
+  if (fixed > 1) per = (per + fixed - 1) / fixed * fixed;
   *from = (size_t)i * per < p->count ? (size_t)i * per : p->count;
   *len = p->count - *from < per ? p->count - *from : per;
 }
@@ -135,7 +132,8 @@ static void run_slice(Pool *p, Worker *w) {
   char *out = p->outputs ? (char *)p->outputs + from * out_row : NULL;
   w->loss = 0;
   size_t fixed = m->fixed > 1 ? (size_t)m->fixed : 0;
-  for (; fixed && len >= fixed; len -= fixed, in += fixed * in_row, out = out ? out + fixed * out_row : NULL) {
+  for (; fixed && len >= fixed;
+       len -= fixed, in += fixed * in_row, out = out ? out + fixed * out_row : NULL) {
     jit_gather(m, in, w->soa);
     if (p->training)
       w->loss += jit_train_fixed(m, p->params, w->soa, w->grad, out, w->ws);
@@ -156,8 +154,7 @@ static void *worker_main(void *arg) {
   flush_subnormals();
   for (;;) {
     pthread_barrier_wait(&p->start);
-    if (p->quit)
-      return NULL;
+    if (p->quit) return NULL;
     run_slice(p, w);
     pthread_barrier_wait(&p->done);
   }
@@ -186,11 +183,9 @@ static void pool_init(Pool *p, JitModel *m, int threads) {
 
 /* Runs the current job on every thread; returns the summed loss. */
 static double pool_run(Pool *p) {
-  if (p->n > 1)
-    pthread_barrier_wait(&p->start);
+  if (p->n > 1) pthread_barrier_wait(&p->start);
   run_slice(p, &p->w[0]);
-  if (p->n > 1)
-    pthread_barrier_wait(&p->done);
+  if (p->n > 1) pthread_barrier_wait(&p->done);
   double loss = 0;
   for (int i = 0; i < p->n; i++)
     loss += p->w[i].loss;
@@ -217,17 +212,17 @@ static void pool_free(Pool *p) {
 /* The batch's summed gradient into the first thread's buffer: the other
  * threads' buffers added in thread order (so a run repeats exactly for a
  * given thread count) and cleared for the next batch. */
-#define DEFINE_REDUCE(T, S)                                                  \
-  static void reduce_##S(Pool *p) {                                          \
-    int64_t n = p->m->nparams;                                               \
-    T *restrict g0 = p->w[0].grad;                                           \
-    for (int t = 1; t < p->n; t++) {                                         \
-      T *restrict gt = p->w[t].grad;                                         \
-      for (int64_t i = 0; i < n; i++) {                                      \
-        g0[i] += gt[i];                                                      \
-        gt[i] = 0;                                                           \
-      }                                                                      \
-    }                                                                        \
+#define DEFINE_REDUCE(T, S)                                                                                  \
+  static void reduce_##S(Pool *p) {                                                                          \
+    int64_t n = p->m->nparams;                                                                               \
+    T *restrict g0 = p->w[0].grad;                                                                           \
+    for (int t = 1; t < p->n; t++) {                                                                         \
+      T *restrict gt = p->w[t].grad;                                                                         \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        g0[i] += gt[i];                                                                                      \
+        gt[i] = 0;                                                                                           \
+      }                                                                                                      \
+    }                                                                                                        \
   }
 DEFINE_REDUCE(double, d)
 DEFINE_REDUCE(float, f)
@@ -322,18 +317,15 @@ static void report_epoch(const EpochStats *s, const TrainOptions *o, Buf *log) {
   fmt_or_empty(tacc, sizeof tacc, "%.6f", s->train_acc, s->have_acc);
   fmt_or_empty(vloss, sizeof vloss, "%.9g", s->test_loss, s->have_test);
   fmt_or_empty(vacc, sizeof vacc, "%.6f", s->test_acc, s->have_test && s->have_acc);
-  buf_printf(log, "%d,%.9g,%s,%s,%s,%.3f,%.1f\n", s->epoch, s->train_loss, tacc, vloss, vacc, s->seconds, s->rate);
-  if (o->quiet)
-    return;
-  if (o->progress)
-    fputs("\r\033[K", stderr);
+  buf_printf(log, "%d,%.9g,%s,%s,%s,%.3f,%.1f\n", s->epoch, s->train_loss, tacc, vloss, vacc, s->seconds,
+             s->rate);
+  if (o->quiet) return;
+  if (o->progress) fputs("\r\033[K", stderr);
   printf("epoch %d: train loss %.4g", s->epoch, s->train_loss);
-  if (s->have_acc)
-    printf(", train accuracy %.2f%%", 100 * s->train_acc);
+  if (s->have_acc) printf(", train accuracy %.2f%%", 100 * s->train_acc);
   if (s->have_test) {
     printf(", test loss %.4g", s->test_loss);
-    if (s->have_acc)
-      printf(", test accuracy %.2f%%", 100 * s->test_acc);
+    if (s->have_acc) printf(", test accuracy %.2f%%", 100 * s->test_acc);
   }
   printf(", %.2f s, %.0f examples/s\n", s->seconds, s->rate);
   fflush(stdout);
@@ -350,7 +342,8 @@ static int write_log(const char *path, Buf *log, char **err) {
   return 0;
 }
 
-int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *test_set, const TrainOptions *o) {
+int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *test_set,
+          const TrainOptions *o) {
   AccuracySpec acc;
   char *err = NULL;
   if (accuracy_spec(m, o->target, &acc, &err)) {
@@ -359,11 +352,9 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
     return 1;
   }
   size_t n = train_set->n, batch = o->batch ? o->batch : 32;
-  if (batch > n)
-    batch = n;
+  if (batch > n) batch = n;
   int threads = o->threads < 1 ? 1 : o->threads;
-  if ((size_t)threads > batch)
-    threads = (int)batch;
+  if ((size_t)threads > batch) threads = (int)batch;
   Pool pool;
   pool_init(&pool, m, threads);
   size_t row = (size_t)m->ninputs * m->elem;
@@ -393,8 +384,7 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
       pool.count = nb;
       double loss = pool_run(&pool);
       if (!isfinite(loss)) {
-        if (o->progress)
-          fputs("\r\033[K", stderr);
+        if (o->progress) fputs("\r\033[K", stderr);
         fprintf(stderr, "bpc: training stopped: the loss became %s in epoch %d, batch %zu%s%s%s\n",
                 isnan(loss) ? "NaN" : "infinite", epoch, batch_no,
                 o->save && epoch > 1 ? "; the parameters saved after the previous epoch are in " : "",
@@ -414,26 +404,26 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
         last_draw = now_seconds();
         progress(epoch, o->epochs, done, n, loss_sum / (double)done, last_draw - t0);
       }
-      if (interrupted)
-        break;
+      if (interrupted) break;
     }
-    if (rc)
-      break;
+    if (rc) break;
     double seconds = now_seconds() - t0;
     if (interrupted) {
-      if (o->progress)
-        fputs("\r\033[K", stderr);
+      if (o->progress) fputs("\r\033[K", stderr);
       if (o->save && params_save(o->save, m, params, &err) == 0)
-        fprintf(stderr, "bpc: interrupted in epoch %d after %zu examples; parameters saved to %s\n", epoch, done,
-                o->save);
+        fprintf(stderr, "bpc: interrupted in epoch %d after %zu examples; parameters saved to %s\n", epoch,
+                done, o->save);
       else
         fprintf(stderr, "bpc: interrupted in epoch %d after %zu examples%s%s\n", epoch, done, err ? ": " : "",
                 err ? err : "");
       rc = 1;
       break;
     }
-    EpochStats s = {.epoch = epoch, .train_loss = loss_sum / (double)n, .seconds = seconds,
-                    .rate = (double)n / seconds, .have_acc = acc.output >= 0};
+    EpochStats s = {.epoch = epoch,
+                    .train_loss = loss_sum / (double)n,
+                    .seconds = seconds,
+                    .rate = (double)n / seconds,
+                    .have_acc = acc.output >= 0};
     s.train_acc = (double)correct / (double)n;
     if (test_set) {
       EvalResult r = evaluate(m, params, test_set, &acc, threads);

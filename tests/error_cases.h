@@ -8,195 +8,168 @@ typedef struct ErrorCase {
   const char *message;
 } ErrorCase;
 
-#define CASE(name, src, msg) {name, src, sizeof(src) - 1, msg}
+#define CASE(name, src, msg)                                                                                 \
+  { name, src, sizeof(src) - 1, msg }
 static const ErrorCase error_cases[] = {
-    CASE("syntax",
-         "param x\nloss = (x + ) * 2\n",
+    CASE("syntax", "param x\nloss = (x + ) * 2\n",
          "model.bp:2:13: error: unexpected ')'; expected an expression\n"
          "    2 | loss = (x + ) * 2\n"
          "      |             ^\n"),
-    CASE("bad_token",
-         "param x\nloss = x $ 2\n",
+    CASE("bad_token", "param x\nloss = x $ 2\n",
          "model.bp:2:10: error: unexpected character '$'\n"
          "    2 | loss = x $ 2\n"
          "      |          ^\n"),
-    CASE("undefined_name",
-         "param weight\nloss = wieght * 2\n",
+    CASE("undefined_name", "param weight\nloss = wieght * 2\n",
          "model.bp:2:8: error: undefined name 'wieght'; did you mean 'weight'?\n"
          "    2 | loss = wieght * 2\n"
          "      |        ^\n"),
-    CASE("redefinition",
-         "param x\nx = 3\nloss = x\n",
+    CASE("redefinition", "param x\nx = 3\nloss = x\n",
          "model.bp:2:1: error: 'x' is already defined at line 1 (as a parameter)\n"
          "    2 | x = 3\n"
          "      | ^\n"),
-    CASE("unknown_function",
-         "param x\nloss = sigmod(x)\n",
+    CASE("unknown_function", "param x\nloss = sigmod(x)\n",
          "model.bp:2:8: error: unknown function 'sigmod'; did you mean 'sigmoid'?\n"
          "    2 | loss = sigmod(x)\n"
          "      |        ^\n"),
-    CASE("argument_count",
-         "param x\nloss = exp(x, 2)\n",
+    CASE("argument_count", "param x\nloss = exp(x, 2)\n",
          "model.bp:2:8: error: exp() takes 1 argument, but 2 were given\n"
          "    2 | loss = exp(x, 2)\n"
          "      |        ^\n"),
-    CASE("argument_count_range",
-         "param x[3]\nloss = sum(x, 0, 1)\n",
+    CASE("argument_count_range", "param x[3]\nloss = sum(x, 0, 1)\n",
          "model.bp:2:8: error: sum() takes 1 or 2 arguments, but 3 were given\n"
          "    2 | loss = sum(x, 0, 1)\n"
          "      |        ^\n"),
-    CASE("elementwise_shapes",
-         "param a[3]\nparam b[4]\nloss = sum(a + b)\n",
-         "model.bp:3:14: error: cannot compute [3] + [4]: the shapes do not match (a scalar combines with anything, and a vector [n] with a matrix [m,n])\n"
+    CASE("elementwise_shapes", "param a[3]\nparam b[4]\nloss = sum(a + b)\n",
+         "model.bp:3:14: error: cannot compute [3] + [4]: the shapes do not match (a scalar combines with "
+         "anything, and a vector [n] with a matrix [m,n])\n"
          "    3 | loss = sum(a + b)\n"
          "      |              ^\n"),
-    CASE("matmul_shapes",
-         "param W[3, 4]\nparam v[5]\nloss = sum(W @ v)\n",
+    CASE("matmul_shapes", "param W[3, 4]\nparam v[5]\nloss = sum(W @ v)\n",
          "model.bp:3:14: error: cannot compute [3,4] @ [5]: inner dimensions 4 and 5 differ\n"
          "    3 | loss = sum(W @ v)\n"
          "      |              ^\n"),
-    CASE("non_scalar_loss",
-         "param x[3]\nloss = x * 2\n",
-         "model.bp:2:10: error: the loss must be a scalar, but this expression has shape [3]; reduce it with sum() or mean()\n"
+    CASE("non_scalar_loss", "param x[3]\nloss = x * 2\n",
+         "model.bp:2:10: error: the loss must be a scalar, but this expression has shape [3]; reduce it with "
+         "sum() or mean()\n"
          "    2 | loss = x * 2\n"
          "      |          ^\n"),
-    CASE("missing_loss",
-         "param x\ny = x * 2\n",
+    CASE("missing_loss", "param x\ny = x * 2\n",
          "model.bp:2:1: error: the model has no loss; add a line such as 'loss = sum(x)'\n"
          "    2 | y = x * 2\n"
          "      | ^\n"),
-    CASE("duplicate_loss",
-         "param x\nloss = x\nloss = 2 * x\n",
+    CASE("duplicate_loss", "param x\nloss = x\nloss = 2 * x\n",
          "model.bp:3:1: error: the loss is already defined at line 2; a model has exactly one loss\n"
          "    3 | loss = 2 * x\n"
          "      | ^\n"),
-    CASE("zero_dim",
-         "param x[0]\nloss = sum(x)\n",
+    CASE("zero_dim", "param x[0]\nloss = sum(x)\n",
          "model.bp:1:9: error: a dimension must be positive, got 0\n"
          "    1 | param x[0]\n"
          "      |         ^\n"),
-    CASE("negative_dim",
-         "dim N = -3\nparam x[N]\nloss = sum(x)\n",
+    CASE("negative_dim", "dim N = -3\nparam x[N]\nloss = sum(x)\n",
          "model.bp:1:9: error: a dimension must be positive, got -3\n"
          "    1 | dim N = -3\n"
          "      |         ^\n"),
-    CASE("huge_dim",
-         "param x[1000000000]\nloss = sum(x)\n",
+    CASE("huge_dim", "param x[1000000000]\nloss = sum(x)\n",
          "model.bp:1:9: error: dimension 1000000000 is too large (the limit is 100000000)\n"
          "    1 | param x[1000000000]\n"
          "      |         ^\n"),
-    CASE("huge_tensor",
-         "param x[100000, 100000]\nloss = sum(x)\n",
+    CASE("huge_tensor", "param x[100000, 100000]\nloss = sum(x)\n",
          "model.bp:1:7: error: 'x' would have 10000000000 elements; the limit is 100000000\n"
          "    1 | param x[100000, 100000]\n"
          "      |       ^\n"),
-    CASE("initialiser_size",
-         "param w[3] = [1, 2]\nloss = sum(w)\n",
+    CASE("initialiser_size", "param w[3] = [1, 2]\nloss = sum(w)\n",
          "model.bp:1:14: error: initialiser for 'w' has 2 values, but 'w' has shape [3] (3 values)\n"
          "    1 | param w[3] = [1, 2]\n"
          "      |              ^\n"),
-    CASE("initialiser_rows",
-         "param W[2, 2] = [[1, 2], [3]]\nloss = sum(W)\n",
+    CASE("initialiser_rows", "param W[2, 2] = [[1, 2], [3]]\nloss = sum(W)\n",
          "model.bp:1:26: error: row 1 of the initialiser for 'W' must have 2 values\n"
          "    1 | param W[2, 2] = [[1, 2], [3]]\n"
          "      |                          ^\n"),
-    CASE("non_constant_exponent",
-         "param x\nparam y\nloss = x ^ y\n",
+    CASE("non_constant_exponent", "param x\nparam y\nloss = x ^ y\n",
          "model.bp:3:12: error: the exponent of '^' must be a constant number\n"
          "    3 | loss = x ^ y\n"
          "      |            ^\n"),
-    CASE("index_out_of_range",
-         "param x[3]\nloss = x[3]\n",
+    CASE("index_out_of_range", "param x[3]\nloss = x[3]\n",
          "model.bp:2:10: error: index 3 is out of range for shape [3] (valid: 0 to 2)\n"
          "    2 | loss = x[3]\n"
          "      |          ^\n"),
-    CASE("non_constant_index",
-         "param x[3]\nparam k\nloss = x[k]\n",
+    CASE("non_constant_index", "param x[3]\nparam k\nloss = x[k]\n",
          "model.bp:3:10: error: an index must be a constant integer\n"
          "    3 | loss = x[k]\n"
          "      |          ^\n"),
-    CASE("unexpected_eof",
-         "param x\nloss = (x + 1\n",
+    CASE("unexpected_eof", "param x\nloss = (x + 1\n",
          "model.bp:2:14: error: unexpected end of file\n"
          "    2 | loss = (x + 1\n"
          "      |              ^\n"),
-    CASE("nul_byte",
-         "param x\nloss = x\0\n",
+    CASE("nul_byte", "param x\nloss = x\0\n",
          "model.bp:2:9: error: unexpected NUL byte (is this a text file?)\n"
          "    2 | loss = x?\n"
          "      |         ^\n"),
     CASE("long_name",
-         "param aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\nloss = 1\n",
+         "param "
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aa\nloss = 1\n",
          "model.bp:1:7: error: name is 200 characters long; the limit is 128\n"
-         "    1 | param aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+         "    1 | param "
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aaaaaaaaaaaaaaa\n"
          "      |       ^\n"),
-    CASE("c_keyword",
-         "param int\nloss = int\n",
+    CASE("c_keyword", "param int\nloss = int\n",
          "model.bp:1:7: error: 'int' cannot be used as a name (it is a reserved word in C)\n"
          "    1 | param int\n"
          "      |       ^\n"),
-    CASE("unknown_dim",
-         "param x[N]\nloss = sum(x)\n",
+    CASE("unknown_dim", "param x[N]\nloss = sum(x)\n",
          "model.bp:1:9: error: unknown dimension 'N' (declare it first: dim N = ...)\n"
          "    1 | param x[N]\n"
          "      |         ^\n"),
-    CASE("unknown_initialiser",
-         "param x ~ gauss(0, 1)\nloss = x\n",
+    CASE("unknown_initialiser", "param x ~ gauss(0, 1)\nloss = x\n",
          "model.bp:1:11: error: unknown initialiser 'gauss(...)' (use normal(mean, std) or uniform(lo, hi))\n"
          "    1 | param x ~ gauss(0, 1)\n"
          "      |           ^\n"),
-    CASE("function_as_value",
-         "param x\nloss = exp\n",
+    CASE("function_as_value", "param x\nloss = exp\n",
          "model.bp:2:8: error: 'exp' is a function; call it as exp(...)\n"
          "    2 | loss = exp\n"
          "      |        ^\n"),
-    CASE("value_as_function",
-         "param x\nloss = x(2)\n",
+    CASE("value_as_function", "param x\nloss = x(2)\n",
          "model.bp:2:8: error: 'x' is a parameter, not a function\n"
          "    2 | loss = x(2)\n"
          "      |        ^\n"),
-    CASE("axis_out_of_range",
-         "param x[3, 2]\nloss = sum(sum(x, 2))\n",
+    CASE("axis_out_of_range", "param x[3, 2]\nloss = sum(sum(x, 2))\n",
          "model.bp:2:19: error: axis 2 is out of range for shape [3,2] (valid: 0 to 1)\n"
          "    2 | loss = sum(sum(x, 2))\n"
          "      |                   ^\n"),
-    CASE("three_dimensions",
-         "param x[3, 2, 2]\nloss = sum(x)\n",
+    CASE("three_dimensions", "param x[3, 2, 2]\nloss = sum(x)\n",
          "model.bp:1:13: error: tensors have at most 2 dimensions\n"
          "    1 | param x[3, 2, 2]\n"
          "      |             ^\n"),
-    CASE("dot_lengths",
-         "param a[3]\nparam b[2]\nloss = dot(a, b)\n",
+    CASE("dot_lengths", "param a[3]\nparam b[2]\nloss = dot(a, b)\n",
          "model.bp:3:8: error: cannot compute dot([3], [2]): lengths 3 and 2 differ\n"
          "    3 | loss = dot(a, b)\n"
          "      |        ^\n"),
-    CASE("softmax_of_scalar",
-         "param x\nloss = sum(softmax(x))\n",
+    CASE("softmax_of_scalar", "param x\nloss = sum(softmax(x))\n",
          "model.bp:2:12: error: softmax() needs a vector or a matrix, but its argument is a scalar\n"
          "    2 | loss = sum(softmax(x))\n"
          "      |            ^\n"),
-    CASE("cross_entropy_shapes",
-         "param z[3]\ninput t[4]\nloss = softmax_cross_entropy(z, t)\n",
-         "model.bp:3:8: error: softmax_cross_entropy() needs two arguments of the same shape, got [3] and [4]\n"
+    CASE("cross_entropy_shapes", "param z[3]\ninput t[4]\nloss = softmax_cross_entropy(z, t)\n",
+         "model.bp:3:8: error: softmax_cross_entropy() needs two arguments of the same shape, got [3] and "
+         "[4]\n"
          "    3 | loss = softmax_cross_entropy(z, t)\n"
          "      |        ^\n"),
-    CASE("transpose_vector",
-         "param x[3]\nloss = sum(transpose(x))\n",
+    CASE("transpose_vector", "param x[3]\nloss = sum(transpose(x))\n",
          "model.bp:2:12: error: transpose() needs a matrix, but its argument has shape [3]\n"
          "    2 | loss = sum(transpose(x))\n"
          "      |            ^\n"),
-    CASE("scale_with_at",
-         "param x[3]\nloss = sum(2 @ x)\n",
-         "model.bp:2:14: error: cannot compute scalar @ [3]: matrix products need vectors or matrices; use * to scale\n"
+    CASE("scale_with_at", "param x[3]\nloss = sum(2 @ x)\n",
+         "model.bp:2:14: error: cannot compute scalar @ [3]: matrix products need vectors or matrices; use * "
+         "to scale\n"
          "    2 | loss = sum(2 @ x)\n"
          "      |              ^\n"),
-    CASE("glorot_vector",
-         "param x[3] ~ glorot\nloss = sum(x)\n",
+    CASE("glorot_vector", "param x[3] ~ glorot\nloss = sum(x)\n",
          "model.bp:1:14: error: glorot initialisation needs a matrix, but 'x' has shape [3]\n"
          "    1 | param x[3] ~ glorot\n"
          "      |              ^\n"),
-    CASE("fractional_dim",
-         "param x[2.5]\nloss = sum(x)\n",
+    CASE("fractional_dim", "param x[2.5]\nloss = sum(x)\n",
          "model.bp:1:9: error: a dimension must be a whole number, got 2.5\n"
          "    1 | param x[2.5]\n"
          "      |         ^\n"),

@@ -16,15 +16,13 @@ char *read_text_file(const char *path) {
   size_t len;
   const char *why;
   char *t = read_source_file(path, &len, &why);
-  if (!t)
-    fail_msg("cannot read %s: %s", path, why);
+  if (!t) fail_msg("cannot read %s: %s", path, why);
   return t;
 }
 
 static void write_file(const char *path, const char *data, size_t len) {
   FILE *f = fopen(path, "wb");
-  if (!f)
-    fail_msg("cannot write %s", path);
+  if (!f) fail_msg("cannot write %s", path);
   fwrite(data, 1, len, f);
   fclose(f);
 }
@@ -32,8 +30,7 @@ static void write_file(const char *path, const char *data, size_t len) {
 Model *model_from_source(const char *name, const char *source) {
   Ctx c;
   ctx_init(&c, name, source, strlen(source));
-  if (bpc_compile(&c, NULL))
-    fail_msg("compile error:\n%s", c.err.data);
+  if (bpc_compile(&c, NULL)) fail_msg("compile error:\n%s", c.err.data);
   Model *m = calloc(1, sizeof *m);
   m->nparams = c.num_params;
   m->ninputs = c.num_inputs;
@@ -50,8 +47,7 @@ Model *model_from_source(const char *name, const char *source) {
   emit_c(&c, &eo, &text, &header);
   ctx_free(&c);
   strcpy(m->dir, "/tmp/bpc-test-XXXXXX");
-  if (!mkdtemp(m->dir))
-    fail_msg("mkdtemp failed");
+  if (!mkdtemp(m->dir)) fail_msg("mkdtemp failed");
   char cpath[128], sopath[128], cmd[512];
   snprintf(cpath, sizeof cpath, "%s/m.c", m->dir);
   snprintf(sopath, sizeof sopath, "%s/m.so", m->dir);
@@ -59,13 +55,11 @@ Model *model_from_source(const char *name, const char *source) {
   buf_free(&text);
   buf_free(&header);
   /* the generated code must compile without a single warning */
-  snprintf(cmd, sizeof cmd, "cc -std=c99 -pedantic -Wall -Wextra -Werror -O1 -fPIC -shared -o %s %s -lm", sopath,
-           cpath);
-  if (system(cmd) != 0)
-    fail_msg("generated C for %s did not compile cleanly: %s", name, cmd);
+  snprintf(cmd, sizeof cmd, "cc -std=c99 -pedantic -Wall -Wextra -Werror -O1 -fPIC -shared -o %s %s -lm",
+           sopath, cpath);
+  if (system(cmd) != 0) fail_msg("generated C for %s did not compile cleanly: %s", name, cmd);
   m->so = dlopen(sopath, RTLD_NOW | RTLD_LOCAL);
-  if (!m->so)
-    fail_msg("dlopen: %s", dlerror());
+  if (!m->so) fail_msg("dlopen: %s", dlerror());
   *(void **)&m->init = dlsym(m->so, "m_init");
   *(void **)&m->forward = dlsym(m->so, "m_forward");
   *(void **)&m->backward = dlsym(m->so, "m_backward");
@@ -87,8 +81,7 @@ void model_free(Model *m) {
   char cmd[160];
   dlclose(m->so);
   snprintf(cmd, sizeof cmd, "rm -rf %s", m->dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "warning: could not remove %s\n", m->dir);
+  if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", m->dir);
   for (int i = 0; i < m->ndecls; i++)
     free(m->names[i]);
   free(m);
@@ -96,8 +89,7 @@ void model_free(Model *m) {
 
 int64_t model_param_offset(const Model *m, const char *name) {
   for (int i = 0; i < m->ndecls; i++)
-    if (!strcmp(m->names[i], name))
-      return m->offsets[i];
+    if (!strcmp(m->names[i], name)) return m->offsets[i];
   fail_msg("no parameter %s", name);
   return -1;
 }
@@ -137,8 +129,7 @@ void check_gradient_fd(Model *m, const double *params, const double *inputs, int
   m->backward(p, inputs, g);
   for (int d = 0; d < m->ndecls; d++) {
     int64_t n = m->sizes[d], step = 1;
-    if (max_per_param > 0 && n > max_per_param)
-      step = n / max_per_param;
+    if (max_per_param > 0 && n > max_per_param) step = n / max_per_param;
     for (int64_t k = 0; k < n; k += step) {
       int64_t i = m->offsets[d] + k;
       double x = p[i], h = 1e-5 * fmax(1.0, fabs(x));
@@ -149,8 +140,8 @@ void check_gradient_fd(Model *m, const double *params, const double *inputs, int
       p[i] = x;
       double fd = (fp - fm) / (2 * h);
       if (rel_error(g[i], fd) > tol)
-        fail_msg("d loss/d %s[%lld]: backward gives %.12g, finite differences %.12g", m->names[d], (long long)k,
-                 g[i], fd);
+        fail_msg("d loss/d %s[%lld]: backward gives %.12g, finite differences %.12g", m->names[d],
+                 (long long)k, g[i], fd);
     }
   }
   free(p);

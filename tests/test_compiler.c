@@ -15,8 +15,7 @@
 static Ctx *compile_ok(const char *src) {
   Ctx *c = malloc(sizeof *c);
   ctx_init(c, "t.bp", src, strlen(src));
-  if (bpc_compile(c, NULL))
-    fail_msg("%s", c->err.data);
+  if (bpc_compile(c, NULL)) fail_msg("%s", c->err.data);
   return c;
 }
 
@@ -87,7 +86,10 @@ static void test_shape_inference(void **state) {
   Ctx *c = compile_ok("param A[2, 3]\nparam B[3, 4]\nparam v[3]\nparam u[2]\n"
                       "p = A @ B\nq = A @ v\nr = u @ A\ns = transpose(A)\nm = sum(A, 0)\nk = mean(A, 1)\n"
                       "loss = sum(p) + sum(q) + sum(r) + sum(s) + sum(m) + sum(k)\n");
-  struct { const char *name; Shape s; } want[] = {
+  struct {
+    const char *name;
+    Shape s;
+  } want[] = {
       {"p", {2, {2, 4}}}, {"q", {1, {2, 0}}}, {"r", {1, {3, 0}}},
       {"s", {2, {3, 2}}}, {"m", {1, {3, 0}}}, {"k", {1, {2, 0}}},
   };
@@ -191,9 +193,8 @@ static void test_softmax_cross_entropy_is_fused(void **state) {
   Ctx *c = compile_ok("param z[4]\ninput t[4]\nloss = cross_entropy(softmax(z), t)\n");
   for (int i = 0; i < c->nodes.len; i++) {
     Node *n = c->nodes.items[i];
-    assert_true(n->op != OP_LOG); /* log(softmax) became z - logsumexp(z) */
-    if (n->is_backward)
-      assert_true(n->op != OP_DIV); /* no t / p in the gradient */
+    assert_true(n->op != OP_LOG);                     /* log(softmax) became z - logsumexp(z) */
+    if (n->is_backward) assert_true(n->op != OP_DIV); /* no t / p in the gradient */
   }
   free_ctx(c);
 }
@@ -229,7 +230,8 @@ static const char *const ad_programs[] = {
     "param A[3, 4] ~ uniform(-1, 1)\nparam v[5] ~ uniform(-1, 1)\n"
     "loss = sum(logsumexp(A) * logsumexp(A)) + logsumexp(v)^2\n",
     "param A[3, 4] ~ uniform(-1, 1)\ninput T[3, 4]\nloss = sum(softmax(A) * T) + sum(log_softmax(A)^2)\n",
-    "param z[5] ~ uniform(-1, 1)\ninput t[5]\nloss = softmax_cross_entropy(z, t) + cross_entropy(softmax(z), t)\n",
+    "param z[5] ~ uniform(-1, 1)\ninput t[5]\nloss = softmax_cross_entropy(z, t) + cross_entropy(softmax(z), "
+    "t)\n",
     /* matrix products in every orientation */
     "param A[2, 3] ~ uniform(-1, 1)\nparam B[3, 4] ~ uniform(-1, 1)\nparam C[4, 3] ~ uniform(-1, 1)\n"
     "loss = sum((A @ B)^2) + sum((transpose(B) @ transpose(A))^2) + sum((A @ transpose(C))^2) + "
@@ -327,7 +329,8 @@ static void test_emitter_float_mode(void **state) {
   fwrite(out.data, 1, out.len, f);
   fclose(f);
   assert_int_equal(system("cc -std=c99 -pedantic -Wall -Wextra -Werror -Wdouble-promotion -c "
-                          "-o /tmp/bpc-float-test.o /tmp/bpc-float-test.c"), 0);
+                          "-o /tmp/bpc-float-test.o /tmp/bpc-float-test.c"),
+                   0);
   remove("/tmp/bpc-float-test.c");
   remove("/tmp/bpc-float-test.o");
   buf_free(&out);
@@ -346,7 +349,9 @@ static void test_emitter_workspace_form(void **state) {
   emit_c(c, &eo, &out, &h);
   assert_non_null(strstr(out.data, "#define BIG_WORKSPACE 1"));
   assert_non_null(strstr(out.data, "size_t big_workspace_size(void)"));
-  assert_non_null(strstr(out.data, "bp_real big_backward_ws(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws);"));
+  assert_non_null(strstr(
+      out.data,
+      "bp_real big_backward_ws(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws);"));
   assert_null(strstr(out.data, "bp_real ws["));
   (void)m;
   buf_free(&out);

@@ -55,8 +55,8 @@ static void test_statement_limit(void **state) {
   buf_puts(&b, "loss = x\n");
   char *msg = compile_error(b.data);
   char want[128];
-  snprintf(want, sizeof want, "model.bp:%d:1: error: too many statements (the limit is %d)\n", BPC_MAX_STATEMENTS + 1,
-           BPC_MAX_STATEMENTS);
+  snprintf(want, sizeof want, "model.bp:%d:1: error: too many statements (the limit is %d)\n",
+           BPC_MAX_STATEMENTS + 1, BPC_MAX_STATEMENTS);
   assert_true(!strncmp(msg, want, strlen(want)));
   free(msg);
   buf_free(&b);

@@ -18,13 +18,11 @@ typedef void (*FuzzTarget)(const uint8_t *, size_t);
 
 static int replay_dir(const char *dir, FuzzTarget t) {
   DIR *d = opendir(dir);
-  if (!d)
-    return 0;
+  if (!d) return 0;
   int n = 0;
   struct dirent *e;
   while ((e = readdir(d))) {
-    if (e->d_name[0] == '.')
-      continue;
+    if (e->d_name[0] == '.') continue;
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
     FILE *f = fopen(path, "rb");
@@ -54,9 +52,18 @@ static void test_compile(void **state) {
   replay("compile", fuzz_compile);
   assert_true(replay_dir(SAMPLES_DIR, fuzz_compile) >= 10);
 }
-static void test_csv(void **state) { (void)state; replay("csv", fuzz_csv); }
-static void test_idx(void **state) { (void)state; replay("idx", fuzz_idx); }
-static void test_params(void **state) { (void)state; replay("params", fuzz_params); }
+static void test_csv(void **state) {
+  (void)state;
+  replay("csv", fuzz_csv);
+}
+static void test_idx(void **state) {
+  (void)state;
+  replay("idx", fuzz_idx);
+}
+static void test_params(void **state) {
+  (void)state;
+  replay("params", fuzz_params);
+}
 
 int main(void) {
   const struct CMUnitTest tests[] = {

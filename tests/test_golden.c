@@ -35,10 +35,22 @@ static void check_golden(const char *base) {
   free(src);
 }
 
-static void test_golden_xyz(void **state) { (void)state; check_golden("xyz"); }
-static void test_golden_hinge(void **state) { (void)state; check_golden("hinge"); }
-static void test_golden_two_layer(void **state) { (void)state; check_golden("two_layer"); }
-static void test_golden_scalar_ops(void **state) { (void)state; check_golden("scalar_ops"); }
+static void test_golden_xyz(void **state) {
+  (void)state;
+  check_golden("xyz");
+}
+static void test_golden_hinge(void **state) {
+  (void)state;
+  check_golden("hinge");
+}
+static void test_golden_two_layer(void **state) {
+  (void)state;
+  check_golden("two_layer");
+}
+static void test_golden_scalar_ops(void **state) {
+  (void)state;
+  check_golden("scalar_ops");
+}
 
 int main(void) {
   const struct CMUnitTest tests[] = {

@@ -13,16 +13,15 @@
 
 #include "harness.h"
 
-static const char *const samples[] = {"xyz", "apple", "apple_orange", "toy_net", "hinge",
-                                      "linreg", "two_layer", "mlp", "logsumexp"};
+static const char *const samples[] = {"xyz",    "apple",     "apple_orange", "toy_net",  "hinge",
+                                      "linreg", "two_layer", "mlp",          "logsumexp"};
 
 static Ctx *compile_file(const char *path) {
   Ctx *c = malloc(sizeof *c);
   char *src = read_text_file(path);
   ctx_init(c, path, src, strlen(src));
   c->owned_text = src;
-  if (bpc_compile(c, NULL))
-    fail_msg("%s", c->err.data);
+  if (bpc_compile(c, NULL)) fail_msg("%s", c->err.data);
   return c;
 }
 
@@ -35,8 +34,10 @@ static void test_interpreter_matches_generated_code(void **state) {
     snprintf(path, sizeof path, SAMPLES_DIR "/%s.bp", samples[s]);
     Model *m = model_from_file(path);
     Ctx *c = compile_file(path);
-    double *p = calloc((size_t)m->nparams + 1, sizeof(double)), *q = calloc((size_t)m->nparams + 1, sizeof(double));
-    double *g = calloc((size_t)m->nparams + 1, sizeof(double)), *x = calloc((size_t)m->ninputs + 1, sizeof(double));
+    double *p = calloc((size_t)m->nparams + 1, sizeof(double)),
+           *q = calloc((size_t)m->nparams + 1, sizeof(double));
+    double *g = calloc((size_t)m->nparams + 1, sizeof(double)),
+           *x = calloc((size_t)m->ninputs + 1, sizeof(double));
     uint64_t rng = 3;
     for (uint64_t seed = 1; seed <= 2; seed++) {
       m->init(p, seed);
@@ -56,8 +57,8 @@ static void test_interpreter_matches_generated_code(void **state) {
         eval_param_grad(c, &v, d, gi);
         for (int64_t k = 0; k < n; k++)
           if (fabs(gi[k] - g[dc->offset + k]) > 1e-10 * fmax(1, fabs(gi[k])))
-            fail_msg("%s: dloss/d%s[%lld]: interpreter %.17g, generated C %.17g", samples[s], dc->name, (long long)k,
-                     gi[k], g[dc->offset + k]);
+            fail_msg("%s: dloss/d%s[%lld]: interpreter %.17g, generated C %.17g", samples[s], dc->name,
+                     (long long)k, gi[k], g[dc->offset + k]);
         free(gi);
       }
       values_free(&v);
@@ -75,8 +76,7 @@ static void test_interpreter_matches_generated_code(void **state) {
 static char *explained(const char *source, const char *wrt, const double *inputs) {
   Ctx c;
   ctx_init(&c, "t.bp", source, strlen(source));
-  if (bpc_compile(&c, NULL))
-    fail_msg("%s", c.err.data);
+  if (bpc_compile(&c, NULL)) fail_msg("%s", c.err.data);
   double p[16];
   eval_init_params(&c, p, 1);
   Values v;

@@ -27,8 +27,7 @@ static const char *path_in_dir(const char *name) {
   static char *paths[64];
   static int n;
   for (int i = 0; i < n; i++)
-    if (!strcmp(paths[i] + strlen(dir) + 1, name))
-      return paths[i];
+    if (!strcmp(paths[i] + strlen(dir) + 1, name)) return paths[i];
   assert_true(n < 64);
   paths[n] = malloc(strlen(dir) + strlen(name) + 2);
   sprintf(paths[n], "%s/%s", dir, name);
@@ -71,8 +70,7 @@ static const char *const regression_model = "param w[2]\nparam b\ninput x[2]\nin
 /* Loads data and returns the error message (malloc'd), or NULL. */
 static char *load(JitModel *m, Dataset *d, DataBinding *b, int nb) {
   char *err = NULL;
-  if (dataset_load(d, m, b, nb, 0, NULL, &err))
-    return err;
+  if (dataset_load(d, m, b, nb, 0, NULL, &err)) return err;
   return NULL;
 }
 
@@ -113,8 +111,7 @@ static void test_csv_per_input_and_float(void **state) {
 static void expect_error(JitModel *m, DataBinding *b, int nb, const char *want) {
   Dataset d;
   char *err = load(m, &d, b, nb);
-  if (!err)
-    fail_msg("no error; expected: %s", want);
+  if (!err) fail_msg("no error; expected: %s", want);
   assert_string_equal(err, want);
   free(err);
 }
@@ -134,11 +131,13 @@ static void test_csv_errors(void **state) {
   expect_error(m, &all, 1, want);
 
   write_text("bad.csv", "1,2,3\n4,nan,6\n");
-  snprintf(want, sizeof want, "%s:2: column 2 is NaN; data must be finite numbers (reading x[2], t)", all.path);
+  snprintf(want, sizeof want, "%s:2: column 2 is NaN; data must be finite numbers (reading x[2], t)",
+           all.path);
   expect_error(m, &all, 1, want);
 
   write_text("bad.csv", "1,2,3\n4,5,1e999\n");
-  snprintf(want, sizeof want, "%s:2: column 3 is infinite; data must be finite numbers (reading x[2], t)", all.path);
+  snprintf(want, sizeof want, "%s:2: column 3 is infinite; data must be finite numbers (reading x[2], t)",
+           all.path);
   expect_error(m, &all, 1, want);
 
   write_text("bad.csv", "1,2,3\n,5,6\n");
@@ -170,8 +169,8 @@ static void test_csv_errors(void **state) {
 
 /* ---- IDX ------------------------------------------------------------------- */
 
-static size_t idx_bytes(unsigned char *out, int type, int ndims, const unsigned *dims, const unsigned char *data,
-                        size_t len) {
+static size_t idx_bytes(unsigned char *out, int type, int ndims, const unsigned *dims,
+                        const unsigned char *data, size_t len) {
   size_t k = 0;
   out[k++] = 0;
   out[k++] = 0;
@@ -205,7 +204,7 @@ static void test_idx_images_and_labels(void **state) {
   JitModel *m = mnist_like_model();
   unsigned char buf[256], pixels[12] = {0, 255, 51, 102, 0, 0, 255, 255, 255, 0, 0, 0}, labels[2] = {3, 0};
   unsigned idims[3] = {2, 2, 3}, ldims[1] = {2};
-  write_gz("img.gz", buf, idx_bytes(buf, 0x08, 3, idims, pixels, 12)); /* gzip */
+  write_gz("img.gz", buf, idx_bytes(buf, 0x08, 3, idims, pixels, 12));    /* gzip */
   write_bytes("lab.idx", buf, idx_bytes(buf, 0x08, 1, ldims, labels, 2)); /* plain */
   DataBinding b[2] = {{"img", path_in_dir("img.gz")}, {"label", path_in_dir("lab.idx")}};
   Dataset d;
@@ -213,7 +212,7 @@ static void test_idx_images_and_labels(void **state) {
   assert_int_equal(d.n, 2);
   const double *x = d.x;
   double want[20] = {0, 1, 0.2, 0.4, 0, 0, 0, 0, 0, 1, /* image 0 scaled, label 3 one-hot */
-                     1, 1, 1, 0, 0, 0, 1, 0, 0, 0};
+                     1, 1, 1,   0,   0, 0, 1, 0, 0, 0};
   for (int i = 0; i < 20; i++)
     assert_true(fabs(x[i] - want[i]) < 1e-15);
   dataset_free(&d);
@@ -230,24 +229,27 @@ static void test_idx_errors(void **state) {
   write_bytes("img.idx", buf, n);
   write_bytes("lab.idx", buf, idx_bytes(buf, 0x08, 1, ldims, labels, 2));
   DataBinding b[2] = {{"img", path_in_dir("img.idx")}, {"label", path_in_dir("lab.idx")}};
-  snprintf(want, sizeof want, "%s: label 4 of example 1 is not a class of input label[4] (0 to 3)", b[1].path);
+  snprintf(want, sizeof want, "%s: label 4 of example 1 is not a class of input label[4] (0 to 3)",
+           b[1].path);
   expect_error(m, b, 2, want);
 
   n = idx_bytes(buf, 0x08, 3, idims, pixels, 12);
   labels[1] = 2;
   write_bytes("lab.idx", buf, idx_bytes(buf, 0x08, 1, ldims, labels, 2));
   write_bytes("img.idx", buf, idx_bytes(buf, 0x08, 3, idims, pixels, 12) - 1);
-  snprintf(want, sizeof want, "%s is truncated: its header promises 12 bytes of data, the file has 11", b[0].path);
+  snprintf(want, sizeof want, "%s is truncated: its header promises 12 bytes of data, the file has 11",
+           b[0].path);
   expect_error(m, b, 2, want);
 
   write_bytes("img.idx", "P5\n28 28\n", 9);
   snprintf(want, sizeof want,
-           "%s is not an IDX file (it should start with two zero bytes, a type and a dimension count)", b[0].path);
+           "%s is not an IDX file (it should start with two zero bytes, a type and a dimension count)",
+           b[0].path);
   expect_error(m, b, 2, want);
 
   write_bytes("img.idx", buf, idx_bytes(buf, 0x08, 3, wrong, pixels, 8));
-  snprintf(want, sizeof want, "%s: input img[6] needs 6 values per example, but the file has 2x2 = 4 per example",
-           b[0].path);
+  snprintf(want, sizeof want,
+           "%s: input img[6] needs 6 values per example, but the file has 2x2 = 4 per example", b[0].path);
   expect_error(m, b, 2, want);
 
   write_bytes("img.idx", buf, idx_bytes(buf, 0x42, 3, idims, pixels, 12));
@@ -569,7 +571,8 @@ static void test_accuracy_and_target(void **state) {
   AccuracySpec s;
   char *err = NULL;
   assert_int_equal(accuracy_spec(m, NULL, &s, &err), 1);
-  assert_string_equal(err, "output 'o' could be compared with more than one input for accuracy; pick one with --target NAME");
+  assert_string_equal(
+      err, "output 'o' could be compared with more than one input for accuracy; pick one with --target NAME");
   free(err);
   assert_int_equal(accuracy_spec(m, "b", &s, &err), 0);
   assert_int_equal(s.output, 0);

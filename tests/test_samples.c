@@ -17,8 +17,7 @@
 /* "exactly": the lecture's decimal numbers to the last bit that double
  * arithmetic can give (220 = 100 * 2 * 1.1 carries one rounding). */
 static void assert_close(double got, double want) {
-  if (fabs(got - want) > 1e-12 * fmax(1.0, fabs(want)))
-    fail_msg("got %.17g, want %.17g", got, want);
+  if (fabs(got - want) > 1e-12 * fmax(1.0, fabs(want))) fail_msg("got %.17g, want %.17g", got, want);
 }
 
 static double grad_of(Model *m, const double *g, const char *name) { return g[model_param_offset(m, name)]; }
@@ -226,9 +225,15 @@ static void test_logsumexp(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_xyz),        cmocka_unit_test(test_apple),     cmocka_unit_test(test_apple_orange),
-      cmocka_unit_test(test_toy_net),    cmocka_unit_test(test_hinge),     cmocka_unit_test(test_linreg),
-      cmocka_unit_test(test_two_layer),  cmocka_unit_test(test_mlp),       cmocka_unit_test(test_fashion_mlp_matches_mlp),
+      cmocka_unit_test(test_xyz),
+      cmocka_unit_test(test_apple),
+      cmocka_unit_test(test_apple_orange),
+      cmocka_unit_test(test_toy_net),
+      cmocka_unit_test(test_hinge),
+      cmocka_unit_test(test_linreg),
+      cmocka_unit_test(test_two_layer),
+      cmocka_unit_test(test_mlp),
+      cmocka_unit_test(test_fashion_mlp_matches_mlp),
       cmocka_unit_test(test_logsumexp),
   };
   return cmocka_run_group_tests_name("samples", tests, NULL, NULL);

@@ -17,7 +17,10 @@ void fuzz_compile(const uint8_t *data, size_t size) {
         ir_print(&c, &out);
         emit_dot(&c, &out);
       }
-      EmitOptions eo = {.prefix = "m", .self_contained = batched, .header_name = "m.h", .jit_kernels = batched,
+      EmitOptions eo = {.prefix = "m",
+                        .self_contained = batched,
+                        .header_name = "m.h",
+                        .jit_kernels = batched,
                         .batch = batched ? 4 : 0};
       emit_c(&c, &eo, &out, &h);
       buf_free(&out);
@@ -30,11 +33,9 @@ void fuzz_compile(const uint8_t *data, size_t size) {
 /* The fuzz input goes to a file: the readers take paths, as bpc does. */
 static const char *to_file(const uint8_t *data, size_t size) {
   static char path[64];
-  if (!path[0])
-    snprintf(path, sizeof path, "/tmp/bpc-fuzz-%d", (int)getpid());
+  if (!path[0]) snprintf(path, sizeof path, "/tmp/bpc-fuzz-%d", (int)getpid());
   FILE *f = fopen(path, "wb");
-  if (!f)
-    abort();
+  if (!f) abort();
   fwrite(data, 1, size, f);
   fclose(f);
   return path;
@@ -44,14 +45,12 @@ static JitModel *model(const char *name, const char *source) {
   char path[96];
   snprintf(path, sizeof path, "/tmp/bpc-fuzz-%d-%s.bp", (int)getpid(), name);
   FILE *f = fopen(path, "w");
-  if (!f)
-    abort();
+  if (!f) abort();
   fputs(source, f);
   fclose(f);
   JitModel *m = jit_load(path, NULL, NULL);
   unlink(path);
-  if (!m)
-    abort();
+  if (!m) abort();
   return m;
 }
 
@@ -59,15 +58,13 @@ static void load(JitModel *m, const char *input, const char *path) {
   DataBinding b = {input, path};
   Dataset d;
   char *err = NULL;
-  if (dataset_load(&d, m, &b, 1, 0, NULL, &err) == 0)
-    dataset_free(&d);
+  if (dataset_load(&d, m, &b, 1, 0, NULL, &err) == 0) dataset_free(&d);
   free(err);
 }
 
 void fuzz_csv(const uint8_t *data, size_t size) {
   static JitModel *m;
-  if (!m)
-    m = model("csv", "input x[3]\ninput t\nparam w[3]\nloss = (dot(w, x) - t)^2\n");
+  if (!m) m = model("csv", "input x[3]\ninput t\nparam w[3]\nloss = (dot(w, x) - t)^2\n");
   load(m, NULL, to_file(data, size));
 }
 
@@ -84,8 +81,7 @@ void fuzz_idx(const uint8_t *data, size_t size) {
 
 void fuzz_params(const uint8_t *data, size_t size) {
   static JitModel *m;
-  if (!m)
-    m = model("params", "param W[2, 3]\nparam b[3]\ninput x[2]\nloss = sum(x @ W + b)\n");
+  if (!m) m = model("params", "param W[2, 3]\nparam b[3]\ninput x[2]\nloss = sum(x @ W + b)\n");
   double p[9];
   char *err = NULL;
   params_load(to_file(data, size), m, p, &err);
