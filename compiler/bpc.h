@@ -371,6 +371,9 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out);
 
 /* ---- emit_dot.c --------------------------------------------------------- */
 void emit_dot(Ctx *c, Buf *out);
+/* The opening of a left-to-right graph with the parameters and inputs of s
+ * in the first rank (shared with `bpc graph`). */
+void dot_begin(Ctx *c, const Schedule *s, int fontsize, Buf *out);
 
 /* ---- the compilation context -------------------------------------------- */
 typedef struct DimDef {

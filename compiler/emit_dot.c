@@ -18,19 +18,25 @@ static void node_label(Ctx *c, Buf *out, const Node *n) {
   if (n->shape.rank) buf_printf(out, "\\n%s", shape_str(c, n->shape));
 }
 
+void dot_begin(Ctx *c, const Schedule *s, int fontsize, Buf *out) {
+  buf_printf(out,
+             "digraph \"%s\" {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=%d];\n"
+             "  edge [fontname=\"Helvetica\", fontsize=10];\n",
+             c->src.name, fontsize);
+  buf_puts(out, "  { rank=source;");
+  for (int i = 0; i < s->order.len; i++) {
+    Node *n = s->order.items[i];
+    if (n->op == OP_PARAM || n->op == OP_INPUT) buf_printf(out, " n%d;", n->id);
+  }
+  buf_puts(out, " }\n");
+}
+
 void emit_dot(Ctx *c, Buf *out) {
   int nroots;
   Node **roots = model_roots(c, &nroots);
   Schedule s;
   schedule_function(c, roots, nroots, c->grad_terms, &s);
-  buf_printf(out, "digraph \"%s\" {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n",
-             c->src.name);
-  buf_puts(out, "  { rank=source;");
-  for (int i = 0; i < s.order.len; i++) {
-    Node *n = s.order.items[i];
-    if (n->op == OP_PARAM || n->op == OP_INPUT) buf_printf(out, " n%d;", n->id);
-  }
-  buf_puts(out, " }\n");
+  dot_begin(c, &s, 11, out);
   for (int i = 0; i < s.order.len; i++) {
     Node *n = s.order.items[i];
     buf_printf(out, "  n%d [label=\"", n->id);

@@ -165,6 +165,15 @@ static void options_free(InspectOptions *o) {
     free((char *)o->defines[i].name);
 }
 
+/* What a command leaves to free when it is done. */
+static void finish(InspectOptions *o, Ctx *c, double *params, double *inputs, Values *v) {
+  values_free(v);
+  free(params);
+  free(inputs);
+  ctx_free(c);
+  options_free(o);
+}
+
 /* Applies --set to the flat arrays; marks which inputs were given. */
 static void apply_sets(InspectOptions *o, Ctx *c, double *params, double *inputs, char *input_given) {
   for (int i = 0; i < o->nsets; i++) {
@@ -321,11 +330,7 @@ static int run_grad(int argc, char **argv) {
     free(g);
   }
   if (o.json) puts("}}");
-  values_free(&v);
-  free(params);
-  free(inputs);
-  ctx_free(&c);
-  options_free(&o);
+  finish(&o, &c, params, inputs, &v);
   return 0;
 }
 
@@ -482,16 +487,7 @@ static void value_text(Buf *b, const Node *n, const double *x) {
 static void dot_graph(Ctx *c, const Values *v, Buf *out) {
   Schedule s;
   schedule_function(c, &c->loss, 1, NULL, &s);
-  buf_printf(out,
-             "digraph \"%s\" {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=12];\n"
-             "  edge [fontname=\"Helvetica\", fontsize=10];\n",
-             c->src.name);
-  buf_puts(out, "  { rank=source;");
-  for (int i = 0; i < s.order.len; i++) {
-    Node *n = s.order.items[i];
-    if (n->op == OP_PARAM || n->op == OP_INPUT) buf_printf(out, " n%d;", n->id);
-  }
-  buf_puts(out, " }\n");
+  dot_begin(c, &s, 12, out);
   for (int i = 0; i < s.order.len; i++) {
     Node *n = s.order.items[i];
     if (n->op == OP_CONST) {
@@ -599,11 +595,7 @@ static int run_graph(int argc, char **argv) {
     free(cmd);
   }
   buf_free(&dot);
-  values_free(&v);
-  free(params);
-  free(inputs);
-  ctx_free(&c);
-  options_free(&o);
+  finish(&o, &c, params, inputs, &v);
   return rc;
 }
 
@@ -628,11 +620,7 @@ static int run_explain(int argc, char **argv) {
   }
   fwrite(out.data, 1, out.len, stdout);
   buf_free(&out);
-  values_free(&v);
-  free(params);
-  free(inputs);
-  ctx_free(&c);
-  options_free(&o);
+  finish(&o, &c, params, inputs, &v);
   return 0;
 }
 
@@ -647,11 +635,7 @@ static int run_trace(int argc, char **argv) {
   trace(&c, &v, &out);
   fwrite(out.data, 1, out.len, stdout);
   buf_free(&out);
-  values_free(&v);
-  free(params);
-  free(inputs);
-  ctx_free(&c);
-  options_free(&o);
+  finish(&o, &c, params, inputs, &v);
   return 0;
 }
 
