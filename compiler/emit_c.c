@@ -212,6 +212,7 @@ typedef struct Dest {
   const char *name; /* scalar variable or array */
   int accumulate;   /* += instead of = */
   int declare;      /* scalar: declare the variable here */
+  int sum_declared; /* a sum fused into this loop is declared already */
 } Dest;
 
 static void line(Emitter *E, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -266,16 +267,16 @@ static void emit_elementwise(Emitter *E, Node *n, Dest d) {
   Node *sum = s.rank ? E->sum_into[n->id] : NULL;
   if (sum) { /* one pass: store each element and add it to the sum */
     const char *S = E->name[sum->id];
-    line(E, "bp_real %s = 0;", S);
+    if (!d.sum_declared) line(E, "bp_real %s = 0;", S);
     if (flat) {
       line(E, "for (size_t i = 0; i < %lld; i++) {", (long long)shape_numel(s));
       line(E, "  const bp_real v = %s;", expr);
-      line(E, "  %s[i] = v;", d.name);
+      line(E, "  %s[i] %s v;", d.name, assign_op(d));
     } else {
       line(E, "for (size_t i = 0; i < %lld; i++)", (long long)s.dim[0]);
       line(E, "  for (size_t j = 0; j < %lld; j++) {", (long long)s.dim[1]);
       line(E, "  const bp_real v = %s;", expr);
-      line(E, "  %s[i * %lld + j] = v;", d.name, (long long)s.dim[1]);
+      line(E, "  %s[i * %lld + j] %s v;", d.name, (long long)s.dim[1], assign_op(d));
     }
     line(E, "  %s += v;", S);
     line(E, flat ? "}" : "  }");
@@ -573,39 +574,53 @@ static void emit_node(Emitter *E, Node *n) {
   if (fused) { /* this value only ever goes into one gradient: write it there */
     const char *g = E->grad_name[fused->slot];
     if (E->assign_first && E->first_term[fused->slot] == n) {
+      Node *sum = E->sum_into[n->id];
+      if (sum) line(E, "bp_real %s = 0; /* computed in both loops below */", E->name[sum->id]);
       line(E, "if (acc) {");
       E->indent++;
-      emit_value(E, n, (Dest){g, 1, 0});
+      emit_value(E, n, (Dest){g, 1, 0, sum != NULL});
       E->indent--;
       line(E, "} else {");
       E->indent++;
-      emit_value(E, n, (Dest){g, 0, 0});
+      emit_value(E, n, (Dest){g, 0, 0, sum != NULL});
       E->indent--;
       line(E, "}");
     } else {
-      emit_value(E, n, (Dest){g, 1, 0});
+      emit_value(E, n, (Dest){g, 1, 0, 0});
     }
     return;
   }
   if (n->shape.rank == 0) {
     int is_loop = !op_is_elementwise(n->op);
-    emit_value(E, n, (Dest){N, 0, !is_loop});
+    emit_value(E, n, (Dest){N, 0, !is_loop, 0});
   } else {
     line(E, "bp_real *const %s = ws + %lld;", N, (long long)n->ws_offset);
-    emit_value(E, n, (Dest){N, 0, 0});
+    emit_value(E, n, (Dest){N, 0, 0, 0});
   }
 }
 
 /* ---- functions ------------------------------------------------------------------- */
 
-static void mark_fusable_grads(Emitter *E) {
+/* Whether g's one other reader is a sum of it, which its loop can compute
+ * as it writes the gradient (softmax's share in logsumexp's max). */
+static int other_use_is_sum(Schedule *s, const Node *g) {
+  if (g->uses != 2 || !op_is_elementwise(g->op) || g->inlined) return 0;
+  for (int i = 0; i < s->order.len; i++) {
+    const Node *y = s->order.items[i];
+    if (y->op == OP_SUM && y->args[0] == g) return 1;
+  }
+  return 0;
+}
+
+static void mark_fusable_grads(Emitter *E, Schedule *s) {
   Ctx *c = E->c;
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len);
   for (int p = 0; p < c->params.len; p++) {
     Decl *d = c->params.items[p];
     for (GradTerm *t = E->t->grad_terms[p]; t; t = t->next) {
       Node *g = t->node;
-      if (g->uses == 1 && g->shape.rank > 0 && can_accumulate(g) && node_is_materialised(g))
+      if ((g->uses == 1 || other_use_is_sum(s, g)) && g->shape.rank > 0 && can_accumulate(g) &&
+          node_is_materialised(g))
         E->grad_fused[g->id] = d->node;
     }
   }
@@ -675,7 +690,7 @@ static void plan_fused_sums(Emitter *E, Schedule *s) {
     Node *y = s->order.items[i];
     Node *x = y->args[0];
     if (y->op == OP_SUM && x && op_is_elementwise(x->op) && x->shape.rank > 0 && !x->inlined &&
-        !E->grad_fused[x->id] && !E->sum_into[x->id])
+        !E->sum_into[x->id])
       E->sum_into[x->id] = y;
   }
 }
@@ -730,6 +745,7 @@ static int64_t emit_forward(Emitter *E) {
   int jit = E->o->jit_kernels, nroots;
   Node **roots = function_roots(E, 1, jit, &nroots);
   schedule_function(E->c, roots, nroots, NULL, &s);
+  memset(E->grad_fused, 0, sizeof(Node *) * (size_t)E->c->nodes.len); /* no gradient here */
   buf_printf(E->out,
              "static bp_real %s__forward%s(const bp_real *params, const bp_real *inputs, bp_real *ws%s) {\n",
              E->P, E->sfx, jit ? ", bp_real *outputs" : "");
@@ -751,7 +767,7 @@ static int64_t emit_backward(Emitter *E) {
   int jit = E->o->jit_kernels, nroots;
   Node **roots = function_roots(E, 1, jit, &nroots);
   schedule_function(c, roots, nroots, E->t->grad_terms, &s);
-  mark_fusable_grads(E);
+  mark_fusable_grads(E, &s);
   E->assign_first = !jit;
   if (E->assign_first) {
     choose_first_terms(E, &s);
@@ -805,6 +821,7 @@ static int64_t emit_predict(Emitter *E) {
   int nroots;
   Node **roots = function_roots(E, 0, 1, &nroots);
   schedule_function(c, roots, nroots, NULL, &s);
+  memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len); /* no gradient here */
   buf_printf(E->out,
              "static void %s__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, "
              "bp_real *ws) {\n",

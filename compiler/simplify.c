@@ -162,6 +162,13 @@ Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr)
     if (op == OP_SUM && a->op == OP_BCAST && a->args[0]->shape.rank == 0)
       return ir_binary(c, OP_MUL, a->args[0], ir_const(c, (double)shape_numel(a->shape), shape_scalar()));
     if (op == OP_SUM && a->op == OP_NEG) return ir_unary(c, OP_NEG, ir_reduce(c, OP_SUM, a->args[0]));
+    /* sum(k * x) = k * sum(x) for a scalar k: a scalar product instead of a
+     * pass, and sum(x) is often computed already (softmax's normaliser) */
+    if (op == OP_SUM && (a->op == OP_MUL || a->op == OP_DIV) && a->args[1]->shape.rank == 0 &&
+        a->args[0]->shape.rank > 0)
+      return ir_binary(c, a->op, ir_reduce(c, OP_SUM, a->args[0]), a->args[1]);
+    if (op == OP_SUM && a->op == OP_MUL && a->args[0]->shape.rank == 0 && a->args[1]->shape.rank > 0)
+      return ir_binary(c, OP_MUL, a->args[0], ir_reduce(c, OP_SUM, a->args[1]));
     break;
   case OP_TRANSPOSE:
     if (a->op == OP_TRANSPOSE) return a->args[0];

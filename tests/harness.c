@@ -122,11 +122,29 @@ static double rel_error(double a, double b) {
   return fabs(a - b) / scale;
 }
 
+/* The batched gradient of the same example twice is that example's
+ * gradient: this runs the backward function's accumulating path (acc 1),
+ * which the single-example call does not. */
+static void check_batch_agrees(Model *m, const double *p, const double *inputs, const double *g) {
+  int64_t ni = m->ninputs;
+  double *in2 = malloc(sizeof(double) * (size_t)(2 * ni + 1));
+  double *g2 = malloc(sizeof(double) * (size_t)(m->nparams + 1));
+  for (int64_t k = 0; k < ni; k++)
+    in2[k] = in2[ni + k] = inputs[k];
+  m->backward_batch(p, ni ? in2 : NULL, 2, g2);
+  for (int64_t i = 0; i < m->nparams; i++)
+    if (rel_error(g2[i], g[i]) > 1e-12)
+      fail_msg("batched gradient [%lld]: %.17g, one example gives %.17g", (long long)i, g2[i], g[i]);
+  free(in2);
+  free(g2);
+}
+
 void check_gradient_fd(Model *m, const double *params, const double *inputs, int max_per_param, double tol) {
   double *p = malloc(sizeof(double) * (size_t)(m->nparams + 1));
   double *g = malloc(sizeof(double) * (size_t)(m->nparams + 1));
   memcpy(p, params, sizeof(double) * (size_t)m->nparams);
   m->backward(p, inputs, g);
+  check_batch_agrees(m, p, inputs, g);
   for (int d = 0; d < m->ndecls; d++) {
     int64_t n = m->sizes[d], step = 1;
     if (max_per_param > 0 && n > max_per_param) step = n / max_per_param;

@@ -151,6 +151,22 @@ static void test_two_broadcasts_keep_shape(void **state) {
   model_free(m);
 }
 
+/* sum(k * x) = k * sum(x): the sum of a softmax is its normaliser over itself */
+static void test_sum_of_scaled_vector(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("param x[4]\ninput k\nloss = sum(x * k) + sum(x / k) - sum(k * x)\n");
+  int sums = 0;
+  for (int i = 0; i < c->nodes.len; i++) {
+    Node *n = c->nodes.items[i];
+    if (n->op == OP_SUM) {
+      sums++;
+      assert_int_equal(n->args[0]->op, OP_PARAM); /* only ever sum(x) */
+    }
+  }
+  assert_int_equal(sums, 1);
+  free_ctx(c);
+}
+
 static void test_constant_folding(void **state) {
   (void)state;
   Ctx *c = compile_ok("dim N = 4\nparam x\nloss = x * (2 + 3 * N) + exp(0)\n");
@@ -242,6 +258,11 @@ static const char *const ad_programs[] = {
     /* indexing and fan-out */
     "param A[3, 4] ~ uniform(-1, 1)\nparam v[4] ~ uniform(-1, 1)\n"
     "loss = A[1, 2] * v[0] + sum(A[2] * v) + (A @ v)[1]^2 + sum(exp(v) * v * v)\n",
+    /* a gradient written straight into grad while its sum is taken (emit_c's fused sums), and
+       sums of scaled vectors taken as scaled sums */
+    "param x[6] ~ normal(0, 1)\nm = max(x)\nloss = sum(exp(x - m)) + m + log(sum(exp(x - m)))\n",
+    "param x[5] ~ normal(0, 1)\nparam k ~ uniform(0.5, 2)\ninput c[5]\n"
+    "loss = sum(x * k) + sum(c / k) * sum(x) + sum(k * exp(x)) + sum((x * c) * k)^2\n",
     /* a deep sigmoid/tanh chain with shared values */
     "param x = 0.3\nparam w = 0.7\na = sigmoid(w * x)\nb = tanh(a * w + x)\nc = a * b + sigmoid(b)\n"
     "loss = c * c + a\n",
@@ -368,6 +389,7 @@ int main(void) {
       cmocka_unit_test(test_shape_inference),
       cmocka_unit_test(test_ir_hash_consing),
       cmocka_unit_test(test_simplifier_identities),
+      cmocka_unit_test(test_sum_of_scaled_vector),
       cmocka_unit_test(test_constant_folding),
       cmocka_unit_test(test_two_broadcasts_keep_shape),
       cmocka_unit_test(test_backward_reuses_forward),

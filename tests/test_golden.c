@@ -51,13 +51,20 @@ static void test_golden_scalar_ops(void **state) {
   (void)state;
   check_golden("scalar_ops");
 }
+static void test_golden_logsumexp(void **state) {
+  (void)state;
+  check_golden("logsumexp");
+}
+static void test_golden_exp_sum(void **state) {
+  (void)state;
+  check_golden("exp_sum");
+}
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_golden_xyz),
-      cmocka_unit_test(test_golden_hinge),
-      cmocka_unit_test(test_golden_two_layer),
-      cmocka_unit_test(test_golden_scalar_ops),
+      cmocka_unit_test(test_golden_xyz),       cmocka_unit_test(test_golden_hinge),
+      cmocka_unit_test(test_golden_two_layer), cmocka_unit_test(test_golden_scalar_ops),
+      cmocka_unit_test(test_golden_logsumexp), cmocka_unit_test(test_golden_exp_sum),
   };
   return cmocka_run_group_tests_name("golden", tests, NULL, NULL);
 }
