@@ -265,20 +265,21 @@ static void emit_elementwise(Emitter *E, Node *n, Dest d) {
   const char *ea = operand(E, a, s, m), *eb = b ? operand(E, b, s, m) : NULL;
   const char *expr = b ? binary_expr(E, n, ea, eb) : unary_expr(E, n, ea);
   Node *sum = s.rank ? E->sum_into[n->id] : NULL;
-  if (sum) { /* one pass: store each element and add it to the sum */
+  if (sum) { /* one pass: store each element and add it to the sum (s is a reserved name) */
     const char *S = E->name[sum->id];
     if (!d.sum_declared) line(E, "bp_real %s = 0;", S);
     if (flat) {
       line(E, "for (size_t i = 0; i < %lld; i++) {", (long long)shape_numel(s));
-      line(E, "  const bp_real v = %s;", expr);
-      line(E, "  %s[i] %s v;", d.name, assign_op(d));
+      line(E, "  const bp_real s = %s;", expr);
+      line(E, "  %s[i] %s s;", d.name, assign_op(d));
     } else {
       line(E, "for (size_t i = 0; i < %lld; i++)", (long long)s.dim[0]);
       line(E, "  for (size_t j = 0; j < %lld; j++) {", (long long)s.dim[1]);
-      line(E, "  const bp_real v = %s;", expr);
-      line(E, "  %s[i * %lld + j] %s v;", d.name, (long long)s.dim[1], assign_op(d));
+      line(E, "  const bp_real s = %s;", expr);
+      line(E, "  %s[i * %lld + j] %s s;", d.name, (long long)s.dim[1], assign_op(d));
     }
-    line(E, "  %s += v;", S);
+    Node *x = sum->args[0]; /* the tensor itself, or an expression reading it */
+    line(E, "  %s += %s;", S, x == n ? "s" : operand(E, x, s, m));
     line(E, flat ? "}" : "  }");
     E->sum_done[sum->id] = 1;
   } else if (s.rank == 0) {
@@ -681,17 +682,52 @@ static const char *ref_scalar(Emitter *E, Node *n) {
   return n->op == OP_CONST ? literal(E, n->value) : E->name[n->id];
 }
 
+/* The stored tensor in whose loop the sum of the fused expression x can be
+ * taken: the elementwise tensor of x's shape among x's leaves that is
+ * computed last, so that every other leaf is ready by then. NULL if there
+ * is none. Walks at most MAX_FUSED_DEPTH levels (mark_inlined's bound). */
+static Node *sum_host_of(Emitter *E, Node *x, const int *pos, int depth, Node **host, int *ready_at) {
+  for (int k = 0; k < x->nargs; k++) {
+    Node *a = x->args[k];
+    if (a->inlined) {
+      if (depth > 16 || !sum_host_of(E, a, pos, depth + 1, host, ready_at)) return NULL;
+      continue;
+    }
+    if (a->op == OP_CONST || a->op == OP_PARAM || a->op == OP_INPUT) continue;
+    if (pos[a->id] > *ready_at) *ready_at = pos[a->id];
+    if (op_is_elementwise(a->op) && shape_eq(a->shape, x->shape) && (!*host || pos[a->id] > pos[(*host)->id]))
+      *host = a;
+  }
+  return x;
+}
+
+static Node *find_sum_host(Emitter *E, Node *x, const int *pos) {
+  Node *host = NULL;
+  int ready_at = -1;
+  if (!sum_host_of(E, x, pos, 0, &host, &ready_at) || !host || pos[host->id] < ready_at) return NULL;
+  if (E->grad_fused[host->id] || E->sum_into[host->id]) return NULL; /* its loop writes no array of its own */
+  int host_flat = host->shape.rank < 2 || flat_compatible(host, host->shape);
+  if (host_flat && x->shape.rank == 2 && !flat_compatible(x, x->shape)) return NULL; /* indexed alike */
+  return host;
+}
+
 /* A sum of a stored elementwise tensor is computed in the loop that
- * stores it (one pass over memory instead of two). */
+ * stores it (one pass over memory instead of two); so is a sum of a fused
+ * expression, in the loop of the last tensor it reads (r = s - T x and
+ * sum(r * r) are one loop). */
 static void plan_fused_sums(Emitter *E, Schedule *s) {
-  memset(E->sum_into, 0, sizeof(Node *) * (size_t)E->c->nodes.len);
-  memset(E->sum_done, 0, (size_t)E->c->nodes.len);
+  Ctx *c = E->c;
+  int *pos = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
+  memset(E->sum_into, 0, sizeof(Node *) * (size_t)c->nodes.len);
+  memset(E->sum_done, 0, (size_t)c->nodes.len);
+  for (int i = 0; i < s->order.len; i++)
+    pos[((Node *)s->order.items[i])->id] = i;
   for (int i = 0; i < s->order.len; i++) {
     Node *y = s->order.items[i];
     Node *x = y->args[0];
-    if (y->op == OP_SUM && x && op_is_elementwise(x->op) && x->shape.rank > 0 && !x->inlined &&
-        !E->sum_into[x->id])
-      E->sum_into[x->id] = y;
+    if (y->op != OP_SUM || !x || !op_is_elementwise(x->op) || x->shape.rank == 0) continue;
+    Node *host = x->inlined ? find_sum_host(E, x, pos) : x;
+    if (host && !E->sum_into[host->id]) E->sum_into[host->id] = y;
   }
 }
 

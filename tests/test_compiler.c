@@ -263,6 +263,9 @@ static const char *const ad_programs[] = {
     "param x[6] ~ normal(0, 1)\nm = max(x)\nloss = sum(exp(x - m)) + m + log(sum(exp(x - m)))\n",
     "param x[5] ~ normal(0, 1)\nparam k ~ uniform(0.5, 2)\ninput c[5]\n"
     "loss = sum(x * k) + sum(c / k) * sum(x) + sum(k * exp(x)) + sum((x * c) * k)^2\n",
+    /* user names that are also loop locals of the emitted code (v was one, and broke fused sums) */
+    "param v[4] ~ normal(0, 1)\nparam s[4] ~ normal(0, 1)\nu = v * s\n"
+    "loss = sum(u) + log(sum(exp(v))) + sum(u * v) + max(v) * sum(s * s)\n",
     /* a deep sigmoid/tanh chain with shared values */
     "param x = 0.3\nparam w = 0.7\na = sigmoid(w * x)\nb = tanh(a * w + x)\nc = a * b + sigmoid(b)\n"
     "loss = c * c + a\n",

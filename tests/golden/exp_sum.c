@@ -58,15 +58,15 @@ static bp_real exp_sum__backward_add(const bp_real *params, const bp_real *input
   bp_real loss = 0; /* computed in both loops below */
   if (acc) {
     for (size_t i = 0; i < 6; i++) {
-      const bp_real v = exp((x[i] - m));
-      grad_x[i] += v;
-      loss += v;
+      const bp_real s = exp((x[i] - m));
+      grad_x[i] += s;
+      loss += s;
     }
   } else {
     for (size_t i = 0; i < 6; i++) {
-      const bp_real v = exp((x[i] - m));
-      grad_x[i] = v;
-      loss += v;
+      const bp_real s = exp((x[i] - m));
+      grad_x[i] = s;
+      loss += s;
     }
   }
   /* line 5: backward neg scalar */

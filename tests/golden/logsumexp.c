@@ -62,9 +62,9 @@ static bp_real logsumexp__backward_add(const bp_real *params, const bp_real *inp
   bp_real *const t3 = ws + 0;
   bp_real t4 = 0;
   for (size_t i = 0; i < 8; i++) {
-    const bp_real v = exp((x[i] - m));
-    t3[i] = v;
-    t4 += v;
+    const bp_real s = exp((x[i] - m));
+    t3[i] = s;
+    t4 += s;
   }
   /* line 8: log scalar */
   bp_real t5 = log(t4);

@@ -133,13 +133,15 @@ static bp_real two_layer__backward_add(const bp_real *params, const bp_real *inp
   }
   /* line 17: sub [3] */
   bp_real *const t13 = ws + 3;
-  for (size_t i = 0; i < 3; i++) t13[i] = scores[i] - t11;
+  bp_real t16 = 0;
+  for (size_t i = 0; i < 3; i++) {
+    const bp_real s = scores[i] - t11;
+    t13[i] = s;
+    t16 += (t[i] * t13[i]);
+  }
   /* line 17: y = exp [3] */
   bp_real *const y = ws + 6;
   for (size_t i = 0; i < 3; i++) y[i] = exp(t13[i]);
-  /* line 18: sum scalar */
-  bp_real t16 = 0;
-  for (size_t i = 0; i < 3; i++) t16 += (t[i] * t13[i]);
   /* line 18: loss = neg scalar */
   bp_real loss = -t16;
   /* line 17: backward sum scalar */
