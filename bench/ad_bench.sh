@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ad_bench.sh — every benchmark problem: hand-written C against bpc's
 # emitted C (both gcc -O2) and bpc's JIT, in one run. (make bench)
+# Usage: bench/ad_bench.sh [PROBLEM-PREFIX...] (all problems by default).
 # Columns are microseconds per call; ratios last:
 #   bpc/hand  emitted gradient over hand-written gradient (goal <= 1.2)
 #   jit/hand  JIT gradient over hand-written gradient
@@ -15,9 +16,16 @@ mkdir -p "$W"
 CFLAGS="-O2 -fPIC -shared"
 printf "%-14s %10s %10s %10s %10s %10s %10s   %7s %7s %7s %7s\n" problem "hand f" "hand grad" "bpc f" "bpc grad" \
   "jit f" "jit grad" bpc/hand jit/hand bwd/fwd jit b/f
+ONLY=("$@") # optional: run only the problems whose names start with these
+wanted() {
+  [ ${#ONLY[@]} -eq 0 ] && return 0
+  for o in "${ONLY[@]}"; do [[ $1 == "$o"* ]] && return 0; done
+  return 1
+}
 run() { # name model batch hand-defines -- bpc-defines...
   local name=$1 model=$2 batch=$3 hdefs=$4
   shift 4
+  wanted "$name" || return 0
   local dflags=() args=()
   for d in "$@"; do dflags+=(-D "$d"); args+=(-D "$d"); done
   "$BPC" "$model" "${dflags[@]}" --prefix m -o "$W/$name.c"

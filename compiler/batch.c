@@ -120,7 +120,7 @@ static int build_batched(Ctx *c, int B, Target *t, const char **why) {
   int nroots, n0 = c->nodes.len;
   Node **roots = model_roots(c, &nroots);
   Schedule s;
-  schedule_function(c, roots, nroots, NULL, &s);
+  schedule_function(c, roots, nroots, NULL, 0, &s);
   for (int i = 0; i < s.order.len; i++) {
     Node *n = s.order.items[i];
     c->cur_loc = n->loc;

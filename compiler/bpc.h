@@ -352,8 +352,13 @@ typedef struct Stats {
 } Stats;
 /* The loss and every output: the roots of the whole per-example model. */
 Node **model_roots(Ctx *c, int *nroots);
+/* What a schedule may fuse beyond elementwise chains and sums. */
+enum {
+  SCHED_FUSE_PRODUCTS = 1 /* an elementwise vector into the matrix-vector loop that reads it once per
+                             element (plain C loops; the JIT's kernels need it stored) */
+};
 /* roots, plus every gradient term in terms (may be NULL) */
-void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Schedule *out);
+void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, int fuse, Schedule *out);
 void compute_stats(Ctx *c, Stats *st);
 int node_is_materialised(const Node *n);
 double node_flops(const Node *n);

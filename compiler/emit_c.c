@@ -151,18 +151,22 @@ static const char *binary_expr(Emitter *E, Node *n, const char *a, const char *b
 
 /* The operand's element matching result element (i) or (i, j). A fused
  * (inlined) operand is its whole expression, in parentheses. */
-static const char *operand(Emitter *E, Node *x, Shape out, IndexMode mode) {
+static const char *operand_at(Emitter *E, Node *x, Shape out, IndexMode mode, const char *flat_index) {
   if (x->inlined) {
-    const char *a = operand(E, x->args[0], out, mode);
-    const char *e =
-        x->args[1] ? binary_expr(E, x, a, operand(E, x->args[1], out, mode)) : unary_expr(E, x, a);
+    const char *a = operand_at(E, x->args[0], out, mode, flat_index);
+    const char *e = x->args[1] ? binary_expr(E, x, a, operand_at(E, x->args[1], out, mode, flat_index))
+                               : unary_expr(E, x, a);
     return arena_printf(&E->c->arena, "(%s)", e);
   }
   if (x->op == OP_CONST || x->shape.rank == 0) return elem(E, x, "");
-  if (mode == IX_FLAT) return elem(E, x, "i");
+  if (mode == IX_FLAT) return elem(E, x, flat_index);
   if (x->shape.rank == 1) /* a row vector repeated over the rows */
     return elem(E, x, "j");
   return elem(E, x, arena_printf(&E->c->arena, "i * %lld + j", (long long)out.dim[1]));
+}
+
+static const char *operand(Emitter *E, Node *x, Shape out, IndexMode mode) {
+  return operand_at(E, x, out, mode, "i");
 }
 
 static const char *unary_expr(Emitter *E, Node *n, const char *a) {
@@ -356,7 +360,7 @@ static void emit_matmul(Emitter *E, Node *n, Dest d) {
     } else { /* transpose(A) @ v: rows of A scaled and added */
       if (!d.accumulate) zero(E, D, cols);
       line(E, "for (size_t p = 0; p < %lld; p++) {", rows);
-      line(E, "  const bp_real s = %s[p];", B);
+      line(E, "  const bp_real s = %s;", operand_at(E, b, b->shape, IX_FLAT, "p"));
       line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] += %s[p * %lld + i] * s;", cols, D, A, cols);
       line(E, "}");
     }
@@ -365,7 +369,7 @@ static void emit_matmul(Emitter *E, Node *n, Dest d) {
     if (!tb) {
       if (!d.accumulate) zero(E, D, cols);
       line(E, "for (size_t p = 0; p < %lld; p++) {", rows);
-      line(E, "  const bp_real s = %s[p];", A);
+      line(E, "  const bp_real s = %s;", operand_at(E, a, a->shape, IX_FLAT, "p"));
       line(E, "  for (size_t j = 0; j < %lld; j++) %s[j] += s * %s[p * %lld + j];", cols, D, B, cols);
       line(E, "}");
     } else { /* v @ transpose(B): one dot product per row of B */
@@ -775,12 +779,16 @@ static void copy_outputs(Emitter *E, const char *indent) {
   }
 }
 
+/* Plain loops can compute a vector inside the product that reads it; the
+ * JIT's product kernels take stored arrays. */
+static int fusion(const Emitter *E) { return E->o->jit_kernels ? 0 : SCHED_FUSE_PRODUCTS; }
+
 /* The runtime (JIT) forms also hand back the outputs, for accuracy. */
 static int64_t emit_forward(Emitter *E) {
   Schedule s;
   int jit = E->o->jit_kernels, nroots;
   Node **roots = function_roots(E, 1, jit, &nroots);
-  schedule_function(E->c, roots, nroots, NULL, &s);
+  schedule_function(E->c, roots, nroots, NULL, fusion(E), &s);
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)E->c->nodes.len); /* no gradient here */
   buf_printf(E->out,
              "static bp_real %s__forward%s(const bp_real *params, const bp_real *inputs, bp_real *ws%s) {\n",
@@ -802,7 +810,7 @@ static int64_t emit_backward(Emitter *E) {
   Schedule s;
   int jit = E->o->jit_kernels, nroots;
   Node **roots = function_roots(E, 1, jit, &nroots);
-  schedule_function(c, roots, nroots, E->t->grad_terms, &s);
+  schedule_function(c, roots, nroots, E->t->grad_terms, fusion(E), &s);
   mark_fusable_grads(E, &s);
   E->assign_first = !jit;
   if (E->assign_first) {
@@ -856,7 +864,7 @@ static int64_t emit_predict(Emitter *E) {
   Schedule s;
   int nroots;
   Node **roots = function_roots(E, 0, 1, &nroots);
-  schedule_function(c, roots, nroots, NULL, &s);
+  schedule_function(c, roots, nroots, NULL, fusion(E), &s);
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len); /* no gradient here */
   buf_printf(E->out,
              "static void %s__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, "
@@ -1156,7 +1164,7 @@ static int target_uses(Ctx *c, Target *t, Op op) {
   for (int i = 0; i < c->outputs.len; i++)
     roots[i + 1] = t->outputs[i];
   Schedule all;
-  schedule_function(c, roots, c->outputs.len + 1, t->grad_terms, &all);
+  schedule_function(c, roots, c->outputs.len + 1, t->grad_terms, 0, &all);
   for (int i = 0; i < all.order.len; i++)
     if (((Node *)all.order.items[i])->op == op) return 1;
   return 0;

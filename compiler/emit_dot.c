@@ -35,7 +35,7 @@ void emit_dot(Ctx *c, Buf *out) {
   int nroots;
   Node **roots = model_roots(c, &nroots);
   Schedule s;
-  schedule_function(c, roots, nroots, c->grad_terms, &s);
+  schedule_function(c, roots, nroots, c->grad_terms, 0, &s);
   dot_begin(c, &s, 11, out);
   for (int i = 0; i < s.order.len; i++) {
     Node *n = s.order.items[i];

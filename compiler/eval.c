@@ -187,7 +187,7 @@ void eval_graph(Ctx *c, const double *params, const double *inputs, Values *out)
   int nroots;
   Node **roots = model_roots(c, &nroots);
   Schedule s;
-  schedule_function(c, roots, nroots, c->grad_terms, &s);
+  schedule_function(c, roots, nroots, c->grad_terms, 0, &s);
   out->n = c->nodes.len;
   out->v = calloc((size_t)out->n, sizeof(double *));
   /* the adjoint of every live value is wanted too (graph and trace show it) */

@@ -334,7 +334,7 @@ static int find_paths(Ctx *c, const Node *from, Path *paths, int *more) {
   int *ncons = arena_alloc(&c->arena, sizeof(int) * (size_t)(n + 1));
   const Node ***cons = arena_alloc(&c->arena, sizeof(Node **) * (size_t)(n + 1));
   Schedule s;
-  schedule_function(c, &c->loss, 1, NULL, &s);
+  schedule_function(c, &c->loss, 1, NULL, 0, &s);
   char *live = arena_alloc(&c->arena, (size_t)n + 1);
   for (int i = 0; i < s.order.len; i++) {
     const Node *y = s.order.items[i];

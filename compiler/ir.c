@@ -284,7 +284,7 @@ void ir_print(Ctx *c, Buf *out) {
   int nroots;
   Node **roots = model_roots(c, &nroots);
   Schedule sch;
-  schedule_function(c, roots, nroots, c->grad_terms, &sch);
+  schedule_function(c, roots, nroots, c->grad_terms, 0, &sch);
   buf_printf(out, "# bpc IR: %d nodes\n", sch.order.len);
   for (int i = 0; i < c->params.len; i++) {
     Decl *d = c->params.items[i];

@@ -85,12 +85,23 @@ Node **model_roots(Ctx *c, int *nroots) {
  * code stays readable. */
 enum { MAX_FUSED_DEPTH = 6 };
 
-static int can_consume_inline(const Node *y, const Node *x) {
+/* Whether x is the vector a matrix-vector product reads once per element,
+ * in its outer loop (transpose(A) @ x and x @ B scale and add rows):
+ * computed there, it needs no pass of its own. The other forms read the
+ * vector once per row and would recompute it. */
+static int is_outer_vector_operand(const Node *y, const Node *x) {
+  if (y->op != OP_MATMUL || x->shape.rank != 1 || y->args[0] == y->args[1]) return 0;
+  if (y->args[1] == x) return y->args[0]->shape.rank == 2 && (y->attr & MM_TA);
+  return y->args[0] == x && y->args[1]->shape.rank == 2 && !(y->attr & MM_TB);
+}
+
+static int can_consume_inline(const Node *y, const Node *x, int fuse) {
   if (op_is_elementwise(y->op)) return shape_eq(x->shape, y->shape);
+  if ((fuse & SCHED_FUSE_PRODUCTS) && is_outer_vector_operand(y, x)) return 1;
   return y->op == OP_SUM;
 }
 
-static void mark_inlined(Ctx *c) {
+static void mark_inlined(Ctx *c, int fuse) {
   int *depth = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
   for (int i = 0; i < c->nodes.len; i++) {
     Node *y = c->nodes.items[i];
@@ -98,7 +109,7 @@ static void mark_inlined(Ctx *c) {
     for (int k = 0; k < y->nargs; k++) {
       Node *x = y->args[k];
       if (x->shape.rank == 0 || !op_is_elementwise(x->op) || x->uses != 1 || x->root || x->inlined ||
-          (x->name && !x->is_backward) || !can_consume_inline(y, x) || depth[x->id] >= MAX_FUSED_DEPTH)
+          (x->name && !x->is_backward) || !can_consume_inline(y, x, fuse) || depth[x->id] >= MAX_FUSED_DEPTH)
         continue;
       x->inlined = 1;
       if (depth[x->id] + 1 > depth[y->id]) depth[y->id] = depth[x->id] + 1;
@@ -204,7 +215,7 @@ static void plan_memory(Ctx *c, Schedule *s) {
   s->ws_elems = p.top;
 }
 
-void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Schedule *out) {
+void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, int fuse, Schedule *out) {
   clear_marks(c);
   mark_roots(c, roots, nroots, terms);
   for (int i = c->nodes.len - 1; i >= 0; i--) {
@@ -215,7 +226,7 @@ void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, Sched
       n->args[k]->uses++;
     }
   }
-  mark_inlined(c);
+  mark_inlined(c, fuse);
   out->order = (PtrVec){0};
   for (int i = 0; i < c->nodes.len; i++) {
     Node *n = c->nodes.items[i];
@@ -238,11 +249,11 @@ void compute_stats(Ctx *c, Stats *st) {
   Schedule fwd, bwd;
   char *seen = arena_alloc(&c->arena, (size_t)c->nodes.len + 1);
   *st = (Stats){0};
-  schedule_function(c, &c->loss, 1, NULL, &fwd);
+  schedule_function(c, &c->loss, 1, NULL, 0, &fwd);
   for (int i = 0; i < fwd.order.len; i++)
     seen[((Node *)fwd.order.items[i])->id] = 1;
   count(&fwd, 0, &st->fwd_ops, &st->fwd_flops, seen);
-  schedule_function(c, &c->loss, 1, c->grad_terms, &bwd);
+  schedule_function(c, &c->loss, 1, c->grad_terms, 0, &bwd);
   count(&bwd, 1, &st->bwd_ops, &st->bwd_flops, seen);
   /* adding each gradient term into grad is work too */
   for (int p = 0; p < c->params.len; p++)

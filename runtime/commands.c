@@ -299,7 +299,7 @@ static int *inputs_needed_by_outputs(JitModel *m) {
   for (int i = 0; i < c->outputs.len; i++)
     roots[i] = ((Decl *)c->outputs.items[i])->node;
   Schedule s;
-  schedule_function(c, roots, c->outputs.len, NULL, &s);
+  schedule_function(c, roots, c->outputs.len, NULL, 0, &s);
   for (int i = 0; i < c->inputs.len; i++)
     need[i] = ((Decl *)c->inputs.items[i])->node->live;
   return need;

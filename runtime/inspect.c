@@ -486,7 +486,7 @@ static void value_text(Buf *b, const Node *n, const double *x) {
 
 static void dot_graph(Ctx *c, const Values *v, Buf *out) {
   Schedule s;
-  schedule_function(c, &c->loss, 1, NULL, &s);
+  schedule_function(c, &c->loss, 1, NULL, 0, &s);
   dot_begin(c, &s, 12, out);
   for (int i = 0; i < s.order.len; i++) {
     Node *n = s.order.items[i];

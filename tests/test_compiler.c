@@ -263,6 +263,9 @@ static const char *const ad_programs[] = {
     "param x[6] ~ normal(0, 1)\nm = max(x)\nloss = sum(exp(x - m)) + m + log(sum(exp(x - m)))\n",
     "param x[5] ~ normal(0, 1)\nparam k ~ uniform(0.5, 2)\ninput c[5]\n"
     "loss = sum(x * k) + sum(c / k) * sum(x) + sum(k * exp(x)) + sum((x * c) * k)^2\n",
+    /* elementwise vectors computed inside the matrix-vector products that read them */
+    "param A[3, 4] ~ uniform(-1, 1)\nparam u[3] ~ uniform(-1, 1)\ninput c[4]\n"
+    "loss = sum((transpose(A) @ (u * u + 1))^2) + sum(((u - 1) @ A) * c) + 0.5 * sum((c - u @ A)^2)\n",
     /* user names that are also loop locals of the emitted code (v was one, and broke fused sums) */
     "param v[4] ~ normal(0, 1)\nparam s[4] ~ normal(0, 1)\nu = v * s\n"
     "loss = sum(u) + log(sum(exp(v))) + sum(u * v) + max(v) * sum(s * s)\n",

@@ -1,4 +1,4 @@
-/* test_golden.c — the emitted C and header for tests/golden/*.bp are exactly
+/* test_golden.c — the emitted C and header for each tests/golden/NAME.bp are exactly
  * the reviewed files beside them (`make golden` regenerates them). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -59,12 +59,17 @@ static void test_golden_exp_sum(void **state) {
   (void)state;
   check_golden("exp_sum");
 }
+static void test_golden_least_squares(void **state) {
+  (void)state;
+  check_golden("least_squares");
+}
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_golden_xyz),       cmocka_unit_test(test_golden_hinge),
-      cmocka_unit_test(test_golden_two_layer), cmocka_unit_test(test_golden_scalar_ops),
-      cmocka_unit_test(test_golden_logsumexp), cmocka_unit_test(test_golden_exp_sum),
+      cmocka_unit_test(test_golden_xyz),           cmocka_unit_test(test_golden_hinge),
+      cmocka_unit_test(test_golden_two_layer),     cmocka_unit_test(test_golden_scalar_ops),
+      cmocka_unit_test(test_golden_logsumexp),     cmocka_unit_test(test_golden_exp_sum),
+      cmocka_unit_test(test_golden_least_squares),
   };
   return cmocka_run_group_tests_name("golden", tests, NULL, NULL);
 }
