@@ -24,7 +24,9 @@ typedef struct Emitter {
   int indent;             /* extra nesting of the statements being written */
   int at_end;             /* emitting the deferred sparse gradient terms */
   Node **sum_into;        /* per node id: a sum of it computed in its own loop, or NULL */
-  char *sum_done;         /* per node id: that sum is already computed */
+  char *done_elsewhere;   /* per node id: already computed in another node's loop */
+  Node **
+      row_partner; /* per matrix-vector product A @ x: the gradient A^T @ f(A @ x) taken row by row with it */
   int assign_first;  /* backward takes `acc`: with acc 0 the first term of each gradient is stored, not added
                       */
   Node **first_term; /* per param slot: the term written first in the backward function */
@@ -37,15 +39,16 @@ typedef struct Emitter {
 /* ---- names ------------------------------------------------------------------ */
 
 static const char *const reserved[] = {
-    "auto",       "break",    "case",     "char",     "const", "continue", "default",  "do",     "double",
-    "else",       "enum",     "extern",   "float",    "for",   "goto",     "if",       "inline", "int",
-    "long",       "register", "restrict", "return",   "short", "signed",   "sizeof",   "static", "struct",
-    "switch",     "typedef",  "union",    "unsigned", "void",  "volatile", "while",    "_Bool",  "_Complex",
-    "_Imaginary", "exp",      "log",      "sqrt",     "fabs",  "sin",      "cos",      "tanh",   "pow",
-    "log1p",      "expf",     "logf",     "sqrtf",    "fabsf", "sinf",     "cosf",     "tanhf",  "powf",
-    "log1pf",     "params",   "inputs",   "outputs",  "grad",  "ws",       "n",        "e",      "i",
-    "j",          "p",        "s",        "mx",       "best",  "acc",      "loss_sum", "scale",  "bp_real",
-    "size_t",     "uint64_t", "NULL",     "HUGE_VAL", "NAN",   "main",     "seed",     "state",
+    "auto",       "break",    "case",     "char",     "const", "continue", "default", "do",     "double",
+    "else",       "enum",     "extern",   "float",    "for",   "goto",     "if",      "inline", "int",
+    "long",       "register", "restrict", "return",   "short", "signed",   "sizeof",  "static", "struct",
+    "switch",     "typedef",  "union",    "unsigned", "void",  "volatile", "while",   "_Bool",  "_Complex",
+    "_Imaginary", "exp",      "log",      "sqrt",     "fabs",  "sin",      "cos",     "tanh",   "pow",
+    "log1p",      "expf",     "logf",     "sqrtf",    "fabsf", "sinf",     "cosf",    "tanhf",  "powf",
+    "log1pf",     "params",   "inputs",   "outputs",  "grad",  "ws",       "n",       "e",      "i",
+    "j",          "p",        "s",        "i0",       "i1",    "mx",       "best",    "acc",    "loss_sum",
+    "scale",      "bp_real",  "size_t",   "uint64_t", "NULL",  "HUGE_VAL", "NAN",     "main",   "seed",
+    "state",
 };
 
 static uint32_t hash_str(const char *s) {
@@ -285,7 +288,7 @@ static void emit_elementwise(Emitter *E, Node *n, Dest d) {
     Node *x = sum->args[0]; /* the tensor itself, or an expression reading it */
     line(E, "  %s += %s;", S, x == n ? "s" : operand(E, x, s, m));
     line(E, flat ? "}" : "  }");
-    E->sum_done[sum->id] = 1;
+    E->done_elsewhere[sum->id] = 1;
   } else if (s.rank == 0) {
     scalar_set(E, d, expr);
   } else if (flat) {
@@ -351,7 +354,34 @@ static void emit_matmul(Emitter *E, Node *n, Dest d) {
     }
   } else if (a->shape.rank == 2) { /* matrix @ vector */
     long long rows = a->shape.dim[0], cols = a->shape.dim[1];
-    if (!ta) {
+    Node *g = E->row_partner[n->id];
+    if (!ta && g) { /* and transpose(A) @ v into a gradient, a block of rows at a time */
+      const char *G = E->grad_name[E->grad_fused[g->id]->slot];
+      /* a block small enough to stay in L1 between its two passes and long enough that the
+         row sums (latency-bound chains) overlap; the order of every sum is the unfused one */
+      long long blk = 1024 / cols < 4 ? 4 : 1024 / cols > 64 ? 64 : 1024 / cols;
+      if (E->assign_first && E->first_term[E->grad_fused[g->id]->slot] == g)
+        line(E, "if (!acc) for (size_t p = 0; p < %lld; p++) %s[p] = 0;", cols, G);
+      int blocked = rows > blk;
+      if (blocked) {
+        line(E, "for (size_t i0 = 0; i0 < %lld; i0 += %lld) {", rows, blk);
+        line(E, "  const size_t i1 = i0 + %lld < %lld ? i0 + %lld : %lld;", blk, rows, blk, rows);
+      } else {
+        line(E, "{");
+        line(E, "  const size_t i0 = 0, i1 = %lld;", rows);
+      }
+      line(E, "  for (size_t i = i0; i < i1; i++) {");
+      line(E, "    bp_real s = 0;");
+      line(E, "    for (size_t p = 0; p < %lld; p++) s += %s[i * %lld + p] * %s[p];", cols, A, cols, B);
+      line(E, "    %s[i] %s s;", D, op);
+      line(E, "  }");
+      line(E, "  for (size_t i = i0; i < i1; i++) { /* line %d: the rows' share of the gradient */",
+           g->loc.line);
+      line(E, "    const bp_real s = %s;", operand(E, g->args[1], g->args[1]->shape, IX_FLAT));
+      line(E, "    for (size_t p = 0; p < %lld; p++) %s[p] += %s[i * %lld + p] * s;", cols, G, A, cols);
+      line(E, "  }");
+      line(E, "}");
+    } else if (!ta) {
       line(E, "for (size_t i = 0; i < %lld; i++) {", rows);
       line(E, "  bp_real s = 0;");
       line(E, "  for (size_t p = 0; p < %lld; p++) s += %s[i * %lld + p] * %s[p];", cols, A, cols, B);
@@ -549,7 +579,7 @@ static void emit_value(Emitter *E, Node *n, Dest d) {
  * that are read in place. */
 static void emit_node(Emitter *E, Node *n) {
   const char *N = E->name[n->id];
-  if (n->inlined || deferred(E, n) || E->sum_done[n->id]) /* done in another loop, or later */
+  if (n->inlined || deferred(E, n) || E->done_elsewhere[n->id]) /* done in another loop, or later */
     return;
   switch (n->op) {
   case OP_CONST: return;
@@ -686,29 +716,36 @@ static const char *ref_scalar(Emitter *E, Node *n) {
   return n->op == OP_CONST ? literal(E, n->value) : E->name[n->id];
 }
 
-/* The stored tensor in whose loop the sum of the fused expression x can be
- * taken: the elementwise tensor of x's shape among x's leaves that is
- * computed last, so that every other leaf is ready by then. NULL if there
- * is none. Walks at most MAX_FUSED_DEPTH levels (mark_inlined's bound). */
-static Node *sum_host_of(Emitter *E, Node *x, const int *pos, int depth, Node **host, int *ready_at) {
-  for (int k = 0; k < x->nargs; k++) {
+/* The leaves of a fused expression: what its loop reads from memory or
+ * from scalars. Constants, parameters and inputs are left out (always
+ * ready). Returns the count, or -1 past cap. Recursion is bounded by
+ * mark_inlined's MAX_FUSED_DEPTH. */
+enum { MAX_LEAVES = 64 };
+
+static int collect_leaves(Node *x, Node **out, int n, int depth) {
+  for (int k = 0; k < x->nargs && n >= 0; k++) {
     Node *a = x->args[k];
-    if (a->inlined) {
-      if (depth > 16 || !sum_host_of(E, a, pos, depth + 1, host, ready_at)) return NULL;
-      continue;
-    }
-    if (a->op == OP_CONST || a->op == OP_PARAM || a->op == OP_INPUT) continue;
-    if (pos[a->id] > *ready_at) *ready_at = pos[a->id];
-    if (op_is_elementwise(a->op) && shape_eq(a->shape, x->shape) && (!*host || pos[a->id] > pos[(*host)->id]))
-      *host = a;
+    if (a->inlined)
+      n = depth > 16 ? -1 : collect_leaves(a, out, n, depth + 1);
+    else if (a->op != OP_CONST && a->op != OP_PARAM && a->op != OP_INPUT)
+      n = n < MAX_LEAVES ? (out[n] = a, n + 1) : -1;
   }
-  return x;
+  return n;
 }
 
+/* The stored tensor in whose loop the sum of the fused expression x can be
+ * taken: the elementwise tensor of x's shape among x's leaves that is
+ * computed last, so that every other leaf is ready by then. */
 static Node *find_sum_host(Emitter *E, Node *x, const int *pos) {
-  Node *host = NULL;
-  int ready_at = -1;
-  if (!sum_host_of(E, x, pos, 0, &host, &ready_at) || !host || pos[host->id] < ready_at) return NULL;
+  Node *leaf[MAX_LEAVES], *host = NULL;
+  int n = collect_leaves(x, leaf, 0, 0), ready_at = -1;
+  for (int k = 0; k < n; k++) {
+    Node *a = leaf[k];
+    if (pos[a->id] > ready_at) ready_at = pos[a->id];
+    if (op_is_elementwise(a->op) && shape_eq(a->shape, x->shape) && (!host || pos[a->id] > pos[host->id]))
+      host = a;
+  }
+  if (!host || pos[host->id] < ready_at) return NULL;
   if (E->grad_fused[host->id] || E->sum_into[host->id]) return NULL; /* its loop writes no array of its own */
   int host_flat = host->shape.rank < 2 || flat_compatible(host, host->shape);
   if (host_flat && x->shape.rank == 2 && !flat_compatible(x, x->shape)) return NULL; /* indexed alike */
@@ -719,13 +756,7 @@ static Node *find_sum_host(Emitter *E, Node *x, const int *pos) {
  * stores it (one pass over memory instead of two); so is a sum of a fused
  * expression, in the loop of the last tensor it reads (r = s - T x and
  * sum(r * r) are one loop). */
-static void plan_fused_sums(Emitter *E, Schedule *s) {
-  Ctx *c = E->c;
-  int *pos = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
-  memset(E->sum_into, 0, sizeof(Node *) * (size_t)c->nodes.len);
-  memset(E->sum_done, 0, (size_t)c->nodes.len);
-  for (int i = 0; i < s->order.len; i++)
-    pos[((Node *)s->order.items[i])->id] = i;
+static void plan_fused_sums(Emitter *E, Schedule *s, const int *pos) {
   for (int i = 0; i < s->order.len; i++) {
     Node *y = s->order.items[i];
     Node *x = y->args[0];
@@ -735,8 +766,53 @@ static void plan_fused_sums(Emitter *E, Schedule *s) {
   }
 }
 
+/* For a gradient term g = transpose(A) @ v whose fused vector v reads, row
+ * by row, only y = A @ x and values ready before y: the product y that g
+ * can be computed with, walking A once instead of twice (least squares,
+ * linear and logistic regression). g moves up to y, so it must be the
+ * first write of its gradient or come after that write. */
+static Node *row_partner_of(Emitter *E, Node *g, const int *pos) {
+  Node *A = g->args[0], *v = g->args[1], *param = E->grad_fused[g->id];
+  if (g->op != OP_MATMUL || !param || !A || A->shape.rank != 2 || g->attr != MM_TA || !v->inlined)
+    return NULL;
+  Node *leaf[MAX_LEAVES], *y = NULL;
+  int n = collect_leaves(v, leaf, 0, 0);
+  for (int k = 0; k < n; k++) {
+    Node *a = leaf[k];
+    if (a->op == OP_MATMUL && a->args[0] == A && a->attr == 0 && a->args[1]->shape.rank == 1 &&
+        !E->grad_fused[a->id] && !a->inlined)
+      y = a;
+  }
+  if (!y) return NULL;
+  for (int k = 0; k < n; k++)
+    if (leaf[k] != y && pos[leaf[k]->id] > pos[y->id]) return NULL;
+  Node *first = E->first_term[param->slot];
+  if (E->assign_first && first != g && (!first || pos[first->id] > pos[y->id])) return NULL;
+  return y;
+}
+
+static void plan_row_fusion(Emitter *E, Schedule *s, const int *pos) {
+  if (E->o->jit_kernels) return; /* the kernels read stored vectors */
+  for (int i = 0; i < s->order.len; i++) {
+    Node *g = s->order.items[i];
+    Node *y = g->op == OP_MATMUL ? row_partner_of(E, g, pos) : NULL;
+    if (y && !E->row_partner[y->id]) {
+      E->row_partner[y->id] = g;
+      E->done_elsewhere[g->id] = 1;
+    }
+  }
+}
+
 static void body(Emitter *E, Schedule *s) {
-  plan_fused_sums(E, s);
+  Ctx *c = E->c;
+  int *pos = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
+  for (int i = 0; i < s->order.len; i++)
+    pos[((Node *)s->order.items[i])->id] = i;
+  memset(E->sum_into, 0, sizeof(Node *) * (size_t)c->nodes.len);
+  memset(E->row_partner, 0, sizeof(Node *) * (size_t)c->nodes.len);
+  memset(E->done_elsewhere, 0, (size_t)c->nodes.len);
+  plan_fused_sums(E, s, pos);
+  plan_row_fusion(E, s, pos);
   for (int i = 0; i < s->order.len; i++)
     emit_node(E, s->order.items[i]);
 }
@@ -791,8 +867,9 @@ static int64_t emit_forward(Emitter *E) {
   schedule_function(E->c, roots, nroots, NULL, fusion(E), &s);
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)E->c->nodes.len); /* no gradient here */
   buf_printf(E->out,
-             "static bp_real %s__forward%s(const bp_real *params, const bp_real *inputs, bp_real *ws%s) {\n",
-             E->P, E->sfx, jit ? ", bp_real *outputs" : "");
+             "static bp_real %s__forward%s(const bp_real *restrict params, const bp_real *restrict inputs, "
+             "bp_real *restrict ws%s) {\n",
+             E->P, E->sfx, jit ? ", bp_real *restrict outputs" : "");
   line(E, "(void)params; (void)inputs; (void)ws;");
   body(E, &s);
   if (jit && E->c->outputs.len) {
@@ -818,16 +895,16 @@ static int64_t emit_backward(Emitter *E) {
     buf_printf(
         E->out,
         "/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */\n"
-        "static bp_real %s__backward_add%s(const bp_real *params, const bp_real *inputs, bp_real *grad, "
-        "bp_real *ws, int acc) {\n",
+        "static bp_real %s__backward_add%s(const bp_real *restrict params, const bp_real *restrict inputs, "
+        "bp_real *restrict grad, bp_real *restrict ws, int acc) {\n",
         E->P, E->sfx);
     line(E, "(void)params; (void)inputs; (void)grad; (void)ws; (void)acc;");
   } else {
     buf_printf(E->out,
                "/* Adds dloss/dparams into grad and returns the loss. */\n"
-               "static bp_real %s__backward_add%s(const bp_real *params, const bp_real *inputs, bp_real "
-               "*grad, bp_real *ws%s) {\n",
-               E->P, E->sfx, jit ? ", bp_real *outputs" : "");
+               "static bp_real %s__backward_add%s(const bp_real *restrict params, const bp_real *restrict "
+               "inputs, bp_real *restrict grad, bp_real *restrict ws%s) {\n",
+               E->P, E->sfx, jit ? ", bp_real *restrict outputs" : "");
     line(E, "(void)params; (void)inputs; (void)grad; (void)ws;");
   }
   for (int p = 0; p < c->params.len; p++) {
@@ -867,8 +944,8 @@ static int64_t emit_predict(Emitter *E) {
   schedule_function(c, roots, nroots, NULL, fusion(E), &s);
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len); /* no gradient here */
   buf_printf(E->out,
-             "static void %s__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, "
-             "bp_real *ws) {\n",
+             "static void %s__predict(const bp_real *restrict params, const bp_real *restrict inputs, "
+             "bp_real *restrict outputs, bp_real *restrict ws) {\n",
              E->P);
   line(E, "(void)params; (void)inputs; (void)outputs; (void)ws;");
   body(E, &s);
@@ -1189,7 +1266,8 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   E.grad_fused = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->nodes.len + 1));
   E.first_term = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->params.len + 1));
   E.sum_into = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->nodes.len + 1));
-  E.sum_done = arena_alloc(&c->arena, (size_t)c->nodes.len + 1);
+  E.done_elsewhere = arena_alloc(&c->arena, (size_t)c->nodes.len + 1);
+  E.row_partner = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->nodes.len + 1));
   assign_names(&E);
   /* functions first, into a scratch buffer, to learn the workspace size */
   Buf fns = {0};

@@ -266,6 +266,12 @@ static const char *const ad_programs[] = {
     /* elementwise vectors computed inside the matrix-vector products that read them */
     "param A[3, 4] ~ uniform(-1, 1)\nparam u[3] ~ uniform(-1, 1)\ninput c[4]\n"
     "loss = sum((transpose(A) @ (u * u + 1))^2) + sum(((u - 1) @ A) * c) + 0.5 * sum((c - u @ A)^2)\n",
+    /* least squares: A @ x and the gradient transpose(A) @ (A @ x - s) walk A together, in blocks of
+       rows (70 = 64 + 6), with another term of the same gradient before or after */
+    "param x[3] ~ normal(0, 1)\ninput T[70, 3]\ninput s[70]\nr = s - T @ x\n"
+    "loss = 0.5 * sum(r * r) + sum(x * x)\n",
+    "param x[3] ~ normal(0, 1)\ninput T[70, 3]\ninput s[70]\nq = sum(exp(x))\nr = s - T @ x\n"
+    "loss = 0.5 * sum(r * r) * q\n",
     /* user names that are also loop locals of the emitted code (v was one, and broke fused sums) */
     "param v[4] ~ normal(0, 1)\nparam s[4] ~ normal(0, 1)\nu = v * s\n"
     "loss = sum(u) + log(sum(exp(v))) + sum(u * v) + max(v) * sum(s * s)\n",

@@ -30,7 +30,7 @@ void exp_sum_init(bp_real *params, uint64_t seed) {
   }
 }
 
-static bp_real exp_sum__forward(const bp_real *params, const bp_real *inputs, bp_real *ws) {
+static bp_real exp_sum__forward(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)ws;
   const bp_real *const x = params + 0;
   /* line 4: m = max_all scalar */
@@ -45,7 +45,7 @@ static bp_real exp_sum__forward(const bp_real *params, const bp_real *inputs, bp
 }
 
 /* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */
-static bp_real exp_sum__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {
+static bp_real exp_sum__backward_add(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict grad, bp_real *restrict ws, int acc) {
   (void)params; (void)inputs; (void)grad; (void)ws; (void)acc;
   bp_real *const grad_x = grad + 0;
   const bp_real *const x = params + 0;
@@ -80,7 +80,7 @@ static bp_real exp_sum__backward_add(const bp_real *params, const bp_real *input
   return loss;
 }
 
-static void exp_sum__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {
+static void exp_sum__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
 }
 

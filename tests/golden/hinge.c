@@ -10,7 +10,7 @@ void hinge_init(bp_real *params, uint64_t seed) {
   for (size_t i = 0; i < 3; i++) params[0 + i] = hinge__init_w[i];
 }
 
-static bp_real hinge__forward(const bp_real *params, const bp_real *inputs, bp_real *ws) {
+static bp_real hinge__forward(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)ws;
   const bp_real *const w = params + 0;
   const bp_real *const phi = inputs + 0;
@@ -28,7 +28,7 @@ static bp_real hinge__forward(const bp_real *params, const bp_real *inputs, bp_r
 }
 
 /* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */
-static bp_real hinge__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {
+static bp_real hinge__backward_add(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict grad, bp_real *restrict ws, int acc) {
   (void)params; (void)inputs; (void)grad; (void)ws; (void)acc;
   bp_real *const grad_w = grad + 0;
   const bp_real *const w = params + 0;
@@ -57,7 +57,7 @@ static bp_real hinge__backward_add(const bp_real *params, const bp_real *inputs,
   return loss;
 }
 
-static void hinge__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {
+static void hinge__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
   const bp_real *const w = params + 0;
   const bp_real *const phi = inputs + 0;

@@ -30,7 +30,7 @@ void least_squares_init(bp_real *params, uint64_t seed) {
   }
 }
 
-static bp_real least_squares__forward(const bp_real *params, const bp_real *inputs, bp_real *ws) {
+static bp_real least_squares__forward(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)ws;
   const bp_real *const x = params + 0;
   const bp_real *const T = inputs + 0;
@@ -56,7 +56,7 @@ static bp_real least_squares__forward(const bp_real *params, const bp_real *inpu
 }
 
 /* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */
-static bp_real least_squares__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {
+static bp_real least_squares__backward_add(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict grad, bp_real *restrict ws, int acc) {
   (void)params; (void)inputs; (void)grad; (void)ws; (void)acc;
   bp_real *const grad_x = grad + 0;
   const bp_real *const x = params + 0;
@@ -64,10 +64,18 @@ static bp_real least_squares__backward_add(const bp_real *params, const bp_real 
   const bp_real *const s_2 = inputs + 15;
   /* line 10: matmul [5] */
   bp_real *const t3 = ws + 0;
-  for (size_t i = 0; i < 5; i++) {
-    bp_real s = 0;
-    for (size_t p = 0; p < 3; p++) s += T[i * 3 + p] * x[p];
-    t3[i] = s;
+  if (!acc) for (size_t p = 0; p < 3; p++) grad_x[p] = 0;
+  {
+    const size_t i0 = 0, i1 = 5;
+    for (size_t i = i0; i < i1; i++) {
+      bp_real s = 0;
+      for (size_t p = 0; p < 3; p++) s += T[i * 3 + p] * x[p];
+      t3[i] = s;
+    }
+    for (size_t i = i0; i < i1; i++) { /* line 10: the rows' share of the gradient */
+      const bp_real s = (t3[i] - s_2[i]);
+      for (size_t p = 0; p < 3; p++) grad_x[p] += T[i * 3 + p] * s;
+    }
   }
   /* line 10: r = sub [5] */
   bp_real *const r = ws + 5;
@@ -79,24 +87,11 @@ static bp_real least_squares__backward_add(const bp_real *params, const bp_real 
   }
   /* line 11: loss = mul scalar */
   bp_real loss = 0.5 * t7;
-  /* line 10: backward matmul [3] */
-  if (acc) {
-    for (size_t p = 0; p < 5; p++) {
-      const bp_real s = (t3[p] - s_2[p]);
-      for (size_t i = 0; i < 3; i++) grad_x[i] += T[p * 3 + i] * s;
-    }
-  } else {
-    for (size_t i = 0; i < 3; i++) grad_x[i] = 0;
-    for (size_t p = 0; p < 5; p++) {
-      const bp_real s = (t3[p] - s_2[p]);
-      for (size_t i = 0; i < 3; i++) grad_x[i] += T[p * 3 + i] * s;
-    }
-  }
   /* gradient terms not already added in place */
   return loss;
 }
 
-static void least_squares__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {
+static void least_squares__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
 }
 

@@ -30,7 +30,7 @@ void logsumexp_init(bp_real *params, uint64_t seed) {
   }
 }
 
-static bp_real logsumexp__forward(const bp_real *params, const bp_real *inputs, bp_real *ws) {
+static bp_real logsumexp__forward(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)ws;
   const bp_real *const x = params + 0;
   /* line 7: m = max_all scalar */
@@ -49,7 +49,7 @@ static bp_real logsumexp__forward(const bp_real *params, const bp_real *inputs, 
 }
 
 /* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */
-static bp_real logsumexp__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {
+static bp_real logsumexp__backward_add(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict grad, bp_real *restrict ws, int acc) {
   (void)params; (void)inputs; (void)grad; (void)ws; (void)acc;
   bp_real *const grad_x = grad + 0;
   const bp_real *const x = params + 0;
@@ -91,7 +91,7 @@ static bp_real logsumexp__backward_add(const bp_real *params, const bp_real *inp
   return loss;
 }
 
-static void logsumexp__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {
+static void logsumexp__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
 }
 

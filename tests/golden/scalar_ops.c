@@ -12,7 +12,7 @@ void scalar_ops_init(bp_real *params, uint64_t seed) {
 static bp_real scalar_ops_sigmoid(bp_real x) { return 1 / (1 + exp(-x)); }
 static bp_real scalar_ops_softplus(bp_real x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
 
-static bp_real scalar_ops__forward(const bp_real *params, const bp_real *inputs, bp_real *ws) {
+static bp_real scalar_ops__forward(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)ws;
   const bp_real a = params[0];
   const bp_real b = params[1];
@@ -67,7 +67,7 @@ static bp_real scalar_ops__forward(const bp_real *params, const bp_real *inputs,
 }
 
 /* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */
-static bp_real scalar_ops__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {
+static bp_real scalar_ops__backward_add(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict grad, bp_real *restrict ws, int acc) {
   (void)params; (void)inputs; (void)grad; (void)ws; (void)acc;
   bp_real *const grad_a = grad + 0;
   bp_real *const grad_b = grad + 1;
@@ -193,7 +193,7 @@ static bp_real scalar_ops__backward_add(const bp_real *params, const bp_real *in
   return loss;
 }
 
-static void scalar_ops__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {
+static void scalar_ops__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
   const bp_real a = params[0];
   const bp_real b = params[1];

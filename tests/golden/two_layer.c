@@ -38,7 +38,7 @@ void two_layer_init(bp_real *params, uint64_t seed) {
 
 static bp_real two_layer_sigmoid(bp_real x) { return 1 / (1 + exp(-x)); }
 
-static bp_real two_layer__forward(const bp_real *params, const bp_real *inputs, bp_real *ws) {
+static bp_real two_layer__forward(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)ws;
   const bp_real *const W1 = params + 0;
   const bp_real *const b1 = params + 6;
@@ -87,7 +87,7 @@ static bp_real two_layer__forward(const bp_real *params, const bp_real *inputs, 
 }
 
 /* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */
-static bp_real two_layer__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {
+static bp_real two_layer__backward_add(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict grad, bp_real *restrict ws, int acc) {
   (void)params; (void)inputs; (void)grad; (void)ws; (void)acc;
   bp_real *const grad_W1 = grad + 0;
   bp_real *const grad_b1 = grad + 6;
@@ -196,7 +196,7 @@ static bp_real two_layer__backward_add(const bp_real *params, const bp_real *inp
   return loss;
 }
 
-static void two_layer__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {
+static void two_layer__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
   const bp_real *const W1 = params + 0;
   const bp_real *const b1 = params + 6;

@@ -10,7 +10,7 @@ void xyz_init(bp_real *params, uint64_t seed) {
   params[2] = (-4.0); /* z */
 }
 
-static bp_real xyz__forward(const bp_real *params, const bp_real *inputs, bp_real *ws) {
+static bp_real xyz__forward(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)ws;
   const bp_real x = params[0];
   const bp_real y = params[1];
@@ -23,7 +23,7 @@ static bp_real xyz__forward(const bp_real *params, const bp_real *inputs, bp_rea
 }
 
 /* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */
-static bp_real xyz__backward_add(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *ws, int acc) {
+static bp_real xyz__backward_add(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict grad, bp_real *restrict ws, int acc) {
   (void)params; (void)inputs; (void)grad; (void)ws; (void)acc;
   bp_real *const grad_x = grad + 0;
   bp_real *const grad_y = grad + 1;
@@ -42,7 +42,7 @@ static bp_real xyz__backward_add(const bp_real *params, const bp_real *inputs, b
   return loss;
 }
 
-static void xyz__predict(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {
+static void xyz__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
 }
 
