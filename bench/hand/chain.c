@@ -10,7 +10,7 @@ static double v[LEN], dv[LEN];
 
 static double sigmoid(double x) { return 1 / (1 + exp(-x)); }
 
-static void forward(const double *w, double x0) {
+static void forward(const double *restrict w, double x0) {
   v[0] = x0;
   v[1] = tanh(x0);
   v[2] = sigmoid(x0);
@@ -25,13 +25,13 @@ static void forward(const double *w, double x0) {
   }
 }
 
-double hand_objective(const double *p, const double *in) {
+double hand_objective(const double *restrict p, const double *restrict in) {
   (void)in;
   forward(p, p[K]);
   return v[LEN - 1];
 }
 
-double hand_gradient(const double *p, const double *in, double *g) {
+double hand_gradient(const double *restrict p, const double *restrict in, double *restrict g) {
   (void)in;
   const double *w = p;
   forward(w, p[K]);

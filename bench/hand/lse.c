@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stddef.h>
 
-double hand_objective(const double *x, const double *in) {
+double hand_objective(const double *restrict x, const double *restrict in) {
   (void)in;
   double m = x[0], s = 0;
   for (size_t i = 1; i < N; i++)
@@ -13,7 +13,7 @@ double hand_objective(const double *x, const double *in) {
   return m + log(s);
 }
 
-double hand_gradient(const double *x, const double *in, double *g) {
+double hand_gradient(const double *restrict x, const double *restrict in, double *restrict g) {
   (void)in;
   double m = x[0], s = 0;
   for (size_t i = 1; i < N; i++)

@@ -3,7 +3,7 @@
 
 static double r[N];
 
-double hand_objective(const double *x, const double *in) {
+double hand_objective(const double *restrict x, const double *restrict in) {
   const double *T = in, *s = in + (size_t)N * M;
   double f = 0;
   for (size_t i = 0; i < N; i++) {
@@ -16,7 +16,7 @@ double hand_objective(const double *x, const double *in) {
   return 0.5 * f;
 }
 
-double hand_gradient(const double *x, const double *in, double *g) {
+double hand_gradient(const double *restrict x, const double *restrict in, double *restrict g) {
   const double *T = in, *s = in + (size_t)N * M;
   double f = 0;
   for (size_t j = 0; j < M; j++)

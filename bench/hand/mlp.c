@@ -11,7 +11,7 @@ enum { IN = 784, H = 128, C = 10, P = IN * H + H + H * C + C, X = IN + C };
 
 static double hidden[BATCH][H], scores[BATCH][C], dscores[BATCH][C], dhidden[BATCH][H];
 
-static double forward(const double *p, const double *in) {
+static double forward(const double *restrict p, const double *restrict in) {
   const double *W1 = p, *b1 = p + IN * H, *W2 = b1 + H, *b2 = W2 + H * C;
   double loss = 0;
   for (int e = 0; e < BATCH; e++) {
@@ -44,9 +44,9 @@ static double forward(const double *p, const double *in) {
   return loss;
 }
 
-double hand_objective(const double *p, const double *in) { return forward(p, in) / BATCH; }
+double hand_objective(const double *restrict p, const double *restrict in) { return forward(p, in) / BATCH; }
 
-double hand_gradient(const double *p, const double *in, double *g) {
+double hand_gradient(const double *restrict p, const double *restrict in, double *restrict g) {
   const double *W2 = p + IN * H + H;
   double *gW1 = g, *gb1 = g + IN * H, *gW2 = gb1 + H, *gb2 = gW2 + H * C;
   double loss = forward(p, in);

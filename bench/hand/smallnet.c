@@ -7,7 +7,7 @@
 enum { L = 100, D = 4, PER = D * D + D };
 static double h[L + 1][D];
 
-static void forward(const double *p, const double *x) {
+static void forward(const double *restrict p, const double *restrict x) {
   memcpy(h[0], x, sizeof h[0]);
   for (int k = 0; k < L; k++) {
     const double *W = p + k * PER, *b = W + D * D;
@@ -20,7 +20,7 @@ static void forward(const double *p, const double *x) {
   }
 }
 
-double hand_objective(const double *p, const double *x) {
+double hand_objective(const double *restrict p, const double *restrict x) {
   forward(p, x);
   double f = 0;
   for (int j = 0; j < D; j++)
@@ -28,7 +28,7 @@ double hand_objective(const double *p, const double *x) {
   return f;
 }
 
-double hand_gradient(const double *p, const double *x, double *g) {
+double hand_gradient(const double *restrict p, const double *restrict x, double *restrict g) {
   forward(p, x);
   double d[D], f = 0;
   for (int j = 0; j < D; j++) {
