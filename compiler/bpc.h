@@ -371,6 +371,8 @@ typedef struct EmitOptions {
   const char *header_name; /* "model.h", included by the .c otherwise */
   int jit_kernels;         /* call bpk_* kernels for heavy ops (JIT only) */
   int batch;               /* JIT: also emit the functions over this many examples */
+  int slots_above;         /* scalars in one function above which they live in an array of slots
+                              (0: 8192; -1: always, for tests) */
 } EmitOptions;
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out);
 

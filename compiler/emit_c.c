@@ -17,7 +17,10 @@ typedef struct Emitter {
   Buf *out;
   const char *P;          /* function prefix, e.g. "model" */
   const char *U;          /* macro prefix, e.g. "MODEL" */
-  const char **name;      /* per node id: its C name */
+  const char **name;      /* per node id: its C name in the function being emitted */
+  const char **base_name; /* per node id: its C name outside scalar slots */
+  const char **at_name;   /* per max/min node id: the variable holding the position, made on first use */
+  int64_t slots;          /* scalars of the function being emitted live in sc[0..slots) (0: as locals) */
   const char **grad_name; /* per param slot: "grad_w" */
   Node **grad_fused;      /* per node id: the param whose gradient it adds into */
   Target *t;              /* what the functions being emitted compute */
@@ -39,16 +42,17 @@ typedef struct Emitter {
 /* ---- names ------------------------------------------------------------------ */
 
 static const char *const reserved[] = {
-    "auto",       "break",    "case",     "char",     "const", "continue", "default", "do",     "double",
-    "else",       "enum",     "extern",   "float",    "for",   "goto",     "if",      "inline", "int",
-    "long",       "register", "restrict", "return",   "short", "signed",   "sizeof",  "static", "struct",
-    "switch",     "typedef",  "union",    "unsigned", "void",  "volatile", "while",   "_Bool",  "_Complex",
-    "_Imaginary", "exp",      "log",      "sqrt",     "fabs",  "sin",      "cos",     "tanh",   "pow",
-    "log1p",      "expf",     "logf",     "sqrtf",    "fabsf", "sinf",     "cosf",    "tanhf",  "powf",
-    "log1pf",     "params",   "inputs",   "outputs",  "grad",  "ws",       "n",       "e",      "i",
-    "j",          "p",        "s",        "i0",       "i1",    "mx",       "best",    "acc",    "loss_sum",
-    "scale",      "bp_real",  "size_t",   "uint64_t", "NULL",  "HUGE_VAL", "NAN",     "main",   "seed",
-    "state",
+    "auto",     "break",   "case",    "char",     "const",      "continue", "default",  "do",
+    "double",   "else",    "enum",    "extern",   "float",      "for",      "goto",     "if",
+    "inline",   "int",     "long",    "register", "restrict",   "return",   "short",    "signed",
+    "sizeof",   "static",  "struct",  "switch",   "typedef",    "union",    "unsigned", "void",
+    "volatile", "while",   "_Bool",   "_Complex", "_Imaginary", "exp",      "log",      "sqrt",
+    "fabs",     "sin",     "cos",     "tanh",     "pow",        "log1p",    "expf",     "logf",
+    "sqrtf",    "fabsf",   "sinf",    "cosf",     "tanhf",      "powf",     "log1pf",   "params",
+    "inputs",   "outputs", "grad",    "ws",       "n",          "e",        "i",        "j",
+    "p",        "s",       "i0",      "i1",       "sc",         "mx",       "best",     "acc",
+    "loss_sum", "scale",   "bp_real", "size_t",   "uint64_t",   "NULL",     "HUGE_VAL", "NAN",
+    "main",     "seed",    "state",
 };
 
 static uint32_t hash_str(const char *s) {
@@ -87,7 +91,7 @@ static const char *unique_name(Emitter *E, const char *want) {
 static void assign_names(Emitter *E) {
   Ctx *c = E->c;
   E->used_cap = 1;
-  while (E->used_cap < (uint32_t)(c->nodes.len + c->params.len + 128) * 2)
+  while (E->used_cap < (uint32_t)(c->nodes.len + c->params.len + 128) * 4) /* nodes, params, positions */
     E->used_cap *= 2;
   E->used = arena_alloc(&c->arena, sizeof(char *) * E->used_cap);
   for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
@@ -109,6 +113,15 @@ static void assign_names(Emitter *E) {
     if (!E->name[i])
       E->name[i] = unique_name(
           E, arena_printf(&c->arena, "%s%d", ((Node *)c->nodes.items[i])->is_backward ? "d" : "t", i));
+  E->base_name = arena_alloc(&c->arena, sizeof(char *) * (size_t)(c->nodes.len + 1));
+  memcpy(E->base_name, E->name, sizeof(char *) * (size_t)c->nodes.len);
+  E->at_name = arena_alloc(&c->arena, sizeof(char *) * (size_t)(c->nodes.len + 1));
+}
+
+/* After a function: scalar slots were its own. */
+static void end_function(Emitter *E) {
+  if (E->slots) memcpy(E->name, E->base_name, sizeof(char *) * (size_t)E->c->nodes.len);
+  E->slots = 0;
 }
 
 /* ---- literals and math ----------------------------------------------------- */
@@ -247,9 +260,15 @@ static void line(Emitter *E, const char *fmt, ...) {
 
 static const char *assign_op(Dest d) { return d.accumulate ? "+=" : "="; }
 
+/* How a scalar is introduced: a declaration, or nothing when it is a slot. */
+static const char *let(const Emitter *E) { return E->slots ? "" : "bp_real "; }
+static const char *let_const(const Emitter *E) { return E->slots ? "" : "const bp_real "; }
+
+static const char *at_name(Emitter *E, const Node *n);
+
 static void scalar_set(Emitter *E, Dest d, const char *expr) {
   if (d.declare)
-    line(E, "bp_real %s = %s;", d.name, expr);
+    line(E, "%s%s = %s;", let(E), d.name, expr);
   else
     line(E, "%s %s %s;", d.name, assign_op(d), expr);
 }
@@ -274,7 +293,7 @@ static void emit_elementwise(Emitter *E, Node *n, Dest d) {
   Node *sum = s.rank ? E->sum_into[n->id] : NULL;
   if (sum) { /* one pass: store each element and add it to the sum (s is a reserved name) */
     const char *S = E->name[sum->id];
-    if (!d.sum_declared) line(E, "bp_real %s = 0;", S);
+    if (!d.sum_declared) line(E, "%s%s = 0;", let(E), S);
     if (flat) {
       line(E, "for (size_t i = 0; i < %lld; i++) {", (long long)shape_numel(s));
       line(E, "  const bp_real s = %s;", expr);
@@ -288,7 +307,6 @@ static void emit_elementwise(Emitter *E, Node *n, Dest d) {
     Node *x = sum->args[0]; /* the tensor itself, or an expression reading it */
     line(E, "  %s += %s;", S, x == n ? "s" : operand(E, x, s, m));
     line(E, flat ? "}" : "  }");
-    E->done_elsewhere[sum->id] = 1;
   } else if (s.rank == 0) {
     scalar_set(E, d, expr);
   } else if (flat) {
@@ -419,7 +437,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
   switch (n->op) {
   case OP_SUM: {
     int flat = a->shape.rank < 2 || !a->inlined || flat_compatible(a, a->shape);
-    line(E, "bp_real %s = 0;", D);
+    line(E, "%s%s = 0;", let(E), D);
     if (flat) {
       line(E, "for (size_t i = 0; i < %lld; i++) %s += %s;", len, D, operand(E, a, a->shape, IX_FLAT));
     } else {
@@ -430,16 +448,16 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
     break;
   }
   case OP_DOT:
-    line(E, "bp_real %s = 0;", D);
+    line(E, "%s%s = 0;", let(E), D);
     line(E, "for (size_t i = 0; i < %lld; i++) %s += %s[i] * %s[i];", len, D, A, E->name[n->args[1]->id]);
     break;
   case OP_MAXALL:
   case OP_MINALL: /* the position too, for the gradient's router */
-    line(E, "bp_real %s = %s[0];", D, A);
-    line(E, "size_t %s_at = 0;", D);
-    line(E, "for (size_t i = 1; i < %lld; i++) if (%s[i] %s %s) { %s = %s[i]; %s_at = i; }", len, A,
-         n->op == OP_MAXALL ? ">" : "<", D, D, A, D);
-    line(E, "(void)%s_at;", D);
+    line(E, "%s%s = %s[0];", let(E), D, A);
+    line(E, "size_t %s = 0;", at_name(E, n));
+    line(E, "for (size_t i = 1; i < %lld; i++) if (%s[i] %s %s) { %s = %s[i]; %s = i; }", len, A,
+         n->op == OP_MAXALL ? ">" : "<", D, D, A, at_name(E, n));
+    line(E, "(void)%s;", at_name(E, n));
     break;
   case OP_ARGMAXMASK:
   case OP_ARGMINMASK: { /* g at the first arg-max: reuse the max's position when it was computed */
@@ -448,7 +466,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
     const char *g = elem(E, n->args[1], "");
     line(E, "{");
     if (extreme && extreme->live) {
-      line(E, "  const size_t best = %s_at;", E->name[extreme->id]);
+      line(E, "  const size_t best = %s;", at_name(E, extreme));
     } else {
       line(E, "  size_t best = 0;");
       line(E, "  for (size_t i = 1; i < %lld; i++) if (%s[i] %s %s[best]) best = i;", len, A,
@@ -477,7 +495,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
   case OP_LSE: { /* max first, so exp never overflows */
     int is_mat = a->shape.rank == 2;
     long long rows = is_mat ? a->shape.dim[0] : 1, cols = is_mat ? a->shape.dim[1] : len;
-    if (!is_mat) line(E, "bp_real %s;", D);
+    if (!is_mat && !E->slots) line(E, "bp_real %s;", D);
     line(E, "for (size_t i = 0; i < %lld; i++) {", rows);
     line(E, "  const bp_real *row = %s + i * %lld;", A, cols);
     line(E, "  bp_real mx = row[0], s = 0;");
@@ -590,7 +608,7 @@ static void emit_node(Emitter *E, Node *n) {
     /* a batched input (value B) is stored whole, input after input */
     long long off = (long long)d->offset * (n->value > 0 ? (long long)n->value : 1);
     if (n->shape.rank == 0)
-      line(E, "const bp_real %s = %s[%lld];", N, base, off);
+      line(E, "%s%s = %s[%lld];", let_const(E), N, base, off);
     else
       line(E, "const bp_real *const %s = %s + %lld;", N, base, off);
     return;
@@ -598,7 +616,7 @@ static void emit_node(Emitter *E, Node *n) {
   case OP_INDEX:
     comment(E, n);
     if (n->shape.rank == 0)
-      line(E, "const bp_real %s = %s[%d];", N, E->name[n->args[0]->id], n->attr);
+      line(E, "%s%s = %s[%d];", let_const(E), N, E->name[n->args[0]->id], n->attr);
     else
       line(E, "const bp_real *const %s = %s + %d;", N, E->name[n->args[0]->id], n->attr);
     return;
@@ -610,7 +628,7 @@ static void emit_node(Emitter *E, Node *n) {
     const char *g = E->grad_name[fused->slot];
     if (E->assign_first && E->first_term[fused->slot] == n) {
       Node *sum = E->sum_into[n->id];
-      if (sum) line(E, "bp_real %s = 0; /* computed in both loops below */", E->name[sum->id]);
+      if (sum) line(E, "%s%s = 0; /* computed in both loops below */", let(E), E->name[sum->id]);
       line(E, "if (acc) {");
       E->indent++;
       emit_value(E, n, (Dest){g, 1, 0, sum != NULL});
@@ -636,27 +654,23 @@ static void emit_node(Emitter *E, Node *n) {
 
 /* ---- functions ------------------------------------------------------------------- */
 
-/* Whether g's one other reader is a sum of it, which its loop can compute
- * as it writes the gradient (softmax's share in logsumexp's max). */
-static int other_use_is_sum(Schedule *s, const Node *g) {
-  if (g->uses != 2 || !op_is_elementwise(g->op) || g->inlined) return 0;
-  for (int i = 0; i < s->order.len; i++) {
-    const Node *y = s->order.items[i];
-    if (y->op == OP_SUM && y->args[0] == g) return 1;
-  }
-  return 0;
-}
-
+/* With g's one other reader a sum of it, g's loop can take the sum as it
+ * writes the gradient (softmax's share in logsumexp's max). */
 static void mark_fusable_grads(Emitter *E, Schedule *s) {
   Ctx *c = E->c;
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len);
+  memset(E->done_elsewhere, 0, (size_t)c->nodes.len); /* here: "is summed" */
+  for (int i = 0; i < s->order.len; i++) {
+    Node *y = s->order.items[i];
+    if (y->op == OP_SUM) E->done_elsewhere[y->args[0]->id] = 1;
+  }
   for (int p = 0; p < c->params.len; p++) {
     Decl *d = c->params.items[p];
     for (GradTerm *t = E->t->grad_terms[p]; t; t = t->next) {
       Node *g = t->node;
-      if ((g->uses == 1 || other_use_is_sum(s, g)) && g->shape.rank > 0 && can_accumulate(g) &&
-          node_is_materialised(g))
-        E->grad_fused[g->id] = d->node;
+      if (g->shape.rank == 0 || !can_accumulate(g) || !node_is_materialised(g)) continue;
+      int summed = g->uses == 2 && op_is_elementwise(g->op) && !g->inlined && E->done_elsewhere[g->id];
+      if (g->uses == 1 || summed) E->grad_fused[g->id] = d->node;
     }
   }
 }
@@ -762,7 +776,10 @@ static void plan_fused_sums(Emitter *E, Schedule *s, const int *pos) {
     Node *x = y->args[0];
     if (y->op != OP_SUM || !x || !op_is_elementwise(x->op) || x->shape.rank == 0) continue;
     Node *host = x->inlined ? find_sum_host(E, x, pos) : x;
-    if (host && !E->sum_into[host->id]) E->sum_into[host->id] = y;
+    if (host && !E->sum_into[host->id]) {
+      E->sum_into[host->id] = y;
+      E->done_elsewhere[y->id] = 1;
+    }
   }
 }
 
@@ -803,6 +820,71 @@ static void plan_row_fusion(Emitter *E, Schedule *s, const int *pos) {
   }
 }
 
+/* ---- scalar slots ----------------------------------------------------------------
+ * A model of many thousands of scalar statements would give tcc as many
+ * local variables: its identifier table is a fixed-size hash, so compile
+ * time grows with the square of the model, and each local takes its own
+ * stack slot. Past SLOT_THRESHOLD scalars, a function keeps them in one
+ * local array sc[], a slot reused once its value is read for the last
+ * time (the way plan_memory reuses the workspace). gcc optimises sc[k]
+ * like a local variable. */
+enum { SLOT_THRESHOLD = 8192, READ_AT_END = 0x7fffffff };
+
+static int is_slot_scalar(const Node *n) { return n->shape.rank == 0 && n->op != OP_CONST; }
+
+static void note_scalar_read(int *last, Node *x, int at, int depth) {
+  if (is_slot_scalar(x) && at > last[x->id]) last[x->id] = at;
+  if (x->inlined && depth < 64)
+    for (int k = 0; k < x->nargs; k++)
+      note_scalar_read(last, x->args[k], at, depth + 1);
+}
+
+static const char *at_name(Emitter *E, const Node *n) {
+  if (!E->at_name[n->id])
+    E->at_name[n->id] = unique_name(E, arena_printf(&E->c->arena, "%s_at", E->base_name[n->id]));
+  return E->at_name[n->id];
+}
+
+static void plan_scalar_slots(Emitter *E, Schedule *s) {
+  Ctx *c = E->c;
+  int count = 0;
+  E->slots = 0;
+  for (int i = 0; i < s->order.len; i++)
+    count += is_slot_scalar(s->order.items[i]);
+  if (count == 0 || count <= (E->o->slots_above ? E->o->slots_above : SLOT_THRESHOLD)) return;
+  int *last = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
+  int64_t *free_slots = arena_alloc(&c->arena, sizeof(int64_t) * (size_t)(count + 1)), nfree = 0;
+  int *dies = arena_alloc(&c->arena, sizeof(int) * (size_t)(s->order.len + 1)); /* per position: a list */
+  int *next = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
+  for (int i = 0; i < c->nodes.len; i++)
+    last[i] = -1;
+  for (int i = 0; i < s->order.len; i++) {
+    Node *y = s->order.items[i];
+    dies[i] = -1;
+    if (y->root) note_scalar_read(last, y, READ_AT_END, 64);
+    if (y->inlined) continue; /* read where its consumer is */
+    for (int k = 0; k < y->nargs; k++)
+      note_scalar_read(last, y->args[k], deferred(E, y) ? READ_AT_END : i, 0);
+  }
+  for (int i = 0; i < s->order.len; i++) {
+    Node *y = s->order.items[i], *defs[2] = {NULL, NULL};
+    int ndefs = 0;
+    if (is_slot_scalar(y) && !E->done_elsewhere[y->id]) defs[ndefs++] = y;
+    if (E->sum_into[y->id]) defs[ndefs++] = E->sum_into[y->id]; /* a sum taken in y's loop */
+    for (int k = 0; k < ndefs; k++) {
+      Node *d = defs[k];
+      int64_t slot = nfree ? free_slots[--nfree] : E->slots++;
+      E->name[d->id] = arena_printf(&c->arena, "sc[%lld]", (long long)slot);
+      int at = last[d->id] < i ? i : last[d->id]; /* never read: free at once */
+      if (at != READ_AT_END) next[d->id] = dies[at], dies[at] = d->id;
+    }
+    /* slots free up after this position's own values took theirs: a loop
+       writing its result may still read its arguments */
+    for (int id = dies[i]; id >= 0; id = next[id])
+      free_slots[nfree++] = atoll(E->name[id] + 3);
+  }
+  line(E, "bp_real sc[%lld]; /* scalar values, slots reused (see emit_c.c) */", (long long)E->slots);
+}
 static void body(Emitter *E, Schedule *s) {
   Ctx *c = E->c;
   int *pos = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
@@ -813,6 +895,7 @@ static void body(Emitter *E, Schedule *s) {
   memset(E->done_elsewhere, 0, (size_t)c->nodes.len);
   plan_fused_sums(E, s, pos);
   plan_row_fusion(E, s, pos);
+  plan_scalar_slots(E, s);
   for (int i = 0; i < s->order.len; i++)
     emit_node(E, s->order.items[i]);
 }
@@ -879,6 +962,7 @@ static int64_t emit_forward(Emitter *E) {
   }
   line(E, "return %s;", ref_scalar(E, E->t->loss));
   buf_puts(E->out, "}\n\n");
+  end_function(E);
   return s.ws_elems;
 }
 
@@ -933,6 +1017,7 @@ static int64_t emit_backward(Emitter *E) {
   }
   line(E, "return %s;", ref_scalar(E, E->t->loss));
   buf_puts(E->out, "}\n\n");
+  end_function(E);
   return s.ws_elems;
 }
 
@@ -951,6 +1036,7 @@ static int64_t emit_predict(Emitter *E) {
   body(E, &s);
   copy_outputs(E, "");
   buf_puts(E->out, "}\n\n");
+  end_function(E);
   return s.ws_elems;
 }
 
@@ -1234,8 +1320,8 @@ static void emit_helpers(Emitter *E, int sigmoid, int softplus) {
   buf_puts(E->out, "\n");
 }
 
-/* Whether any function emitted for t computes op. */
-static int target_uses(Ctx *c, Target *t, Op op) {
+/* Marks in used[] every op that a function emitted for t computes. */
+static void target_ops(Ctx *c, Target *t, char *used) {
   Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
   roots[0] = t->loss;
   for (int i = 0; i < c->outputs.len; i++)
@@ -1243,8 +1329,7 @@ static int target_uses(Ctx *c, Target *t, Op op) {
   Schedule all;
   schedule_function(c, roots, c->outputs.len + 1, t->grad_terms, 0, &all);
   for (int i = 0; i < all.order.len; i++)
-    if (((Node *)all.order.items[i])->op == op) return 1;
-  return 0;
+    used[((Node *)all.order.items[i])->op] = 1;
 }
 
 static const char *upper(Arena *a, const char *s) {
@@ -1272,9 +1357,10 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   /* functions first, into a scratch buffer, to learn the workspace size */
   Buf fns = {0};
   E.out = &fns;
-  int sigmoid = target_uses(c, &one, OP_SIGMOID) || (batched && target_uses(c, &many, OP_SIGMOID));
-  int softplus = target_uses(c, &one, OP_SOFTPLUS) || (batched && target_uses(c, &many, OP_SOFTPLUS));
-  if (sigmoid || softplus) emit_helpers(&E, sigmoid, softplus);
+  char used[OP_COUNT] = {0};
+  target_ops(c, &one, used);
+  if (batched) target_ops(c, &many, used);
+  if (used[OP_SIGMOID] || used[OP_SOFTPLUS]) emit_helpers(&E, used[OP_SIGMOID], used[OP_SOFTPLUS]);
   E.t = &one;
   int64_t ws = emit_forward(&E);
   ws = max64(ws, emit_backward(&E));

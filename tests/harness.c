@@ -27,7 +27,7 @@ static void write_file(const char *path, const char *data, size_t len) {
   fclose(f);
 }
 
-Model *model_from_source(const char *name, const char *source) {
+static Model *build_model(const char *name, const char *source, int slots_above) {
   Ctx c;
   ctx_init(&c, name, source, strlen(source));
   if (bpc_compile(&c, NULL)) fail_msg("compile error:\n%s", c.err.data);
@@ -43,7 +43,7 @@ Model *model_from_source(const char *name, const char *source) {
     m->ndecls++;
   }
   Buf text = {0}, header = {0};
-  EmitOptions eo = {.prefix = "m", .self_contained = 1};
+  EmitOptions eo = {.prefix = "m", .self_contained = 1, .slots_above = slots_above};
   emit_c(&c, &eo, &text, &header);
   ctx_free(&c);
   strcpy(m->dir, "/tmp/bpc-test-XXXXXX");
@@ -69,6 +69,10 @@ Model *model_from_source(const char *name, const char *source) {
   assert_non_null(m->backward);
   return m;
 }
+
+Model *model_from_source(const char *name, const char *source) { return build_model(name, source, 0); }
+
+Model *model_from_source_slots(const char *name, const char *source) { return build_model(name, source, -1); }
 
 Model *model_from_file(const char *path) {
   char *src = read_text_file(path);

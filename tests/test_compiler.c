@@ -282,11 +282,12 @@ static const char *const ad_programs[] = {
 
 static void test_autodiff_matches_finite_differences(void **state) {
   (void)state;
-  for (size_t i = 0; i < sizeof ad_programs / sizeof ad_programs[0]; i++) {
-    Model *m = model_from_source("op.bp", ad_programs[i]);
+  for (size_t i = 0; i < 2 * (sizeof ad_programs / sizeof ad_programs[0]); i++) {
+    const char *prog = ad_programs[i / 2]; /* each program twice: scalars as locals, then in slots */
+    Model *m = i % 2 ? model_from_source_slots("op.bp", prog) : model_from_source("op.bp", prog);
     double *p = malloc(sizeof(double) * (size_t)m->nparams);
     double *x = malloc(sizeof(double) * (size_t)(m->ninputs + 1));
-    uint64_t rng = 7 + i;
+    uint64_t rng = 7 + i / 2;
     for (uint64_t seed = 1; seed <= 3; seed++) {
       m->init(p, seed);
       for (int64_t k = 0; k < m->ninputs; k++)
