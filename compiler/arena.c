@@ -35,6 +35,18 @@ void arena_free(Arena *a) {
   memset(a, 0, sizeof *a);
 }
 
+ArenaMark arena_mark(const Arena *a) { return (ArenaMark){a->head, a->used, a->total}; }
+
+void arena_release(Arena *a, ArenaMark m) {
+  while (a->head != m.head) {
+    ArenaBlock *prev = a->head->prev;
+    free(a->head);
+    a->head = prev;
+  }
+  a->used = m.used;
+  a->total = m.total;
+}
+
 void *arena_alloc(Arena *a, size_t size) {
   size = (size + 15) & ~(size_t)15;
   if (!a->head || a->used + size > a->head->size) {

@@ -21,6 +21,7 @@ typedef struct Emitter {
   const char **base_name; /* per node id: its C name outside scalar slots */
   const char **at_name;   /* per max/min node id: the variable holding the position, made on first use */
   int64_t slots;          /* scalars of the function being emitted live in sc[0..slots) (0: as locals) */
+  ArenaMark scratch;      /* everything allocated while emitting one function is freed after it */
   const char **grad_name; /* per param slot: "grad_w" */
   Node **grad_fused;      /* per node id: the param whose gradient it adds into */
   Target *t;              /* what the functions being emitted compute */
@@ -116,12 +117,21 @@ static void assign_names(Emitter *E) {
   E->base_name = arena_alloc(&c->arena, sizeof(char *) * (size_t)(c->nodes.len + 1));
   memcpy(E->base_name, E->name, sizeof(char *) * (size_t)c->nodes.len);
   E->at_name = arena_alloc(&c->arena, sizeof(char *) * (size_t)(c->nodes.len + 1));
+  for (int i = 0; i < c->nodes.len; i++) { /* where a max or min was found, for its gradient */
+    Node *n = c->nodes.items[i];
+    if (n->op == OP_MAXALL || n->op == OP_MINALL)
+      E->at_name[i] = unique_name(E, arena_printf(&c->arena, "%s_at", E->base_name[i]));
+  }
 }
 
-/* After a function: scalar slots were its own. */
+/* A function's schedule, names and expression strings are scratch: a model
+ * of a million nodes would otherwise keep them all. */
+static void begin_function(Emitter *E) { E->scratch = arena_mark(&E->c->arena); }
+
 static void end_function(Emitter *E) {
   if (E->slots) memcpy(E->name, E->base_name, sizeof(char *) * (size_t)E->c->nodes.len);
   E->slots = 0;
+  arena_release(&E->c->arena, E->scratch);
 }
 
 /* ---- literals and math ----------------------------------------------------- */
@@ -839,11 +849,7 @@ static void note_scalar_read(int *last, Node *x, int at, int depth) {
       note_scalar_read(last, x->args[k], at, depth + 1);
 }
 
-static const char *at_name(Emitter *E, const Node *n) {
-  if (!E->at_name[n->id])
-    E->at_name[n->id] = unique_name(E, arena_printf(&E->c->arena, "%s_at", E->base_name[n->id]));
-  return E->at_name[n->id];
-}
+static const char *at_name(Emitter *E, const Node *n) { return E->at_name[n->id]; }
 
 static void plan_scalar_slots(Emitter *E, Schedule *s) {
   Ctx *c = E->c;
@@ -946,6 +952,7 @@ static int fusion(const Emitter *E) { return E->o->jit_kernels ? 0 : SCHED_FUSE_
 static int64_t emit_forward(Emitter *E) {
   Schedule s;
   int jit = E->o->jit_kernels, nroots;
+  begin_function(E);
   Node **roots = function_roots(E, 1, jit, &nroots);
   schedule_function(E->c, roots, nroots, NULL, fusion(E), &s);
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)E->c->nodes.len); /* no gradient here */
@@ -970,6 +977,7 @@ static int64_t emit_backward(Emitter *E) {
   Ctx *c = E->c;
   Schedule s;
   int jit = E->o->jit_kernels, nroots;
+  begin_function(E);
   Node **roots = function_roots(E, 1, jit, &nroots);
   schedule_function(c, roots, nroots, E->t->grad_terms, fusion(E), &s);
   mark_fusable_grads(E, &s);
@@ -1025,6 +1033,7 @@ static int64_t emit_predict(Emitter *E) {
   Ctx *c = E->c;
   Schedule s;
   int nroots;
+  begin_function(E);
   Node **roots = function_roots(E, 0, 1, &nroots);
   schedule_function(c, roots, nroots, NULL, fusion(E), &s);
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len); /* no gradient here */

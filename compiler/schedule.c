@@ -226,13 +226,17 @@ void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, int f
       n->args[k]->uses++;
     }
   }
+  ArenaMark scratch = arena_mark(&c->arena);
   mark_inlined(c, fuse);
+  arena_release(&c->arena, scratch);
   out->order = (PtrVec){0};
   for (int i = 0; i < c->nodes.len; i++) {
     Node *n = c->nodes.items[i];
     if (n->live) vec_push(&c->arena, &out->order, n);
   }
+  scratch = arena_mark(&c->arena);
   plan_memory(c, out);
+  arena_release(&c->arena, scratch);
 }
 
 static void count(Schedule *s, int backward_only_after, int *ops, double *flops, const char *seen) {
