@@ -59,7 +59,8 @@ static const KernelSymbol libm_symbols[] = {
     {NULL, NULL},
 };
 
-void *jit_compile_c(const char *csrc, char **err) {
+/* tcc with the kernels and libm; linked into memory unless only checking. */
+static void *tcc_build(const char *csrc, int link, char **err) {
   TCCState *s = tcc_new();
   TccError e = {0};
   if (!s) {
@@ -73,7 +74,8 @@ void *jit_compile_c(const char *csrc, char **err) {
     tcc_add_symbol(s, k->name, k->fn);
   for (const KernelSymbol *k = libm_symbols; k->name; k++)
     tcc_add_symbol(s, k->name, k->fn);
-  if (tcc_compile_string(s, csrc) == -1 || tcc_relocate(s, TCC_RELOCATE_AUTO) < 0) {
+  if (tcc_compile_string(s, csrc) == -1 || (link && tcc_relocate(s, TCC_RELOCATE_AUTO) < 0) ||
+      (!link && e.msg)) { /* checking: a warning counts too */
     *err = e.msg ? with_generated_line(e.msg, csrc) : strdup("tcc failed without a message");
     free(e.msg);
     tcc_delete(s);
@@ -81,6 +83,14 @@ void *jit_compile_c(const char *csrc, char **err) {
   }
   free(e.msg);
   return s;
+}
+
+void *jit_compile_c(const char *csrc, char **err) { return tcc_build(csrc, 1, err); }
+
+int jit_check_c(const char *csrc, char **err) {
+  void *s = tcc_build(csrc, 0, err);
+  if (s) tcc_delete(s);
+  return s != NULL;
 }
 
 void *jit_symbol(void *tcc, const char *name) { return tcc_get_symbol(tcc, name); }

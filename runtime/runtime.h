@@ -50,6 +50,9 @@ void jit_free(JitModel *m);
 /* Compiles C source with tcc and the kernels; returns the TCCState or NULL
  * with the tcc message (and the generated line) in *err. */
 void *jit_compile_c(const char *csrc, char **err);
+/* Compiles without linking (any C bpc writes, JIT form or file form): 1 if
+ * tcc accepts it without a warning, else 0 with the message in *err. */
+int jit_check_c(const char *csrc, char **err);
 void *jit_symbol(void *tcc, const char *name);
 
 /* Typed calls into the generated code. n examples stored one after

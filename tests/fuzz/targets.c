@@ -12,17 +12,24 @@ void fuzz_compile(const uint8_t *data, size_t size) {
     Ctx c;
     ctx_init(&c, "fuzz.bp", (const char *)data, size);
     if (bpc_compile(&c, NULL) == 0) {
-      Buf out = {0}, h = {0};
+      Buf out = {0}, h = {0}, text = {0};
       if (!batched) {
-        ir_print(&c, &out);
-        emit_dot(&c, &out);
+        ir_print(&c, &text);
+        emit_dot(&c, &text);
+        buf_free(&text);
       }
       EmitOptions eo = {.prefix = "m",
-                        .self_contained = batched,
-                        .header_name = "m.h",
+                        .self_contained = 1,
                         .jit_kernels = batched,
-                        .batch = batched ? 4 : 0};
+                        .batch = batched ? 4 : 0,
+                        .slots_above = (int)(size % 3) - 1}; /* slots always, never, or past 1 */
       emit_c(&c, &eo, &out, &h);
+      /* whatever bpc accepts must be C that compiles: a user name once hid a loop local */
+      char *err = NULL;
+      if (!jit_check_c(out.data, &err)) {
+        fprintf(stderr, "generated C does not compile:\n%s\n", err);
+        abort();
+      }
       buf_free(&out);
       buf_free(&h);
     }
