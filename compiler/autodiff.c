@@ -16,6 +16,7 @@ typedef struct Adjoints {
   Ctx *c;
   Node **adj;       /* per forward node id: the summed adjoint so far, or NULL */
   GradTerm **terms; /* per param slot */
+  GradTerm **last;  /* per param slot: its last term, where the next one goes */
   Node *y;          /* the node whose local derivatives are being applied */
   PtrVec *edges;    /* where to record each contribution, or NULL */
 } Adjoints;
@@ -37,11 +38,12 @@ static void contribute(Adjoints *A, Node *x, Node *g) {
   record_edge(A, x, g);
   if (x->op == OP_PARAM) {
     GradTerm *t = arena_alloc(&c->arena, sizeof *t);
-    t->node = g;
-    GradTerm **p = &A->terms[x->slot];
-    while (*p) /* keep source order: the first use is added first */
-      p = &(*p)->next;
-    *p = t;
+    t->node = g; /* appended: source order, the first use is added first */
+    if (A->last[x->slot])
+      A->last[x->slot]->next = t;
+    else
+      A->terms[x->slot] = t;
+    A->last[x->slot] = t;
     return;
   }
   A->adj[x->id] = A->adj[x->id] ? ir_binary(c, OP_ADD, A->adj[x->id], g) : g;
@@ -174,10 +176,38 @@ static void backprop_node(Adjoints *A, Node *y, Node *g) {
   }
 }
 
+/* x * x gives the parameter x the term x twice: one term x * 2 is added
+ * once instead (one pass over the gradient, not two). */
+static void merge_repeated_terms(Adjoints *A) {
+  Ctx *c = A->c;
+  int *count = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
+  for (int p = 0; p < c->params.len; p++) {
+    for (GradTerm *t = A->terms[p]; t; t = t->next)
+      count[t->node->id]++;
+    GradTerm **link = &A->terms[p];
+    while (*link) {
+      GradTerm *t = *link;
+      Node *g = t->node;
+      int n = count[g->id];
+      if (n == 0) { /* a repeat of a term already merged */
+        *link = t->next;
+        continue;
+      }
+      if (n > 1) t->node = ir_binary(c, OP_MUL, g, k(c, n));
+      count[g->id] = 0;
+      link = &t->next;
+    }
+  }
+}
+
 GradTerm **autodiff(Ctx *c, Node *loss, Node ***adjoints, PtrVec *edges) {
   int nforward = c->nodes.len;
-  Adjoints A = {c, arena_alloc(&c->arena, sizeof(Node *) * (size_t)(nforward + 1)),
-                arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1)), NULL, edges};
+  Adjoints A = {c,
+                arena_alloc(&c->arena, sizeof(Node *) * (size_t)(nforward + 1)),
+                arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1)),
+                arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1)),
+                NULL,
+                edges};
   c->building_backward = 1;
   c->cur_loc = loss->loc;
   if (loss->op == OP_PARAM)
@@ -192,6 +222,7 @@ GradTerm **autodiff(Ctx *c, Node *loss, Node ***adjoints, PtrVec *edges) {
     A.y = y;
     backprop_node(&A, y, g);
   }
+  merge_repeated_terms(&A);
   c->building_backward = 0;
   if (adjoints) *adjoints = A.adj;
   return A.terms;

@@ -180,9 +180,10 @@ static bp_real scalar_ops__backward_add(const bp_real *restrict params, const bp
   bp_real d63 = d52 * d62;
   /* line 5: backward mul scalar */
   bp_real d64 = x * d63;
+  /* line 5: backward mul scalar */
+  bp_real d67 = d31 * 2.0;
   /* gradient terms not already added in place */
-  grad_a[0] = acc ? grad_a[0] + d31 : d31;
-  grad_a[0] = acc ? grad_a[0] + d31 : d31;
+  grad_a[0] = acc ? grad_a[0] + d67 : d67;
   grad_a[0] += d45;
   grad_a[0] += d57;
   grad_a[0] += d64;
