@@ -126,6 +126,21 @@ static Node *simplify_binary(Ctx *c, Op op, Shape s, Node *a, Node *b) {
   return NULL;
 }
 
+/* A product with a uniform constant c: every entry is c times a row (or
+ * column) sum of the other operand. Constants are literals, not arrays, so
+ * the product's loops and kernels could not read one. */
+static Node *matmul_by_constant(Ctx *c, Shape s, Node *a, Node *b, int attr) {
+  int ta = (attr & MM_TA) != 0, tb = (attr & MM_TB) != 0;
+  Node *k = ir_const(c, (b->op == OP_CONST ? b : a)->value, shape_scalar()), *sums;
+  if (b->op == OP_CONST) /* (op(A) c)[i, .] = c * sum_p op(A)[i, p] */
+    sums = a->shape.rank == 2 ? ir_sumax(c, a, ta ? 0 : 1) : ir_reduce(c, OP_SUM, a);
+  else /* (c op(B))[., j] = c * sum_p op(B)[p, j] */
+    sums = b->shape.rank == 2 ? ir_sumax(c, b, tb ? 1 : 0) : ir_reduce(c, OP_SUM, b);
+  Node *r = ir_binary(c, OP_MUL, sums, k);
+  if (r->shape.rank == s.rank) return r;
+  return ir_bcast(c, r, s, b->op == OP_CONST ? BCAST_COLS : BCAST_ROWS);
+}
+
 /* An elementwise op broadcasts a scalar or a row vector by itself, so an
  * explicit broadcast of its argument need not be materialised, as long as
  * the other argument still gives the result its shape. */
@@ -177,6 +192,13 @@ Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr)
   case OP_MATMUL:
     if (a->op == OP_TRANSPOSE) return ir_matmul(c, a->args[0], b, attr ^ MM_TA);
     if (b->op == OP_TRANSPOSE) return ir_matmul(c, a, b->args[0], attr ^ MM_TB);
+    if (a->op == OP_CONST || b->op == OP_CONST) return matmul_by_constant(c, s, a, b, attr);
+    break;
+  case OP_DOT:
+    if (a->op == OP_CONST)
+      return ir_binary(c, OP_MUL, ir_reduce(c, OP_SUM, b), ir_const(c, a->value, shape_scalar()));
+    if (b->op == OP_CONST)
+      return ir_binary(c, OP_MUL, ir_reduce(c, OP_SUM, a), ir_const(c, b->value, shape_scalar()));
     break;
   case OP_ARGMAXMASK:
   case OP_ARGMINMASK:

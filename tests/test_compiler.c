@@ -285,6 +285,11 @@ static const char *const ad_programs[] = {
        were both stored first (acc 0), so the gradient lost one of them (tests/golden/scalar_ops.bp) */
     "param a = 0.5\nparam b = -1.5\ninput x\nu = sigmoid(a * x) + tanh(b) - relu(a - b)\n"
     "v = max(u, b) * min(a, x) / softplus(b) + abs(x)^3\nloss = log(exp(u) + 1) * v + sqrt(a * a + 1)\n",
+    /* products and dot products with a constant operand (sums of the other operand) */
+    "param A[2, 3] ~ uniform(-1, 1)\nparam x[3] ~ uniform(-1, 1)\nparam u[2] ~ uniform(-1, 1)\n"
+    "loss = sum(A @ (x * 0 + 2)) + dot(x * 0 + 3, x) + sum((u * 0 + 1) @ A) + dot(x, x * 0 - 1) + "
+    "sum(transpose(A) @ (u * 0 + 4)) + sum((x * 0 + 5) @ transpose(A)) + sum(A @ (transpose(A) * 0 + 1))"
+    " + sum((A * 0 + 2) @ transpose(A)) + sum(transpose(A) @ (A * 0 + 3)) * sum(u)\n",
     /* user names that are also loop locals of the emitted code (v was one, and broke fused sums) */
     "param v[4] ~ normal(0, 1)\nparam s[4] ~ normal(0, 1)\nu = v * s\n"
     "loss = sum(u) + log(sum(exp(v))) + sum(u * v) + max(v) * sum(s * s)\n",
