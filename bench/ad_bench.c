@@ -77,13 +77,12 @@ static double call(Bench *b, int which) {
     }
     return jit_eval_batch(b->jit, b->p, b->x, (size_t)B, NULL, b->ws) / B;
   default: { /* JIT gradient: the runtime's sum, made a mean as training does */
-    memset(b->g, 0, sizeof(double) * (size_t)b->jit->nparams);
     double l;
     if (B > 1 && b->jit->fixed == B) {
       jit_gather(b->jit, b->x, b->soa);
-      l = jit_train_fixed(b->jit, b->p, b->soa, b->g, NULL, b->ws);
+      l = jit_train_fixed(b->jit, b->p, b->soa, b->g, NULL, b->ws, 0);
     } else {
-      l = jit_train_batch(b->jit, b->p, b->x, (size_t)B, b->g, NULL, b->ws);
+      l = jit_train_batch(b->jit, b->p, b->x, (size_t)B, b->g, NULL, b->ws, 0);
     }
     if (B > 1)
       for (int64_t i = 0; i < b->jit->nparams; i++)

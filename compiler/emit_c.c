@@ -981,24 +981,15 @@ static int64_t emit_backward(Emitter *E) {
   Node **roots = function_roots(E, 1, jit, &nroots);
   schedule_function(c, roots, nroots, E->t->grad_terms, fusion(E), &s);
   mark_fusable_grads(E, &s);
-  E->assign_first = !jit;
-  if (E->assign_first) {
-    choose_first_terms(E, &s);
-    buf_printf(
-        E->out,
-        "/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */\n"
-        "static bp_real %s__backward_add%s(const bp_real *restrict params, const bp_real *restrict inputs, "
-        "bp_real *restrict grad, bp_real *restrict ws, int acc) {\n",
-        E->P, E->sfx);
-    line(E, "(void)params; (void)inputs; (void)grad; (void)ws; (void)acc;");
-  } else {
-    buf_printf(E->out,
-               "/* Adds dloss/dparams into grad and returns the loss. */\n"
-               "static bp_real %s__backward_add%s(const bp_real *restrict params, const bp_real *restrict "
-               "inputs, bp_real *restrict grad, bp_real *restrict ws%s) {\n",
-               E->P, E->sfx, jit ? ", bp_real *restrict outputs" : "");
-    line(E, "(void)params; (void)inputs; (void)grad; (void)ws;");
-  }
+  E->assign_first = 1;
+  choose_first_terms(E, &s);
+  buf_printf(
+      E->out,
+      "/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */\n"
+      "static bp_real %s__backward_add%s(const bp_real *restrict params, const bp_real *restrict inputs, "
+      "bp_real *restrict grad, bp_real *restrict ws, int acc%s) {\n",
+      E->P, E->sfx, jit ? ", bp_real *restrict outputs" : "");
+  line(E, "(void)params; (void)inputs; (void)grad; (void)ws; (void)acc;");
   for (int p = 0; p < c->params.len; p++) {
     Decl *d = c->params.items[p];
     line(E, "bp_real *const %s = grad + %lld;", E->grad_name[p], (long long)d->offset);
@@ -1242,12 +1233,14 @@ static void emit_runtime_entry_points(Emitter *E, int64_t ws, int batch) {
   buf_printf(E->out, "size_t %s_workspace_size(void) { return %lld; }\n\n", P, (long long)ws);
   buf_printf(E->out,
              "bp_real %s_train_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, "
-             "bp_real *outputs, bp_real *ws) {\n"
+             "bp_real *outputs, bp_real *ws, int acc) {\n"
              "  bp_real loss_sum = 0;\n"
+             "  if (n == 0 && !acc)\n"
+             "    for (size_t i = 0; i < %lld; i++) grad[i] = 0;\n"
              "  for (size_t e = 0; e < n; e++)\n"
-             "    loss_sum += %s__backward_add(params, %s, grad, ws, %s);\n"
+             "    loss_sum += %s__backward_add(params, %s, grad, ws, acc || e > 0, %s);\n"
              "  return loss_sum;\n}\n\n",
-             P, P, step, ostep);
+             P, (long long)c->num_params, P, step, ostep);
   buf_printf(E->out,
              "bp_real %s_eval_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real "
              "*outputs, bp_real *ws) {\n"
@@ -1267,8 +1260,8 @@ static void emit_runtime_entry_points(Emitter *E, int64_t ws, int batch) {
   buf_printf(
       E->out,
       "bp_real %s_train_fixed(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *outputs, "
-      "bp_real *ws) {\n"
-      "  return %s__backward_add_b(params, inputs, grad, ws, outputs);\n}\n\n"
+      "bp_real *ws, int acc) {\n"
+      "  return %s__backward_add_b(params, inputs, grad, ws, acc, outputs);\n}\n\n"
       "bp_real %s_eval_fixed(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n"
       "  return %s__forward_b(params, inputs, ws, outputs);\n}\n",
       P, P, P, P);

@@ -381,12 +381,12 @@ static void bench_once(BenchCall *b) {
   if (b->kind == 0) {
     jit_eval_batch(b->m, b->params, b->inputs, 1, NULL, b->ws);
   } else if (b->kind == 1) {
-    jit_train_batch(b->m, b->params, b->inputs, 1, b->grad, NULL, b->ws);
+    jit_train_batch(b->m, b->params, b->inputs, 1, b->grad, NULL, b->ws, 0);
   } else if (b->m->fixed > 1) {
     jit_gather(b->m, b->inputs, b->soa);
-    jit_train_fixed(b->m, b->params, b->soa, b->grad, NULL, b->ws);
+    jit_train_fixed(b->m, b->params, b->soa, b->grad, NULL, b->ws, 0);
   } else {
-    jit_train_batch(b->m, b->params, b->inputs, b->batch, b->grad, NULL, b->ws);
+    jit_train_batch(b->m, b->params, b->inputs, b->batch, b->grad, NULL, b->ws, 0);
   }
 }
 

@@ -387,8 +387,7 @@ static int run_check(int argc, char **argv) {
       warn_bad_numbers(c, &v);
       values_free(&v);
     }
-    memset(g, 0, sizeof(double) * (size_t)m->nparams);
-    jit_train_batch(m, p, x, 1, g, NULL, st.ws);
+    jit_train_batch(m, p, x, 1, g, NULL, st.ws, 0);
     double f0 = f_at(&st, p, x);
     for (int d = 0; d < c->params.len && !failed; d++) {
       Decl *dc = c->params.items[d];

@@ -25,14 +25,13 @@ void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t 
 }
 
 #define DEFINE_STEP(T, S)                                                                                    \
-  static void step_##S(Optimizer *o, T *restrict p, T *restrict g, T scale) {                                \
+  static void step_##S(Optimizer *o, T *restrict p, const T *restrict g, T scale) {                          \
     const T lr = (T)o->lr;                                                                                   \
     int64_t n = o->n;                                                                                        \
     if (o->kind == OPT_SGD) {                                                                                \
       const T k = lr * scale;                                                                                \
       for (int64_t i = 0; i < n; i++) {                                                                      \
         p[i] -= k * g[i];                                                                                    \
-        g[i] = 0;                                                                                            \
       }                                                                                                      \
     } else if (o->kind == OPT_MOMENTUM) {                                                                    \
       T *restrict v = o->m;                                                                                  \
@@ -40,7 +39,6 @@ void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t 
       for (int64_t i = 0; i < n; i++) {                                                                      \
         v[i] = mu * v[i] + g[i] * scale;                                                                     \
         p[i] -= lr * v[i];                                                                                   \
-        g[i] = 0;                                                                                            \
       }                                                                                                      \
     } else {                                                                                                 \
       T *restrict m = o->m, *restrict v = o->v;                                                              \
@@ -53,7 +51,6 @@ void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t 
         m[i] = b1 * m[i] + (1 - b1) * gi;                                                                    \
         v[i] = b2 * v[i] + (1 - b2) * gi * gi;                                                               \
         p[i] -= lr * (m[i] / c1) / (sqrt##S(v[i] / c2) + eps);                                               \
-        g[i] = 0;                                                                                            \
       }                                                                                                      \
     }                                                                                                        \
   }
@@ -62,7 +59,7 @@ void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t 
 DEFINE_STEP(double, d)
 DEFINE_STEP(float, f)
 
-void optim_step(Optimizer *o, void *params, void *grad, double scale) {
+void optim_step(Optimizer *o, void *params, const void *grad, double scale) {
   if (o->elem == sizeof(float))
     step_f(o, params, grad, (float)scale);
   else

@@ -56,14 +56,15 @@ int jit_check_c(const char *csrc, char **err);
 void *jit_symbol(void *tcc, const char *name);
 
 /* Typed calls into the generated code. n examples stored one after
- * another. grad is added into; outputs may be NULL. */
+ * another. The summed gradient is stored into grad (acc 0: nothing needs
+ * clearing first) or added to it (acc 1); outputs may be NULL. */
 double jit_train_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *grad,
-                       void *outputs, void *ws);
+                       void *outputs, void *ws, int acc);
 double jit_eval_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *outputs, void *ws);
 /* The same for exactly m->fixed examples, inputs stored input by input
  * (see jit_gather); outputs example by example. */
 double jit_train_fixed(JitModel *m, const void *params, const void *inputs, void *grad, void *outputs,
-                       void *ws);
+                       void *ws, int acc);
 double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void *outputs, void *ws);
 /* Rearranges m->fixed examples (one after another) into the layout the
  * batched functions read: all of input 0, then all of input 1, ... */
@@ -108,9 +109,9 @@ typedef struct Optimizer {
 } Optimizer;
 void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t n, size_t elem);
 /* One update of params from the gradient grad * scale (the summed gradient
- * of a batch times 1/n); clears grad in the same pass, ready for the next
- * batch. */
-void optim_step(Optimizer *o, void *params, void *grad, double scale);
+ * of a batch times 1/n). grad is only read: the next batch's gradient is
+ * stored over it (the generated functions' acc 0), so nothing is cleared. */
+void optim_step(Optimizer *o, void *params, const void *grad, double scale);
 void optim_free(Optimizer *o);
 
 /* ---- train.c --------------------------------------------------------------------- */

@@ -132,19 +132,21 @@ static void run_slice(Pool *p, Worker *w) {
   char *out = p->outputs ? (char *)p->outputs + from * out_row : NULL;
   w->loss = 0;
   size_t fixed = m->fixed > 1 ? (size_t)m->fixed : 0;
+  int acc = 0; /* the first call stores this thread's gradient, later ones add */
   for (; fixed && len >= fixed;
        len -= fixed, in += fixed * in_row, out = out ? out + fixed * out_row : NULL) {
     jit_gather(m, in, w->soa);
     if (p->training)
-      w->loss += jit_train_fixed(m, p->params, w->soa, w->grad, out, w->ws);
+      w->loss += jit_train_fixed(m, p->params, w->soa, w->grad, out, w->ws, acc);
     else
       w->loss += jit_eval_fixed(m, p->params, w->soa, out, w->ws);
+    acc = 1;
   }
-  if (len == 0) /* the rest, one example at a time */
-    return;
+  if (len == 0 && acc) return;
+  /* the rest one example at a time (no examples: a zero gradient) */
   if (p->training)
-    w->loss += jit_train_batch(m, p->params, in, len, w->grad, out, w->ws);
-  else
+    w->loss += jit_train_batch(m, p->params, in, len, w->grad, out, w->ws, acc);
+  else if (len)
     w->loss += jit_eval_batch(m, p->params, in, len, out, w->ws);
 }
 
@@ -211,7 +213,8 @@ static void pool_free(Pool *p) {
 
 /* The batch's summed gradient into the first thread's buffer: the other
  * threads' buffers added in thread order (so a run repeats exactly for a
- * given thread count) and cleared for the next batch. */
+ * given thread count). Nothing is cleared: each batch stores its gradient
+ * afresh (acc 0). */
 #define DEFINE_REDUCE(T, S)                                                                                  \
   static void reduce_##S(Pool *p) {                                                                          \
     int64_t n = p->m->nparams;                                                                               \
@@ -220,7 +223,6 @@ static void pool_free(Pool *p) {
       T *restrict gt = p->w[t].grad;                                                                         \
       for (int64_t i = 0; i < n; i++) {                                                                      \
         g0[i] += gt[i];                                                                                      \
-        gt[i] = 0;                                                                                           \
       }                                                                                                      \
     }                                                                                                        \
   }
@@ -377,7 +379,7 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
       batch_no++;
       for (size_t e = 0; e < nb; e++)
         memcpy(xb + e * row, (const char *)train_set->x + idx[at + e] * row, row);
-      pool.training = 1; /* gradient buffers are clear: fresh, or cleared by the last step */
+      pool.training = 1;
       pool.params = params;
       pool.inputs = xb;
       pool.outputs = acc.output >= 0 ? outputs : NULL;
