@@ -35,7 +35,7 @@ HOT_CFLAGS = -O3 -g -ffp-contract=fast -fno-math-errno -fno-trapping-math -fasso
 $(B)/runtime/kernels.o: runtime/kernels.c runtime/kernels.h | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(HOT_CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
-$(B)/runtime/optim.o: runtime/optim.c runtime/runtime.h compiler/bpc.h | $(B)
+$(B)/runtime/optim.o: runtime/optim.c runtime/runtime.h runtime/kernels.h compiler/bpc.h | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(HOT_CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
 $(B)/%.o: %.c compiler/bpc.h compiler/cli.h $(wildcard runtime/*.h) | $(B)

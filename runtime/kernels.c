@@ -7,12 +7,6 @@
 
 #include "kernels.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define BPK_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define BPK_CLONES
-#endif
-
 /* The matrix product's core: C += A B with B row-major [k, n]. A 4-row by
  * two-vector tile of C stays in registers over the whole of k, so each
  * element of B loaded feeds 4 multiply-adds and each element of A feeds

@@ -5,6 +5,13 @@
 #ifndef BPC_KERNELS_H
 #define BPC_KERNELS_H
 
+/* Hot loops get an AVX2+FMA clone on x86-64 with gcc, picked at load time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define BPK_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define BPK_CLONES
+#endif
+
 #include <stddef.h>
 
 #define BPK_DECLARE(T, S)                                                                                    \

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "runtime.h"
 
 void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t n, size_t elem) {
@@ -25,7 +26,7 @@ void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t 
 }
 
 #define DEFINE_STEP(T, S)                                                                                    \
-  static void step_##S(Optimizer *o, T *restrict p, const T *restrict g, T scale) {                          \
+  BPK_CLONES static void step_##S(Optimizer *o, T *restrict p, const T *restrict g, T scale) {               \
     const T lr = (T)o->lr;                                                                                   \
     int64_t n = o->n;                                                                                        \
     if (o->kind == OPT_SGD) {                                                                                \
