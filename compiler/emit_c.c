@@ -91,8 +91,13 @@ static const char *unique_name(Emitter *E, const char *want) {
 
 static void assign_names(Emitter *E) {
   Ctx *c = E->c;
+  int extremes = 0; /* max and min nodes get a second name, for their position */
+  for (int i = 0; i < c->nodes.len; i++) {
+    Op op = ((Node *)c->nodes.items[i])->op;
+    extremes += op == OP_MAXALL || op == OP_MINALL;
+  }
   E->used_cap = 1;
-  while (E->used_cap < (uint32_t)(c->nodes.len + c->params.len + 128) * 4) /* nodes, params, positions */
+  while (E->used_cap < (uint32_t)(c->nodes.len + extremes + c->params.len + 128) * 2)
     E->used_cap *= 2;
   E->used = arena_alloc(&c->arena, sizeof(char *) * E->used_cap);
   for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
@@ -1324,6 +1329,7 @@ static void emit_helpers(Emitter *E, int sigmoid, int softplus) {
 
 /* Marks in used[] every op that a function emitted for t computes. */
 static void target_ops(Ctx *c, Target *t, char *used) {
+  ArenaMark scratch = arena_mark(&c->arena);
   Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
   roots[0] = t->loss;
   for (int i = 0; i < c->outputs.len; i++)
@@ -1332,6 +1338,7 @@ static void target_ops(Ctx *c, Target *t, char *used) {
   schedule_function(c, roots, c->outputs.len + 1, t->grad_terms, 0, &all);
   for (int i = 0; i < all.order.len; i++)
     used[((Node *)all.order.items[i])->op] = 1;
+  arena_release(&c->arena, scratch);
 }
 
 static const char *upper(Arena *a, const char *s) {

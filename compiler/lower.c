@@ -18,10 +18,15 @@ typedef struct Binding {
   int64_t dim;
 } Binding;
 
+struct Frame;
+
 typedef struct Lowerer {
   Ctx *c;
   Binding **tab; /* open addressing, power-of-two capacity */
   uint32_t cap, count;
+  struct Frame *frames; /* lower_expr's stacks, kept from one expression to the next */
+  struct Node **vals;
+  int fcap, vcap;
 } Lowerer;
 
 /* ---- the symbol table -------------------------------------------------- */
@@ -392,36 +397,39 @@ typedef struct Frame {
  * evaluated, values for finished children. */
 static Node *lower_expr(Lowerer *L, Ast *root) {
   Arena *ar = &L->c->arena;
-  int fcap = 64, vcap = 64, nf = 0, nv = 0;
-  Frame *frames = arena_alloc(ar, sizeof(Frame) * (size_t)fcap);
-  Node **vals = arena_alloc(ar, sizeof(Node *) * (size_t)vcap);
-  frames[nf++] = (Frame){root, 0};
+  if (!L->fcap) {
+    L->fcap = L->vcap = 64;
+    L->frames = arena_alloc(ar, sizeof(Frame) * (size_t)L->fcap);
+    L->vals = arena_alloc(ar, sizeof(Node *) * (size_t)L->vcap);
+  }
+  int nf = 0, nv = 0;
+  L->frames[nf++] = (Frame){root, 0};
   while (nf) {
-    Frame *f = &frames[nf - 1];
+    Frame *f = &L->frames[nf - 1];
     if (f->next < f->ast->nkids) {
       Ast *kid = f->ast->kids[f->next++];
-      if (nf == fcap) {
-        Frame *nfr = arena_alloc(ar, sizeof(Frame) * (size_t)fcap * 2);
-        memcpy(nfr, frames, sizeof(Frame) * (size_t)fcap);
-        frames = nfr;
-        fcap *= 2;
+      if (nf == L->fcap) {
+        Frame *nfr = arena_alloc(ar, sizeof(Frame) * (size_t)L->fcap * 2);
+        memcpy(nfr, L->frames, sizeof(Frame) * (size_t)L->fcap);
+        L->frames = nfr;
+        L->fcap *= 2;
       }
-      frames[nf++] = (Frame){kid, 0};
+      L->frames[nf++] = (Frame){kid, 0};
       continue;
     }
     Ast *a = f->ast;
-    Node *r = lower_node(L, a, vals + nv - a->nkids);
+    Node *r = lower_node(L, a, L->vals + nv - a->nkids);
     nv -= a->nkids;
     nf--;
-    if (nv == vcap) {
-      Node **nvs = arena_alloc(ar, sizeof(Node *) * (size_t)vcap * 2);
-      memcpy(nvs, vals, sizeof(Node *) * (size_t)vcap);
-      vals = nvs;
-      vcap *= 2;
+    if (nv == L->vcap) {
+      Node **nvs = arena_alloc(ar, sizeof(Node *) * (size_t)L->vcap * 2);
+      memcpy(nvs, L->vals, sizeof(Node *) * (size_t)L->vcap);
+      L->vals = nvs;
+      L->vcap *= 2;
     }
-    vals[nv++] = r;
+    L->vals[nv++] = r;
   }
-  return vals[0];
+  return L->vals[0];
 }
 
 /* ---- declarations ----------------------------------------------------------- */
