@@ -30,7 +30,8 @@ int main(int argc, char **argv) {
         return 1;
       }
       Buf out = {0}, h = {0};
-      EmitOptions eo = {.prefix = "m", .self_contained = 1, .jit_kernels = 1};
+      EmitOptions eo = {
+          .prefix = "m", .self_contained = 1, .jit_kernels = 1, .part_nodes = -1}; /* as jit_load */
       emit_c(&c, &eo, &out, &h);
       double t1 = now_seconds();
       char *err = NULL;

@@ -381,6 +381,9 @@ typedef struct EmitOptions {
   int batch;               /* JIT: also emit the functions over this many examples */
   int slots_above;         /* scalars in one function above which they live in an array of slots
                               (0: 8192; -1: always, for tests) */
+  int part_nodes;          /* a function with slots and more nodes than this is cut into parts of this
+                              many (0: 512; -1: never, for tcc, whose time is linear anyway and whose
+                              code is slower in parts) */
 } EmitOptions;
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out);
 

@@ -22,6 +22,14 @@ typedef struct Emitter {
   const char **at_name;   /* per max/min node id: the variable holding the position, made on first use */
   int64_t slots;          /* scalars of the function being emitted live in sc[0..slots) (0: as locals) */
   ArenaMark scratch;      /* everything allocated while emitting one function is freed after it */
+  int use_slots;          /* the function being emitted keeps its scalars in sc[] */
+  int split;              /* ... and is cut into parts: static functions it calls in order */
+  Buf fn_buf, parts_buf;  /* while split: the function itself, and what must precede it */
+  Buf *final_out;         /* while split: where both go when the function is done */
+  const char *fn_name;    /* while split: the function's name, for its parts' names */
+  const char *part_params, *part_args; /* the function's parameters, passed on to each part */
+  const char **at_cur;                 /* while split: per max/min node, its position's element of at[] */
+  PtrVec macros;          /* while split: names #defined for the function (tensors and gradients) */
   const char **grad_name; /* per param slot: "grad_w" */
   Node **grad_fused;      /* per node id: the param whose gradient it adds into */
   Target *t;              /* what the functions being emitted compute */
@@ -122,6 +130,7 @@ static void assign_names(Emitter *E) {
   E->base_name = arena_alloc(&c->arena, sizeof(char *) * (size_t)(c->nodes.len + 1));
   memcpy(E->base_name, E->name, sizeof(char *) * (size_t)c->nodes.len);
   E->at_name = arena_alloc(&c->arena, sizeof(char *) * (size_t)(c->nodes.len + 1));
+  E->at_cur = arena_alloc(&c->arena, sizeof(char *) * (size_t)(c->nodes.len + 1));
   for (int i = 0; i < c->nodes.len; i++) { /* where a max or min was found, for its gradient */
     Node *n = c->nodes.items[i];
     if (n->op == OP_MAXALL || n->op == OP_MINALL)
@@ -135,7 +144,19 @@ static void begin_function(Emitter *E) { E->scratch = arena_mark(&E->c->arena); 
 
 static void end_function(Emitter *E) {
   if (E->slots) memcpy(E->name, E->base_name, sizeof(char *) * (size_t)E->c->nodes.len);
+  if (E->split) { /* the macros and parts, the function, then the macros go */
+    buf_append(E->final_out, E->parts_buf.data, E->parts_buf.len);
+    buf_append(E->final_out, E->fn_buf.data, E->fn_buf.len);
+    for (int i = 0; i < E->macros.len; i++)
+      buf_printf(E->final_out, "#undef %s\n", (const char *)E->macros.items[i]);
+    if (E->macros.len) buf_puts(E->final_out, "\n");
+    buf_free(&E->parts_buf);
+    buf_free(&E->fn_buf);
+    E->out = E->final_out;
+  }
   E->slots = 0;
+  E->use_slots = 0;
+  E->split = 0;
   arena_release(&E->c->arena, E->scratch);
 }
 
@@ -469,7 +490,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
   case OP_MAXALL:
   case OP_MINALL: /* the position too, for the gradient's router */
     line(E, "%s%s = %s[0];", let(E), D, A);
-    line(E, "size_t %s = 0;", at_name(E, n));
+    line(E, "%s%s = 0;", E->split ? "" : "size_t ", at_name(E, n));
     line(E, "for (size_t i = 1; i < %lld; i++) if (%s[i] %s %s) { %s = %s[i]; %s = i; }", len, A,
          n->op == OP_MAXALL ? ">" : "<", D, D, A, at_name(E, n));
     line(E, "(void)%s;", at_name(E, n));
@@ -624,7 +645,7 @@ static void emit_node(Emitter *E, Node *n) {
     long long off = (long long)d->offset * (n->value > 0 ? (long long)n->value : 1);
     if (n->shape.rank == 0)
       line(E, "%s%s = %s[%lld];", let_const(E), N, base, off);
-    else
+    else if (!E->split) /* split: a macro */
       line(E, "const bp_real *const %s = %s + %lld;", N, base, off);
     return;
   }
@@ -632,7 +653,7 @@ static void emit_node(Emitter *E, Node *n) {
     comment(E, n);
     if (n->shape.rank == 0)
       line(E, "%s%s = %s[%d];", let_const(E), N, E->name[n->args[0]->id], n->attr);
-    else
+    else if (!E->split)
       line(E, "const bp_real *const %s = %s + %d;", N, E->name[n->args[0]->id], n->attr);
     return;
   default: break;
@@ -662,7 +683,7 @@ static void emit_node(Emitter *E, Node *n) {
     int is_loop = !op_is_elementwise(n->op);
     emit_value(E, n, (Dest){N, 0, !is_loop, 0});
   } else {
-    line(E, "bp_real *const %s = ws + %lld;", N, (long long)n->ws_offset);
+    if (!E->split) line(E, "bp_real *const %s = ws + %lld;", N, (long long)n->ws_offset);
     emit_value(E, n, (Dest){N, 0, 0, 0});
   }
 }
@@ -854,15 +875,17 @@ static void note_scalar_read(int *last, Node *x, int at, int depth) {
       note_scalar_read(last, x->args[k], at, depth + 1);
 }
 
-static const char *at_name(Emitter *E, const Node *n) { return E->at_name[n->id]; }
+static const char *at_name(Emitter *E, const Node *n) {
+  return E->split && E->at_cur[n->id] ? E->at_cur[n->id] : E->at_name[n->id];
+}
 
 static void plan_scalar_slots(Emitter *E, Schedule *s) {
   Ctx *c = E->c;
   int count = 0;
   E->slots = 0;
+  if (!E->use_slots) return;
   for (int i = 0; i < s->order.len; i++)
     count += is_slot_scalar(s->order.items[i]);
-  if (count == 0 || count <= (E->o->slots_above ? E->o->slots_above : SLOT_THRESHOLD)) return;
   int *last = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
   int64_t *free_slots = arena_alloc(&c->arena, sizeof(int64_t) * (size_t)(count + 1)), nfree = 0;
   int *dies = arena_alloc(&c->arena, sizeof(int) * (size_t)(s->order.len + 1)); /* per position: a list */
@@ -894,8 +917,110 @@ static void plan_scalar_slots(Emitter *E, Schedule *s) {
     for (int id = dies[i]; id >= 0; id = next[id])
       free_slots[nfree++] = atoll(E->name[id] + 3);
   }
-  line(E, "bp_real sc[%lld]; /* scalar values, slots reused (see emit_c.c) */", (long long)E->slots);
 }
+/* ---- long functions in parts ---------------------------------------------------
+ * gcc's time on one function grows faster than its length (three minutes
+ * for the 50k statements of a 10k-statement scalar chain). A function
+ * with slots and more than part_nodes nodes is cut into static parts that
+ * it calls in order, passing on its parameters and its sc[] and at[]
+ * arrays. Tensors and gradients are then macros, (ws + 12), defined for
+ * the parts and the function and undefined after them, so a part needs no
+ * declarations of what other parts computed. */
+enum { PART_NODES = 512 };
+
+/* Decides, from the schedule, whether the function about to be emitted
+ * keeps scalars in slots and whether it is cut into parts. */
+static void choose_form(Emitter *E, Schedule *s, const char *fn_name, const char *params, const char *args) {
+  int count = 0;
+  for (int i = 0; i < s->order.len; i++)
+    count += is_slot_scalar(s->order.items[i]);
+  E->use_slots = count > 0 && count > (E->o->slots_above ? E->o->slots_above : SLOT_THRESHOLD);
+  E->split = E->use_slots && E->o->part_nodes >= 0 &&
+             s->order.len > (E->o->part_nodes ? E->o->part_nodes : PART_NODES);
+  if (!E->split) return;
+  E->final_out = E->out;
+  E->fn_buf = (Buf){0};
+  E->parts_buf = (Buf){0};
+  E->out = &E->fn_buf;
+  E->fn_name = fn_name;
+  E->part_params = params;
+  E->part_args = args;
+  E->macros = (PtrVec){0};
+  memset(E->at_cur, 0, sizeof(char *) * (size_t)E->c->nodes.len);
+  /* a part called once would be inlined back, and the function be one again */
+  buf_puts(&E->parts_buf,
+           "#ifndef BP_NOINLINE\n#if defined(__GNUC__)\n#define BP_NOINLINE __attribute__((noinline))\n"
+           "#else\n#define BP_NOINLINE\n#endif\n#endif\n");
+}
+
+static void define_macro(Emitter *E, const char *name, const char *value) {
+  buf_printf(&E->parts_buf, "#define %s (%s)\n", name, value);
+  vec_push(&E->c->arena, &E->macros, (void *)name);
+}
+
+/* Where each tensor of the function lives, as a macro. */
+static void define_tensor_macros(Emitter *E, Schedule *s) {
+  Ctx *c = E->c;
+  for (int i = 0; i < s->order.len; i++) {
+    Node *n = s->order.items[i];
+    if (n->shape.rank == 0 || n->op == OP_CONST || n->inlined || E->grad_fused[n->id]) continue;
+    const char *v = NULL;
+    if (n->op == OP_PARAM || n->op == OP_INPUT) {
+      Decl *d = (n->op == OP_PARAM ? c->params : c->inputs).items[n->slot];
+      long long off = (long long)d->offset * (n->value > 0 ? (long long)n->value : 1);
+      v = arena_printf(&c->arena, "%s + %lld", n->op == OP_PARAM ? "params" : "inputs", off);
+    } else if (n->op == OP_INDEX) {
+      v = arena_printf(&c->arena, "%s + %d", E->name[n->args[0]->id], n->attr);
+    } else if (n->ws_offset >= 0) {
+      v = arena_printf(&c->arena, "ws + %lld", (long long)n->ws_offset);
+    }
+    if (v) define_macro(E, E->name[n->id], v);
+  }
+}
+
+/* "(void)a; (void)b;" for the arguments "a, b". */
+static const char *void_casts(Emitter *E, const char *args) {
+  Buf b = {0};
+  for (const char *p = args; *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    buf_printf(&b, "(void)%.*s; ", (int)len, p);
+    p = end ? end + 2 : p + len;
+  }
+  const char *r = arena_strndup(&E->c->arena, b.data, b.len);
+  buf_free(&b);
+  return r;
+}
+
+static void emit_in_parts(Emitter *E, Schedule *s) {
+  Ctx *c = E->c;
+  int64_t nat = 0;
+  for (int i = 0; i < s->order.len; i++) {
+    Node *n = s->order.items[i];
+    if (n->op == OP_MAXALL || n->op == OP_MINALL)
+      E->at_cur[n->id] = arena_printf(&c->arena, "at[%lld]", (long long)nat++);
+  }
+  line(E, "bp_real sc[%lld]; /* scalar values, slots reused (see emit_c.c) */", (long long)E->slots);
+  line(E, "size_t at[%lld]; /* where maxima and minima are */", (long long)(nat ? nat : 1));
+  define_tensor_macros(E, s);
+  int per = E->o->part_nodes ? E->o->part_nodes : PART_NODES;
+  const char *casts = void_casts(E, E->part_args);
+  Buf *fn = E->out;
+  for (int i = 0, k = 0; i < s->order.len; i += per, k++) {
+    E->out = &E->parts_buf;
+    buf_printf(E->out,
+               "\nBP_NOINLINE static void %s_part%d(%s, bp_real *restrict sc, size_t *restrict at) {\n",
+               E->fn_name, k, E->part_params);
+    line(E, "%s(void)sc; (void)at;", casts);
+    for (int j = i; j < s->order.len && j < i + per; j++)
+      emit_node(E, s->order.items[j]);
+    buf_puts(E->out, "}\n");
+    E->out = fn;
+    line(E, "%s_part%d(%s, sc, at);", E->fn_name, k, E->part_args);
+  }
+  buf_puts(&E->parts_buf, "\n");
+}
+
 static void body(Emitter *E, Schedule *s) {
   Ctx *c = E->c;
   int *pos = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
@@ -907,6 +1032,12 @@ static void body(Emitter *E, Schedule *s) {
   plan_fused_sums(E, s, pos);
   plan_row_fusion(E, s, pos);
   plan_scalar_slots(E, s);
+  if (E->split) {
+    emit_in_parts(E, s);
+    return;
+  }
+  if (E->slots)
+    line(E, "bp_real sc[%lld]; /* scalar values, slots reused (see emit_c.c) */", (long long)E->slots);
   for (int i = 0; i < s->order.len; i++)
     emit_node(E, s->order.items[i]);
 }
@@ -961,10 +1092,13 @@ static int64_t emit_forward(Emitter *E) {
   Node **roots = function_roots(E, 1, jit, &nroots);
   schedule_function(E->c, roots, nroots, NULL, fusion(E), &s);
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)E->c->nodes.len); /* no gradient here */
-  buf_printf(E->out,
-             "static bp_real %s__forward%s(const bp_real *restrict params, const bp_real *restrict inputs, "
-             "bp_real *restrict ws%s) {\n",
-             E->P, E->sfx, jit ? ", bp_real *restrict outputs" : "");
+  const char *name = arena_printf(&E->c->arena, "%s__forward%s", E->P, E->sfx);
+  const char *params = arena_printf(&E->c->arena,
+                                    "const bp_real *restrict params, const bp_real *restrict inputs, "
+                                    "bp_real *restrict ws%s",
+                                    jit ? ", bp_real *restrict outputs" : "");
+  choose_form(E, &s, name, params, jit ? "params, inputs, ws, outputs" : "params, inputs, ws");
+  buf_printf(E->out, "static bp_real %s(%s) {\n", name, params);
   line(E, "(void)params; (void)inputs; (void)ws;");
   body(E, &s);
   if (jit && E->c->outputs.len) {
@@ -988,16 +1122,25 @@ static int64_t emit_backward(Emitter *E) {
   mark_fusable_grads(E, &s);
   E->assign_first = 1;
   choose_first_terms(E, &s);
-  buf_printf(
-      E->out,
-      "/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */\n"
-      "static bp_real %s__backward_add%s(const bp_real *restrict params, const bp_real *restrict inputs, "
-      "bp_real *restrict grad, bp_real *restrict ws, int acc%s) {\n",
-      E->P, E->sfx, jit ? ", bp_real *restrict outputs" : "");
+  const char *name = arena_printf(&c->arena, "%s__backward_add%s", E->P, E->sfx);
+  const char *params = arena_printf(&c->arena,
+                                    "const bp_real *restrict params, const bp_real *restrict inputs, "
+                                    "bp_real *restrict grad, bp_real *restrict ws, int acc%s",
+                                    jit ? ", bp_real *restrict outputs" : "");
+  choose_form(E, &s, name, params,
+              jit ? "params, inputs, grad, ws, acc, outputs" : "params, inputs, grad, ws, acc");
+  buf_printf(E->out,
+             "/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */\n"
+             "static bp_real %s(%s) {\n",
+             name, params);
   line(E, "(void)params; (void)inputs; (void)grad; (void)ws; (void)acc;");
   for (int p = 0; p < c->params.len; p++) {
     Decl *d = c->params.items[p];
-    line(E, "bp_real *const %s = grad + %lld;", E->grad_name[p], (long long)d->offset);
+    const char *at = arena_printf(&c->arena, "grad + %lld", (long long)d->offset);
+    if (E->split)
+      define_macro(E, E->grad_name[p], at);
+    else
+      line(E, "bp_real *const %s = %s;", E->grad_name[p], at);
   }
   for (int p = 0; p < c->params.len && E->assign_first; p++)
     if (!E->t->grad_terms[p])
@@ -1033,10 +1176,11 @@ static int64_t emit_predict(Emitter *E) {
   Node **roots = function_roots(E, 0, 1, &nroots);
   schedule_function(c, roots, nroots, NULL, fusion(E), &s);
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len); /* no gradient here */
-  buf_printf(E->out,
-             "static void %s__predict(const bp_real *restrict params, const bp_real *restrict inputs, "
-             "bp_real *restrict outputs, bp_real *restrict ws) {\n",
-             E->P);
+  const char *name = arena_printf(&c->arena, "%s__predict", E->P);
+  const char *params = "const bp_real *restrict params, const bp_real *restrict inputs, "
+                       "bp_real *restrict outputs, bp_real *restrict ws";
+  choose_form(E, &s, name, params, "params, inputs, outputs, ws");
+  buf_printf(E->out, "static void %s(%s) {\n", name, params);
   line(E, "(void)params; (void)inputs; (void)outputs; (void)ws;");
   body(E, &s);
   copy_outputs(E, "");

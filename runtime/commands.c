@@ -450,7 +450,7 @@ static int run_bench(int argc, char **argv) {
   compute_stats(&m->ctx, &st);
   printf("%s: %lld parameters, %lld inputs per example, %s\n", o.model, (long long)m->nparams,
          (long long)m->ninputs, o.use_float ? "float" : "double");
-  printf("compile (bpc and tcc):  %8.2f ms\n", 1000 * compile);
+  printf("compile (bpc and %s):  %8.2f ms\n", o.use_cc ? "cc " : "tcc", 1000 * compile);
   printf("forward:                %10.3f us per example\n", 1e6 * t[0]);
   printf("backward:               %10.3f us per example (%.2fx forward; it includes the forward)\n",
          1e6 * t[1], t[1] / t[0]);

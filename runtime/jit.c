@@ -177,11 +177,16 @@ JitModel *jit_load(const char *path, const CompileOptions *co, const JitOptions 
     return NULL;
   }
   Buf text = {0}, header = {0};
-  EmitOptions eo = {
-      .prefix = "m", .use_float = use_float, .self_contained = 1, .jit_kernels = 1, .batch = batch};
+  int cc = jo && jo->use_cc;
+  EmitOptions eo = {.prefix = "m",
+                    .use_float = use_float,
+                    .self_contained = 1,
+                    .jit_kernels = 1,
+                    .batch = batch,
+                    .part_nodes = cc ? 0 : -1}; /* long functions in parts only for gcc */
   emit_c(&m->ctx, &eo, &text, &header);
   char *err = NULL;
-  if (jo && jo->use_cc)
+  if (cc)
     m->dl = cc_load(text.data, text.len, &err);
   else
     m->tcc = jit_compile_c(text.data, &err);

@@ -43,7 +43,9 @@ static Model *build_model(const char *name, const char *source, int slots_above)
     m->ndecls++;
   }
   Buf text = {0}, header = {0};
-  EmitOptions eo = {.prefix = "m", .self_contained = 1, .slots_above = slots_above};
+  /* the slot form is also cut into parts of 3 nodes, the most cuts there can be */
+  EmitOptions eo = {
+      .prefix = "m", .self_contained = 1, .slots_above = slots_above, .part_nodes = slots_above < 0 ? 3 : 0};
   emit_c(&c, &eo, &text, &header);
   ctx_free(&c);
   strcpy(m->dir, "/tmp/bpc-test-XXXXXX");

@@ -25,7 +25,8 @@ typedef struct Model {
 
 /* Compiles source (or fails the test with the compiler's message). */
 Model *model_from_source(const char *name, const char *source);
-/* The same with every scalar in emit_c's slot array (the form of very long models). */
+/* The same with every scalar in emit_c's slot array and every function cut
+ * into parts (the form of very long models). */
 Model *model_from_source_slots(const char *name, const char *source);
 Model *model_from_file(const char *path);
 void model_free(Model *m);

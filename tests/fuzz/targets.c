@@ -22,7 +22,8 @@ void fuzz_compile(const uint8_t *data, size_t size) {
                         .self_contained = 1,
                         .jit_kernels = batched,
                         .batch = batched ? 4 : 0,
-                        .slots_above = (int)(size % 3) - 1}; /* slots always, never, or past 1 */
+                        .slots_above = (int)(size % 3) - 1, /* slots always, never, or past 1 */
+                        .part_nodes = (int)(size % 7) + 1};
       emit_c(&c, &eo, &out, &h);
       /* whatever bpc accepts must be C that compiles: a user name once hid a loop local */
       char *err = NULL;
