@@ -37,12 +37,9 @@ typedef struct Emitter {
   int at_end;             /* emitting the deferred sparse gradient terms */
   Node **sum_into;        /* per node id: a sum of it computed in its own loop, or NULL */
   char *done_elsewhere;   /* per node id: already computed in another node's loop */
-  Node **
-      row_partner; /* per matrix-vector product A @ x: the gradient A^T @ f(A @ x) taken row by row with it */
-  int assign_first;  /* backward takes `acc`: with acc 0 the first term of each gradient is stored, not added
-                      */
-  Node **first_term; /* per param slot: the term written first in the backward function */
-  const char *sfx;   /* function name suffix: "" per example, "_b" batched */
+  Node **row_partner;     /* per product A @ x: the gradient A^T @ f(A @ x) computed with it */
+  Node **first_term;      /* per param slot: the term written first in the backward function */
+  const char *sfx;        /* function name suffix: "" per example, "_b" batched */
   /* name uniqueness */
   const char **used;
   uint32_t used_cap, used_count;
@@ -51,17 +48,17 @@ typedef struct Emitter {
 /* ---- names ------------------------------------------------------------------ */
 
 static const char *const reserved[] = {
-    "auto",     "break",   "case",    "char",     "const",      "continue", "default",  "do",
-    "double",   "else",    "enum",    "extern",   "float",      "for",      "goto",     "if",
-    "inline",   "int",     "long",    "register", "restrict",   "return",   "short",    "signed",
-    "sizeof",   "static",  "struct",  "switch",   "typedef",    "union",    "unsigned", "void",
-    "volatile", "while",   "_Bool",   "_Complex", "_Imaginary", "exp",      "log",      "sqrt",
-    "fabs",     "sin",     "cos",     "tanh",     "pow",        "log1p",    "expf",     "logf",
-    "sqrtf",    "fabsf",   "sinf",    "cosf",     "tanhf",      "powf",     "log1pf",   "params",
-    "inputs",   "outputs", "grad",    "ws",       "n",          "e",        "i",        "j",
-    "p",        "s",       "i0",      "i1",       "sc",         "mx",       "best",     "acc",
-    "loss_sum", "scale",   "bp_real", "size_t",   "uint64_t",   "NULL",     "HUGE_VAL", "NAN",
-    "main",     "seed",    "state",
+    "auto",     "break",    "case",   "char",     "const",      "continue", "default",  "do",
+    "double",   "else",     "enum",   "extern",   "float",      "for",      "goto",     "if",
+    "inline",   "int",      "long",   "register", "restrict",   "return",   "short",    "signed",
+    "sizeof",   "static",   "struct", "switch",   "typedef",    "union",    "unsigned", "void",
+    "volatile", "while",    "_Bool",  "_Complex", "_Imaginary", "exp",      "log",      "sqrt",
+    "fabs",     "sin",      "cos",    "tanh",     "pow",        "log1p",    "expf",     "logf",
+    "sqrtf",    "fabsf",    "sinf",   "cosf",     "tanhf",      "powf",     "log1pf",   "params",
+    "inputs",   "outputs",  "grad",   "ws",       "n",          "e",        "i",        "j",
+    "p",        "s",        "i0",     "i1",       "sc",         "at",       "row",      "BP_NOINLINE",
+    "mx",       "best",     "acc",    "loss_sum", "scale",      "bp_real",  "size_t",   "uint64_t",
+    "NULL",     "HUGE_VAL", "NAN",    "main",     "seed",       "state",
 };
 
 static uint32_t hash_str(const char *s) {
@@ -414,7 +411,7 @@ static void emit_matmul(Emitter *E, Node *n, Dest d) {
       /* a block small enough to stay in L1 between its two passes and long enough that the
          row sums (latency-bound chains) overlap; the order of every sum is the unfused one */
       long long blk = 1024 / cols < 4 ? 4 : 1024 / cols > 64 ? 64 : 1024 / cols;
-      if (E->assign_first && E->first_term[E->grad_fused[g->id]->slot] == g)
+      if (E->first_term[E->grad_fused[g->id]->slot] == g)
         line(E, "if (!acc) for (size_t p = 0; p < %lld; p++) %s[p] = 0;", cols, G);
       int blocked = rows > blk;
       if (blocked) {
@@ -604,7 +601,7 @@ static int is_sparse_term(const Node *n) {
 /* With assign-first, sparse terms stored in place (one element per call)
  * wait until the end, so that a dense term can store first. */
 static int deferred(Emitter *E, const Node *n) {
-  return E->assign_first && !E->at_end && E->grad_fused[n->id] && is_sparse_term(n);
+  return !E->at_end && E->grad_fused[n->id] && is_sparse_term(n);
 }
 
 static void comment(Emitter *E, Node *n) {
@@ -662,7 +659,7 @@ static void emit_node(Emitter *E, Node *n) {
   comment(E, n);
   if (fused) { /* this value only ever goes into one gradient: write it there */
     const char *g = E->grad_name[fused->slot];
-    if (E->assign_first && E->first_term[fused->slot] == n) {
+    if (E->first_term[fused->slot] == n) {
       Node *sum = E->sum_into[n->id];
       if (sum) line(E, "%s%s = 0; /* computed in both loops below */", let(E), E->name[sum->id]);
       line(E, "if (acc) {");
@@ -719,7 +716,7 @@ static void add_grad_terms(Emitter *E) {
       Node *g = t->node;
       if (E->grad_fused[g->id]) continue;
       const char *v = g->shape.rank ? elem(E, g, "i") : elem(E, g, "");
-      const char *op = E->assign_first && E->first_term[p] == g ? "= acc ? %s[i] + %s : %s;" : NULL;
+      const char *op = E->first_term[p] == g ? "= acc ? %s[i] + %s : %s;" : NULL;
       if (d->shape.rank == 0 && op)
         line(E, "%s[0] = acc ? %s[0] + %s : %s;", E->grad_name[p], E->grad_name[p], v, v);
       else if (d->shape.rank == 0)
@@ -840,7 +837,7 @@ static Node *row_partner_of(Emitter *E, Node *g, const int *pos) {
   for (int k = 0; k < n; k++)
     if (leaf[k] != y && pos[leaf[k]->id] > pos[y->id]) return NULL;
   Node *first = E->first_term[param->slot];
-  if (E->assign_first && first != g && (!first || pos[first->id] > pos[y->id])) return NULL;
+  if (first != g && (!first || pos[first->id] > pos[y->id])) return NULL;
   return y;
 }
 
@@ -1120,7 +1117,6 @@ static int64_t emit_backward(Emitter *E) {
   Node **roots = function_roots(E, 1, jit, &nroots);
   schedule_function(c, roots, nroots, E->t->grad_terms, fusion(E), &s);
   mark_fusable_grads(E, &s);
-  E->assign_first = 1;
   choose_first_terms(E, &s);
   const char *name = arena_printf(&c->arena, "%s__backward_add%s", E->P, E->sfx);
   const char *params = arena_printf(&c->arena,
@@ -1142,14 +1138,14 @@ static int64_t emit_backward(Emitter *E) {
     else
       line(E, "bp_real *const %s = %s;", E->grad_name[p], at);
   }
-  for (int p = 0; p < c->params.len && E->assign_first; p++)
+  for (int p = 0; p < c->params.len; p++)
     if (!E->t->grad_terms[p])
       line(E, "if (!acc) for (size_t i = 0; i < %lld; i++) %s[i] = 0; /* no gradient reaches it */",
            (long long)shape_numel(((Decl *)c->params.items[p])->shape), E->grad_name[p]);
   body(E, &s);
   line(E, "/* gradient terms not already added in place */");
   add_grad_terms(E);
-  for (int i = 0; i < s.order.len && E->assign_first; i++) {
+  for (int i = 0; i < s.order.len; i++) {
     Node *n = s.order.items[i];
     if (deferred(E, n)) {
       E->at_end = 1;

@@ -290,6 +290,10 @@ static const char *const ad_programs[] = {
     "loss = sum(A @ (x * 0 + 2)) + dot(x * 0 + 3, x) + sum((u * 0 + 1) @ A) + dot(x, x * 0 - 1) + "
     "sum(transpose(A) @ (u * 0 + 4)) + sum((x * 0 + 5) @ transpose(A)) + sum(A @ (transpose(A) * 0 + 1))"
     " + sum((A * 0 + 2) @ transpose(A)) + sum(transpose(A) @ (A * 0 + 3)) * sum(u)\n",
+    /* user names that are also locals or arrays of the emitted code: row (logsumexp's row pointer) and
+       at (positions of maxima in functions cut into parts) */
+    "param row[2, 3] ~ normal(0, 1)\nparam at[3] ~ normal(0, 1)\n"
+    "loss = sum(logsumexp(row)) + logsumexp(at) + max(at) * min(row)\n",
     /* user names that are also loop locals of the emitted code (v was one, and broke fused sums) */
     "param v[4] ~ normal(0, 1)\nparam s[4] ~ normal(0, 1)\nu = v * s\n"
     "loss = sum(u) + log(sum(exp(v))) + sum(u * v) + max(v) * sum(s * s)\n",
