@@ -348,6 +348,123 @@ static void test_known_local_derivatives(void **state) {
   model_free(m);
 }
 
+/* ---- random models ----------------------------------------------------------------
+ * Programs built at random from smooth ops on scalars, vectors and a
+ * matrix, so that the emitter's fusions meet in combinations nobody wrote
+ * by hand: each is checked against finite differences as locals and as
+ * slots in parts of 3 nodes. Deterministic (seeded). */
+
+typedef struct RandVal {
+  char name[16];
+  int kind; /* 0 scalar, 1 vector [4], 2 vector [3], 3 matrix [3, 4] */
+} RandVal;
+
+static uint64_t rand_next(uint64_t *s) {
+  uint64_t z = (*s += 0x9E3779B97F4A7C15u);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+  return z ^ (z >> 31);
+}
+
+static int rand_below(uint64_t *s, int n) { return (int)(rand_next(s) % (uint64_t)n); }
+
+/* A value of the given kind from the pool, or -1. */
+static int pick_kind(uint64_t *s, const RandVal *pool, int n, int kind) {
+  int idx[64], k = 0;
+  for (int i = 0; i < n; i++)
+    if (pool[i].kind == kind) idx[k++] = i;
+  return k ? idx[rand_below(s, k)] : -1;
+}
+
+static void random_program(uint64_t seed, Buf *out) {
+  uint64_t s = seed;
+  RandVal pool[64] = {{"a", 0}, {"u", 1}, {"v", 2}, {"A", 3}, {"x", 1}, {"c", 2}, {"B", 3}};
+  int n = 7;
+  buf_puts(out, "param a ~ uniform(-1, 1)\nparam u[4] ~ uniform(-1, 1)\nparam v[3] ~ uniform(-1, 1)\n"
+                "param A[3, 4] ~ uniform(-1, 1)\ninput x[4]\ninput c[3]\ninput B[3, 4]\n");
+  static const char *const unary[] = {"sigmoid(%s)", "tanh(%s)", "softplus(%s)", "exp(tanh(%s))",
+                                      "sin(%s)",     "(%s)^2",   "cos(%s) * 0.5"};
+  static const char *const binary[] = {"%s + %s", "%s - %s", "%s * %s", "%s / (1 + (%s)^2)"};
+  int statements = 8 + rand_below(&s, 8);
+  for (int stmt = 0; stmt < statements; stmt++) {
+    char expr[256];
+    int kind, op = rand_below(&s, 7);
+    int i = rand_below(&s, n);
+    const char *a = pool[i].name;
+    if (op == 0) { /* unary, any shape */
+      snprintf(expr, sizeof expr, unary[rand_below(&s, 7)], a);
+      kind = pool[i].kind;
+    } else if (op == 1) { /* binary with a value of the same shape or a scalar */
+      int j = rand_below(&s, 2) ? pick_kind(&s, pool, n, pool[i].kind) : pick_kind(&s, pool, n, 0);
+      char tmp[256];
+      snprintf(tmp, sizeof tmp, binary[rand_below(&s, 4)], a, pool[j].name);
+      memcpy(expr, tmp, sizeof expr);
+      kind = pool[i].kind;
+    } else if (op == 2) { /* products with the matrix */
+      int m = pick_kind(&s, pool, n, 3), r = rand_below(&s, 3);
+      int w = pick_kind(&s, pool, n, r == 0 ? 1 : 2);
+      if (r == 0)
+        snprintf(expr, sizeof expr, "%s @ %s", pool[m].name, pool[w].name), kind = 2;
+      else if (r == 1)
+        snprintf(expr, sizeof expr, "%s @ %s", pool[w].name, pool[m].name), kind = 1;
+      else
+        snprintf(expr, sizeof expr, "transpose(%s) @ %s", pool[m].name, pool[w].name), kind = 1;
+    } else if (op == 3) { /* reductions to a scalar */
+      int r = rand_below(&s, 3);
+      if (pool[i].kind == 0) i = pick_kind(&s, pool, n, 1), a = pool[i].name;
+      if (r == 0)
+        snprintf(expr, sizeof expr, "sum(%s)", a);
+      else if (r == 1 && pool[i].kind != 3)
+        snprintf(expr, sizeof expr, "logsumexp(%s)", a);
+      else
+        snprintf(expr, sizeof expr, "sum(%s * %s)", a, a);
+      kind = 0;
+    } else if (op == 4) { /* a dot product of two vectors of one length */
+      int k = 1 + rand_below(&s, 2);
+      snprintf(expr, sizeof expr, "dot(%s, %s)", pool[pick_kind(&s, pool, n, k)].name,
+               pool[pick_kind(&s, pool, n, k)].name);
+      kind = 0;
+    } else if (op == 5) { /* softmax of a vector */
+      int k = 1 + rand_below(&s, 2);
+      snprintf(expr, sizeof expr, "softmax(%s)", pool[pick_kind(&s, pool, n, k)].name);
+      kind = k;
+    } else { /* least squares: A @ w and the gradient through transpose(A) walk A together */
+      const char *M = rand_below(&s, 2) ? "B" : pool[pick_kind(&s, pool, n, 3)].name;
+      const char *w = rand_below(&s, 2) ? "u" : pool[pick_kind(&s, pool, n, 1)].name;
+      snprintf(expr, sizeof expr, "0.5 * sum((%s - %s @ %s)^2)", pool[pick_kind(&s, pool, n, 2)].name, M, w);
+      kind = 0;
+    }
+    snprintf(pool[n].name, sizeof pool[n].name, "r%d", stmt);
+    pool[n].kind = kind;
+    buf_printf(out, "%s = %s\n", pool[n].name, expr);
+    n++;
+  }
+  buf_puts(out, "loss = 0");
+  for (int i = 7; i < n; i++) /* every value reaches the loss, scalars directly */
+    buf_printf(out, pool[i].kind == 0 ? " + %s" : " + sum(%s) * 0.3", pool[i].name);
+  buf_puts(out, "\n");
+}
+
+static void test_random_models(void **state) {
+  (void)state;
+  for (uint64_t seed = 1; seed <= 12; seed++) {
+    Buf src = {0};
+    random_program(seed, &src);
+    for (int form = 0; form < 2; form++) {
+      Model *m =
+          form ? model_from_source_slots("random.bp", src.data) : model_from_source("random.bp", src.data);
+      double p[64], x[32];
+      uint64_t rng = seed;
+      m->init(p, seed);
+      for (int k = 0; k < 19; k++)
+        x[k] = test_rand_normal(&rng);
+      check_gradient_fd(m, p, x, 0, 1e-5);
+      model_free(m);
+    }
+    buf_free(&src);
+  }
+}
+
 /* ---- emitter ------------------------------------------------------------------------------ */
 
 static void test_emitter_names(void **state) {
@@ -433,6 +550,7 @@ int main(void) {
       cmocka_unit_test(test_cheap_gradient),
       cmocka_unit_test(test_autodiff_matches_finite_differences),
       cmocka_unit_test(test_known_local_derivatives),
+      cmocka_unit_test(test_random_models),
       cmocka_unit_test(test_emitter_names),
       cmocka_unit_test(test_emitter_float_mode),
       cmocka_unit_test(test_emitter_workspace_form),
