@@ -360,10 +360,10 @@ static int run_predict(int argc, char **argv) {
 }
 
 static const char bench_help[] =
-    "usage: bpc bench MODEL.bp [--batch N] [--float] [-D NAME=INT]\n"
+    "usage: bpc bench MODEL.bp [--batch N] [--float] [--jit tcc|cc] [-D NAME=INT]\n"
     "Times the model's forward, backward and batched backward through the JIT (median of 7 runs,\n"
     "each long enough to measure), at the initial parameters and random inputs, and prints ops,\n"
-    "flops and memory per example.\n";
+    "flops and memory per example. --jit cc builds the model with the system C compiler instead.\n";
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;

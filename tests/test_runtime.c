@@ -507,6 +507,37 @@ static void test_jit_batched_matches_per_example(void **state) {
   jit_free(m);
 }
 
+/* A model long enough for scalar slots (over 8192 scalars), built by gcc
+ * (--jit cc), whose functions are then cut into parts: the same loss and
+ * gradient as tcc's single functions. */
+static void test_jit_cc_parts_match_tcc(void **state) {
+  (void)state;
+  Buf src = {0};
+  buf_puts(&src, "param w[8] ~ uniform(-1, 1)\ninput x[4]\nh0 = w[0] * x[0]\n");
+  for (int k = 1; k <= 1800; k++)
+    buf_printf(&src, "h%d = tanh(h%d * w[%d] + x[%d]) + 0.1 * h%d\n", k, k - 1, k % 8, k % 4, k - 1);
+  buf_puts(&src, "loss = h1800 * h1800\n");
+  write_text("long.bp", src.data);
+  buf_free(&src);
+  setenv("BPC_CACHE_DIR", dir, 1);
+  JitOptions tcc_opts = {0}, cc_opts = {.use_cc = 1};
+  JitModel *a = jit_load(path_in_dir("long.bp"), NULL, &tcc_opts);
+  JitModel *b = jit_load(path_in_dir("long.bp"), NULL, &cc_opts);
+  assert_non_null(a);
+  assert_non_null(b);
+  double p[8], x[4] = {0.3, -0.2, 0.5, 0.1}, ga[8], gb[8];
+  double *ws = calloc(a->ws_elems + b->ws_elems + 1, sizeof(double));
+  a->init(p, 4);
+  double la = jit_train_batch(a, p, x, 1, ga, NULL, ws, 0);
+  double lb = jit_train_batch(b, p, x, 1, gb, NULL, ws, 0);
+  assert_true(fabs(la - lb) <= 1e-9 * (1 + fabs(la)));
+  for (int i = 0; i < 8; i++)
+    assert_true(fabs(ga[i] - gb[i]) <= 1e-9 * (1 + fabs(ga[i])));
+  free(ws);
+  jit_free(a);
+  jit_free(b);
+}
+
 /* ---- training ---------------------------------------------------------------------- */
 
 /* Noise-free data from t = 2 x0 - 3 x1 + 0.5: training must find it. */
@@ -621,6 +652,7 @@ int main(void) {
       cmocka_unit_test(test_jit_compile_and_call),
       cmocka_unit_test(test_jit_error_path),
       cmocka_unit_test(test_jit_batched_matches_per_example),
+      cmocka_unit_test(test_jit_cc_parts_match_tcc),
       cmocka_unit_test(test_training_reduces_loss),
       cmocka_unit_test(test_training_is_reproducible),
       cmocka_unit_test(test_idle_thread_adds_nothing),
