@@ -687,12 +687,14 @@ static void emit_node(Emitter *E, Node *n) {
 
 /* ---- functions ------------------------------------------------------------------- */
 
-/* With g's one other reader a sum of it, g's loop can take the sum as it
- * writes the gradient (softmax's share in logsumexp's max). */
+/* The gradient terms written straight into their gradient: those used
+ * once, and those whose one other reader is a sum of them, which their
+ * loop then takes as it writes (softmax's share in logsumexp's max). */
 static void mark_fusable_grads(Emitter *E, Schedule *s) {
   Ctx *c = E->c;
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len);
-  memset(E->done_elsewhere, 0, (size_t)c->nodes.len); /* here: "is summed" */
+  /* done_elsewhere is borrowed as scratch ("a sum reads it"); body() clears it before its own use */
+  memset(E->done_elsewhere, 0, (size_t)c->nodes.len);
   for (int i = 0; i < s->order.len; i++) {
     Node *y = s->order.items[i];
     if (y->op == OP_SUM) E->done_elsewhere[y->args[0]->id] = 1;
