@@ -23,6 +23,7 @@ typedef struct Emitter {
   int64_t slots;          /* scalars of the function being emitted live in sc[0..slots) (0: as locals) */
   ArenaMark scratch;      /* everything allocated while emitting one function is freed after it */
   int use_slots;          /* the function being emitted keeps its scalars in sc[] */
+  int nscalars;           /* ... how many it computes */
   int split;              /* ... and is cut into parts: static functions it calls in order */
   Buf fn_buf, parts_buf;  /* while split: the function itself, and what must precede it */
   Buf *final_out;         /* while split: where both go when the function is done */
@@ -880,11 +881,9 @@ static const char *at_name(Emitter *E, const Node *n) {
 
 static void plan_scalar_slots(Emitter *E, Schedule *s) {
   Ctx *c = E->c;
-  int count = 0;
+  int count = E->nscalars;
   E->slots = 0;
   if (!E->use_slots) return;
-  for (int i = 0; i < s->order.len; i++)
-    count += is_slot_scalar(s->order.items[i]);
   int *last = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
   int64_t *free_slots = arena_alloc(&c->arena, sizeof(int64_t) * (size_t)(count + 1)), nfree = 0;
   int *dies = arena_alloc(&c->arena, sizeof(int) * (size_t)(s->order.len + 1)); /* per position: a list */
@@ -933,6 +932,7 @@ static void choose_form(Emitter *E, Schedule *s, const char *fn_name, const char
   int count = 0;
   for (int i = 0; i < s->order.len; i++)
     count += is_slot_scalar(s->order.items[i]);
+  E->nscalars = count;
   E->use_slots = count > 0 && count > (E->o->slots_above ? E->o->slots_above : SLOT_THRESHOLD);
   E->split = E->use_slots && E->o->part_nodes >= 0 &&
              s->order.len > (E->o->part_nodes ? E->o->part_nodes : PART_NODES);
