@@ -158,6 +158,13 @@ void expr_string(Ctx *c, const Node *n, int expand_named, Buf *out) {
 /* ---- local derivatives ---------------------------------------------------- */
 
 /* d y / d (argument k of y), in symbols. */
+/* open, then x printed whole, then close: "sigmoid(" x ")". */
+static void around(Printer *p, const char *open, const Node *x, const char *close) {
+  buf_puts(p->out, open);
+  expr(p, x, 0, 1, 0);
+  buf_puts(p->out, close);
+}
+
 static void local_symbol(Printer *p, const Node *y, int k) {
   const Node *a = y->args[0], *b = y->args[1], *x = y->args[k];
   Buf *o = p->out;
@@ -194,26 +201,10 @@ static void local_symbol(Printer *p, const Node *y, int k) {
     buf_puts(o, "1 / ");
     expr(p, x, P_MUL + 1, 1, 0);
     return;
-  case OP_SQRT:
-    buf_puts(o, "1 / (2 sqrt(");
-    expr(p, x, 0, 1, 0);
-    buf_puts(o, "))");
-    return;
-  case OP_ABS:
-    buf_puts(o, "sign(");
-    expr(p, x, 0, 1, 0);
-    buf_puts(o, ")");
-    return;
-  case OP_SIN:
-    buf_puts(o, "cos(");
-    expr(p, x, 0, 1, 0);
-    buf_puts(o, ")");
-    return;
-  case OP_COS:
-    buf_puts(o, "-sin(");
-    expr(p, x, 0, 1, 0);
-    buf_puts(o, ")");
-    return;
+  case OP_SQRT: around(p, "1 / (2 sqrt(", x, "))"); return;
+  case OP_ABS: around(p, "sign(", x, ")"); return;
+  case OP_SIN: around(p, "cos(", x, ")"); return;
+  case OP_COS: around(p, "-sin(", x, ")"); return;
   case OP_TANH:
     buf_puts(o, "1 - ");
     expr(p, y, P_POW + 1, 0, 0);
@@ -225,16 +216,8 @@ static void local_symbol(Printer *p, const Node *y, int k) {
     expr(p, y, P_ADD + 1, 0, 0);
     buf_puts(o, ")");
     return;
-  case OP_RELU:
-    buf_puts(o, "[");
-    expr(p, x, 0, 1, 0);
-    buf_puts(o, " > 0]");
-    return;
-  case OP_SOFTPLUS:
-    buf_puts(o, "sigmoid(");
-    expr(p, x, 0, 1, 0);
-    buf_puts(o, ")");
-    return;
+  case OP_RELU: around(p, "[", x, " > 0]"); return;
+  case OP_SOFTPLUS: around(p, "sigmoid(", x, ")"); return;
   case OP_POWC:
     buf_printf(o, "%g * ", y->value);
     expr(p, x, P_POW + 1, 1, 0);
@@ -244,24 +227,16 @@ static void local_symbol(Printer *p, const Node *y, int k) {
   case OP_SUMAX: buf_puts(o, "1 (each element)"); return;
   case OP_MAXALL: buf_puts(o, "1 at the first largest element, 0 elsewhere"); return;
   case OP_MINALL: buf_puts(o, "1 at the first smallest element, 0 elsewhere"); return;
-  case OP_LSE:
-    buf_puts(o, "softmax(");
-    expr(p, x, 0, 1, 0);
-    buf_puts(o, ")");
-    return;
+  case OP_LSE: around(p, "softmax(", x, ")"); return;
   case OP_BCAST: buf_puts(o, "1 (the copies' gradients add up)"); return;
   case OP_TRANSPOSE: buf_puts(o, "the gradient transposed"); return;
   case OP_INDEX: buf_puts(o, "1 at the indexed element(s)"); return;
   case OP_OUTER: buf_puts(o, k ? "from the left: a @ G" : "from the right: G @ b"); return;
   case OP_MATMUL:
     if (k == 0) {
-      buf_puts(o, "from the right: G @ transpose(");
-      expr(p, b, 0, 1, 0);
-      buf_puts(o, ")");
+      around(p, "from the right: G @ transpose(", b, ")");
     } else {
-      buf_puts(o, "from the left: transpose(");
-      expr(p, a, 0, 1, 0);
-      buf_puts(o, ") @ G");
+      around(p, "from the left: transpose(", a, ") @ G");
     }
     return;
   default: buf_puts(o, "0"); return;
