@@ -175,6 +175,26 @@ static void give_block(Planner *p, int64_t offset, int64_t size) {
 
 static int stored(const Node *n) { return node_is_materialised(n) && !n->inlined; }
 
+/* Whether v is x or a view of x (a row or element of it, or of a view). */
+static int is_view_of(const Node *v, const Node *x) {
+  while (v->op == OP_INDEX && v != x)
+    v = v->args[0];
+  return v == x;
+}
+
+/* Whether the loop computing y reads x anywhere but at the element it is
+ * writing: through a view (d = h - h[0] reads row 0 of h while it writes
+ * every row), directly or from a fused argument. Such a y must not take
+ * x's storage: the rows it overwrites first would be read again later. */
+static int reads_elsewhere(const Node *y, const Node *x, int depth) {
+  for (int k = 0; k < y->nargs; k++) {
+    const Node *a = y->args[k];
+    if (a->op == OP_INDEX && is_view_of(a, x)) return 1;
+    if (a != x && a->inlined && (depth >= 64 || reads_elsewhere(a, x, depth + 1))) return 1;
+  }
+  return 0;
+}
+
 static void plan_memory(Ctx *c, Schedule *s) {
   Planner p = {c,
                arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1)),
@@ -198,7 +218,8 @@ static void plan_memory(Ctx *c, Schedule *s) {
     if (op_is_elementwise(y->op)) /* in place over an argument read here for the last time */
       for (int k = 0; k < y->nargs && y->ws_offset < 0; k++) {
         Node *x = y->args[k];
-        if (stored(x) && !p.gone[x->id] && p.last[x->id] == i && shape_eq(x->shape, y->shape)) {
+        if (stored(x) && !p.gone[x->id] && p.last[x->id] == i && shape_eq(x->shape, y->shape) &&
+            !reads_elsewhere(y, x, 0)) {
           y->ws_offset = x->ws_offset;
           p.gone[x->id] = 1;
         }

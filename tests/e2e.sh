@@ -214,6 +214,11 @@ check "bench backward" grep -q "^backward: *[0-9.]* us per example ([0-9.]*x for
 check "bench batched" grep -q "^batch backward: *[0-9.]* us per example (batch 64, compiled for the whole batch)$" bench.txt
 check "bench ops" grep -q "^ops per example: *forward [0-9]* ops, 203[0-9]* flops" bench.txt
 
+# issue 10: wrong numbers, through the binary (JIT and emitted C)
+printf 'param W[2, 2] = [[1, 2], [3, 4]]\nh = W * 3\nd = h - h[0]\nloss = sum(d * d)\n' >view.bp
+"$BPC" check view.bp >chk.txt; check "row view: check passes" test $? -eq 0
+check "row view: grad" test "$("$BPC" grad view.bp --json)" = '{"loss": 72, "grad": {"W": [[-36, -36], [36, 36]]}}'
+
 # make install
 make -s -C "$ROOT" install PREFIX="$T/inst" >/dev/null; check "install" test -x "$T/inst/bin/bpc"
 

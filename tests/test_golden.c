@@ -63,13 +63,17 @@ static void test_golden_least_squares(void **state) {
   (void)state;
   check_golden("least_squares");
 }
+static void test_golden_row_view(void **state) {
+  (void)state;
+  check_golden("row_view");
+}
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_golden_xyz),           cmocka_unit_test(test_golden_hinge),
       cmocka_unit_test(test_golden_two_layer),     cmocka_unit_test(test_golden_scalar_ops),
       cmocka_unit_test(test_golden_logsumexp),     cmocka_unit_test(test_golden_exp_sum),
-      cmocka_unit_test(test_golden_least_squares),
+      cmocka_unit_test(test_golden_least_squares), cmocka_unit_test(test_golden_row_view),
   };
   return cmocka_run_group_tests_name("golden", tests, NULL, NULL);
 }
