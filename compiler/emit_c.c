@@ -11,6 +11,12 @@
 
 #include "bpc.h"
 
+/* A set of C identifiers (open addressing; the strings live in the arena). */
+typedef struct NameSet {
+  const char **used;
+  uint32_t cap;
+} NameSet;
+
 typedef struct Emitter {
   Ctx *c;
   const EmitOptions *o;
@@ -32,6 +38,7 @@ typedef struct Emitter {
   const char **at_cur;                 /* while split: per max/min node, its position's element of at[] */
   PtrVec macros;          /* while split: names #defined for the function (tensors and gradients) */
   const char **grad_name; /* per param slot: "grad_w" */
+  const char **field[3];  /* per param, input and output decl: its name in the header's structs and macros */
   Node **grad_fused;      /* per node id: the param whose gradient it adds into */
   Target *t;              /* what the functions being emitted compute */
   int indent;             /* extra nesting of the statements being written */
@@ -41,25 +48,73 @@ typedef struct Emitter {
   Node **row_partner;     /* per product A @ x: the gradient A^T @ f(A @ x) computed with it */
   Node **first_term;      /* per param slot: the term written first in the backward function */
   const char *sfx;        /* function name suffix: "" per example, "_b" batched */
-  /* name uniqueness */
-  const char **used;
-  uint32_t used_cap, used_count;
+  NameSet locals;         /* the names taken in the generated functions */
 } Emitter;
 
 /* ---- names ------------------------------------------------------------------ */
 
-static const char *const reserved[] = {
-    "auto",     "break",    "case",   "char",     "const",      "continue", "default",  "do",
-    "double",   "else",     "enum",   "extern",   "float",      "for",      "goto",     "if",
-    "inline",   "int",      "long",   "register", "restrict",   "return",   "short",    "signed",
-    "sizeof",   "static",   "struct", "switch",   "typedef",    "union",    "unsigned", "void",
-    "volatile", "while",    "_Bool",  "_Complex", "_Imaginary", "exp",      "log",      "sqrt",
-    "fabs",     "sin",      "cos",    "tanh",     "pow",        "log1p",    "expf",     "logf",
-    "sqrtf",    "fabsf",    "sinf",   "cosf",     "tanhf",      "powf",     "log1pf",   "params",
-    "inputs",   "outputs",  "grad",   "ws",       "n",          "e",        "i",        "j",
-    "p",        "s",        "i0",     "i1",       "sc",         "at",       "row",      "BP_NOINLINE",
-    "mx",       "best",     "acc",    "loss_sum", "scale",      "bp_real",  "size_t",   "uint64_t",
-    "NULL",     "HUGE_VAL", "NAN",    "main",     "seed",       "state",
+/* Identifiers a name in the generated C must not take: C and C++ keywords
+ * (the header is included from C++ too), GNU and C23 keywords, the macros
+ * and types of <math.h>, <stdint.h> and <stddef.h> (with the constants
+ * glibc and tcc define there), predefined macros of GNU mode, and the
+ * prefixes of the generated code's functions and macros. A user's name
+ * among them is renamed everywhere (see c_name); docs/c-api.md says how. */
+static const char *const reserved_in_c[] = {
+    /* C99 keywords, then C11 and C23 ones without a leading underscore */
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum",
+    "extern", "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return",
+    "short", "signed", "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void",
+    "volatile", "while", "alignas", "alignof", "bool", "true", "false", "nullptr", "static_assert",
+    "thread_local", "constexpr", "typeof", "typeof_unqual", "noreturn", "complex", "imaginary",
+    /* GNU keywords and macros of GNU mode */
+    "asm", "linux", "unix", "i386",
+    /* C++ keywords */
+    "and", "and_eq", "bitand", "bitor", "catch", "char8_t", "char16_t", "char32_t", "class", "compl",
+    "concept", "consteval", "constinit", "const_cast", "co_await", "co_return", "co_yield", "decltype",
+    "delete", "dynamic_cast", "explicit", "export", "friend", "mutable", "namespace", "new", "noexcept",
+    "not", "not_eq", "operator", "or", "or_eq", "private", "protected", "public", "reinterpret_cast",
+    "requires", "static_cast", "template", "this", "throw", "try", "typeid", "typename", "using",
+    "virtual", "wchar_t", "xor", "xor_eq",
+    /* <math.h>'s macros */
+    "HUGE_VAL", "HUGE_VALF", "HUGE_VALL", "INFINITY", "NAN",
+    "FP_INFINITE", "FP_NAN", "FP_NORMAL", "FP_SUBNORMAL", "FP_ZERO", "FP_FAST_FMA", "FP_FAST_FMAF",
+    "FP_FAST_FMAL", "FP_ILOGB0", "FP_ILOGBNAN", "FP_INT_UPWARD", "FP_INT_DOWNWARD", "FP_INT_TOWARDZERO",
+    "FP_INT_TONEARESTFROMZERO", "FP_INT_TONEAREST", "MATH_ERRNO", "MATH_ERREXCEPT", "math_errhandling",
+    "fpclassify", "isfinite", "isinf", "isnan", "isnormal", "signbit", "isgreater", "isgreaterequal",
+    "isless", "islessequal", "islessgreater", "isunordered", "issignaling", "issubnormal", "iszero",
+    "iscanonical", "M_E", "M_LOG2E", "M_LOG10E", "M_LN2", "M_LN10", "M_PI", "M_PI_2", "M_PI_4", "M_1_PI",
+    "M_2_PI", "M_2_SQRTPI", "M_SQRT2", "M_SQRT1_2", "M_El", "M_LOG2El", "M_LOG10El", "M_LN2l", "M_LN10l",
+    "M_PIl", "M_PI_2l", "M_PI_4l", "M_1_PIl", "M_2_PIl", "M_2_SQRTPIl", "M_SQRT2l", "M_SQRT1_2l", "MAXFLOAT",
+    "HUGE", "DOMAIN", "SING", "OVERFLOW", "UNDERFLOW", "TLOSS", "PLOSS", "X_TLOSS", "FLT_EVAL_METHOD",
+    "float_t", "double_t",
+    /* <stddef.h> and <stdint.h> */
+    "NULL", "offsetof", "size_t", "ptrdiff_t", "max_align_t", "int8_t", "int16_t", "int32_t", "int64_t",
+    "uint8_t", "uint16_t", "uint32_t", "uint64_t", "int_least8_t", "int_least16_t", "int_least32_t",
+    "int_least64_t", "uint_least8_t", "uint_least16_t", "uint_least32_t", "uint_least64_t", "int_fast8_t",
+    "int_fast16_t", "int_fast32_t", "int_fast64_t", "uint_fast8_t", "uint_fast16_t", "uint_fast32_t",
+    "uint_fast64_t", "intptr_t", "uintptr_t", "intmax_t", "uintmax_t", "INT8_MIN", "INT16_MIN",
+    "INT32_MIN", "INT64_MIN", "INT8_MAX", "INT16_MAX", "INT32_MAX", "INT64_MAX", "UINT8_MAX", "UINT16_MAX",
+    "UINT32_MAX", "UINT64_MAX", "INT_LEAST8_MIN", "INT_LEAST16_MIN", "INT_LEAST32_MIN", "INT_LEAST64_MIN",
+    "INT_LEAST8_MAX", "INT_LEAST16_MAX", "INT_LEAST32_MAX", "INT_LEAST64_MAX", "UINT_LEAST8_MAX",
+    "UINT_LEAST16_MAX", "UINT_LEAST32_MAX", "UINT_LEAST64_MAX", "INT_FAST8_MIN", "INT_FAST16_MIN",
+    "INT_FAST32_MIN", "INT_FAST64_MIN", "INT_FAST8_MAX", "INT_FAST16_MAX", "INT_FAST32_MAX",
+    "INT_FAST64_MAX", "UINT_FAST8_MAX", "UINT_FAST16_MAX", "UINT_FAST32_MAX", "UINT_FAST64_MAX",
+    "INTPTR_MIN", "INTPTR_MAX", "UINTPTR_MAX", "INTMAX_MIN", "INTMAX_MAX", "UINTMAX_MAX", "PTRDIFF_MIN",
+    "PTRDIFF_MAX", "SIG_ATOMIC_MIN", "SIG_ATOMIC_MAX", "SIZE_MAX", "WCHAR_MIN", "WCHAR_MAX", "WINT_MIN",
+    "WINT_MAX", "INT8_C", "INT16_C", "INT32_C", "INT64_C", "UINT8_C", "UINT16_C", "UINT32_C", "UINT64_C",
+    "INTMAX_C", "UINTMAX_C", "INT8_WIDTH", "INT16_WIDTH", "INT32_WIDTH", "INT64_WIDTH", "UINT8_WIDTH",
+    "UINT16_WIDTH", "UINT32_WIDTH", "UINT64_WIDTH", "SIZE_WIDTH", "PTRDIFF_WIDTH", "INTPTR_WIDTH",
+    "UINTPTR_WIDTH", "INTMAX_WIDTH", "UINTMAX_WIDTH", "WCHAR_WIDTH", "WINT_WIDTH", "SIG_ATOMIC_WIDTH",
+};
+
+/* The generated functions' own parameters, locals and types: a local of
+ * the user's with one of these names is renamed, but its field in the
+ * header keeps its spelling. */
+static const char *const generated_locals[] = {
+    "exp", "log", "sqrt", "fabs", "sin", "cos", "tanh", "pow", "log1p", "expf", "logf", "sqrtf", "fabsf",
+    "sinf", "cosf", "tanhf", "powf", "log1pf",
+    "params", "inputs", "outputs", "grad", "ws", "n", "e", "i", "j", "p", "s", "i0", "i1", "sc", "at",
+    "row", "mx", "best", "acc", "loss_sum", "scale", "bp_real", "main", "seed", "state",
 };
 
 static uint32_t hash_str(const char *s) {
@@ -69,62 +124,121 @@ static uint32_t hash_str(const char *s) {
   return h;
 }
 
-static int name_taken(Emitter *E, const char *s) {
-  for (uint32_t i = hash_str(s) & (E->used_cap - 1); E->used[i]; i = (i + 1) & (E->used_cap - 1))
-    if (!strcmp(E->used[i], s)) return 1;
+static void names_init(Arena *a, NameSet *set, int64_t count) {
+  set->cap = 16;
+  while ((int64_t)set->cap < 2 * count)
+    set->cap *= 2;
+  set->used = arena_alloc(a, sizeof(char *) * set->cap);
+}
+
+static int name_taken(const NameSet *set, const char *s) {
+  for (uint32_t i = hash_str(s) & (set->cap - 1); set->used[i]; i = (i + 1) & (set->cap - 1))
+    if (!strcmp(set->used[i], s)) return 1;
   return 0;
 }
 
-static void take_name(Emitter *E, const char *s) {
-  uint32_t i = hash_str(s) & (E->used_cap - 1);
-  while (E->used[i])
-    i = (i + 1) & (E->used_cap - 1);
-  E->used[i] = s;
-  E->used_count++;
+static void take_name(NameSet *set, const char *s) {
+  uint32_t i = hash_str(s) & (set->cap - 1);
+  while (set->used[i])
+    i = (i + 1) & (set->cap - 1);
+  set->used[i] = s;
 }
 
-/* A fresh C identifier based on want: reserved words and names already
- * given get a numeric suffix. */
-static const char *unique_name(Emitter *E, const char *want) {
-  /* a local named like our own functions would hide them */
-  const char *base = strncmp(want, E->P, strlen(E->P)) ? want : arena_printf(&E->c->arena, "v_%s", want);
-  const char *s = base;
-  for (int k = 2; name_taken(E, s); k++)
-    s = arena_printf(&E->c->arena, "%s_%d", base, k);
-  take_name(E, s);
+static int starts_with(const char *s, const char *prefix) { return !strncmp(s, prefix, strlen(prefix)); }
+
+/* Names that begin like the generated functions and macros (m_forward,
+ * M_NUM_PARAMS, M_H, bpk_mm_d, BP_NOINLINE) could equal one of them. */
+static int has_generated_prefix(Emitter *E, const char *s) {
+  size_t n = strlen(E->P);
+  return (!strncmp(s, E->P, n) && s[n] == '_') || (!strncmp(s, E->U, n) && s[n] == '_') ||
+         starts_with(s, "bpk_") || starts_with(s, "BP_");
+}
+
+static int is_free_name(Emitter *E, const NameSet *set, const char *s) {
+  return !name_taken(set, s) && !has_generated_prefix(E, s);
+}
+
+/* The C identifier for want in set: want itself when it is free;
+ * otherwise want with '_' appended until it is (NAN -> NAN_, and
+ * NAN__ when NAN_ is taken too), after 'v_' in front of a name that
+ * begins like the generated code's (m_x -> v_m_x; w_ when the prefix is
+ * v). None of the generated code's own identifiers ends in '_', so the
+ * result never collides with one. */
+static const char *c_name(Emitter *E, NameSet *set, const char *want) {
+  const char *s = want;
+  if (has_generated_prefix(E, s)) {
+    s = arena_printf(&E->c->arena, "v_%s", want);
+    if (has_generated_prefix(E, s)) s = arena_printf(&E->c->arena, "w_%s", want);
+  }
+  while (!is_free_name(E, set, s))
+    s = arena_printf(&E->c->arena, "%s_", s);
+  take_name(set, s);
   return s;
+}
+
+
+#define COUNT_OF(a) ((int64_t)(sizeof(a) / sizeof((a)[0])))
+
+/* The header's names for the declared tensors: their own spelling, unless
+ * C reserves it (NAN, M_PI, class) or it begins like the generated code's
+ * names; then it is renamed by c_name's rule. */
+static void name_fields(Emitter *E) {
+  Ctx *c = E->c;
+  const PtrVec *kinds[3] = {&c->params, &c->inputs, &c->outputs};
+  NameSet fields;
+  names_init(&c->arena, &fields, COUNT_OF(reserved_in_c) + c->params.len + c->inputs.len + c->outputs.len);
+  for (int64_t i = 0; i < COUNT_OF(reserved_in_c); i++)
+    take_name(&fields, reserved_in_c[i]);
+  for (int k = 0; k < 3; k++) { /* free names first, so that no renamed one takes them */
+    E->field[k] = arena_alloc(&c->arena, sizeof(char *) * (size_t)(kinds[k]->len + 1));
+    for (int i = 0; i < kinds[k]->len; i++) {
+      const char *name = ((Decl *)kinds[k]->items[i])->name;
+      if (is_free_name(E, &fields, name)) take_name(&fields, E->field[k][i] = name);
+    }
+  }
+  for (int k = 0; k < 3; k++)
+    for (int i = 0; i < kinds[k]->len; i++)
+      if (!E->field[k][i]) E->field[k][i] = c_name(E, &fields, ((Decl *)kinds[k]->items[i])->name);
 }
 
 static void assign_names(Emitter *E) {
   Ctx *c = E->c;
+  name_fields(E);
   int extremes = 0; /* max and min nodes get a second name, for their position */
   for (int i = 0; i < c->nodes.len; i++) {
     Op op = ((Node *)c->nodes.items[i])->op;
     extremes += op == OP_MAXALL || op == OP_MINALL;
   }
-  E->used_cap = 1;
-  while (E->used_cap < (uint32_t)(c->nodes.len + extremes + c->params.len + 128) * 2)
-    E->used_cap *= 2;
-  E->used = arena_alloc(&c->arena, sizeof(char *) * E->used_cap);
-  for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
-    take_name(E, reserved[i]);
+  names_init(&c->arena, &E->locals,
+             c->nodes.len + extremes + c->params.len + COUNT_OF(reserved_in_c) + COUNT_OF(generated_locals));
+  for (int64_t i = 0; i < COUNT_OF(reserved_in_c); i++)
+    take_name(&E->locals, reserved_in_c[i]);
+  for (int64_t i = 0; i < COUNT_OF(generated_locals); i++)
+    take_name(&E->locals, generated_locals[i]);
   E->name = arena_alloc(&c->arena, sizeof(char *) * (size_t)c->nodes.len);
-  /* declared names first, so they keep their spelling */
-  for (int i = 0; i < c->nodes.len; i++) {
-    Node *n = c->nodes.items[i];
-    if (n->op == OP_PARAM || n->op == OP_INPUT) E->name[i] = unique_name(E, n->name);
-  }
-  for (int i = 0; i < c->nodes.len; i++) {
-    Node *n = c->nodes.items[i];
-    if (!E->name[i] && n->name && !n->is_backward) E->name[i] = unique_name(E, n->name);
-  }
+  /* parameters and inputs are called as in the header where they can be,
+     then the user's other names keep their spelling where free, before any
+     renamed one can take it; the rest are renamed, in source order */
+  const char *want_name;
+  for (int pass = 0; pass < 3; pass++)
+    for (int i = 0; i < c->nodes.len; i++) {
+      Node *n = c->nodes.items[i];
+      if (E->name[i] || !n->name || n->is_backward) continue;
+      int leaf = n->op == OP_PARAM || n->op == OP_INPUT;
+      if (pass == 0 && !leaf) continue;
+      want_name = leaf ? E->field[n->op == OP_PARAM ? 0 : 1][n->slot] : n->name;
+      if (pass < 2 && is_free_name(E, &E->locals, want_name))
+        take_name(&E->locals, E->name[i] = want_name);
+      else if (pass == 2)
+        E->name[i] = c_name(E, &E->locals, want_name);
+    }
   E->grad_name = arena_alloc(&c->arena, sizeof(char *) * (size_t)(c->params.len + 1));
   for (int p = 0; p < c->params.len; p++)
-    E->grad_name[p] = unique_name(E, arena_printf(&c->arena, "grad_%s", ((Decl *)c->params.items[p])->name));
+    E->grad_name[p] = c_name(E, &E->locals, arena_printf(&c->arena, "grad_%s", E->field[0][p]));
   for (int i = 0; i < c->nodes.len; i++)
     if (!E->name[i])
-      E->name[i] = unique_name(
-          E, arena_printf(&c->arena, "%s%d", ((Node *)c->nodes.items[i])->is_backward ? "d" : "t", i));
+      E->name[i] = c_name(E, &E->locals,
+                          arena_printf(&c->arena, "%s%d", ((Node *)c->nodes.items[i])->is_backward ? "d" : "t", i));
   E->base_name = arena_alloc(&c->arena, sizeof(char *) * (size_t)(c->nodes.len + 1));
   memcpy(E->base_name, E->name, sizeof(char *) * (size_t)c->nodes.len);
   E->at_name = arena_alloc(&c->arena, sizeof(char *) * (size_t)(c->nodes.len + 1));
@@ -132,7 +246,7 @@ static void assign_names(Emitter *E) {
   for (int i = 0; i < c->nodes.len; i++) { /* where a max or min was found, for its gradient */
     Node *n = c->nodes.items[i];
     if (n->op == OP_MAXALL || n->op == OP_MINALL)
-      E->at_name[i] = unique_name(E, arena_printf(&c->arena, "%s_at", E->base_name[i]));
+      E->at_name[i] = c_name(E, &E->locals, arena_printf(&c->arena, "%s_at", E->base_name[i]));
   }
 }
 
@@ -1278,17 +1392,22 @@ static void emit_init(Emitter *E) {
 
 /* ---- header ------------------------------------------------------------------------ */
 
+static int kind_index(Emitter *E, const PtrVec *decls) {
+  return decls == &E->c->params ? 0 : decls == &E->c->inputs ? 1 : 2;
+}
+
 static void emit_struct(Emitter *E, Buf *h, PtrVec *decls, const char *what) {
   if (!decls->len) return;
   buf_printf(h, "typedef struct %s_%s {\n", E->P, what);
   for (int i = 0; i < decls->len; i++) {
     Decl *d = decls->items[i];
+    const char *N = E->field[kind_index(E, decls)][i];
     if (d->shape.rank == 0)
-      buf_printf(h, "  bp_real %s;\n", d->name);
+      buf_printf(h, "  bp_real %s;\n", N);
     else if (d->shape.rank == 1)
-      buf_printf(h, "  bp_real %s[%lld];\n", d->name, (long long)d->shape.dim[0]);
+      buf_printf(h, "  bp_real %s[%lld];\n", N, (long long)d->shape.dim[0]);
     else
-      buf_printf(h, "  bp_real %s[%lld][%lld];\n", d->name, (long long)d->shape.dim[0],
+      buf_printf(h, "  bp_real %s[%lld][%lld];\n", N, (long long)d->shape.dim[0],
                  (long long)d->shape.dim[1]);
   }
   buf_printf(h, "} %s_%s;\n\n", E->P, what);
@@ -1297,9 +1416,10 @@ static void emit_struct(Emitter *E, Buf *h, PtrVec *decls, const char *what) {
 static void emit_layout(Emitter *E, Buf *h, PtrVec *decls, const char *kind) {
   for (int i = 0; i < decls->len; i++) {
     Decl *d = decls->items[i];
-    buf_printf(h, "#define %s_%s_OFFSET %lld /* %s %s */\n", E->U, d->name, (long long)d->offset, kind,
+    const char *N = E->field[kind_index(E, decls)][i];
+    buf_printf(h, "#define %s_%s_OFFSET %lld /* %s %s */\n", E->U, N, (long long)d->offset, kind,
                shape_str(E->c, d->shape));
-    buf_printf(h, "#define %s_%s_SIZE %lld\n", E->U, d->name, (long long)shape_numel(d->shape));
+    buf_printf(h, "#define %s_%s_SIZE %lld\n", E->U, N, (long long)shape_numel(d->shape));
   }
 }
 
@@ -1337,7 +1457,18 @@ static void emit_header(Emitter *E, Buf *h, int workspace, int64_t ws) {
     emit_jit_prelude(E, h);
   else
     buf_puts(h, "#include <stddef.h>\n#include <stdint.h>\n\n");
-  buf_printf(h, "#ifndef BP_REAL_DEFINED\n#define BP_REAL_DEFINED\ntypedef %s bp_real;\n#endif\n\n", R);
+  /* Headers of both precisions in one translation unit would read floats
+     as doubles: the second one stops the compilation instead. */
+  int fl = E->o->use_float;
+  const char *self = E->o->header_name ? E->o->header_name : "this header";
+  buf_printf(h,
+             "#ifndef BP_REAL_DEFINED\n#define BP_REAL_DEFINED\n#define BP_REAL_IS_FLOAT %d\ntypedef %s bp_real;\n"
+             "#elif BP_REAL_IS_FLOAT != %d\n"
+             "#error \"%s is for %s but a header for %s was included first, and bp_real cannot be both: "
+             "generate the models of one program with the same precision (all with bpc --float, or none)\"\n"
+             "#endif\n\n",
+             fl, R, fl, self, fl ? "float (bpc --float)" : "double", fl ? "double" : "float");
+  if (!E->o->self_contained) buf_puts(h, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
   buf_printf(h, "#define %s_NUM_PARAMS %lld\n#define %s_NUM_INPUTS %lld\n#define %s_NUM_OUTPUTS %lld\n", E->U,
              (long long)c->num_params, E->U, (long long)c->num_inputs, E->U, (long long)c->num_outputs);
   buf_printf(h,
@@ -1365,7 +1496,7 @@ static void emit_header(Emitter *E, Buf *h, int workspace, int64_t ws) {
              E->P, ws_sfx, ws_arg);
   buf_printf(h, "void %s_predict%s(const bp_real *params, const bp_real *inputs, bp_real *outputs%s);\n",
              E->P, ws_sfx, ws_arg);
-  if (!E->o->self_contained) buf_printf(h, "\n#endif\n");
+  if (!E->o->self_contained) buf_puts(h, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
 }
 
 /* What the runtime calls (JIT mode): whole batches with a caller-owned
@@ -1433,26 +1564,33 @@ static void emit_wrappers(Emitter *E, int workspace, int64_t ws) {
              "bp_real %s_backward%s(const bp_real *params, const bp_real *inputs, bp_real *grad%s) {\n%s"
              "  return %s__backward_add(params, inputs, grad, ws, 0);\n}\n\n",
              P, sfx, arg, decl_ws, P);
+  /* a model without parameters has no gradient to clear or scale (and a
+     loop to 0 would warn under -Wextra) */
+  long long np = (long long)c->num_params;
+  const char *clear = np ? arena_printf(&c->arena, "    for (size_t i = 0; i < %lld; i++) grad[i] = 0;\n", np)
+                         : "    (void)grad;\n";
+  const char *scale = np ? arena_printf(&c->arena, "    for (size_t i = 0; i < %lld; i++) grad[i] *= scale;\n", np)
+                         : "";
   buf_printf(o,
              "/* Mean loss and mean gradient over n examples stored one after another. */\n"
              "bp_real %s_backward_batch%s(const bp_real *params, const bp_real *inputs, size_t n, bp_real "
              "*grad%s) {\n%s"
              "  bp_real loss_sum = 0;\n"
              "  if (n == 0) {\n"
-             "    for (size_t i = 0; i < %lld; i++) grad[i] = 0;\n"
+             "%s"
              "    return 0;\n"
              "  }\n"
              "  for (size_t e = 0; e < n; e++)\n"
              "    loss_sum += %s__backward_add(params, %s, grad, ws, e > 0);\n"
              "  {\n"
              "    const bp_real scale = (bp_real)1 / (bp_real)n;\n"
-             "    for (size_t i = 0; i < %lld; i++) grad[i] *= scale;\n"
+             "%s"
              "    return loss_sum * scale;\n"
              "  }\n}\n\n",
-             P, sfx, arg, decl_ws, (long long)c->num_params, P,
+             P, sfx, arg, decl_ws, clear, P,
              c->num_inputs ? arena_printf(&c->arena, "inputs + e * %lld", (long long)c->num_inputs)
                            : "inputs",
-             (long long)c->num_params);
+             scale);
   buf_printf(o,
              "void %s_predict%s(const bp_real *params, const bp_real *inputs, bp_real *outputs%s) {\n%s"
              "  %s__predict(params, inputs, outputs, ws);\n}\n",

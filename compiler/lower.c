@@ -107,22 +107,9 @@ static int close_enough(const char *want, const char *cand, int *best) {
   return 0;
 }
 
-/* Names become C identifiers in the generated code. */
-static int is_c_keyword(const char *name) {
-  static const char *const words[] = {
-      "auto",   "break",    "case",     "char",     "const", "continue", "default", "do",     "double",
-      "else",   "enum",     "extern",   "float",    "for",   "goto",     "if",      "inline", "int",
-      "long",   "register", "restrict", "return",   "short", "signed",   "sizeof",  "static", "struct",
-      "switch", "typedef",  "union",    "unsigned", "void",  "volatile", "while",   "bp_real"};
-  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-    if (!strcmp(words[i], name)) return 1;
-  return name[0] == '_';
-}
-
 static Binding *define(Lowerer *L, const char *name, Loc loc, BindKind kind) {
-  if (is_c_keyword(name))
-    diag_error(L->c, loc, "'%s' cannot be used as a name (%s)", name,
-               name[0] == '_' ? "names must not start with '_'" : "it is a reserved word in C");
+  /* C reserves identifiers that begin with '_' for itself */
+  if (name[0] == '_') diag_error(L->c, loc, "'%s' cannot be used as a name (names must not start with '_')", name);
   Binding *old = lookup(L, name);
   if (old) {
     if (!strcmp(name, "loss") && old->kind == B_VALUE)

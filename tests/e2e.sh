@@ -219,6 +219,69 @@ printf 'param W[2, 2] = [[1, 2], [3, 4]]\nh = W * 3\nd = h - h[0]\nloss = sum(d 
 "$BPC" check view.bp >chk.txt; check "row view: check passes" test $? -eq 0
 check "row view: grad" test "$("$BPC" grad view.bp --json)" = '{"loss": 72, "grad": {"W": [[-36, -36], [36, 36]]}}'
 
+# issue 10: names that are keywords or macros of C, C++ and the generated code are renamed
+# everywhere they are written, and the C compiles with every compiler
+cat >names.bp <<'BP'
+param NAN = 0.5
+param M_PI[2] = [1, 2]
+param class = 0.25
+param INFINITY = 1.5
+param int = 0.75
+param m_forward = -0.5
+input NULL
+input SIZE_MAX[2]
+input M_NUM_PARAMS
+input NAN_
+INT32_MIN = NAN * M_PI
+typeof = INT32_MIN * SIZE_MAX + class
+asm = exp(typeof * NULL)
+M_E = sum(asm) + M_NUM_PARAMS * INFINITY
+HUGE_VALF = M_E * M_E * int
+FP_NAN = HUGE_VALF + NAN * NAN_
+math_errhandling = FP_NAN * m_forward
+M_LN2 = tanh(math_errhandling)
+M_WORKSPACE = M_LN2 * sigmoid(int)
+BP_REAL_DEFINED = M_WORKSPACE + max(M_PI)
+BP_NOINLINE = BP_REAL_DEFINED * BP_REAL_DEFINED
+s = BP_NOINLINE + 1
+loss = s * s
+output M_H = s
+output linux = asm
+BP
+mkdir nm && "$BPC" names.bp -o nm/m.c; check "names: compiled" test $? -eq 0
+check "names: renamed fields" grep -q '^  bp_real NAN__;$' nm/m.h
+check "names: renamed macro" grep -q '^#define M_v_M_PI_OFFSET 1 ' nm/m.h
+check "names: C++ keyword field" grep -q '^  bp_real class_;$' nm/m.h
+check "names: gcc" gcc -std=c99 -pedantic -Wall -Wextra -Werror -c nm/m.c -o nm/m.o
+check "names: clang" clang -std=c99 -pedantic -Wall -Wextra -Werror -c nm/m.c -o nm/m2.o
+check "names: tcc" tcc -Wall -Werror -c nm/m.c -o nm/m3.o
+"$BPC" names.bp --float -o nm/f.c; check "names: float gcc" gcc -std=c99 -pedantic -Wall -Wextra -Werror -c nm/f.c -o nm/f.o
+cat >nm/main.cc <<'CC'
+#include <cstdio>
+#include "m.h"
+int main() {
+  m_params p, g;
+  m_inputs in = {1.0, {0.5, -0.5}, 2.0, 0.1};
+  m_init(&p.NAN__, 0);
+  double l = m_backward(&p.NAN__, &in.NULL_, &g.NAN__);
+  std::printf("%.6f %d\n", l, M_NUM_PARAMS);
+}
+CC
+if command -v g++ >/dev/null; then
+  check "names: C++ links the header" g++ -std=c++11 -Wall -Wextra -Werror nm/main.cc nm/m.o -o nm/main -lm
+  check "names: C++ result" test "$(nm/main)" = "7.532658 7"
+else
+  bad "g++ is missing (build-essential installs it)"
+fi
+"$BPC" bench names.bp >bench.txt 2>&1; check "names: the JIT compiles them" grep -q "^backward:" bench.txt
+# a model without parameters is warning-free, and headers of both precisions refuse to mix
+printf 'input x\ninput v[3]\nloss = x * x + sum(v)\n' >nop.bp
+"$BPC" nop.bp -o nop.c; check "no params: warning-free" gcc -std=c99 -pedantic -Wall -Wextra -Werror -c nop.c -o nop.o
+"$BPC" "$S/xyz.bp" --float -o xyzf.c
+printf '#include "nop.h"\n#include "xyzf.h"\nint main(void) { return 0; }\n' >mix.c
+gcc -c mix.c -o mix.o 2>err.txt; check "mixed precisions refused" test $? -ne 0
+check "mixed precisions: the message" grep -q 'error: #error "xyzf.h is for float (bpc --float) but a header for double was included first, and bp_real cannot be both' err.txt
+
 # make install
 make -s -C "$ROOT" install PREFIX="$T/inst" >/dev/null; check "install" test -x "$T/inst/bin/bpc"
 

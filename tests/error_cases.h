@@ -115,9 +115,9 @@ static const ErrorCase error_cases[] = {
          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
          "aaaaaaaaaaaaaaa\n"
          "      |       ^\n"),
-    CASE("c_keyword", "param int\nloss = int\n",
-         "model.bp:1:7: error: 'int' cannot be used as a name (it is a reserved word in C)\n"
-         "    1 | param int\n"
+    CASE("leading_underscore", "param _int\nloss = _int\n",
+         "model.bp:1:7: error: '_int' cannot be used as a name (names must not start with '_')\n"
+         "    1 | param _int\n"
          "      |       ^\n"),
     CASE("unknown_dim", "param x[N]\nloss = sum(x)\n",
          "model.bp:1:9: error: unknown dimension 'N' (declare it first: dim N = ...)\n"

@@ -303,6 +303,12 @@ static const char *const ad_programs[] = {
     "param W[3, 2] ~ uniform(-1, 1)\nh = exp(W)\nd = h - h[0]\nloss = d[1, 0] + sum(d[2] * h[1])\n",
     "param W[3, 2] ~ uniform(-1, 1)\nparam v[2] ~ uniform(-1, 1)\nh = W * v\nd = sigmoid(h) * h[2] - h[1]\n"
     "loss = sum(d * d)\n",
+    /* names that are keywords, macros or types of C, C++, <math.h>, <stdint.h> or the generated code */
+    "param NAN ~ uniform(0.5, 1)\nparam M_PI[2] ~ uniform(-1, 1)\nparam class ~ uniform(-1, 1)\n"
+    "param int ~ uniform(-1, 1)\nparam m_forward ~ uniform(-1, 1)\ninput NULL\ninput SIZE_MAX[2]\ninput NAN_\n"
+    "INT32_MIN = NAN * M_PI\ntypeof = INT32_MIN * SIZE_MAX + class\nasm = sin(typeof * NULL)\n"
+    "M_E = sum(asm) * int + NAN_ * m_forward\nBP_NOINLINE = M_E * M_E + max(M_PI)\n"
+    "loss = BP_NOINLINE + sum(typeof * typeof)\noutput M_H = M_E\n",
     /* a deep sigmoid/tanh chain with shared values */
     "param x = 0.3\nparam w = 0.7\na = sigmoid(w * x)\nb = tanh(a * w + x)\nc = a * b + sigmoid(b)\n"
     "loss = c * c + a\n",
@@ -495,9 +501,11 @@ static void test_emitter_names(void **state) {
   Buf out = {0}, h = {0};
   EmitOptions eo = {.prefix = "m", .self_contained = 1};
   emit_c(c, &eo, &out, &h);
-  assert_non_null(strstr(out.data, "const bp_real exp_2 = params[0];"));
-  assert_non_null(strstr(out.data, "const bp_real i_2 = params[1];"));
-  assert_non_null(strstr(out.data, "bp_real s_2 = exp_2 * i_2;"));
+  assert_non_null(strstr(out.data, "const bp_real exp_ = params[0];"));
+  assert_non_null(strstr(out.data, "const bp_real i_ = params[1];"));
+  assert_non_null(strstr(out.data, "bp_real s_ = exp_ * i_;"));
+  /* the header's fields keep those names: only the functions' locals clash */
+  assert_non_null(strstr(out.data, "  bp_real exp;\n  bp_real i;\n} m_params;"));
   buf_free(&out);
   buf_free(&h);
   free_ctx(c);

@@ -34,7 +34,7 @@ static bp_real least_squares__forward(const bp_real *restrict params, const bp_r
   (void)params; (void)inputs; (void)ws;
   const bp_real *const x = params + 0;
   const bp_real *const T = inputs + 0;
-  const bp_real *const s_2 = inputs + 15;
+  const bp_real *const s_ = inputs + 15;
   /* line 10: matmul [5] */
   bp_real *const t3 = ws + 0;
   for (size_t i = 0; i < 5; i++) {
@@ -46,7 +46,7 @@ static bp_real least_squares__forward(const bp_real *restrict params, const bp_r
   bp_real *const r = ws + 0;
   bp_real t7 = 0;
   for (size_t i = 0; i < 5; i++) {
-    const bp_real s = s_2[i] - t3[i];
+    const bp_real s = s_[i] - t3[i];
     r[i] = s;
     t7 += (r[i] * r[i]);
   }
@@ -61,7 +61,7 @@ static bp_real least_squares__backward_add(const bp_real *restrict params, const
   bp_real *const grad_x = grad + 0;
   const bp_real *const x = params + 0;
   const bp_real *const T = inputs + 0;
-  const bp_real *const s_2 = inputs + 15;
+  const bp_real *const s_ = inputs + 15;
   /* line 10: matmul [5] */
   bp_real *const t3 = ws + 0;
   if (!acc) for (size_t p = 0; p < 3; p++) grad_x[p] = 0;
@@ -73,7 +73,7 @@ static bp_real least_squares__backward_add(const bp_real *restrict params, const
       t3[i] = s;
     }
     for (size_t i = i0; i < i1; i++) { /* line 10: the rows' share of the gradient */
-      const bp_real s = (t3[i] - s_2[i]);
+      const bp_real s = (t3[i] - s_[i]);
       for (size_t p = 0; p < 3; p++) grad_x[p] += T[i * 3 + p] * s;
     }
   }
@@ -81,7 +81,7 @@ static bp_real least_squares__backward_add(const bp_real *restrict params, const
   bp_real *const r = ws + 5;
   bp_real t7 = 0;
   for (size_t i = 0; i < 5; i++) {
-    const bp_real s = s_2[i] - t3[i];
+    const bp_real s = s_[i] - t3[i];
     r[i] = s;
     t7 += (r[i] * r[i]);
   }

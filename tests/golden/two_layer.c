@@ -57,13 +57,13 @@ static bp_real two_layer__forward(const bp_real *restrict params, const bp_real 
   bp_real *const a = ws + 0;
   for (size_t i = 0; i < 3; i++) a[i] = b1[i] + t6[i];
   /* line 15: s = sigmoid [3] */
-  bp_real *const s_2 = ws + 0;
-  for (size_t i = 0; i < 3; i++) s_2[i] = two_layer_sigmoid(a[i]);
+  bp_real *const s_ = ws + 0;
+  for (size_t i = 0; i < 3; i++) s_[i] = two_layer_sigmoid(a[i]);
   /* line 16: matmul [3] */
   bp_real *const t9 = ws + 3;
   for (size_t i = 0; i < 3; i++) t9[i] = 0;
   for (size_t p = 0; p < 3; p++) {
-    const bp_real s = s_2[p];
+    const bp_real s = s_[p];
     for (size_t j = 0; j < 3; j++) t9[j] += s * W2[p * 3 + j];
   }
   /* line 16: scores = add [3] */
@@ -110,13 +110,13 @@ static bp_real two_layer__backward_add(const bp_real *restrict params, const bp_
   bp_real *const a = ws + 0;
   for (size_t i = 0; i < 3; i++) a[i] = b1[i] + t6[i];
   /* line 15: s = sigmoid [3] */
-  bp_real *const s_2 = ws + 0;
-  for (size_t i = 0; i < 3; i++) s_2[i] = two_layer_sigmoid(a[i]);
+  bp_real *const s_ = ws + 0;
+  for (size_t i = 0; i < 3; i++) s_[i] = two_layer_sigmoid(a[i]);
   /* line 16: matmul [3] */
   bp_real *const t9 = ws + 3;
   for (size_t i = 0; i < 3; i++) t9[i] = 0;
   for (size_t p = 0; p < 3; p++) {
-    const bp_real s = s_2[p];
+    const bp_real s = s_[p];
     for (size_t j = 0; j < 3; j++) t9[j] += s * W2[p * 3 + j];
   }
   /* line 16: scores = add [3] */
@@ -160,18 +160,18 @@ static bp_real two_layer__backward_add(const bp_real *restrict params, const bp_
   /* line 16: backward outer [3,3] */
   if (acc) {
     for (size_t i = 0; i < 3; i++) {
-      const bp_real s = s_2[i];
+      const bp_real s = s_[i];
       for (size_t j = 0; j < 3; j++) grad_W2[i * 3 + j] += s * d26[j];
     }
   } else {
     for (size_t i = 0; i < 3; i++) {
-      const bp_real s = s_2[i];
+      const bp_real s = s_[i];
       for (size_t j = 0; j < 3; j++) grad_W2[i * 3 + j] = s * d26[j];
     }
   }
   /* line 15: backward mul [3] */
   bp_real *const d31 = ws + 24;
-  for (size_t i = 0; i < 3; i++) d31[i] = d27[i] * (s_2[i] * (1.0 - s_2[i]));
+  for (size_t i = 0; i < 3; i++) d31[i] = d27[i] * (s_[i] * (1.0 - s_[i]));
   /* line 14: backward outer [2,3] */
   if (acc) {
     for (size_t i = 0; i < 2; i++) {
@@ -214,13 +214,13 @@ static void two_layer__predict(const bp_real *restrict params, const bp_real *re
   bp_real *const a = ws + 0;
   for (size_t i = 0; i < 3; i++) a[i] = b1[i] + t6[i];
   /* line 15: s = sigmoid [3] */
-  bp_real *const s_2 = ws + 0;
-  for (size_t i = 0; i < 3; i++) s_2[i] = two_layer_sigmoid(a[i]);
+  bp_real *const s_ = ws + 0;
+  for (size_t i = 0; i < 3; i++) s_[i] = two_layer_sigmoid(a[i]);
   /* line 16: matmul [3] */
   bp_real *const t9 = ws + 3;
   for (size_t i = 0; i < 3; i++) t9[i] = 0;
   for (size_t p = 0; p < 3; p++) {
-    const bp_real s = s_2[p];
+    const bp_real s = s_[p];
     for (size_t j = 0; j < 3; j++) t9[j] += s * W2[p * 3 + j];
   }
   /* line 16: scores = add [3] */

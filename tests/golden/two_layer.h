@@ -8,7 +8,14 @@
 
 #ifndef BP_REAL_DEFINED
 #define BP_REAL_DEFINED
+#define BP_REAL_IS_FLOAT 0
 typedef double bp_real;
+#elif BP_REAL_IS_FLOAT != 0
+#error "two_layer.h is for double but a header for float was included first, and bp_real cannot be both: generate the models of one program with the same precision (all with bpc --float, or none)"
+#endif
+
+#ifdef __cplusplus
+extern "C" {
 #endif
 
 #define TWO_LAYER_NUM_PARAMS 21
@@ -52,5 +59,9 @@ bp_real two_layer_forward(const bp_real *params, const bp_real *inputs);
 bp_real two_layer_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real two_layer_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void two_layer_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
