@@ -94,6 +94,11 @@ _Noreturn void diag_error(Ctx *c, Loc loc, const char *fmt, ...) __attribute__((
 void diag_record(Ctx *c, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Formats "FILE:LINE:COL: error: MSG", the source line and a caret. */
 void diag_format(Buf *out, const Source *src, Loc loc, const char *msg);
+/* "Did you mean": the edit distance of two short strings (99 past 64
+ * characters), and whether cand is close enough to want and closer than
+ * *best so far (then *best is updated). */
+int edit_distance(const char *a, const char *b);
+int name_is_closer(const char *want, const char *cand, int *best);
 
 /* ---- ast.c: the parse tree ---------------------------------------------- */
 typedef enum {

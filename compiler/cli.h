@@ -16,6 +16,26 @@ extern const CliCommand cli_commands[];     /* NULL-terminated; runtime/commands
 extern const CliCommand inspect_commands[]; /* grad, check, graph, explain, trace: runtime/inspect.c */
 
 _Noreturn void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- the one option parser of every command ----------------------------------
+ * Options are `--name VALUE`, `--name=VALUE`, flags `--name`, `-o FILE`,
+ * `-D NAME=INT` or `-DNAME=INT`; `--` ends them. A command names the
+ * options it accepts; anything else is a usage error (exit 2) with a "did
+ * you mean", and an option of another command says so rather than being
+ * ignored. */
+typedef struct CliArg {
+  const char *name;  /* "--epochs", or NULL for a positional argument */
+  const char *value; /* its value (NULL for a flag), or the positional argument */
+} CliArg;
+
+/* Parses argv[1..argc) for the command argv[0] (cmd names it in messages,
+ * e.g. "train"; NULL for the compile command). accepted lists the options,
+ * separated by spaces. -h and --help print help (when not NULL) and exit 0.
+ * Returns the number of arguments stored in out (argc entries). */
+int cli_parse(int argc, char **argv, const char *cmd, const char *accepted, const char *help, CliArg *out);
+/* Number parsing with range checks (usage errors name the option). */
+long long cli_int(const char *opt, const char *v, long long lo, long long hi);
+double cli_real(const char *opt, const char *v, double lo, double hi);
 int cli_parse_define(const char *arg, DefineOpt *out);
 void cli_compile_or_exit(Ctx *c, const char *path, const CompileOptions *o);
 
@@ -23,5 +43,16 @@ void cli_compile_or_exit(Ctx *c, const char *path, const CompileOptions *o);
  * renames all of them into place. Returns -1 on success, or the index of the
  * path that failed (with *why set); nothing is left behind on failure. */
 int cli_write_files_atomically(const char **paths, Buf **bufs, int n, const char **why);
+
+/* Whether two paths name one file: the same device and inode when both
+ * exist, else the same path once its directory is resolved. */
+int cli_same_file(const char *a, const char *b);
+/* Before any work: refuses an output that would overwrite an input or
+ * another output (usage error, exit 2), and one that cannot be created
+ * (its directory is missing or read-only, or it is a directory: exit 1).
+ * out_opts[i] names the option that gave outs[i] ("-o", "--save"); NULL
+ * entries are skipped. */
+void cli_check_outputs(const char *const *outs, const char *const *out_opts, int nouts, const char *const *ins,
+                       int nins);
 
 #endif

@@ -63,3 +63,32 @@ void diag_error(Ctx *c, Loc loc, const char *fmt, ...) {
   va_end(ap);
   longjmp(c->on_error, 1);
 }
+
+/* Edit distance, for "did you mean" suggestions (names and options). */
+int edit_distance(const char *a, const char *b) {
+  int la = (int)strlen(a), lb = (int)strlen(b);
+  if (la > 64 || lb > 64) return 99;
+  int prev[65], cur[65];
+  for (int j = 0; j <= lb; j++)
+    prev[j] = j;
+  for (int i = 1; i <= la; i++) {
+    cur[0] = i;
+    for (int j = 1; j <= lb; j++) {
+      int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      int del = prev[j] + 1, ins = cur[j - 1] + 1;
+      cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+    }
+    memcpy(prev, cur, sizeof(int) * (size_t)(lb + 1));
+  }
+  return prev[lb];
+}
+
+int name_is_closer(const char *want, const char *cand, int *best) {
+  int d = edit_distance(want, cand);
+  int limit = (int)strlen(want) <= 3 ? 1 : 2;
+  if (d <= limit && d < *best) {
+    *best = d;
+    return 1;
+  }
+  return 0;
+}

@@ -78,34 +78,6 @@ static const char *kind_word(BindKind k) {
   }
 }
 
-/* Edit distance, for "did you mean" suggestions. */
-static int edit_distance(const char *a, const char *b) {
-  int la = (int)strlen(a), lb = (int)strlen(b);
-  if (la > 64 || lb > 64) return 99;
-  int prev[65], cur[65];
-  for (int j = 0; j <= lb; j++)
-    prev[j] = j;
-  for (int i = 1; i <= la; i++) {
-    cur[0] = i;
-    for (int j = 1; j <= lb; j++) {
-      int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-      int del = prev[j] + 1, ins = cur[j - 1] + 1;
-      cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-    }
-    memcpy(prev, cur, sizeof(int) * (size_t)(lb + 1));
-  }
-  return prev[lb];
-}
-
-static int close_enough(const char *want, const char *cand, int *best) {
-  int d = edit_distance(want, cand);
-  int limit = (int)strlen(want) <= 3 ? 1 : 2;
-  if (d <= limit && d < *best) {
-    *best = d;
-    return 1;
-  }
-  return 0;
-}
 
 static Binding *define(Lowerer *L, const char *name, Loc loc, BindKind kind) {
   /* C reserves identifiers that begin with '_' for itself */
@@ -187,7 +159,7 @@ static _Noreturn void unknown_function(Lowerer *L, Ast *a) {
   const char *best_name = NULL;
   int best = 99;
   for (int i = 0; i < NFUNCTIONS; i++)
-    if (close_enough(a->name, functions[i].name, &best)) best_name = functions[i].name;
+    if (name_is_closer(a->name, functions[i].name, &best)) best_name = functions[i].name;
   if (best_name) diag_error(L->c, a->loc, "unknown function '%s'; did you mean '%s'?", a->name, best_name);
   diag_error(L->c, a->loc, "unknown function '%s'", a->name);
 }
@@ -196,7 +168,7 @@ static _Noreturn void undefined_name(Lowerer *L, Ast *a) {
   const char *best_name = NULL;
   int best = 99;
   for (uint32_t i = 0; i < L->cap; i++)
-    if (L->tab[i] && close_enough(a->name, L->tab[i]->name, &best)) best_name = L->tab[i]->name;
+    if (L->tab[i] && name_is_closer(a->name, L->tab[i]->name, &best)) best_name = L->tab[i]->name;
   if (find_function(a->name))
     diag_error(L->c, a->loc, "'%s' is a function; call it as %s(...)", a->name, a->name);
   if (best_name) diag_error(L->c, a->loc, "undefined name '%s'; did you mean '%s'?", a->name, best_name);

@@ -75,34 +75,28 @@ static int compile_command(int argc, char **argv) {
   int use_float = 0, stats = 0;
   DefineOpt defs[64];
   int ndefs = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "-o") || !strcmp(a, "--prefix") || !strcmp(a, "--emit") || !strcmp(a, "-D")) {
-      if (i + 1 >= argc) cli_usage_error("%s needs a value", a);
-      const char *v = argv[++i];
-      if (!strcmp(a, "-o"))
-        out = v;
-      else if (!strcmp(a, "--prefix"))
-        prefix = v;
-      else if (!strcmp(a, "--emit"))
-        emit = v;
-      else if (ndefs == 64 || !cli_parse_define(v, &defs[ndefs++]))
-        cli_usage_error("-D takes NAME=INT, got '%s'", v);
-    } else if (!strncmp(a, "-D", 2) && a[2]) {
-      if (ndefs == 64 || !cli_parse_define(a + 2, &defs[ndefs++]))
-        cli_usage_error("-D takes NAME=INT, got '%s'", a + 2);
+  CliArg *args = malloc(sizeof(CliArg) * (size_t)argc);
+  int nargs = cli_parse(argc, argv, NULL, "-o --prefix --emit -D --float --stats", NULL, args);
+  for (int i = 0; i < nargs; i++) {
+    const char *a = args[i].name, *v = args[i].value;
+    if (!a) {
+      if (model) cli_usage_error("more than one model given ('%s' and '%s')", model, v);
+      model = v;
+    } else if (!strcmp(a, "-o")) {
+      out = v;
+    } else if (!strcmp(a, "--prefix")) {
+      prefix = v;
+    } else if (!strcmp(a, "--emit")) {
+      emit = v;
+    } else if (!strcmp(a, "-D")) {
+      if (ndefs == 64 || !cli_parse_define(v, &defs[ndefs++])) cli_usage_error("-D takes NAME=INT, got '%s'", v);
     } else if (!strcmp(a, "--float")) {
       use_float = 1;
-    } else if (!strcmp(a, "--stats")) {
-      stats = 1;
-    } else if (a[0] == '-' && a[1]) {
-      cli_usage_error("unknown option '%s'", a);
-    } else if (!model) {
-      model = a;
     } else {
-      cli_usage_error("more than one model given ('%s' and '%s')", model, a);
+      stats = 1;
     }
   }
+  free(args);
   if (!model) cli_usage_error("no model given");
   if (strcmp(emit, "c") && strcmp(emit, "ir") && strcmp(emit, "dot"))
     cli_usage_error("--emit takes c, ir or dot, not '%s'", emit);
@@ -112,24 +106,32 @@ static int compile_command(int argc, char **argv) {
       ok &= isalnum((unsigned char)*p) || *p == '_';
     if (!ok) cli_usage_error("--prefix must be a C identifier, got '%s'", prefix);
   }
+  int emit_c_files = !strcmp(emit, "c");
+  int to_stdout = out ? !strcmp(out, "-") : !emit_c_files;
+  char *default_out = out || !emit_c_files ? NULL : with_extension(strrchr(model, '/') ? strrchr(model, '/') + 1 : model, ".c");
+  if (!out) out = default_out;
+  char *h_path = emit_c_files && !to_stdout ? with_extension(out, ".h") : NULL;
+  if (!to_stdout) { /* nothing is compiled before the outputs are known to be safe to write */
+    if (h_path && cli_same_file(out, h_path)) {
+      char *c_path = with_extension(out, ".c");
+      cli_usage_error("-o %s: the C file and its header would both be %s; name the C file (-o %s)", out, h_path,
+                      c_path);
+    }
+    const char *outs[2] = {out, h_path}, *opts[2] = {"-o", "-o (its header)"}, *ins[1] = {model};
+    cli_check_outputs(outs, opts, 2, ins, 1);
+  }
   Ctx c;
   CompileOptions co = {.defines = defs, .ndefines = ndefs};
   cli_compile_or_exit(&c, model, &co);
 
   Buf text = {0}, header = {0};
-  int to_stdout = out && !strcmp(out, "-");
-  if (!strcmp(emit, "ir") || !strcmp(emit, "dot")) {
+  if (!emit_c_files) {
     if (!strcmp(emit, "ir"))
       ir_print(&c, &text);
     else
       emit_dot(&c, &text);
-    if (!out) to_stdout = 1;
   } else {
-    char *default_out =
-        out ? NULL : with_extension(strrchr(model, '/') ? strrchr(model, '/') + 1 : model, ".c");
-    if (!out) out = default_out;
-    char *h_path = with_extension(out, ".h");
-    const char *h_base = strrchr(h_path, '/') ? strrchr(h_path, '/') + 1 : h_path;
+    const char *h_base = h_path ? (strrchr(h_path, '/') ? strrchr(h_path, '/') + 1 : h_path) : NULL;
     char *auto_prefix = prefix ? NULL : prefix_from_path(to_stdout ? model : out);
     EmitOptions eo = {.prefix = prefix ? prefix : auto_prefix,
                       .use_float = use_float,
@@ -137,21 +139,22 @@ static int compile_command(int argc, char **argv) {
                       .header_name = h_base};
     emit_c(&c, &eo, &text, &header);
     free(auto_prefix);
-    if (!to_stdout) {
-      const char *paths[2] = {out, h_path};
-      Buf *bufs[2] = {&text, &header};
-      const char *why = NULL;
-      int failed = cli_write_files_atomically(paths, bufs, 2, &why);
-      if (failed >= 0) {
-        fprintf(stderr, "bpc: cannot write %s: %s\n", paths[failed], why);
-        exit(1);
-      }
-    }
-    free(h_path);
-    free(default_out);
   }
-  if (to_stdout) fwrite(text.data, 1, text.len, stdout);
+  if (to_stdout) {
+    fwrite(text.data, 1, text.len, stdout);
+  } else {
+    const char *paths[2] = {out, h_path};
+    Buf *bufs[2] = {&text, &header};
+    const char *why = NULL;
+    int failed = cli_write_files_atomically(paths, bufs, h_path ? 2 : 1, &why);
+    if (failed >= 0) {
+      fprintf(stderr, "bpc: cannot write %s: %s\n", paths[failed], why);
+      exit(1);
+    }
+  }
   if (stats) print_stats(&c, to_stdout ? stderr : stdout);
+  free(h_path);
+  free(default_out);
   buf_free(&text);
   buf_free(&header);
   ctx_free(&c);

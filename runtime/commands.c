@@ -18,10 +18,11 @@ typedef struct RunOptions {
   int ndata, ntest;
   DefineOpt defines[MAX_DEFINES];
   int ndefines;
-  int epochs, threads, quiet, use_float, use_cc;
+  int epochs, threads, quiet, use_float, use_cc, classes;
   size_t batch, limit;
   double lr, momentum;
-  int lr_given;
+  int lr_given, batch_given;
+  Metric metric;
   uint64_t seed;
   OptKind optim;
   const char *save, *load, *log, *target, *out;
@@ -49,36 +50,24 @@ static const char train_help[] =
     "  --save FILE          save the parameters after every epoch (atomically)\n"
     "  --load FILE          start from saved parameters\n"
     "  --log FILE           write per-epoch figures as CSV\n"
-    "  --target INPUT       the input to compare the output with for accuracy\n"
+    "  --target INPUT       the input to compare the output with (default: the one of its shape)\n"
+    "  --metric accuracy|mse|mae|none   what to report besides the loss (default: accuracy when the\n"
+    "                       target holds classes -- one-hot rows, labels, or a scalar 0/1 -- else none)\n"
     "  --quiet              print nothing but errors\n"
     "  --jit tcc|cc         compile in memory with TinyCC (default), or build a shared object with\n"
     "                       the system C compiler (optimised; cached by content in ~/.cache/bpc)\n";
 
 static const char eval_help[] =
-    "usage: bpc eval MODEL.bp --load PARAMS --data INPUT=FILE... [--target INPUT] [--threads N] [--limit N]\n"
-    "Prints the mean loss (and accuracy, when an output matches a one-hot target) of saved parameters.\n";
+    "usage: bpc eval MODEL.bp --load PARAMS --data INPUT=FILE... [--target INPUT] [--metric M] [--threads N]\n"
+    "                [--limit N]\n"
+    "Prints the mean loss of saved parameters, and the metric bpc train reports (--metric as there).\n";
 
 static const char predict_help[] =
-    "usage: bpc predict MODEL.bp --load PARAMS --data INPUT=FILE... [-o OUT.csv] [--limit N]\n"
-    "Writes the model's outputs for every example as CSV (to stdout without -o).\n"
+    "usage: bpc predict MODEL.bp --load PARAMS --data INPUT=FILE... [-o OUT.csv] [--limit N] [--classes]\n"
+    "Writes the model's outputs for every example as CSV (to stdout without -o). --classes adds, after\n"
+    "each vector or scalar output, its class: the arg-max of its scores, or for a scalar 1 when it is\n"
+    "above 0.5 (an output computed by sigmoid) or above 0 (a score), else 0.\n"
     "Inputs that no output depends on (targets) need no data.\n";
-
-static long long parse_int(const char *opt, const char *v, long long lo, long long hi) {
-  char *end;
-  errno = 0;
-  long long x = strtoll(v, &end, 10);
-  if (*end || end == v || errno || x < lo || x > hi)
-    cli_usage_error("%s takes a whole number from %lld to %lld, not '%s'", opt, lo, hi, v);
-  return x;
-}
-
-static double parse_real(const char *opt, const char *v) {
-  char *end;
-  double x = strtod(v, &end);
-  if (*end || end == v || !(x >= 0) || x > 1e6)
-    cli_usage_error("%s takes a non-negative number, not '%s'", opt, v);
-  return x;
-}
 
 static void add_binding(DataBinding *list, int *n, const char *v) {
   if (*n == MAX_BINDINGS) cli_usage_error("too many --data/--test files (at most %d)", MAX_BINDINGS);
@@ -91,16 +80,43 @@ static void add_binding(DataBinding *list, int *n, const char *v) {
   list[(*n)++] = b;
 }
 
-static int takes_value(const char *a) {
-  static const char *const opts[] = {"--data",     "--test", "--epochs",  "--batch", "--lr",  "--optim",
-                                     "--momentum", "--seed", "--threads", "--limit", "-D",    "--save",
-                                     "--load",     "--log",  "--target",  "-o",      "--jit", NULL};
-  for (int i = 0; opts[i]; i++)
-    if (!strcmp(a, opts[i])) return 1;
-  return 0;
+static Metric metric_from_name(const char *v) {
+  static const Metric kinds[] = {METRIC_ACCURACY, METRIC_MSE, METRIC_MAE, METRIC_NONE};
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+    if (!strcmp(v, metric_name(kinds[i]))) return kinds[i];
+  cli_usage_error("--metric takes accuracy, mse, mae or none, not '%s'", v);
 }
 
-static void parse_options(RunOptions *o, int argc, char **argv, const char *help) {
+/* Outputs are checked before the model is compiled or any data read: an
+ * output may not be an input (the model, a data file; --log not the
+ * parameters it loads either), and its directory must take a file. Saving
+ * over --load is how training continues, so --save may name it. */
+static void check_outputs(const RunOptions *o) {
+  const char *ins[2 * MAX_BINDINGS + 2];
+  int n = 0;
+  ins[n++] = o->model;
+  for (int i = 0; i < o->ndata; i++)
+    ins[n++] = o->data[i].path;
+  for (int i = 0; i < o->ntest; i++)
+    ins[n++] = o->test[i].path;
+  const char *outs[2] = {o->save, o->out}, *opts[2] = {"--save", "-o"};
+  if (o->out && !strcmp(o->out, "-")) outs[1] = NULL;
+  cli_check_outputs(outs, opts, 2, ins, n);
+  ins[n++] = o->load;
+  const char *log[1] = {o->log}, *log_opt[1] = {"--log"};
+  cli_check_outputs(log, log_opt, 1, ins, n);
+  if (o->log && o->save && cli_same_file(o->log, o->save))
+    cli_usage_error("--log %s and --save %s are the same file", o->log, o->save);
+}
+
+/* The options each command takes (the parser refuses the others). */
+static const char train_options[] = "--data --test --epochs --batch --lr --optim --momentum --seed --threads "
+                                    "--limit --float -D --save --load --log --target --quiet --jit --metric";
+static const char eval_options[] = "--load --data --target --threads --limit --float -D --jit --metric";
+static const char predict_options[] = "--load --data -o --limit --float -D --jit --classes";
+static const char bench_options[] = "--batch --float --jit -D --seed";
+
+static void parse_options(RunOptions *o, int argc, char **argv, const char *accepted, const char *help) {
   memset(o, 0, sizeof *o);
   o->command = argv[0];
   o->epochs = 5;
@@ -110,52 +126,39 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *help
   o->seed = 1;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   o->threads = cores > 0 ? (int)cores : 1;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      fputs(help, stdout);
-      exit(0);
-    }
-    if (!strncmp(a, "-D", 2) && a[2]) {
-      if (o->ndefines == MAX_DEFINES || !cli_parse_define(a + 2, &o->defines[o->ndefines++]))
-        cli_usage_error("-D takes NAME=INT, got '%s'", a + 2);
-      continue;
-    }
-    if (!strcmp(a, "--float")) {
+  CliArg *args = malloc(sizeof(CliArg) * (size_t)argc);
+  int nargs = cli_parse(argc, argv, o->command, accepted, help, args);
+  for (int i = 0; i < nargs; i++) {
+    const char *a = args[i].name, *v = args[i].value;
+    if (!a) {
+      if (o->model) cli_usage_error("%s: more than one model given ('%s' and '%s')", o->command, o->model, v);
+      o->model = v;
+    } else if (!strcmp(a, "--float"))
       o->use_float = 1;
-      continue;
-    }
-    if (!strcmp(a, "--quiet")) {
+    else if (!strcmp(a, "--quiet"))
       o->quiet = 1;
-      continue;
-    }
-    if (a[0] == '-' && !takes_value(a)) cli_usage_error("%s: unknown option '%s'", o->command, a);
-    if (a[0] != '-') {
-      if (o->model) cli_usage_error("%s: more than one model given ('%s' and '%s')", o->command, o->model, a);
-      o->model = a;
-      continue;
-    }
-    if (i + 1 >= argc) cli_usage_error("%s needs a value", a);
-    const char *v = argv[++i];
-    if (!strcmp(a, "--data"))
+    else if (!strcmp(a, "--classes"))
+      o->classes = 1;
+    else if (!strcmp(a, "--data"))
       add_binding(o->data, &o->ndata, v);
     else if (!strcmp(a, "--test"))
       add_binding(o->test, &o->ntest, v);
     else if (!strcmp(a, "--epochs"))
-      o->epochs = (int)parse_int(a, v, 0, 1000000);
-    else if (!strcmp(a, "--batch"))
-      o->batch = (size_t)parse_int(a, v, 1, 1 << 24);
-    else if (!strcmp(a, "--lr")) {
-      o->lr = parse_real(a, v);
+      o->epochs = (int)cli_int(a, v, 0, 1000000);
+    else if (!strcmp(a, "--batch")) {
+      o->batch = (size_t)cli_int(a, v, 1, 1 << 24);
+      o->batch_given = 1;
+    } else if (!strcmp(a, "--lr")) {
+      o->lr = cli_real(a, v, 0, 1e6);
       o->lr_given = 1;
     } else if (!strcmp(a, "--momentum"))
-      o->momentum = parse_real(a, v);
+      o->momentum = cli_real(a, v, 0, 1e6);
     else if (!strcmp(a, "--seed"))
-      o->seed = (uint64_t)parse_int(a, v, 0, (long long)1 << 62);
+      o->seed = (uint64_t)cli_int(a, v, 0, (long long)1 << 62);
     else if (!strcmp(a, "--threads"))
-      o->threads = (int)parse_int(a, v, 1, 256);
+      o->threads = (int)cli_int(a, v, 1, 256);
     else if (!strcmp(a, "--limit"))
-      o->limit = (size_t)parse_int(a, v, 1, (long long)1 << 40);
+      o->limit = (size_t)cli_int(a, v, 1, (long long)1 << 40);
     else if (!strcmp(a, "--save"))
       o->save = v;
     else if (!strcmp(a, "--load"))
@@ -164,6 +167,8 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *help
       o->log = v;
     else if (!strcmp(a, "--target"))
       o->target = v;
+    else if (!strcmp(a, "--metric"))
+      o->metric = metric_from_name(v);
     else if (!strcmp(a, "-o"))
       o->out = v;
     else if (!strcmp(a, "--jit")) {
@@ -178,13 +183,14 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *help
         o->optim = OPT_ADAM;
       else
         cli_usage_error("--optim takes sgd, momentum or adam, not '%s'", v);
-    } else {
-      if (o->ndefines == MAX_DEFINES || !cli_parse_define(v, &o->defines[o->ndefines++]))
-        cli_usage_error("-D takes NAME=INT, got '%s'", v);
+    } else if (o->ndefines == MAX_DEFINES || !cli_parse_define(v, &o->defines[o->ndefines++])) {
+      cli_usage_error("-D takes NAME=INT, got '%s'", v);
     }
   }
+  free(args);
   if (!o->model) cli_usage_error("%s: no model given", o->command);
   if (o->optim == OPT_ADAM && !o->lr_given) o->lr = 0.001;
+  check_outputs(o);
 }
 
 /* Each thread takes an equal share of a minibatch; the batched functions
@@ -234,8 +240,7 @@ static void *params_or_exit(JitModel *m, RunOptions *o) {
 
 static int run_train(int argc, char **argv) {
   RunOptions o;
-  parse_options(&o, argc, argv, train_help);
-  if (o.out) cli_usage_error("train: unknown option '-o' (use --save FILE for the parameters)");
+  parse_options(&o, argc, argv, train_options, train_help);
   JitModel *m = load_model_or_exit(&o);
   Dataset train_set, test_set;
   load_data_or_exit(&train_set, m, o.data, o.ndata, o.limit, NULL);
@@ -252,6 +257,7 @@ static int run_train(int argc, char **argv) {
                      .save = o.save,
                      .log = o.log,
                      .target = o.target,
+                     .metric = o.metric,
                      .opt = &opt};
   if (!o.quiet)
     printf("%s: %lld parameters, %zu training examples%s, compiled in %.0f ms\n", o.model,
@@ -269,21 +275,25 @@ static int run_train(int argc, char **argv) {
 
 static int run_eval(int argc, char **argv) {
   RunOptions o;
-  parse_options(&o, argc, argv, eval_help);
+  parse_options(&o, argc, argv, eval_options, eval_help);
   if (!o.load) cli_usage_error("eval: --load PARAMS is required");
   JitModel *m = load_model_or_exit(&o);
   void *params = params_or_exit(m, &o);
   Dataset d;
   load_data_or_exit(&d, m, o.data, o.ndata, o.limit, NULL);
-  AccuracySpec acc;
+  MetricSpec spec;
   char *err = NULL;
-  if (accuracy_spec(m, o.target, &acc, &err)) {
+  if (metric_spec(m, &d, o.metric, o.target, &spec, &err)) {
     fprintf(stderr, "bpc: %s\n", err);
     return 1;
   }
-  EvalResult r = evaluate(m, params, &d, &acc, o.threads);
+  EvalResult r = evaluate(m, params, &d, &spec, o.threads);
   printf("examples: %zu\nloss: %.6f\n", d.n, r.loss);
-  if (r.accuracy >= 0) printf("accuracy: %.4f\n", r.accuracy);
+  if (spec.kind != METRIC_NONE) {
+    char *v = metric_format(&spec, r.metric);
+    printf("%s: %s\n", metric_name(spec.kind), v);
+    free(v);
+  }
   dataset_free(&d);
   free(params);
   jit_free(m);
@@ -307,7 +317,7 @@ static int *inputs_needed_by_outputs(JitModel *m) {
 
 static int run_predict(int argc, char **argv) {
   RunOptions o;
-  parse_options(&o, argc, argv, predict_help);
+  parse_options(&o, argc, argv, predict_options, predict_help);
   if (!o.load) cli_usage_error("predict: --load PARAMS is required");
   JitModel *m = load_model_or_exit(&o);
   if (m->noutputs == 0) {
@@ -320,12 +330,14 @@ static int run_predict(int argc, char **argv) {
   load_data_or_exit(&d, m, o.data, o.ndata, o.limit, need);
   free(need);
   Buf csv = {0};
-  for (int i = 0; i < m->ctx.outputs.len; i++) {
-    Decl *dcl = m->ctx.outputs.items[i];
+  Ctx *c = &m->ctx;
+  for (int i = 0; i < c->outputs.len; i++) {
+    Decl *dcl = c->outputs.items[i];
     int64_t k = shape_numel(dcl->shape);
     for (int64_t j = 0; j < k; j++)
       buf_printf(&csv, "%s%s", i || j ? "," : "",
                  dcl->shape.rank ? str_printf("%s[%lld]", dcl->name, (long long)j) : dcl->name);
+    if (o.classes && dcl->shape.rank <= 1) buf_printf(&csv, ",%s_class", dcl->name);
   }
   buf_puts(&csv, "\n");
   void *ws = calloc(m->ws_elems + 1, m->elem);
@@ -333,8 +345,14 @@ static int run_predict(int argc, char **argv) {
   typedef void (*PredictFn)(const void *, const void *, void *, void *);
   for (size_t e = 0; e < d.n; e++) {
     ((PredictFn)m->predict_ws)(params, (const char *)d.x + e * (size_t)d.width * d.elem, out, ws);
-    for (int64_t j = 0; j < m->noutputs; j++)
-      buf_printf(&csv, "%s%.9g", j ? "," : "", real_get(out, m->elem, (size_t)j));
+    for (int i = 0; i < c->outputs.len; i++) {
+      Decl *dcl = c->outputs.items[i];
+      for (int64_t j = 0; j < shape_numel(dcl->shape); j++)
+        buf_printf(&csv, "%s%.9g", i || j ? "," : "", real_get(out, m->elem, (size_t)(dcl->offset + j)));
+      /* the arg-max of class scores; a scalar against 0.5 (a probability) or 0 (a score) */
+      if (o.classes && dcl->shape.rank <= 1)
+        buf_printf(&csv, ",%zu", output_class(m, out, 0, i, output_threshold(m, i)));
+    }
     buf_puts(&csv, "\n");
   }
   int rc = 0;
@@ -422,9 +440,9 @@ static void print_bytes(const char *label, double bytes) {
 
 static int run_bench(int argc, char **argv) {
   RunOptions o;
-  parse_options(&o, argc, argv, bench_help);
+  parse_options(&o, argc, argv, bench_options, bench_help);
   o.threads = 1;
-  if (o.batch == 32 && !o.lr_given) o.batch = 64;
+  if (!o.batch_given) o.batch = 64; /* bench's own default: the batch of the training benchmarks */
   double t0 = now_seconds();
   JitModel *m = load_model_or_exit(&o);
   double compile = now_seconds() - t0;

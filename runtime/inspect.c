@@ -19,6 +19,7 @@ typedef struct SetOpt {
   const char *name;
   double *values;
   int n;
+  int fill; /* --fill: values[0] into every element */
 } SetOpt;
 
 typedef struct InspectOptions {
@@ -33,10 +34,10 @@ typedef struct InspectOptions {
 } InspectOptions;
 
 static const char grad_help[] =
-    "usage: bpc grad MODEL.bp [--set NAME=V[,V...]]... [--json] [-D NAME=INT]\n"
+    "usage: bpc grad MODEL.bp [--set NAME=V[,V...]]... [--fill NAME=V]... [--json] [-D NAME=INT]\n"
     "Prints the loss and dloss/dparam for every parameter, at the declared initial values or at the\n"
-    "values given with --set (parameters and inputs; tensors as comma-separated row-major values).\n"
-    "Inputs not set are 0.\n";
+    "values given with --set (parameters and inputs; tensors as comma-separated row-major values) or\n"
+    "--fill (one value for every element). Inputs not set are 0.\n";
 static const char check_help[] =
     "usage: bpc check MODEL.bp [--points N] [--tol X] [--all] [--set ...] [--seed N]\n"
     "Compares the compiled gradient with central finite differences at N random points (default 4):\n"
@@ -44,6 +45,7 @@ static const char check_help[] =
     "(--all: every element). Exit status 0 when all agree within the relative tolerance (default 1e-6).\n";
 static const char graph_help[] =
     "usage: bpc graph MODEL.bp [--set ...] [--format dot|svg|png] [-o FILE]\n"
+    "The format is taken from -o's extension (.dot, .gv, .svg, .png) when --format is not given.\n"
     "The computational graph: inputs and parameters on the left, the loss on the right. With values\n"
     "(--set, or a model without inputs) each edge shows its forward value above and its gradient below.\n"
     "svg and png need Graphviz's dot program.\n";
@@ -56,12 +58,14 @@ static const char trace_help[] =
     "The backward sweep step by step: each node, its incoming gradient, each local derivative and the\n"
     "gradient it sends on.\n";
 
-static void parse_set(InspectOptions *o, const char *arg) {
+/* --set NAME=V[,V...] gives every element; --fill NAME=V one value for all. */
+static void parse_set(InspectOptions *o, const char *opt, const char *arg) {
   const char *eq = strchr(arg, '=');
-  if (!eq || eq == arg) cli_usage_error("--set takes NAME=V[,V...], got '%s'", arg);
-  if (o->nsets == MAX_SETS) cli_usage_error("too many --set options (at most %d)", MAX_SETS);
+  if (!eq || eq == arg) cli_usage_error("%s takes NAME=V%s, got '%s'", opt, strcmp(opt, "--set") ? "" : "[,V...]", arg);
+  if (o->nsets == MAX_SETS) cli_usage_error("too many --set and --fill options (at most %d)", MAX_SETS);
   SetOpt *s = &o->sets[o->nsets++];
   s->name = strndup(arg, (size_t)(eq - arg));
+  s->fill = !strcmp(opt, "--fill");
   int cap = 8;
   s->values = malloc(sizeof(double) * (size_t)cap);
   const char *p = eq + 1;
@@ -70,15 +74,40 @@ static void parse_set(InspectOptions *o, const char *arg) {
     errno = 0;
     double v = strtod(p, &end);
     if (end == p || (*end && *end != ',') || errno == ERANGE)
-      cli_usage_error("--set %s: '%.*s' is not a number", s->name, (int)strcspn(p, ","), p);
+      cli_usage_error("%s %s: '%.*s' is not a number", opt, s->name, (int)strcspn(p, ","), p);
     if (s->n == cap) {
       cap *= 2;
       s->values = realloc(s->values, sizeof(double) * (size_t)cap);
     }
     s->values[s->n++] = v;
     if (!*end) break;
+    if (s->fill) cli_usage_error("--fill %s takes one value (--set %s=V,V,... gives each element)", s->name, s->name);
     p = end + 1;
   }
+}
+
+/* The options each command takes (the parser refuses the others). */
+static const char *accepted_options(const char *cmd) {
+  if (!strcmp(cmd, "grad")) return "--set --fill --json -D";
+  if (!strcmp(cmd, "check")) return "--points --tol --all --set --fill --seed -D --jit --test-perturb-gradient";
+  if (!strcmp(cmd, "graph")) return "--set --fill --format -o -D";
+  if (!strcmp(cmd, "explain")) return "--wrt --set --fill -D";
+  return "--set --fill -D";
+}
+
+/* The format from -o's extension when --format is not given; an
+ * extension that disagrees with --format is refused. */
+static const char *graph_format(const char *format, const char *out) {
+  const char *dot = out ? strrchr(out, '.') : NULL, *slash = out ? strrchr(out, '/') : NULL;
+  const char *ext = dot && (!slash || dot > slash) ? dot + 1 : NULL;
+  int known = ext && (!strcmp(ext, "dot") || !strcmp(ext, "gv") || !strcmp(ext, "svg") || !strcmp(ext, "png"));
+  const char *from_ext = !known ? NULL : !strcmp(ext, "gv") ? "dot" : ext;
+  if (!format) return from_ext ? from_ext : "dot";
+  if (strcmp(format, "dot") && strcmp(format, "svg") && strcmp(format, "png"))
+    cli_usage_error("--format takes dot, svg or png, not '%s'", format);
+  if (from_ext && strcmp(from_ext, format))
+    cli_usage_error("--format %s but -o %s names a .%s file; drop --format or change the name", format, out, ext);
+  return format;
 }
 
 static void parse(InspectOptions *o, int argc, char **argv, const char *help) {
@@ -87,43 +116,19 @@ static void parse(InspectOptions *o, int argc, char **argv, const char *help) {
   o->points = 4;
   o->tol = 1e-6;
   o->seed = 1;
-  o->format = "dot";
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      fputs(help, stdout);
-      exit(0);
-    }
-    if (!strcmp(a, "--json")) {
+  CliArg *args = malloc(sizeof(CliArg) * (size_t)argc);
+  int nargs = cli_parse(argc, argv, o->command, accepted_options(o->command), help, args);
+  for (int i = 0; i < nargs; i++) {
+    const char *a = args[i].name, *v = args[i].value;
+    if (!a) {
+      if (o->model) cli_usage_error("%s: more than one model given ('%s' and '%s')", o->command, o->model, v);
+      o->model = v;
+    } else if (!strcmp(a, "--json"))
       o->json = 1;
-      continue;
-    }
-    if (!strcmp(a, "--all")) {
+    else if (!strcmp(a, "--all"))
       o->all_elements = 1;
-      continue;
-    }
-    if (!strncmp(a, "-D", 2) && a[2]) {
-      if (o->ndefines == 64 || !cli_parse_define(a + 2, &o->defines[o->ndefines++]))
-        cli_usage_error("-D takes NAME=INT, got '%s'", a + 2);
-      continue;
-    }
-    if (a[0] != '-') {
-      if (o->model) cli_usage_error("%s: more than one model given ('%s' and '%s')", o->command, o->model, a);
-      o->model = a;
-      continue;
-    }
-    static const char *const valued[] = {
-        "--set", "--points", "--tol", "--format", "-o", "--wrt", "--seed", "-D", "--test-perturb-gradient",
-        "--jit", NULL};
-    int known = 0;
-    for (int k = 0; valued[k]; k++)
-      known |= !strcmp(a, valued[k]);
-    if (!known) cli_usage_error("%s: unknown option '%s'", o->command, a);
-    if (i + 1 >= argc) cli_usage_error("%s needs a value", a);
-    const char *v = argv[++i];
-    char *end;
-    if (!strcmp(a, "--set"))
-      parse_set(o, v);
+    else if (!strcmp(a, "--set") || !strcmp(a, "--fill"))
+      parse_set(o, a, v);
     else if (!strcmp(a, "--format"))
       o->format = v;
     else if (!strcmp(a, "-o"))
@@ -139,21 +144,20 @@ static void parse(InspectOptions *o, int argc, char **argv, const char *help) {
       if (o->ndefines == 64 || !cli_parse_define(v, &o->defines[o->ndefines++]))
         cli_usage_error("-D takes NAME=INT, got '%s'", v);
     } else if (!strcmp(a, "--tol")) {
-      o->tol = strtod(v, &end);
-      if (*end || !(o->tol > 0)) cli_usage_error("--tol takes a positive number, not '%s'", v);
+      o->tol = cli_real(a, v, 1e-300, 1);
+    } else if (!strcmp(a, "--points")) {
+      o->points = (int)cli_int(a, v, 1, 1000000);
     } else {
-      long long x = strtoll(v, &end, 10);
-      if (*end || x < (strcmp(a, "--seed") ? 1 : 0) || x > 1000000)
-        cli_usage_error("%s takes a whole number, not '%s'", a, v);
-      if (!strcmp(a, "--points"))
-        o->points = (int)x;
-      else
-        o->seed = (uint64_t)x;
+      o->seed = (uint64_t)cli_int(a, v, 0, 1000000);
     }
   }
+  free(args);
   if (!o->model) cli_usage_error("%s: no model given", o->command);
-  if (strcmp(o->format, "dot") && strcmp(o->format, "svg") && strcmp(o->format, "png"))
-    cli_usage_error("--format takes dot, svg or png, not '%s'", o->format);
+  o->format = graph_format(o->format, o->out);
+  if (o->out && strcmp(o->out, "-")) {
+    const char *outs[1] = {o->out}, *opts[1] = {"-o"}, *ins[1] = {o->model};
+    cli_check_outputs(outs, opts, 1, ins, 1);
+  }
 }
 
 static void options_free(InspectOptions *o) {
@@ -193,11 +197,17 @@ static void apply_sets(InspectOptions *o, Ctx *c, double *params, double *inputs
       }
     if (!d) cli_usage_error("--set %s: the model has no parameter or input named '%s'", s->name, s->name);
     int64_t n = shape_numel(d->shape);
-    if (s->n != n && !(s->n == 1))
-      cli_usage_error("--set %s: '%s' has shape %s (%lld values), but %d values were given", s->name, s->name,
-                      shape_str(c, d->shape), (long long)n, s->n);
+    if (!s->fill && s->n != n) {
+      Buf example = {0};
+      for (int64_t k = 0; k < n && k < 4; k++)
+        buf_printf(&example, "%s%lld", k ? "," : "", (long long)k + 1);
+      cli_usage_error("--set %s: '%s' has shape %s (%lld value%s), but %d value%s given; give all of them "
+                      "(--set %s=%s%s) or one for every element (--fill %s=V)",
+                      s->name, s->name, shape_str(c, d->shape), (long long)n, n == 1 ? "" : "s", s->n,
+                      s->n == 1 ? " was" : "s were", s->name, example.data, n > 4 ? ",..." : "", s->name);
+    }
     for (int64_t k = 0; k < n; k++)
-      dst[d->offset + k] = s->values[s->n == 1 ? 0 : k];
+      dst[d->offset + k] = s->values[s->fill ? 0 : k];
   }
 }
 
@@ -243,9 +253,9 @@ static void warn_bad_numbers(Ctx *c, const Values *v) {
   }
 }
 
-/* Plain output shows 10 significant digits, JSON 15: enough to be exact
- * for the decimal numbers models are written with (2.2, not
- * 2.2000000000000002). JSON has no NaN or infinity: those are null. */
+/* Plain output shows 10 significant digits; JSON as many as reading the
+ * number back exactly takes (2.2, not 2.2000000000000002, but all 16 of
+ * 0.3683903060252159). JSON has no NaN or infinity: those are null. */
 /* Compiles the model and evaluates it at the initial values and --set. */
 static void evaluate_model(InspectOptions *o, Ctx *c, double **params, double **inputs, Values *v) {
   compile_or_exit(o, c);
@@ -254,11 +264,24 @@ static void evaluate_model(InspectOptions *o, Ctx *c, double **params, double **
   warn_bad_numbers(c, v);
 }
 
+/* JSON: the fewest digits (15 to 17) that read back as the same double,
+ * so a program reading the numbers gets exactly what bpc computed. */
 static void print_number(double x, int json) {
-  if (!isfinite(x))
+  if (!isfinite(x)) {
     fputs(json ? "null" : isnan(x) ? "nan" : x > 0 ? "inf" : "-inf", stdout);
-  else
-    printf(json ? "%.15g" : "%.10g", x == 0 ? 0.0 : x);
+    return;
+  }
+  if (x == 0) x = 0; /* no -0 */
+  if (!json) {
+    printf("%.10g", x);
+    return;
+  }
+  char text[32];
+  for (int digits = 15; digits <= 17; digits++) {
+    snprintf(text, sizeof text, "%.*g", digits, x);
+    if (strtod(text, NULL) == x) break;
+  }
+  fputs(text, stdout);
 }
 
 static void print_tensor_json(const double *x, Shape s) {

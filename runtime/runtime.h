@@ -114,6 +114,9 @@ void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t 
 void optim_step(Optimizer *o, void *params, const void *grad, double scale);
 void optim_free(Optimizer *o);
 
+/* What is reported besides the loss (--metric; metrics.c). */
+typedef enum { METRIC_AUTO, METRIC_NONE, METRIC_ACCURACY, METRIC_MSE, METRIC_MAE } Metric;
+
 /* ---- train.c --------------------------------------------------------------------- */
 typedef struct TrainOptions {
   int epochs;
@@ -124,21 +127,40 @@ typedef struct TrainOptions {
   int progress;       /* a progress bar (stderr is a terminal) */
   const char *save;   /* parameter file written after every epoch */
   const char *log;    /* CSV log */
-  const char *target; /* input compared with the output for accuracy */
+  const char *target; /* input compared with the output for the metric */
+  Metric metric;
   Optimizer *opt;
 } TrainOptions;
 
-/* Where accuracy comes from: output slot and input slot, or -1. */
-typedef struct AccuracySpec {
-  int output, input;
-} AccuracySpec;
-int accuracy_spec(JitModel *m, const char *target, AccuracySpec *spec, char **err);
+/* The metric chosen for a model and its data: which output is compared
+ * with which input (the target), and how. */
+typedef struct MetricSpec {
+  Metric kind;      /* never METRIC_AUTO once chosen */
+  int output, input; /* slots, or -1 with METRIC_NONE */
+  double threshold; /* binary accuracy (scalar output): 0.5 on a probability, 0 on a score */
+} MetricSpec;
+/* METRIC_AUTO: accuracy when the target holds classes (one-hot rows, from
+ * a label file or not) and an output of the same shape scores them, or
+ * the target is a scalar 0/1 with a scalar output; otherwise none. d is
+ * the data the targets are read from. Returns 1 with *err on a metric
+ * that cannot be had (no output to compare, an ambiguous target). */
+int metric_spec(JitModel *m, const Dataset *d, Metric want, const char *target, MetricSpec *spec, char **err);
+const char *metric_name(Metric k); /* "accuracy", "mse", "mae" */
+/* The metric's value as printed: "86.12%" for accuracy, "0.01234" else. */
+char *metric_format(const MetricSpec *spec, double value);
+/* The metric summed over n examples (inputs and outputs example by example). */
+double metric_sum(JitModel *m, const MetricSpec *spec, const void *inputs, const void *outputs, size_t n);
+/* The class an output's values say (arg-max; a scalar against the
+ * threshold), for accuracy and predict --classes. */
+size_t output_class(JitModel *m, const void *outputs, size_t example, int output, double threshold);
+/* 0.5 when output slot o is a probability (computed by sigmoid), else 0. */
+double output_threshold(JitModel *m, int o);
 
 typedef struct EvalResult {
-  double loss;     /* mean */
-  double accuracy; /* share of examples, or -1 when not applicable */
+  double loss;   /* mean */
+  double metric; /* mean over examples (accuracy: share correct), or -1 with METRIC_NONE */
 } EvalResult;
-EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const AccuracySpec *acc, int threads);
+EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const MetricSpec *spec, int threads);
 /* Returns 0 when all epochs ran; 1 (message printed) on a NaN loss, a
  * failed save or an interrupt. */
 int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *test_set,

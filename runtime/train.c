@@ -17,78 +17,6 @@
 #include "cli.h"
 #include "runtime.h"
 
-/* ---- accuracy -------------------------------------------------------------- */
-
-int accuracy_spec(JitModel *m, const char *target, AccuracySpec *spec, char **err) {
-  Ctx *c = &m->ctx;
-  spec->output = spec->input = -1;
-  int target_slot = -1;
-  if (target) {
-    for (int i = 0; i < c->inputs.len; i++)
-      if (!strcmp(((Decl *)c->inputs.items[i])->name, target)) target_slot = i;
-    if (target_slot < 0) {
-      *err = str_printf("--target %s: the model has no input named '%s'", target, target);
-      return 1;
-    }
-  }
-  for (int o = 0; o < c->outputs.len; o++) {
-    Decl *out = c->outputs.items[o];
-    if (out->shape.rank == 0) continue;
-    int found = -1, count = 0;
-    for (int i = 0; i < c->inputs.len; i++) {
-      Decl *in = c->inputs.items[i];
-      if (shape_eq(in->shape, out->shape) && (target_slot < 0 || target_slot == i)) {
-        found = i;
-        count++;
-      }
-    }
-    if (count > 1) {
-      *err = str_printf("output '%s' could be compared with more than one input for accuracy; pick one with "
-                        "--target NAME",
-                        out->name);
-      return 1;
-    }
-    if (count == 1) {
-      spec->output = o;
-      spec->input = found;
-      return 0;
-    }
-  }
-  if (target) {
-    *err = str_printf("--target %s: no output has the shape of input '%s'", target, target);
-    return 1;
-  }
-  return 0;
-}
-
-static size_t argmax(const void *p, size_t elem, size_t off, int64_t k) {
-  size_t best = 0;
-  double bv = real_get(p, elem, off);
-  for (int64_t j = 1; j < k; j++) {
-    double v = real_get(p, elem, off + (size_t)j);
-    if (v > bv) {
-      bv = v;
-      best = (size_t)j;
-    }
-  }
-  return best;
-}
-
-/* Examples among n whose output arg-max equals the target's arg-max. */
-static size_t count_correct(JitModel *m, const AccuracySpec *acc, const void *inputs, const void *outputs,
-                            size_t n) {
-  if (acc->output < 0) return 0;
-  Decl *out = m->ctx.outputs.items[acc->output], *in = m->ctx.inputs.items[acc->input];
-  int64_t k = shape_numel(out->shape);
-  size_t correct = 0;
-  for (size_t e = 0; e < n; e++) {
-    size_t o = argmax(outputs, m->elem, e * (size_t)m->noutputs + (size_t)out->offset, k);
-    size_t t = argmax(inputs, m->elem, e * (size_t)m->ninputs + (size_t)in->offset, k);
-    correct += o == t;
-  }
-  return correct;
-}
-
 /* ---- worker threads ----------------------------------------------------------- */
 
 typedef struct Pool Pool;
@@ -231,13 +159,12 @@ DEFINE_REDUCE(float, f)
 
 /* ---- evaluation ----------------------------------------------------------------- */
 
-EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const AccuracySpec *acc, int threads) {
+EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const MetricSpec *spec, int threads) {
   enum { CHUNK = 1024 };
   Pool pool;
   pool_init(&pool, m, threads);
   void *outputs = calloc((size_t)CHUNK * (size_t)(m->noutputs + 1), m->elem);
-  double loss = 0;
-  size_t correct = 0;
+  double loss = 0, metric = 0;
   for (size_t at = 0; at < d->n; at += CHUNK) {
     size_t n = d->n - at < CHUNK ? d->n - at : CHUNK;
     const char *in = (const char *)d->x + at * (size_t)d->width * d->elem;
@@ -247,21 +174,21 @@ EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const Acc
     pool.outputs = outputs;
     pool.count = n;
     loss += pool_run(&pool);
-    correct += count_correct(m, acc, in, outputs, n);
+    metric += metric_sum(m, spec, in, outputs, n);
   }
   free(outputs);
   pool_free(&pool);
-  EvalResult r = {loss / (double)d->n, acc->output >= 0 ? (double)correct / (double)d->n : -1};
+  EvalResult r = {loss / (double)d->n, spec->kind != METRIC_NONE ? metric / (double)d->n : -1};
   return r;
 }
 
 /* ---- training ----------------------------------------------------------------------- */
 
+/* The signal that asked training to stop (SIGINT from Ctrl-C, SIGTERM from
+ * kill, timeout or a batch scheduler), or 0. A handler can only reach a
+ * global. */
 static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) {
-  (void)sig;
-  interrupted = 1;
-}
+static void on_stop_signal(int sig) { interrupted = sig; }
 
 static uint64_t splitmix(uint64_t *s) {
   uint64_t z = (*s += 0x9E3779B97F4A7C15u);
@@ -310,24 +237,33 @@ static void fmt_or_empty(char *buf, size_t len, const char *fmt, double v, int h
 
 typedef struct EpochStats {
   int epoch;
-  double train_loss, train_acc, test_loss, test_acc, seconds, rate;
-  int have_acc, have_test;
+  double train_loss, train_metric, test_loss, test_metric, seconds, rate;
+  int have_test;
 } EpochStats;
 
-static void report_epoch(const EpochStats *s, const TrainOptions *o, Buf *log) {
-  char tacc[32], vloss[32], vacc[32];
-  fmt_or_empty(tacc, sizeof tacc, "%.6f", s->train_acc, s->have_acc);
+static void report_epoch(const EpochStats *s, const MetricSpec *spec, const TrainOptions *o, Buf *log) {
+  char tm[32], vloss[32], vm[32];
+  int have_metric = spec->kind != METRIC_NONE;
+  fmt_or_empty(tm, sizeof tm, "%.9g", s->train_metric, have_metric);
   fmt_or_empty(vloss, sizeof vloss, "%.9g", s->test_loss, s->have_test);
-  fmt_or_empty(vacc, sizeof vacc, "%.6f", s->test_acc, s->have_test && s->have_acc);
-  buf_printf(log, "%d,%.9g,%s,%s,%s,%.3f,%.1f\n", s->epoch, s->train_loss, tacc, vloss, vacc, s->seconds,
-             s->rate);
+  fmt_or_empty(vm, sizeof vm, "%.9g", s->test_metric, s->have_test && have_metric);
+  buf_printf(log, "%d,%.9g,%s,%s,%s,%.3f,%.1f\n", s->epoch, s->train_loss, tm, vloss, vm, s->seconds, s->rate);
   if (o->quiet) return;
   if (o->progress) fputs("\r\033[K", stderr);
+  const char *name = metric_name(spec->kind);
   printf("epoch %d: train loss %.4g", s->epoch, s->train_loss);
-  if (s->have_acc) printf(", train accuracy %.2f%%", 100 * s->train_acc);
+  if (have_metric) {
+    char *v = metric_format(spec, s->train_metric);
+    printf(", train %s %s", name, v);
+    free(v);
+  }
   if (s->have_test) {
     printf(", test loss %.4g", s->test_loss);
-    if (s->have_acc) printf(", test accuracy %.2f%%", 100 * s->test_acc);
+    if (have_metric) {
+      char *v = metric_format(spec, s->test_metric);
+      printf(", test %s %s", name, v);
+      free(v);
+    }
   }
   printf(", %.2f s, %.0f examples/s\n", s->seconds, s->rate);
   fflush(stdout);
@@ -346,9 +282,9 @@ static int write_log(const char *path, Buf *log, char **err) {
 
 int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *test_set,
           const TrainOptions *o) {
-  AccuracySpec acc;
+  MetricSpec spec;
   char *err = NULL;
-  if (accuracy_spec(m, o->target, &acc, &err)) {
+  if (metric_spec(m, train_set, o->metric, o->target, &spec, &err)) {
     fprintf(stderr, "bpc: %s\n", err);
     free(err);
     return 1;
@@ -364,16 +300,19 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
   char *xb = malloc(batch * row);
   void *outputs = calloc(batch * (size_t)(m->noutputs + 1), m->elem);
   Buf log = {0};
-  buf_puts(&log, "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,examples_per_second\n");
+  /* the metric's columns are named for it (train_accuracy, train_mse, ...), empty without one */
+  const char *mname = spec.kind == METRIC_NONE ? "accuracy" : metric_name(spec.kind);
+  buf_printf(&log, "epoch,train_loss,train_%s,test_loss,test_%s,seconds,examples_per_second\n", mname, mname);
   interrupted = 0;
-  struct sigaction sa = {0}, old_sa;
-  sa.sa_handler = on_sigint;
-  sigaction(SIGINT, &sa, &old_sa);
+  struct sigaction sa = {0}, old_int, old_term;
+  sa.sa_handler = on_stop_signal;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
   int rc = 0;
   for (int epoch = 1; epoch <= o->epochs && !rc; epoch++) {
     shuffle(idx, n, o->seed * 1000003u + (uint64_t)epoch);
-    double t0 = now_seconds(), last_draw = 0, loss_sum = 0;
-    size_t correct = 0, done = 0, batch_no = 0;
+    double t0 = now_seconds(), last_draw = 0, loss_sum = 0, metric = 0;
+    size_t done = 0, batch_no = 0;
     for (size_t at = 0; at < n; at += batch) {
       size_t nb = n - at < batch ? n - at : batch;
       batch_no++;
@@ -382,7 +321,7 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
       pool.training = 1;
       pool.params = params;
       pool.inputs = xb;
-      pool.outputs = acc.output >= 0 ? outputs : NULL;
+      pool.outputs = spec.kind != METRIC_NONE ? outputs : NULL;
       pool.count = nb;
       double loss = pool_run(&pool);
       if (!isfinite(loss)) {
@@ -400,7 +339,7 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
         reduce_d(&pool);
       optim_step(o->opt, params, pool.w[0].grad, 1.0 / (double)nb);
       loss_sum += loss;
-      correct += count_correct(m, &acc, xb, outputs, nb);
+      metric += metric_sum(m, &spec, xb, outputs, nb);
       done += nb;
       if (o->progress && !o->quiet && now_seconds() - last_draw > 0.1) {
         last_draw = now_seconds();
@@ -412,28 +351,28 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
     double seconds = now_seconds() - t0;
     if (interrupted) {
       if (o->progress) fputs("\r\033[K", stderr);
+      const char *by = interrupted == SIGTERM ? "stopped by SIGTERM" : "interrupted";
       if (o->save && params_save(o->save, m, params, &err) == 0)
-        fprintf(stderr, "bpc: interrupted in epoch %d after %zu examples; parameters saved to %s\n", epoch,
-                done, o->save);
+        fprintf(stderr, "bpc: %s in epoch %d after %zu examples; parameters saved to %s\n", by, epoch, done,
+                o->save);
       else
-        fprintf(stderr, "bpc: interrupted in epoch %d after %zu examples%s%s\n", epoch, done, err ? ": " : "",
+        fprintf(stderr, "bpc: %s in epoch %d after %zu examples%s%s\n", by, epoch, done, err ? ": " : "",
                 err ? err : "");
       rc = 1;
       break;
     }
     EpochStats s = {.epoch = epoch,
                     .train_loss = loss_sum / (double)n,
+                    .train_metric = metric / (double)n,
                     .seconds = seconds,
-                    .rate = (double)n / seconds,
-                    .have_acc = acc.output >= 0};
-    s.train_acc = (double)correct / (double)n;
+                    .rate = (double)n / seconds};
     if (test_set) {
-      EvalResult r = evaluate(m, params, test_set, &acc, threads);
+      EvalResult r = evaluate(m, params, test_set, &spec, threads);
       s.have_test = 1;
       s.test_loss = r.loss;
-      s.test_acc = r.accuracy;
+      s.test_metric = r.metric;
     }
-    report_epoch(&s, o, &log);
+    report_epoch(&s, &spec, o, &log);
     if (o->save && params_save(o->save, m, params, &err)) {
       fprintf(stderr, "bpc: %s\n", err);
       rc = 1;
@@ -443,7 +382,8 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
       rc = 1;
     }
   }
-  sigaction(SIGINT, &old_sa, NULL);
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
   free(err);
   buf_free(&log);
   free(idx);

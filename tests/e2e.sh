@@ -160,6 +160,89 @@ check "interrupt exits 1" test $? -eq 1
 check "interrupt message" grep -q "^bpc: interrupted in epoch [0-9]* after [0-9]* examples; parameters saved to int.params$" int.err
 "$BPC" eval lin.bp --load int.params --data lin.csv >/dev/null; check "interrupted save is loadable" test $? -eq 0
 
+# issue 10: SIGTERM (timeout, kill, batch schedulers) saves like Ctrl-C
+"$BPC" train lin.bp --data big.csv --epochs 100000 --batch 4 --lr 0.01 --save term.params >term.txt 2>term.err &
+pid=$!
+for i in $(seq 1 100); do grep -q "^epoch 1:" term.txt 2>/dev/null && break; sleep 0.1; done
+kill -TERM $pid
+wait $pid
+check "SIGTERM exits 1" test $? -eq 1
+check "SIGTERM message" grep -q "^bpc: stopped by SIGTERM in epoch [0-9]* after [0-9]* examples; parameters saved to term.params$" term.err
+"$BPC" eval lin.bp --load term.params --data lin.csv >/dev/null; check "SIGTERM save is loadable" test $? -eq 0
+
+# issue 10: outputs are checked before any work, and never overwrite an input
+cp "$S/xyz.bp" y.bp
+"$BPC" y.bp -o y.h 2>err.txt; check "-o onto its own header exit 2" test $? -eq 2
+check "-o onto its own header message" grep -qx "bpc: -o y.h: the C file and its header would both be y.h; name the C file (-o y.c) (see bpc --help)" err.txt
+check "-o onto its own header writes nothing" test ! -e y.h -a ! -e y.c
+"$BPC" y.bp -o y.bp 2>err.txt; check "-o onto the model exit 2" test $? -eq 2
+check "-o onto the model message" grep -qx "bpc: -o y.bp would overwrite the input y.bp (see bpc --help)" err.txt
+check "-o onto the model keeps it" cmp -s y.bp "$S/xyz.bp"
+mkdir sub; ln -s ../y.bp sub/link.c
+"$BPC" y.bp -o sub/link.c 2>err.txt; check "-o onto a link to the model exit 2" test $? -eq 2
+check "-o onto a link keeps the model" cmp -s y.bp "$S/xyz.bp"
+"$BPC" y.bp -o sub/../y.bp 2>/dev/null; check "-o through .. onto the model exit 2" test $? -eq 2
+"$BPC" y.bp --emit ir -o y.ir; check "--emit ir -o writes the file" grep -q "^# bpc IR" y.ir
+"$BPC" train lin.bp --data lin.csv --epochs 1 --save nodir/p.params 2>err.txt >out.txt
+check "--save into a missing directory exit 1" test $? -eq 1
+check "--save into a missing directory: before training" test ! -s out.txt
+check "--save into a missing directory message" grep -qx "bpc: cannot write nodir/p.params: No such file or directory" err.txt
+"$BPC" train lin.bp --data lin.csv --epochs 1 --log nodir/l.csv 2>/dev/null >out.txt; check "--log into a missing directory exit 1" test $? -eq 1
+"$BPC" train lin.bp --data lin.csv --epochs 1 --save lin.csv 2>err.txt; check "--save onto the data exit 2" test $? -eq 2
+check "--save onto the data message" grep -qx "bpc: --save lin.csv would overwrite the input lin.csv (see bpc --help)" err.txt
+"$BPC" train lin.bp --data lin.csv --epochs 1 --save same.out --log same.out 2>/dev/null; check "--save and --log one file exit 2" test $? -eq 2
+"$BPC" predict lin.bp --load lin.params --data x=x.csv -o x.csv 2>/dev/null; check "predict -o onto its data exit 2" test $? -eq 2
+check "predict -o onto its data keeps it" test "$(cat x.csv)" = "$(printf '1,1\n0,0')"
+"$BPC" graph y.bp -o y.bp 2>/dev/null; check "graph -o onto the model exit 2" test $? -eq 2
+
+# issue 10: options: --name=value, suggestions, options of other commands are errors
+"$BPC" train lin.bp --data=lin.csv --epochs=1 --lr=0.1 --quiet; check "--name=value" test $? -eq 0
+"$BPC" train lin.bp --data lin.csv --epoch 2 2>err.txt; check "misspelt option exit 2" test $? -eq 2
+check "misspelt option suggests" grep -qx "bpc: unknown option '--epoch'; did you mean --epochs? (see bpc train --help)" err.txt
+"$BPC" grad "$S/hinge.bp" --wrt q 2>err.txt; check "option of another command exit 2" test $? -eq 2
+check "option of another command message" grep -qx "bpc: --wrt is not an option of bpc grad (see bpc grad --help)" err.txt
+"$BPC" train lin.bp --data lin.csv --quiet=1 2>err.txt; check "flag with a value exit 2" test $? -eq 2
+"$BPC" train lin.bp --data lin.csv --epochs 2>err.txt; check "missing value exit 2" test $? -eq 2
+check "missing value message" grep -qx "bpc: --epochs needs a value (--epochs N) (see bpc train --help)" err.txt
+
+# issue 10: bench runs the batch it is given
+"$BPC" bench lin.bp --batch 32 >bench.txt; check "bench --batch 32" grep -q "(batch 32, " bench.txt
+
+# issue 10: a metric only where it means something; eval and train print it alike
+cat >ae.bp <<'BP'
+param W[3, 3] ~ normal(0, 0.1)
+input x[3]
+r = x @ W
+loss = sum((r - x)^2)
+output recon = r
+BP
+awk 'BEGIN { srand(4); for (i = 0; i < 64; i++) printf "%.4f,%.4f,%.4f\n", rand(), rand(), rand() }' >ae.csv
+"$BPC" train ae.bp --data ae.csv --epochs 2 --lr 0.05 --save ae.params >ae.txt; check "autoencoder trains" test $? -eq 0
+check "autoencoder: no accuracy" test "$(grep -c accuracy ae.txt)" -eq 0
+"$BPC" train ae.bp --data ae.csv --epochs 1 --metric mse --log ae.log >ae.txt
+check "--metric mse printed" grep -q "^epoch 1: train loss [0-9.e-]*, train mse [0-9.e-]*," ae.txt
+check "--metric mse logged" test "$(head -1 ae.log)" = "epoch,train_loss,train_mse,test_loss,test_mse,seconds,examples_per_second"
+"$BPC" eval ae.bp --load ae.params --data ae.csv --metric mae >eval.txt
+check "eval --metric mae" grep -q "^mae: [0-9.e-]*$" eval.txt
+cat >bin.bp <<'BP'
+param w[2]
+param b
+input x[2]
+input y
+p = sigmoid(dot(w, x) + b)
+loss = -(y * log(p) + (1 - y) * log(1 - p))
+output prob = p
+BP
+awk 'BEGIN { srand(6); for (i = 0; i < 200; i++) { a = rand() * 2 - 1; c = rand() * 2 - 1; printf "%.4f,%.4f,%d\n", a, c, (a + c > 0) } }' >bin.csv
+"$BPC" train bin.bp --data bin.csv --epochs 20 --lr 0.5 --target y --save bin.params >bin.txt; check "--target with a scalar input" test $? -eq 0
+check "binary accuracy printed" grep -q "^epoch 20: train loss [0-9.e-]*, train accuracy [0-9.]*%," bin.txt
+"$BPC" eval bin.bp --load bin.params --data bin.csv >eval.txt
+check "eval accuracy as train prints it" grep -q "^accuracy: 9[0-9]\.[0-9][0-9]%$" eval.txt
+printf '1,1\n-1,-0.5\n' >bx.csv
+"$BPC" predict bin.bp --load bin.params --data x=bx.csv --classes >pred.csv
+check "predict --classes header" test "$(head -1 pred.csv)" = "prob,prob_class"
+check "predict --classes values" test "$(cut -d, -f2 pred.csv | tail -2 | tr '\n' ' ')" = "1 0 "
+
 # limits: an oversized model file is refused before it is read
 truncate -s 65M huge.bp
 "$BPC" huge.bp 2>err.txt; check "huge file exit 1" test $? -eq 1
@@ -169,13 +252,23 @@ rm -f huge.bp big.csv
 # seeing backprop: grad, check, graph, explain, trace
 check "grad xyz" test "$("$BPC" grad "$S/xyz.bp")" = "$(printf 'loss = -12\ndloss/dx = -4\ndloss/dy = -4\ndloss/dz = 3')"
 check "grad apple" test "$("$BPC" grad "$S/apple.bp")" = "$(printf 'loss = 220\ndloss/dapple = 2.2\ndloss/dcount = 110\ndloss/dtax = 200')"
-check "grad apple json" test "$("$BPC" grad "$S/apple_orange.bp" --json)" = '{"loss": 715, "grad": {"apple": 2.2, "apple_count": 110, "orange": 3.3, "orange_count": 165, "tax": 650}}'
+check "grad apple json" test "$("$BPC" grad "$S/apple_orange.bp" --json)" = '{"loss": 715.0000000000001, "grad": {"apple": 2.2, "apple_count": 110.00000000000001, "orange": 3.3000000000000003, "orange_count": 165, "tax": 650}}'
 check "grad --set" test "$("$BPC" grad "$S/xyz.bp" --set x=1 --set z=2)" = "$(printf 'loss = 12\ndloss/dx = 2\ndloss/dy = 2\ndloss/dz = 6')"
 check "grad hinge" test "$("$BPC" grad "$S/hinge.bp" --set phi=1,2,3 --set y=1)" = "$(printf 'loss = 0.6\ndloss/dw [3] = [-1, -2, -3]')"
-check "grad matrix rows" test "$("$BPC" grad "$S/two_layer.bp" --set W2=0 --set x=1,2 --set t=1,0,0 | sed -n 3p)" = "  [0, 0, 0]"
-check "grad json nested" bash -c "'$BPC' grad '$S/two_layer.bp' --set W1=0 --set W2=0 --json | grep -q '\"W1\": \[\[0, 0, 0\], \[0, 0, 0\]\]'"
+check "grad matrix rows" test "$("$BPC" grad "$S/two_layer.bp" --fill W2=0 --set x=1,2 --set t=1,0,0 | sed -n 3p)" = "  [0, 0, 0]"
+check "grad json nested" bash -c "'$BPC' grad '$S/two_layer.bp' --fill W1=0 --fill W2=0 --json | grep -q '\"W1\": \[\[0, 0, 0\], \[0, 0, 0\]\]'"
 "$BPC" grad "$S/hinge.bp" --set w=1,2 2>err.txt; check "--set count exit 2" test $? -eq 2
-check "--set count message" grep -qx "bpc: --set w: 'w' has shape \[3\] (3 values), but 2 values were given (see bpc --help)" err.txt
+check "--set count message" grep -qx "bpc: --set w: 'w' has shape \[3\] (3 values), but 2 values were given; give all of them (--set w=1,2,3) or one for every element (--fill w=V) (see bpc --help)" err.txt
+printf 'param x = 0.1\nloss = exp(x) / 3\n' >digits.bp
+check "grad --json reads back exactly" test "$("$BPC" grad digits.bp --json)" = '{"loss": 0.3683903060252159, "grad": {"x": 0.3683903060252159}}'
+"$BPC" grad "$S/hinge.bp" --set phi=1 2>err.txt; check "--set one value on a vector exit 2" test $? -eq 2
+check "--set one value on a vector says how" grep -q "give all of them (--set phi=1,2,3) or one for every element (--fill phi=V)" err.txt
+check "--fill" test "$("$BPC" grad "$S/hinge.bp" --fill phi=1 --set y=1)" = "$(printf 'loss = 0.6\ndloss/dw [3] = [-1, -1, -1]')"
+"$BPC" graph "$S/xyz.bp" -o g.png; check "graph format from the extension" test "$(head -c 4 g.png | tail -c 3)" = "PNG"
+"$BPC" graph "$S/xyz.bp" -o g.svg; check "graph svg from the extension" grep -q "<svg" g.svg
+"$BPC" graph "$S/xyz.bp" -o g2.dot; check "graph dot from the extension" grep -q "^digraph" g2.dot
+"$BPC" graph "$S/xyz.bp" --format svg -o g3.png 2>err.txt; check "graph extension disagrees exit 2" test $? -eq 2
+check "graph extension disagrees message" grep -qx "bpc: --format svg but -o g3.png names a .png file; drop --format or change the name (see bpc --help)" err.txt
 "$BPC" grad "$S/hinge.bp" --set q=1 2>err.txt; check "--set unknown exit 2" test $? -eq 2
 check "--set unknown message" grep -qx "bpc: --set q: the model has no parameter or input named 'q' (see bpc --help)" err.txt
 "$BPC" grad "$S/hinge.bp" --set w=1,x,3 2>err.txt; check "--set number exit 2" test $? -eq 2

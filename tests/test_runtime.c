@@ -561,7 +561,7 @@ static void test_training_reduces_loss(void **state) {
     Optimizer o;
     optim_init(&o, OPT_SGD, 0.1, 0, 3, sizeof(double));
     TrainOptions to = {.epochs = 20, .batch = 16, .seed = 1, .threads = 2, .quiet = 1, .opt = &o};
-    AccuracySpec none = {-1, -1};
+    MetricSpec none = {METRIC_NONE, -1, -1, 0};
     double before = evaluate(m, p, &d, &none, 1).loss;
     assert_int_equal(train(m, p, &d, NULL, &to), 0);
     double after = evaluate(m, p, &d, &none, 1).loss;
@@ -612,20 +612,64 @@ static void test_idle_thread_adds_nothing(void **state) {
     assert_true(fabs(runs[0][i] - runs[1][i]) < 1e-12 * (1 + fabs(runs[0][i])));
 }
 
-static void test_accuracy_and_target(void **state) {
+/* A data set of n examples from values given example by example. */
+static Dataset dataset_of(JitModel *m, size_t n, const double *values) {
+  Dataset d = {n, m->ninputs, sizeof(double), malloc(sizeof(double) * n * (size_t)m->ninputs),
+               calloc((size_t)m->ctx.inputs.len + 1, sizeof(int))};
+  memcpy(d.x, values, sizeof(double) * n * (size_t)m->ninputs);
+  return d;
+}
+
+static void test_metric_choice(void **state) {
   (void)state;
+  MetricSpec s;
+  char *err = NULL;
+  /* two one-hot targets of the output's shape: the user must pick one */
   JitModel *m = jit_from_source("input x[3]\ninput a[3]\ninput b[3]\nparam W[3, 3]\n"
                                 "output o = x @ W\nloss = softmax_cross_entropy(x @ W, a)\n",
                                 0, 0);
-  AccuracySpec s;
-  char *err = NULL;
-  assert_int_equal(accuracy_spec(m, NULL, &s, &err), 1);
-  assert_string_equal(
-      err, "output 'o' could be compared with more than one input for accuracy; pick one with --target NAME");
+  const double two[] = {0.3, -1, 2, 0, 1, 0, 1, 0, 0, 1.5, 0.5, -2, 1, 0, 0, 0, 0, 1};
+  Dataset d = dataset_of(m, 2, two);
+  assert_int_equal(metric_spec(m, &d, METRIC_AUTO, NULL, &s, &err), 1);
+  assert_string_equal(err, "output 'o' and input 'b' could be compared as well as 'o' and 'a'; pick the target "
+                           "with --target NAME");
   free(err);
-  assert_int_equal(accuracy_spec(m, "b", &s, &err), 0);
-  assert_int_equal(s.output, 0);
-  assert_int_equal(s.input, 2);
+  assert_int_equal(metric_spec(m, &d, METRIC_AUTO, "b", &s, &err), 0);
+  assert_true(s.kind == METRIC_ACCURACY && s.output == 0 && s.input == 2);
+  dataset_free(&d);
+  jit_free(m);
+  /* an autoencoder: its output has the input's shape, but the input holds no classes */
+  m = jit_from_source("input x[3]\nparam W[3, 3]\noutput r = x @ W\nloss = sum((x @ W - x)^2)\n", 0, 0);
+  const double pixels[] = {0.25, 0.5, 0, 1, 0.75, 0.125};
+  d = dataset_of(m, 2, pixels);
+  assert_int_equal(metric_spec(m, &d, METRIC_AUTO, NULL, &s, &err), 0);
+  assert_true(s.kind == METRIC_NONE);
+  assert_int_equal(metric_spec(m, &d, METRIC_MSE, NULL, &s, &err), 0);
+  assert_true(s.kind == METRIC_MSE && s.output == 0 && s.input == 0);
+  /* its mean squared error against known outputs: ((0.25-0.5)^2 + 0 + 0) / 3 and (0 + 0.25^2 + 0) / 3 */
+  const double outs[] = {0.5, 0.5, 0, 1, 0.5, 0.125};
+  assert_true(fabs(metric_sum(m, &s, d.x, outs, 2) - (0.0625 + 0.0625) / 3) < 1e-15);
+  assert_int_equal(metric_spec(m, &d, METRIC_MAE, NULL, &s, &err), 0);
+  assert_true(fabs(metric_sum(m, &s, d.x, outs, 2) - (0.25 + 0.25) / 3) < 1e-15);
+  dataset_free(&d);
+  jit_free(m);
+  /* a scalar 0/1 target and a probability: binary accuracy at 0.5; --target y names a scalar input */
+  m = jit_from_source("input x[2]\ninput y\nparam w[2]\np = sigmoid(dot(w, x))\noutput prob = p\n"
+                      "loss = -(y * log(p) + (1 - y) * log(1 - p))\n",
+                      0, 0);
+  const double binary[] = {1, 2, 1, -1, 0.5, 0, 3, 1, 1};
+  d = dataset_of(m, 3, binary);
+  assert_int_equal(metric_spec(m, &d, METRIC_AUTO, "y", &s, &err), 0);
+  assert_true(s.kind == METRIC_ACCURACY && s.output == 0 && s.input == 1 && s.threshold == 0.5);
+  const double probs[] = {0.75, 0.25, 0.25}; /* right, right, wrong */
+  assert_true(metric_sum(m, &s, d.x, probs, 3) == 2);
+  /* a scalar target that is not 0/1 is a regression target: no accuracy unless asked */
+  const double reals[] = {1, 2, 0.5, -1, 0.5, 0, 3, 1, 1};
+  Dataset r = dataset_of(m, 3, reals);
+  assert_int_equal(metric_spec(m, &r, METRIC_AUTO, NULL, &s, &err), 0);
+  assert_true(s.kind == METRIC_NONE);
+  dataset_free(&r);
+  dataset_free(&d);
   jit_free(m);
 }
 
@@ -649,7 +693,7 @@ int main(void) {
       cmocka_unit_test(test_training_reduces_loss),
       cmocka_unit_test(test_training_is_reproducible),
       cmocka_unit_test(test_idle_thread_adds_nothing),
-      cmocka_unit_test(test_accuracy_and_target),
+      cmocka_unit_test(test_metric_choice),
   };
   return cmocka_run_group_tests_name("runtime", tests, setup, teardown);
 }

@@ -1,0 +1,141 @@
+/* metrics.c — what `bpc train` and `bpc eval` report besides the loss:
+ * accuracy where the targets are classes, mean squared or absolute error
+ * when asked for, nothing where no figure would mean anything (an
+ * autoencoder's output has its input's shape, but no classes). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+
+const char *metric_name(Metric k) {
+  switch (k) {
+  case METRIC_ACCURACY: return "accuracy";
+  case METRIC_MSE: return "mse";
+  case METRIC_MAE: return "mae";
+  default: return "none";
+  }
+}
+
+char *metric_format(const MetricSpec *spec, double value) {
+  if (spec->kind == METRIC_ACCURACY) return str_printf("%.2f%%", 100 * value);
+  return str_printf("%.6g", value);
+}
+
+double output_threshold(JitModel *m, int o) {
+  const Node *n = ((Decl *)m->ctx.outputs.items[o])->node;
+  return n->op == OP_SIGMOID ? 0.5 : 0.0;
+}
+
+size_t output_class(JitModel *m, const void *outputs, size_t example, int output, double threshold) {
+  Decl *out = m->ctx.outputs.items[output];
+  size_t off = example * (size_t)m->noutputs + (size_t)out->offset;
+  if (out->shape.rank == 0) return real_get(outputs, m->elem, off) > threshold;
+  size_t best = 0;
+  double bv = real_get(outputs, m->elem, off);
+  for (int64_t j = 1; j < shape_numel(out->shape); j++) {
+    double v = real_get(outputs, m->elem, off + (size_t)j);
+    if (v > bv) {
+      bv = v;
+      best = (size_t)j;
+    }
+  }
+  return best;
+}
+
+/* Whether every example's values of input slot i are classes: one-hot
+ * rows (a vector), or 0 and 1 (a scalar). */
+static int holds_classes(JitModel *m, const Dataset *d, int i) {
+  Decl *in = m->ctx.inputs.items[i];
+  if (d->onehot && d->onehot[i]) return 1;
+  int64_t k = shape_numel(in->shape);
+  if (in->shape.rank > 1 || d->n == 0) return 0;
+  for (size_t e = 0; e < d->n; e++) {
+    int ones = 0;
+    for (int64_t j = 0; j < k; j++) {
+      double v = real_get(d->x, d->elem, e * (size_t)d->width + (size_t)in->offset + (size_t)j);
+      if (v != 0 && v != 1) return 0;
+      ones += v == 1;
+    }
+    if (k > 1 && ones != 1) return 0;
+  }
+  return 1;
+}
+
+static int find_input(JitModel *m, const char *name) {
+  for (int i = 0; i < m->ctx.inputs.len; i++)
+    if (!strcmp(((Decl *)m->ctx.inputs.items[i])->name, name)) return i;
+  return -1;
+}
+
+int metric_spec(JitModel *m, const Dataset *d, Metric want, const char *target, MetricSpec *spec, char **err) {
+  Ctx *c = &m->ctx;
+  *spec = (MetricSpec){METRIC_NONE, -1, -1, 0};
+  int target_slot = -1;
+  if (target && (target_slot = find_input(m, target)) < 0) {
+    *err = str_printf("--target %s: the model has no input named '%s'", target, target);
+    return 1;
+  }
+  if (want == METRIC_NONE) return 0;
+  /* the pairs of an output and an input of one shape; for the automatic
+     choice only targets that hold classes */
+  int pairs = 0;
+  for (int o = 0; o < c->outputs.len; o++) {
+    Decl *out = c->outputs.items[o];
+    for (int i = 0; i < c->inputs.len; i++) {
+      Decl *in = c->inputs.items[i];
+      if (!shape_eq(in->shape, out->shape) || (target_slot >= 0 && i != target_slot)) continue;
+      int classes = holds_classes(m, d, i);
+      if (want == METRIC_AUTO && !classes) continue;
+      if (want == METRIC_ACCURACY && out->shape.rank > 1) continue;
+      if (pairs++ == 0) {
+        spec->output = o;
+        spec->input = i;
+      } else {
+        *err = str_printf("output '%s' and input '%s' could be compared as well as '%s' and '%s'; pick the "
+                          "target with --target NAME",
+                          out->name, in->name, ((Decl *)c->outputs.items[spec->output])->name,
+                          ((Decl *)c->inputs.items[spec->input])->name);
+        return 1;
+      }
+    }
+  }
+  if (pairs == 0) {
+    if (want == METRIC_AUTO) return 0;
+    *err = str_printf("--metric %s needs an output%s of the same shape as %s%s", metric_name(want),
+                      want == METRIC_ACCURACY ? " (class scores, or one scalar)" : "",
+                      target ? "the input " : "an input", target ? target : "");
+    return 1;
+  }
+  spec->kind = want == METRIC_AUTO ? METRIC_ACCURACY : want;
+  spec->threshold = output_threshold(m, spec->output);
+  return 0;
+}
+
+/* The metric summed over n examples (inputs and outputs example by example). */
+double metric_sum(JitModel *m, const MetricSpec *spec, const void *inputs, const void *outputs, size_t n) {
+  if (spec->kind == METRIC_NONE) return 0;
+  Decl *out = m->ctx.outputs.items[spec->output], *in = m->ctx.inputs.items[spec->input];
+  int64_t k = shape_numel(out->shape);
+  double sum = 0;
+  for (size_t e = 0; e < n; e++) {
+    size_t oo = e * (size_t)m->noutputs + (size_t)out->offset, io = e * (size_t)m->ninputs + (size_t)in->offset;
+    if (spec->kind == METRIC_ACCURACY) {
+      size_t want = 0;
+      if (k == 1 && in->shape.rank == 0)
+        want = real_get(inputs, m->elem, io) > 0.5;
+      else
+        for (int64_t j = 1; j < k; j++)
+          if (real_get(inputs, m->elem, io + (size_t)j) > real_get(inputs, m->elem, io + want)) want = (size_t)j;
+      sum += output_class(m, outputs, e, spec->output, spec->threshold) == want;
+      continue;
+    }
+    double err = 0;
+    for (int64_t j = 0; j < k; j++) {
+      double diff = real_get(outputs, m->elem, oo + (size_t)j) - real_get(inputs, m->elem, io + (size_t)j);
+      err += spec->kind == METRIC_MSE ? diff * diff : fabs(diff);
+    }
+    sum += err / (double)k;
+  }
+  return sum;
+}
