@@ -372,6 +372,10 @@ enum {
 };
 /* roots, plus every gradient term in terms (may be NULL) */
 void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, int fuse, Schedule *out);
+/* Places the schedule's stored tensors in the workspace again, leaving out
+ * those with elsewhere[id] set (the emitter writes them straight into the
+ * gradient); schedule_function has placed every one. */
+void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere);
 void compute_stats(Ctx *c, Stats *st);
 int node_is_materialised(const Node *n);
 double node_flops(const Node *n);

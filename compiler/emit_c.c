@@ -1233,6 +1233,7 @@ static int64_t emit_backward(Emitter *E) {
   Node **roots = function_roots(E, 1, jit, &nroots);
   schedule_function(c, roots, nroots, E->t->grad_terms, fusion(E), &s);
   mark_fusable_grads(E, &s);
+  plan_workspace(c, &s, E->grad_fused); /* what goes straight into grad takes no workspace */
   choose_first_terms(E, &s);
   const char *name = arena_printf(&c->arena, "%s__backward_add%s", E->P, E->sfx);
   const char *params = arena_printf(&c->arena,

@@ -130,6 +130,7 @@ typedef struct Block {
 
 typedef struct Planner {
   Ctx *c;
+  Node *const *elsewhere; /* per node id: non-NULL when the value is written elsewhere (into grad) */
   int *last;   /* per node id: position of its last reader (AT_END: the end) */
   char *gone;  /* per node id: its block was handed over or freed */
   Block *free; /* free blocks */
@@ -173,7 +174,9 @@ static void give_block(Planner *p, int64_t offset, int64_t size) {
   p->free[p->nfree++] = (Block){offset, size};
 }
 
-static int stored(const Node *n) { return node_is_materialised(n) && !n->inlined; }
+static int stored(const Planner *p, const Node *n) {
+  return node_is_materialised(n) && !n->inlined && !(p->elsewhere && p->elsewhere[n->id]);
+}
 
 /* Whether v is x or a view of x (a row or element of it, or of a view). */
 static int is_view_of(const Node *v, const Node *x) {
@@ -195,8 +198,10 @@ static int reads_elsewhere(const Node *y, const Node *x, int depth) {
   return 0;
 }
 
-static void plan_memory(Ctx *c, Schedule *s) {
+void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere) {
+  ArenaMark scratch = arena_mark(&c->arena);
   Planner p = {c,
+               elsewhere,
                arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1)),
                arena_alloc(&c->arena, (size_t)c->nodes.len + 1),
                NULL,
@@ -212,13 +217,13 @@ static void plan_memory(Ctx *c, Schedule *s) {
   }
   for (int i = 0; i < s->order.len; i++) {
     Node *y = s->order.items[i];
-    if (!stored(y)) continue;
+    if (!stored(&p, y)) continue;
     int64_t size = shape_numel(y->shape);
     y->ws_offset = -1;
     if (op_is_elementwise(y->op)) /* in place over an argument read here for the last time */
       for (int k = 0; k < y->nargs && y->ws_offset < 0; k++) {
         Node *x = y->args[k];
-        if (stored(x) && !p.gone[x->id] && p.last[x->id] == i && shape_eq(x->shape, y->shape) &&
+        if (stored(&p, x) && !p.gone[x->id] && p.last[x->id] == i && shape_eq(x->shape, y->shape) &&
             !reads_elsewhere(y, x, 0)) {
           y->ws_offset = x->ws_offset;
           p.gone[x->id] = 1;
@@ -227,13 +232,14 @@ static void plan_memory(Ctx *c, Schedule *s) {
     if (y->ws_offset < 0) y->ws_offset = take_block(&p, size);
     for (int k = 0; k < y->nargs; k++) { /* arguments read here for the last time */
       Node *x = y->args[k];
-      if (stored(x) && !p.gone[x->id] && p.last[x->id] == i) {
+      if (stored(&p, x) && !p.gone[x->id] && p.last[x->id] == i) {
         give_block(&p, x->ws_offset, shape_numel(x->shape));
         p.gone[x->id] = 1;
       }
     }
   }
   s->ws_elems = p.top;
+  arena_release(&c->arena, scratch);
 }
 
 void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, int fuse, Schedule *out) {
@@ -255,9 +261,7 @@ void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, int f
     Node *n = c->nodes.items[i];
     if (n->live) vec_push(&c->arena, &out->order, n);
   }
-  scratch = arena_mark(&c->arena);
-  plan_memory(c, out);
-  arena_release(&c->arena, scratch);
+  plan_workspace(c, out, NULL);
 }
 
 static void count(Schedule *s, int backward_only_after, int *ops, double *flops, const char *seen) {

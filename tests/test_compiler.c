@@ -543,9 +543,9 @@ static void test_emitter_float_mode(void **state) {
 
 static void test_emitter_workspace_form(void **state) {
   (void)state;
-  /* 800k doubles of intermediates: more than 4 MiB, so the _ws forms */
+  /* 800k doubles of a named intermediate: more than 4 MiB, so the _ws forms */
   Model *m = NULL;
-  Ctx *c = compile_ok("param W[1000, 800]\ninput x[1000]\nloss = sum(relu(transpose(W) @ x)) + sum(W * W)\n");
+  Ctx *c = compile_ok("param W[1000, 800]\ninput x[1000]\nV = exp(W)\nloss = sum(relu(transpose(V) @ x)) + sum(V * W)\n");
   Buf out = {0}, h = {0};
   EmitOptions eo = {.prefix = "big", .self_contained = 1};
   emit_c(c, &eo, &out, &h);

@@ -612,6 +612,55 @@ static void test_idle_thread_adds_nothing(void **state) {
     assert_true(fabs(runs[0][i] - runs[1][i]) < 1e-12 * (1 + fabs(runs[0][i])));
 }
 
+/* The workspace a model declares is the workspace its code uses: filled
+ * with a sentinel, then every function run, the highest element written
+ * must be the last one declared. Gradients written straight into grad
+ * took workspace they never touched (W[784, 700]: 549,500 reals for 700). */
+static void check_workspace_is_tight(const char *src, int batch) {
+  JitModel *m = jit_from_source(src, 0, batch);
+  const size_t margin = 64, n = m->ws_elems + margin;
+  const double sentinel = -12345.678;
+  double *ws = malloc(sizeof(double) * n), *p = calloc((size_t)m->nparams + 1, sizeof(double));
+  double *g = calloc((size_t)m->nparams + 1, sizeof(double)), *out = calloc((size_t)m->noutputs * 64 + 1, sizeof(double));
+  size_t B = m->fixed > 1 ? (size_t)m->fixed : 1;
+  double *x = malloc(sizeof(double) * (B * (size_t)m->ninputs + 1)), *soa = malloc(sizeof(double) * (B * (size_t)m->ninputs + 1));
+  uint64_t rng = 5;
+  for (size_t i = 0; i < B * (size_t)m->ninputs; i++)
+    x[i] = test_rand_normal(&rng);
+  m->init(p, 1);
+  for (size_t i = 0; i < n; i++)
+    ws[i] = sentinel;
+  jit_train_batch(m, p, x, 1, g, out, ws, 0);
+  jit_eval_batch(m, p, x, 1, out, ws);
+  if (m->fixed > 1) {
+    jit_gather(m, x, soa);
+    jit_train_fixed(m, p, soa, g, out, ws, 0);
+    jit_eval_fixed(m, p, soa, out, ws);
+  }
+  size_t top = 0;
+  for (size_t i = 0; i < n; i++)
+    if (ws[i] != sentinel) top = i + 1;
+  assert_int_equal(top, m->ws_elems);
+  free(ws);
+  free(p);
+  free(g);
+  free(out);
+  free(x);
+  free(soa);
+  jit_free(m);
+}
+
+static void test_workspace_is_what_the_code_uses(void **state) {
+  (void)state;
+  check_workspace_is_tight("param W[784, 700]\ninput x[784]\nloss = sum(x @ W)\n", 0);
+  check_workspace_is_tight("param W[784, 70]\ninput x[784]\nloss = sum(x @ W)\n", 8);
+  check_workspace_is_tight("param W1[20, 16] ~ normal(0, 0.3)\nparam b1[16]\nparam W2[16, 5] ~ normal(0, 0.3)\n"
+                           "input x[20]\ninput t[5]\nh = relu(x @ W1 + b1)\ns = h @ W2\n"
+                           "loss = softmax_cross_entropy(s, t) + 0.01 * sum(W1 * W1)\noutput scores = s\n",
+                           4);
+  check_workspace_is_tight("param W[3, 2] ~ normal(0, 1)\nh = exp(W)\nd = h - h[0]\nloss = sum(d * d) + max(h)\n", 0);
+}
+
 /* A data set of n examples from values given example by example. */
 static Dataset dataset_of(JitModel *m, size_t n, const double *values) {
   Dataset d = {n, m->ninputs, sizeof(double), malloc(sizeof(double) * n * (size_t)m->ninputs),
@@ -694,6 +743,7 @@ int main(void) {
       cmocka_unit_test(test_training_is_reproducible),
       cmocka_unit_test(test_idle_thread_adds_nothing),
       cmocka_unit_test(test_metric_choice),
+      cmocka_unit_test(test_workspace_is_what_the_code_uses),
   };
   return cmocka_run_group_tests_name("runtime", tests, setup, teardown);
 }

@@ -85,18 +85,18 @@ static void exp_sum__predict(const bp_real *restrict params, const bp_real *rest
 }
 
 bp_real exp_sum_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[12];
+  bp_real *ws = NULL;
   return exp_sum__forward(params, inputs, ws);
 }
 
 bp_real exp_sum_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[12];
+  bp_real *ws = NULL;
   return exp_sum__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real exp_sum_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[12];
+  bp_real *ws = NULL;
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 6; i++) grad[i] = 0;
@@ -112,6 +112,6 @@ bp_real exp_sum_backward_batch(const bp_real *params, const bp_real *inputs, siz
 }
 
 void exp_sum_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[12];
+  bp_real *ws = NULL;
   exp_sum__predict(params, inputs, outputs, ws);
 }

@@ -68,18 +68,18 @@ static void hinge__predict(const bp_real *restrict params, const bp_real *restri
 }
 
 bp_real hinge_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[3];
+  bp_real *ws = NULL;
   return hinge__forward(params, inputs, ws);
 }
 
 bp_real hinge_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[3];
+  bp_real *ws = NULL;
   return hinge__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real hinge_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[3];
+  bp_real *ws = NULL;
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 3; i++) grad[i] = 0;
@@ -95,6 +95,6 @@ bp_real hinge_backward_batch(const bp_real *params, const bp_real *inputs, size_
 }
 
 void hinge_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[3];
+  bp_real *ws = NULL;
   hinge__predict(params, inputs, outputs, ws);
 }

@@ -96,18 +96,18 @@ static void least_squares__predict(const bp_real *restrict params, const bp_real
 }
 
 bp_real least_squares_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[13];
+  bp_real ws[10];
   return least_squares__forward(params, inputs, ws);
 }
 
 bp_real least_squares_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[13];
+  bp_real ws[10];
   return least_squares__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real least_squares_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[13];
+  bp_real ws[10];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 3; i++) grad[i] = 0;
@@ -123,6 +123,6 @@ bp_real least_squares_backward_batch(const bp_real *params, const bp_real *input
 }
 
 void least_squares_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[13];
+  bp_real ws[10];
   least_squares__predict(params, inputs, outputs, ws);
 }

@@ -96,18 +96,18 @@ static void logsumexp__predict(const bp_real *restrict params, const bp_real *re
 }
 
 bp_real logsumexp_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[24];
+  bp_real ws[8];
   return logsumexp__forward(params, inputs, ws);
 }
 
 bp_real logsumexp_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[24];
+  bp_real ws[8];
   return logsumexp__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real logsumexp_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[24];
+  bp_real ws[8];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 8; i++) grad[i] = 0;
@@ -123,6 +123,6 @@ bp_real logsumexp_backward_batch(const bp_real *params, const bp_real *inputs, s
 }
 
 void logsumexp_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[24];
+  bp_real ws[8];
   logsumexp__predict(params, inputs, outputs, ws);
 }

@@ -79,18 +79,18 @@ static void row_view__predict(const bp_real *restrict params, const bp_real *res
 }
 
 bp_real row_view_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[18];
+  bp_real ws[14];
   return row_view__forward(params, inputs, ws);
 }
 
 bp_real row_view_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[18];
+  bp_real ws[14];
   return row_view__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real row_view_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[18];
+  bp_real ws[14];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 4; i++) grad[i] = 0;
@@ -106,6 +106,6 @@ bp_real row_view_backward_batch(const bp_real *params, const bp_real *inputs, si
 }
 
 void row_view_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[18];
+  bp_real ws[14];
   row_view__predict(params, inputs, outputs, ws);
 }

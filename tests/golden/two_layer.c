@@ -170,7 +170,7 @@ static bp_real two_layer__backward_add(const bp_real *restrict params, const bp_
     }
   }
   /* line 15: backward mul [3] */
-  bp_real *const d31 = ws + 24;
+  bp_real *const d31 = ws + 15;
   for (size_t i = 0; i < 3; i++) d31[i] = d27[i] * (s_[i] * (1.0 - s_[i]));
   /* line 14: backward outer [2,3] */
   if (acc) {
@@ -242,18 +242,18 @@ static void two_layer__predict(const bp_real *restrict params, const bp_real *re
 }
 
 bp_real two_layer_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[33];
+  bp_real ws[18];
   return two_layer__forward(params, inputs, ws);
 }
 
 bp_real two_layer_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[33];
+  bp_real ws[18];
   return two_layer__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real two_layer_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[33];
+  bp_real ws[18];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 21; i++) grad[i] = 0;
@@ -269,6 +269,6 @@ bp_real two_layer_backward_batch(const bp_real *params, const bp_real *inputs, s
 }
 
 void two_layer_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[33];
+  bp_real ws[18];
   two_layer__predict(params, inputs, outputs, ws);
 }
