@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "ad_programs.h"
 #include "harness.h"
 #include "runtime.h"
 
@@ -612,6 +613,69 @@ static void test_idle_thread_adds_nothing(void **state) {
     assert_true(fabs(runs[0][i] - runs[1][i]) < 1e-12 * (1 + fabs(runs[0][i])));
 }
 
+/* The batched functions `bpc train` runs (one fixed batch, vectors made
+ * matrices) against the per-example ones on the same examples: the
+ * summed loss, the summed gradient (stored, then added with acc 1) and
+ * the outputs. Returns 1 if the model has batched functions. */
+static int batched_matches_per_example(const char *src, uint64_t seed) {
+  enum { B = 3 };
+  JitModel *m = jit_from_source(src, 0, B);
+  int batched = m->fixed == B;
+  if (batched) {
+    size_t np = (size_t)m->nparams + 1, ni = B * (size_t)m->ninputs + 1, no = B * (size_t)m->noutputs + 1;
+    double *p = calloc(np, sizeof(double)), *g1 = calloc(np, sizeof(double)), *gb = calloc(np, sizeof(double));
+    double *x = calloc(ni, sizeof(double)), *soa = calloc(ni, sizeof(double)), *ws = calloc(m->ws_elems + 1, sizeof(double));
+    double *o1 = calloc(no, sizeof(double)), *ob = calloc(no, sizeof(double));
+    uint64_t rng = seed;
+    m->init(p, seed);
+    for (size_t i = 0; i + 1 < ni; i++)
+      x[i] = test_rand_normal(&rng);
+    double l1 = jit_train_batch(m, p, x, B, g1, o1, ws, 0);
+    jit_gather(m, x, soa);
+    double lb = jit_train_fixed(m, p, soa, gb, ob, ws, 0);
+    assert_true(fabs(l1 - lb) <= 1e-10 * (1 + fabs(l1)));
+    for (size_t i = 0; i + 1 < np; i++)
+      assert_true(fabs(g1[i] - gb[i]) <= 1e-10 * (1 + fabs(g1[i])));
+    for (size_t i = 0; i + 1 < no; i++)
+      assert_true(fabs(o1[i] - ob[i]) <= 1e-10 * (1 + fabs(o1[i])));
+    jit_train_fixed(m, p, soa, gb, NULL, ws, 1); /* acc 1 adds a second copy */
+    for (size_t i = 0; i + 1 < np; i++)
+      assert_true(fabs(2 * g1[i] - gb[i]) <= 1e-10 * (1 + fabs(g1[i])));
+    assert_true(fabs(jit_eval_fixed(m, p, soa, NULL, ws) - l1) <= 1e-10 * (1 + fabs(l1)));
+    free(p);
+    free(g1);
+    free(gb);
+    free(x);
+    free(soa);
+    free(ws);
+    free(o1);
+    free(ob);
+  }
+  jit_free(m);
+  return batched;
+}
+
+static void test_batched_functions_match_per_example(void **state) {
+  (void)state;
+  int batched = 0;
+  for (int i = 0; i < NUM_AD_PROGRAMS; i++)
+    batched += batched_matches_per_example(ad_programs[i], 11 + (uint64_t)i);
+  /* three have per-example matrices or index an example's vector; a
+     change in what can be batched must show up here */
+  assert_int_equal(batched, NUM_AD_PROGRAMS - 3);
+  static const char *const samples[] = {"xyz", "apple", "apple_orange", "toy_net", "hinge", "linreg",
+                                        "two_layer", "mlp", "fashion_mlp", "logsumexp"};
+  int samples_batched = 0;
+  for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+    char path[256];
+    snprintf(path, sizeof path, SAMPLES_DIR "/%s.bp", samples[i]);
+    char *src = read_text_file(path);
+    samples_batched += batched_matches_per_example(src, 3);
+    free(src);
+  }
+  assert_int_equal(samples_batched, 10);
+}
+
 /* The workspace a model declares is the workspace its code uses: filled
  * with a sentinel, then every function run, the highest element written
  * must be the last one declared. Gradients written straight into grad
@@ -744,6 +808,7 @@ int main(void) {
       cmocka_unit_test(test_idle_thread_adds_nothing),
       cmocka_unit_test(test_metric_choice),
       cmocka_unit_test(test_workspace_is_what_the_code_uses),
+      cmocka_unit_test(test_batched_functions_match_per_example),
   };
   return cmocka_run_group_tests_name("runtime", tests, setup, teardown);
 }

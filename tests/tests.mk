@@ -14,7 +14,7 @@ $(B)/tests/targets.o: tests/fuzz/targets.c tests/fuzz/targets.h runtime/runtime.
 $(B)/tests/test_fuzz_regressions: tests/test_fuzz_regressions.c $(B)/tests/targets.o $(B)/tests/harness.o $(B)/libbpc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $(SAN) -Itests/fuzz -o $@ $< $(B)/tests/targets.o $(B)/tests/harness.o $(B)/libbpc.a $(TEST_LIBS)
-$(B)/tests/%: tests/%.c $(B)/tests/harness.o $(B)/libbpc.a tests/harness.h
+$(B)/tests/%: tests/%.c $(B)/tests/harness.o $(B)/libbpc.a $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $(SAN) -o $@ $< $(B)/tests/harness.o $(B)/libbpc.a $(TEST_LIBS)
 

@@ -1,0 +1,91 @@
+/* ad_programs.h — small models that together use every op in every
+ * orientation, each with a reason to exist: the autodiff tests check them
+ * against finite differences (test_compiler.c) and the batched training
+ * functions against the per-example ones (test_runtime.c). */
+#ifndef BPC_TEST_AD_PROGRAMS_H
+#define BPC_TEST_AD_PROGRAMS_H
+
+static const char *const ad_programs[] = {
+    /* unary elementwise, on a positive domain */
+    "param x[4] ~ uniform(0.5, 2)\nloss = sum(exp(x)) + sum(log(x)) + sum(sqrt(x))\n",
+    "param x[4] ~ uniform(-2, 2)\nloss = sum(abs(x)) + sum(sin(x)) + sum(cos(x)) + sum(tanh(x))\n",
+    "param x[4] ~ uniform(-2, 2)\nloss = sum(sigmoid(x)) + sum(relu(x)) + sum(softplus(x)) + sum(-x)\n",
+    "param x[4] ~ uniform(0.5, 2)\nloss = sum(x^3) + sum(x^0.5) + sum(x^-1) + sum(x^2.5) + sum(x^2)\n",
+    /* broadcasting binary ops */
+    "param a[2, 3] ~ uniform(0.5, 2)\nparam b[3] ~ uniform(0.5, 2)\nparam s ~ uniform(0.5, 2)\n"
+    "loss = sum((a + b) * s) + sum((a - b) / s) + sum(a * b - s) + sum(b / a + s)\n",
+    "param a[2, 3] ~ uniform(-2, 2)\nparam b[3] ~ uniform(-2, 2)\nparam s ~ uniform(-2, 2)\n"
+    "loss = sum(max(a, b)) + sum(min(a, s)) + sum(max(s, b)) + sum(min(b, a))\n",
+    /* reductions */
+    "param A[3, 4] ~ uniform(-1, 1)\nloss = sum(sum(A, 0) * sum(A, 1)[1]) + mean(A) + sum(mean(A, 1)^2)\n",
+    "param A[3, 4] ~ uniform(-1, 1)\nparam v[5] ~ uniform(-1, 1)\nloss = max(A) * min(v) + max(v) - min(A)\n",
+    "param A[3, 4] ~ uniform(-1, 1)\nparam v[5] ~ uniform(-1, 1)\n"
+    "loss = sum(logsumexp(A) * logsumexp(A)) + logsumexp(v)^2\n",
+    "param A[3, 4] ~ uniform(-1, 1)\ninput T[3, 4]\nloss = sum(softmax(A) * T) + sum(log_softmax(A)^2)\n",
+    "param z[5] ~ uniform(-1, 1)\ninput t[5]\nloss = softmax_cross_entropy(z, t) + cross_entropy(softmax(z), "
+    "t)\n",
+    /* matrix products in every orientation */
+    "param A[2, 3] ~ uniform(-1, 1)\nparam B[3, 4] ~ uniform(-1, 1)\nparam C[4, 3] ~ uniform(-1, 1)\n"
+    "loss = sum((A @ B)^2) + sum((transpose(B) @ transpose(A))^2) + sum((A @ transpose(C))^2) + "
+    "sum((transpose(A) @ A)^2)\n",
+    "param A[2, 3] ~ uniform(-1, 1)\nparam v[3] ~ uniform(-1, 1)\nparam u[2] ~ uniform(-1, 1)\n"
+    "loss = sum((A @ v)^2) + sum((u @ A)^2) + sum((transpose(A) @ u)^2) + sum((v @ transpose(A))^2) + "
+    "dot(v, v) * dot(u, A @ v)\n",
+    /* indexing and fan-out */
+    "param A[3, 4] ~ uniform(-1, 1)\nparam v[4] ~ uniform(-1, 1)\n"
+    "loss = A[1, 2] * v[0] + sum(A[2] * v) + (A @ v)[1]^2 + sum(exp(v) * v * v)\n",
+    /* a gradient written straight into grad while its sum is taken (emit_c's fused sums), and
+       sums of scaled vectors taken as scaled sums */
+    "param x[6] ~ normal(0, 1)\nm = max(x)\nloss = sum(exp(x - m)) + m + log(sum(exp(x - m)))\n",
+    "param x[5] ~ normal(0, 1)\nparam k ~ uniform(0.5, 2)\ninput c[5]\n"
+    "loss = sum(x * k) + sum(c / k) * sum(x) + sum(k * exp(x)) + sum((x * c) * k)^2\n",
+    /* elementwise vectors computed inside the matrix-vector products that read them */
+    "param A[3, 4] ~ uniform(-1, 1)\nparam u[3] ~ uniform(-1, 1)\ninput c[4]\n"
+    "loss = sum((transpose(A) @ (u * u + 1))^2) + sum(((u - 1) @ A) * c) + 0.5 * sum((c - u @ A)^2)\n",
+    /* least squares: A @ x and the gradient transpose(A) @ (A @ x - s) walk A together, in blocks of
+       rows (70 = 64 + 6), with another term of the same gradient before or after */
+    "param x[3] ~ normal(0, 1)\ninput T[70, 3]\ninput s[70]\nr = s - T @ x\n"
+    "loss = 0.5 * sum(r * r) + sum(x * x)\n",
+    "param x[3] ~ normal(0, 1)\ninput T[70, 3]\ninput s[70]\nq = sum(exp(x))\nr = s - T @ x\n"
+    "loss = 0.5 * sum(r * r) * q\n",
+    /* a scalar parameter times itself, among other terms of its gradient: the two equal terms
+       were both stored first (acc 0), so the gradient lost one of them (tests/golden/scalar_ops.bp) */
+    "param a = 0.5\nparam b = -1.5\ninput x\nu = sigmoid(a * x) + tanh(b) - relu(a - b)\n"
+    "v = max(u, b) * min(a, x) / softplus(b) + abs(x)^3\nloss = log(exp(u) + 1) * v + sqrt(a * a + 1)\n",
+    /* products and dot products with a constant operand (sums of the other operand) */
+    "param A[2, 3] ~ uniform(-1, 1)\nparam x[3] ~ uniform(-1, 1)\nparam u[2] ~ uniform(-1, 1)\n"
+    "loss = sum(A @ (x * 0 + 2)) + dot(x * 0 + 3, x) + sum((u * 0 + 1) @ A) + dot(x, x * 0 - 1) + "
+    "sum(transpose(A) @ (u * 0 + 4)) + sum((x * 0 + 5) @ transpose(A)) + sum(A @ (transpose(A) * 0 + 1))"
+    " + sum((A * 0 + 2) @ transpose(A)) + sum(transpose(A) @ (A * 0 + 3)) * sum(u)\n",
+    /* user names that are also locals or arrays of the emitted code: row (logsumexp's row pointer) and
+       at (positions of maxima in functions cut into parts) */
+    "param row[2, 3] ~ normal(0, 1)\nparam at[3] ~ normal(0, 1)\n"
+    "loss = sum(logsumexp(row)) + logsumexp(at) + max(at) * min(row)\n",
+    /* user names that are also loop locals of the emitted code (v was one, and broke fused sums) */
+    "param v[4] ~ normal(0, 1)\nparam s[4] ~ normal(0, 1)\nu = v * s\n"
+    "loss = sum(u) + log(sum(exp(v))) + sum(u * v) + max(v) * sum(s * s)\n",
+    /* a tensor read through a row view in the loop that computes the next value: that value must
+       not take the tensor's storage (d = h - h[0] overwrote row 0 and read it back) */
+    "param W[2, 2] ~ uniform(-1, 1)\nh = W * 3\nd = h - h[0]\nloss = sum(d * d)\n",
+    "param W[3, 2] ~ uniform(-1, 1)\nh = exp(W)\nd = h - h[0]\nloss = d[1, 0] + sum(d[2] * h[1])\n",
+    "param W[3, 2] ~ uniform(-1, 1)\nparam v[2] ~ uniform(-1, 1)\nh = W * v\nd = sigmoid(h) * h[2] - h[1]\n"
+    "loss = sum(d * d)\n",
+    /* names that are keywords, macros or types of C, C++, <math.h>, <stdint.h> or the generated code */
+    "param NAN ~ uniform(0.5, 1)\nparam M_PI[2] ~ uniform(-1, 1)\nparam class ~ uniform(-1, 1)\n"
+    "param int ~ uniform(-1, 1)\nparam m_forward ~ uniform(-1, 1)\ninput NULL\ninput SIZE_MAX[2]\ninput NAN_\n"
+    "INT32_MIN = NAN * M_PI\ntypeof = INT32_MIN * SIZE_MAX + class\nasm = sin(typeof * NULL)\n"
+    "M_E = sum(asm) * int + NAN_ * m_forward\nBP_NOINLINE = M_E * M_E + max(M_PI)\n"
+    "loss = BP_NOINLINE + sum(typeof * typeof)\noutput M_H = M_E\n",
+    /* per-example vectors in every product the batched pass rewrites: A @ x (a product with A
+       transposed), transpose(A) @ u, dot of two per-example vectors and of one with a parameter */
+    "param A[3, 4] ~ uniform(-1, 1)\nparam w[4] ~ uniform(-1, 1)\ninput x[4]\ninput u[3]\nh = A @ x\n"
+    "loss = dot(h, u) + dot(x * w, x) + sum((transpose(A) @ u) * x) + dot(w, x)^2 + sum(x @ transpose(A))\n"
+    "output y = h\n",
+    /* a deep sigmoid/tanh chain with shared values */
+    "param x = 0.3\nparam w = 0.7\na = sigmoid(w * x)\nb = tanh(a * w + x)\nc = a * b + sigmoid(b)\n"
+    "loss = c * c + a\n",
+};
+
+enum { NUM_AD_PROGRAMS = sizeof ad_programs / sizeof ad_programs[0] };
+
+#endif
