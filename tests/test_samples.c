@@ -200,9 +200,28 @@ static void test_mlp(void **state) {
 
 static void test_fashion_mlp_matches_mlp(void **state) {
   (void)state;
+  /* the demo's model is the 784-128-10 MLP: the same initial values, loss and gradient */
   Model *a = model_from_file(SAMPLE("mlp.bp")), *b = model_from_file(SAMPLE("fashion_mlp.bp"));
   assert_int_equal(a->nparams, b->nparams);
   assert_int_equal(a->ninputs, b->ninputs);
+  size_t np = (size_t)a->nparams, ni = (size_t)a->ninputs;
+  double *pa = malloc(sizeof(double) * np), *pb = malloc(sizeof(double) * np), *x = calloc(ni, sizeof(double));
+  double *ga = malloc(sizeof(double) * np), *gb = malloc(sizeof(double) * np);
+  a->init(pa, 5);
+  b->init(pb, 5);
+  assert_memory_equal(pa, pb, sizeof(double) * np);
+  uint64_t rng = 9;
+  for (size_t i = 0; i < 784; i++)
+    x[i] = fabs(test_rand_normal(&rng));
+  x[784 + 3] = 1; /* class 3 */
+  double la = a->backward(pa, x, ga), lb = b->backward(pb, x, gb);
+  assert_true(la == lb && la > 0);
+  assert_memory_equal(ga, gb, sizeof(double) * np);
+  free(pa);
+  free(pb);
+  free(x);
+  free(ga);
+  free(gb);
   model_free(a);
   model_free(b);
 }
