@@ -16,7 +16,7 @@ RUNTIME_SRC  = $(wildcard runtime/*.c)
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
 LIB_OBJ      = $(GRAMMAR_OBJ) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o)
 
-.PHONY: all test unit e2e golden demo deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels docs-images
+.PHONY: all test unit e2e golden demo deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels docs-images mutate
 FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc
 
@@ -52,6 +52,14 @@ include tests/tests.mk
 
 deps:
 	scripts/install-deps.sh
+
+# Mutation testing (not part of make test; about a minute per mutation):
+# every mutation in tests/mutations.txt, applied to a copy of the tree, must
+# make the suite fail. MUTATE_ONLY=TEXT runs the ones whose file or
+# replacement contains TEXT.
+mutate:
+	scripts/install-deps.sh
+	scripts/mutate.py $(if $(MUTATE_ONLY),--only '$(MUTATE_ONLY)')
 
 # Everything built with AddressSanitizer and UndefinedBehaviorSanitizer
 # (clang) into build-san/, the whole test suite run on it, and the emitted

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""make mutate: applies each mutation of tests/mutations.txt, one at a time,
+to a copy of the tree (the user's checkout is never touched), runs `make
+test` there, and reports the mutations the suite did not catch.
+
+Usage: scripts/mutate.py [--only SUBSTRING] [--jobs N]
+Exit status: 0 when every mutation was caught, 1 when one survived."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read_mutations(path):
+    out = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.split(" | ")
+            if len(parts) != 3:
+                sys.exit(f"{path}:{n}: expected FILE | TEXT | REPLACEMENT")
+            out.append((n, parts[0].strip(), parts[1], parts[2]))
+    return out
+
+
+def main():
+    only = None
+    jobs = "2"
+    args = sys.argv[1:]
+    while args:
+        a = args.pop(0)
+        if a == "--only" and args:
+            only = args.pop(0)
+        elif a == "--jobs" and args:
+            jobs = args.pop(0)
+        else:
+            sys.exit("usage: scripts/mutate.py [--only SUBSTRING] [--jobs N]")
+    mutations = read_mutations(os.path.join(ROOT, "tests", "mutations.txt"))
+    if only:
+        mutations = [m for m in mutations if only in m[1] or only in m[2]]
+    work = tempfile.mkdtemp(prefix="bpc-mutate-")
+    tree = os.path.join(work, "tree")
+    # the committed tree and the working changes, without build outputs
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns("build", "build-*", ".git"))
+    env = dict(os.environ, MAKEFLAGS="")
+    base = subprocess.run(["make", "-s", "-j" + jobs, "test"], cwd=tree, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if base.returncode != 0:
+        print(base.stdout[-3000:])
+        sys.exit("mutate: the unmutated tree does not pass make test")
+    survivors = []
+    for n, path, old, new in mutations:
+        target = os.path.join(tree, path)
+        with open(target) as f:
+            text = f.read()
+        count = text.count(old)
+        if count != 1:
+            sys.exit(f"tests/mutations.txt:{n}: the text occurs {count} times in {path} (must be once)")
+        with open(target, "w") as f:
+            f.write(text.replace(old, new))
+        r = subprocess.run(["make", "-s", "-j" + jobs, "test"], cwd=tree, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with open(target, "w") as f:
+            f.write(text)
+        caught = r.returncode != 0
+        print(f"{'caught  ' if caught else 'SURVIVED'} {path}:{n}: {new.strip()[:90]}", flush=True)
+        if not caught:
+            survivors.append((n, path, new))
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"mutate: {len(mutations) - len(survivors)} of {len(mutations)} mutations caught")
+    if survivors:
+        print("survivors (write a test, or explain them in tests/MUTATIONS.md):")
+        for n, path, new in survivors:
+            print(f"  tests/mutations.txt:{n} {path}: {new.strip()}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
