@@ -54,27 +54,46 @@ static Node *mul(Ctx *c, Node *a, Node *b) { return ir_binary(c, OP_MUL, a, b); 
 static Node *sub(Ctx *c, Node *a, Node *b) { return ir_binary(c, OP_SUB, a, b); }
 static Node *neg(Ctx *c, Node *a) { return ir_unary(c, OP_NEG, a); }
 
-/* d/dx of y = f(x) for the one-argument elementwise ops, from y and x. */
+/* d/dx of y = x ^ v: 2x for squares, v x^(v-1) otherwise. */
+static Node *powc_derivative(Ctx *c, Node *y) {
+  Node *x = y->args[0];
+  if (y->value == 2) return mul(c, k(c, 2), x);
+  return mul(c, k(c, y->value), ir_powc(c, x, y->value - 1));
+}
+
+/* d/dx of y = f(x) for the one-argument elementwise ops: the column d of
+ * ops.h, in the words it is written in there. */
+#define Y y
+#define X0 x
+#define K(v) k(c, v)
+#define MUL(a, b) mul(c, a, b)
+#define SUB(a, b) sub(c, a, b)
+#define DIV(a, b) ir_binary(c, OP_DIV, a, b)
+#define NEG(a) neg(c, a)
+#define UN(op, a) ir_unary(c, OP_##op, a)
+#define BIN(op, a, b) ir_binary(c, OP_##op, a, b)
+#define POWC_DERIVATIVE powc_derivative(c, y)
 static Node *unary_local(Ctx *c, Node *y) {
   Node *x = y->args[0];
+  (void)x;
   switch (y->op) {
-  case OP_NEG: return k(c, -1);
-  case OP_EXP: return y;
-  case OP_LOG: return ir_binary(c, OP_DIV, k(c, 1), x);
-  case OP_SQRT: return ir_binary(c, OP_DIV, k(c, 0.5), y);
-  case OP_ABS: return ir_unary(c, OP_SIGN, x);
-  case OP_SIN: return ir_unary(c, OP_COS, x);
-  case OP_COS: return neg(c, ir_unary(c, OP_SIN, x));
-  case OP_TANH: return sub(c, k(c, 1), mul(c, y, y));
-  case OP_SIGMOID: return mul(c, y, sub(c, k(c, 1), y));
-  case OP_RELU: return ir_binary(c, OP_GT, x, k(c, 0));
-  case OP_SOFTPLUS: return ir_unary(c, OP_SIGMOID, x);
-  case OP_POWC:
-    if (y->value == 2) return mul(c, k(c, 2), x);
-    return mul(c, k(c, y->value), ir_powc(c, x, y->value - 1));
-  default: return k(c, 0);
+#define X(E, name, label, arity, classes, flops, value, ctext, d)                                              \
+  case OP_##E: return (d);
+    BPC_OPS(X)
+#undef X
+  default: return NULL;
   }
 }
+#undef Y
+#undef X0
+#undef K
+#undef MUL
+#undef SUB
+#undef DIV
+#undef NEG
+#undef UN
+#undef BIN
+#undef POWC_DERIVATIVE
 
 static void backprop_binary(Adjoints *A, Node *y, Node *g) {
   Ctx *c = A->c;

@@ -175,53 +175,38 @@ const char *shape_str(Ctx *c, Shape s); /* "[3,4]", "scalar" */
 int shape_broadcast(Shape a, Shape b, Shape *out);
 
 /* ---- ir.c: the graph ----------------------------------------------------- */
+/* Every op and what it knows of itself: compiler/ops.h. What the
+ * arguments and attributes of the non-elementwise ops mean:
+ *   CONST every element = value; PARAM, INPUT slot = declaration index;
+ *   POWC args[0] ^ value; SIGN -1, 0, 1 (the derivative of abs);
+ *   GT, LT 1 where a > b (a < b) else 0;
+ *   SUM all elements -> scalar; SUMAX a matrix summed over axis attr -> vector;
+ *   MAXALL, MINALL the largest, smallest element; LSE log-sum-exp over the last
+ *   axis (vector -> scalar, matrix -> [rows]); ARGMAXMASK, ARGMINMASK args[1]
+ *   (a scalar) at the first largest (smallest) element of args[0], 0 elsewhere;
+ *   BCAST args[0] repeated to shape, attr BCAST_ROWS or BCAST_COLS; INDEX the
+ *   element (scalar) or row (vector) at flat offset attr; SCATTER zeros of
+ *   shape with args[0] at flat offset attr; MATMUL attr MM_TA / MM_TB: an
+ *   argument transposed; OUTER a[m], b[n] -> [m,n]; DOT a[n] . b[n]. */
+#include "ops.h"
 typedef enum {
-  /* leaves */
-  OP_CONST, /* every element = value */
-  OP_PARAM, /* slot = index into Ctx.params */
-  OP_INPUT, /* slot = index into Ctx.inputs */
-  /* elementwise, one argument */
-  OP_NEG,
-  OP_EXP,
-  OP_LOG,
-  OP_SQRT,
-  OP_ABS,
-  OP_SIN,
-  OP_COS,
-  OP_TANH,
-  OP_SIGMOID,
-  OP_RELU,
-  OP_SOFTPLUS,
-  OP_POWC, /* args[0] ^ value, value a constant */
-  OP_SIGN, /* -1, 0, 1: derivative of abs */
-  /* elementwise, two arguments, broadcasting */
-  OP_ADD,
-  OP_SUB,
-  OP_MUL,
-  OP_DIV,
-  OP_MAX2,
-  OP_MIN2,
-  OP_GT, /* 1 where a > b else 0 */
-  OP_LT, /* 1 where a < b else 0 */
-  /* reductions */
-  OP_SUM,        /* all elements -> scalar */
-  OP_SUMAX,      /* matrix summed over axis (attr 0 or 1) -> vector */
-  OP_MAXALL,     /* largest element -> scalar */
-  OP_MINALL,     /* smallest element -> scalar */
-  OP_LSE,        /* log-sum-exp over the last axis: vector -> scalar, matrix -> [rows] */
-  OP_ARGMAXMASK, /* args[1] (a scalar) at the first largest element of args[0], 0 elsewhere */
-  OP_ARGMINMASK, /* the same at the first smallest element */
-  /* shape */
-  OP_BCAST,     /* args[0] repeated to shape; attr BCAST_ROWS or BCAST_COLS */
-  OP_TRANSPOSE, /* matrix transpose */
-  OP_INDEX,     /* element (scalar) or row (vector) at flat offset attr */
-  OP_SCATTER,   /* zeros of shape with args[0] placed at flat offset attr */
-  /* linear algebra */
-  OP_MATMUL, /* args[0] @ args[1]; attr bit 1: args[0] transposed, bit 2: args[1] */
-  OP_OUTER,  /* a[m], b[n] -> [m,n] */
-  OP_DOT,    /* a[n] . b[n] -> scalar */
+#define X(E, name, label, arity, classes, flops, value, ctext, d) OP_##E,
+  BPC_OPS(X)
+#undef X
   OP_COUNT
 } Op;
+
+/* The table ops.c expands from ops.h, indexed by Op. */
+typedef struct OpInfo {
+  const char *name, *label;
+  int arity, classes;
+  double flops; /* per output element */
+  const char *c; /* C text template of an elementwise op */
+} OpInfo;
+extern const OpInfo op_info[OP_COUNT];
+/* The scalar semantics of an elementwise op (constant folding, the
+ * interpreter): op applied to a (and b), with the node's constant v. */
+double op_scalar(Op op, double a, double b, double v);
 
 enum {
   BCAST_ROWS = 0, /* numpy rule: scalar anywhere, vector [n] as every row */

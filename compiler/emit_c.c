@@ -333,45 +333,40 @@ static const char *operand(Emitter *E, Node *x, Shape out, IndexMode mode) {
   return operand_at(E, x, out, mode, "i");
 }
 
+/* The C text of an elementwise op from its template in ops.h. */
+static const char *render_op(Emitter *E, const Node *n, const char *a, const char *b) {
+  Buf out = {0};
+  for (const char *t = op_info[n->op].c; *t; t++) {
+    if (*t != '%' || !t[1]) {
+      buf_append(&out, t, 1);
+      continue;
+    }
+    switch (*++t) {
+    case 'a': buf_puts(&out, a); break;
+    case 'b': buf_puts(&out, b); break;
+    case 'v': buf_puts(&out, literal(E, n->value)); break;
+    case 'f': buf_puts(&out, E->o->use_float ? "f" : ""); break;
+    case 'p': buf_puts(&out, E->P); break;
+    default: buf_append(&out, t - 1, 2); break;
+    }
+  }
+  const char *r = arena_strndup(&E->c->arena, out.data ? out.data : "", out.len);
+  buf_free(&out);
+  return r;
+}
+
 static const char *unary_expr(Emitter *E, Node *n, const char *a) {
   Arena *ar = &E->c->arena;
-  switch (n->op) {
-  case OP_NEG: return arena_printf(ar, "-%s", a);
-  case OP_EXP: return arena_printf(ar, "%s(%s)", fn(E, "exp"), a);
-  case OP_LOG: return arena_printf(ar, "%s(%s)", fn(E, "log"), a);
-  case OP_SQRT: return arena_printf(ar, "%s(%s)", fn(E, "sqrt"), a);
-  case OP_ABS: return arena_printf(ar, "%s(%s)", fn(E, "fabs"), a);
-  case OP_SIN: return arena_printf(ar, "%s(%s)", fn(E, "sin"), a);
-  case OP_COS: return arena_printf(ar, "%s(%s)", fn(E, "cos"), a);
-  case OP_TANH: return arena_printf(ar, "%s(%s)", fn(E, "tanh"), a);
-  case OP_SIGMOID: return arena_printf(ar, "%s_sigmoid(%s)", E->P, a);
-  case OP_SOFTPLUS: return arena_printf(ar, "%s_softplus(%s)", E->P, a);
-  case OP_RELU: return arena_printf(ar, "(%s > 0 ? %s : 0)", a, a);
-  case OP_SIGN: return arena_printf(ar, "(bp_real)((%s > 0) - (%s < 0))", a, a);
-  case OP_POWC:
+  if (n->op == OP_POWC) { /* small powers as products: exact, and faster than pow */
     if (n->value == 2) return arena_printf(ar, "%s * %s", a, a);
     if (n->value == 3) return arena_printf(ar, "%s * %s * %s", a, a, a);
     if (n->value == -1) return arena_printf(ar, "1 / %s", a);
     if (n->value == 0.5) return arena_printf(ar, "%s(%s)", fn(E, "sqrt"), a);
-    return arena_printf(ar, "%s(%s, %s)", fn(E, "pow"), a, literal(E, n->value));
-  default: return "0";
   }
+  return render_op(E, n, a, NULL);
 }
 
-static const char *binary_expr(Emitter *E, Node *n, const char *a, const char *b) {
-  Arena *ar = &E->c->arena;
-  switch (n->op) {
-  case OP_ADD: return arena_printf(ar, "%s + %s", a, b);
-  case OP_SUB: return arena_printf(ar, "%s - %s", a, b);
-  case OP_MUL: return arena_printf(ar, "%s * %s", a, b);
-  case OP_DIV: return arena_printf(ar, "%s / %s", a, b);
-  case OP_MAX2: return arena_printf(ar, "(%s > %s ? %s : %s)", a, b, a, b);
-  case OP_MIN2: return arena_printf(ar, "(%s < %s ? %s : %s)", a, b, a, b);
-  case OP_GT: return arena_printf(ar, "(bp_real)(%s > %s)", a, b);
-  case OP_LT: return arena_printf(ar, "(bp_real)(%s < %s)", a, b);
-  default: return "0";
-  }
-}
+static const char *binary_expr(Emitter *E, Node *n, const char *a, const char *b) { return render_op(E, n, a, b); }
 
 /* ---- statements ---------------------------------------------------------------- */
 

@@ -8,42 +8,6 @@
 
 #include "bpc.h"
 
-static double sigmoid(double x) { return 1 / (1 + exp(-x)); }
-static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
-
-static double unary(const Node *n, double a) {
-  switch (n->op) {
-  case OP_NEG: return -a;
-  case OP_EXP: return exp(a);
-  case OP_LOG: return log(a);
-  case OP_SQRT: return sqrt(a);
-  case OP_ABS: return fabs(a);
-  case OP_SIN: return sin(a);
-  case OP_COS: return cos(a);
-  case OP_TANH: return tanh(a);
-  case OP_SIGMOID: return sigmoid(a);
-  case OP_RELU: return a > 0 ? a : 0;
-  case OP_SOFTPLUS: return softplus(a);
-  case OP_POWC: return n->value == 2 ? a * a : pow(a, n->value);
-  case OP_SIGN: return (a > 0) - (a < 0);
-  default: return 0;
-  }
-}
-
-static double binary(Op op, double a, double b) {
-  switch (op) {
-  case OP_ADD: return a + b;
-  case OP_SUB: return a - b;
-  case OP_MUL: return a * b;
-  case OP_DIV: return a / b;
-  case OP_MAX2: return a > b ? a : b;
-  case OP_MIN2: return a < b ? a : b;
-  case OP_GT: return a > b;
-  case OP_LT: return a < b;
-  default: return 0;
-  }
-}
-
 /* Element (i, j) of an operand broadcast to shape out (numpy rule). */
 static double at(const Node *x, const double *v, Shape out, int64_t i, int64_t j) {
   if (x->shape.rank == 0) return v[0];
@@ -179,7 +143,7 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
   for (int64_t i = 0; i < rows; i++)
     for (int64_t j = 0; j < cols; j++) {
       double x = at(a, A, s, i, j);
-      y[i * cols + j] = b ? binary(n->op, x, at(b, B, s, i, j)) : unary(n, x);
+      y[i * cols + j] = op_scalar(n->op, x, b ? at(b, B, s, i, j) : 0, n->value);
     }
 }
 

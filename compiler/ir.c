@@ -7,60 +7,11 @@
 
 #include "bpc.h"
 
-static const char *const op_names[OP_COUNT] = {
-    [OP_CONST] = "const",
-    [OP_PARAM] = "param",
-    [OP_INPUT] = "input",
-    [OP_NEG] = "neg",
-    [OP_EXP] = "exp",
-    [OP_LOG] = "log",
-    [OP_SQRT] = "sqrt",
-    [OP_ABS] = "abs",
-    [OP_SIN] = "sin",
-    [OP_COS] = "cos",
-    [OP_TANH] = "tanh",
-    [OP_SIGMOID] = "sigmoid",
-    [OP_RELU] = "relu",
-    [OP_SOFTPLUS] = "softplus",
-    [OP_POWC] = "pow",
-    [OP_SIGN] = "sign",
-    [OP_ADD] = "add",
-    [OP_SUB] = "sub",
-    [OP_MUL] = "mul",
-    [OP_DIV] = "div",
-    [OP_MAX2] = "max",
-    [OP_MIN2] = "min",
-    [OP_GT] = "gt",
-    [OP_LT] = "lt",
-    [OP_SUM] = "sum",
-    [OP_SUMAX] = "sum_axis",
-    [OP_MAXALL] = "max_all",
-    [OP_MINALL] = "min_all",
-    [OP_LSE] = "logsumexp",
-    [OP_ARGMAXMASK] = "onehot_argmax",
-    [OP_ARGMINMASK] = "onehot_argmin",
-    [OP_BCAST] = "broadcast",
-    [OP_TRANSPOSE] = "transpose",
-    [OP_INDEX] = "index",
-    [OP_SCATTER] = "scatter",
-    [OP_MATMUL] = "matmul",
-    [OP_OUTER] = "outer",
-    [OP_DOT] = "dot",
-};
-
-const char *op_name(Op op) { return op_names[op]; }
-
-int op_is_unary_elementwise(Op op) { return op >= OP_NEG && op <= OP_SIGN; }
-
-int op_is_elementwise(Op op) { return op >= OP_NEG && op <= OP_LT; }
-
-static int op_is_commutative(Op op) { return op == OP_ADD || op == OP_MUL || op == OP_MAX2 || op == OP_MIN2; }
+static int op_is_commutative(Op op) { return (op_info[op].classes & OPC_COMMUTATIVE) != 0; }
 
 /* Ops whose result does not vary smoothly with their inputs carry no
  * gradient: indicators and masks. */
-static int op_blocks_gradient(Op op) {
-  return op == OP_SIGN || op == OP_GT || op == OP_LT || op == OP_ARGMAXMASK || op == OP_ARGMINMASK;
-}
+static int op_blocks_gradient(Op op) { return (op_info[op].classes & OPC_NO_GRADIENT) != 0; }
 
 static uint32_t mix(uint32_t h, uint64_t v) {
   h ^= (uint32_t)(v ^ (v >> 32));

@@ -123,16 +123,6 @@ typedef struct FnInfo {
 } FnInfo;
 
 static const FnInfo functions[] = {
-    {"exp", F_UNARY, OP_EXP, 1, 1},
-    {"log", F_UNARY, OP_LOG, 1, 1},
-    {"sqrt", F_UNARY, OP_SQRT, 1, 1},
-    {"abs", F_UNARY, OP_ABS, 1, 1},
-    {"sin", F_UNARY, OP_SIN, 1, 1},
-    {"cos", F_UNARY, OP_COS, 1, 1},
-    {"tanh", F_UNARY, OP_TANH, 1, 1},
-    {"sigmoid", F_UNARY, OP_SIGMOID, 1, 1},
-    {"relu", F_UNARY, OP_RELU, 1, 1},
-    {"softplus", F_UNARY, OP_SOFTPLUS, 1, 1},
     {"max", F_MAX, OP_MAX2, 1, 2},
     {"min", F_MIN, OP_MIN2, 1, 2},
     {"sum", F_SUM, OP_SUM, 1, 2},
@@ -147,7 +137,22 @@ static const FnInfo functions[] = {
 };
 enum { NFUNCTIONS = sizeof functions / sizeof functions[0] };
 
+/* The one-argument elementwise functions (exp, sigmoid, ...) come from the
+ * op table (ops.h, OPC_FUNCTION); the others, which lower to several
+ * nodes or take options, are listed above. */
+static const FnInfo unary_functions[] = {
+#define X(E, name, label, arity, classes, flops, value, ctext, d) {name, F_UNARY, OP_##E, 1, 1},
+    BPC_OPS(X)
+#undef X
+};
+
+static int is_function_op(const FnInfo *f) {
+  return f->kind != F_UNARY || (op_info[f->op].classes & OPC_FUNCTION) != 0;
+}
+
 static const FnInfo *find_function(const char *name) {
+  for (size_t i = 0; i < sizeof unary_functions / sizeof unary_functions[0]; i++)
+    if (is_function_op(&unary_functions[i]) && !strcmp(unary_functions[i].name, name)) return &unary_functions[i];
   for (int i = 0; i < NFUNCTIONS; i++)
     if (!strcmp(functions[i].name, name)) return &functions[i];
   return NULL;
@@ -160,6 +165,9 @@ static _Noreturn void unknown_function(Lowerer *L, Ast *a) {
   int best = 99;
   for (int i = 0; i < NFUNCTIONS; i++)
     if (name_is_closer(a->name, functions[i].name, &best)) best_name = functions[i].name;
+  for (size_t i = 0; i < sizeof unary_functions / sizeof unary_functions[0]; i++)
+    if (is_function_op(&unary_functions[i]) && name_is_closer(a->name, unary_functions[i].name, &best))
+      best_name = unary_functions[i].name;
   if (best_name) diag_error(L->c, a->loc, "unknown function '%s'; did you mean '%s'?", a->name, best_name);
   diag_error(L->c, a->loc, "unknown function '%s'", a->name);
 }

@@ -8,44 +8,12 @@
 
 #include "bpc.h"
 
-static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
-static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
-
-/* Value of an elementwise op on constants; returns 0 if not foldable. */
+/* Value of an elementwise op on constants; returns 0 if not foldable: a
+ * result that is not finite (log 0, 1 / 0) stays an operation, so the
+ * program reports it where it happens. */
 static int fold_elementwise(Op op, double a, double b, double value, double *out) {
-  switch (op) {
-  case OP_NEG: *out = -a; return 1;
-  case OP_EXP: *out = exp(a); return 1;
-  case OP_LOG:
-    if (a <= 0) return 0;
-    *out = log(a);
-    return 1;
-  case OP_SQRT:
-    if (a < 0) return 0;
-    *out = sqrt(a);
-    return 1;
-  case OP_ABS: *out = fabs(a); return 1;
-  case OP_SIN: *out = sin(a); return 1;
-  case OP_COS: *out = cos(a); return 1;
-  case OP_TANH: *out = tanh(a); return 1;
-  case OP_SIGMOID: *out = sigmoid(a); return 1;
-  case OP_RELU: *out = a > 0 ? a : 0; return 1;
-  case OP_SOFTPLUS: *out = softplus(a); return 1;
-  case OP_POWC: *out = pow(a, value); return isfinite(*out);
-  case OP_SIGN: *out = (a > 0) - (a < 0); return 1;
-  case OP_ADD: *out = a + b; return 1;
-  case OP_SUB: *out = a - b; return 1;
-  case OP_MUL: *out = a * b; return 1;
-  case OP_DIV:
-    if (b == 0) return 0;
-    *out = a / b;
-    return 1;
-  case OP_MAX2: *out = a > b ? a : b; return 1;
-  case OP_MIN2: *out = a < b ? a : b; return 1;
-  case OP_GT: *out = a > b; return 1;
-  case OP_LT: *out = a < b; return 1;
-  default: return 0;
-  }
+  *out = op_scalar(op, a, b, value);
+  return isfinite(*out);
 }
 
 static Node *fold(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {

@@ -476,23 +476,7 @@ static int run_check(int argc, char **argv) {
 
 /* ---- graph ------------------------------------------------------------------ */
 
-static const char *op_label(const Node *n) {
-  switch (n->op) {
-  case OP_ADD: return "+";
-  case OP_SUB: return "-";
-  case OP_MUL: return "*";
-  case OP_DIV: return "/";
-  case OP_NEG: return "neg";
-  case OP_MAX2:
-  case OP_MAXALL: return "max";
-  case OP_MIN2:
-  case OP_MINALL: return "min";
-  case OP_MATMUL: return "@";
-  case OP_POWC: return "^";
-  case OP_SUMAX: return "sum";
-  default: return op_name(n->op);
-  }
-}
+static const char *op_label(const Node *n) { return op_info[n->op].label; }
 
 static void value_text(Buf *b, const Node *n, const double *x) {
   if (n->shape.rank == 0) {

@@ -1,0 +1,86 @@
+/* ops.h — every IR op, defined once. Expanded into the Op enum (bpc.h) and
+ * the op table (ops.c) that the stages read: names, classes, flop costs,
+ * scalar semantics (constant folding and the interpreter), the C text the
+ * emitter writes, and the labels of --emit ir, graphs, explain and trace.
+ *
+ * X(ENUM, name, label, arity, classes, flops, value, c, d)
+ *   name    the IR text (--emit ir) and C comment word
+ *   label   what a drawing or formula shows ("+", "@", "sigmoid")
+ *   arity   arguments (0 for leaves)
+ *   classes OPC_* flags below
+ *   flops   per output element (products and reductions count elsewhere)
+ *   value   the scalar semantics of an elementwise op, in A, B (its
+ *           arguments) and V (the node's constant): one C expression
+ *   c       the C the emitter writes for it: %a %b its operands, %v the
+ *           constant, %f the float suffix of a <math.h> function ("f" or
+ *           ""), %p the model's prefix (helpers such as %p_sigmoid)
+ *   d       the local derivative dy/dx of a one-argument elementwise op
+ *           y = f(x), built from Y (the node), X0 (its argument), K(v)
+ *           (a constant) and the constructors of autodiff.c (MUL, SUB,
+ *           DIV, NEG, UN(OP, a), BIN(OP, a, b)); 0 for the other ops
+ *
+ * Adding a one-argument elementwise function: one X line here with the
+ * class OPC_FUNCTION (the language then has it as name(x)), and tests
+ * (docs/internals.md lists the steps). */
+#ifndef BPC_OPS_H
+#define BPC_OPS_H
+
+enum {
+  OPC_LEAF = 1,          /* constants, parameters, inputs */
+  OPC_ELEMENTWISE = 2,   /* element i of the result reads element i of each (broadcast) argument */
+  OPC_COMMUTATIVE = 4,   /* f(a, b) = f(b, a): hash-consing orders the arguments */
+  OPC_NO_GRADIENT = 8,   /* indicators and masks: piecewise constant, no gradient flows through */
+  OPC_REDUCTION = 16,    /* fewer elements out than in */
+  OPC_SHAPE = 32,        /* moves or copies elements, computes nothing */
+  OPC_PRODUCT = 64,      /* matrix and vector products */
+  OPC_FUNCTION = 128,    /* a one-argument function of the language, called by its name: exp(x) */
+};
+
+#define BPC_OPS(X)                                                                                           \
+  X(CONST, "const", "const", 0, OPC_LEAF, 0, 0, "", 0)                                                          \
+  X(PARAM, "param", "param", 0, OPC_LEAF, 0, 0, "", 0)                                                          \
+  X(INPUT, "input", "input", 0, OPC_LEAF, 0, 0, "", 0)                                                          \
+  /* elementwise, one argument */                                                                            \
+  X(NEG, "neg", "neg", 1, OPC_ELEMENTWISE, 1, -(A), "-%a", K(-1))                                                   \
+  X(EXP, "exp", "exp", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, exp(A), "exp%f(%a)", Y)                                           \
+  X(LOG, "log", "log", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, log(A), "log%f(%a)", DIV(K(1), X0))                                           \
+  X(SQRT, "sqrt", "sqrt", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, sqrt(A), "sqrt%f(%a)", DIV(K(0.5), Y))                                      \
+  X(ABS, "abs", "abs", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, fabs(A), "fabs%f(%a)", UN(SIGN, X0))                                         \
+  X(SIN, "sin", "sin", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, sin(A), "sin%f(%a)", UN(COS, X0))                                           \
+  X(COS, "cos", "cos", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, cos(A), "cos%f(%a)", NEG(UN(SIN, X0)))                                           \
+  X(TANH, "tanh", "tanh", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, tanh(A), "tanh%f(%a)", SUB(K(1), MUL(Y, Y)))                                      \
+  X(SIGMOID, "sigmoid", "sigmoid", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, 1 / (1 + exp(-(A))), "%p_sigmoid(%a)", MUL(Y, SUB(K(1), Y)))             \
+  X(RELU, "relu", "relu", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) > 0 ? (A) : 0, "(%a > 0 ? %a : 0)", BIN(GT, X0, K(0)))                     \
+  X(SOFTPLUS, "softplus", "softplus", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) > 0 ? (A) + log1p(exp(-(A))) : log1p(exp(A)), \
+    "%p_softplus(%a)", UN(SIGMOID, X0))                                                                                       \
+  X(POWC, "pow", "^", 1, OPC_ELEMENTWISE, 1, pow(A, V), "pow%f(%a, %v)", POWC_DERIVATIVE)                                     \
+  X(SIGN, "sign", "sign", 1, OPC_ELEMENTWISE | OPC_NO_GRADIENT, 1, ((A) > 0) - ((A) < 0),                    \
+    "(bp_real)((%a > 0) - (%a < 0))", K(0))                                                                        \
+  /* elementwise, two arguments, broadcasting */                                                             \
+  X(ADD, "add", "+", 2, OPC_ELEMENTWISE | OPC_COMMUTATIVE, 1, (A) + (B), "%a + %b", 0)                          \
+  X(SUB, "sub", "-", 2, OPC_ELEMENTWISE, 1, (A) - (B), "%a - %b", 0)                                            \
+  X(MUL, "mul", "*", 2, OPC_ELEMENTWISE | OPC_COMMUTATIVE, 1, (A) * (B), "%a * %b", 0)                          \
+  X(DIV, "div", "/", 2, OPC_ELEMENTWISE, 1, (A) / (B), "%a / %b", 0)                                            \
+  X(MAX2, "max", "max", 2, OPC_ELEMENTWISE | OPC_COMMUTATIVE, 1, (A) > (B) ? (A) : (B), "(%a > %b ? %a : %b)", 0) \
+  X(MIN2, "min", "min", 2, OPC_ELEMENTWISE | OPC_COMMUTATIVE, 1, (A) < (B) ? (A) : (B), "(%a < %b ? %a : %b)", 0) \
+  X(GT, "gt", ">", 2, OPC_ELEMENTWISE | OPC_NO_GRADIENT, 1, (A) > (B), "(bp_real)(%a > %b)", 0)                 \
+  X(LT, "lt", "<", 2, OPC_ELEMENTWISE | OPC_NO_GRADIENT, 1, (A) < (B), "(bp_real)(%a < %b)", 0)                 \
+  /* reductions (flops: per input element, counted in node_flops) */                                         \
+  X(SUM, "sum", "sum", 1, OPC_REDUCTION, 0, 0, "", 0)                                                           \
+  X(SUMAX, "sum_axis", "sum", 1, OPC_REDUCTION, 0, 0, "", 0)                                                    \
+  X(MAXALL, "max_all", "max", 1, OPC_REDUCTION, 0, 0, "", 0)                                                    \
+  X(MINALL, "min_all", "min", 1, OPC_REDUCTION, 0, 0, "", 0)                                                    \
+  X(LSE, "logsumexp", "logsumexp", 1, OPC_REDUCTION, 0, 0, "", 0)                                               \
+  X(ARGMAXMASK, "onehot_argmax", "onehot_argmax", 2, OPC_NO_GRADIENT, 0, 0, "", 0)                              \
+  X(ARGMINMASK, "onehot_argmin", "onehot_argmin", 2, OPC_NO_GRADIENT, 0, 0, "", 0)                              \
+  /* shape */                                                                                                \
+  X(BCAST, "broadcast", "broadcast", 1, OPC_SHAPE, 0, 0, "", 0)                                                 \
+  X(TRANSPOSE, "transpose", "transpose", 1, OPC_SHAPE, 0, 0, "", 0)                                             \
+  X(INDEX, "index", "index", 1, OPC_SHAPE, 0, 0, "", 0)                                                         \
+  X(SCATTER, "scatter", "scatter", 1, OPC_SHAPE, 0, 0, "", 0)                                                   \
+  /* linear algebra */                                                                                       \
+  X(MATMUL, "matmul", "@", 2, OPC_PRODUCT, 0, 0, "", 0)                                                         \
+  X(OUTER, "outer", "outer", 2, OPC_PRODUCT, 1, 0, "", 0)                                                       \
+  X(DOT, "dot", "dot", 2, OPC_PRODUCT, 0, 0, "", 0)
+
+#endif
