@@ -21,10 +21,11 @@ def read_mutations(path):
             line = line.rstrip("\n")
             if not line.strip() or line.startswith("#"):
                 continue
-            parts = line.split(" | ")
-            if len(parts) != 3:
-                sys.exit(f"{path}:{n}: expected FILE | TEXT | REPLACEMENT")
-            out.append((n, parts[0].strip(), parts[1], parts[2]))
+            file, sep, rest = line.partition(" :: ")
+            old, sep2, new = rest.partition(" => ")
+            if not sep or not sep2:
+                sys.exit(f"{path}:{n}: expected FILE :: TEXT => REPLACEMENT")
+            out.append((n, file.strip(), old, new))
     return out
 
 
