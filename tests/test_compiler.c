@@ -174,6 +174,22 @@ static void test_constant_folding(void **state) {
   assert_int_equal(k->op, OP_CONST);
   assert_true(k->value == 1);
   free_ctx(c);
+  /* reductions and products of constant tensors fold to their values */
+  static const struct {
+    const char *src;
+    double value;
+  } folds[] = {
+      {"param x[3]\nloss = logsumexp(x * 0 + 2)\n", 0}, /* 2 + log(3), below */
+      {"param x[4]\nloss = dot(x * 0 + 3, x * 0 + 2)\n", 24},
+      {"param x[4]\nloss = sum(x * 0 + 3)\n", 12},
+      {"param A[2, 3]\nparam v[3]\nloss = sum((A * 0 + 2) @ (v * 0 + 5))\n", 2 * 5 * 3 * 2},
+  };
+  for (size_t i = 0; i < sizeof folds / sizeof folds[0]; i++) {
+    c = compile_ok(folds[i].src);
+    assert_int_equal(c->loss->op, OP_CONST);
+    assert_true(fabs(c->loss->value - (i == 0 ? 2 + log(3) : folds[i].value)) < 1e-15);
+    free_ctx(c);
+  }
 }
 
 /* The backward pass reuses forward values instead of recomputing them. */
