@@ -192,6 +192,28 @@ static void test_constant_folding(void **state) {
   }
 }
 
+/* Rewrites keep the values: a - (-b) = a + b, and the sum of a broadcast
+ * scalar is the scalar times the element count (gradient: the count). */
+static void test_rewrites_keep_values(void **state) {
+  (void)state;
+  static const struct {
+    const char *src;
+    double loss, grad0;
+  } cases[] = {
+      {"param a = 2\nparam b = 3\nloss = a - -b\n", 5, 1},
+      {"param s = 2\nparam v[4]\nloss = sum(v * 0 + s)\n", 8, 4},
+      {"param s = 2\nparam v[4]\nloss = sum(s - -v)\n", 8, 4},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    Model *m = model_from_source("r.bp", cases[i].src);
+    double p[8] = {0}, g[8];
+    m->init(p, 0);
+    assert_true(m->backward(p, NULL, g) == cases[i].loss);
+    assert_true(g[0] == cases[i].grad0);
+    model_free(m);
+  }
+}
+
 /* The backward pass reuses forward values instead of recomputing them. */
 static void test_backward_reuses_forward(void **state) {
   (void)state;
@@ -521,6 +543,7 @@ int main(void) {
       cmocka_unit_test(test_simplifier_identities),
       cmocka_unit_test(test_sum_of_scaled_vector),
       cmocka_unit_test(test_constant_folding),
+      cmocka_unit_test(test_rewrites_keep_values),
       cmocka_unit_test(test_two_broadcasts_keep_shape),
       cmocka_unit_test(test_backward_reuses_forward),
       cmocka_unit_test(test_fan_out_adds_up),
