@@ -4,9 +4,18 @@
  * (the copy gate), and the simplified result autodiff built. Also the
  * backward sweep step by step (trace) and expressions as text.
  *
- * Printing an expression recurses into its arguments; the depth is capped
- * (deeper parts print as the name of their node), so hostile graphs cannot
- * exhaust the stack. */
+ * An edge is one argument slot: x * x reaches x along two edges, so it has
+ * two paths, whose products add up to the derivative. Paths are counted
+ * exactly by dynamic programming over the graph (their number can be
+ * exponential), and only the first few are listed. The simplified formula
+ * is printed with its shared subexpressions named (dloss/dNAME for the
+ * adjoint of a value the model names), and cut with a note past a length.
+ *
+ * Everything here is iterative, or recursion with its depth capped:
+ * printing an expression recurses into its arguments at most
+ * MAX_PRINT_DEPTH deep (deeper parts print as "..."), and at most
+ * EXPR_NODES nodes per expression, so hostile graphs can exhaust neither
+ * the stack nor the time. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +23,52 @@
 #include "bpc.h"
 
 enum { P_ADD = 1, P_MUL = 2, P_UNARY = 3, P_POW = 4, P_ATOM = 5 };
-enum { MAX_PRINT_DEPTH = 24, MAX_PATHS = 16 };
+enum {
+  MAX_PRINT_DEPTH = 24,     /* levels of one expression printed; deeper parts print as "..." */
+  EXPR_NODES = 400,         /* nodes of one expression printed; the rest prints as "..." */
+  MAX_PATHS = 16,           /* paths listed */
+  MAX_PATH_LINES = 240,     /* local derivatives listed over all paths (the first path always is) */
+  SHORT_FORMULA = 100,      /* characters: a longer simplified formula names its shared parts */
+  DEF_HEIGHT = 10,          /* levels in one line of the simplified formula before a part is named */
+  SHARED_SIZE = 3,          /* operations a shared part has before it is named */
+  MAX_FORMULA_CHARS = 4000, /* characters of the simplified formula shown; the rest is cut */
+  MAX_DEF_LINES = 40,       /* named parts of the simplified formula shown */
+};
+
+/* The simplified formula's named parts ("where" lines). */
+typedef struct Defs {
+  char *def;         /* per node id: printed by its name, defined on a line of its own */
+  const char **name; /* per node id: that name, given at its first reference */
+  const char **adj;  /* per node id: "dloss/dNAME" where it is the adjoint of a named value */
+  PtrVec order;      /* the named nodes, in order of first reference */
+  int numbered;      /* names "#1", "#2", ... given so far, for parts without a natural name */
+} Defs;
 
 typedef struct Printer {
   Ctx *c;
   Buf *out;
+  Defs *defs; /* or NULL */
+  long limit; /* nodes per expression (0: no limit) */
+  long left;  /* nodes left in the expression being printed */
+  int nest;   /* open calls of expr: 0 outside any expression */
+  int cut;    /* some part was printed as "..." */
 } Printer;
+
+static Printer printer(Ctx *c, Buf *out) {
+  Printer p = {c, out, NULL, EXPR_NODES, 0, 0, 0};
+  return p;
+}
+
+/* A named part's name, given (and queued for its "where" line) at its
+ * first reference. */
+static const char *def_name(Printer *p, const Node *n) {
+  Defs *d = p->defs;
+  if (!d->name[n->id]) {
+    d->name[n->id] = d->adj[n->id] ? d->adj[n->id] : arena_printf(&p->c->arena, "#%d", ++d->numbered);
+    vec_push(&p->c->arena, &d->order, (void *)n);
+  }
+  return d->name[n->id];
+}
 
 static void expr(Printer *p, const Node *n, int parent, int depth, int expand_named);
 
@@ -136,22 +185,32 @@ static void expr_body(Printer *p, const Node *n, int depth) {
 }
 
 static void expr(Printer *p, const Node *n, int parent, int depth, int expand_named) {
-  int named = n->name && !n->is_backward && n->op != OP_PARAM && n->op != OP_INPUT;
-  if ((named && !expand_named) || depth > MAX_PRINT_DEPTH) {
-    if (named)
-      buf_puts(p->out, n->name);
-    else
-      buf_printf(p->out, "t%d", n->id);
+  if (p->defs && !expand_named && p->defs->def[n->id]) {
+    buf_puts(p->out, def_name(p, n));
     return;
   }
+  int named = n->name && !n->is_backward && n->op != OP_PARAM && n->op != OP_INPUT;
+  if (named && !expand_named) {
+    buf_puts(p->out, n->name);
+    return;
+  }
+  if (p->nest == 0) p->left = p->limit;
+  if (depth > MAX_PRINT_DEPTH || (p->limit && p->left <= 0)) {
+    buf_puts(p->out, "...");
+    p->cut = 1;
+    return;
+  }
+  p->left--;
+  p->nest++;
   int prec = prec_of(n), paren = prec < parent;
   if (paren) buf_puts(p->out, "(");
   expr_body(p, n, depth);
   if (paren) buf_puts(p->out, ")");
+  p->nest--;
 }
 
 void expr_string(Ctx *c, const Node *n, int expand_named, Buf *out) {
-  Printer p = {c, out};
+  Printer p = printer(c, out);
   expr(&p, n, 0, 0, expand_named);
 }
 
@@ -295,6 +354,262 @@ static int local_value(Ctx *c, const Values *v, const Node *y, int k, double *ou
   return 1;
 }
 
+/* ---- local derivatives as numbers ------------------------------------------------ */
+
+/* Element i of an elementwise op's argument as the op reads it: a scalar
+ * at every i, a vector as every row of a matrix. */
+static double element(const Values *v, const Node *x, int64_t i) {
+  int64_t m = shape_numel(x->shape);
+  return v->v[x->id][m == 1 ? 0 : i % m];
+}
+
+/* d y/d (argument k) at one element of an elementwise y, from a and b (its
+ * arguments) and y: the rules autodiff applies, as numbers. */
+static double elementwise_local(const Node *y, int k, double a, double b, double yv) {
+  switch (y->op) {
+  case OP_ADD: return 1;
+  case OP_SUB: return k ? -1 : 1;
+  case OP_MUL: return k ? a : b;
+  case OP_DIV: return k ? -a / (b * b) : 1 / b;
+  case OP_MAX2: return k ? b > a : a > b;
+  case OP_MIN2: return k ? b < a : a < b;
+  case OP_NEG: return -1;
+  case OP_EXP: return yv;
+  case OP_LOG: return 1 / a;
+  case OP_SQRT: return 0.5 / yv;
+  case OP_ABS: return (a > 0) - (a < 0);
+  case OP_SIN: return cos(a);
+  case OP_COS: return -sin(a);
+  case OP_TANH: return 1 - yv * yv;
+  case OP_SIGMOID: return yv * (1 - yv);
+  case OP_RELU: return a > 0;
+  case OP_SOFTPLUS: return 1 / (1 + exp(-a));
+  case OP_POWC: return y->value == 2 ? 2 * a : y->value * pow(a, y->value - 1);
+  default: return 0; /* indicators and signs are flat */
+  }
+}
+
+/* The local derivative along the edge args[k] -> y, one number per element
+ * of args[k], where it is that: elementwise ops of the argument's own shape
+ * (a diagonal Jacobian), sums (1 for each element), and the other scalar
+ * edges (from the contribution autodiff sent along the edge). */
+static int local_values(Ctx *c, const Values *v, const Node *y, int k, double *out) {
+  if (!v) return 0;
+  const Node *x = y->args[k];
+  int64_t len = shape_numel(x->shape);
+  if (y->op == OP_SUM) {
+    for (int64_t i = 0; i < len; i++)
+      out[i] = 1;
+    return 1;
+  }
+  if (op_is_elementwise(y->op) && shape_eq(x->shape, y->shape)) {
+    const Node *a = y->args[0], *b = y->nargs > 1 ? y->args[1] : NULL;
+    if (!v->v[a->id] || !v->v[y->id] || (b && !v->v[b->id])) return 0;
+    for (int64_t i = 0; i < len; i++)
+      out[i] = elementwise_local(y, k, element(v, a, i), b ? element(v, b, i) : 0, v->v[y->id][i]);
+    return 1;
+  }
+  if (len == 1 && y->shape.rank == 0) return local_value(c, v, y, k, out);
+  return 0;
+}
+
+/* The local derivative of a scalar edge. */
+static int local_scalar(Ctx *c, const Values *v, const Node *y, int k, double *out) {
+  return shape_numel(y->args[k]->shape) == 1 && local_values(c, v, y, k, out);
+}
+
+/* " = 3", " = [1, 2, 3]". */
+static void put_values(Buf *o, const double *x, int64_t len) {
+  if (len == 1) {
+    buf_printf(o, " = %.10g", x[0]);
+    return;
+  }
+  buf_puts(o, " = [");
+  for (int64_t i = 0; i < len && i < 6; i++)
+    buf_printf(o, "%s%.10g", i ? ", " : "", x[i]);
+  buf_puts(o, len > 6 ? ", ...]" : "]");
+}
+
+/* ---- the graph as edges ----------------------------------------------------------- */
+
+/* The consumers of every value, one entry per edge: an edge is one argument
+ * slot, so x * x gives x two edges into the product (the copy gate). Only
+ * values the loss depends on and gradient flows through take part. */
+typedef struct Graph {
+  int n;              /* forward nodes */
+  char *live;         /* per node: the loss depends on it */
+  int *ncons;         /* per node: its edges */
+  const Node ***cons; /* per node: the consumer at the end of each edge */
+  int **cons_arg;     /* per node: which argument of that consumer it is */
+} Graph;
+
+static int carries(const Graph *g, const Node *y) { return y->id < g->n && g->live[y->id] && y->needs_grad; }
+
+static void build_graph(Ctx *c, Graph *g) {
+  int n = c->nforward;
+  g->n = n;
+  g->live = arena_alloc(&c->arena, (size_t)n + 1);
+  g->ncons = arena_alloc(&c->arena, sizeof(int) * (size_t)(n + 1));
+  g->cons = arena_alloc(&c->arena, sizeof(Node **) * (size_t)(n + 1));
+  g->cons_arg = arena_alloc(&c->arena, sizeof(int *) * (size_t)(n + 1));
+  if (c->loss->id < n) g->live[c->loss->id] = 1;
+  for (int i = n - 1; i >= 0; i--) { /* args have smaller ids */
+    const Node *y = c->nodes.items[i];
+    if (g->live[i])
+      for (int k = 0; k < y->nargs; k++)
+        g->live[y->args[k]->id] = 1;
+  }
+  for (int pass = 0; pass < 2; pass++) { /* count, then fill */
+    for (int i = 0; i < n; i++) {
+      if (pass) {
+        g->cons[i] = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(g->ncons[i] + 1));
+        g->cons_arg[i] = arena_alloc(&c->arena, sizeof(int) * (size_t)(g->ncons[i] + 1));
+      }
+      g->ncons[i] = 0;
+    }
+    for (int i = 0; i < n; i++) {
+      const Node *y = c->nodes.items[i];
+      if (!carries(g, y)) continue;
+      for (int k = 0; k < y->nargs; k++) {
+        int x = y->args[k]->id;
+        if (pass) {
+          g->cons[x][g->ncons[x]] = y;
+          g->cons_arg[x][g->ncons[x]] = k;
+        }
+        g->ncons[x]++;
+      }
+    }
+  }
+}
+
+/* ---- counting paths exactly ------------------------------------------------------- */
+
+enum { BIG_WORDS = 16 }; /* 512 bits; a larger count is reported as "at least 2^512" */
+
+typedef struct Big {
+  uint32_t w[BIG_WORDS]; /* least significant first; zero past n */
+  int n;                 /* words in use */
+  int over;              /* 2^512 or more */
+} Big;
+
+/* s += the number in w[0..n) (n < 0: 2^512 or more). */
+static void big_add(Big *s, const uint32_t *w, int n) {
+  if (n < 0) s->over = 1;
+  if (s->over) return;
+  uint64_t carry = 0;
+  int m = n > s->n ? n : s->n;
+  for (int i = 0; i < m; i++) {
+    uint64_t t = (uint64_t)s->w[i] + (i < n ? w[i] : 0) + carry;
+    s->w[i] = (uint32_t)t;
+    carry = t >> 32;
+  }
+  s->n = m;
+  if (carry) {
+    if (m == BIG_WORDS)
+      s->over = 1;
+    else
+      s->w[s->n++] = (uint32_t)carry;
+  }
+}
+
+static void big_sub_small(Big *b, uint32_t k) {
+  if (b->over) return;
+  uint64_t borrow = k;
+  for (int i = 0; i < b->n && borrow; i++) {
+    uint64_t w = b->w[i];
+    b->w[i] = (uint32_t)(w - borrow);
+    borrow = w < borrow;
+  }
+  while (b->n > 0 && !b->w[b->n - 1])
+    b->n--;
+}
+
+static int big_bits(const Big *b) {
+  for (int i = b->n - 1; i >= 0; i--)
+    for (int j = 31; j >= 0; j--)
+      if (b->w[i] >> j & 1) return 32 * i + j + 1;
+  return 0;
+}
+
+static int big_equals(const Big *b, uint32_t k) {
+  return !b->over && big_bits(b) <= 32 && (b->n ? b->w[0] : 0) == k;
+}
+
+/* Exactly, and readable: "1073741824", "2^100", the decimal digits with
+ * their size ("... (about 1.27e+30)"), or "at least 2^512". */
+static void big_text(const Big *b, char *buf, size_t size) {
+  int bits = big_bits(b), ones = 0;
+  if (b->over) {
+    snprintf(buf, size, "at least 2^%d", 32 * BIG_WORDS);
+    return;
+  }
+  if (bits <= 64) {
+    snprintf(buf, size, "%llu",
+             (unsigned long long)(b->n > 1 ? (uint64_t)b->w[1] << 32 : 0) | (b->n ? b->w[0] : 0));
+    return;
+  }
+  for (int i = 0; i < b->n; i++)
+    for (int j = 0; j < 32; j++)
+      ones += b->w[i] >> j & 1;
+  if (ones == 1) {
+    snprintf(buf, size, "2^%d", bits - 1);
+    return;
+  }
+  uint32_t t[BIG_WORDS], chunk[BIG_WORDS * 10 / 9 + 2]; /* base 10^9 digits */
+  int tn = b->n, nc = 0;
+  memcpy(t, b->w, sizeof t);
+  while (tn > 0) {
+    uint64_t rem = 0;
+    for (int i = tn - 1; i >= 0; i--) {
+      uint64_t cur = rem << 32 | t[i];
+      t[i] = (uint32_t)(cur / 1000000000u);
+      rem = cur % 1000000000u;
+    }
+    chunk[nc++] = (uint32_t)rem;
+    while (tn > 0 && !t[tn - 1])
+      tn--;
+  }
+  double approx = 0;
+  for (int i = b->n - 1; i >= 0; i--)
+    approx = approx * 4294967296.0 + b->w[i];
+  size_t len = (size_t)snprintf(buf, size, "%u", chunk[nc - 1]);
+  for (int i = nc - 2; i >= 0 && len < size; i--)
+    len += (size_t)snprintf(buf + len, size - len, "%09u", chunk[i]);
+  if (len < size) snprintf(buf + len, size - len, " (about %.3g)", approx);
+}
+
+/* The number of paths from `from` to the loss: per node, the sum of the
+ * counts at the other ends of its edges, in topological (id) order. Each
+ * count keeps only the words it needs. */
+static void count_paths(Ctx *c, const Graph *g, const Node *from, Big *out) {
+  static const uint32_t one = 1;
+  int n = g->n;
+  const uint32_t **w = arena_alloc(&c->arena, sizeof(uint32_t *) * (size_t)(n + 1));
+  int *len = arena_alloc(&c->arena, sizeof(int) * (size_t)(n + 1)); /* words; -1: 2^512 or more */
+  *out = (Big){{0}, 0, 0};
+  if (from->id >= n || !g->live[from->id]) return;
+  w[from->id] = &one;
+  len[from->id] = 1;
+  for (int i = from->id + 1; i < n; i++) {
+    const Node *y = c->nodes.items[i];
+    if (!carries(g, y)) continue;
+    Big s = {{0}, 0, 0};
+    for (int k = 0; k < y->nargs; k++) {
+      int x = y->args[k]->id;
+      if (len[x]) big_add(&s, w[x], len[x]);
+    }
+    if (s.over) {
+      len[i] = -1;
+    } else if (s.n) {
+      uint32_t *d = arena_alloc(&c->arena, sizeof(uint32_t) * (size_t)s.n);
+      memcpy(d, s.w, sizeof(uint32_t) * (size_t)s.n);
+      w[i] = d;
+      len[i] = s.n;
+    }
+  }
+  if (len[c->loss->id]) big_add(out, w[c->loss->id], len[c->loss->id]);
+}
+
 /* ---- paths from the loss to a parameter ----------------------------------------- */
 
 typedef struct Path {
@@ -303,68 +618,41 @@ typedef struct Path {
   int len;
 } Path;
 
-/* Depth-first over consumers with an explicit stack; at most MAX_PATHS. */
-static int find_paths(Ctx *c, const Node *from, Path *paths, int *more) {
-  int n = c->nforward;
-  int *ncons = arena_alloc(&c->arena, sizeof(int) * (size_t)(n + 1));
-  const Node ***cons = arena_alloc(&c->arena, sizeof(Node **) * (size_t)(n + 1));
-  Schedule s;
-  schedule_function(c, &c->loss, 1, NULL, 0, &s);
-  char *live = arena_alloc(&c->arena, (size_t)n + 1);
-  for (int i = 0; i < s.order.len; i++) {
-    const Node *y = s.order.items[i];
-    if (y->id < n) live[y->id] = 1;
-  }
-  /* consumers of every live value that carries gradient, counted first */
-  for (int i = 0; i < n; i++) {
-    const Node *y = c->nodes.items[i];
-    if (!live[i] || !y->needs_grad) continue;
-    for (int k = 0; k < y->nargs; k++)
-      if (!(k == 1 && y->args[0] == y->args[1])) ncons[y->args[k]->id]++;
-  }
-  for (int i = 0; i < n; i++) {
-    cons[i] = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(ncons[i] + 1));
-    ncons[i] = 0;
-  }
-  for (int i = 0; i < n; i++) {
-    const Node *y = c->nodes.items[i];
-    if (!live[i] || !y->needs_grad) continue;
-    for (int k = 0; k < y->nargs; k++)
-      if (!(k == 1 && y->args[0] == y->args[1])) cons[y->args[k]->id][ncons[y->args[k]->id]++] = y;
-  }
-  /* stack of (node, next consumer index) */
+/* The first paths, depth first over the edges with an explicit stack: at
+ * most MAX_PATHS, and no more once their local derivatives would pass
+ * MAX_PATH_LINES lines (the first path is always listed). Every live value
+ * leads to the loss, so the search never runs into a dead end. */
+static int find_paths(Ctx *c, const Graph *g, const Node *from, Path *paths) {
+  int n = g->n, depth = 0, found = 0, lines = 0;
+  if (from->id >= n || !g->live[from->id]) return 0;
   const Node **stack = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(n + 2));
   int *next = arena_alloc(&c->arena, sizeof(int) * (size_t)(n + 2));
-  int depth = 0, found = 0;
-  *more = 0;
+  int *via = arena_alloc(&c->arena, sizeof(int) * (size_t)(n + 2)); /* the argument slot taken */
   stack[0] = from;
-  next[0] = 0;
-  while (depth >= 0) {
+  while (depth >= 0 && found < MAX_PATHS) {
     const Node *top = stack[depth];
     if (top == c->loss) {
-      if (found < MAX_PATHS) {
-        Path *pa = &paths[found];
-        pa->len = depth + 1;
-        pa->nodes = arena_alloc(&c->arena, sizeof(Node *) * (size_t)pa->len);
-        pa->args = arena_alloc(&c->arena, sizeof(int) * (size_t)pa->len);
-        for (int i = 0; i <= depth; i++) {
-          pa->nodes[i] = stack[i];
-          if (i < depth) pa->args[i] = stack[i + 1]->args[0] == stack[i] ? 0 : 1;
-        }
-        found++;
-      } else {
-        (*more)++;
+      if (found && lines + depth > MAX_PATH_LINES) break;
+      lines += depth;
+      Path *pa = &paths[found++];
+      pa->len = depth + 1;
+      pa->nodes = arena_alloc(&c->arena, sizeof(Node *) * (size_t)pa->len);
+      pa->args = arena_alloc(&c->arena, sizeof(int) * (size_t)pa->len);
+      for (int i = 0; i <= depth; i++) {
+        pa->nodes[i] = stack[i];
+        if (i < depth) pa->args[i] = via[i + 1];
       }
       depth--;
       continue;
     }
-    if (next[depth] >= ncons[top->id] || (*more) > 100000) {
+    if (next[depth] >= g->ncons[top->id]) {
       depth--;
       continue;
     }
-    const Node *y = cons[top->id][next[depth]++];
-    stack[++depth] = y;
-    next[depth] = 0;
+    int e = next[depth]++;
+    stack[depth + 1] = g->cons[top->id][e];
+    via[depth + 1] = g->cons_arg[top->id][e];
+    next[++depth] = 0;
   }
   return found;
 }
@@ -372,114 +660,375 @@ static int find_paths(Ctx *c, const Node *from, Path *paths, int *more) {
 static void show_definitions(Printer *p, const Path *paths, int npaths) {
   Ctx *c = p->c;
   char *shown = arena_alloc(&c->arena, (size_t)c->nforward + 1);
+  int any = 0;
   for (int k = 0; k < npaths; k++)
     for (int i = paths[k].len - 1; i > 0; i--) {
       const Node *n = paths[k].nodes[i];
       if (!n->name || shown[n->id]) continue;
+      buf_printf(p->out, "%s  %s = ", any++ ? "" : "\nwhere\n", n->name);
       shown[n->id] = 1;
-      buf_printf(p->out, "  %s = ", n->name);
       expr(p, n, 0, 0, 1);
       buf_puts(p->out, "\n");
     }
 }
+
+/* For a node that takes one value as both arguments (x * x): which of the
+ * two uses argument k is, " (the left x)". */
+static void which_use(Printer *p, const Node *y, int k) {
+  if (y->nargs < 2 || y->args[0] != y->args[1]) return;
+  int infix = y->op == OP_ADD || y->op == OP_SUB || y->op == OP_MUL || y->op == OP_DIV ||
+              y->op == OP_MATMUL || y->op == OP_GT || y->op == OP_LT;
+  const Node *x = y->args[k];
+  buf_printf(p->out, " (the %s ", infix ? (k ? "right" : "left") : (k ? "second" : "first"));
+  if (x->op == OP_PARAM || x->op == OP_INPUT || (x->name && !x->is_backward))
+    expr(p, x, 0, 0, 0);
+  else
+    buf_puts(p->out, infix ? "operand" : "argument");
+  buf_puts(p->out, ")");
+}
+
+/* One path: its edges from the loss back, each local derivative (with its
+ * values where they are numbers) and their product. With values, prod
+ * receives the product (one number per element of the parameter) and 1 is
+ * returned when every factor was a number. */
+static int show_path(Printer *p, const Path *pa, int index, const Values *v, int64_t np, double *prod) {
+  Ctx *c = p->c;
+  Buf *out = p->out;
+  buf_printf(out, "\npath %d: loss", index);
+  for (int i = pa->len - 2; i >= 0; i--) {
+    const Node *x = pa->nodes[i];
+    buf_puts(out, " <- ");
+    int wrap = prec_of(x) < P_ATOM && !(x->name && !x->is_backward);
+    buf_puts(out, wrap ? "(" : "");
+    expr(p, x, 0, 0, 0);
+    buf_puts(out, wrap ? ")" : "");
+    which_use(p, pa->nodes[i + 1], pa->args[i]);
+  }
+  buf_puts(out, "\n");
+  int known = v != NULL;
+  for (int64_t j = 0; j < np; j++)
+    prod[j] = 1;
+  for (int i = pa->len - 2; i >= 0; i--) {
+    const Node *y = pa->nodes[i + 1], *x = pa->nodes[i];
+    int a = pa->args[i];
+    buf_puts(out, "  ");
+    derivative_head(p, y, a);
+    which_use(p, y, a);
+    buf_puts(out, " = ");
+    size_t start = out->len;
+    local_symbol(p, y, a);
+    int64_t nx = shape_numel(x->shape);
+    double *lv = known ? malloc(sizeof(double) * (size_t)nx) : NULL;
+    if (known && local_values(c, v, y, a, lv) && (nx == np || nx == 1)) {
+      for (int64_t j = 0; j < np; j++)
+        prod[j] *= lv[nx == 1 ? 0 : j];
+      char *end;
+      double same = strtod(out->data + start, &end);
+      int says_all = y->op != OP_SUM && !*end; /* "= 1 = 1" says nothing */
+      for (int64_t j = 0; j < nx && says_all; j++)
+        says_all = lv[j] == same;
+      if (y->op != OP_SUM && !says_all) put_values(out, lv, nx);
+    } else {
+      known = 0;
+    }
+    free(lv);
+    buf_puts(out, "\n");
+  }
+  buf_puts(out, "  product: ");
+  size_t start = out->len;
+  if (pa->len == 1) buf_puts(out, "1"); /* the loss is the parameter */
+  for (int i = pa->len - 2; i >= 0; i--) {
+    if (i != pa->len - 2) buf_puts(out, " * ");
+    Buf f = {0};
+    Printer q = printer(c, &f);
+    local_symbol(&q, pa->nodes[i + 1], pa->args[i]);
+    int wrap = f.data && strchr(f.data, ' ') && f.data[0] != '[';
+    buf_printf(out, wrap ? "(%s)" : "%s", f.data ? f.data : "");
+    buf_free(&f);
+  }
+  char *end;
+  double same = strtod(out->data + start, &end);
+  if (known && !(np == 1 && !*end && same == prod[0])) put_values(out, prod, np); /* not "3 = 3" */
+  buf_puts(out, "\n");
+  return known;
+}
+
+/* "3 + 3 = 6", "[1, 2, 3] + [1, 2, 3] = [2, 4, 6]": the products of the
+ * paths and their sum. */
+static void show_sum(Buf *out, double **prods, int npaths, int64_t np) {
+  double *total = calloc((size_t)np, sizeof(double));
+  buf_puts(out, "  ");
+  for (int k = 0; k < npaths; k++) {
+    for (int64_t j = 0; j < np; j++)
+      total[j] += prods[k][j];
+    if (np == 1) {
+      double x = prods[k][0];
+      if (!k)
+        buf_printf(out, "%.10g", x);
+      else
+        buf_printf(out, signbit(x) ? " - %.10g" : " + %.10g", fabs(x));
+    } else {
+      Buf b = {0};
+      put_values(&b, prods[k], np);
+      buf_printf(out, "%s%s", k ? " + " : "", b.data + 3); /* past " = " */
+      buf_free(&b);
+    }
+  }
+  put_values(out, total, np);
+  buf_puts(out, "\n");
+  free(total);
+}
+
+/* ---- the simplified formula ------------------------------------------------------- */
+
+/* Prints as a name inside a formula: parameters, inputs, constants, values
+ * the model names. */
+static int is_leaf(const Node *n) {
+  return n->op == OP_CONST || n->op == OP_PARAM || n->op == OP_INPUT || (n->name && !n->is_backward);
+}
+
+/* Chooses the named parts of a long formula: a part used more than once
+ * (the adjoint of a named value, or more than SHARED_SIZE operations), and
+ * a part DEF_HEIGHT levels deep in its line, so that no line nests deeper.
+ * Passes over the formula's nodes in id order, which is topological. */
+static void plan_defs(Ctx *c, const GradTerm *terms, Defs *d) {
+  int n = c->nodes.len;
+  d->def = arena_alloc(&c->arena, (size_t)n + 1);
+  d->name = arena_alloc(&c->arena, sizeof(char *) * (size_t)(n + 1));
+  d->adj = arena_alloc(&c->arena, sizeof(char *) * (size_t)(n + 1));
+  /* the adjoint of a value is named after it; where it is the adjoint of
+   * several (a1 = b + c passes its own to b and c), after the last */
+  for (int i = c->nforward - 1; c->adjoint && i >= 0; i--) {
+    const Node *f = c->nodes.items[i], *g = c->adjoint[i];
+    if (g && f->name && !f->is_backward && f->op != OP_PARAM && f->op != OP_INPUT && !d->adj[g->id])
+      d->adj[g->id] = arena_printf(&c->arena, "dloss/d%s", f->name);
+  }
+  int *refs = arena_alloc(&c->arena, sizeof(int) * (size_t)(n + 1));
+  int *depth = arena_alloc(&c->arena, sizeof(int) * (size_t)(n + 1));
+  int *height = arena_alloc(&c->arena, sizeof(int) * (size_t)(n + 1));
+  int *size = arena_alloc(&c->arena, sizeof(int) * (size_t)(n + 1));
+  char *seen = arena_alloc(&c->arena, (size_t)n + 1), *top = arena_alloc(&c->arena, (size_t)n + 1);
+  const Node **stack = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(n + 1));
+  int sp = 0;
+  for (const GradTerm *t = terms; t; t = t->next) {
+    const Node *x = t->node;
+    refs[x->id]++;
+    top[x->id] = 1; /* printed whole even when named */
+    if (!seen[x->id]) {
+      seen[x->id] = 1;
+      stack[sp++] = x;
+    }
+  }
+  while (sp) {
+    const Node *x = stack[--sp];
+    if (is_leaf(x) && !top[x->id]) continue;
+    for (int k = 0; k < x->nargs; k++) {
+      const Node *a = x->args[k];
+      refs[a->id]++;
+      if (!seen[a->id]) {
+        seen[a->id] = 1;
+        stack[sp++] = a;
+      }
+    }
+  }
+  /* arguments first: the size of each part, and the shared ones named */
+  for (int i = 0; i < n; i++) {
+    const Node *x = c->nodes.items[i];
+    if (!seen[i] || is_leaf(x)) continue;
+    int s = 1, h = 1;
+    for (int k = 0; k < x->nargs; k++) {
+      const Node *a = x->args[k];
+      if (is_leaf(a) || d->def[a->id]) continue;
+      s = s + size[a->id] > 1000000 ? 1000000 : s + size[a->id];
+      h = height[a->id] + 1 > h ? height[a->id] + 1 : h;
+    }
+    size[i] = s;
+    height[i] = h;
+    if (refs[i] >= 2 && (d->adj[i] || s > SHARED_SIZE)) d->def[i] = 1;
+  }
+  /* users first: how deep each part sits in its line; DEF_HEIGHT deep, it
+   * is named and starts a line of its own, unless it is as small as cos(a)
+   * or a * 2 (then the line ends a level or two deeper) */
+  for (int i = n - 1; i >= 0; i--) {
+    const Node *x = c->nodes.items[i];
+    if (!seen[i] || is_leaf(x)) continue;
+    if (depth[i] >= DEF_HEIGHT && height[i] > 2 && !(top[i] && refs[i] == 1)) d->def[i] = 1;
+    int below = d->def[i] ? 1 : depth[i] + 1;
+    for (int k = 0; k < x->nargs; k++) {
+      const Node *a = x->args[k];
+      if (depth[a->id] < below) depth[a->id] = below;
+    }
+  }
+}
+
+/* A whole term of the formula, or its name. */
+static void expr_top(Printer *p, const Node *n, int parent) {
+  expr(p, n, parent, 0, !(p->defs && p->defs->def[n->id]));
+}
+
+static void formula(Printer *p, const GradTerm *terms, size_t stop_after) {
+  if (!terms) buf_puts(p->out, "0");
+  for (const GradTerm *t = terms; t && p->out->len <= stop_after; t = t->next) {
+    const Node *term = t->node;
+    int first = t == terms;
+    if (!first && term->op == OP_NEG && !term->name && !(p->defs && p->defs->def[term->id])) {
+      buf_puts(p->out, " - "); /* a + -b reads as a - b */
+      expr_top(p, term->args[0], P_ADD + 1);
+      continue;
+    }
+    if (!first) buf_puts(p->out, " + ");
+    expr_top(p, term, P_ADD);
+  }
+}
+
+static void buf_reset(Buf *b) {
+  b->len = 0;
+  if (b->data) b->data[0] = 0;
+}
+
+/* "simplified (as bpc computes it)": the gradient autodiff built, as one
+ * line when it is short; else with its shared parts named on "where" lines,
+ * and cut past MAX_FORMULA_CHARS characters or MAX_DEF_LINES parts, with a
+ * note saying how much was cut. */
+static void show_simplified(Ctx *c, const Decl *param, const Values *v, Buf *out) {
+  const GradTerm *terms = c->grad_terms[param->node->slot];
+  Buf f = {0}, line = {0};
+  Printer p = printer(c, &f);
+  formula(&p, terms, SHORT_FORMULA);
+  Defs d = {0};
+  int long_form = p.cut || f.len > SHORT_FORMULA;
+  if (long_form) {
+    plan_defs(c, terms, &d);
+    buf_reset(&f);
+    p = printer(c, &f);
+    p.defs = &d;
+    p.limit = 0; /* named parts keep every line small */
+    formula(&p, terms, (size_t)-1);
+  }
+  buf_printf(out, "\nsimplified (as bpc computes it):\n  dloss/d%s = ", param->name);
+  size_t budget = MAX_FORMULA_CHARS, shown = f.len;
+  long long cut_chars = 0;
+  if (shown > budget) { /* cut at a space, so that no name is cut in two */
+    shown = budget;
+    while (shown > budget / 2 && f.data[shown] != ' ')
+      shown--;
+    while (shown > 0 && ((unsigned char)f.data[shown] & 0xC0) == 0x80) /* not inside a UTF-8 character */
+      shown--;
+    cut_chars += (long long)(f.len - shown);
+  }
+  buf_append(out, f.data ? f.data : "", shown);
+  budget -= shown;
+  if (shown < f.len) buf_puts(out, " ...");
+  if (v) {
+    int64_t len = shape_numel(param->shape);
+    double *g = calloc((size_t)len, sizeof(double));
+    eval_param_grad(c, v, param->node->slot, g);
+    buf_puts(out, len == 1 && shown == f.len ? " = " : "\n  = ");
+    if (len == 1)
+      buf_printf(out, "%.10g", g[0]);
+    else
+      buf_puts(out, "[");
+    for (int64_t i = 0; len > 1 && i < len && i < 12; i++)
+      buf_printf(out, "%s%.10g", i ? ", " : "", g[i]);
+    buf_puts(out, len == 1 ? "" : (len > 12 ? ", ...]" : "]"));
+    free(g);
+  }
+  buf_puts(out, "\n");
+  int defs_shown = 0, defs_cut = 0;
+  for (int i = 0; long_form && i < d.order.len; i++) { /* the list grows as parts name others */
+    const Node *n = d.order.items[i];
+    buf_reset(&line);
+    p.out = &line;
+    buf_printf(&line, "%s = ", d.name[n->id]);
+    expr(&p, n, 0, 0, 1);
+    if (v && v->v[n->id] && shape_numel(n->shape) == 1) buf_printf(&line, " = %.10g", v->v[n->id][0]);
+    if (!defs_cut && defs_shown < MAX_DEF_LINES && line.len <= budget) {
+      buf_printf(out, "%s    %s\n", defs_shown ? "" : "  where\n", line.data);
+      defs_shown++;
+      budget -= line.len;
+    } else {
+      defs_cut++;
+      cut_chars += (long long)line.len;
+    }
+  }
+  if (cut_chars)
+    buf_printf(out, "  ... cut: %lld more characters not shown (%s%s", cut_chars,
+               shown < f.len ? "the rest of the formula" : "", shown < f.len && defs_cut ? " and " : "");
+  if (defs_cut) buf_printf(out, "%d more definition%s", defs_cut, defs_cut == 1 ? "" : "s");
+  if (cut_chars) buf_puts(out, ")\n");
+  buf_free(&f);
+  buf_free(&line);
+}
+
+/* ---- explain ---------------------------------------------------------------------- */
 
 int explain(Ctx *c, const char *wrt, const Values *v, Buf *out) {
   Decl *param = NULL;
   for (int i = 0; i < c->params.len; i++)
     if (!strcmp(((Decl *)c->params.items[i])->name, wrt)) param = c->params.items[i];
   if (!param) return 1;
-  Printer p = {c, out};
+  ArenaMark scratch = arena_mark(&c->arena);
+  Printer p = printer(c, out);
+  Graph g;
+  build_graph(c, &g);
+  Big total;
+  count_paths(c, &g, param->node, &total);
   Path paths[MAX_PATHS];
-  int more = 0, npaths = find_paths(c, param->node, paths, &more);
-  buf_printf(out, "dloss/d%s by the chain rule, from the loss back to %s.\n\n", wrt, wrt);
+  int npaths = find_paths(c, &g, param->node, paths);
+  buf_printf(out, "dloss/d%s by the chain rule, from the loss back to %s.\n", wrt, wrt);
   if (npaths == 0) {
-    buf_printf(out, "No path leads from %s to the loss: dloss/d%s = 0.\n", wrt, wrt);
+    buf_printf(out, "\nNo path leads from %s to the loss: dloss/d%s = 0.\n", wrt, wrt);
+    arena_release(&c->arena, scratch);
     return 0;
   }
-  buf_puts(out, "where\n");
+  char count[256];
+  big_text(&total, count, sizeof count);
+  int all_shown = big_equals(&total, (uint32_t)npaths), several = !big_equals(&total, 1);
+  if (several) {
+    buf_printf(out, "\n%s paths lead from the loss back to %s", count, wrt);
+    if (npaths == 1 && !all_shown)
+      buf_puts(out, "; only the first is listed");
+    else if (!all_shown)
+      buf_printf(out, "; the first %d are listed", npaths);
+    buf_puts(out, ".\n");
+  }
   show_definitions(&p, paths, npaths);
+  int64_t np = shape_numel(param->shape);
+  double *prods[MAX_PATHS];
+  int all_known = v != NULL;
   for (int k = 0; k < npaths; k++) {
-    const Path *pa = &paths[k];
-    buf_printf(out, "\npath %d: loss", k + 1);
-    for (int i = pa->len - 2; i >= 0; i--) {
-      buf_puts(out, " <- ");
-      int wrap = prec_of(pa->nodes[i]) < P_ATOM && !(pa->nodes[i]->name && !pa->nodes[i]->is_backward);
-      buf_puts(out, wrap ? "(" : "");
-      expr(&p, pa->nodes[i], 0, 0, 0);
-      buf_puts(out, wrap ? ")" : "");
-    }
-    buf_puts(out, "\n");
-    double product = 1;
-    int product_known = 1;
-    for (int i = pa->len - 2; i >= 0; i--) {
-      const Node *y = pa->nodes[i + 1];
-      int a = pa->args[i];
-      buf_puts(out, "  ");
-      derivative_head(&p, y, a);
-      buf_puts(out, " = ");
-      size_t start = out->len;
-      local_symbol(&p, y, a);
-      double lv;
-      if (local_value(c, v, y, a, &lv)) {
-        product *= lv;
-        char *end;
-        double same = strtod(out->data + start, &end);
-        if (*end || same != lv) /* "= 1 = 1" says nothing */
-          buf_printf(out, " = %.10g", lv);
-      } else {
-        product_known = 0;
-      }
-      buf_puts(out, "\n");
-    }
-    buf_puts(out, "  product: ");
-    for (int i = pa->len - 2; i >= 0; i--) {
-      if (i != pa->len - 2) buf_puts(out, " * ");
-      Buf f = {0};
-      Printer q = {c, &f};
-      local_symbol(&q, pa->nodes[i + 1], pa->args[i]);
-      int wrap = strchr(f.data, ' ') && f.data[0] != '[';
-      buf_printf(out, wrap ? "(%s)" : "%s", f.data);
-      buf_free(&f);
-    }
-    if (v && product_known) buf_printf(out, " = %.10g", product);
-    buf_puts(out, "\n");
+    prods[k] = malloc(sizeof(double) * (size_t)np);
+    all_known &= show_path(&p, &paths[k], k + 1, v, np, prods[k]);
   }
-  if (more) buf_printf(out, "\n... and %d more path%s.\n", more, more == 1 ? "" : "s");
-  if (npaths + more > 1)
-    buf_printf(
-        out,
-        "\nThe paths meet where a value is used more than once; their products add up (the copy gate).\n");
-  buf_printf(out, "\nsimplified (as bpc computes it):\n  dloss/d%s = ", wrt);
-  if (!c->grad_terms[param->node->slot]) buf_puts(out, "0");
-  for (GradTerm *t = c->grad_terms[param->node->slot]; t; t = t->next) {
-    const Node *term = t->node;
-    int first = t == c->grad_terms[param->node->slot];
-    if (!first && term->op == OP_NEG && !term->name) { /* a + -b reads as a - b */
-      buf_puts(out, " - ");
-      expr(&p, term->args[0], P_ADD + 1, 0, 1);
-      continue;
+  if (!all_shown && total.over) {
+    buf_puts(out, "\n... and the rest, not listed.\n");
+  } else if (!all_shown) {
+    Big rest = total;
+    big_sub_small(&rest, (uint32_t)npaths);
+    big_text(&rest, count, sizeof count);
+    buf_printf(out, "\n... and %s more path%s, not listed.\n", count, big_equals(&rest, 1) ? "" : "s");
+  }
+  if (several) {
+    buf_puts(out,
+             "\nThe paths meet where a value is used more than once; their products add up (the copy gate)");
+    if (all_shown && all_known) {
+      buf_puts(out, ":\n");
+      show_sum(out, prods, npaths, np);
+    } else {
+      buf_puts(out, ".\n");
     }
-    if (!first) buf_puts(out, " + ");
-    expr(&p, term, P_ADD, 0, 1);
   }
-  if (v) {
-    double *g = calloc((size_t)shape_numel(param->shape), sizeof(double));
-    eval_param_grad(c, v, param->node->slot, g);
-    int64_t len = shape_numel(param->shape);
-    buf_puts(out, len == 1 ? " = " : "\n  = [");
-    for (int64_t i = 0; i < len && i < 12; i++)
-      buf_printf(out, "%s%.10g", i ? ", " : "", g[i]);
-    buf_puts(out, len == 1 ? "" : (len > 12 ? ", ...]" : "]"));
-    free(g);
-  }
-  buf_puts(out, "\n");
+  for (int k = 0; k < npaths; k++)
+    free(prods[k]);
+  show_simplified(c, param, v, out);
+  arena_release(&c->arena, scratch);
   return 0;
 }
 
 /* ---- trace: the backward sweep, step by step -------------------------------------- */
 
 void trace(Ctx *c, const Values *v, Buf *out) {
-  Printer p = {c, out};
+  Printer p = printer(c, out);
   buf_puts(out, "backward sweep, from the loss (dloss/dloss = 1):\n");
   const Node *current = NULL;
   for (int i = 0; i < c->edges.len; i++) {
@@ -508,7 +1057,7 @@ void trace(Ctx *c, const Values *v, Buf *out) {
     local_symbol(&p, e->to, e->arg);
     double lv;
     char *end;
-    if (local_value(c, v, e->to, e->arg, &lv) && (strtod(out->data + start, &end) != lv || *end))
+    if (local_scalar(c, v, e->to, e->arg, &lv) && (strtod(out->data + start, &end) != lv || *end))
       buf_printf(out, " = %.10g", lv);
     buf_puts(out, ", outgoing");
     print_value(out, c, v, e->g);

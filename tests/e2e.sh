@@ -378,5 +378,82 @@ check "mixed precisions: the message" grep -q 'error: #error "xyzf.h is for floa
 # make install
 make -s -C "$ROOT" install PREFIX="$T/inst" >/dev/null; check "install" test -x "$T/inst/bin/bpc"
 
+# ---- issue 10, items 5 and 6: explain shows every edge of the copy gate and counts paths exactly ----
+printf 'param x = 3\nloss = x * x\n' >square.bp
+"$BPC" explain square.bp --wrt x >explain.txt; check "explain x*x exit 0" test $? -eq 0
+check "explain x*x: two paths" test "$(grep -c '^  product: x = 3$' explain.txt)" -eq 2
+check "explain x*x: the left and the right x" grep -qx 'path 2: loss <- x (the right x)' explain.txt
+check "explain x*x: the paths add up" test "$(sed -n '/^The paths meet/{n;p}' explain.txt)" = "  3 + 3 = 6"
+check "explain x*x: simplified" grep -qx '  dloss/dx = x \* 2 = 6' explain.txt
+printf 'param v[3] = [1, 2, 3]\nloss = sum(v * v)\n' >sumsq.bp
+"$BPC" explain sumsq.bp --wrt v >explain.txt
+check "explain sum(v*v): two paths" test "$(grep -c '^  product: (1 (each element)) \* v = \[1, 2, 3\]$' explain.txt)" -eq 2
+check "explain sum(v*v): the paths add up" grep -qx '  \[1, 2, 3\] + \[1, 2, 3\] = \[2, 4, 6\]' explain.txt
+chain() { # chain N: a0 = 0.5, N steps of a = sin(a) + cos(a)
+  echo "param a0 = 0.5"
+  for ((i = 1; i <= $1; i++)); do echo "a$i = sin(a$((i - 1))) + cos(a$((i - 1)))"; done
+  echo "loss = a$1"
+}
+chain 30 >chain30.bp
+"$BPC" explain chain30.bp --wrt a0 >explain.txt
+check "explain counts 2^30 paths" grep -qx '1073741824 paths lead from the loss back to a0; the first 4 are listed.' explain.txt
+check "explain: the rest of the paths" grep -qx '... and 1073741820 more paths, not listed.' explain.txt
+check "explain: parts named after values" grep -qx '    dloss/da29 = cos(a29) - sin(a29) = -0.6446736673' explain.txt
+check "explain: no internal names" test "$(grep -c '[#]\|\bt[0-9]' explain.txt)" -eq 0
+chain 60 >chain60.bp
+"$BPC" explain chain60.bp --wrt a0 >explain.txt
+check "explain: the cut note" test "$(tail -1 explain.txt)" = "  ... cut: 1397 more characters not shown (19 more definitions)"
+chain 100 >chain100.bp
+check "explain: 2^100 paths" bash -c "'$BPC' explain chain100.bp --wrt a0 | grep -qx '2^100 paths lead from the loss back to a0; only the first is listed.'"
+# ---- end of issue 10, items 5 and 6 ----
+
+# ---- issue 10, items 0d, 0e and 14: where a short line is reported, the exact operator limit,
+# ---- class labels and the header rule for CSV files
+printf 'param w\nloss = w +\n' >eol.bp
+printf 'param w\nloss = w +' >eof.bp
+want_eol=$(printf "%s\n%s\n%s" "eol.bp:2:11: error: expected an expression after '+'" "    2 | loss = w +" "      |           ^")
+"$BPC" eol.bp -o eol.c 2>err.txt; check "missing operand exit 1" test $? -eq 1
+check "missing operand: after the '+', not at 3:0" test "$(cat err.txt)" = "$want_eol"
+"$BPC" eof.bp -o eof.c 2>err.txt
+check "missing operand without a final newline: the same" test "$(cat err.txt)" = "${want_eol//eol.bp/eof.bp}"
+printf 'param w ~\nloss = w\n' >tilde.bp
+"$BPC" tilde.bp -o tilde.c 2>err.txt
+check "missing initialiser message" grep -qx "tilde.bp:1:10: error: expected an initialiser (normal(mean, std), uniform(lo, hi), glorot or zeros) after '~'" err.txt
+printf 'param w\noutput\nloss = w\n' >bare.bp
+"$BPC" bare.bp -o bare.c 2>err.txt
+check "bare output message" grep -qx "bare.bp:2:7: error: expected a name after 'output'" err.txt
+check "short lines: no output written" test -z "$(ls eol.c eof.c tilde.c bare.c 2>/dev/null)"
+minus() { awk -v n="$1" 'BEGIN { printf "param w\nloss = "; for (i = 0; i < n; i++) printf "-"; print "w" }'; }
+minus 20000 >d20000.bp
+minus 20001 >d20001.bp
+"$BPC" d20000.bp -o d20000.c; check "20000 pending operators compile" test $? -eq 0
+"$BPC" d20001.bp -o d20001.c 2>err.txt; check "20001 pending operators exit 1" test $? -eq 1
+check "20001 pending operators message" grep -qx "d20001.bp:2:20008: error: expression nested too deeply (the limit is 20000 pending operators)" err.txt
+cat >cls.bp <<'BP'
+param W[3, 2]
+param b[3]
+input x[2]
+input t[3]
+z = W @ x + b
+loss = softmax_cross_entropy(z, t)
+output p = softmax(z)
+BP
+awk 'BEGIN { srand(5); print "x0,x1" > "clx.csv"; print "class" > "cly.csv"
+  for (i = 0; i < 300; i++) { k = i % 3; printf "%.4f,%.4f\n", (k == 1) * 2 + rand() * 0.5, (k == 2) * 2 + rand() * 0.5 > "clx.csv"; print k > "cly.csv" } }'
+"$BPC" train cls.bp --data x=clx.csv --data t=cly.csv --epochs 20 --lr 0.5 --seed 1 --log cls.log >train.txt
+check "CSV labels: train exit 0" test $? -eq 0
+check "CSV labels: accuracy reported" grep -q "^epoch 20: train loss [0-9.e-]*, train accuracy" train.txt
+check "CSV labels: learned" awk -F, 'END { exit !($3 > 0.95) }' cls.log
+sed 's/^2$/3/' cly.csv >cly3.csv
+"$BPC" train cls.bp --data x=clx.csv --data t=cly3.csv 2>err.txt; check "CSV label 3 of 3 classes exit 1" test $? -eq 1
+check "CSV label out of range message" grep -qx "bpc: cly3.csv:4: column 1 is '3', not a class of input t\[3\] (class labels are whole numbers from 0 to 2)" err.txt
+sed '3s/^1$/1.5/' cly.csv >cly15.csv
+"$BPC" train cls.bp --data x=clx.csv --data t=cly15.csv 2>err.txt; check "CSV label 1.5 exit 1" test $? -eq 1
+check "CSV label 1.5 message" grep -qx "bpc: cly15.csv:3: column 1 is '1.5', not a class of input t\[3\] (class labels are whole numbers from 0 to 2)" err.txt
+{ echo "1.5,x"; tail -n +3 clx.csv; } >clxh.csv
+"$BPC" train cls.bp --data x=clxh.csv --data t=cly.csv 2>err.txt; check "CSV number-like first line exit 1" test $? -eq 1
+check "CSV number-like first line is data" grep -qx "bpc: clxh.csv:1: column 2 is 'x', not a number (reading input x\[2\]; a first line with a number in it is data, not a header)" err.txt
+# ---- end of issue 10, items 0d, 0e and 14 ----
+
 echo "e2e: $pass passed, $fail failed"
 test "$fail" -eq 0
