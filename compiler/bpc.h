@@ -230,12 +230,8 @@ typedef struct Node {
   int needs_grad;     /* some parameter reaches this node */
   struct Node *hnext; /* hash-cons bucket chain */
   uint32_t hash;
-  /* filled by schedule.c per emitted function */
-  int uses;          /* consumers among live nodes */
-  int64_t ws_offset; /* where a materialised tensor lives, or -1 */
-  int live;          /* reached from the current roots */
-  int root;          /* a root of the current function (loss, output, gradient term) */
-  int inlined;       /* computed inside its only consumer's loop, never stored */
+  /* nothing else: what one emitted function decides about a node lives in
+     its Schedule, so nodes do not change once built */
 } Node;
 
 typedef struct Decl {
@@ -340,9 +336,16 @@ void target_per_example(Ctx *c, Target *t);
 int batch_target(Ctx *c, int batch, Target *t, const char **why);
 
 /* ---- schedule.c --------------------------------------------------------- */
+/* What one emitted function decides about the graph's nodes: side tables
+ * indexed by node id (from the arena; nodes themselves never change). */
 typedef struct Schedule {
-  PtrVec order;     /* live nodes in evaluation order */
-  int64_t ws_elems; /* workspace elements this function needs */
+  PtrVec order;       /* live nodes in evaluation order */
+  int64_t ws_elems;   /* workspace elements this function needs */
+  int *uses;          /* consumers among live nodes */
+  int64_t *ws_offset; /* where a materialised tensor lives, or -1 */
+  char *live;         /* reached from the function's roots */
+  char *root;         /* a root (loss, output, gradient term) */
+  char *inlined;      /* computed inside its only consumer's loop, never stored */
 } Schedule;
 typedef struct Stats {
   int fwd_ops, bwd_ops;
@@ -363,6 +366,8 @@ void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, int f
 void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere);
 void compute_stats(Ctx *c, Stats *st);
 int node_is_materialised(const Node *n);
+/* Whether the schedule computes n inside its consumer's loop (fused). */
+static inline int sched_inlined(const Schedule *s, const Node *n) { return s->inlined[n->id]; }
 double node_flops(const Node *n);
 
 /* ---- emit_c.c ----------------------------------------------------------- */

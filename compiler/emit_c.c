@@ -41,6 +41,7 @@ typedef struct Emitter {
   const char **field[3];  /* per param, input and output decl: its name in the header's structs and macros */
   Node **grad_fused;      /* per node id: the param whose gradient it adds into */
   Target *t;              /* what the functions being emitted compute */
+  const Schedule *S;      /* the function being emitted: order, fusion, workspace */
   int indent;             /* extra nesting of the statements being written */
   int at_end;             /* emitting the deferred sparse gradient terms */
   Node **sum_into;        /* per node id: a sum of it computed in its own loop, or NULL */
@@ -316,7 +317,7 @@ static const char *binary_expr(Emitter *E, Node *n, const char *a, const char *b
 /* The operand's element matching result element (i) or (i, j). A fused
  * (inlined) operand is its whole expression, in parentheses. */
 static const char *operand_at(Emitter *E, Node *x, Shape out, IndexMode mode, const char *flat_index) {
-  if (x->inlined) {
+  if (sched_inlined(E->S, x)) {
     const char *a = operand_at(E, x->args[0], out, mode, flat_index);
     const char *e = x->args[1] ? binary_expr(E, x, a, operand_at(E, x->args[1], out, mode, flat_index))
                                : unary_expr(E, x, a);
@@ -418,10 +419,10 @@ static void scalar_set(Emitter *E, Dest d, const char *expr) {
 
 /* Whether every leaf of n's (fused) expression is a scalar or of shape s,
  * so one flat loop over all elements indexes each of them alike. */
-static int flat_compatible(const Node *n, Shape s) {
+static int flat_compatible(const Schedule *S, const Node *n, Shape s) {
   for (int k = 0; k < n->nargs; k++) {
     const Node *x = n->args[k];
-    if (x->inlined ? !flat_compatible(x, s) : !(x->shape.rank == 0 || shape_eq(x->shape, s))) return 0;
+    if (sched_inlined(S, x) ? !flat_compatible(S, x, s) : !(x->shape.rank == 0 || shape_eq(x->shape, s))) return 0;
   }
   return 1;
 }
@@ -429,7 +430,7 @@ static int flat_compatible(const Node *n, Shape s) {
 static void emit_elementwise(Emitter *E, Node *n, Dest d) {
   Node *a = n->args[0], *b = n->args[1];
   Shape s = n->shape;
-  int flat = s.rank < 2 || flat_compatible(n, s);
+  int flat = s.rank < 2 || flat_compatible(E->S, n, s);
   IndexMode m = flat ? IX_FLAT : IX_ROW;
   const char *ea = operand(E, a, s, m), *eb = b ? operand(E, b, s, m) : NULL;
   const char *expr = b ? binary_expr(E, n, ea, eb) : unary_expr(E, n, ea);
@@ -579,7 +580,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
   long long len = shape_numel(a->shape);
   switch (n->op) {
   case OP_SUM: {
-    int flat = a->shape.rank < 2 || !a->inlined || flat_compatible(a, a->shape);
+    int flat = a->shape.rank < 2 || !sched_inlined(E->S, a) || flat_compatible(E->S, a, a->shape);
     line(E, "%s%s = 0;", let(E), D);
     if (flat) {
       line(E, "for (size_t i = 0; i < %lld; i++) %s += %s;", len, D, operand(E, a, a->shape, IX_FLAT));
@@ -608,7 +609,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
     Node *extreme = ir_find(E->c, of, shape_scalar(), a, NULL, 0, 0);
     const char *g = elem(E, n->args[1], "");
     line(E, "{");
-    if (extreme && extreme->live) {
+    if (extreme && E->S->live[extreme->id]) {
       line(E, "  const size_t best = %s;", at_name(E, extreme));
     } else {
       line(E, "  size_t best = 0;");
@@ -740,7 +741,7 @@ static void emit_value(Emitter *E, Node *n, Dest d) {
  * that are read in place. */
 static void emit_node(Emitter *E, Node *n) {
   const char *N = E->name[n->id];
-  if (n->inlined || deferred(E, n) || E->done_elsewhere[n->id]) /* done in another loop, or later */
+  if (sched_inlined(E->S, n) || deferred(E, n) || E->done_elsewhere[n->id]) /* done in another loop, or later */
     return;
   switch (n->op) {
   case OP_CONST: return;
@@ -790,7 +791,7 @@ static void emit_node(Emitter *E, Node *n) {
     int is_loop = !op_is_elementwise(n->op);
     emit_value(E, n, (Dest){N, 0, !is_loop, 0});
   } else {
-    if (!E->split) line(E, "bp_real *const %s = ws + %lld;", N, (long long)n->ws_offset);
+    if (!E->split) line(E, "bp_real *const %s = ws + %lld;", N, (long long)E->S->ws_offset[n->id]);
     emit_value(E, n, (Dest){N, 0, 0, 0});
   }
 }
@@ -814,8 +815,9 @@ static void mark_fusable_grads(Emitter *E, Schedule *s) {
     for (GradTerm *t = E->t->grad_terms[p]; t; t = t->next) {
       Node *g = t->node;
       if (g->shape.rank == 0 || !can_accumulate(g) || !node_is_materialised(g)) continue;
-      int summed = g->uses == 2 && op_is_elementwise(g->op) && !g->inlined && E->done_elsewhere[g->id];
-      if (g->uses == 1 || summed) E->grad_fused[g->id] = d->node;
+      int uses = s->uses[g->id];
+      int summed = uses == 2 && op_is_elementwise(g->op) && !sched_inlined(s, g) && E->done_elsewhere[g->id];
+      if (uses == 1 || summed) E->grad_fused[g->id] = d->node;
     }
   }
 }
@@ -858,7 +860,7 @@ static void choose_first_terms(Emitter *E, Schedule *s) {
   for (int i = 0; i < s->order.len; i++) {
     Node *n = s->order.items[i];
     Node *fused = E->grad_fused[n->id];
-    if (fused && !n->inlined && !deferred(E, n) && !E->first_term[fused->slot])
+    if (fused && !sched_inlined(s, n) && !deferred(E, n) && !E->first_term[fused->slot])
       E->first_term[fused->slot] = n;
   }
   for (int p = 0; p < c->params.len; p++)
@@ -881,11 +883,11 @@ static const char *ref_scalar(Emitter *E, Node *n) {
  * mark_inlined's MAX_FUSED_DEPTH. */
 enum { MAX_LEAVES = 64 };
 
-static int collect_leaves(Node *x, Node **out, int n, int depth) {
+static int collect_leaves(const Schedule *S, Node *x, Node **out, int n, int depth) {
   for (int k = 0; k < x->nargs && n >= 0; k++) {
     Node *a = x->args[k];
-    if (a->inlined)
-      n = depth > 16 ? -1 : collect_leaves(a, out, n, depth + 1);
+    if (sched_inlined(S, a))
+      n = depth > 16 ? -1 : collect_leaves(S, a, out, n, depth + 1);
     else if (a->op != OP_CONST && a->op != OP_PARAM && a->op != OP_INPUT)
       n = n < MAX_LEAVES ? (out[n] = a, n + 1) : -1;
   }
@@ -897,7 +899,7 @@ static int collect_leaves(Node *x, Node **out, int n, int depth) {
  * computed last, so that every other leaf is ready by then. */
 static Node *find_sum_host(Emitter *E, Node *x, const int *pos) {
   Node *leaf[MAX_LEAVES], *host = NULL;
-  int n = collect_leaves(x, leaf, 0, 0), ready_at = -1;
+  int n = collect_leaves(E->S, x, leaf, 0, 0), ready_at = -1;
   for (int k = 0; k < n; k++) {
     Node *a = leaf[k];
     if (pos[a->id] > ready_at) ready_at = pos[a->id];
@@ -906,8 +908,8 @@ static Node *find_sum_host(Emitter *E, Node *x, const int *pos) {
   }
   if (!host || pos[host->id] < ready_at) return NULL;
   if (E->grad_fused[host->id] || E->sum_into[host->id]) return NULL; /* its loop writes no array of its own */
-  int host_flat = host->shape.rank < 2 || flat_compatible(host, host->shape);
-  if (host_flat && x->shape.rank == 2 && !flat_compatible(x, x->shape)) return NULL; /* indexed alike */
+  int host_flat = host->shape.rank < 2 || flat_compatible(E->S, host, host->shape);
+  if (host_flat && x->shape.rank == 2 && !flat_compatible(E->S, x, x->shape)) return NULL; /* indexed alike */
   return host;
 }
 
@@ -920,7 +922,7 @@ static void plan_fused_sums(Emitter *E, Schedule *s, const int *pos) {
     Node *y = s->order.items[i];
     Node *x = y->args[0];
     if (y->op != OP_SUM || !x || !op_is_elementwise(x->op) || x->shape.rank == 0) continue;
-    Node *host = x->inlined ? find_sum_host(E, x, pos) : x;
+    Node *host = sched_inlined(s, x) ? find_sum_host(E, x, pos) : x;
     if (host && !E->sum_into[host->id]) {
       E->sum_into[host->id] = y;
       E->done_elsewhere[y->id] = 1;
@@ -935,14 +937,14 @@ static void plan_fused_sums(Emitter *E, Schedule *s, const int *pos) {
  * first write of its gradient or come after that write. */
 static Node *row_partner_of(Emitter *E, Node *g, const int *pos) {
   Node *A = g->args[0], *v = g->args[1], *param = E->grad_fused[g->id];
-  if (g->op != OP_MATMUL || !param || !A || A->shape.rank != 2 || g->attr != MM_TA || !v->inlined)
+  if (g->op != OP_MATMUL || !param || !A || A->shape.rank != 2 || g->attr != MM_TA || !sched_inlined(E->S, v))
     return NULL;
   Node *leaf[MAX_LEAVES], *y = NULL;
-  int n = collect_leaves(v, leaf, 0, 0);
+  int n = collect_leaves(E->S, v, leaf, 0, 0);
   for (int k = 0; k < n; k++) {
     Node *a = leaf[k];
     if (a->op == OP_MATMUL && a->args[0] == A && a->attr == 0 && a->args[1]->shape.rank == 1 &&
-        !E->grad_fused[a->id] && !a->inlined)
+        !E->grad_fused[a->id] && !sched_inlined(E->S, a))
       y = a;
   }
   if (!y) return NULL;
@@ -977,11 +979,11 @@ enum { SLOT_THRESHOLD = 8192, READ_AT_END = 0x7fffffff };
 
 static int is_slot_scalar(const Node *n) { return n->shape.rank == 0 && n->op != OP_CONST; }
 
-static void note_scalar_read(int *last, Node *x, int at, int depth) {
+static void note_scalar_read(const Schedule *S, int *last, Node *x, int at, int depth) {
   if (is_slot_scalar(x) && at > last[x->id]) last[x->id] = at;
-  if (x->inlined && depth < 64)
+  if (sched_inlined(S, x) && depth < 64)
     for (int k = 0; k < x->nargs; k++)
-      note_scalar_read(last, x->args[k], at, depth + 1);
+      note_scalar_read(S, last, x->args[k], at, depth + 1);
 }
 
 static const char *at_name(Emitter *E, const Node *n) {
@@ -1002,10 +1004,10 @@ static void plan_scalar_slots(Emitter *E, Schedule *s) {
   for (int i = 0; i < s->order.len; i++) {
     Node *y = s->order.items[i];
     dies[i] = -1;
-    if (y->root) note_scalar_read(last, y, READ_AT_END, 64);
-    if (y->inlined) continue; /* read where its consumer is */
+    if (s->root[y->id]) note_scalar_read(s, last, y, READ_AT_END, 64);
+    if (sched_inlined(s, y)) continue; /* read where its consumer is */
     for (int k = 0; k < y->nargs; k++)
-      note_scalar_read(last, y->args[k], deferred(E, y) ? READ_AT_END : i, 0);
+      note_scalar_read(s, last, y->args[k], deferred(E, y) ? READ_AT_END : i, 0);
   }
   for (int i = 0; i < s->order.len; i++) {
     Node *y = s->order.items[i], *defs[2] = {NULL, NULL};
@@ -1071,7 +1073,7 @@ static void define_tensor_macros(Emitter *E, Schedule *s) {
   Ctx *c = E->c;
   for (int i = 0; i < s->order.len; i++) {
     Node *n = s->order.items[i];
-    if (n->shape.rank == 0 || n->op == OP_CONST || n->inlined || E->grad_fused[n->id]) continue;
+    if (n->shape.rank == 0 || n->op == OP_CONST || sched_inlined(s, n) || E->grad_fused[n->id]) continue;
     const char *v = NULL;
     if (n->op == OP_PARAM || n->op == OP_INPUT) {
       Decl *d = (n->op == OP_PARAM ? c->params : c->inputs).items[n->slot];
@@ -1079,8 +1081,8 @@ static void define_tensor_macros(Emitter *E, Schedule *s) {
       v = arena_printf(&c->arena, "%s + %lld", n->op == OP_PARAM ? "params" : "inputs", off);
     } else if (n->op == OP_INDEX) {
       v = arena_printf(&c->arena, "%s + %d", E->name[n->args[0]->id], n->attr);
-    } else if (n->ws_offset >= 0) {
-      v = arena_printf(&c->arena, "ws + %lld", (long long)n->ws_offset);
+    } else if (s->ws_offset[n->id] >= 0) {
+      v = arena_printf(&c->arena, "ws + %lld", (long long)s->ws_offset[n->id]);
     }
     if (v) define_macro(E, E->name[n->id], v);
   }
@@ -1199,6 +1201,7 @@ static int64_t emit_forward(Emitter *E) {
   begin_function(E);
   Node **roots = function_roots(E, 1, jit, &nroots);
   schedule_function(E->c, roots, nroots, NULL, fusion(E), &s);
+  E->S = &s;
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)E->c->nodes.len); /* no gradient here */
   const char *name = arena_printf(&E->c->arena, "%s__forward%s", E->P, E->sfx);
   const char *params = arena_printf(&E->c->arena,
@@ -1227,6 +1230,7 @@ static int64_t emit_backward(Emitter *E) {
   begin_function(E);
   Node **roots = function_roots(E, 1, jit, &nroots);
   schedule_function(c, roots, nroots, E->t->grad_terms, fusion(E), &s);
+  E->S = &s;
   mark_fusable_grads(E, &s);
   plan_workspace(c, &s, E->grad_fused); /* what goes straight into grad takes no workspace */
   choose_first_terms(E, &s);
@@ -1283,6 +1287,7 @@ static int64_t emit_predict(Emitter *E) {
   begin_function(E);
   Node **roots = function_roots(E, 0, 1, &nroots);
   schedule_function(c, roots, nroots, NULL, fusion(E), &s);
+  E->S = &s;
   memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len); /* no gradient here */
   const char *name = arena_printf(&c->arena, "%s__predict", E->P);
   const char *params = "const bp_real *restrict params, const bp_real *restrict inputs, "

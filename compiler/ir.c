@@ -91,7 +91,6 @@ Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) 
   n->attr = attr;
   n->loc = c->cur_loc;
   n->is_backward = c->building_backward;
-  n->ws_offset = -1;
   n->hash = h;
   if (op == OP_PARAM)
     n->needs_grad = 1;

@@ -42,29 +42,27 @@ double node_flops(const Node *n) {
   }
 }
 
-static void clear_marks(Ctx *c) {
-  for (int i = 0; i < c->nodes.len; i++) {
-    Node *n = c->nodes.items[i];
-    n->live = 0;
-    n->uses = 0;
-    n->ws_offset = -1;
-    n->root = 0;
-    n->inlined = 0;
-  }
+static void alloc_tables(Ctx *c, Schedule *s) {
+  size_t n = (size_t)c->nodes.len + 1;
+  s->uses = arena_alloc(&c->arena, sizeof(int) * n);
+  s->ws_offset = arena_alloc(&c->arena, sizeof(int64_t) * n);
+  s->live = arena_alloc(&c->arena, n);
+  s->root = arena_alloc(&c->arena, n);
+  s->inlined = arena_alloc(&c->arena, n);
+  for (size_t i = 0; i < n; i++)
+    s->ws_offset[i] = -1;
 }
 
-static void mark_roots(Ctx *c, Node **roots, int nroots, GradTerm **terms) {
+static void mark_roots(Ctx *c, Schedule *s, Node **roots, int nroots, GradTerm **terms) {
   for (int i = 0; i < nroots; i++) {
-    roots[i]->live = 1;
-    roots[i]->root = 1;
-    roots[i]->uses++;
+    s->live[roots[i]->id] = s->root[roots[i]->id] = 1;
+    s->uses[roots[i]->id]++;
   }
   if (!terms) return;
   for (int p = 0; p < c->params.len; p++)
     for (GradTerm *t = terms[p]; t; t = t->next) {
-      t->node->live = 1;
-      t->node->root = 1;
-      t->node->uses++;
+      s->live[t->node->id] = s->root[t->node->id] = 1;
+      s->uses[t->node->id]++;
     }
 }
 
@@ -101,17 +99,18 @@ static int can_consume_inline(const Node *y, const Node *x, int fuse) {
   return y->op == OP_SUM;
 }
 
-static void mark_inlined(Ctx *c, int fuse) {
+static void mark_inlined(Ctx *c, Schedule *s, int fuse) {
   int *depth = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
   for (int i = 0; i < c->nodes.len; i++) {
     Node *y = c->nodes.items[i];
-    if (!y->live) continue;
+    if (!s->live[y->id]) continue;
     for (int k = 0; k < y->nargs; k++) {
       Node *x = y->args[k];
-      if (x->shape.rank == 0 || !op_is_elementwise(x->op) || x->uses != 1 || x->root || x->inlined ||
-          (x->name && !x->is_backward) || !can_consume_inline(y, x, fuse) || depth[x->id] >= MAX_FUSED_DEPTH)
+      if (x->shape.rank == 0 || !op_is_elementwise(x->op) || s->uses[x->id] != 1 || s->root[x->id] ||
+          s->inlined[x->id] || (x->name && !x->is_backward) || !can_consume_inline(y, x, fuse) ||
+          depth[x->id] >= MAX_FUSED_DEPTH)
         continue;
-      x->inlined = 1;
+      s->inlined[x->id] = 1;
       if (depth[x->id] + 1 > depth[y->id]) depth[y->id] = depth[x->id] + 1;
     }
   }
@@ -130,6 +129,7 @@ typedef struct Block {
 
 typedef struct Planner {
   Ctx *c;
+  Schedule *s;
   Node *const *elsewhere; /* per node id: non-NULL when the value is written elsewhere (into grad) */
   int *last;   /* per node id: position of its last reader (AT_END: the end) */
   char *gone;  /* per node id: its block was handed over or freed */
@@ -143,7 +143,7 @@ enum { AT_END = 0x7fffffff };
 /* Views (indexing) and fused nodes read their arguments where they are read. */
 static void note_read(Planner *p, Node *x, int pos, int depth) {
   if (pos > p->last[x->id]) p->last[x->id] = pos;
-  if ((x->inlined || x->op == OP_INDEX) && depth < 64)
+  if ((p->s->inlined[x->id] || x->op == OP_INDEX) && depth < 64)
     for (int k = 0; k < x->nargs; k++)
       note_read(p, x->args[k], pos, depth + 1);
 }
@@ -175,7 +175,7 @@ static void give_block(Planner *p, int64_t offset, int64_t size) {
 }
 
 static int stored(const Planner *p, const Node *n) {
-  return node_is_materialised(n) && !n->inlined && !(p->elsewhere && p->elsewhere[n->id]);
+  return node_is_materialised(n) && !p->s->inlined[n->id] && !(p->elsewhere && p->elsewhere[n->id]);
 }
 
 /* Whether v is x or a view of x (a row or element of it, or of a view). */
@@ -189,11 +189,11 @@ static int is_view_of(const Node *v, const Node *x) {
  * writing: through a view (d = h - h[0] reads row 0 of h while it writes
  * every row), directly or from a fused argument. Such a y must not take
  * x's storage: the rows it overwrites first would be read again later. */
-static int reads_elsewhere(const Node *y, const Node *x, int depth) {
+static int reads_elsewhere(const Schedule *s, const Node *y, const Node *x, int depth) {
   for (int k = 0; k < y->nargs; k++) {
     const Node *a = y->args[k];
     if (a->op == OP_INDEX && is_view_of(a, x)) return 1;
-    if (a != x && a->inlined && (depth >= 64 || reads_elsewhere(a, x, depth + 1))) return 1;
+    if (a != x && s->inlined[a->id] && (depth >= 64 || reads_elsewhere(s, a, x, depth + 1))) return 1;
   }
   return 0;
 }
@@ -201,6 +201,7 @@ static int reads_elsewhere(const Node *y, const Node *x, int depth) {
 void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere) {
   ArenaMark scratch = arena_mark(&c->arena);
   Planner p = {c,
+               s,
                elsewhere,
                arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1)),
                arena_alloc(&c->arena, (size_t)c->nodes.len + 1),
@@ -210,30 +211,30 @@ void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere) {
                0};
   for (int i = 0; i < s->order.len; i++) {
     Node *y = s->order.items[i];
-    if (y->root) note_read(&p, y, AT_END, 0);
-    if (y->inlined) continue; /* its consumer reads its arguments */
+    if (s->root[y->id]) note_read(&p, y, AT_END, 0);
+    if (s->inlined[y->id]) continue; /* its consumer reads its arguments */
     for (int k = 0; k < y->nargs; k++)
-      note_read(&p, y->args[k], y->root ? AT_END : i, 0);
+      note_read(&p, y->args[k], s->root[y->id] ? AT_END : i, 0);
   }
   for (int i = 0; i < s->order.len; i++) {
     Node *y = s->order.items[i];
     if (!stored(&p, y)) continue;
-    int64_t size = shape_numel(y->shape);
-    y->ws_offset = -1;
+    int64_t size = shape_numel(y->shape), *at = &s->ws_offset[y->id];
+    *at = -1;
     if (op_is_elementwise(y->op)) /* in place over an argument read here for the last time */
-      for (int k = 0; k < y->nargs && y->ws_offset < 0; k++) {
+      for (int k = 0; k < y->nargs && *at < 0; k++) {
         Node *x = y->args[k];
         if (stored(&p, x) && !p.gone[x->id] && p.last[x->id] == i && shape_eq(x->shape, y->shape) &&
-            !reads_elsewhere(y, x, 0)) {
-          y->ws_offset = x->ws_offset;
+            !reads_elsewhere(s, y, x, 0)) {
+          *at = s->ws_offset[x->id];
           p.gone[x->id] = 1;
         }
       }
-    if (y->ws_offset < 0) y->ws_offset = take_block(&p, size);
+    if (*at < 0) *at = take_block(&p, size);
     for (int k = 0; k < y->nargs; k++) { /* arguments read here for the last time */
       Node *x = y->args[k];
       if (stored(&p, x) && !p.gone[x->id] && p.last[x->id] == i) {
-        give_block(&p, x->ws_offset, shape_numel(x->shape));
+        give_block(&p, s->ws_offset[x->id], shape_numel(x->shape));
         p.gone[x->id] = 1;
       }
     }
@@ -243,23 +244,23 @@ void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere) {
 }
 
 void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, int fuse, Schedule *out) {
-  clear_marks(c);
-  mark_roots(c, roots, nroots, terms);
+  *out = (Schedule){0};
+  alloc_tables(c, out);
+  mark_roots(c, out, roots, nroots, terms);
   for (int i = c->nodes.len - 1; i >= 0; i--) {
     Node *n = c->nodes.items[i];
-    if (!n->live) continue;
+    if (!out->live[n->id]) continue;
     for (int k = 0; k < n->nargs; k++) {
-      n->args[k]->live = 1;
-      n->args[k]->uses++;
+      out->live[n->args[k]->id] = 1;
+      out->uses[n->args[k]->id]++;
     }
   }
   ArenaMark scratch = arena_mark(&c->arena);
-  mark_inlined(c, fuse);
+  mark_inlined(c, out, fuse);
   arena_release(&c->arena, scratch);
-  out->order = (PtrVec){0};
   for (int i = 0; i < c->nodes.len; i++) {
     Node *n = c->nodes.items[i];
-    if (n->live) vec_push(&c->arena, &out->order, n);
+    if (out->live[n->id]) vec_push(&c->arena, &out->order, n);
   }
   plan_workspace(c, out, NULL);
 }

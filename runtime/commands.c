@@ -311,7 +311,7 @@ static int *inputs_needed_by_outputs(JitModel *m) {
   Schedule s;
   schedule_function(c, roots, c->outputs.len, NULL, 0, &s);
   for (int i = 0; i < c->inputs.len; i++)
-    need[i] = ((Decl *)c->inputs.items[i])->node->live;
+    need[i] = s.live[((Decl *)c->inputs.items[i])->node->id];
   return need;
 }
 
