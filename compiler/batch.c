@@ -130,9 +130,8 @@ static int build_batched(Ctx *c, int B, Target *t, const char **why) {
     if (n->op == OP_INPUT) {
       Shape bs;
       if (!batched_shape(&b, n->shape, &bs)) break;
-      /* value B marks the leaf as a whole batch of this input */
-      Node *leaf = ir_make(c, OP_INPUT, bs, NULL, NULL, (double)B, n->slot);
-      leaf->slot = n->slot;
+      /* the whole batch of this input: its shape has the batch axis */
+      Node *leaf = ir_make(c, OP_INPUT, bs, NULL, NULL, 0, n->slot);
       leaf->name = n->name;
       b.map[n->id] = leaf;
       b.batched[n->id] = 1;

@@ -737,6 +737,13 @@ static void emit_value(Emitter *E, Node *n, Dest d) {
   }
 }
 
+/* Where a parameter or input starts in its array. A batched input (its
+ * shape has the batch axis in front) is stored whole, input after input,
+ * so it starts B times further in. */
+static long long leaf_offset(const Node *n, const Decl *d) {
+  return (long long)d->offset * (long long)(shape_numel(n->shape) / shape_numel(d->shape));
+}
+
 /* Declares the storage of a node and computes it. Returns early for values
  * that are read in place. */
 static void emit_node(Emitter *E, Node *n) {
@@ -749,8 +756,7 @@ static void emit_node(Emitter *E, Node *n) {
   case OP_INPUT: {
     Decl *d = (n->op == OP_PARAM ? E->c->params : E->c->inputs).items[n->slot];
     const char *base = n->op == OP_PARAM ? "params" : "inputs";
-    /* a batched input (value B) is stored whole, input after input */
-    long long off = (long long)d->offset * (n->value > 0 ? (long long)n->value : 1);
+    long long off = leaf_offset(n, d);
     if (n->shape.rank == 0)
       line(E, "%s%s = %s[%lld];", let_const(E), N, base, off);
     else if (!E->split) /* split: a macro */
@@ -1077,7 +1083,7 @@ static void define_tensor_macros(Emitter *E, Schedule *s) {
     const char *v = NULL;
     if (n->op == OP_PARAM || n->op == OP_INPUT) {
       Decl *d = (n->op == OP_PARAM ? c->params : c->inputs).items[n->slot];
-      long long off = (long long)d->offset * (n->value > 0 ? (long long)n->value : 1);
+      long long off = leaf_offset(n, d);
       v = arena_printf(&c->arena, "%s + %lld", n->op == OP_PARAM ? "params" : "inputs", off);
     } else if (n->op == OP_INDEX) {
       v = arena_printf(&c->arena, "%s + %d", E->name[n->args[0]->id], n->attr);

@@ -89,6 +89,7 @@ Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) 
   n->nargs = b ? 2 : a ? 1 : 0;
   n->value = value;
   n->attr = attr;
+  n->slot = op == OP_PARAM || op == OP_INPUT ? attr : 0;
   n->loc = c->cur_loc;
   n->is_backward = c->building_backward;
   n->hash = h;
@@ -118,11 +119,7 @@ Node *ir_const(Ctx *c, double v, Shape s) {
   return ir_make(c, OP_CONST, s, NULL, NULL, v, 0);
 }
 
-Node *ir_leaf(Ctx *c, Op op, int slot, Shape s) {
-  Node *n = ir_make(c, op, s, NULL, NULL, 0, slot);
-  n->slot = slot;
-  return n;
-}
+Node *ir_leaf(Ctx *c, Op op, int slot, Shape s) { return ir_make(c, op, s, NULL, NULL, 0, slot); }
 
 Node *ir_unary(Ctx *c, Op op, Node *a) { return build(c, op, a->shape, a, NULL, 0, 0); }
 
