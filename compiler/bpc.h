@@ -218,7 +218,7 @@ typedef struct Node {
   int id; /* position in Ctx.nodes: args always have smaller ids */
   Op op;
   Shape shape;
-  struct Node *args[2];
+  struct Node **args; /* nargs of them (at least two slots: args[1] of a one-argument op is NULL) */
   int nargs;
   double value;       /* OP_CONST fill value, OP_POWC exponent */
   int attr;           /* axis, offset, bcast mode, matmul flags */
@@ -268,6 +268,9 @@ Node *ir_outer(Ctx *c, Node *a, Node *b);
 Node *ir_dot(Ctx *c, Node *a, Node *b);
 /* The raw constructor used after simplification: finds or makes the node. */
 Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr);
+/* The same for any number of arguments (reordered in place when the op is
+ * commutative). */
+Node *ir_make_args(Ctx *c, Op op, Shape s, Node **args, int nargs, double value, int attr);
 /* Sums a to the given (smaller, broadcast-compatible) shape: the adjoint of
  * a broadcast. */
 Node *ir_unbroadcast(Ctx *c, Node *a, Shape to);

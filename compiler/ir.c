@@ -19,15 +19,15 @@ static uint32_t mix(uint32_t h, uint64_t v) {
   return h ^ (h >> 15);
 }
 
-static uint32_t node_hash(Op op, Shape s, Node *a, Node *b, double value, int attr) {
+static uint32_t node_hash(Op op, Shape s, Node *const *args, int nargs, double value, int attr) {
   uint64_t vbits;
   memcpy(&vbits, &value, sizeof vbits);
   uint32_t h = mix(2166136261u, (uint64_t)op);
   h = mix(h, (uint64_t)s.rank);
   h = mix(h, (uint64_t)s.dim[0]);
   h = mix(h, (uint64_t)s.dim[1]);
-  h = mix(h, a ? (uint64_t)a->id + 1 : 0);
-  h = mix(h, b ? (uint64_t)b->id + 1 : 0);
+  for (int k = 0; k < nargs; k++)
+    h = mix(h, args[k] ? (uint64_t)args[k]->id + 1 : 0);
   h = mix(h, vbits);
   return mix(h, (uint64_t)(uint32_t)attr);
 }
@@ -52,31 +52,34 @@ static void rehash(Ctx *c) {
   c->hcap = cap;
 }
 
-Node *ir_find(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
-  if (op_is_commutative(op) && a && b && a->id > b->id) {
-    Node *t = a;
-    a = b;
-    b = t;
+/* The arguments in canonical order: a commutative op's two by id. */
+static void order_args(Op op, Node **args, int nargs) {
+  if (op_is_commutative(op) && nargs == 2 && args[0] && args[1] && args[0]->id > args[1]->id) {
+    Node *t = args[0];
+    args[0] = args[1];
+    args[1] = t;
   }
-  uint32_t h = node_hash(op, s, a, b, value, attr);
-  if (c->hcap) {
-    for (Node *n = c->htab[h & (c->hcap - 1)]; n; n = n->hnext)
-      if (n->hash == h && n->op == op && shape_eq(n->shape, s) && n->args[0] == a && n->args[1] == b &&
-          same_double(n->value, value) && n->attr == attr)
-        return n;
+}
+
+static Node *find_args(Ctx *c, Op op, Shape s, Node *const *args, int nargs, double value, int attr, uint32_t h) {
+  if (!c->hcap) return NULL;
+  for (Node *n = c->htab[h & (c->hcap - 1)]; n; n = n->hnext) {
+    if (n->hash != h || n->op != op || n->nargs != nargs || !shape_eq(n->shape, s) ||
+        !same_double(n->value, value) || n->attr != attr)
+      continue;
+    int k = 0;
+    while (k < nargs && n->args[k] == args[k])
+      k++;
+    if (k == nargs) return n;
   }
   return NULL;
 }
 
-Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
-  Node *found = ir_find(c, op, s, a, b, value, attr);
+Node *ir_make_args(Ctx *c, Op op, Shape s, Node **args, int nargs, double value, int attr) {
+  order_args(op, args, nargs);
+  uint32_t h = node_hash(op, s, args, nargs, value, attr);
+  Node *found = find_args(c, op, s, args, nargs, value, attr, h);
   if (found) return found;
-  if (op_is_commutative(op) && a && b && a->id > b->id) {
-    Node *t = a;
-    a = b;
-    b = t;
-  }
-  uint32_t h = node_hash(op, s, a, b, value, attr);
   if (c->nodes.len >= c->max_nodes)
     diag_error(c, c->cur_loc, "the model needs more than %d graph nodes (the limit)", c->max_nodes);
   if ((uint32_t)c->nodes.len * 2 >= c->hcap) rehash(c);
@@ -84,9 +87,10 @@ Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) 
   n->id = c->nodes.len;
   n->op = op;
   n->shape = s;
-  n->args[0] = a;
-  n->args[1] = b;
-  n->nargs = b ? 2 : a ? 1 : 0;
+  /* at least two slots, so args[1] of a one-argument op reads NULL */
+  n->args = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(nargs > 2 ? nargs : 2));
+  memcpy(n->args, args, sizeof(Node *) * (size_t)nargs);
+  n->nargs = nargs;
   n->value = value;
   n->attr = attr;
   n->slot = op == OP_PARAM || op == OP_INPUT ? attr : 0;
@@ -96,12 +100,33 @@ Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) 
   if (op == OP_PARAM)
     n->needs_grad = 1;
   else if (!op_blocks_gradient(op))
-    n->needs_grad = (a && a->needs_grad) || (b && b->needs_grad);
+    for (int k = 0; k < nargs; k++)
+      n->needs_grad |= args[k] && args[k]->needs_grad;
   uint32_t k = h & (c->hcap - 1);
   n->hnext = c->htab[k];
   c->htab[k] = n;
   vec_push(&c->arena, &c->nodes, n);
   return n;
+}
+
+/* The one- and two-argument forms most ops use. */
+static int pack_args(Node *a, Node *b, Node **args) {
+  args[0] = a;
+  args[1] = b;
+  return b ? 2 : a ? 1 : 0;
+}
+
+Node *ir_find(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+  Node *args[2];
+  int nargs = pack_args(a, b, args);
+  order_args(op, args, nargs);
+  return find_args(c, op, s, args, nargs, value, attr, node_hash(op, s, args, nargs, value, attr));
+}
+
+Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+  Node *args[2];
+  int nargs = pack_args(a, b, args);
+  return ir_make_args(c, op, s, args, nargs, value, attr);
 }
 
 static Node *build(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
