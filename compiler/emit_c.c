@@ -1310,7 +1310,7 @@ static int64_t emit_predict(Emitter *E) {
 
 /* ---- init ---------------------------------------------------------------------------- */
 
-static void emit_rng(Emitter *E, int normal) {
+static void emit_rng(Emitter *E, int normal, int flat) {
   buf_printf(E->out,
              "/* splitmix64: small, fast and the same on every platform. */\n"
              "static uint64_t %s__next(uint64_t *state) {\n"
@@ -1318,28 +1318,38 @@ static void emit_rng(Emitter *E, int normal) {
              "  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;\n"
              "  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;\n"
              "  return z ^ (z >> 31);\n"
-             "}\n\n"
-             "/* uniform in (0, 1] */\n"
-             "static double %s__uniform(uint64_t *state) {\n"
-             "  return ((double)(long long)(%s__next(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);\n"
              "}\n\n",
-             E->P, E->P, E->P);
+             E->P);
+  if (flat) /* uniform(lo, hi) and glorot: [lo, hi), as eval.c's uniform_in */
+    buf_printf(E->out,
+               "/* uniform in [lo, hi): k / 2^53 for the top 53 bits k is in [0, 1); a value\n"
+               "   that rounds up to hi is lo instead */\n"
+               "static bp_real %s__uniform_in(uint64_t *state, double lo, double hi) {\n"
+               "  double u = (double)(long long)(%s__next(state) >> 11) * (1.0 / 9007199254740992.0);\n"
+               "  bp_real x = (bp_real)(lo + (hi - lo) * u);\n"
+               "  return x < hi ? x : (bp_real)lo;\n"
+               "}\n\n",
+               E->P, E->P);
   if (normal)
     buf_printf(E->out,
+               "/* uniform in (0, 1] */\n"
+               "static double %s__uniform(uint64_t *state) {\n"
+               "  return ((double)(long long)(%s__next(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);\n"
+               "}\n\n"
                "/* standard normal, Box-Muller */\n"
                "static double %s__normal(uint64_t *state) {\n"
                "  double u1 = %s__uniform(state), u2 = %s__uniform(state);\n"
                "  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);\n"
                "}\n\n",
-               E->P, E->P, E->P);
+               E->P, E->P, E->P, E->P, E->P);
 }
 
 static void emit_init(Emitter *E) {
   Ctx *c = E->c;
-  int any_random = 0, any_normal = 0;
+  int any_flat = 0, any_normal = 0;
   for (int p = 0; p < c->params.len; p++) {
     Decl *d = c->params.items[p];
-    any_random |= d->init == INIT_NORMAL || d->init == INIT_UNIFORM || d->init == INIT_GLOROT;
+    any_flat |= d->init == INIT_UNIFORM || d->init == INIT_GLOROT;
     any_normal |= d->init == INIT_NORMAL;
     if (d->init == INIT_VALUE && d->init_values) {
       int64_t n = shape_numel(d->shape);
@@ -1350,7 +1360,7 @@ static void emit_init(Emitter *E) {
       buf_puts(E->out, "};\n\n");
     }
   }
-  if (any_random) emit_rng(E, any_normal);
+  if (any_flat || any_normal) emit_rng(E, any_normal, any_flat);
   buf_printf(E->out, "void %s_init(bp_real *params, uint64_t seed) {\n", E->P);
   line(E, "(void)params; (void)seed;");
   for (int p = 0; p < c->params.len; p++) {
@@ -1385,10 +1395,8 @@ static void emit_init(Emitter *E) {
           hi = sqrt(6.0 / (double)(d->shape.dim[0] + d->shape.dim[1]));
           lo = -hi;
         }
-        line(E,
-             "  for (size_t i = 0; i < %lld; i++) params[%lld + i] = (bp_real)(%s + %s * "
-             "%s__uniform(&state));",
-             n, off, dliteral(E, lo), dliteral(E, hi - lo), E->P);
+        line(E, "  for (size_t i = 0; i < %lld; i++) params[%lld + i] = %s__uniform_in(&state, %s, %s);", n, off,
+             E->P, dliteral(E, lo), dliteral(E, hi));
       }
       line(E, "}");
     }

@@ -203,8 +203,17 @@ static uint64_t next_u64(uint64_t *state) {
   return z ^ (z >> 31);
 }
 
+/* In (0, 1], for Box-Muller's logarithm. */
 static double uniform01(uint64_t *state) {
   return ((double)(long long)(next_u64(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+}
+
+/* In [lo, hi) (uniform and glorot): k / 2^53 for the top 53 bits k is in
+ * [0, 1), so the lowest draw is lo; a value that rounds up to hi is lo. */
+static double uniform_in(uint64_t *state, double lo, double hi) {
+  double u = (double)(long long)(next_u64(state) >> 11) * (1.0 / 9007199254740992.0);
+  double x = lo + (hi - lo) * u;
+  return x < hi ? x : lo;
 }
 
 void eval_init_params(Ctx *c, double *params, uint64_t seed) {
@@ -213,11 +222,10 @@ void eval_init_params(Ctx *c, double *params, uint64_t seed) {
     int64_t n = shape_numel(d->shape);
     double *x = params + d->offset;
     uint64_t state = seed ^ (0xD1B54A32D192ED03u * ((uint64_t)p + 1));
-    double lo = d->init_a, width = d->init_b - d->init_a;
+    double lo = d->init_a, hi = d->init_b;
     if (d->init == INIT_GLOROT) {
-      double a = sqrt(6.0 / (double)(d->shape.dim[0] + d->shape.dim[1]));
-      lo = -a;
-      width = 2 * a;
+      hi = sqrt(6.0 / (double)(d->shape.dim[0] + d->shape.dim[1]));
+      lo = -hi;
     }
     for (int64_t i = 0; i < n; i++) {
       switch (d->init) {
@@ -228,7 +236,7 @@ void eval_init_params(Ctx *c, double *params, uint64_t seed) {
         break;
       }
       case INIT_UNIFORM:
-      case INIT_GLOROT: x[i] = lo + width * uniform01(&state); break;
+      case INIT_GLOROT: x[i] = uniform_in(&state, lo, hi); break;
       default: x[i] = 0; break;
       }
     }

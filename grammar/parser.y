@@ -8,10 +8,11 @@ typedef struct NumTok { double v; int is_int; } NumTok;
 }
 
 %code {
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 int bplex(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner);
-static void bperror(YYLTYPE *loc, Ctx *c, yyscan_t scanner, const char *msg);
+static void bperror(YYLTYPE *loc, Ctx *c, yyscan_t scanner, int *pending, const char *msg);
 static Loc L(YYLTYPE l) { Loc loc = {l.first_line, l.first_column}; return loc; }
 static Ast *num(Ctx *c, YYLTYPE l, NumTok t) {
   Ast *a = ast_new(c, AST_NUM, L(l));
@@ -34,14 +35,30 @@ static int add_stmt(Ctx *c, Stmt *s) {
   vec_push(&c->arena, &c->prog.stmts, s);
   return 1;
 }
-#define YYMAXDEPTH BPC_MAX_PARSE_DEPTH
+/* Operators whose right operand is still being read: at most
+ * BPC_MAX_PARSE_DEPTH, exactly, in any context. The counter, not bison's
+ * stack, enforces the limit: one pending operator takes up to three stack
+ * entries (left operand, operator, mid-rule action), a bracket up to four
+ * (name, bracket, arguments, comma), and a statement's start four. */
+static int push_op(Ctx *c, int *pending, YYLTYPE l) {
+  if (*pending >= BPC_MAX_PARSE_DEPTH) {
+    diag_record(c, L(l), "expression nested too deeply (the limit is %d pending operators)", BPC_MAX_PARSE_DEPTH);
+    return 0;
+  }
+  ++*pending;
+  return 1;
+}
+#define PUSH(l) do { if (!push_op(c, pending, (l))) YYABORT; } while (0)
+#define POP (--*pending)
+#define YYMAXDEPTH (3 * BPC_MAX_PARSE_DEPTH + 4 * BPC_MAX_NESTING + 64)
+#define YYINITDEPTH 256
 }
 
 %define api.pure full
 %define api.prefix {bp}
 %define parse.error custom
 %locations
-%parse-param {Ctx *c} {yyscan_t scanner}
+%parse-param {Ctx *c} {yyscan_t scanner} {int *pending}
 %lex-param {yyscan_t scanner}
 
 %union {
@@ -163,14 +180,16 @@ signed_num: NUMBER { $$ = num(c, @1, $1); }
           | '+' NUMBER { $$ = num(c, @1, $2); }
           ;
 
-expr: expr '+' expr { $$ = bin(c, @2, '+', $1, $3); }
-    | expr '-' expr { $$ = bin(c, @2, '-', $1, $3); }
-    | expr '*' expr { $$ = bin(c, @2, '*', $1, $3); }
-    | expr '/' expr { $$ = bin(c, @2, '/', $1, $3); }
-    | expr '@' expr { $$ = bin(c, @2, '@', $1, $3); }
-    | expr '^' expr { $$ = bin(c, @2, '^', $1, $3); }
-    | '-' expr %prec UMINUS { $$ = ast_new(c, AST_NEG, L(@1)); ast_add_kid(c, $$, $2); }
-    | '+' expr %prec UMINUS { $$ = $2; }
+/* Each operator is pending from its shift until its right operand is
+ * reduced; PUSH and POP (the mid-rule actions) count them. */
+expr: expr '+' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '+', $1, $4); }
+    | expr '-' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '-', $1, $4); }
+    | expr '*' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '*', $1, $4); }
+    | expr '/' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '/', $1, $4); }
+    | expr '@' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '@', $1, $4); }
+    | expr '^' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '^', $1, $4); }
+    | '-' { PUSH(@1); } expr %prec UMINUS { POP; $$ = ast_new(c, AST_NEG, L(@1)); ast_add_kid(c, $$, $3); }
+    | '+' { PUSH(@1); } expr %prec UMINUS { POP; $$ = $3; }
     | postfix
     ;
 
@@ -201,21 +220,41 @@ args: expr { $$ = ast_new(c, AST_CALL, L(@1)); ast_add_kid(c, $$, $1); }
     ;
 
 %%
+/* ---- syntax errors --------------------------------------------------------- */
 
-/* Just after the last visible character: where a missing ')' belongs. */
-static Loc end_of_text(Ctx *c) {
-  size_t n = c->src.len;
-  while (n > 0 && (c->src.text[n - 1] == '\n' || c->src.text[n - 1] == ' ' || c->src.text[n - 1] == '\t' ||
-                   c->src.text[n - 1] == '\r'))
-    n--;
-  Loc loc = {1, 1};
-  for (size_t i = 0; i < n; i++) {
-    if (c->src.text[i] == '\n')
-      loc.line++, loc.col = 1;
-    else
-      loc.col++;
+/* The offset of the start of line `line` (1-based), or of the last line if
+ * the file has fewer; *got is that line's number. */
+static size_t line_start(const Ctx *c, int line, int *got) {
+  size_t start = 0;
+  int l = 1;
+  for (size_t i = 0; i + 1 < c->src.len && l < line; i++)
+    if (c->src.text[i] == '\n') l++, start = i + 1;
+  *got = l;
+  return start;
+}
+
+/* Where a line's code ends: just after its last character that is neither
+ * blank nor part of a comment, on line `line` or, if that line holds no
+ * code, on the nearest line above that does. */
+static Loc end_of_code(const Ctx *c, int line) {
+  const char *text = c->src.text;
+  size_t len = c->src.len;
+  int l;
+  size_t start = line_start(c, line, &l);
+  for (; l >= 1; l--) {
+    size_t end = start;
+    while (end < len && text[end] != '\n' && text[end] != '#')
+      end++;
+    while (end > start && (text[end - 1] == ' ' || text[end - 1] == '\t' || text[end - 1] == '\r' ||
+                           text[end - 1] == '\f' || text[end - 1] == '\v'))
+      end--;
+    if (end > start || start == 0) return (Loc){l, (int)(end - start) + 1};
+    size_t prev = start - 1; /* the start of the line above */
+    while (prev > 0 && text[prev - 1] != '\n')
+      prev--;
+    start = prev;
   }
-  return loc;
+  return (Loc){1, 1};
 }
 
 /* Bison quotes aliases ("\"number\""); users should see: a number. */
@@ -229,40 +268,106 @@ static void describe(Buf *b, yysymbol_kind_t k) {
   }
 }
 
-static int yyreport_syntax_error(const yypcontext_t *ctx, Ctx *c, yyscan_t scanner) {
+/* The name that ends just before `end`, quoted. */
+static void name_before(const Ctx *c, Loc end, Buf *b) {
+  int l;
+  const char *t = c->src.text + line_start(c, end.line, &l);
+  int e = end.col - 1, s = e;
+  while (s > 0 && (t[s - 1] == '_' || (t[s - 1] >= '0' && t[s - 1] <= '9') ||
+                   (t[s - 1] >= 'a' && t[s - 1] <= 'z') || (t[s - 1] >= 'A' && t[s - 1] <= 'Z')))
+    s--;
+  if (s < e)
+    buf_printf(b, "'%.*s'", e - s, t + s);
+  else
+    buf_puts(b, "the name");
+}
+
+static int is_sym(yysymbol_kind_t k, const char *name) { return !strcmp(yysymbol_name(k), name); }
+
+/* What the parser wants next, in the user's terms: "an expression" rather
+ * than a list of the tokens that can start one. NULL: list the tokens. */
+static const char *wanted(const yysymbol_kind_t *expected, int n, yysymbol_kind_t last) {
+  int number = 0, name = 0, paren = 0, bracket = 0;
+  for (int i = 0; i < n; i++) {
+    number |= expected[i] == YYSYMBOL_NUMBER;
+    name |= expected[i] == YYSYMBOL_IDENT;
+    paren |= is_sym(expected[i], "'('");
+    bracket |= is_sym(expected[i], "'['");
+  }
+  if (number && name && paren) return "an expression";
+  if (number && name) return "a number or a name";
+  if (number) return bracket ? "a number or a [list]" : "a number";
+  if (name && n == 1 && is_sym(last, "'~'"))
+    return "an initialiser (normal(mean, std), uniform(lo, hi), glorot or zeros)";
+  if (name && n == 1) return "a name";
+  return NULL;
+}
+
+/* A syntax error says what was found and what was expected. When a line (or
+ * the file) ends too early — `loss = w +`, `param w ~`, a bare `output` —
+ * it points just after the line's last token and names what is missing
+ * after it: "expected an expression after '+'". */
+static int yyreport_syntax_error(const yypcontext_t *ctx, Ctx *c, yyscan_t scanner, int *pending) {
   (void)scanner;
+  (void)pending;
   if (c->has_error) /* the lexer already said what is wrong */
     return 0;
-  Buf b = {0};
   yysymbol_kind_t tok = yypcontext_token(ctx);
-  buf_puts(&b, "unexpected ");
-  describe(&b, tok);
-  yysymbol_kind_t expected[6];
-  int n = yypcontext_expected_tokens(ctx, expected, 6);
-  int wants_expr = 0;
-  for (int i = 0; i < n; i++)
-    if (expected[i] == YYSYMBOL_NUMBER || expected[i] == YYSYMBOL_IDENT)
-      wants_expr = 1;
-  if (wants_expr) {
-    buf_puts(&b, "; expected an expression");
+  yysymbol_kind_t expected[YYNTOKENS];
+  int n = yypcontext_expected_tokens(ctx, expected, YYNTOKENS);
+  if (n < 0) n = 0;
+  /* the symbol shifted last (a token, or a rule's result) */
+  const yy_state_t *top = ctx->yyssp;
+  yysymbol_kind_t last = YY_ACCESSING_SYMBOL(*top);
+  while (!strncmp(yysymbol_name(last), "$@", 2)) /* a mid-rule action: the operator before it */
+    last = YY_ACCESSING_SYMBOL(*--top);
+  Loc loc = L(*yypcontext_location(ctx));
+  int l = 0;
+  int semicolon = tok == YYSYMBOL_SEP && c->nesting >= 0 && loc.line >= 1 && loc.col >= 1 &&
+                  c->src.text[line_start(c, loc.line, &l) + (size_t)loc.col - 1] == ';';
+  int at_end = tok == YYSYMBOL_YYEOF || (tok == YYSYMBOL_SEP && !semicolon);
+  if (at_end) loc = end_of_code(c, tok == YYSYMBOL_SEP && c->nesting >= 0 ? loc.line : INT_MAX);
+  const char *what = wanted(expected, n, last);
+
+  Buf b = {0};
+  int listed = what || (n > 0 && n <= 5);
+  if (!(tok == YYSYMBOL_SEP && at_end && listed)) { /* a line that ends early: what is missing */
+    buf_puts(&b, "unexpected ");
+    if (semicolon)
+      buf_puts(&b, "';'");
+    else if (tok == YYSYMBOL_SEP && c->nesting < 0)
+      buf_puts(&b, "end of file");
+    else
+      describe(&b, tok);
+    if (listed) buf_puts(&b, "; ");
+  }
+  if (what) {
+    buf_printf(&b, "expected %s", what);
   } else if (n > 0 && n <= 5) {
-    buf_puts(&b, "; expected ");
+    buf_puts(&b, "expected ");
     for (int i = 0; i < n; i++) {
-      if (i)
-        buf_puts(&b, i == n - 1 ? " or " : ", ");
+      if (i) buf_puts(&b, i == n - 1 ? " or " : ", ");
       describe(&b, expected[i]);
     }
   }
-  Loc loc = L(*yypcontext_location(ctx));
-  if (tok == YYSYMBOL_YYEOF || (tok == YYSYMBOL_SEP && c->nesting < 0))
-    loc = end_of_text(c);
+  if (at_end && listed && last > YYSYMBOL_YYUNDEF && last < YYNTOKENS && last != YYSYMBOL_SEP &&
+      last != YYSYMBOL_NUMBER) { /* the token the line ends with */
+    buf_puts(&b, " after ");
+    if (last == YYSYMBOL_IDENT)
+      name_before(c, loc, &b);
+    else
+      describe(&b, last);
+  }
   diag_record(c, loc, "%s", b.data);
   buf_free(&b);
   return 0;
 }
 
-static void bperror(YYLTYPE *loc, Ctx *c, yyscan_t scanner, const char *msg) {
+static void bperror(YYLTYPE *loc, Ctx *c, yyscan_t scanner, int *pending, const char *msg) {
   (void)scanner;
+  (void)pending;
+  /* the operator counter stops an expression long before bison's stack is
+     full; this is the last line of defence */
   if (!strcmp(msg, "memory exhausted"))
     diag_record(c, L(*loc), "expression nested too deeply (the limit is %d pending operators)",
                 BPC_MAX_PARSE_DEPTH);
@@ -286,7 +391,8 @@ void parse_program(Ctx *c) {
   bp_scan_bytes(c->src.text, (int)c->src.len, scanner);
   bpset_column(1, scanner);
   bpset_lineno(1, scanner);
-  int rc = bpparse(c, scanner);
+  int pending = 0;
+  int rc = bpparse(c, scanner, &pending);
   bplex_destroy(scanner);
   if (rc != 0 || c->has_error) {
     if (!c->has_error)

@@ -186,6 +186,7 @@ static char *dims_str(const Idx *x, int from) {
 typedef struct Csv {
   size_t rows; /* data rows */
   int has_header;
+  int64_t fields; /* fields of the first data row */
   unsigned char *text;
   size_t len;
 } Csv;
@@ -196,20 +197,47 @@ static int is_blank_line(const char *p, const char *end) {
   return 1;
 }
 
-/* A header is a first line with a field that is not a number. */
+/* A field looks like a number when it starts like one (a sign, then a digit
+ * or a point and a digit) or reads as one whole (nan, inf): "2x" and "1,5"'s
+ * halves do, "x1" and "label" do not. */
+static int looks_like_number(const char *q, const char *fend) {
+  while (q < fend && isspace((unsigned char)*q))
+    q++;
+  while (fend > q && isspace((unsigned char)fend[-1]))
+    fend--;
+  const char *s = q;
+  if (s < fend && (*s == '+' || *s == '-')) s++;
+  if (s < fend && isdigit((unsigned char)*s)) return 1;
+  if (s + 1 < fend && *s == '.' && isdigit((unsigned char)s[1])) return 1;
+  char tmp[64], *stop;
+  size_t n = (size_t)(fend - q);
+  if (n == 0 || n >= sizeof tmp) return 0;
+  memcpy(tmp, q, n);
+  tmp[n] = 0;
+  strtod(tmp, &stop);
+  return *stop == 0;
+}
+
+/* A header is a first line where no field looks like a number. A first
+ * line with a number in it is data, and a field of it that is not a number
+ * is an error (csv_fill), not a reason to skip the line. */
 static int line_is_header(const char *p, const char *end) {
-  while (p < end && *p != '\n') {
-    while (p < end && (*p == ' ' || *p == '\t'))
-      p++;
-    char *stop;
-    strtod(p, &stop);
-    if (stop == p) return 1;
-    p = stop;
-    while (p < end && *p != ',' && *p != '\n')
-      p++;
-    if (p < end && *p == ',') p++;
+  const char *eol = memchr(p, '\n', (size_t)(end - p));
+  if (!eol) eol = end;
+  for (const char *q = p;;) {
+    const char *fend = memchr(q, ',', (size_t)(eol - q));
+    if (!fend) fend = eol;
+    if (looks_like_number(q, fend)) return 0;
+    if (fend == eol) return 1;
+    q = fend + 1;
   }
-  return 0;
+}
+
+static int64_t count_fields(const char *p, const char *end) {
+  int64_t n = 1;
+  for (; p < end && *p != '\n'; p++)
+    n += *p == ',';
+  return n;
 }
 
 static int csv_scan(const char *path, Csv *c, char **err) {
@@ -226,10 +254,12 @@ static int csv_scan(const char *path, Csv *c, char **err) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     const char *next = nl ? nl + 1 : end;
     if (!is_blank_line(p, end)) {
-      if (first && line_is_header(p, end))
+      if (first && line_is_header(p, end)) {
         c->has_header = 1;
-      else
+      } else {
+        if (c->rows == 0) c->fields = count_fields(p, end);
         c->rows++;
+      }
       first = 0;
     }
     p = next;
@@ -237,9 +267,22 @@ static int csv_scan(const char *path, Csv *c, char **err) {
   return 0;
 }
 
-/* Fills columns [col0, col0 + ncols) of every example from the CSV. */
-static int csv_fill(const char *path, Csv *c, Dataset *d, int64_t col0, int64_t ncols, const char *what,
-                    size_t limit, char **err) {
+/* A class label: a whole number from 0 to k - 1, or -1. */
+static int64_t class_label(const char *q, size_t flen, int64_t k) {
+  char tmp[64], *stop;
+  if (flen == 0 || flen >= sizeof tmp) return -1;
+  memcpy(tmp, q, flen);
+  tmp[flen] = 0;
+  double v = strtod(tmp, &stop);
+  if (*stop || !(v >= 0 && v < (double)k) || v != floor(v)) return -1;
+  return (int64_t)v;
+}
+
+/* Fills columns [col0, col0 + ncols) of every example from the CSV; with
+ * `labels`, each line holds one class label, 0 to ncols - 1, written as the
+ * one-hot row of ncols values. */
+static int csv_fill(const char *path, Csv *c, Dataset *d, int64_t col0, int64_t ncols, int labels,
+                    const char *what, size_t limit, char **err) {
   const char *p = (const char *)c->text, *end = p + c->len;
   size_t row = 0, line = 0;
   int skipped_header = !c->has_header;
@@ -263,7 +306,19 @@ static int csv_fill(const char *path, Csv *c, Dataset *d, int64_t col0, int64_t 
       const char *vend = fend;
       while (vend > q && isspace((unsigned char)vend[-1]))
         vend--;
-      if (col < ncols) {
+      size_t base = row * (size_t)d->width + (size_t)col0;
+      if (labels && col == 0) {
+        size_t flen = (size_t)(vend - q);
+        int64_t k = class_label(q, flen, ncols);
+        if (k < 0) {
+          *err = str_printf("%s:%zu: column 1 is '%.*s', not a class of %s (class labels are whole numbers "
+                            "from 0 to %lld)",
+                            path, line, (int)(flen > 40 ? 40 : flen), q, what, (long long)ncols - 1);
+          return 1;
+        }
+        for (int64_t j = 0; j < ncols; j++)
+          real_set(d->x, d->elem, base + (size_t)j, j == k);
+      } else if (!labels && col < ncols) {
         char tmp[64];
         size_t flen = (size_t)(vend - q);
         char *stop = tmp;
@@ -274,8 +329,10 @@ static int csv_fill(const char *path, Csv *c, Dataset *d, int64_t col0, int64_t 
           v = strtod(tmp, &stop);
         }
         if (flen == 0 || flen >= sizeof tmp || *stop) {
-          *err = str_printf("%s:%zu: column %lld is '%.*s', not a number (reading %s)", path, line,
-                            (long long)col + 1, (int)(flen > 40 ? 40 : flen), q, what);
+          *err = str_printf(
+              "%s:%zu: column %lld is '%.*s', not a number (reading %s%s)", path, line, (long long)col + 1,
+              (int)(flen > 40 ? 40 : flen), q, what,
+              row == 0 && !c->has_header ? "; a first line with a number in it is data, not a header" : "");
           return 1;
         }
         if (!isfinite(v)) {
@@ -283,13 +340,18 @@ static int csv_fill(const char *path, Csv *c, Dataset *d, int64_t col0, int64_t 
                             (long long)col + 1, isnan(v) ? "NaN" : "infinite", what);
           return 1;
         }
-        real_set(d->x, d->elem, row * (size_t)d->width + (size_t)(col0 + col), v);
+        real_set(d->x, d->elem, base + (size_t)col, v);
       }
       col++;
       if (fend >= eol) break;
       q = fend + 1;
     }
-    if (col != ncols) {
+    if (labels && col != 1) {
+      *err = str_printf("%s:%zu: expected 1 column (a class label of %s, like the first line), found %lld",
+                        path, line, what, (long long)col);
+      return 1;
+    }
+    if (!labels && col != ncols) {
       *err = str_printf("%s:%zu: expected %lld columns (%s), found %lld", path, line, (long long)ncols, what,
                         (long long)col);
       return 1;
@@ -461,10 +523,13 @@ int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t l
     }
     int64_t col0 = s->decl ? s->decl->offset : 0;
     int64_t ncols = s->decl ? shape_numel(s->decl->shape) : m->ninputs;
+    /* one field per line for a vector of K > 1: class labels, as from an IDX label file */
+    int labels = s->decl && s->decl->shape.rank == 1 && ncols > 1 && s->csv.fields == 1;
     char *what = s->decl ? str_printf("input %s", decl_desc(m, s->decl)) : input_list(m);
-    int bad = csv_fill(s->b->path, &s->csv, d, col0, ncols, what, n, err);
+    int bad = csv_fill(s->b->path, &s->csv, d, col0, ncols, labels, what, n, err);
     free(what);
     if (bad) goto out;
+    if (labels) d->onehot[s->slot] = 1;
   }
   rc = 0;
 out:

@@ -101,6 +101,72 @@ static const ErrorCase error_cases[] = {
          "model.bp:2:14: error: unexpected end of file\n"
          "    2 | loss = (x + 1\n"
          "      |              ^\n"),
+    /* A line that ends before its statement does: the caret just after its
+       last token, the message what is missing there (issue 10, 0d); the
+       same with and without a final newline. */
+    CASE("missing_operand_at_end_of_line", "param w\nloss = w +\n",
+         "model.bp:2:11: error: expected an expression after '+'\n"
+         "    2 | loss = w +\n"
+         "      |           ^\n"),
+    CASE("missing_operand_at_end_of_file", "param w\nloss = w +",
+         "model.bp:2:11: error: expected an expression after '+'\n"
+         "    2 | loss = w +\n"
+         "      |           ^\n"),
+    CASE("missing_operand_before_comment", "param w\nloss = w *\t # half done\n\n",
+         "model.bp:2:11: error: expected an expression after '*'\n"
+         "    2 | loss = w *  # half done\n"
+         "      |           ^\n"),
+    CASE("missing_operand_of_minus", "param w\nloss = -\nx = 1\n",
+         "model.bp:2:9: error: expected an expression after '-'\n"
+         "    2 | loss = -\n"
+         "      |         ^\n"),
+    CASE("missing_initialiser_at_end_of_line", "param w ~\nloss = w\n",
+         "model.bp:1:10: error: expected an initialiser (normal(mean, std), uniform(lo, hi), glorot or zeros) "
+         "after '~'\n"
+         "    1 | param w ~\n"
+         "      |          ^\n"),
+    CASE("missing_initialiser_at_end_of_file", "param w ~",
+         "model.bp:1:10: error: expected an initialiser (normal(mean, std), uniform(lo, hi), glorot or zeros) "
+         "after '~'\n"
+         "    1 | param w ~\n"
+         "      |          ^\n"),
+    CASE("initialiser_not_a_name", "param w ~ 3\nloss = w\n",
+         "model.bp:1:11: error: unexpected number; expected an initialiser (normal(mean, std), uniform(lo, hi), "
+         "glorot or zeros)\n"
+         "    1 | param w ~ 3\n"
+         "      |           ^\n"),
+    CASE("bare_output_at_end_of_line", "param w\noutput\nloss = w\n",
+         "model.bp:2:7: error: expected a name after 'output'\n"
+         "    2 | output\n"
+         "      |       ^\n"),
+    CASE("bare_output_at_end_of_file", "param w\nloss = w\noutput",
+         "model.bp:3:7: error: expected a name after 'output'\n"
+         "    3 | output\n"
+         "      |       ^\n"),
+    CASE("output_without_value", "param w\noutput y\nloss = w\n",
+         "model.bp:2:9: error: expected '=' after 'y'\n"
+         "    2 | output y\n"
+         "      |         ^\n"),
+    CASE("bare_param", "param  \nloss = 1\n",
+         "model.bp:1:6: error: expected a name after 'param'\n"
+         "    1 | param  \n"
+         "      |      ^\n"),
+    CASE("missing_dim_value", "dim N =\nparam w[N]\nloss = sum(w)\n",
+         "model.bp:1:8: error: expected a number or a name after '='\n"
+         "    1 | dim N =\n"
+         "      |        ^\n"),
+    CASE("missing_param_value", "param w =\nloss = w\n",
+         "model.bp:1:10: error: expected a number or a [list] after '='\n"
+         "    1 | param w =\n"
+         "      |          ^\n"),
+    CASE("missing_operand_before_semicolon", "param w\nloss = w + ; x = 1\n",
+         "model.bp:2:12: error: unexpected ';'; expected an expression\n"
+         "    2 | loss = w + ; x = 1\n"
+         "      |            ^\n"),
+    CASE("unclosed_call_at_end_of_file", "param w\nloss = sum(w,\n\n",
+         "model.bp:2:14: error: unexpected end of file; expected an expression after ','\n"
+         "    2 | loss = sum(w,\n"
+         "      |              ^\n"),
     CASE("nul_byte", "param x\nloss = x\0\n",
          "model.bp:2:9: error: unexpected NUL byte (is this a text file?)\n"
          "    2 | loss = x?\n"

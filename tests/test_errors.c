@@ -141,9 +141,104 @@ static void test_deep_chain_within_limit_compiles(void **state) {
   buf_free(&b);
 }
 
+/* The documented limit of 20,000 pending operators is exact (issue 10, 0e):
+ * in a chain of unary minus signs, a chain of powers inside brackets, and a
+ * mix; one more is refused at the operator that goes over it. */
+static void deep_source(Buf *b, const char *open, const char *op, int n, const char *close) {
+  buf_puts(b, "param w[2]\nloss = ");
+  buf_puts(b, open);
+  for (int i = 0; i < n; i++)
+    buf_puts(b, op);
+  buf_puts(b, close);
+  buf_puts(b, "\n");
+}
+
+/* open holds `before` pending operators, op one more (its operator at
+ * column `col` the first time), close the last operand. */
+static void expect_depth(const char *open, int before, const char *op, const char *close, int col) {
+  int n = BPC_MAX_PARSE_DEPTH - before;
+  Buf ok = {0}, over = {0};
+  deep_source(&ok, open, op, n, close);
+  Ctx c;
+  ctx_init(&c, "model.bp", ok.data, ok.len);
+  if (bpc_compile(&c, NULL)) fail_msg("%d pending operators: %s", BPC_MAX_PARSE_DEPTH, c.err.data);
+  ctx_free(&c);
+  deep_source(&over, open, op, n + 1, close);
+  char *msg = compile_error(over.data);
+  char want[160];
+  snprintf(want, sizeof want,
+           "model.bp:2:%d: error: expression nested too deeply (the limit is %d pending operators)\n",
+           col + n * (int)strlen(op), BPC_MAX_PARSE_DEPTH);
+  assert_true(strlen(msg) > strlen(want));
+  msg[strlen(want)] = 0; /* the source line and the caret follow */
+  assert_string_equal(msg, want);
+  free(msg);
+  buf_free(&ok);
+  buf_free(&over);
+}
+
+static void test_parse_depth_limit_is_exact(void **state) {
+  (void)state;
+  assert_int_equal(BPC_MAX_PARSE_DEPTH, 20000); /* as docs/language.md says */
+  expect_depth("", 0, "-", "w[0]", 8);
+  expect_depth("", 0, "- ", "w[0]", 8);
+  expect_depth("sum(w * (", 1, "1 ^ ", "1))", 19);
+  expect_depth("w[0] / (w[1] + ", 2, "-", "w[0])", 23);
+}
+
+/* No error points outside its file: every prefix of every sample, and every
+ * sample with one character deleted, either compiles or reports a line of
+ * the file and a column from 1 to just after that line's end (issue 10: a
+ * missing operand was reported at column 0 of the next line). */
+static int line_length(const char *src, size_t len, int line) {
+  size_t i = 0;
+  for (int l = 1; l < line; l++) {
+    const char *nl = memchr(src + i, '\n', len - i);
+    if (!nl) return -1;
+    i = (size_t)(nl - src) + 1;
+  }
+  const char *nl = memchr(src + i, '\n', len - i);
+  return (int)((nl ? (size_t)(nl - src) : len) - i);
+}
+
+static void check_location(const char *src, size_t len) {
+  Ctx c;
+  ctx_init(&c, "model.bp", src, len);
+  if (bpc_compile(&c, NULL)) {
+    int line = 0, col = 0;
+    if (sscanf(c.err.data, "model.bp:%d:%d:", &line, &col) == 2) {
+      int n = line_length(src, len, line);
+      if (line < 1 || n < 0 || col < 1 || col > n + 1)
+        fail_msg("%d:%d is not in the file (source: '%.*s'): %s", line, col, (int)len, src, c.err.data);
+    }
+  }
+  ctx_free(&c);
+}
+
+static void test_every_error_points_into_its_line(void **state) {
+  (void)state;
+  static const char *const samples[] = {"xyz", "hinge", "toy_net", "two_layer", "linreg", "logsumexp"};
+  for (size_t s = 0; s < sizeof samples / sizeof samples[0]; s++) {
+    char path[512];
+    snprintf(path, sizeof path, SAMPLES_DIR "/%s.bp", samples[s]);
+    char *text = read_text_file(path);
+    size_t len = strlen(text);
+    char *cut = malloc(len + 1);
+    for (size_t i = 0; i <= len; i++)
+      check_location(text, i);
+    for (size_t i = 0; i < len; i++) {
+      memcpy(cut, text, i);
+      memcpy(cut + i, text + i + 1, len - i - 1);
+      check_location(cut, len - 1);
+    }
+    free(cut);
+    free(text);
+  }
+}
+
 int main(void) {
   enum { N = sizeof error_cases / sizeof error_cases[0] };
-  struct CMUnitTest tests[2 * N + 7];
+  struct CMUnitTest tests[2 * N + 9];
   for (int i = 0; i < N; i++) {
     tests[i] = (struct CMUnitTest){error_cases[i].name, test_error_case, NULL, NULL, (void *)&error_cases[i]};
     tests[N + 5 + i] = (struct CMUnitTest){error_cases[i].name, test_error_case_writes_nothing, NULL, NULL,
@@ -156,5 +251,7 @@ int main(void) {
   tests[N + 4] = (struct CMUnitTest)cmocka_unit_test(test_deep_chain_within_limit_compiles);
   tests[2 * N + 5] = (struct CMUnitTest)cmocka_unit_test(test_statement_limit);
   tests[2 * N + 6] = (struct CMUnitTest)cmocka_unit_test(test_node_limit);
-  return _cmocka_run_group_tests("errors", tests, 2 * N + 7, NULL, NULL);
+  tests[2 * N + 7] = (struct CMUnitTest)cmocka_unit_test(test_parse_depth_limit_is_exact);
+  tests[2 * N + 8] = (struct CMUnitTest)cmocka_unit_test(test_every_error_points_into_its_line);
+  return _cmocka_run_group_tests("errors", tests, 2 * N + 9, NULL, NULL);
 }

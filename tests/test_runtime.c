@@ -804,6 +804,202 @@ static void test_metric_choice(void **state) {
   jit_free(m);
 }
 
+/* ---- issue 10: CSV class labels, the CSV header rule, uniform's bounds ------------- */
+
+static const char *const classifier_model = "param W[3, 2]\ninput x[2]\ninput t[3]\nz = W @ x\n"
+                                            "loss = softmax_cross_entropy(z, t)\noutput p = softmax(z)\n";
+
+/* A CSV of one integer per line bound to an input [K] holds class labels,
+ * read as one-hot rows (as an IDX label file is); a bad label names the
+ * file, the line and the column. */
+static void test_csv_class_labels(void **state) {
+  (void)state;
+  for (int use_float = 0; use_float <= 1; use_float++) {
+    JitModel *m = jit_from_source(classifier_model, use_float, 0);
+    write_text("lx.csv", "1,0\n0,1\n1,1\n");
+    write_text("lt.csv", "label\n2\n0\n\n 1.0 \n");
+    DataBinding b[2] = {{"x", path_in_dir("lx.csv")}, {"t", path_in_dir("lt.csv")}};
+    Dataset d;
+    assert_null(load(m, &d, b, 2));
+    assert_int_equal(d.n, 3);
+    const double want[] = {1, 0, 0, 0, 1, 0, 1, 1, 0, 0, 1, 1, 0, 1, 0};
+    for (int i = 0; i < 15; i++)
+      assert_true(real_get(d.x, d.elem, (size_t)i) == want[i]);
+    assert_int_equal(d.onehot[1], 1);
+    assert_int_equal(d.onehot[0], 0);
+    MetricSpec spec;
+    char *err = NULL;
+    assert_int_equal(metric_spec(m, &d, METRIC_AUTO, NULL, &spec, &err), 0);
+    assert_true(spec.kind == METRIC_ACCURACY);
+    dataset_free(&d);
+    jit_free(m);
+  }
+
+  JitModel *m = jit_from_source(classifier_model, 0, 0);
+  DataBinding b[2] = {{"x", path_in_dir("lx.csv")}, {"t", path_in_dir("lt.csv")}};
+  static const struct {
+    const char *text;
+    int line;
+    const char *field;
+  } bad[] = {{"0\n3\n1\n", 2, "3"},      {"label\n0\n1\n-1\n", 4, "-1"}, {"0\n1.5\n1\n", 2, "1.5"},
+             {"0\nabc\n1\n", 2, "abc"},  {"2\n1\n\n\n\t\n7\n", 6, "7"},  {"0\n1e999\n2\n", 2, "1e999"},
+             {"0\n\n2\nnan\n", 4, "nan"}};
+  char want[512];
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    write_text("lt.csv", bad[i].text);
+    snprintf(
+        want, sizeof want,
+        "%s:%d: column 1 is '%s', not a class of input t[3] (class labels are whole numbers from 0 to 2)",
+        b[1].path, bad[i].line, bad[i].field);
+    expect_error(m, b, 2, want);
+  }
+  write_text("lt.csv", "0\n1,0,0\n1\n");
+  snprintf(want, sizeof want,
+           "%s:2: expected 1 column (a class label of input t[3], like the first line), found 3", b[1].path);
+  expect_error(m, b, 2, want);
+
+  /* one-hot rows written out are read as they are */
+  write_text("lt.csv", "0,0,1\n1,0,0\n0,1,0\n");
+  Dataset d;
+  assert_null(load(m, &d, b, 2));
+  assert_true(real_get(d.x, d.elem, 4) == 1 && real_get(d.x, d.elem, 5 + 2) == 1);
+  dataset_free(&d);
+  jit_free(m);
+
+  /* a scalar target, or a CSV holding every input, is never a label file */
+  m = jit_from_source(regression_model, 0, 0);
+  write_text("one.csv", "7\n");
+  DataBinding all = {NULL, path_in_dir("one.csv")};
+  snprintf(want, sizeof want, "%s:1: expected 3 columns (x[2], t), found 1", all.path);
+  expect_error(m, &all, 1, want);
+  jit_free(m);
+}
+
+/* A header is a first line where no field looks like a number; a first line
+ * with a number in it is data, and a field of it that is not a number is an
+ * error naming the line and the column (it was skipped as a header). */
+static void test_csv_header_rule(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source(regression_model, 0, 0);
+  DataBinding all = {NULL, path_in_dir("h.csv")};
+  static const struct {
+    const char *text;
+    int line, col;
+    const char *field;
+  } bad[] = {{"1.5,2x,3\n1,2,3\n", 1, 2, "2x"},
+             {"1.5,x,3\n1,2,3\n", 1, 2, "x"},
+             {"x0,2,t\n1,2,3\n", 1, 1, "x0"},
+             {"\n\nw,x,-.5\n1,2,3\n", 3, 1, "w"},
+             {"a,b,nan\n1,2,3\n", 1, 1, "a"}};
+  char want[512];
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    write_text("h.csv", bad[i].text);
+    snprintf(want, sizeof want,
+             "%s:%d: column %d is '%s', not a number (reading x[2], t; a first line with a number in it is "
+             "data, not a header)",
+             all.path, bad[i].line, bad[i].col, bad[i].field);
+    expect_error(m, &all, 1, want);
+  }
+  static const char *const headers[] = {"x0,x1,t\n1,2,3\n4,5,6\n",
+                                        "\n a , information , t.2 \n1,2,3\n4,5,6\n",
+                                        "\"x\",\"y\",\"\"\n1,2,3\n4,5,6\n"};
+  for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
+    write_text("h.csv", headers[i]);
+    Dataset d;
+    char *err = load(m, &d, &all, 1);
+    if (err) fail_msg("header %zu: %s", i, err);
+    assert_int_equal(d.n, 2);
+    assert_true(real_get(d.x, d.elem, 0) == 1 && real_get(d.x, d.elem, 5) == 6);
+    dataset_free(&d);
+  }
+  jit_free(m);
+}
+
+/* uniform(lo, hi) and glorot draw from [lo, hi) in the generated init (double
+ * and float) and in the interpreter's eval_init_params. splitmix64 is a
+ * bijection, so undoing it gives the seed whose first draw for parameter 0
+ * has chosen raw bits: the lowest (0) must give lo exactly, the highest
+ * (all ones) must stay below hi. They gave lo + 2^-53 (hi - lo) and hi. */
+static uint64_t undo_xorshift(uint64_t y, int s) {
+  uint64_t x = y;
+  for (int i = 0; i < 64; i += s)
+    x = y ^ (x >> s);
+  return x;
+}
+
+static uint64_t mul_inverse(uint64_t a) { /* Newton's iteration mod 2^64, a odd */
+  uint64_t x = a;
+  for (int i = 0; i < 6; i++)
+    x *= 2 - a * x;
+  return x;
+}
+
+static uint64_t seed_for_first_draw(uint64_t raw) {
+  uint64_t z = undo_xorshift(raw, 31);
+  z *= mul_inverse(0x94D049BB133111EBu);
+  z = undo_xorshift(z, 27);
+  z *= mul_inverse(0xBF58476D1CE4E5B9u);
+  z = undo_xorshift(z, 30);
+  uint64_t state = z - 0x9E3779B97F4A7C15u;
+  /* the generator's own first step, as emit_c.c and eval.c take it */
+  uint64_t check = state + 0x9E3779B97F4A7C15u;
+  check = (check ^ (check >> 30)) * 0xBF58476D1CE4E5B9u;
+  check = (check ^ (check >> 27)) * 0x94D049BB133111EBu;
+  assert_true((check ^ (check >> 31)) == raw);
+  return state ^ 0xD1B54A32D192ED03u; /* parameter 0's stream */
+}
+
+/* The first parameter element after init with `seed`: [0] the interpreter,
+ * [1] generated C in double, [2] generated C in float. */
+static void first_element(const char *src, uint64_t seed, double out[3]) {
+  for (int use_float = 0; use_float <= 1; use_float++) {
+    JitModel *m = jit_from_source(src, use_float, 0);
+    void *p = calloc((size_t)m->nparams, m->elem);
+    m->init(p, seed);
+    out[1 + use_float] = real_get(p, m->elem, 0);
+    if (!use_float) {
+      double *q = calloc((size_t)m->nparams, sizeof(double));
+      eval_init_params(&m->ctx, q, seed);
+      out[0] = q[0];
+      free(q);
+    }
+    free(p);
+    jit_free(m);
+  }
+}
+
+static void test_uniform_is_lo_inclusive_hi_exclusive(void **state) {
+  (void)state;
+  uint64_t lowest = seed_for_first_draw(0), highest = seed_for_first_draw(UINT64_MAX);
+  double v[3];
+
+  first_element("param w[2] ~ uniform(-3, 5)\ninput x\nloss = sum(w) * x\n", lowest, v);
+  for (int i = 0; i < 3; i++)
+    assert_true(v[i] == -3);
+  first_element("param W[2, 3]\ninput x[3]\nloss = sum(W @ x)\n", lowest, v); /* glorot: +-sqrt(6/5) */
+  assert_true(v[0] == -sqrt(1.2) && v[1] == -sqrt(1.2));
+  assert_true(v[2] == (double)(float)-sqrt(1.2));
+
+  /* 1 + (1 - 2^-53) rounds to 2 in double, -1 + 2 (1 - 2^-53) to 1 in float:
+     a value that would round up to hi is lo */
+  first_element("param w[2] ~ uniform(1, 2)\ninput x\nloss = sum(w) * x\n", highest, v);
+  assert_true(v[0] == 1 && v[1] == 1);
+  first_element("param w[2] ~ uniform(-1, 1)\ninput x\nloss = sum(w) * x\n", highest, v);
+  assert_true(v[0] == 1 - 0x1p-52 && v[1] == 1 - 0x1p-52 && v[2] == -1);
+  first_element("param W[2, 3]\ninput x[3]\nloss = sum(W @ x)\n", highest, v);
+  assert_true(v[0] == v[1] && v[0] >= -sqrt(1.2) && v[0] < sqrt(1.2));
+  assert_true(v[2] == (double)(float)-sqrt(1.2)); /* sqrt(1.2) rounds up in float */
+
+  /* and any seed: every element of a long vector in [lo, hi) */
+  JitModel *m = jit_from_source("param w[4096] ~ uniform(0.25, 0.5)\ninput x\nloss = sum(w) * x\n", 1, 0);
+  float *p = calloc(4096, sizeof(float));
+  m->init(p, 12345);
+  for (int i = 0; i < 4096; i++)
+    assert_true(p[i] >= 0.25f && p[i] < 0.5f);
+  free(p);
+  jit_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_csv_with_header),
@@ -827,6 +1023,9 @@ int main(void) {
       cmocka_unit_test(test_metric_choice),
       cmocka_unit_test(test_workspace_is_what_the_code_uses),
       cmocka_unit_test(test_batched_functions_match_per_example),
+      cmocka_unit_test(test_csv_class_labels),
+      cmocka_unit_test(test_csv_header_rule),
+      cmocka_unit_test(test_uniform_is_lo_inclusive_hi_exclusive),
   };
   return cmocka_run_group_tests_name("runtime", tests, setup, teardown);
 }
