@@ -9,7 +9,7 @@ B        = build
 INCS     = -Icompiler -Iruntime -I$(B)
 LDLIBS   = -ltcc -lz -lm -ldl -lpthread -rdynamic
 
-COMPILER_SRC = compiler/arena.c compiler/diag.c compiler/ast.c compiler/shape.c compiler/ops.c compiler/ir.c \
+COMPILER_SRC = compiler/arena.c compiler/util.c compiler/diag.c compiler/ast.c compiler/shape.c compiler/ops.c compiler/ir.c \
                compiler/simplify.c compiler/lower.c compiler/autodiff.c compiler/schedule.c \
                compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c compiler/atomic_write.c compiler/cli.c
 RUNTIME_SRC  = $(wildcard runtime/*.c)

@@ -75,6 +75,15 @@ void buf_puts(Buf *b, const char *s);
 void buf_append(Buf *b, const void *data, size_t n); /* raw bytes */
 void buf_free(Buf *b);
 
+/* ---- util.c: shared utilities ------------------------------------------ */
+uint32_t hash_string(const char *s);                          /* FNV-1a, for hash tables */
+uint64_t hash_bytes(const void *data, size_t n, uint64_t h); /* FNV-1a 64, continuing from h */
+uint64_t splitmix64(uint64_t *state);                        /* the project's one RNG step */
+double random_normal(uint64_t *state);                       /* standard normal (Box-Muller) */
+/* A whole file, NUL-terminated (malloc'd); NULL with *why ("too large"
+ * past limit bytes, or the system's reason). */
+char *read_whole_file(const char *path, size_t limit, size_t *len, const char **why);
+
 /* ---- diag.c ------------------------------------------------------------- */
 typedef struct Loc {
   int line, col; /* 1-based; line 0 means "no location" */

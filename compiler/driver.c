@@ -76,43 +76,7 @@ int bpc_compile(Ctx *c, const CompileOptions *o) {
 }
 
 char *read_source_file(const char *path, size_t *len, const char **why) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    *why = strerror(errno);
-    return NULL;
-  }
-  size_t cap = 1 << 16, n = 0;
-  char *data = malloc(cap + 1);
-  for (;;) {
-    if (!data) {
-      fclose(f);
-      *why = "out of memory";
-      return NULL;
-    }
-    size_t got = fread(data + n, 1, cap - n, f);
-    n += got;
-    if (n > BPC_MAX_SOURCE_BYTES) {
-      free(data);
-      fclose(f);
-      *why = "file is larger than the 64 MiB limit for models";
-      return NULL;
-    }
-    if (got == 0) break;
-    if (n == cap) {
-      cap *= 2;
-      char *d = realloc(data, cap + 1);
-      if (!d) free(data);
-      data = d;
-    }
-  }
-  int err = ferror(f);
-  fclose(f);
-  if (err) {
-    free(data);
-    *why = "read error";
-    return NULL;
-  }
-  data[n] = 0;
-  *len = n;
+  char *data = read_whole_file(path, BPC_MAX_SOURCE_BYTES, len, why);
+  if (!data && !strcmp(*why, "too large")) *why = "file is larger than the 64 MiB limit for models";
   return data;
 }

@@ -118,13 +118,6 @@ static const char *const generated_locals[] = {
     "row", "mx", "best", "acc", "loss_sum", "scale", "bp_real", "main", "seed", "state",
 };
 
-static uint32_t hash_str(const char *s) {
-  uint32_t h = 2166136261u;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 16777619u;
-  return h;
-}
-
 static void names_init(Arena *a, NameSet *set, int64_t count) {
   set->cap = 16;
   while ((int64_t)set->cap < 2 * count)
@@ -133,13 +126,13 @@ static void names_init(Arena *a, NameSet *set, int64_t count) {
 }
 
 static int name_taken(const NameSet *set, const char *s) {
-  for (uint32_t i = hash_str(s) & (set->cap - 1); set->used[i]; i = (i + 1) & (set->cap - 1))
+  for (uint32_t i = hash_string(s) & (set->cap - 1); set->used[i]; i = (i + 1) & (set->cap - 1))
     if (!strcmp(set->used[i], s)) return 1;
   return 0;
 }
 
 static void take_name(NameSet *set, const char *s) {
-  uint32_t i = hash_str(s) & (set->cap - 1);
+  uint32_t i = hash_string(s) & (set->cap - 1);
   while (set->used[i])
     i = (i + 1) & (set->cap - 1);
   set->used[i] = s;

@@ -31,16 +31,9 @@ typedef struct Lowerer {
 
 /* ---- the symbol table -------------------------------------------------- */
 
-static uint32_t str_hash(const char *s) {
-  uint32_t h = 2166136261u;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 16777619u;
-  return h;
-}
-
 static Binding *lookup(Lowerer *L, const char *name) {
   if (!L->cap) return NULL;
-  for (uint32_t i = str_hash(name) & (L->cap - 1);; i = (i + 1) & (L->cap - 1)) {
+  for (uint32_t i = hash_string(name) & (L->cap - 1);; i = (i + 1) & (L->cap - 1)) {
     if (!L->tab[i]) return NULL;
     if (!strcmp(L->tab[i]->name, name)) return L->tab[i];
   }
@@ -53,7 +46,7 @@ static void insert(Lowerer *L, Binding *b) {
     for (uint32_t i = 0; i < L->cap; i++) {
       Binding *x = L->tab[i];
       if (!x) continue;
-      uint32_t j = str_hash(x->name) & (cap - 1);
+      uint32_t j = hash_string(x->name) & (cap - 1);
       while (tab[j])
         j = (j + 1) & (cap - 1);
       tab[j] = x;
@@ -61,7 +54,7 @@ static void insert(Lowerer *L, Binding *b) {
     L->tab = tab;
     L->cap = cap;
   }
-  uint32_t j = str_hash(b->name) & (L->cap - 1);
+  uint32_t j = hash_string(b->name) & (L->cap - 1);
   while (L->tab[j])
     j = (j + 1) & (L->cap - 1);
   L->tab[j] = b;

@@ -359,18 +359,6 @@ static int run_grad(int argc, char **argv) {
 
 /* ---- check ------------------------------------------------------------------ */
 
-/* Standard normal numbers for random test points (Box-Muller on splitmix64). */
-static double random_normal(uint64_t *state) {
-  double u[2];
-  for (int i = 0; i < 2; i++) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    z ^= z >> 31;
-    u[i] = ((double)(long long)(z >> 11) + 1.0) / 9007199254740992.0;
-  }
-  return sqrt(-2 * log(u[0])) * cos(6.283185307179586 * u[1]);
-}
 
 typedef struct CheckState {
   JitModel *m;

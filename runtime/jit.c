@@ -97,12 +97,6 @@ void *jit_symbol(void *tcc, const char *name) { return tcc_get_symbol(tcc, name)
 
 /* ---- the cc backend: a shared object built once per distinct C text ---------- */
 
-static uint64_t fnv1a(const char *s, size_t n, uint64_t h) {
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ (unsigned char)s[i]) * 0x100000001B3u;
-  return h;
-}
-
 static const char *cache_dir(void) {
   static char dir[512];
   const char *env = getenv("BPC_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -130,7 +124,7 @@ static void *cc_load(const char *csrc, size_t len, char **err) {
     *err = str_printf("cannot create the cache directory %s", dir);
     return NULL;
   }
-  uint64_t h = fnv1a(CC_FLAGS, sizeof CC_FLAGS, fnv1a(csrc, len, 0xCBF29CE484222325u));
+  uint64_t h = hash_bytes(CC_FLAGS, sizeof CC_FLAGS, hash_bytes(csrc, len, 0xCBF29CE484222325u));
   char *so = str_printf("%s/%016llx.so", dir, (unsigned long long)h);
   void *dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
   if (!dl) {

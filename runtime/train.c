@@ -190,19 +190,12 @@ EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const Met
 static volatile sig_atomic_t interrupted;
 static void on_stop_signal(int sig) { interrupted = sig; }
 
-static uint64_t splitmix(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15u);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-  return z ^ (z >> 31);
-}
-
 static void shuffle(size_t *idx, size_t n, uint64_t seed) {
   uint64_t s = seed;
   for (size_t i = 0; i < n; i++)
     idx[i] = i;
   for (size_t i = n; i > 1; i--) {
-    size_t j = (size_t)(splitmix(&s) % i);
+    size_t j = (size_t)(splitmix64(&s) % i);
     size_t t = idx[i - 1];
     idx[i - 1] = idx[j];
     idx[j] = t;

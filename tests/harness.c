@@ -109,17 +109,7 @@ char *compile_error(const char *source) {
   return msg;
 }
 
-double test_rand_normal(uint64_t *s) {
-  double u[2];
-  for (int i = 0; i < 2; i++) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    z ^= z >> 31;
-    u[i] = ((double)(z >> 11) + 1.0) / 9007199254740992.0;
-  }
-  return sqrt(-2 * log(u[0])) * cos(6.283185307179586 * u[1]);
-}
+double test_rand_normal(uint64_t *s) { return random_normal(s); }
 
 /* Relative error with a small floor, so that gradients that are zero (a
  * dead ReLU) compare by their tiny absolute difference. */

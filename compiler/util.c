@@ -1,0 +1,81 @@
+/* util.c — the small utilities every part of bpc shares, each once:
+ * string and byte hashing, the random numbers of tests, checks and
+ * shuffling, and reading a whole file. (The arena and buffers are in
+ * arena.c, atomic writes in atomic_write.c.) */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpc.h"
+
+uint32_t hash_string(const char *s) { /* FNV-1a, 32 bits */
+  uint32_t h = 2166136261u;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+uint64_t hash_bytes(const void *data, size_t n, uint64_t h) { /* FNV-1a, 64 bits, continuing from h */
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ p[i]) * 0x100000001B3u;
+  return h;
+}
+
+uint64_t splitmix64(uint64_t *state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15u);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+  return z ^ (z >> 31);
+}
+
+double random_normal(uint64_t *state) { /* Box-Muller on two numbers in (0, 1] */
+  double u[2];
+  for (int i = 0; i < 2; i++)
+    u[i] = ((double)(long long)(splitmix64(state) >> 11) + 1.0) / 9007199254740992.0;
+  return sqrt(-2 * log(u[0])) * cos(6.283185307179586 * u[1]);
+}
+
+char *read_whole_file(const char *path, size_t limit, size_t *len, const char **why) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    *why = strerror(errno);
+    return NULL;
+  }
+  size_t cap = 1 << 16, n = 0;
+  char *data = malloc(cap + 1);
+  for (;;) {
+    if (!data) {
+      fclose(f);
+      *why = "out of memory";
+      return NULL;
+    }
+    size_t got = fread(data + n, 1, cap - n, f);
+    n += got;
+    if (n > limit) {
+      free(data);
+      fclose(f);
+      *why = "too large";
+      return NULL;
+    }
+    if (got == 0) break;
+    if (n == cap) {
+      cap *= 2;
+      char *d = realloc(data, cap + 1);
+      if (!d) free(data);
+      data = d;
+    }
+  }
+  int err = ferror(f);
+  fclose(f);
+  if (err) {
+    free(data);
+    *why = "read error";
+    return NULL;
+  }
+  data[n] = 0;
+  *len = n;
+  return data;
+}
