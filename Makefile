@@ -49,6 +49,7 @@ $(B):
 	mkdir -p $(B)
 
 include tests/tests.mk
+include tests/difftest/difftest.mk
 
 deps:
 	scripts/install-deps.sh

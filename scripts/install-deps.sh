@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # install-deps.sh — installs the Debian packages bpc needs that are missing.
-#   scripts/install-deps.sh          build and test dependencies
+#   scripts/install-deps.sh          build and test dependencies (PyTorch, NumPy and mpmath
+#                                    for the differential test, tests/difftest/)
 #   scripts/install-deps.sh --demo   also the Fashion-MNIST data set (make demo)
 #   scripts/install-deps.sh --bench  also PyTorch and Graphviz (make bench)
 set -euo pipefail
-packages="build-essential flex bison libcmocka-dev libtcc-dev tcc zlib1g-dev clang graphviz"
+packages="build-essential flex bison libcmocka-dev libtcc-dev tcc zlib1g-dev clang graphviz python3-torch python3-numpy python3-mpmath"
 for arg in "$@"; do
   case "$arg" in
     --demo) packages="$packages dataset-fashion-mnist" ;;
