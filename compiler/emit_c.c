@@ -148,8 +148,10 @@ static int has_generated_prefix(Emitter *E, const char *s) {
          starts_with(s, "bpk_") || starts_with(s, "BP_");
 }
 
+/* A name ending in '_' never equals a generated identifier (none ends so),
+ * whatever it begins with: that is what makes c_name's renaming end. */
 static int is_free_name(Emitter *E, const NameSet *set, const char *s) {
-  return !name_taken(set, s) && !has_generated_prefix(E, s);
+  return !name_taken(set, s) && (s[strlen(s) - 1] == '_' || !has_generated_prefix(E, s));
 }
 
 /* The C identifier for want in set: want itself when it is free;

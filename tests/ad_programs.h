@@ -81,6 +81,9 @@ static const char *const ad_programs[] = {
     "param A[3, 4] ~ uniform(-1, 1)\nparam w[4] ~ uniform(-1, 1)\ninput x[4]\ninput u[3]\nh = A @ x\n"
     "loss = dot(h, u) + dot(x * w, x) + sum((transpose(A) @ u) * x) + dot(w, x)^2 + sum(x @ transpose(A))\n"
     "output y = h\n",
+    /* a value named like the JIT's prefix (m), which the batched pass copies: renaming the copy
+       (m_, which begins like the generated names) looped for ever (found by make difftest) */
+    "input y[3]\nparam v[3] ~ uniform(0.5, 2)\nm = y / v\nm_x = m * v\nloss = sum(m * m) + sum(m_x)\n",
     /* a deep sigmoid/tanh chain with shared values */
     "param x = 0.3\nparam w = 0.7\na = sigmoid(w * x)\nb = tanh(a * w + x)\nc = a * b + sigmoid(b)\n"
     "loss = c * c + a\n",
