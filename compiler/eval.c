@@ -196,22 +196,10 @@ void eval_param_grad(Ctx *c, const Values *v, int slot, double *out) {
 
 /* The same generator and formulas as the emitted init function (emit_c.c),
  * so `bpc grad` sees the parameters the generated code starts from. */
-static uint64_t next_u64(uint64_t *state) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15u);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-  return z ^ (z >> 31);
-}
-
-/* In (0, 1], for Box-Muller's logarithm. */
-static double uniform01(uint64_t *state) {
-  return ((double)(long long)(next_u64(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
-}
-
 /* In [lo, hi) (uniform and glorot): k / 2^53 for the top 53 bits k is in
  * [0, 1), so the lowest draw is lo; a value that rounds up to hi is lo. */
 static double uniform_in(uint64_t *state, double lo, double hi) {
-  double u = (double)(long long)(next_u64(state) >> 11) * (1.0 / 9007199254740992.0);
+  double u = (double)(long long)(splitmix64(state) >> 11) * (1.0 / 9007199254740992.0);
   double x = lo + (hi - lo) * u;
   return x < hi ? x : lo;
 }
@@ -230,11 +218,7 @@ void eval_init_params(Ctx *c, double *params, uint64_t seed) {
     for (int64_t i = 0; i < n; i++) {
       switch (d->init) {
       case INIT_VALUE: x[i] = d->init_values ? d->init_values[i] : d->init_a; break;
-      case INIT_NORMAL: {
-        double u1 = uniform01(&state), u2 = uniform01(&state);
-        x[i] = d->init_a + d->init_b * (sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-        break;
-      }
+      case INIT_NORMAL: x[i] = d->init_a + d->init_b * random_normal(&state); break;
       case INIT_UNIFORM:
       case INIT_GLOROT: x[i] = uniform_in(&state, lo, hi); break;
       default: x[i] = 0; break;

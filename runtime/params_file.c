@@ -88,32 +88,12 @@ static int get_u64(Reader *r, uint64_t *v) {
   return 1;
 }
 
+/* A parameter file is read whole (it is validated before anything is used). */
 static unsigned char *slurp(const char *path, size_t *len, char **err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    *err = str_printf("cannot open %s: %s", path, strerror(errno));
-    return NULL;
-  }
-  size_t cap = 1 << 16, n = 0;
-  unsigned char *buf = malloc(cap);
-  size_t got;
-  while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-    n += got;
-    if (n == cap) {
-      unsigned char *nb = realloc(buf, cap * 2);
-      if (!nb) {
-        free(buf);
-        buf = NULL;
-        break;
-      }
-      buf = nb;
-      cap *= 2;
-    }
-  }
-  fclose(f);
-  if (!buf) *err = str_printf("out of memory reading %s", path);
-  *len = n;
-  return buf;
+  const char *why = NULL;
+  char *data = read_whole_file(path, (size_t)1 << 40, len, &why);
+  if (!data) *err = str_printf("cannot open %s: %s", path, why);
+  return (unsigned char *)data;
 }
 
 #define BAD(...)                                                                                             \
