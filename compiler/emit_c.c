@@ -879,9 +879,11 @@ static const char *ref_scalar(Emitter *E, Node *n) {
 }
 
 /* The leaves of a fused expression: what its loop reads from memory or
- * from scalars. Constants, parameters and inputs are left out (always
- * ready). Returns the count, or -1 past cap. Recursion is bounded by
- * mark_inlined's MAX_FUSED_DEPTH. */
+ * from scalars. Constants are left out (always ready); parameters and
+ * inputs are not: each is declared where the model declares it, so a loop
+ * before that may not read it (o = mean(W, 1), then param t, then
+ * sum(o * t): the sum cannot be taken in o's loop). Returns the count, or
+ * -1 past cap. Recursion is bounded by mark_inlined's MAX_FUSED_DEPTH. */
 enum { MAX_LEAVES = 64 };
 
 static int collect_leaves(const Schedule *S, Node *x, Node **out, int n, int depth) {
@@ -889,7 +891,7 @@ static int collect_leaves(const Schedule *S, Node *x, Node **out, int n, int dep
     Node *a = x->args[k];
     if (sched_inlined(S, a))
       n = depth > 16 ? -1 : collect_leaves(S, a, out, n, depth + 1);
-    else if (a->op != OP_CONST && a->op != OP_PARAM && a->op != OP_INPUT)
+    else if (a->op != OP_CONST)
       n = n < MAX_LEAVES ? (out[n] = a, n + 1) : -1;
   }
   return n;

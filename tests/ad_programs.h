@@ -84,6 +84,10 @@ static const char *const ad_programs[] = {
     /* a value named like the JIT's prefix (m), which the batched pass copies: renaming the copy
        (m_, which begins like the generated names) looped for ever (found by make difftest) */
     "input y[3]\nparam v[3] ~ uniform(0.5, 2)\nm = y / v\nm_x = m * v\nloss = sum(m * m) + sum(m_x)\n",
+    /* parameters declared after a value whose loop would take a sum that reads them: the sum may not
+       be taken there (the C read t and s before declaring them; found by make difftest) */
+    "param W[2, 3] ~ uniform(-1, 1)\no = mean(W, 1)\nparam t[2] ~ uniform(-1, 1)\nparam s ~ uniform(0.5, 1)\n"
+    "loss = sum(o * t) + sum(o * s) + sum(exp(o) * t * s)\n",
     /* a deep sigmoid/tanh chain with shared values */
     "param x = 0.3\nparam w = 0.7\na = sigmoid(w * x)\nb = tanh(a * w + x)\nc = a * b + sigmoid(b)\n"
     "loss = c * c + a\n",

@@ -12,6 +12,7 @@ program with one of two arithmetic back ends:
 The semantics are docs/language.md's, written down again here from the
 documentation, not from bpc's source."""
 
+import decimal
 import math
 
 import mpmath
@@ -80,9 +81,10 @@ class Param:
     """values: a flat list of floats (row-major); style: list, nested, fill or
     scalar; dimnames: per axis a dim name to print instead of the number."""
 
-    def __init__(self, name, shape, values, style="list", dimnames=None):
+    def __init__(self, name, shape, values, style="list", dimnames=None, numfmt=0):
         self.name, self.shape, self.values, self.style = name, tuple(shape), list(values), style
         self.dimnames = dimnames or [None] * len(shape)
+        self.numfmt = numfmt  # fmt_num's style for the values
 
 
 class Input:
@@ -119,7 +121,7 @@ class Program:
             if isinstance(s, Assign):
                 out.stmts.append(Assign(s.name, s.expr.copy(), s.kind))
             elif isinstance(s, Param):
-                out.stmts.append(Param(s.name, s.shape, s.values, s.style, list(s.dimnames)))
+                out.stmts.append(Param(s.name, s.shape, s.values, s.style, list(s.dimnames), s.numfmt))
             elif isinstance(s, Input):
                 out.stmts.append(Input(s.name, s.shape, list(s.dimnames)))
             else:
@@ -143,11 +145,26 @@ def numel(shape):
 # ---- printing ----------------------------------------------------------------------
 
 
-def fmt_num(v):
-    """A float as .bp text: integers without a point, others exactly (repr)."""
+def fmt_num(v, style=0):
+    """A float as .bp text that reads back as exactly v: integers without a
+    point, others as repr writes them; style 1 leaves out a leading 0
+    (.5), 2 writes an exponent (5e-1, 3e0), 3 puts '+' before a positive
+    number (initialisers only)."""
     if v == int(v) and abs(v) < 1e15:
-        return str(int(v))
-    return repr(float(v))
+        s = str(int(v))
+        if style == 2:
+            s += "e0"
+        elif style == 1:
+            s += ".0"
+    else:
+        s = repr(float(v))
+        if "e" not in s and style == 1 and s.lstrip("-").startswith("0."):
+            s = s.replace("0.", ".", 1)
+        elif "e" not in s and style == 2:
+            s = format(decimal.Decimal(s).scaleb(2), "f") + "e-2"
+    if style == 3 and v > 0:
+        s = "+" + s
+    return s
 
 
 # precedence levels: + - 1, * / @ 2, unary - 3, ^ 4, postfix and atoms 5
@@ -178,7 +195,7 @@ def _sub(e, dims, need):
 def _fmt(e, dims):
     k = e.kind
     if k == "num":
-        return fmt_num(e.value)
+        return fmt_num(e.value, (e.style or 0) % 3)
     if k == "ref":
         return e.name
     if k == "neg":
@@ -220,13 +237,14 @@ def fmt_shape(shape, dimnames):
 
 
 def fmt_values(p, multiline=False):
+    f = p.numfmt
     if p.style == "fill" or not p.shape:
-        return fmt_num(p.values[0])
+        return fmt_num(p.values[0], f)
     if p.style == "nested" and len(p.shape) == 2:
         m, n = p.shape
-        rows = ["[" + ", ".join(fmt_num(v) for v in p.values[r * n:(r + 1) * n]) + "]" for r in range(m)]
+        rows = ["[" + ", ".join(fmt_num(v, f) for v in p.values[r * n:(r + 1) * n]) + "]" for r in range(m)]
         return "[" + (",\n    " if multiline else ", ").join(rows) + "]"
-    return "[" + ", ".join(fmt_num(v) for v in p.values) + "]"
+    return "[" + ", ".join(fmt_num(v, f) for v in p.values) + "]"
 
 
 def fmt_stmt(s, dims, multiline=False):

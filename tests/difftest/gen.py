@@ -214,7 +214,8 @@ class Generator:
                 style = "nested"
         if style == "fill" and vals[0] == 0:
             vals = [0.5] * n
-        self.stmts.append(Param(name, shape, vals, style, self.dimnames(shape)))
+        numfmt = r.choice([0, 0, 0, 0, 0, 0, 1, 2, 3])
+        self.stmts.append(Param(name, shape, vals, style, self.dimnames(shape), numfmt))
         t = torch.tensor(vals, dtype=torch.float64).reshape(shape)
         self.env[name] = (tuple(shape), False, [t] * self.nex)
         self.kind[name] = "param"
@@ -298,8 +299,9 @@ class Generator:
             e = ref(n, ())
             e.vals = [torch.tensor(float(v), dtype=torch.float64)] * self.nex
             return e
-        v = r.choice([0.5, 2, 3, -1, 0.25, 1.5, 1e-3, 0.1, 10, 4, -0.5, 1])
+        v = r.choice([0.5, 2, 3, -1, 0.25, 1.5, 1e-3, 0.1, 10, 4, -0.5, 1, 1e-05, 2.5e-3, 0.75])
         e = num(v)
+        e.style = r.randint(0, 5)
         e.vals = [torch.tensor(float(v), dtype=torch.float64)] * self.nex
         return e
 
