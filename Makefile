@@ -16,7 +16,7 @@ RUNTIME_SRC  = $(wildcard runtime/*.c)
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
 LIB_OBJ      = $(GRAMMAR_OBJ) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o)
 
-.PHONY: all test unit e2e golden demo deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels docs-images mutate
+.PHONY: all test run-tests unit e2e golden demo deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels docs-images mutate
 FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc
 

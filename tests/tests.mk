@@ -18,8 +18,14 @@ $(B)/tests/%: tests/%.c $(B)/tests/harness.o $(B)/libbpc.a $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $(SAN) -o $@ $< $(B)/tests/harness.o $(B)/libbpc.a $(TEST_LIBS)
 
-# Each program prints cmocka's summary; the last line totals every test.
-test: $(B)/bpc $(TEST_BINS)
+# make test installs what a fresh Debian machine lacks (scripts/install-deps.sh
+# does nothing when all is there), then builds and runs everything. Each
+# program prints cmocka's summary; the last line totals every test.
+test:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory run-tests
+
+run-tests: $(B)/bpc $(TEST_BINS)
 	@bash tests/run.sh $(B)/bpc $(TEST_BINS)
 
 unit: $(TEST_BINS)

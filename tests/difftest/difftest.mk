@@ -11,7 +11,7 @@ $(B)/difftest/driver: tests/difftest/driver.c $(B)/libbpc.a compiler/bpc.h runti
 	$(CC) $(CSTD) $(CFLAGS) $(SAN) $(WARN) $(INCS) -o $@ $< $(B)/libbpc.a $(LDLIBS)
 
 # tests/run.sh runs the fixed seed set with the driver beside the bpc it tests
-test: $(B)/difftest/driver
+run-tests: $(B)/difftest/driver
 unit: $(B)/difftest/driver
 
 difftest: $(B)/bpc $(B)/difftest/driver
