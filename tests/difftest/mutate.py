@@ -135,7 +135,8 @@ def mutate(case, rng):
         if bad:
             other = ref(rng.choice(bad), ())
         else:
-            shape = (7,) if node.shape != (7,) else (6,)
+            # a vector that does not broadcast: neither the node's length nor its last axis
+            shape = (node.shape[-1] + 1,)
             i += _new_param_first(prog, "bad_p", shape)
             other = ref("bad_p", shape)
         args = [node, other] if rng.random() < 0.5 else [other, node]
@@ -195,7 +196,9 @@ def mutate(case, rng):
     elif kind == "index-nonconst":
         if not node.shape:
             return None
-        names = [n for n, s in known.items() if s == ()]
+        # a parameter or input: a named value may fold to a constant (q[0] - q[0]), a fine index
+        leaves = {s.name for s in prog.stmts[:i] if isinstance(s, (Param, Input))}
+        names = [n for n, s in known.items() if s == () and n in leaves]
         if not names:
             return None
         _replace(st, parent, pos, raw("({0})[" + rng.choice(names) + "]", node))
@@ -221,7 +224,9 @@ def mutate(case, rng):
             return None
         _replace(st, parent, pos, raw(rng.choice(["softmax", "log_softmax", "logsumexp"]) + "({0})", node))
     elif kind == "exponent-nonconst":
-        names = [n for n, s in known.items() if s == ()]
+        # a parameter or input: a named value may be a constant (k = 2), which is a fine exponent
+        leaves = {s.name for s in prog.stmts[:i] if isinstance(s, (Param, Input))}
+        names = [n for n, s in known.items() if s == () and n in leaves]
         if not names:
             return None
         _replace(st, parent, pos, raw("({0} ^ " + rng.choice(names) + ")", node))
