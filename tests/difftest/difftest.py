@@ -63,7 +63,14 @@ class Run:
         self.stderr = ""
 
 
+RECORD_TAGS = ("fwd", "bwd", "pred", "fixedpred", "batch", "sum", "accsum", "fixed", "fixedacc", "evalsum",
+               "evalfixed", "init")
+
+
 def parse_driver(out):
+    """The driver's records by form. Other lines (the system C compiler's
+    messages, which the cc backend lets through to stdout) are kept as
+    'stray' text of the form they appeared in."""
     run = Run()
     cur = None
     for line in out.splitlines():
@@ -79,8 +86,12 @@ def parse_driver(out):
             run.compile_error = rest
         elif tag in ("error", "nofixed"):
             cur[tag] = rest
-        elif cur is not None:
-            nums = [float(x) for x in rest.split()]
+        elif cur is not None and tag in RECORD_TAGS:
+            try:
+                nums = [float(x) for x in rest.split()]
+            except ValueError:
+                cur.setdefault("stray", []).append(line)
+                continue
             if tag == "fwd":
                 cur.setdefault(tag, {})[int(nums[0])] = nums[1]
             elif tag == "bwd":
@@ -93,6 +104,8 @@ def parse_driver(out):
                 cur[tag] = nums[0]
             elif tag == "init":
                 cur[tag] = nums
+        elif cur is not None:
+            cur.setdefault("stray", []).append(line)
     return run
 
 
@@ -127,14 +140,15 @@ class Env:
         with open(self.driver, "rb") as f:
             self.sanitized = b"__asan_init" in f.read()
 
-    def start_driver(self, text, params, examples, cc=False, jit_cc=False, name="case"):
+    def start_driver(self, text, params, examples, cc=False, jit_cc=False, name="case", perturb=None):
         bp = os.path.join(self.tmp, name + ".bp")
         vals = os.path.join(self.tmp, name + ".values")
         with open(bp, "w") as f:
             f.write(text)
         with open(vals, "w") as f:
             f.write(values_text(params, examples))
-        cmd = [self.driver] + (["--cc"] if cc else []) + (["--jit-cc"] if jit_cc else []) + [bp, vals]
+        cmd = [self.driver] + (["--cc"] if cc else []) + (["--jit-cc"] if jit_cc else []) + \
+            (["--perturb", perturb] if perturb else []) + [bp, vals]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=None if self.sanitized else limit_memory)
 
@@ -243,7 +257,8 @@ def compare(run, ref, ref32=None, init=None, expect_fixed=False, forms=ALL_FORMS
             out.append(Mismatch(form, "", "", 0, 0, 0, "missing", "the driver printed nothing for this form"))
             continue
         if "error" in recs:
-            out.append(Mismatch(form, "", "", 0, 0, 0, "error", recs["error"]))
+            stray = " | ".join(recs.get("stray", []))[:300]
+            out.append(Mismatch(form, "", "", 0, 0, 0, "error", recs["error"] + (" | " + stray if stray else "")))
             continue
         family = form.split("-")[0]
         names = list(FORM_RECORDS[family])
@@ -509,6 +524,33 @@ def replay(env, path):
     return bad + compare(run, ref, None, None, False, forms)
 
 
+def self_check(env, stats):
+    """The comparison must notice a wrong gradient: a small model compiled
+    with one gradient contribution scaled by 1.001 (the compiler's
+    perturb_gradient test hook) must disagree with the reference in every
+    form (the fixed-batch functions are built without the hook)."""
+    from bpmodel import Assign, Expr, Input, Param, Program, ref as mkref
+    dot = Expr("call", (), fn="dot")
+    dot.args = [mkref("w", (3,)), mkref("x", (3,))]
+    sq = Expr("pow", (), value=2.0)
+    sq.args = [dot]
+    prog = Program([Param("w", (3,), [1, 2, 3]), Input("x", (3,)), Assign("loss", sq, "loss")])
+    examples = [[1, 2, 3], [0.5, 1, -1]]
+    text, _ = render(prog)
+    proc = env.start_driver(text, param_values(prog), examples, name="selfcheck", perturb="w")
+    ref = torch_reference(prog, examples)
+    run = env.finish_driver(proc)
+    bad = compare(run, ref, torch_reference(prog, examples, torch.float32), None, False, ALL_FORMS)
+    noticed = {m.form for m in bad if m.kind == "mismatch" and m.record == "bwd"}
+    missed = [f for f in ALL_FORMS if f not in noticed]
+    stats.regressions += 1
+    if missed or run.compile_error or not run.done:
+        stats.regressions_failed += 1
+        print("FAIL self-check: a gradient scaled by 1.001 went unnoticed in %s" % (", ".join(missed) or run.stderr))
+    elif env.verbose:
+        print("ok self-check")
+
+
 # ---- the modes -------------------------------------------------------------------------------------
 
 
@@ -608,7 +650,7 @@ def reproducers(sub):
 
 def summary(stats, seconds, label):
     print("difftest: %d programs (%d with fixed-batch functions, %d kept batchable; %d also built by cc), "
-          "%d disagreeing; %d ill-typed variants, %d mishandled; %d reproducers replayed, %d failing; "
+          "%d disagreeing; %d ill-typed variants, %d mishandled; %d reproducers and self-checks, %d failing; "
           "%d times PyTorch was off and mpmath sided with bpc; %.1f s" % (
               stats.programs, stats.fixed, stats.batchable, stats.cc, stats.failed, stats.mutations,
               stats.mutations_failed, stats.regressions, stats.regressions_failed, stats.torch_off, seconds))
@@ -658,6 +700,7 @@ def main():
             run_mutations(env, stats, case, 10, random.Random(args.check))
             return 0 if summary(stats, time.time() - t0, "difftest") else 1
         if args.fast:
+            self_check(env, stats)
             run_replays(env, stats, reproducers("regressions"))
             for seed in FAST_SEEDS:
                 if seed in KNOWN_OPEN:
@@ -671,6 +714,7 @@ def main():
         seconds = args.seconds if args.seconds is not None else 60.0
         seed = args.seed if args.seed is not None else int(time.time()) % 1000000 * 1000
         print("difftest: random programs for %.0f s from seed %d" % (seconds, seed))
+        self_check(env, stats)
         run_replays(env, stats, reproducers("regressions") + reproducers("findings"))
         k = 0
         while time.time() - t0 < seconds:

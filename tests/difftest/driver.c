@@ -20,7 +20,10 @@
  *                          and m_train_fixed / m_eval_fixed after jit_gather
  *                          when the model can be batched
  *
- * Usage: driver [--cc] [--jit-cc] MODEL.bp VALUES
+ * Usage: driver [--cc] [--jit-cc] [--perturb PARAM] MODEL.bp VALUES
+ * --perturb compiles every form with CompileOptions.perturb_gradient (one
+ * gradient contribution of PARAM scaled by 1.001): difftest.py's check
+ * that a wrong gradient does not go unnoticed.
  * VALUES is text: a line "params v0 v1 ..." (all NUM_PARAMS values; left
  * out: the model's own initial values), then one line "example v0 v1 ..."
  * per example (NUM_INPUTS numbers each; at least one line, an empty one
@@ -370,12 +373,12 @@ static void *cc_build(const char *text, size_t len, const char *tmpdir, const ch
   return dl;
 }
 
-static void run_file_form(const char *path, const char *src, size_t len, const FileForm *ff, const Data *d,
-                          const char *tmpdir) {
+static void run_file_form(const char *path, const char *src, size_t len, const CompileOptions *co,
+                          const FileForm *ff, const Data *d, const char *tmpdir) {
   print_line("form", ff->name);
   Ctx c;
   ctx_init(&c, path, src, len);
-  if (bpc_compile(&c, NULL)) { /* compiled once already: cannot differ */
+  if (bpc_compile(&c, co)) { /* compiled once already: cannot differ */
     print_line("error", c.err.data);
     ctx_free(&c);
     return;
@@ -436,14 +439,14 @@ static void run_file_form(const char *path, const char *src, size_t len, const F
 /* ---- the JIT's training functions ------------------------------------------------------- */
 
 /* Why the model has no batched functions, from batch.c itself. */
-static void print_nofixed(const char *path, const char *src, size_t len, int batch) {
+static void print_nofixed(const char *path, const char *src, size_t len, const CompileOptions *co, int batch) {
   Ctx c;
   ctx_init(&c, path, src, len);
   const char *why = NULL;
   Target t;
   if (batch < 2)
     why = "one example only";
-  else if (bpc_compile(&c, NULL))
+  else if (bpc_compile(&c, co))
     why = "the model does not compile";
   else if (batch_target(&c, batch, &t, &why))
     why = "batch_target succeeds, yet jit_load made no fixed-batch functions";
@@ -451,11 +454,12 @@ static void print_nofixed(const char *path, const char *src, size_t len, int bat
   ctx_free(&c);
 }
 
-static void run_jit(const char *path, const char *src, size_t len, int use_float, int use_cc, const Data *d) {
+static void run_jit(const char *path, const char *src, size_t len, const CompileOptions *co, int use_float,
+                    int use_cc, const Data *d) {
   print_line("form", use_float ? "jit-float" : "jit-double");
   JitOptions jo = {.use_float = use_float, .batch = d->nex > 1 ? d->nex : 0, .use_cc = use_cc};
   fflush(stderr);
-  JitModel *m = jit_load(path, NULL, &jo);
+  JitModel *m = jit_load(path, co, &jo);
   if (!m) {
     print_line("error", "jit_load failed (its message is on stderr)");
     return;
@@ -499,7 +503,7 @@ static void run_jit(const char *path, const char *src, size_t len, int use_float
     fflush(stdout);
     free(gathered);
   } else {
-    print_nofixed(path, src, len, d->nex);
+    print_nofixed(path, src, len, co, d->nex);
   }
   free(p);
   free(g);
@@ -514,16 +518,19 @@ static void run_jit(const char *path, const char *src, size_t len, int use_float
 
 int main(int argc, char **argv) {
   int use_cc = 0, jit_cc = 0, a = 1;
+  CompileOptions co = {0};
   for (; a < argc && argv[a][0] == '-'; a++) {
     if (!strcmp(argv[a], "--cc"))
       use_cc = 1;
     else if (!strcmp(argv[a], "--jit-cc"))
       jit_cc = 1;
+    else if (!strcmp(argv[a], "--perturb") && a + 1 < argc)
+      co.perturb_gradient = argv[++a];
     else
       break;
   }
   if (argc - a != 2) {
-    fprintf(stderr, "usage: driver [--cc] [--jit-cc] MODEL.bp VALUES\n");
+    fprintf(stderr, "usage: driver [--cc] [--jit-cc] [--perturb PARAM] MODEL.bp VALUES\n");
     return 2;
   }
   const char *path = argv[a], *values = argv[a + 1];
@@ -536,7 +543,7 @@ int main(int argc, char **argv) {
   }
   Ctx c;
   ctx_init(&c, path, src, len);
-  if (bpc_compile(&c, NULL)) {
+  if (bpc_compile(&c, &co)) {
     print_line("compile_error", c.err.data);
     ctx_free(&c);
     free(src);
@@ -561,11 +568,11 @@ int main(int argc, char **argv) {
       rc = 2;
     }
     for (int i = 0; i < NFILE_FORMS && rc == 0; i++)
-      run_file_form(path, src, len, &file_forms[i], &d, have_tmp ? tmpdir : NULL);
+      run_file_form(path, src, len, &co, &file_forms[i], &d, have_tmp ? tmpdir : NULL);
     if (have_tmp) rmdir(tmpdir);
     if (rc == 0) {
-      run_jit(path, src, len, 0, jit_cc, &d);
-      run_jit(path, src, len, 1, jit_cc, &d);
+      run_jit(path, src, len, &co, 0, jit_cc, &d);
+      run_jit(path, src, len, &co, 1, jit_cc, &d);
       print_line("done", "");
     }
   }

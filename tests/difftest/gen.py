@@ -399,13 +399,32 @@ class Generator:
         """Shapes (a, b) that broadcast to shape under the language's rules."""
         r = self.r
         k = r.random()
-        if k < 0.55:
-            return shape, shape
-        if k < 0.75 or len(shape) < 2:
-            other = ()
+        if len(shape) == 2:  # a vector over the rows of a matrix is the interesting case
+            if k < 0.4:
+                return shape, shape
+            other = () if k < 0.55 else (shape[1],)
         else:
-            other = (shape[1],)
+            if k < 0.55:
+                return shape, shape
+            other = ()
         return (shape, other) if r.random() < 0.5 else (other, shape)
+
+    def operands(self, shape, d):
+        """Two operands broadcasting to shape; a vector beside a matrix is
+        sometimes a row of that very matrix (h - h[0]: fan-out through a row
+        view)."""
+        r = self.r
+        sa, sb = self.operand_shapes(shape)
+        flip = len(sa) < len(sb)
+        big, small = (sb, sa) if flip else (sa, sb)
+        a = self.build(big, d)
+        if len(big) == 2 and len(small) == 1 and r.random() < 0.35 and not (self.batch_mode and a.dep):
+            b = self.mk("index", small, [a], idx=(r.randrange(big[0]),))
+        elif small == big and r.random() < 0.2:
+            b = a  # the same value on both sides
+        else:
+            b = self.build(small, d)
+        return (b, a) if flip else (a, b)
 
     def compound(self, shape, depth):
         r = self.r
@@ -414,6 +433,8 @@ class Generator:
         choices = ["unary", "unary", "binary", "binary", "binary", "pow", "neg", "max2"]
         if rank >= 1:
             choices += ["matmul", "matmul", "softmax", "reduce_axis", "index_expr"]
+        if rank == 1:
+            choices += ["reduce_axis", "reduce_axis"]
         if rank == 2:
             choices += ["transpose"]
         if rank == 0:
@@ -430,22 +451,20 @@ class Generator:
             return self.mk("neg", shape, [self.build(shape, d)])
         if c == "binary":
             op = r.choice("+-*/")
-            sa, sb = self.operand_shapes(shape)
-            a = self.build(sa, d)
-            if op == "/":
+            if op == "/":  # the divisor on the right, away from zero
+                sa, sb = self.operand_shapes(shape)
+                a = self.build(sa, d)
                 b = self.positive(sb, d) if r.random() < 0.6 else self.build(sb, d)
-            elif r.random() < 0.2 and sa == sb:
-                b = a  # fan-out: the same value twice
-            else:
-                b = self.build(sb, d)
+                return self.mk("bin", shape, [a, b], op=op)
+            a, b = self.operands(shape, d)
             return self.mk("bin", shape, [a, b], op=op)
         if c == "pow":
             p = r.choice([2.0, 2.0, 3.0, 0.5, -1.0, 1.5, -0.5, 4.0, 1.0, 0.0, -2.0, 2.5])
             base = self.positive(shape, d) if p != int(p) else self.build(shape, d)
             return self.mk("pow", shape, [base], value=p)
         if c == "max2":
-            sa, sb = self.operand_shapes(shape)
-            return self.call(r.choice(["max", "min"]), shape, [self.build(sa, d), self.build(sb, d)])
+            a, b = self.operands(shape, d)
+            return self.call(r.choice(["max", "min"]), shape, [a, b])
         if c == "matmul":
             k = r.choice(self.sizes)
             fn_dot = r.random() < 0.25
