@@ -362,11 +362,36 @@ static int run_grad(int argc, char **argv) {
 
 typedef struct CheckState {
   JitModel *m;
-  double *ws;
+  double *ws, *p, *x;
+  int64_t i; /* the parameter element fd_check varies */
 } CheckState;
 
 static double f_at(CheckState *s, const double *p, const double *x) {
   return jit_eval_batch(s->m, p, x, 1, NULL, s->ws);
+}
+
+/* The largest magnitude among the forward values: what the loss's
+ * rounding is relative to (a small loss can be the difference of large
+ * numbers). */
+static double largest_value(Ctx *c, const Values *v) {
+  double big = 0;
+  for (int i = 0; i < v->n; i++) {
+    Node *n = c->nodes.items[i];
+    if (!v->v[i] || n->is_backward) continue;
+    for (int64_t k = 0, len = shape_numel(n->shape); k < len; k++)
+      if (isfinite(v->v[i][k])) big = fmax(big, fabs(v->v[i][k]));
+  }
+  return big;
+}
+
+/* The loss as a function of parameter element s->i alone (for fd_check). */
+static double loss_of_element(void *ctx, double t) {
+  CheckState *s = ctx;
+  double keep = s->p[s->i];
+  s->p[s->i] = t;
+  double f = f_at(s, s->p, s->x);
+  s->p[s->i] = keep;
+  return f;
 }
 
 static int run_check(int argc, char **argv) {
@@ -377,13 +402,14 @@ static int run_check(int argc, char **argv) {
   JitModel *m = jit_load(o.model, &co, &jo);
   if (!m) return 1;
   Ctx *c = &m->ctx;
-  CheckState st = {m, calloc(m->ws_elems + 1, sizeof(double))};
   double *p = calloc((size_t)m->nparams + 1, sizeof(double)),
          *x = calloc((size_t)m->ninputs + 1, sizeof(double));
+  CheckState st = {m, calloc(m->ws_elems + 1, sizeof(double)), p, x, 0};
   double *g = calloc((size_t)m->nparams + 1, sizeof(double));
   char *given = calloc((size_t)c->inputs.len + 1, 1);
   double *max_abs = calloc((size_t)c->params.len + 1, sizeof(double)),
-         *max_rel = calloc((size_t)c->params.len + 1, sizeof(double));
+         *max_rel = calloc((size_t)c->params.len + 1, sizeof(double)),
+         *max_bound = calloc((size_t)c->params.len + 1, sizeof(double));
   int64_t *checked = calloc((size_t)c->params.len + 1, sizeof(int64_t));
   int skipped = 0, failed = 0;
   uint64_t rng = o.seed * 7919 + 17;
@@ -392,12 +418,11 @@ static int run_check(int argc, char **argv) {
     for (int64_t i = 0; i < m->ninputs; i++)
       x[i] = random_normal(&rng);
     apply_sets(&o, c, p, x, given);
-    if (point == 0) { /* log of a negative number and friends, with their lines */
-      Values v;
-      eval_graph(c, p, x, &v);
-      warn_bad_numbers(c, &v);
-      values_free(&v);
-    }
+    Values v;
+    eval_graph(c, p, x, &v);
+    if (point == 0) warn_bad_numbers(c, &v); /* log of a negative number and friends, with their lines */
+    double magnitude = largest_value(c, &v);
+    values_free(&v);
     jit_train_batch(m, p, x, 1, g, NULL, st.ws, 0);
     double f0 = f_at(&st, p, x);
     for (int d = 0; d < c->params.len && !failed; d++) {
@@ -405,24 +430,18 @@ static int run_check(int argc, char **argv) {
       int64_t n = shape_numel(dc->shape), step = 1;
       if (!o.all_elements && n > 64) step = n / 64;
       for (int64_t k = 0; k < n && !failed; k += step) {
-        int64_t i = dc->offset + k;
-        double xi = p[i], h = 1e-6 * fmax(1, fabs(xi));
-        p[i] = xi + h;
-        double fp = f_at(&st, p, x);
-        p[i] = xi - h;
-        double fm = f_at(&st, p, x);
-        p[i] = xi;
-        double fd = (fp - fm) / (2 * h), fwd = (fp - f0) / h, bwd = (f0 - fm) / h;
-        /* one-sided slopes that disagree: a kink (relu at 0, a max tie) within h */
-        if (fabs(fwd - bwd) > 1e-3 * fmax(1, fmax(fabs(fwd), fabs(bwd)))) {
+        int64_t i = st.i = dc->offset + k;
+        FdCheck r = fd_check(loss_of_element, &st, p[i], f0, magnitude, g[i], o.tol);
+        /* one-sided slopes that disagree at every step: a kink (relu at 0, a max tie) */
+        if (r.verdict == FD_KINK) {
           skipped++;
           continue;
         }
-        double err = fabs(g[i] - fd), rel = err / fmax(fmax(fabs(g[i]), fabs(fd)), 1e-3);
-        max_abs[d] = fmax(max_abs[d], err);
-        max_rel[d] = fmax(max_rel[d], rel);
+        max_abs[d] = fmax(max_abs[d], r.abs_err);
+        max_rel[d] = fmax(max_rel[d], r.rel_err);
+        max_bound[d] = fmax(max_bound[d], r.rel_bound);
         checked[d]++;
-        if (rel > o.tol) {
+        if (r.verdict == FD_DISAGREE) {
           char idx[64] = "";
           if (dc->shape.rank == 1)
             snprintf(idx, sizeof idx, "[%lld]", (long long)k);
@@ -431,18 +450,19 @@ static int run_check(int argc, char **argv) {
                      (long long)(k % dc->shape.dim[1]));
           printf(
               "FAIL: dloss/d%s%s at point %d: the compiled gradient is %.10g, finite differences give %.10g "
-              "(relative error %.3g > %g)\n",
-              dc->name, idx, point + 1, g[i], fd, rel, o.tol);
+              "(relative error %.3g > tolerance %g + finite-difference error %.2g)\n",
+              dc->name, idx, point + 1, g[i], r.est.deriv, r.rel_err, o.tol, r.rel_bound);
           failed = 1;
         }
       }
     }
   }
   if (!failed) {
-    printf("%-20s %10s %14s %14s\n", "parameter", "checked", "max abs error", "max rel error");
+    printf("%-20s %10s %14s %14s %14s\n", "parameter", "checked", "max abs error", "max rel error",
+           "fd error bound");
     for (int d = 0; d < c->params.len; d++)
-      printf("%-20s %10lld %14.3g %14.3g\n", ((Decl *)c->params.items[d])->name, (long long)checked[d],
-             max_abs[d], max_rel[d]);
+      printf("%-20s %10lld %14.3g %14.3g %14.3g\n", ((Decl *)c->params.items[d])->name, (long long)checked[d],
+             max_abs[d], max_rel[d], max_bound[d]);
     if (skipped)
       printf("skipped %d element%s at non-differentiable points (relu at 0, max ties)\n", skipped,
              skipped == 1 ? "" : "s");
@@ -456,6 +476,7 @@ static int run_check(int argc, char **argv) {
   free(given);
   free(max_abs);
   free(max_rel);
+  free(max_bound);
   free(checked);
   jit_free(m);
   options_free(&o);

@@ -166,6 +166,41 @@ EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const Met
 int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *test_set,
           const TrainOptions *o);
 
+/* ---- fdcheck.c: finite differences for bpc check ---------------------------- */
+/* A function of one number: f(ctx, t). */
+typedef double (*FdFunction)(void *ctx, double t);
+
+typedef struct FdEstimate {
+  double deriv;    /* f'(x): central differences at h, h/2, h/4, Richardson-extrapolated */
+  double err;      /* a bound on |deriv - f'(x)|: truncation + rounding + kink */
+  double rounding; /* the part of err from rounding in the values of f */
+  double kink;     /* the part of err a kink within the step could cause */
+  double step;     /* h */
+} FdEstimate;
+
+/* The estimate from f at x +- h, x +- h/2 and x +- h/4 (six calls); fx is
+ * f(x), magnitude the largest number computing f passes through (its
+ * rounding is taken as 16 ulps of that, or of |f| if larger; 0: |f|). */
+FdEstimate fd_estimate(FdFunction f, void *ctx, double x, double fx, double magnitude, double h);
+/* The first step for a number x: a power of two, about 1e-3 * max(|x|, 1). */
+double fd_step(double x);
+
+typedef enum { FD_AGREE, FD_DISAGREE, FD_KINK } FdVerdict;
+typedef struct FdCheck {
+  FdVerdict verdict;
+  FdEstimate est;   /* the most accurate estimate tried */
+  double abs_err;   /* |grad - est.deriv| */
+  double rel_err;   /* abs_err / max(|grad|, |est.deriv|, 1e-3) */
+  double rel_bound; /* est.err on the same scale */
+  int evaluations;  /* calls of f */
+} FdCheck;
+/* Judges a gradient element grad against f'(x): it disagrees when
+ * rel_err > tol + rel_bound. An estimate less accurate than tol is tried
+ * again with the step / 16 (twice at most) unless rounding dominates; a
+ * kink within every step tried gives FD_KINK; a disagreement is confirmed
+ * with a step 16 times smaller (a misled estimate is replaced). */
+FdCheck fd_check(FdFunction f, void *ctx, double x, double fx, double magnitude, double grad, double tol);
+
 /* ---- shared helpers ---------------------------------------------------------- */
 double real_get(const void *p, size_t elem, size_t i);
 void real_set(void *p, size_t elem, size_t i, double v);

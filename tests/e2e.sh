@@ -289,6 +289,30 @@ check "check names the element" grep -q "^FAIL: dloss/dW1\[0, 0\] at point 1: th
 printf 'param x = 0\nparam v[3] = [1, 3, 3]\nloss = relu(x) + max(v) + abs(x)\n' >kink.bp
 "$BPC" check kink.bp >chk.txt; check "kinks are not false alarms" test $? -eq 0
 check "kinks are reported" grep -q "^skipped [0-9]* elements\? at non-differentiable points" chk.txt
+# ---- issue 10, item 4: check's finite differences (Richardson, with their own error bound) ----
+for f in "$S"/*.bp; do
+  b=$(basename "$f")
+  "$BPC" check "$f" >chk.txt; check "check passes by default: $b" test $? -eq 0
+  check "check prints ok: $b" grep -qx "ok: the gradient matches finite differences at 4 points (tolerance 1e-06)" chk.txt
+  check "check skips nothing: $b" test "$(grep -c skipped chk.txt)" -eq 0
+  p=$(sed -n 's/^param \([A-Za-z_0-9]*\).*/\1/p' "$f" | head -1)
+  "$BPC" check "$f" --test-perturb-gradient "$p" >chk.txt; check "check catches a wrong gradient: $b $p" test $? -eq 1
+done
+check "check table columns" grep -qx "parameter  *checked  *max abs error  *max rel error  *fd error bound" <("$BPC" check "$S/mlp.bp")
+"$BPC" check "$S/mlp.bp" >chk.txt
+check "mlp: errors far below the tolerance, and so is the bound" \
+  awk '$1 ~ /^(W1|b1|W2|b2)$/ { n++; if (!($2 == 256 || $2 == 40) || !($4 < 1e-7) || !($5 < 1e-6)) bad = 1 } END { exit !(n == 4 && !bad) }' chk.txt
+for f in mlp fashion_mlp; do
+  for p in W1 b1 W2 b2; do
+    "$BPC" check "$S/$f.bp" --test-perturb-gradient $p >chk.txt; check "check catches a wrong gradient: $f $p" test $? -eq 1
+    check "check's FAIL line: $f $p" grep -q "^FAIL: dloss/d$p\[0\(, 0\)\?\] at point 1: the compiled gradient is [0-9.e-]*, finite differences give [0-9.e-]* (relative error 0.000999 > tolerance 1e-06 + finite-difference error [0-9.e-]*)$" chk.txt
+  done
+done
+printf 'param x = 0.0003\nloss = relu(x - 0.0006) + 0.3 * x\n' >nearkink.bp
+"$BPC" check nearkink.bp >chk.txt; check "a kink near the point: passes" test $? -eq 0
+check "a kink near the point: stepped past, not skipped" grep -q "^x  *4 " chk.txt
+check "a kink near the point: nothing skipped" test "$(grep -c skipped chk.txt)" -eq 0
+# ---- end of issue 10, item 4 ----
 "$BPC" graph "$S/xyz.bp" >g.dot
 check "graph edge values" grep -q 'n0 -> n3 \[label=<<font color="black">-2</font><br/><font color="#c0392b">-4</font>>\]' g.dot
 if command -v dot >/dev/null; then

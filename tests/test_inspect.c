@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "runtime.h"
 
 static const char *const samples[] = {"xyz",    "apple",     "apple_orange", "toy_net",  "hinge",
                                       "linreg", "two_layer", "mlp",          "logsumexp"};
@@ -360,6 +361,162 @@ static void test_explain_deep_chain(void **state) {
   free(src);
 }
 
+/* ---- issue 10, item 4: the finite-difference estimator of bpc check ---------
+ * (runtime/fdcheck.c) on functions whose derivative is known. */
+
+typedef struct Probe {
+  int which;   /* the function */
+  double kink; /* where the kinked functions bend */
+  int calls;
+} Probe;
+
+enum { PROBE_SMOOTH = 8 };
+
+/* The function and, in *d, its derivative. Probes 0..7 are smooth; 6 is
+ * computed through numbers near 1000 (so it carries their rounding), 7 is
+ * large. */
+static double probe_value(const Probe *p, double t, double *d) {
+  double k = p->kink;
+  switch (p->which) {
+  case 0: *d = exp(t); return exp(t);
+  case 1: *d = 5 * cos(5 * t); return sin(5 * t);
+  case 2: *d = 3 * t * t - 2; return t * t * t - 2 * t;
+  case 3: *d = 1 / t; return log(t);
+  case 4: *d = -1 / (t * t); return 1 / t;
+  case 5: *d = 10 / (cosh(10 * t) * cosh(10 * t)); return tanh(10 * t);
+  case 6: *d = 1 + cos(t); return ((t + 1000) - 1000) + sin(t);
+  case 7: *d = 1e6 * cos(t); return 1e6 * sin(t);
+  case 8: *d = t > 0 ? 1 : t < 0 ? -1 : 0; return fabs(t);         /* kink at 0 */
+  case 9: *d = t > k ? 1.3 : 0.3; return fmax(0, t - k) + 0.3 * t; /* kink at k */
+  case 10: *d = t > 0 ? 1 : 0; return fmax(0, t);                  /* relu */
+  default: *d = 300 * cos(300 * t); return sin(300 * t);           /* sharply curved */
+  }
+}
+
+static double probe(void *ctx, double t) {
+  Probe *p = ctx;
+  double d;
+  p->calls++;
+  return probe_value(p, t, &d);
+}
+
+/* Richardson-extrapolated differences are accurate to about 1e-10 on
+ * smooth functions, and the error they claim is never smaller than the
+ * error they make (against the exact derivative). */
+static void test_fd_estimate_is_accurate_and_honest(void **state) {
+  (void)state;
+  static const double xs[] = {-1.3, -0.2, 0, 0.37, 2.5, 40};
+  int compared = 0;
+  for (int w = 0; w < PROBE_SMOOTH; w++)
+    for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {
+      double x = xs[i];
+      if ((w == 3 || w == 4) && x <= 0) continue; /* log and 1/x */
+      Probe p = {w, 0, 0};
+      double exact, fx = probe_value(&p, x, &exact);
+      double magnitude = w == 6 ? 1000 + fabs(x) : 0;
+      FdEstimate e = fd_estimate(probe, &p, x, fx, magnitude, fd_step(x));
+      assert_int_equal(p.calls, 6);
+      double err = fabs(e.deriv - exact), size = fmax(1, fabs(exact));
+      if (!(err <= e.err))
+        fail_msg("probe %d at %g: error %.3g, but the estimate claims at most %.3g", w, x, err, e.err);
+      compared++;
+      /* at 40 the step is 2^-5: too large for sin(5x), but the claim says so */
+      if (x > 10) continue;
+      /* useful: far below check's tolerance of 1e-6 (probe 6 carries
+       * rounding of 1000 * 2^-53 per value) */
+      double claim = w == 6 ? 1e-7 : 1e-9;
+      if (!(e.err <= claim * size))
+        fail_msg("probe %d at %g: the estimate claims %.3g, more than %.3g", w, x, e.err, claim * size);
+      assert_true(err <= 1e-10 * size * (w == 6 ? 100 : 1));
+      assert_true(e.kink == 0);
+    }
+  assert_int_equal(compared, 42);
+  /* a step 50 times too large: less accurate, and it says so */
+  static const int curved[] = {0, 1, 3, 5};
+  for (size_t i = 0; i < sizeof curved / sizeof curved[0]; i++) {
+    Probe p = {curved[i], 0, 0};
+    double exact, fx = probe_value(&p, 0.37, &exact);
+    FdEstimate e = fd_estimate(probe, &p, 0.37, fx, 0, 0.05);
+    assert_true(fabs(e.deriv - exact) <= e.err);
+    assert_true(e.err > 1e-9);
+  }
+}
+
+/* A kink inside the step: wherever it lies, the claimed error covers what
+ * it does to the estimate (the one-sided slopes give it away). */
+static void test_fd_estimate_kink_within_the_step(void **state) {
+  (void)state;
+  double h = fd_step(0);
+  for (int side = -1; side <= 1; side += 2)
+    for (int i = 1; i < 76; i++) { /* 36/76 = 9/19: where Q vanishes */
+      Probe p = {9, side * h * i / 76, 0};
+      double exact, fx = probe_value(&p, 0, &exact);
+      FdEstimate e = fd_estimate(probe, &p, 0, fx, 0, h);
+      if (!(fabs(e.deriv - exact) <= e.err))
+        fail_msg("kink at %g h: error %.3g, claimed %.3g", side * i / 76.0, fabs(e.deriv - exact), e.err);
+      if (i == 36) /* Q vanishes; the disagreement of R1 and R2 covers it alone */
+        assert_true(fabs(e.deriv - exact) <= e.err - e.rounding - e.kink);
+      else
+        assert_true(e.kink > 0);
+    }
+}
+
+/* fd_check's verdicts: the exact derivative agrees, one off by 1e-5 does
+ * not, a kink at the point is skipped, a kink near it is stepped past. */
+static void test_fd_check_verdicts(void **state) {
+  (void)state;
+  static const double xs[] = {-0.7, 0.05, 1.9, 40};
+  for (int w = 0; w < PROBE_SMOOTH; w++)
+    for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {
+      double x = xs[i] + (w == 3 || w == 4 ? 1 : 0), exact;
+      Probe p = {w, 0, 0};
+      double fx = probe_value(&p, x, &exact), magnitude = w == 6 ? 1001 : 0;
+      FdCheck c = fd_check(probe, &p, x, fx, magnitude, exact, 1e-6);
+      assert_int_equal(c.verdict, FD_AGREE);
+      assert_true(c.rel_err <= 1e-9);
+      if (x < 10) assert_int_equal(c.evaluations, 6); /* else a smaller step may be needed */
+      double wrong = exact + 1e-5 * fmax(fabs(exact), 1e-3);
+      c = fd_check(probe, &p, x, fx, magnitude, wrong, 1e-6);
+      assert_int_equal(c.verdict, FD_DISAGREE);
+      assert_true(fabs(c.rel_err - 1e-5) < 1e-7);
+    }
+  /* |x| and relu at 0, whatever the gradient says: skipped */
+  for (int w = 8; w <= 10; w += 2)
+    for (int g = 0; g <= 1; g++) {
+      Probe p = {w, 0, 0};
+      FdCheck c = fd_check(probe, &p, 0, 0, 0, g, 1e-6);
+      assert_int_equal(c.verdict, FD_KINK);
+      assert_int_equal(c.evaluations, 18);
+    }
+  /* a kink 3e-4 away (within the first step, 2^-10): the second step,
+   * 16 times smaller, misses it */
+  Probe p = {9, 3e-4, 0};
+  FdCheck c = fd_check(probe, &p, 0, 0, 0, 0.3, 1e-6);
+  assert_int_equal(c.verdict, FD_AGREE);
+  assert_int_equal(c.evaluations, 12);
+  assert_true(c.est.step == fd_step(0) / 16);
+  c = fd_check(probe, &p, 0, 0, 0, 0.3 * 1.001, 1e-6);
+  assert_int_equal(c.verdict, FD_DISAGREE);
+  /* sharply curved but smooth: not mistaken for a kink */
+  p = (Probe){11, 0, 0};
+  double exact, fx = probe_value(&p, 0.01, &exact);
+  c = fd_check(probe, &p, 0.01, fx, 0, exact, 1e-6);
+  assert_int_equal(c.verdict, FD_AGREE);
+  c = fd_check(probe, &p, 0.01, fx, 0, exact * 1.001, 1e-6);
+  assert_int_equal(c.verdict, FD_DISAGREE);
+}
+
+/* The first step follows the number's magnitude, a power of two. */
+static void test_fd_step(void **state) {
+  (void)state;
+  assert_true(fd_step(0) == ldexp(1, -10));
+  assert_true(fd_step(-0.3) == ldexp(1, -10));
+  assert_true(fd_step(110) == ldexp(1, -4));
+  assert_true(fd_step(-1e6) == ldexp(1, 9));
+  assert_true(fd_step(NAN) == ldexp(1, -10));
+}
+/* ---- end of issue 10, item 4 ---- */
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_interpreter_matches_generated_code),
@@ -374,6 +531,10 @@ int main(void) {
       cmocka_unit_test(test_explain_counts_big),
       cmocka_unit_test(test_explain_cuts_long_formula),
       cmocka_unit_test(test_explain_deep_chain),
+      cmocka_unit_test(test_fd_estimate_is_accurate_and_honest),
+      cmocka_unit_test(test_fd_estimate_kink_within_the_step),
+      cmocka_unit_test(test_fd_check_verdicts),
+      cmocka_unit_test(test_fd_step),
   };
   return cmocka_run_group_tests_name("inspect", tests, NULL, NULL);
 }
