@@ -143,7 +143,7 @@ def mutate(case, rng):
         if kind == "shape-max2":
             _replace(st, parent, pos, raw("max({0}, {1})", *args))
         else:
-            _replace(st, parent, pos, raw("({0} " + rng.choice("+-*/") + " {1})", *args))
+            _replace(st, parent, pos, raw("(({0}) " + rng.choice("+-*/") + " ({1}))", *args))
     elif kind == "matmul-inner":
         if len(node.shape) == 0:
             return None
@@ -154,7 +154,7 @@ def mutate(case, rng):
         else:
             i += _new_param_first(prog, "bad_m", (inner + 1, 2))
             other = ref("bad_m", ())
-        _replace(st, parent, pos, raw("({0} @ {1})", node, other))
+        _replace(st, parent, pos, raw("(({0}) @ ({1}))", node, other))
     elif kind == "dot-length":
         vecs = [(n, s) for n, s in known.items() if len(s) == 1]
         pairs = [(a, b) for a, sa in vecs for b, sb in vecs if sa != sb]
@@ -165,13 +165,13 @@ def mutate(case, rng):
             prog.stmts.insert(0, Param("bad_v", (3,), [1, 2, 3]))
             i += 1
             a, b = "bad_u", "bad_v"
-        _replace(st, parent, pos, raw("(dot({0}, {1}) + {2})", ref(a, ()), ref(b, ()), node))
+        _replace(st, parent, pos, raw("(dot({0}, {1}) + ({2}))", ref(a, ()), ref(b, ()), node))
     elif kind == "loss-not-scalar":
         nonscalar = [n for n, s in _defined_before(prog, loss_i).items() if s != ()]
         if not nonscalar:
             return None
         i = loss_i
-        prog.stmts[i].expr = raw("{0} + " + rng.choice(nonscalar), prog.stmts[i].expr)
+        prog.stmts[i].expr = raw("({0}) + " + rng.choice(nonscalar), prog.stmts[i].expr)
     elif kind == "index-range":
         if not node.shape:
             return None
@@ -229,7 +229,7 @@ def mutate(case, rng):
         names = [n for n, s in known.items() if s == () and n in leaves]
         if not names:
             return None
-        _replace(st, parent, pos, raw("({0} ^ " + rng.choice(names) + ")", node))
+        _replace(st, parent, pos, raw("(({0}) ^ " + rng.choice(names) + ")", node))
     elif kind == "redefine":
         if st.kind == "loss" or not known:
             return None
