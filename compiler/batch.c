@@ -160,5 +160,6 @@ static int build_batched(Ctx *c, int B, Target *t, const char **why) {
   for (int i = 0; i < c->outputs.len; i++)
     t->outputs[i] = b.map[((Decl *)c->outputs.items[i])->node->id];
   t->grad_terms = autodiff(c, t->loss, NULL, NULL);
+  if (c->perturb_gradient) perturb_gradient(c, t->grad_terms, c->perturb_gradient);
   return 1;
 }

@@ -442,6 +442,7 @@ struct Ctx {
   PtrVec edges;          /* EdgeGrad*: the per-example backward sweep, edge by edge */
   int nforward;          /* nodes before autodiff: the length of adjoint */
   int no_simplify;       /* tests: build nodes exactly as asked */
+  const char *perturb_gradient; /* test hook (CompileOptions): the parameter whose gradient is made wrong */
   int max_nodes;         /* BPC_MAX_NODES; tests lower it to reach the limit cheaply */
 };
 
@@ -462,6 +463,9 @@ typedef struct CompileOptions {
   const char *perturb_gradient;
 } CompileOptions;
 
+/* The test hook: one gradient contribution of parameter name scaled by
+ * 1.001 (terms: per-example or batched). */
+void perturb_gradient(Ctx *c, GradTerm **terms, const char *name);
 /* Runs parse, lower and autodiff. Returns 0 on success; on a user error
  * returns 1 with the message in c->err. */
 int bpc_compile(Ctx *c, const CompileOptions *o);

@@ -38,10 +38,10 @@ static void add_defines(Ctx *c, const CompileOptions *o) {
   }
 }
 
-static void perturb_gradient(Ctx *c, const char *name) {
+void perturb_gradient(Ctx *c, GradTerm **terms, const char *name) {
   for (int i = 0; i < c->params.len; i++) {
     Decl *d = c->params.items[i];
-    GradTerm *t = c->grad_terms[i];
+    GradTerm *t = terms[i];
     if (strcmp(d->name, name) || !t) continue;
     c->cur_loc = d->loc;
     t->node = ir_binary(c, OP_MUL, t->node, ir_const(c, 1.001, shape_scalar()));
@@ -66,7 +66,10 @@ __attribute__((noinline)) static void run_stages(Ctx *c, const CompileOptions *o
   lower_program(c);
   c->nforward = c->nodes.len;
   c->grad_terms = autodiff(c, c->loss, &c->adjoint, &c->edges);
-  if (o && o->perturb_gradient) perturb_gradient(c, o->perturb_gradient);
+  if (o && o->perturb_gradient) {
+    c->perturb_gradient = o->perturb_gradient; /* the batched gradient gets it too (batch.c) */
+    perturb_gradient(c, c->grad_terms, o->perturb_gradient);
+  }
 }
 
 int bpc_compile(Ctx *c, const CompileOptions *o) {

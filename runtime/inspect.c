@@ -28,7 +28,7 @@ typedef struct InspectOptions {
   int nsets;
   DefineOpt defines[64];
   int ndefines;
-  int json, points, all_elements, use_cc;
+  int json, points, all_elements, use_cc, batched;
   double tol;
   uint64_t seed;
 } InspectOptions;
@@ -39,10 +39,12 @@ static const char grad_help[] =
     "values given with --set (parameters and inputs; tensors as comma-separated row-major values) or\n"
     "--fill (one value for every element). Inputs not set are 0.\n";
 static const char check_help[] =
-    "usage: bpc check MODEL.bp [--points N] [--tol X] [--all] [--set ...] [--seed N]\n"
-    "Compares the compiled gradient with central finite differences at N random points (default 4):\n"
-    "parameters from their initialisers, inputs random unless set. Up to 64 elements per parameter\n"
-    "(--all: every element). Exit status 0 when all agree within the relative tolerance (default 1e-6).\n";
+    "usage: bpc check MODEL.bp [--points N] [--tol X] [--all] [--batched] [--set ...] [--seed N]\n"
+    "Compares the compiled gradient with finite differences (Richardson-extrapolated, with an error\n"
+    "bound of their own) at N random points (default 4): parameters from their initialisers, inputs\n"
+    "random unless set. Up to 64 elements per parameter (--all: every element). --batched checks the\n"
+    "functions bpc train runs, compiled for a batch of 4 examples, on the summed loss. Exit status 0\n"
+    "when all agree within the relative tolerance (default 1e-6) plus the differences' own error.\n";
 static const char graph_help[] =
     "usage: bpc graph MODEL.bp [--set ...] [--format dot|svg|png] [-o FILE]\n"
     "The format is taken from -o's extension (.dot, .gv, .svg, .png) when --format is not given.\n"
@@ -89,7 +91,8 @@ static void parse_set(InspectOptions *o, const char *opt, const char *arg) {
 /* The options each command takes (the parser refuses the others). */
 static const char *accepted_options(const char *cmd) {
   if (!strcmp(cmd, "grad")) return "--set --fill --json -D";
-  if (!strcmp(cmd, "check")) return "--points --tol --all --set --fill --seed -D --jit --test-perturb-gradient";
+  if (!strcmp(cmd, "check"))
+    return "--points --tol --all --batched --set --fill --seed -D --jit --test-perturb-gradient";
   if (!strcmp(cmd, "graph")) return "--set --fill --format -o -D";
   if (!strcmp(cmd, "explain")) return "--wrt --set --fill -D";
   return "--set --fill -D";
@@ -127,6 +130,8 @@ static void parse(InspectOptions *o, int argc, char **argv, const char *help) {
       o->json = 1;
     else if (!strcmp(a, "--all"))
       o->all_elements = 1;
+    else if (!strcmp(a, "--batched"))
+      o->batched = 1;
     else if (!strcmp(a, "--set") || !strcmp(a, "--fill"))
       parse_set(o, a, v);
     else if (!strcmp(a, "--format"))
@@ -363,10 +368,14 @@ static int run_grad(int argc, char **argv) {
 typedef struct CheckState {
   JitModel *m;
   double *ws, *p, *x;
-  int64_t i; /* the parameter element fd_check varies */
+  double *soa; /* --batched: the examples input by input, as the batched functions read them */
+  int64_t i;   /* the parameter element fd_check varies */
 } CheckState;
 
+/* The loss: of one example, or with --batched the batch's summed loss
+ * from the batched function. */
 static double f_at(CheckState *s, const double *p, const double *x) {
+  if (s->soa) return jit_eval_fixed(s->m, p, s->soa, NULL, s->ws);
   return jit_eval_batch(s->m, p, x, 1, NULL, s->ws);
 }
 
@@ -398,13 +407,25 @@ static int run_check(int argc, char **argv) {
   InspectOptions o;
   parse(&o, argc, argv, check_help);
   CompileOptions co = {.defines = o.defines, .ndefines = o.ndefines, .perturb_gradient = o.perturb};
-  JitOptions jo = {.use_cc = o.use_cc};
+  enum { CHECK_BATCH = 4 };
+  int B = o.batched ? CHECK_BATCH : 1;
+  JitOptions jo = {.use_cc = o.use_cc, .batch = o.batched ? CHECK_BATCH : 0};
   JitModel *m = jit_load(o.model, &co, &jo);
   if (!m) return 1;
+  if (o.batched && m->fixed != CHECK_BATCH) {
+    fprintf(stderr,
+            "bpc: %s has no batched form (a value of one example is a matrix, or an example's vector is "
+            "indexed): bpc train runs it one example at a time, which bpc check without --batched checks\n",
+            o.model);
+    jit_free(m);
+    options_free(&o);
+    return 1;
+  }
   Ctx *c = &m->ctx;
   double *p = calloc((size_t)m->nparams + 1, sizeof(double)),
-         *x = calloc((size_t)m->ninputs + 1, sizeof(double));
-  CheckState st = {m, calloc(m->ws_elems + 1, sizeof(double)), p, x, 0};
+         *x = calloc((size_t)B * (size_t)m->ninputs + 1, sizeof(double));
+  CheckState st = {m, calloc(m->ws_elems + 1, sizeof(double)), p, x,
+                   o.batched ? calloc((size_t)B * (size_t)m->ninputs + 1, sizeof(double)) : NULL, 0};
   double *g = calloc((size_t)m->nparams + 1, sizeof(double));
   char *given = calloc((size_t)c->inputs.len + 1, 1);
   double *max_abs = calloc((size_t)c->params.len + 1, sizeof(double)),
@@ -415,15 +436,24 @@ static int run_check(int argc, char **argv) {
   uint64_t rng = o.seed * 7919 + 17;
   for (int point = 0; point < o.points && !failed; point++) {
     m->init(p, o.seed + (uint64_t)point);
-    for (int64_t i = 0; i < m->ninputs; i++)
-      x[i] = random_normal(&rng);
-    apply_sets(&o, c, p, x, given);
-    Values v;
-    eval_graph(c, p, x, &v);
-    if (point == 0) warn_bad_numbers(c, &v); /* log of a negative number and friends, with their lines */
-    double magnitude = largest_value(c, &v);
-    values_free(&v);
-    jit_train_batch(m, p, x, 1, g, NULL, st.ws, 0);
+    double magnitude = 0;
+    for (int e = 0; e < B; e++) {
+      double *xe = x + (size_t)e * (size_t)m->ninputs;
+      for (int64_t i = 0; i < m->ninputs; i++)
+        xe[i] = random_normal(&rng);
+      apply_sets(&o, c, p, xe, given);
+      Values v;
+      eval_graph(c, p, xe, &v);
+      if (point == 0 && e == 0) warn_bad_numbers(c, &v); /* log of a negative number and friends, with their lines */
+      magnitude = fmax(magnitude, largest_value(c, &v));
+      values_free(&v);
+    }
+    if (st.soa) { /* the batch's summed gradient, from the batched function */
+      jit_gather(m, x, st.soa);
+      jit_train_fixed(m, p, st.soa, g, NULL, st.ws, 0);
+    } else {
+      jit_train_batch(m, p, x, 1, g, NULL, st.ws, 0);
+    }
     double f0 = f_at(&st, p, x);
     for (int d = 0; d < c->params.len && !failed; d++) {
       Decl *dc = c->params.items[d];
@@ -466,10 +496,11 @@ static int run_check(int argc, char **argv) {
     if (skipped)
       printf("skipped %d element%s at non-differentiable points (relu at 0, max ties)\n", skipped,
              skipped == 1 ? "" : "s");
-    printf("ok: the gradient matches finite differences at %d point%s (tolerance %g)\n", o.points,
-           o.points == 1 ? "" : "s", o.tol);
+    printf("ok: the %sgradient matches finite differences at %d point%s (tolerance %g)\n",
+           o.batched ? "batched " : "", o.points, o.points == 1 ? "" : "s", o.tol);
   }
   free(st.ws);
+  free(st.soa);
   free(p);
   free(x);
   free(g);

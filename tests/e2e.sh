@@ -243,6 +243,16 @@ printf '1,1\n-1,-0.5\n' >bx.csv
 check "predict --classes header" test "$(head -1 pred.csv)" = "prob,prob_class"
 check "predict --classes values" test "$(cut -d, -f2 pred.csv | tail -2 | tr '\n' ' ')" = "1 0 "
 
+# issue 11: bpc check --batched checks the functions bpc train runs
+for f in "$S"/*.bp; do
+  "$BPC" check "$f" --batched >chk.txt; check "check --batched $(basename "$f")" grep -q "^ok: the batched gradient matches finite differences at 4 points" chk.txt
+done
+"$BPC" check "$S/mlp.bp" --batched --test-perturb-gradient b2 >chk.txt; check "check --batched catches a wrong batched gradient" test $? -eq 1
+check "check --batched names the element" grep -q "^FAIL: dloss/db2\[0\] at point 1: the compiled gradient is" chk.txt
+printf 'input T[3, 2]\nparam w[2] = [1, 2]\nloss = sum(T @ w)\n' >permat.bp
+"$BPC" check permat.bp --batched 2>err.txt; check "check --batched on an unbatchable model exit 1" test $? -eq 1
+check "check --batched on an unbatchable model says why" grep -q "^bpc: permat.bp has no batched form (a value of one example is a matrix" err.txt
+
 # limits: an oversized model file is refused before it is read
 truncate -s 65M huge.bp
 "$BPC" huge.bp 2>err.txt; check "huge file exit 1" test $? -eq 1
