@@ -6,15 +6,17 @@ SAN     ?=
 WARN     = -Wall -Wextra
 CSTD     = -std=c11 -D_GNU_SOURCE
 B        = build
-INCS     = -Icompiler -Iruntime -I$(B)
+INCS     = -Icompiler -Iruntime -Icli -I$(B)
 LDLIBS   = -ltcc -lz -lm -ldl -lpthread -rdynamic
 
 COMPILER_SRC = compiler/arena.c compiler/util.c compiler/diag.c compiler/ast.c compiler/shape.c compiler/ops.c compiler/ir.c \
                compiler/simplify.c compiler/lower.c compiler/autodiff.c compiler/schedule.c \
-               compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c compiler/atomic_write.c compiler/cli.c
+               compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c compiler/atomic_write.c
 RUNTIME_SRC  = $(wildcard runtime/*.c)
+# the command line: every command but main (cli/main.c) goes into the library too, for the tests
+CLI_SRC      = cli/options.c cli/outputs.c cli/commands.c cli/inspect.c
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
-LIB_OBJ      = $(GRAMMAR_OBJ) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o)
+LIB_OBJ      = $(GRAMMAR_OBJ) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o) $(CLI_SRC:%.c=$(B)/%.o)
 
 .PHONY: all test run-tests unit e2e golden demo deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels docs-images mutate
 FASHION = /usr/share/datasets/fashion-mnist
@@ -38,12 +40,12 @@ $(B)/runtime/kernels.o: runtime/kernels.c runtime/kernels.h | $(B)
 $(B)/runtime/optim.o: runtime/optim.c runtime/runtime.h runtime/kernels.h compiler/bpc.h | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(HOT_CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
-$(B)/%.o: %.c compiler/bpc.h compiler/ops.h compiler/cli.h $(wildcard runtime/*.h) | $(B)
+$(B)/%.o: %.c compiler/bpc.h compiler/ops.h cli/cli.h $(wildcard runtime/*.h) | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
 $(B)/libbpc.a: $(LIB_OBJ)
 	ar rcs $@ $^
-$(B)/bpc: $(B)/compiler/main.o $(B)/libbpc.a
+$(B)/bpc: $(B)/cli/main.o $(B)/libbpc.a
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 $(B):
 	mkdir -p $(B)
@@ -83,7 +85,7 @@ demo:
 	  --epochs 5 --batch 64 --optim sgd --lr 0.1
 
 format:
-	clang-format -i compiler/*.c compiler/*.h runtime/*.c runtime/*.h tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h bench/*.c
+	clang-format -i compiler/*.c compiler/*.h runtime/*.c runtime/*.h cli/*.c cli/*.h tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h bench/*.c
 
 install: $(B)/bpc
 	install -d $(DESTDIR)$(PREFIX)/bin

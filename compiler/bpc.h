@@ -1,14 +1,20 @@
 /* bpc.h — every data structure of the compiler, stage by stage.
  *
- * The pipeline, one file per stage:
+ * The pipeline, one file per stage, data flowing one way:
  *   grammar/lexer.l, grammar/parser.y   source text  -> AST      (ast.c)
- *   compiler/lower.c                    AST          -> IR graph (ir.c, shape.c)
- *   compiler/autodiff.c                 IR           -> IR + adjoint nodes
+ *   compiler/lower.c                    AST          -> IR graph (ir.c, shape.c; every op: ops.h)
  *   compiler/simplify.c                 rewrite rules applied as nodes are built
- *   compiler/schedule.c                 liveness, storage and statistics
- *   compiler/emit_c.c                   IR           -> C source
+ *   compiler/autodiff.c                 IR           -> IR + adjoint nodes
+ *   compiler/batch.c                    IR           -> the same model over B examples
+ *   compiler/schedule.c                 roots        -> a Schedule: order, fusion, workspace
+ *   compiler/emit_c.c                   Schedule     -> C source (file form, JIT form, parts)
  *   compiler/emit_dot.c, ir.c           IR           -> Graphviz / IR text
+ *   compiler/eval.c, explain.c          IR           -> values, the chain rule as text
  *   compiler/driver.c                   the whole pipeline behind one call
+ *   runtime/                            C -> functions (jit.c), kernels, data, training
+ *   cli/                                the commands, one option parser (cli.h)
+ * Shared utilities: arena.c (arena, vectors, buffers), util.c (hashing,
+ * random numbers, reading files), atomic_write.c, diag.c (messages).
  *
  * All compiler memory comes from one Arena owned by the Ctx; nothing is freed
  * piecemeal. User errors longjmp back to the driver through the Ctx.
@@ -83,6 +89,12 @@ double random_normal(uint64_t *state);                       /* standard normal 
 /* A whole file, NUL-terminated (malloc'd); NULL with *why ("too large"
  * past limit bytes, or the system's reason). */
 char *read_whole_file(const char *path, size_t limit, size_t *len, const char **why);
+
+/* ---- atomic_write.c ------------------------------------------------------ */
+/* Writes each buffer to a temporary file beside its path, fsyncs, then
+ * renames all of them into place. Returns -1 on success, or the index of the
+ * path that failed (with *why set); nothing is left behind on failure. */
+int write_files_atomically(const char **paths, Buf **bufs, int n, const char **why);
 
 /* ---- diag.c ------------------------------------------------------------- */
 typedef struct Loc {

@@ -16,7 +16,6 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "cli.h"
 #include "runtime.h"
 
 static const char MAGIC[8] = {'B', 'P', 'C', 'P', 'A', 'R', 'A', 'M'};
@@ -53,7 +52,7 @@ int params_save(const char *path, JitModel *m, const void *params, char **err) {
   const char *paths[1] = {path};
   Buf *bufs[1] = {&b};
   const char *why = NULL;
-  int failed = cli_write_files_atomically(paths, bufs, 1, &why);
+  int failed = write_files_atomically(paths, bufs, 1, &why);
   buf_free(&b);
   if (failed >= 0) {
     *err =

@@ -14,7 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
 #include "runtime.h"
 
 /* ---- worker threads ----------------------------------------------------------- */
@@ -266,7 +265,7 @@ static int write_log(const char *path, Buf *log, char **err) {
   const char *paths[1] = {path};
   Buf *bufs[1] = {log};
   const char *why = NULL;
-  if (cli_write_files_atomically(paths, bufs, 1, &why) >= 0) {
+  if (write_files_atomically(paths, bufs, 1, &why) >= 0) {
     *err = str_printf("cannot write the log %s: %s", path, why);
     return 1;
   }

@@ -146,7 +146,7 @@ static int compile_command(int argc, char **argv) {
     const char *paths[2] = {out, h_path};
     Buf *bufs[2] = {&text, &header};
     const char *why = NULL;
-    int failed = cli_write_files_atomically(paths, bufs, h_path ? 2 : 1, &why);
+    int failed = write_files_atomically(paths, bufs, h_path ? 2 : 1, &why);
     if (failed >= 0) {
       fprintf(stderr, "bpc: cannot write %s: %s\n", paths[failed], why);
       exit(1);

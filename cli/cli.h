@@ -1,5 +1,8 @@
-/* cli.h — pieces of the command line shared by the compiler's main and the
- * runtime's commands (train, eval, predict, ...). */
+/* cli.h — the command line: one option parser for every command, the
+ * commands (compile in main.c; train, eval, predict, bench in commands.c;
+ * grad, check, graph, explain, trace in inspect.c) and the checks on their
+ * output paths (outputs.c). It uses the compiler (bpc.h) and the runtime
+ * (runtime.h); neither uses it. */
 #ifndef BPC_CLI_H
 #define BPC_CLI_H
 
@@ -12,8 +15,8 @@ typedef struct CliCommand {
   int (*run)(int argc, char **argv); /* argv[0] is the command name */
 } CliCommand;
 
-extern const CliCommand cli_commands[];     /* NULL-terminated; runtime/commands.c */
-extern const CliCommand inspect_commands[]; /* grad, check, graph, explain, trace: runtime/inspect.c */
+extern const CliCommand cli_commands[];     /* NULL-terminated; commands.c */
+extern const CliCommand inspect_commands[]; /* grad, check, graph, explain, trace: inspect.c */
 
 _Noreturn void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -39,10 +42,7 @@ double cli_real(const char *opt, const char *v, double lo, double hi);
 int cli_parse_define(const char *arg, DefineOpt *out);
 void cli_compile_or_exit(Ctx *c, const char *path, const CompileOptions *o);
 
-/* Writes each buffer to a temporary file beside its path, fsyncs, then
- * renames all of them into place. Returns -1 on success, or the index of the
- * path that failed (with *why set); nothing is left behind on failure. */
-int cli_write_files_atomically(const char **paths, Buf **bufs, int n, const char **why);
+
 
 /* Whether two paths name one file: the same device and inode when both
  * exist, else the same path once its directory is resolved. */

@@ -612,7 +612,7 @@ static int run_graph(int argc, char **argv) {
       const char *paths[1] = {o.out};
       Buf *bufs[1] = {&dot};
       const char *why = NULL;
-      if (cli_write_files_atomically(paths, bufs, 1, &why) >= 0) {
+      if (write_files_atomically(paths, bufs, 1, &why) >= 0) {
         fprintf(stderr, "bpc: cannot write %s: %s\n", o.out, why);
         rc = 1;
       }
