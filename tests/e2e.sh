@@ -151,21 +151,21 @@ check "save onto load" test $? -eq 0
 "$BPC" eval lin.bp --load lin.params --data lin.csv >eval.txt
 check "saved onto itself is loadable" awk '/^loss: / { exit !($2 < 1e-4) }' eval.txt
 awk 'BEGIN { srand(5); for (i = 0; i < 200000; i++) { a = rand(); b = rand(); printf "%.4f,%.4f,%.4f\n", a, b, a - b } }' >big.csv
-"$BPC" train lin.bp --data big.csv --epochs 100000 --batch 4 --lr 0.01 --save int.params >int.txt 2>int.err &
-pid=$!
-for i in $(seq 1 100); do grep -q "^epoch 1:" int.txt 2>/dev/null && break; sleep 0.1; done
-kill -INT $pid
-wait $pid
+# stop_training SIGNAL NAME: a long training run, stopped by SIGNAL once its first epoch is done
+stop_training() {
+  "$BPC" train lin.bp --data big.csv --epochs 100000 --batch 4 --lr 0.01 --save "$2.params" >"$2.txt" 2>"$2.err" &
+  local pid=$!
+  for i in $(seq 1 100); do grep -q "^epoch 1:" "$2.txt" 2>/dev/null && break; sleep 0.1; done
+  kill "-$1" $pid
+  wait $pid
+}
+stop_training INT int
 check "interrupt exits 1" test $? -eq 1
 check "interrupt message" grep -q "^bpc: interrupted in epoch [0-9]* after [0-9]* examples; parameters saved to int.params$" int.err
 "$BPC" eval lin.bp --load int.params --data lin.csv >/dev/null; check "interrupted save is loadable" test $? -eq 0
 
 # issue 10: SIGTERM (timeout, kill, batch schedulers) saves like Ctrl-C
-"$BPC" train lin.bp --data big.csv --epochs 100000 --batch 4 --lr 0.01 --save term.params >term.txt 2>term.err &
-pid=$!
-for i in $(seq 1 100); do grep -q "^epoch 1:" term.txt 2>/dev/null && break; sleep 0.1; done
-kill -TERM $pid
-wait $pid
+stop_training TERM term
 check "SIGTERM exits 1" test $? -eq 1
 check "SIGTERM message" grep -q "^bpc: stopped by SIGTERM in epoch [0-9]* after [0-9]* examples; parameters saved to term.params$" term.err
 "$BPC" eval lin.bp --load term.params --data lin.csv >/dev/null; check "SIGTERM save is loadable" test $? -eq 0
