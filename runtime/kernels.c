@@ -114,6 +114,14 @@
 BPK_MM_CORE(double, d)
 BPK_MM_CORE(float, f)
 
+void bpk_thread_done(void) {
+  free(pack_buf_d);
+  free(pack_buf_f);
+  pack_buf_d = NULL;
+  pack_buf_f = NULL;
+  pack_cap_d = pack_cap_f = 0;
+}
+
 #define BPK_DEFINE(T, S)                                                                                     \
   BPK_CLONES void bpk_mv_##S(const T *restrict A, const T *restrict x, T *restrict y, size_t m, size_t k,    \
                              int acc) {                                                                      \

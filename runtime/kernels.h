@@ -33,5 +33,9 @@ typedef struct KernelSymbol {
   void *fn;
 } KernelSymbol;
 extern const KernelSymbol bpk_symbols[];
+/* Frees the calling thread's packing buffers (each thread keeps its own
+ * for the products with a transposed operand): a worker calls it before it
+ * ends, or its buffers would be lost with it. */
+void bpk_thread_done(void);
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels.h"
 #include "runtime.h"
 
 /* ---- worker threads ----------------------------------------------------------- */
@@ -83,7 +84,10 @@ static void *worker_main(void *arg) {
   flush_subnormals();
   for (;;) {
     pthread_barrier_wait(&p->start);
-    if (p->quit) return NULL;
+    if (p->quit) {
+      bpk_thread_done();
+      return NULL;
+    }
     run_slice(p, w);
     pthread_barrier_wait(&p->done);
   }
