@@ -77,7 +77,7 @@ static Node *unary_local(Ctx *c, Node *y) {
   Node *x = y->args[0];
   (void)x;
   switch (y->op) {
-#define X(E, name, label, arity, classes, flops, value, ctext, d)                                              \
+#define X(E, name, label, arity, classes, flops, value, ctext, d, ga, gb)                                      \
   case OP_##E: return (d);
     BPC_OPS(X)
 #undef X
@@ -95,36 +95,46 @@ static Node *unary_local(Ctx *c, Node *y) {
 #undef BIN
 #undef POWC_DERIVATIVE
 
-static void backprop_binary(Adjoints *A, Node *y, Node *g) {
-  Ctx *c = A->c;
+/* What a two-argument elementwise op y = f(a, b) sends back to each
+ * argument: the columns ga and gb of ops.h, a's first (the order the
+ * nodes are made in is the order the C names them). */
+#define G g
+#define A a
+#define B b
+#define Y y
+#define K(v) k(c, v)
+#define MUL(p, q) mul(c, p, q)
+#define SUB(p, q) sub(c, p, q)
+#define DIV(p, q) ir_binary(c, OP_DIV, p, q)
+#define NEG(p) neg(c, p)
+#define BIN(op, p, q) ir_binary(c, OP_##op, p, q)
+static void backprop_binary(Adjoints *Adj, Node *y, Node *g) {
+  Ctx *c = Adj->c;
   Node *a = y->args[0], *b = y->args[1];
   switch (y->op) {
-  case OP_ADD:
-    contribute(A, a, g);
-    contribute(A, b, g);
-    break;
-  case OP_SUB:
-    contribute(A, a, g);
-    contribute(A, b, neg(c, g));
-    break;
-  case OP_MUL: /* the swap multiplier */
-    contribute(A, a, mul(c, g, b));
-    contribute(A, b, mul(c, g, a));
-    break;
-  case OP_DIV:
-    contribute(A, a, ir_binary(c, OP_DIV, g, b));
-    contribute(A, b, neg(c, ir_binary(c, OP_DIV, mul(c, g, y), b)));
-    break;
-  case OP_MAX2: /* the router: strict indicators, as in the lecture notes */
-  case OP_MIN2: {
-    Op to_a = y->op == OP_MAX2 ? OP_GT : OP_LT, to_b = y->op == OP_MAX2 ? OP_LT : OP_GT;
-    contribute(A, a, mul(c, g, ir_binary(c, to_a, a, b)));
-    contribute(A, b, mul(c, g, ir_binary(c, to_b, a, b)));
-    break;
+#define X(E, name, label, arity, classes, flops, value, ctext, d, ga, gb)                                      \
+  case OP_##E: {                                                                                             \
+    Node *to_a = (ga);                                                                                       \
+    if (to_a) contribute(Adj, a, to_a);                                                                      \
+    Node *to_b = (gb);                                                                                       \
+    if (to_b) contribute(Adj, b, to_b);                                                                      \
+    break;                                                                                                   \
   }
+    BPC_OPS(X)
+#undef X
   default: break;
   }
 }
+#undef G
+#undef A
+#undef B
+#undef Y
+#undef K
+#undef MUL
+#undef SUB
+#undef DIV
+#undef NEG
+#undef BIN
 
 static void backprop_matmul(Adjoints *A, Node *y, Node *g) {
   Ctx *c = A->c;

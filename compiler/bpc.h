@@ -211,7 +211,7 @@ int shape_broadcast(Shape a, Shape b, Shape *out);
  *   argument transposed; OUTER a[m], b[n] -> [m,n]; DOT a[n] . b[n]. */
 #include "ops.h"
 typedef enum {
-#define X(E, name, label, arity, classes, flops, value, ctext, d) OP_##E,
+#define X(E, name, label, arity, classes, flops, value, ctext, d, ga, gb) OP_##E,
   BPC_OPS(X)
 #undef X
   OP_COUNT

@@ -134,7 +134,7 @@ enum { NFUNCTIONS = sizeof functions / sizeof functions[0] };
  * op table (ops.h, OPC_FUNCTION); the others, which lower to several
  * nodes or take options, are listed above. */
 static const FnInfo unary_functions[] = {
-#define X(E, name, label, arity, classes, flops, value, ctext, d) {name, F_UNARY, OP_##E, 1, 1},
+#define X(E, name, label, arity, classes, flops, value, ctext, d, ga, gb) {name, F_UNARY, OP_##E, 1, 1},
     BPC_OPS(X)
 #undef X
 };

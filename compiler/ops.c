@@ -4,7 +4,7 @@
 #include "bpc.h"
 
 const OpInfo op_info[OP_COUNT] = {
-#define X(E, name, label, arity, classes, flops, value, ctext, d) [OP_##E] = {name, label, arity, classes, flops, ctext},
+#define X(E, name, label, arity, classes, flops, value, ctext, d, ga, gb) [OP_##E] = {name, label, arity, classes, flops, ctext},
     BPC_OPS(X)
 #undef X
 };
@@ -13,7 +13,7 @@ double op_scalar(Op op, double A, double B, double V) {
   (void)B;
   (void)V;
   switch (op) {
-#define X(E, name, label, arity, classes, flops, value, ctext, d)                                              \
+#define X(E, name, label, arity, classes, flops, value, ctext, d, ga, gb)                                      \
   case OP_##E: return ((classes)&OPC_ELEMENTWISE) ? (double)(value) : NAN;
     BPC_OPS(X)
 #undef X

@@ -3,7 +3,7 @@
  * scalar semantics (constant folding and the interpreter), the C text the
  * emitter writes, and the labels of --emit ir, graphs, explain and trace.
  *
- * X(ENUM, name, label, arity, classes, flops, value, c, d)
+ * X(ENUM, name, label, arity, classes, flops, value, c, d, ga, gb)
  *   name    the IR text (--emit ir) and C comment word
  *   label   what a drawing or formula shows ("+", "@", "sigmoid")
  *   arity   arguments (0 for leaves)
@@ -18,6 +18,10 @@
  *           y = f(x), built from Y (the node), X0 (its argument), K(v)
  *           (a constant) and the constructors of autodiff.c (MUL, SUB,
  *           DIV, NEG, UN(OP, a), BIN(OP, a, b)); 0 for the other ops
+ *   ga, gb  for a two-argument elementwise op y = f(a, b): what the backward
+ *           sweep sends to a and to b, given G (y's gradient), in A, B, Y
+ *           and the same constructors (the shapes are unbroadcast after);
+ *           0 for the other ops, and for those no gradient flows through
  *
  * Adding a one-argument elementwise function: one X line here with the
  * class OPC_FUNCTION (the language then has it as name(x)), and tests
@@ -37,50 +41,50 @@ enum {
 };
 
 #define BPC_OPS(X)                                                                                           \
-  X(CONST, "const", "const", 0, OPC_LEAF, 0, 0, "", 0)                                                          \
-  X(PARAM, "param", "param", 0, OPC_LEAF, 0, 0, "", 0)                                                          \
-  X(INPUT, "input", "input", 0, OPC_LEAF, 0, 0, "", 0)                                                          \
+  X(CONST, "const", "const", 0, OPC_LEAF, 0, 0, "", 0, 0, 0)                                                          \
+  X(PARAM, "param", "param", 0, OPC_LEAF, 0, 0, "", 0, 0, 0)                                                          \
+  X(INPUT, "input", "input", 0, OPC_LEAF, 0, 0, "", 0, 0, 0)                                                          \
   /* elementwise, one argument */                                                                            \
-  X(NEG, "neg", "neg", 1, OPC_ELEMENTWISE, 1, -(A), "-%a", K(-1))                                                   \
-  X(EXP, "exp", "exp", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, exp(A), "exp%f(%a)", Y)                                           \
-  X(LOG, "log", "log", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, log(A), "log%f(%a)", DIV(K(1), X0))                                           \
-  X(SQRT, "sqrt", "sqrt", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, sqrt(A), "sqrt%f(%a)", DIV(K(0.5), Y))                                      \
-  X(ABS, "abs", "abs", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, fabs(A), "fabs%f(%a)", UN(SIGN, X0))                                         \
-  X(SIN, "sin", "sin", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, sin(A), "sin%f(%a)", UN(COS, X0))                                           \
-  X(COS, "cos", "cos", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, cos(A), "cos%f(%a)", NEG(UN(SIN, X0)))                                           \
-  X(TANH, "tanh", "tanh", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, tanh(A), "tanh%f(%a)", SUB(K(1), MUL(Y, Y)))                                      \
-  X(SIGMOID, "sigmoid", "sigmoid", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, 1 / (1 + exp(-(A))), "%p_sigmoid(%a)", MUL(Y, SUB(K(1), Y)))             \
-  X(RELU, "relu", "relu", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) > 0 ? (A) : 0, "(%a > 0 ? %a : 0)", BIN(GT, X0, K(0)))                     \
+  X(NEG, "neg", "neg", 1, OPC_ELEMENTWISE, 1, -(A), "-%a", K(-1), 0, 0)                                                   \
+  X(EXP, "exp", "exp", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, exp(A), "exp%f(%a)", Y, 0, 0)                                           \
+  X(LOG, "log", "log", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, log(A), "log%f(%a)", DIV(K(1), X0), 0, 0)                                           \
+  X(SQRT, "sqrt", "sqrt", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, sqrt(A), "sqrt%f(%a)", DIV(K(0.5), Y), 0, 0)                                      \
+  X(ABS, "abs", "abs", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, fabs(A), "fabs%f(%a)", UN(SIGN, X0), 0, 0)                                         \
+  X(SIN, "sin", "sin", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, sin(A), "sin%f(%a)", UN(COS, X0), 0, 0)                                           \
+  X(COS, "cos", "cos", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, cos(A), "cos%f(%a)", NEG(UN(SIN, X0)), 0, 0)                                           \
+  X(TANH, "tanh", "tanh", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, tanh(A), "tanh%f(%a)", SUB(K(1), MUL(Y, Y)), 0, 0)                                      \
+  X(SIGMOID, "sigmoid", "sigmoid", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, 1 / (1 + exp(-(A))), "%p_sigmoid(%a)", MUL(Y, SUB(K(1), Y)), 0, 0)             \
+  X(RELU, "relu", "relu", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) > 0 ? (A) : 0, "(%a > 0 ? %a : 0)", BIN(GT, X0, K(0)), 0, 0)                     \
   X(SOFTPLUS, "softplus", "softplus", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) > 0 ? (A) + log1p(exp(-(A))) : log1p(exp(A)), \
-    "%p_softplus(%a)", UN(SIGMOID, X0))                                                                                       \
-  X(POWC, "pow", "^", 1, OPC_ELEMENTWISE, 1, pow(A, V), "pow%f(%a, %v)", POWC_DERIVATIVE)                                     \
+    "%p_softplus(%a)", UN(SIGMOID, X0), 0, 0)                                                                                       \
+  X(POWC, "pow", "^", 1, OPC_ELEMENTWISE, 1, pow(A, V), "pow%f(%a, %v)", POWC_DERIVATIVE, 0, 0)                                     \
   X(SIGN, "sign", "sign", 1, OPC_ELEMENTWISE | OPC_NO_GRADIENT, 1, ((A) > 0) - ((A) < 0),                    \
-    "(bp_real)((%a > 0) - (%a < 0))", K(0))                                                                        \
+    "(bp_real)((%a > 0) - (%a < 0))", K(0), 0, 0)                                                                        \
   /* elementwise, two arguments, broadcasting */                                                             \
-  X(ADD, "add", "+", 2, OPC_ELEMENTWISE | OPC_COMMUTATIVE, 1, (A) + (B), "%a + %b", 0)                          \
-  X(SUB, "sub", "-", 2, OPC_ELEMENTWISE, 1, (A) - (B), "%a - %b", 0)                                            \
-  X(MUL, "mul", "*", 2, OPC_ELEMENTWISE | OPC_COMMUTATIVE, 1, (A) * (B), "%a * %b", 0)                          \
-  X(DIV, "div", "/", 2, OPC_ELEMENTWISE, 1, (A) / (B), "%a / %b", 0)                                            \
-  X(MAX2, "max", "max", 2, OPC_ELEMENTWISE | OPC_COMMUTATIVE, 1, (A) > (B) ? (A) : (B), "(%a > %b ? %a : %b)", 0) \
-  X(MIN2, "min", "min", 2, OPC_ELEMENTWISE | OPC_COMMUTATIVE, 1, (A) < (B) ? (A) : (B), "(%a < %b ? %a : %b)", 0) \
-  X(GT, "gt", ">", 2, OPC_ELEMENTWISE | OPC_NO_GRADIENT, 1, (A) > (B), "(bp_real)(%a > %b)", 0)                 \
-  X(LT, "lt", "<", 2, OPC_ELEMENTWISE | OPC_NO_GRADIENT, 1, (A) < (B), "(bp_real)(%a < %b)", 0)                 \
+  X(ADD, "add", "+", 2, OPC_ELEMENTWISE | OPC_COMMUTATIVE, 1, (A) + (B), "%a + %b", 0, G, G)                          \
+  X(SUB, "sub", "-", 2, OPC_ELEMENTWISE, 1, (A) - (B), "%a - %b", 0, G, NEG(G))                                            \
+  X(MUL, "mul", "*", 2, OPC_ELEMENTWISE | OPC_COMMUTATIVE, 1, (A) * (B), "%a * %b", 0, MUL(G, B), MUL(G, A))                          \
+  X(DIV, "div", "/", 2, OPC_ELEMENTWISE, 1, (A) / (B), "%a / %b", 0, DIV(G, B), NEG(DIV(MUL(G, Y), B)))                                            \
+  X(MAX2, "max", "max", 2, OPC_ELEMENTWISE | OPC_COMMUTATIVE, 1, (A) > (B) ? (A) : (B), "(%a > %b ? %a : %b)", 0, MUL(G, BIN(GT, A, B)), MUL(G, BIN(LT, A, B))) \
+  X(MIN2, "min", "min", 2, OPC_ELEMENTWISE | OPC_COMMUTATIVE, 1, (A) < (B) ? (A) : (B), "(%a < %b ? %a : %b)", 0, MUL(G, BIN(LT, A, B)), MUL(G, BIN(GT, A, B))) \
+  X(GT, "gt", ">", 2, OPC_ELEMENTWISE | OPC_NO_GRADIENT, 1, (A) > (B), "(bp_real)(%a > %b)", 0, 0, 0)                 \
+  X(LT, "lt", "<", 2, OPC_ELEMENTWISE | OPC_NO_GRADIENT, 1, (A) < (B), "(bp_real)(%a < %b)", 0, 0, 0)                 \
   /* reductions (flops: per input element, counted in node_flops) */                                         \
-  X(SUM, "sum", "sum", 1, OPC_REDUCTION, 0, 0, "", 0)                                                           \
-  X(SUMAX, "sum_axis", "sum", 1, OPC_REDUCTION, 0, 0, "", 0)                                                    \
-  X(MAXALL, "max_all", "max", 1, OPC_REDUCTION, 0, 0, "", 0)                                                    \
-  X(MINALL, "min_all", "min", 1, OPC_REDUCTION, 0, 0, "", 0)                                                    \
-  X(LSE, "logsumexp", "logsumexp", 1, OPC_REDUCTION, 0, 0, "", 0)                                               \
-  X(ARGMAXMASK, "onehot_argmax", "onehot_argmax", 2, OPC_NO_GRADIENT, 0, 0, "", 0)                              \
-  X(ARGMINMASK, "onehot_argmin", "onehot_argmin", 2, OPC_NO_GRADIENT, 0, 0, "", 0)                              \
+  X(SUM, "sum", "sum", 1, OPC_REDUCTION, 0, 0, "", 0, 0, 0)                                                           \
+  X(SUMAX, "sum_axis", "sum", 1, OPC_REDUCTION, 0, 0, "", 0, 0, 0)                                                    \
+  X(MAXALL, "max_all", "max", 1, OPC_REDUCTION, 0, 0, "", 0, 0, 0)                                                    \
+  X(MINALL, "min_all", "min", 1, OPC_REDUCTION, 0, 0, "", 0, 0, 0)                                                    \
+  X(LSE, "logsumexp", "logsumexp", 1, OPC_REDUCTION, 0, 0, "", 0, 0, 0)                                               \
+  X(ARGMAXMASK, "onehot_argmax", "onehot_argmax", 2, OPC_NO_GRADIENT, 0, 0, "", 0, 0, 0)                              \
+  X(ARGMINMASK, "onehot_argmin", "onehot_argmin", 2, OPC_NO_GRADIENT, 0, 0, "", 0, 0, 0)                              \
   /* shape */                                                                                                \
-  X(BCAST, "broadcast", "broadcast", 1, OPC_SHAPE, 0, 0, "", 0)                                                 \
-  X(TRANSPOSE, "transpose", "transpose", 1, OPC_SHAPE, 0, 0, "", 0)                                             \
-  X(INDEX, "index", "index", 1, OPC_SHAPE, 0, 0, "", 0)                                                         \
-  X(SCATTER, "scatter", "scatter", 1, OPC_SHAPE, 0, 0, "", 0)                                                   \
+  X(BCAST, "broadcast", "broadcast", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                 \
+  X(TRANSPOSE, "transpose", "transpose", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                             \
+  X(INDEX, "index", "index", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                         \
+  X(SCATTER, "scatter", "scatter", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                   \
   /* linear algebra */                                                                                       \
-  X(MATMUL, "matmul", "@", 2, OPC_PRODUCT, 0, 0, "", 0)                                                         \
-  X(OUTER, "outer", "outer", 2, OPC_PRODUCT, 1, 0, "", 0)                                                       \
-  X(DOT, "dot", "dot", 2, OPC_PRODUCT, 0, 0, "", 0)
+  X(MATMUL, "matmul", "@", 2, OPC_PRODUCT, 0, 0, "", 0, 0, 0)                                                         \
+  X(OUTER, "outer", "outer", 2, OPC_PRODUCT, 1, 0, "", 0, 0, 0)                                                       \
+  X(DOT, "dot", "dot", 2, OPC_PRODUCT, 0, 0, "", 0, 0, 0)
 
 #endif
