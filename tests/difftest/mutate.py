@@ -99,6 +99,18 @@ def _new_param_first(prog, name, shape):
     return 1
 
 
+def _declared_dim(prog, rng):
+    """A param or input with a shape, (its statement index, it), its dims ready to be
+    changed; None if there is none."""
+    decls = [j for j, s in enumerate(prog.stmts) if isinstance(s, (Param, Input)) and s.shape]
+    if not decls:
+        return None
+    i = rng.choice(decls)
+    d = prog.stmts[i]
+    d.dimnames = list(d.dimnames)
+    return i, d
+
+
 def mutate(case, rng):
     """A Mutation of case.prog, or None if the chosen kind does not apply."""
     prog = case.prog.copy()
@@ -258,12 +270,10 @@ def mutate(case, rng):
     elif kind == "bad-char":
         _replace(st, parent, pos, raw(rng.choice(["({0} $ 1)", "({0} ! 2)", "({0} % 2)", "({0} & {0})"]), node))
     elif kind == "unknown-dim":
-        decls = [j for j, s in enumerate(prog.stmts) if isinstance(s, (Param, Input)) and s.shape]
-        if not decls:
+        picked = _declared_dim(prog, rng)
+        if not picked:
             return None
-        i = rng.choice(decls)
-        d = prog.stmts[i]
-        d.dimnames = list(d.dimnames)
+        i, d = picked
         d.dimnames[rng.randrange(len(d.shape))] = "UNDECLARED"
     elif kind == "scalar-matmul":
         if node.shape != ():
@@ -280,11 +290,9 @@ def mutate(case, rng):
             return None
         st.name = "_" + st.name
     elif kind == "dim-nonpositive":
-        decls = [j for j, s in enumerate(prog.stmts) if isinstance(s, (Param, Input)) and s.shape]
-        if not decls:
+        picked = _declared_dim(prog, rng)
+        if not picked:
             return None
-        i = rng.choice(decls)
-        d = prog.stmts[i]
-        d.dimnames = list(d.dimnames)
+        i, d = picked
         d.dimnames[rng.randrange(len(d.shape))] = rng.choice(["0", "-2"])
     return Mutation(kind, prog, i)
