@@ -39,11 +39,11 @@ static void contribute(Adjoints *A, Node *x, Node *g) {
   if (x->op == OP_PARAM) {
     GradTerm *t = arena_alloc(&c->arena, sizeof *t);
     t->node = g; /* appended: source order, the first use is added first */
-    if (A->last[x->slot])
-      A->last[x->slot]->next = t;
+    if (A->last[x->attr.slot])
+      A->last[x->attr.slot]->next = t;
     else
-      A->terms[x->slot] = t;
-    A->last[x->slot] = t;
+      A->terms[x->attr.slot] = t;
+    A->last[x->attr.slot] = t;
     return;
   }
   A->adj[x->id] = A->adj[x->id] ? ir_binary(c, OP_ADD, A->adj[x->id], g) : g;
@@ -139,7 +139,7 @@ static void backprop_binary(Adjoints *Adj, Node *y, Node *g) {
 static void backprop_matmul(Adjoints *A, Node *y, Node *g) {
   Ctx *c = A->c;
   Node *a = y->args[0], *b = y->args[1];
-  int ta = y->attr & MM_TA, tb = y->attr & MM_TB;
+  int ta = y->attr.mm & MM_TA, tb = y->attr.mm & MM_TB;
   /* Work with the operands as the product reads them, then transpose the
    * adjoint back where an operand was read transposed. */
   Node *ea = ta ? ir_transpose(c, a) : a, *eb = tb ? ir_transpose(c, b) : b;
@@ -174,7 +174,7 @@ static void backprop_node(Adjoints *A, Node *y, Node *g) {
   }
   switch (y->op) {
   case OP_SUM: contribute(A, a, ir_bcast(c, g, a->shape, BCAST_ROWS)); break;
-  case OP_SUMAX: contribute(A, a, ir_bcast(c, g, a->shape, y->attr == 0 ? BCAST_ROWS : BCAST_COLS)); break;
+  case OP_SUMAX: contribute(A, a, ir_bcast(c, g, a->shape, y->attr.axis == 0 ? BCAST_ROWS : BCAST_COLS)); break;
   /* the router: all of g to the first arg-max, as one element, not a dense mask */
   case OP_MAXALL: contribute(A, a, ir_onehot(c, OP_ARGMAXMASK, a, g)); break;
   case OP_MINALL: contribute(A, a, ir_onehot(c, OP_ARGMINMASK, a, g)); break;
@@ -184,14 +184,14 @@ static void backprop_node(Adjoints *A, Node *y, Node *g) {
     break;
   }
   case OP_BCAST:
-    if (y->attr == BCAST_COLS)
+    if (y->attr.bcast == BCAST_COLS)
       contribute(A, a, ir_sumax(c, g, 1));
     else
       contribute(A, a, ir_unbroadcast(c, g, a->shape));
     break;
   case OP_TRANSPOSE: contribute(A, a, ir_transpose(c, g)); break;
-  case OP_INDEX: contribute(A, a, ir_scatter(c, g, y->attr, a->shape)); break;
-  case OP_SCATTER: contribute(A, a, ir_index(c, g, y->attr, a->shape)); break;
+  case OP_INDEX: contribute(A, a, ir_scatter(c, g, y->attr.offset, a->shape)); break;
+  case OP_SCATTER: contribute(A, a, ir_index(c, g, y->attr.offset, a->shape)); break;
   case OP_MATMUL: backprop_matmul(A, y, g); break;
   case OP_OUTER:
     contribute(A, a, ir_matmul(c, g, y->args[1], 0));

@@ -60,9 +60,9 @@ static Node *batch_matmul(Batcher *b, Node *n) {
     return NULL;
   }
   if (ba && a->shape.rank == 1) /* v @ W: the rows of V times W */
-    return ir_matmul(c, b->map[a->id], w, n->attr & MM_TB);
+    return ir_matmul(c, b->map[a->id], w, n->attr.mm & MM_TB);
   if (bw && w->shape.rank == 1) { /* W @ v: V times W transposed */
-    int flags = (n->attr & MM_TA) ? 0 : MM_TB;
+    int flags = (n->attr.mm & MM_TA) ? 0 : MM_TB;
     return ir_matmul(c, b->map[w->id], a, flags);
   }
   b->why = "a matrix product with a per-example matrix";
@@ -131,7 +131,7 @@ static int build_batched(Ctx *c, int B, Target *t, const char **why) {
       Shape bs;
       if (!batched_shape(&b, n->shape, &bs)) break;
       /* the whole batch of this input: its shape has the batch axis */
-      Node *leaf = ir_make(c, OP_INPUT, bs, NULL, NULL, 0, n->slot);
+      Node *leaf = ir_make(c, OP_INPUT, bs, NULL, NULL, 0, n->attr);
       leaf->name = n->name;
       b.map[n->id] = leaf;
       b.batched[n->id] = 1;

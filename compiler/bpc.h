@@ -198,7 +198,7 @@ int shape_broadcast(Shape a, Shape b, Shape *out);
 /* ---- ir.c: the graph ----------------------------------------------------- */
 /* Every op and what it knows of itself: compiler/ops.h. What the
  * arguments and attributes of the non-elementwise ops mean:
- *   CONST every element = value; PARAM, INPUT slot = declaration index;
+ *   CONST every element = value; PARAM, INPUT attr.slot = declaration index;
  *   POWC args[0] ^ value; SIGN -1, 0, 1 (the derivative of abs);
  *   GT, LT 1 where a > b (a < b) else 0;
  *   SUM all elements -> scalar; SUMAX a matrix summed over axis attr -> vector;
@@ -235,6 +235,20 @@ enum {
 };
 enum { MM_TA = 1, MM_TB = 2 };
 
+/* What an op needs beyond its arguments and constant, by name: zero where
+ * an op does not use a field, and part of a node's identity (hash-consing
+ * compares the whole record). Every field is int64_t so the record has no
+ * padding bytes and hashes and compares as plain bytes; an op with more
+ * options (strides, padding) adds fields here. */
+typedef struct Attr {
+  int64_t slot;   /* PARAM, INPUT: declaration index */
+  int64_t offset; /* INDEX, SCATTER: flat offset of the first element */
+  int64_t axis;   /* SUMAX: the axis summed over */
+  int64_t bcast;  /* BCAST: BCAST_ROWS or BCAST_COLS */
+  int64_t mm;     /* MATMUL: MM_TA | MM_TB */
+} Attr;
+#define NO_ATTR ((Attr){0})
+
 typedef struct Node {
   int id; /* position in Ctx.nodes: args always have smaller ids */
   Op op;
@@ -242,8 +256,7 @@ typedef struct Node {
   struct Node **args; /* nargs of them (at least two slots: args[1] of a one-argument op is NULL) */
   int nargs;
   double value;       /* OP_CONST fill value, OP_POWC exponent */
-  int attr;           /* axis, offset, bcast mode, matmul flags */
-  int slot;           /* OP_PARAM / OP_INPUT: declaration index */
+  Attr attr;          /* slot, axis, offset, bcast mode, matmul flags */
   Loc loc;            /* source construct this node computes (or differentiates) */
   int line_stmt;      /* statement index, for comments */
   const char *name;   /* user's name for the value, if any */
@@ -278,7 +291,7 @@ Node *ir_powc(Ctx *c, Node *a, double exponent);
 Node *ir_binary(Ctx *c, Op op, Node *a, Node *b); /* broadcasting elementwise */
 Node *ir_reduce(Ctx *c, Op op, Node *a);          /* SUM MAXALL MINALL LSE */
 Node *ir_onehot(Ctx *c, Op op, Node *x, Node *g); /* ARGMAXMASK, ARGMINMASK: g at the arg-max of x */
-Node *ir_find(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr); /* existing node or NULL */
+Node *ir_find(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr); /* existing node or NULL */
 Node *ir_sumax(Ctx *c, Node *a, int axis);
 Node *ir_bcast(Ctx *c, Node *a, Shape to, int mode);
 Node *ir_transpose(Ctx *c, Node *a);
@@ -288,10 +301,10 @@ Node *ir_matmul(Ctx *c, Node *a, Node *b, int flags);
 Node *ir_outer(Ctx *c, Node *a, Node *b);
 Node *ir_dot(Ctx *c, Node *a, Node *b);
 /* The raw constructor used after simplification: finds or makes the node. */
-Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr);
+Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr);
 /* The same for any number of arguments (reordered in place when the op is
  * commutative). */
-Node *ir_make_args(Ctx *c, Op op, Shape s, Node **args, int nargs, double value, int attr);
+Node *ir_make_args(Ctx *c, Op op, Shape s, Node **args, int nargs, double value, Attr attr);
 /* Sums a to the given (smaller, broadcast-compatible) shape: the adjoint of
  * a broadcast. */
 Node *ir_unbroadcast(Ctx *c, Node *a, Shape to);
@@ -299,7 +312,7 @@ int ir_is_const(const Node *n, double v);
 void ir_print(Ctx *c, Buf *out); /* --emit ir */
 
 /* simplify.c: returns a simpler equivalent node, or NULL to build as asked. */
-Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr);
+Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr);
 
 /* ---- lower.c ------------------------------------------------------------ */
 void lower_program(Ctx *c); /* c->prog -> nodes, decls, loss, outputs */

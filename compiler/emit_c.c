@@ -222,7 +222,7 @@ static void assign_names(Emitter *E) {
       if (E->name[i] || !n->name || n->is_backward) continue;
       int leaf = n->op == OP_PARAM || n->op == OP_INPUT;
       if (pass == 0 && !leaf) continue;
-      want_name = leaf ? E->field[n->op == OP_PARAM ? 0 : 1][n->slot] : n->name;
+      want_name = leaf ? E->field[n->op == OP_PARAM ? 0 : 1][n->attr.slot] : n->name;
       if (pass < 2 && is_free_name(E, &E->locals, want_name))
         take_name(&E->locals, E->name[i] = want_name);
       else if (pass == 2)
@@ -466,7 +466,7 @@ static void zero(Emitter *E, const char *name, int64_t n) {
 static void emit_matmul_kernel(Emitter *E, Node *n, Dest d) {
   Node *a = n->args[0], *b = n->args[1];
   const char *A = E->name[a->id], *B = E->name[b->id], *S = E->o->use_float ? "f" : "d";
-  int ta = n->attr & MM_TA, tb = n->attr & MM_TB, acc = d.accumulate;
+  int ta = n->attr.mm & MM_TA, tb = n->attr.mm & MM_TB, acc = d.accumulate;
   if (a->shape.rank == 2 && b->shape.rank == 2)
     line(E, "bpk_mm_%s(%s, %s, %s, %lld, %lld, %lld, %d, %d, %d);", S, A, B, d.name,
          (long long)n->shape.dim[0], (long long)(ta ? a->shape.dim[0] : a->shape.dim[1]),
@@ -482,7 +482,7 @@ static void emit_matmul_kernel(Emitter *E, Node *n, Dest d) {
 static void emit_matmul(Emitter *E, Node *n, Dest d) {
   Node *a = n->args[0], *b = n->args[1];
   const char *A = E->name[a->id], *B = E->name[b->id], *D = d.name;
-  int ta = n->attr & MM_TA, tb = n->attr & MM_TB;
+  int ta = n->attr.mm & MM_TA, tb = n->attr.mm & MM_TB;
   const char *op = assign_op(d);
   if (E->o->jit_kernels) {
     emit_matmul_kernel(E, n, d);
@@ -513,11 +513,11 @@ static void emit_matmul(Emitter *E, Node *n, Dest d) {
     long long rows = a->shape.dim[0], cols = a->shape.dim[1];
     Node *g = E->row_partner[n->id];
     if (!ta && g) { /* and transpose(A) @ v into a gradient, a block of rows at a time */
-      const char *G = E->grad_name[E->grad_fused[g->id]->slot];
+      const char *G = E->grad_name[E->grad_fused[g->id]->attr.slot];
       /* a block small enough to stay in L1 between its two passes and long enough that the
          row sums (latency-bound chains) overlap; the order of every sum is the unfused one */
       long long blk = 1024 / cols < 4 ? 4 : 1024 / cols > 64 ? 64 : 1024 / cols;
-      if (E->first_term[E->grad_fused[g->id]->slot] == g)
+      if (E->first_term[E->grad_fused[g->id]->attr.slot] == g)
         line(E, "if (!acc) for (size_t p = 0; p < %lld; p++) %s[p] = 0;", cols, G);
       int blocked = rows > blk;
       if (blocked) {
@@ -601,7 +601,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
   case OP_ARGMAXMASK:
   case OP_ARGMINMASK: { /* g at the first arg-max: reuse the max's position when it was computed */
     Op of = n->op == OP_ARGMAXMASK ? OP_MAXALL : OP_MINALL;
-    Node *extreme = ir_find(E->c, of, shape_scalar(), a, NULL, 0, 0);
+    Node *extreme = ir_find(E->c, of, shape_scalar(), a, NULL, 0, NO_ATTR);
     const char *g = elem(E, n->args[1], "");
     line(E, "{");
     if (extreme && E->S->live[extreme->id]) {
@@ -618,7 +618,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
   }
   case OP_SUMAX: {
     long long m = a->shape.dim[0], nn = a->shape.dim[1];
-    if (n->attr == 0) {
+    if (n->attr.axis == 0) {
       zero(E, D, nn);
       line(E, "for (size_t i = 0; i < %lld; i++)", m);
       line(E, "  for (size_t j = 0; j < %lld; j++) %s[j] += %s[i * %lld + j];", nn, D, A, nn);
@@ -654,7 +654,7 @@ static void emit_shape_op(Emitter *E, Node *n, Dest d) {
   long long m = n->shape.rank >= 1 ? n->shape.dim[0] : 1, nn = n->shape.rank == 2 ? n->shape.dim[1] : 1;
   switch (n->op) {
   case OP_BCAST: {
-    const char *src = a->shape.rank == 0 ? elem(E, a, "") : elem(E, a, n->attr == BCAST_COLS ? "i" : "j");
+    const char *src = a->shape.rank == 0 ? elem(E, a, "") : elem(E, a, n->attr.bcast == BCAST_COLS ? "i" : "j");
     if (n->shape.rank == 1) {
       line(E, "for (size_t i = 0; i < %lld; i++) %s[i] %s %s;", m, D, op, elem(E, a, ""));
       break;
@@ -683,10 +683,10 @@ static void emit_shape_op(Emitter *E, Node *n, Dest d) {
   case OP_SCATTER:
     if (!d.accumulate) zero(E, D, shape_numel(n->shape));
     if (a->shape.rank == 0)
-      line(E, "%s[%d] += %s;", D, n->attr, elem(E, a, ""));
+      line(E, "%s[%lld] += %s;", D, (long long)n->attr.offset, elem(E, a, ""));
     else
-      line(E, "for (size_t i = 0; i < %lld; i++) %s[%d + i] += %s;", (long long)shape_numel(a->shape), D,
-           n->attr, elem(E, a, "i"));
+      line(E, "for (size_t i = 0; i < %lld; i++) %s[%lld + i] += %s;", (long long)shape_numel(a->shape), D,
+           (long long)n->attr.offset, elem(E, a, "i"));
     break;
   default: break;
   }
@@ -749,7 +749,7 @@ static void emit_node(Emitter *E, Node *n) {
   case OP_CONST: return;
   case OP_PARAM:
   case OP_INPUT: {
-    Decl *d = (n->op == OP_PARAM ? E->c->params : E->c->inputs).items[n->slot];
+    Decl *d = (n->op == OP_PARAM ? E->c->params : E->c->inputs).items[n->attr.slot];
     const char *base = n->op == OP_PARAM ? "params" : "inputs";
     long long off = leaf_offset(n, d);
     if (n->shape.rank == 0)
@@ -761,17 +761,17 @@ static void emit_node(Emitter *E, Node *n) {
   case OP_INDEX:
     comment(E, n);
     if (n->shape.rank == 0)
-      line(E, "%s%s = %s[%d];", let_const(E), N, E->name[n->args[0]->id], n->attr);
+      line(E, "%s%s = %s[%lld];", let_const(E), N, E->name[n->args[0]->id], (long long)n->attr.offset);
     else if (!E->split)
-      line(E, "const bp_real *const %s = %s + %d;", N, E->name[n->args[0]->id], n->attr);
+      line(E, "const bp_real *const %s = %s + %lld;", N, E->name[n->args[0]->id], (long long)n->attr.offset);
     return;
   default: break;
   }
   Node *fused = E->grad_fused[n->id];
   comment(E, n);
   if (fused) { /* this value only ever goes into one gradient: write it there */
-    const char *g = E->grad_name[fused->slot];
-    if (E->first_term[fused->slot] == n) {
+    const char *g = E->grad_name[fused->attr.slot];
+    if (E->first_term[fused->attr.slot] == n) {
       Node *sum = E->sum_into[n->id];
       if (sum) line(E, "%s%s = 0; /* computed in both loops below */", let(E), E->name[sum->id]);
       line(E, "if (acc) {");
@@ -861,8 +861,8 @@ static void choose_first_terms(Emitter *E, Schedule *s) {
   for (int i = 0; i < s->order.len; i++) {
     Node *n = s->order.items[i];
     Node *fused = E->grad_fused[n->id];
-    if (fused && !sched_inlined(s, n) && !deferred(E, n) && !E->first_term[fused->slot])
-      E->first_term[fused->slot] = n;
+    if (fused && !sched_inlined(s, n) && !deferred(E, n) && !E->first_term[fused->attr.slot])
+      E->first_term[fused->attr.slot] = n;
   }
   for (int p = 0; p < c->params.len; p++)
     for (GradTerm *t = E->t->grad_terms[p]; t && !E->first_term[p]; t = t->next)
@@ -870,7 +870,7 @@ static void choose_first_terms(Emitter *E, Schedule *s) {
   for (int i = 0; i < s->order.len; i++) {
     Node *n = s->order.items[i];
     Node *fused = E->grad_fused[n->id];
-    if (fused && deferred(E, n) && !E->first_term[fused->slot]) E->first_term[fused->slot] = n;
+    if (fused && deferred(E, n) && !E->first_term[fused->attr.slot]) E->first_term[fused->attr.slot] = n;
   }
 }
 
@@ -940,20 +940,20 @@ static void plan_fused_sums(Emitter *E, Schedule *s, const int *pos) {
  * first write of its gradient or come after that write. */
 static Node *row_partner_of(Emitter *E, Node *g, const int *pos) {
   Node *A = g->args[0], *v = g->args[1], *param = E->grad_fused[g->id];
-  if (g->op != OP_MATMUL || !param || !A || A->shape.rank != 2 || g->attr != MM_TA || !sched_inlined(E->S, v))
+  if (g->op != OP_MATMUL || !param || !A || A->shape.rank != 2 || g->attr.mm != MM_TA || !sched_inlined(E->S, v))
     return NULL;
   Node *leaf[MAX_LEAVES], *y = NULL;
   int n = collect_leaves(E->S, v, leaf, 0, 0);
   for (int k = 0; k < n; k++) {
     Node *a = leaf[k];
-    if (a->op == OP_MATMUL && a->args[0] == A && a->attr == 0 && a->args[1]->shape.rank == 1 &&
+    if (a->op == OP_MATMUL && a->args[0] == A && a->attr.mm == 0 && a->args[1]->shape.rank == 1 &&
         !E->grad_fused[a->id] && !sched_inlined(E->S, a))
       y = a;
   }
   if (!y) return NULL;
   for (int k = 0; k < n; k++)
     if (leaf[k] != y && pos[leaf[k]->id] > pos[y->id]) return NULL;
-  Node *first = E->first_term[param->slot];
+  Node *first = E->first_term[param->attr.slot];
   if (first != g && (!first || pos[first->id] > pos[y->id])) return NULL;
   return y;
 }
@@ -1079,11 +1079,11 @@ static void define_tensor_macros(Emitter *E, Schedule *s) {
     if (n->shape.rank == 0 || n->op == OP_CONST || sched_inlined(s, n) || E->grad_fused[n->id]) continue;
     const char *v = NULL;
     if (n->op == OP_PARAM || n->op == OP_INPUT) {
-      Decl *d = (n->op == OP_PARAM ? c->params : c->inputs).items[n->slot];
+      Decl *d = (n->op == OP_PARAM ? c->params : c->inputs).items[n->attr.slot];
       long long off = leaf_offset(n, d);
       v = arena_printf(&c->arena, "%s + %lld", n->op == OP_PARAM ? "params" : "inputs", off);
     } else if (n->op == OP_INDEX) {
-      v = arena_printf(&c->arena, "%s + %d", E->name[n->args[0]->id], n->attr);
+      v = arena_printf(&c->arena, "%s + %lld", E->name[n->args[0]->id], (long long)n->attr.offset);
     } else if (s->ws_offset[n->id] >= 0) {
       v = arena_printf(&c->arena, "ws + %lld", (long long)s->ws_offset[n->id]);
     }

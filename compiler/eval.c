@@ -22,7 +22,7 @@ static double mat(const Node *a, const double *v, int transposed, int64_t r, int
 
 static void eval_matmul(const Node *n, const double *A, const double *B, double *y) {
   const Node *a = n->args[0], *b = n->args[1];
-  int ta = n->attr & MM_TA, tb = n->attr & MM_TB;
+  int ta = n->attr.mm & MM_TA, tb = n->attr.mm & MM_TB;
   if (a->shape.rank == 2 && b->shape.rank == 2) {
     int64_t m = n->shape.dim[0], nn = n->shape.dim[1], k = ta ? a->shape.dim[0] : a->shape.dim[1];
     for (int64_t i = 0; i < m; i++)
@@ -66,7 +66,7 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
     return;
   case OP_PARAM:
   case OP_INPUT: {
-    Decl *d = (n->op == OP_PARAM ? c->params : c->inputs).items[n->slot];
+    Decl *d = (n->op == OP_PARAM ? c->params : c->inputs).items[n->attr.slot];
     const double *src = n->op == OP_PARAM ? params : inputs;
     for (int64_t i = 0; i < len; i++)
       y[i] = src ? src[d->offset + i] : 0;
@@ -85,7 +85,7 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
     memset(y, 0, sizeof(double) * (size_t)len);
     for (int64_t i = 0; i < m; i++)
       for (int64_t j = 0; j < k; j++)
-        y[n->attr == 0 ? j : i] += A[i * k + j];
+        y[n->attr.axis == 0 ? j : i] += A[i * k + j];
     return;
   }
   case OP_MAXALL:
@@ -119,17 +119,17 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
   case OP_BCAST:
     for (int64_t i = 0; i < rows; i++)
       for (int64_t j = 0; j < cols; j++)
-        y[i * cols + j] = a->shape.rank == 0 ? A[0] : A[n->attr == BCAST_COLS ? i : (s.rank == 2 ? j : i)];
+        y[i * cols + j] = a->shape.rank == 0 ? A[0] : A[n->attr.bcast == BCAST_COLS ? i : (s.rank == 2 ? j : i)];
     return;
   case OP_TRANSPOSE:
     for (int64_t i = 0; i < rows; i++)
       for (int64_t j = 0; j < cols; j++)
         y[i * cols + j] = A[j * rows + i];
     return;
-  case OP_INDEX: memcpy(y, A + n->attr, sizeof(double) * (size_t)len); return;
+  case OP_INDEX: memcpy(y, A + n->attr.offset, sizeof(double) * (size_t)len); return;
   case OP_SCATTER:
     memset(y, 0, sizeof(double) * (size_t)len);
-    memcpy(y + n->attr, A, sizeof(double) * (size_t)an);
+    memcpy(y + n->attr.offset, A, sizeof(double) * (size_t)an);
     return;
   case OP_MATMUL: eval_matmul(n, A, B, y); return;
   case OP_OUTER:

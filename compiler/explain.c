@@ -124,18 +124,18 @@ static void index_expr(Printer *p, const Node *n, int depth) {
   const Node *a = n->args[0];
   expr(p, a, P_ATOM, depth + 1, 0);
   if (a->shape.rank == 2 && n->shape.rank == 1)
-    buf_printf(p->out, "[%lld]", (long long)(n->attr / a->shape.dim[1]));
+    buf_printf(p->out, "[%lld]", (long long)(n->attr.offset / a->shape.dim[1]));
   else if (a->shape.rank == 2)
-    buf_printf(p->out, "[%lld, %lld]", (long long)(n->attr / a->shape.dim[1]),
-               (long long)(n->attr % a->shape.dim[1]));
+    buf_printf(p->out, "[%lld, %lld]", (long long)(n->attr.offset / a->shape.dim[1]),
+               (long long)(n->attr.offset % a->shape.dim[1]));
   else
-    buf_printf(p->out, "[%d]", n->attr);
+    buf_printf(p->out, "[%lld]", (long long)n->attr.offset);
 }
 
 static void matmul_expr(Printer *p, const Node *n, int depth) {
   for (int k = 0; k < 2; k++) {
     if (k) buf_puts(p->out, " @ ");
-    int t = n->attr & (k ? MM_TB : MM_TA);
+    int t = (int)(n->attr.mm & (k ? MM_TB : MM_TA));
     if (t) buf_puts(p->out, "transpose(");
     expr(p, n->args[k], t ? 0 : P_MUL + 1, depth + 1, 0);
     if (t) buf_puts(p->out, ")");
@@ -170,14 +170,14 @@ static void expr_body(Printer *p, const Node *n, int depth) {
   case OP_SUMAX:
     buf_puts(p->out, "sum(");
     expr(p, n->args[0], 0, depth + 1, 0);
-    buf_printf(p->out, ", %d)", n->attr);
+    buf_printf(p->out, ", %lld)", (long long)n->attr.axis);
     return;
   case OP_BCAST: expr(p, n->args[0], prec_of(n->args[0]), depth, 0); return;
   case OP_INDEX: index_expr(p, n, depth); return;
   case OP_SCATTER:
     buf_printf(p->out, "scatter%s(", shape_str(p->c, n->shape));
     expr(p, n->args[0], 0, depth + 1, 0);
-    buf_printf(p->out, ", at %d)", n->attr);
+    buf_printf(p->out, ", at %lld)", (long long)n->attr.offset);
     return;
   case OP_MATMUL: matmul_expr(p, n, depth); return;
   default: call(p, op_name(n->op), n, depth); return;
@@ -891,7 +891,7 @@ static void buf_reset(Buf *b) {
  * and cut past MAX_FORMULA_CHARS characters or MAX_DEF_LINES parts, with a
  * note saying how much was cut. */
 static void show_simplified(Ctx *c, const Decl *param, const Values *v, Buf *out) {
-  const GradTerm *terms = c->grad_terms[param->node->slot];
+  const GradTerm *terms = c->grad_terms[param->node->attr.slot];
   Buf f = {0}, line = {0};
   Printer p = printer(c, &f);
   formula(&p, terms, SHORT_FORMULA);
@@ -922,7 +922,7 @@ static void show_simplified(Ctx *c, const Decl *param, const Values *v, Buf *out
   if (v) {
     int64_t len = shape_numel(param->shape);
     double *g = calloc((size_t)len, sizeof(double));
-    eval_param_grad(c, v, param->node->slot, g);
+    eval_param_grad(c, v, param->node->attr.slot, g);
     buf_puts(out, len == 1 && shown == f.len ? " = " : "\n  = ");
     if (len == 1)
       buf_printf(out, "%.10g", g[0]);

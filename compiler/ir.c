@@ -19,7 +19,7 @@ static uint32_t mix(uint32_t h, uint64_t v) {
   return h ^ (h >> 15);
 }
 
-static uint32_t node_hash(Op op, Shape s, Node *const *args, int nargs, double value, int attr) {
+static uint32_t node_hash(Op op, Shape s, Node *const *args, int nargs, double value, Attr attr) {
   uint64_t vbits;
   memcpy(&vbits, &value, sizeof vbits);
   uint32_t h = mix(2166136261u, (uint64_t)op);
@@ -29,8 +29,12 @@ static uint32_t node_hash(Op op, Shape s, Node *const *args, int nargs, double v
   for (int k = 0; k < nargs; k++)
     h = mix(h, args[k] ? (uint64_t)args[k]->id + 1 : 0);
   h = mix(h, vbits);
-  return mix(h, (uint64_t)(uint32_t)attr);
+  return mix(h, hash_bytes(&attr, sizeof attr, 14695981039346656037u));
 }
+
+/* Attr hashes and compares as bytes, so no padding may hide in it: its
+ * fields are all int64_t (count them here when adding one). */
+_Static_assert(sizeof(Attr) == 5 * sizeof(int64_t), "Attr must be int64_t fields only");
 
 static int same_double(double x, double y) { return memcmp(&x, &y, sizeof x) == 0; }
 
@@ -61,11 +65,11 @@ static void order_args(Op op, Node **args, int nargs) {
   }
 }
 
-static Node *find_args(Ctx *c, Op op, Shape s, Node *const *args, int nargs, double value, int attr, uint32_t h) {
+static Node *find_args(Ctx *c, Op op, Shape s, Node *const *args, int nargs, double value, Attr attr, uint32_t h) {
   if (!c->hcap) return NULL;
   for (Node *n = c->htab[h & (c->hcap - 1)]; n; n = n->hnext) {
     if (n->hash != h || n->op != op || n->nargs != nargs || !shape_eq(n->shape, s) ||
-        !same_double(n->value, value) || n->attr != attr)
+        !same_double(n->value, value) || memcmp(&n->attr, &attr, sizeof attr))
       continue;
     int k = 0;
     while (k < nargs && n->args[k] == args[k])
@@ -75,7 +79,7 @@ static Node *find_args(Ctx *c, Op op, Shape s, Node *const *args, int nargs, dou
   return NULL;
 }
 
-Node *ir_make_args(Ctx *c, Op op, Shape s, Node **args, int nargs, double value, int attr) {
+Node *ir_make_args(Ctx *c, Op op, Shape s, Node **args, int nargs, double value, Attr attr) {
   order_args(op, args, nargs);
   uint32_t h = node_hash(op, s, args, nargs, value, attr);
   Node *found = find_args(c, op, s, args, nargs, value, attr, h);
@@ -93,7 +97,6 @@ Node *ir_make_args(Ctx *c, Op op, Shape s, Node **args, int nargs, double value,
   n->nargs = nargs;
   n->value = value;
   n->attr = attr;
-  n->slot = op == OP_PARAM || op == OP_INPUT ? attr : 0;
   n->loc = c->cur_loc;
   n->is_backward = c->building_backward;
   n->hash = h;
@@ -116,20 +119,20 @@ static int pack_args(Node *a, Node *b, Node **args) {
   return b ? 2 : a ? 1 : 0;
 }
 
-Node *ir_find(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+Node *ir_find(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr) {
   Node *args[2];
   int nargs = pack_args(a, b, args);
   order_args(op, args, nargs);
   return find_args(c, op, s, args, nargs, value, attr, node_hash(op, s, args, nargs, value, attr));
 }
 
-Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+Node *ir_make(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr) {
   Node *args[2];
   int nargs = pack_args(a, b, args);
   return ir_make_args(c, op, s, args, nargs, value, attr);
 }
 
-static Node *build(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+static Node *build(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr) {
   if (!c->no_simplify) {
     Node *r = simplify(c, op, s, a, b, value, attr);
     if (r) return r;
@@ -141,50 +144,50 @@ int ir_is_const(const Node *n, double v) { return n->op == OP_CONST && n->value 
 
 Node *ir_const(Ctx *c, double v, Shape s) {
   if (v == 0) v = 0; /* one zero: -0.0 and 0.0 hash alike */
-  return ir_make(c, OP_CONST, s, NULL, NULL, v, 0);
+  return ir_make(c, OP_CONST, s, NULL, NULL, v, NO_ATTR);
 }
 
-Node *ir_leaf(Ctx *c, Op op, int slot, Shape s) { return ir_make(c, op, s, NULL, NULL, 0, slot); }
+Node *ir_leaf(Ctx *c, Op op, int slot, Shape s) { return ir_make(c, op, s, NULL, NULL, 0, (Attr){.slot = slot}); }
 
-Node *ir_unary(Ctx *c, Op op, Node *a) { return build(c, op, a->shape, a, NULL, 0, 0); }
+Node *ir_unary(Ctx *c, Op op, Node *a) { return build(c, op, a->shape, a, NULL, 0, NO_ATTR); }
 
-Node *ir_powc(Ctx *c, Node *a, double e) { return build(c, OP_POWC, a->shape, a, NULL, e, 0); }
+Node *ir_powc(Ctx *c, Node *a, double e) { return build(c, OP_POWC, a->shape, a, NULL, e, NO_ATTR); }
 
 Node *ir_binary(Ctx *c, Op op, Node *a, Node *b) {
   Shape s;
   if (!shape_broadcast(a->shape, b->shape, &s))
     diag_error(c, c->cur_loc, "internal error: %s of %s and %s", op_name(op), shape_str(c, a->shape),
                shape_str(c, b->shape));
-  return build(c, op, s, a, b, 0, 0);
+  return build(c, op, s, a, b, 0, NO_ATTR);
 }
 
 Node *ir_reduce(Ctx *c, Op op, Node *a) {
   Shape s = shape_scalar();
   if (op == OP_LSE && a->shape.rank == 2) s = shape_vec(a->shape.dim[0]);
-  return build(c, op, s, a, NULL, 0, 0);
+  return build(c, op, s, a, NULL, 0, NO_ATTR);
 }
 
-Node *ir_onehot(Ctx *c, Op op, Node *x, Node *g) { return build(c, op, x->shape, x, g, 0, 0); }
+Node *ir_onehot(Ctx *c, Op op, Node *x, Node *g) { return build(c, op, x->shape, x, g, 0, NO_ATTR); }
 
 Node *ir_sumax(Ctx *c, Node *a, int axis) {
-  return build(c, OP_SUMAX, shape_vec(a->shape.dim[1 - axis]), a, NULL, 0, axis);
+  return build(c, OP_SUMAX, shape_vec(a->shape.dim[1 - axis]), a, NULL, 0, (Attr){.axis = axis});
 }
 
 Node *ir_bcast(Ctx *c, Node *a, Shape to, int mode) {
   if (shape_eq(a->shape, to)) return a;
-  return build(c, OP_BCAST, to, a, NULL, 0, a->shape.rank == 0 ? BCAST_ROWS : mode);
+  return build(c, OP_BCAST, to, a, NULL, 0, (Attr){.bcast = a->shape.rank == 0 ? BCAST_ROWS : mode});
 }
 
 Node *ir_transpose(Ctx *c, Node *a) {
-  return build(c, OP_TRANSPOSE, shape_mat(a->shape.dim[1], a->shape.dim[0]), a, NULL, 0, 0);
+  return build(c, OP_TRANSPOSE, shape_mat(a->shape.dim[1], a->shape.dim[0]), a, NULL, 0, NO_ATTR);
 }
 
 Node *ir_index(Ctx *c, Node *a, int64_t offset, Shape s) {
-  return build(c, OP_INDEX, s, a, NULL, 0, (int)offset);
+  return build(c, OP_INDEX, s, a, NULL, 0, (Attr){.offset = offset});
 }
 
 Node *ir_scatter(Ctx *c, Node *g, int64_t offset, Shape full) {
-  return build(c, OP_SCATTER, full, g, NULL, 0, (int)offset);
+  return build(c, OP_SCATTER, full, g, NULL, 0, (Attr){.offset = offset});
 }
 
 /* Shape of a @ b given transpose flags; the operands' own shapes are
@@ -201,14 +204,14 @@ Node *ir_matmul(Ctx *c, Node *a, Node *b, int flags) {
     s = shape_vec(sa.dim[0]);
   else
     s = shape_vec(sb.dim[1]);
-  return build(c, OP_MATMUL, s, a, b, 0, flags);
+  return build(c, OP_MATMUL, s, a, b, 0, (Attr){.mm = flags});
 }
 
 Node *ir_outer(Ctx *c, Node *a, Node *b) {
-  return build(c, OP_OUTER, shape_mat(a->shape.dim[0], b->shape.dim[0]), a, b, 0, 0);
+  return build(c, OP_OUTER, shape_mat(a->shape.dim[0], b->shape.dim[0]), a, b, 0, NO_ATTR);
 }
 
-Node *ir_dot(Ctx *c, Node *a, Node *b) { return build(c, OP_DOT, shape_scalar(), a, b, 0, 0); }
+Node *ir_dot(Ctx *c, Node *a, Node *b) { return build(c, OP_DOT, shape_scalar(), a, b, 0, NO_ATTR); }
 
 Node *ir_unbroadcast(Ctx *c, Node *a, Shape to) {
   if (shape_eq(a->shape, to)) return a;
@@ -230,19 +233,19 @@ static void print_node(Ctx *c, Buf *out, const Node *n) {
   buf_printf(out, "  %%%d = %s", n->id, op_name(n->op));
   switch (n->op) {
   case OP_CONST: buf_printf(out, " %.17g", n->value); break;
-  case OP_PARAM: buf_printf(out, " %s", ((Decl *)c->params.items[n->slot])->name); break;
-  case OP_INPUT: buf_printf(out, " %s", ((Decl *)c->inputs.items[n->slot])->name); break;
+  case OP_PARAM: buf_printf(out, " %s", ((Decl *)c->params.items[n->attr.slot])->name); break;
+  case OP_INPUT: buf_printf(out, " %s", ((Decl *)c->inputs.items[n->attr.slot])->name); break;
   default:
     for (int i = 0; i < n->nargs; i++) {
       buf_puts(out, i ? ", " : " ");
       print_ref(out, n->args[i]);
     }
     if (n->op == OP_POWC) buf_printf(out, ", %.17g", n->value);
-    if (n->op == OP_SUMAX) buf_printf(out, ", axis=%d", n->attr);
-    if (n->op == OP_INDEX || n->op == OP_SCATTER) buf_printf(out, ", at=%d", n->attr);
-    if (n->op == OP_BCAST) buf_puts(out, n->attr == BCAST_COLS ? ", cols" : ", rows");
-    if (n->op == OP_MATMUL && n->attr)
-      buf_printf(out, ",%s%s", n->attr & MM_TA ? " ta" : "", n->attr & MM_TB ? " tb" : "");
+    if (n->op == OP_SUMAX) buf_printf(out, ", axis=%lld", (long long)n->attr.axis);
+    if (n->op == OP_INDEX || n->op == OP_SCATTER) buf_printf(out, ", at=%lld", (long long)n->attr.offset);
+    if (n->op == OP_BCAST) buf_puts(out, n->attr.bcast == BCAST_COLS ? ", cols" : ", rows");
+    if (n->op == OP_MATMUL && n->attr.mm)
+      buf_printf(out, ",%s%s", n->attr.mm & MM_TA ? " ta" : "", n->attr.mm & MM_TB ? " tb" : "");
   }
   buf_printf(out, " : %s", shape_str(c, n->shape));
   if (n->name || n->loc.line) buf_puts(out, "  #");

@@ -35,7 +35,7 @@ double node_flops(const Node *n) {
   case OP_DOT: return 2.0 * (double)shape_numel(a->shape);
   case OP_MATMUL: {
     int64_t k =
-        a->shape.rank == 2 ? ((n->attr & MM_TA) ? a->shape.dim[0] : a->shape.dim[1]) : a->shape.dim[0];
+        a->shape.rank == 2 ? ((n->attr.mm & MM_TA) ? a->shape.dim[0] : a->shape.dim[1]) : a->shape.dim[0];
     return 2.0 * out * (double)k;
   }
   default: return out;
@@ -89,8 +89,8 @@ enum { MAX_FUSED_DEPTH = 6 };
  * vector once per row and would recompute it. */
 static int is_outer_vector_operand(const Node *y, const Node *x) {
   if (y->op != OP_MATMUL || x->shape.rank != 1 || y->args[0] == y->args[1]) return 0;
-  if (y->args[1] == x) return y->args[0]->shape.rank == 2 && (y->attr & MM_TA);
-  return y->args[0] == x && y->args[1]->shape.rank == 2 && !(y->attr & MM_TB);
+  if (y->args[1] == x) return y->args[0]->shape.rank == 2 && (y->attr.mm & MM_TA);
+  return y->args[0] == x && y->args[1]->shape.rank == 2 && !(y->attr.mm & MM_TB);
 }
 
 static int can_consume_inline(const Node *y, const Node *x, int fuse) {

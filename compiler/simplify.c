@@ -16,13 +16,13 @@ static int fold_elementwise(Op op, double a, double b, double value, double *out
   return isfinite(*out);
 }
 
-static Node *fold(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+static Node *fold(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr) {
   if (!a || a->op != OP_CONST || (b && b->op != OP_CONST)) return NULL;
   double x = a->value, y = b ? b->value : 0, r;
   if (op_is_elementwise(op)) return fold_elementwise(op, x, y, value, &r) ? ir_const(c, r, s) : NULL;
   switch (op) {
   case OP_SUM: return ir_const(c, x * (double)shape_numel(a->shape), s);
-  case OP_SUMAX: return ir_const(c, x * (double)a->shape.dim[attr], s);
+  case OP_SUMAX: return ir_const(c, x * (double)a->shape.dim[attr.axis], s);
   case OP_MAXALL:
   case OP_MINALL: return ir_const(c, x, s);
   case OP_LSE: {
@@ -36,7 +36,7 @@ static Node *fold(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int at
   case OP_OUTER: return ir_const(c, x * y, s);
   case OP_DOT: return ir_const(c, x * y * (double)a->shape.dim[0], s);
   case OP_MATMUL: {
-    int64_t k = (a->shape.rank == 2) ? ((attr & MM_TA) ? a->shape.dim[0] : a->shape.dim[1]) : a->shape.dim[0];
+    int64_t k = (a->shape.rank == 2) ? ((attr.mm & MM_TA) ? a->shape.dim[0] : a->shape.dim[1]) : a->shape.dim[0];
     return ir_const(c, x * y * (double)k, s);
   }
   default: return NULL;
@@ -97,8 +97,8 @@ static Node *simplify_binary(Ctx *c, Op op, Shape s, Node *a, Node *b) {
 /* A product with a uniform constant c: every entry is c times a row (or
  * column) sum of the other operand. Constants are literals, not arrays, so
  * the product's loops and kernels could not read one. */
-static Node *matmul_by_constant(Ctx *c, Shape s, Node *a, Node *b, int attr) {
-  int ta = (attr & MM_TA) != 0, tb = (attr & MM_TB) != 0;
+static Node *matmul_by_constant(Ctx *c, Shape s, Node *a, Node *b, Attr attr) {
+  int ta = (attr.mm & MM_TA) != 0, tb = (attr.mm & MM_TB) != 0;
   Node *k = ir_const(c, (b->op == OP_CONST ? b : a)->value, shape_scalar()), *sums;
   if (b->op == OP_CONST) /* (op(A) c)[i, .] = c * sum_p op(A)[i, p] */
     sums = a->shape.rank == 2 ? ir_sumax(c, a, ta ? 0 : 1) : ir_reduce(c, OP_SUM, a);
@@ -113,11 +113,11 @@ static Node *matmul_by_constant(Ctx *c, Shape s, Node *a, Node *b, int attr) {
  * explicit broadcast of its argument need not be materialised, as long as
  * the other argument still gives the result its shape. */
 static Node *unwrap_bcast(Node *x, Node *other, Shape s) {
-  if (x->op == OP_BCAST && x->attr == BCAST_ROWS && shape_eq(other->shape, s)) return x->args[0];
+  if (x->op == OP_BCAST && x->attr.bcast == BCAST_ROWS && shape_eq(other->shape, s)) return x->args[0];
   return x;
 }
 
-Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr) {
+Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr) {
   Node *r = fold(c, op, s, a, b, value, attr);
   if (r) return r;
   if (op_is_elementwise(op) && b) {
@@ -158,8 +158,8 @@ Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr)
     if (a->op == OP_OUTER) return ir_outer(c, a->args[1], a->args[0]);
     break;
   case OP_MATMUL:
-    if (a->op == OP_TRANSPOSE) return ir_matmul(c, a->args[0], b, attr ^ MM_TA);
-    if (b->op == OP_TRANSPOSE) return ir_matmul(c, a, b->args[0], attr ^ MM_TB);
+    if (a->op == OP_TRANSPOSE) return ir_matmul(c, a->args[0], b, (int)(attr.mm ^ MM_TA));
+    if (b->op == OP_TRANSPOSE) return ir_matmul(c, a, b->args[0], (int)(attr.mm ^ MM_TB));
     if (a->op == OP_CONST || b->op == OP_CONST) return matmul_by_constant(c, s, a, b, attr);
     break;
   case OP_DOT:
@@ -173,7 +173,7 @@ Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, int attr)
     if (is_zero(b)) return ir_const(c, 0, s);
     break;
   case OP_INDEX:
-    if (a->op == OP_SCATTER && a->attr == attr && shape_eq(a->args[0]->shape, s)) return a->args[0];
+    if (a->op == OP_SCATTER && a->attr.offset == attr.offset && shape_eq(a->args[0]->shape, s)) return a->args[0];
     break;
   default: break;
   }
