@@ -10,7 +10,7 @@ INCS     = -Icompiler -Iruntime -Icli -I$(B)
 LDLIBS   = -ltcc -lz -lm -ldl -lpthread -rdynamic
 
 COMPILER_SRC = compiler/arena.c compiler/util.c compiler/diag.c compiler/ast.c compiler/shape.c compiler/ops.c compiler/ir.c \
-               compiler/simplify.c compiler/lower.c compiler/autodiff.c compiler/schedule.c \
+               compiler/simplify.c compiler/lower.c compiler/autodiff.c compiler/schedule.c compiler/plan.c \
                compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c compiler/atomic_write.c
 RUNTIME_SRC  = $(wildcard runtime/*.c)
 # the command line: every command but main (cli/main.c) goes into the library too, for the tests

@@ -18,7 +18,9 @@ static const char usage_text[] =
     "  --prefix NAME    prefix of the generated functions (default: from the output name)\n"
     "  --float          use float instead of double\n"
     "  -D NAME=INT      override a 'dim NAME = ...' of the model\n"
-    "  --emit c|ir|dot  what to write: C (default), the IR as text, or a Graphviz graph\n"
+    "  --emit c|ir|loops|dot\n"
+    "                   what to write: C (default), the IR as text, the loop plan of each\n"
+    "                   generated function as text, or a Graphviz graph\n"
     "  --stats          print forward and backward op and flop counts\n"
     "\n"
     "Commands:\n"
@@ -98,8 +100,8 @@ static int compile_command(int argc, char **argv) {
   }
   free(args);
   if (!model) cli_usage_error("no model given");
-  if (strcmp(emit, "c") && strcmp(emit, "ir") && strcmp(emit, "dot"))
-    cli_usage_error("--emit takes c, ir or dot, not '%s'", emit);
+  if (strcmp(emit, "c") && strcmp(emit, "ir") && strcmp(emit, "loops") && strcmp(emit, "dot"))
+    cli_usage_error("--emit takes c, ir, loops or dot, not '%s'", emit);
   if (prefix) {
     int ok = isalpha((unsigned char)prefix[0]) != 0;
     for (const char *p = prefix; *p; p++)
@@ -128,6 +130,8 @@ static int compile_command(int argc, char **argv) {
   if (!emit_c_files) {
     if (!strcmp(emit, "ir"))
       ir_print(&c, &text);
+    else if (!strcmp(emit, "loops"))
+      plan_print_model(&c, &text);
     else
       emit_dot(&c, &text);
   } else {

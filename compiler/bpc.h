@@ -7,7 +7,8 @@
  *   compiler/autodiff.c                 IR           -> IR + adjoint nodes
  *   compiler/batch.c                    IR           -> the same model over B examples
  *   compiler/schedule.c                 roots        -> a Schedule: order, fusion, workspace
- *   compiler/emit_c.c                   Schedule     -> C source (file form, JIT form, parts)
+ *   compiler/plan.c                     Schedule     -> a loop plan: steps, destinations, slots, parts
+ *   compiler/emit_c.c                   Plan         -> C source (backends: plain loops, kernels; parts)
  *   compiler/emit_dot.c, ir.c           IR           -> Graphviz / IR text
  *   compiler/eval.c, explain.c          IR           -> values, the chain rule as text
  *   compiler/driver.c                   the whole pipeline behind one call
@@ -310,6 +311,7 @@ Node *ir_make_args(Ctx *c, Op op, Shape s, Node **args, int nargs, double value,
 Node *ir_unbroadcast(Ctx *c, Node *a, Shape to);
 int ir_is_const(const Node *n, double v);
 void ir_print(Ctx *c, Buf *out); /* --emit ir */
+void ir_print_options(const Node *n, Buf *out); /* ", axis=1": constant and attributes */
 
 /* simplify.c: returns a simpler equivalent node, or NULL to build as asked. */
 Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr);
@@ -406,6 +408,64 @@ int node_is_materialised(const Node *n);
 /* Whether the schedule computes n inside its consumer's loop (fused). */
 static inline int sched_inlined(const Schedule *s, const Node *n) { return s->inlined[n->id]; }
 double node_flops(const Node *n);
+
+/* ---- plan.c: a Schedule lowered to loops ---------------------------------- */
+/* How a step writes its destination: store, add, or (the first term of a
+ * gradient) store when the caller's acc is 0 and add when it is 1. */
+typedef enum { WRITE_STORE, WRITE_ADD, WRITE_FIRST } WriteMode;
+typedef enum {
+  DEST_VALUE, /* the node's own storage: a scalar (local or slot) or its workspace slice */
+  DEST_GRAD   /* a parameter's gradient */
+} DestKind;
+typedef enum {
+  STEP_LEAF,    /* a parameter or input, read in place */
+  STEP_VIEW,    /* INDEX: an element or row of a stored tensor, read in place */
+  STEP_COMPUTE, /* a loop nest (or one statement) computing node */
+  STEP_ADD_TERM /* a stored gradient term added into its gradient */
+} StepKind;
+typedef struct Step {
+  StepKind kind;
+  Node *node;
+  int part;        /* a function in parts: the part it is in (-1: the function itself, after them) */
+  DestKind dest;
+  int param;       /* DEST_GRAD: the parameter's slot */
+  WriteMode write;
+  int flat;        /* elementwise and sums: one loop over all elements, not rows then columns */
+  int nloops;      /* the loop nest, outermost first (0: one statement): */
+  int64_t loop[3]; /* bounds */
+  char var[3];     /* the C's loop variables: i, j over the result, p over a product's shared axis */
+  Node *sum;       /* a sum of the values taken in the same loop, or NULL */
+  Node *partner;   /* a product's gradient term transpose(A) @ v computed in its loop, or NULL */
+} Step;
+typedef struct Plan {
+  Schedule s;
+  Step *steps;
+  int nsteps, cap;
+  int use_slots;        /* scalars live in sc[0..nslots), slots reused */
+  int64_t nslots;
+  int64_t *slot;        /* per node id: its slot, or -1 */
+  int part_nodes;       /* cut into parts of this many schedule positions (0: one function) */
+  Node **grad_fused;    /* per node id: the PARAM node whose gradient it is written into */
+  Node **first_term;    /* per param slot: the term that writes its gradient first */
+  Node **sum_into;      /* per node id: a sum of it taken in its own loop */
+  Node **row_partner;   /* per product A @ x: the gradient term A^T @ f(A @ x) computed with it */
+  char *done_elsewhere; /* per node id: computed in another node's loop */
+} Plan;
+typedef struct PlanOptions {
+  int fuse_products; /* plain C loops: a vector may be computed inside the product that reads it */
+  int slots_above;   /* as EmitOptions */
+  int part_nodes;
+} PlanOptions;
+/* Plans one function of target t: the roots, and with with_grads the
+ * gradient terms (a backward function). */
+void plan_function(Ctx *c, const Target *t, Node **roots, int nroots, int with_grads, const PlanOptions *o,
+                   Plan *p);
+/* Roots of a function: the loss (unless only outputs), then the outputs. */
+Node **plan_roots(Ctx *c, const Target *t, int with_loss, int with_outputs, int *nroots);
+void plan_print(Ctx *c, const Plan *p, const char *title, Buf *out);
+/* --emit loops: the plans of forward, backward and predict as the file
+ * form emits them (per example, plain loops). */
+void plan_print_model(Ctx *c, Buf *out);
 
 /* ---- emit_c.c ----------------------------------------------------------- */
 typedef struct EmitOptions {

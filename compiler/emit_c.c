@@ -26,11 +26,10 @@ typedef struct Emitter {
   const char **name;      /* per node id: its C name in the function being emitted */
   const char **base_name; /* per node id: its C name outside scalar slots */
   const char **at_name;   /* per max/min node id: the variable holding the position, made on first use */
-  int64_t slots;          /* scalars of the function being emitted live in sc[0..slots) (0: as locals) */
+  const struct Backend *be; /* how products are computed: plain loops or the runtime's kernels */
+  const Plan *p;          /* the function being emitted: its steps and every decision about them */
+  int split;              /* it is cut into parts: static functions it calls in order */
   ArenaMark scratch;      /* everything allocated while emitting one function is freed after it */
-  int use_slots;          /* the function being emitted keeps its scalars in sc[] */
-  int nscalars;           /* ... how many it computes */
-  int split;              /* ... and is cut into parts: static functions it calls in order */
   Buf fn_buf, parts_buf;  /* while split: the function itself, and what must precede it */
   Buf *final_out;         /* while split: where both go when the function is done */
   const char *fn_name;    /* while split: the function's name, for its parts' names */
@@ -39,15 +38,8 @@ typedef struct Emitter {
   PtrVec macros;          /* while split: names #defined for the function (tensors and gradients) */
   const char **grad_name; /* per param slot: "grad_w" */
   const char **field[3];  /* per param, input and output decl: its name in the header's structs and macros */
-  Node **grad_fused;      /* per node id: the param whose gradient it adds into */
   Target *t;              /* what the functions being emitted compute */
-  const Schedule *S;      /* the function being emitted: order, fusion, workspace */
   int indent;             /* extra nesting of the statements being written */
-  int at_end;             /* emitting the deferred sparse gradient terms */
-  Node **sum_into;        /* per node id: a sum of it computed in its own loop, or NULL */
-  char *done_elsewhere;   /* per node id: already computed in another node's loop */
-  Node **row_partner;     /* per product A @ x: the gradient A^T @ f(A @ x) computed with it */
-  Node **first_term;      /* per param slot: the term written first in the backward function */
   const char *sfx;        /* function name suffix: "" per example, "_b" batched */
   NameSet locals;         /* the names taken in the generated functions */
 } Emitter;
@@ -251,7 +243,7 @@ static void assign_names(Emitter *E) {
 static void begin_function(Emitter *E) { E->scratch = arena_mark(&E->c->arena); }
 
 static void end_function(Emitter *E) {
-  if (E->slots) memcpy(E->name, E->base_name, sizeof(char *) * (size_t)E->c->nodes.len);
+  if (E->p->nslots) memcpy(E->name, E->base_name, sizeof(char *) * (size_t)E->c->nodes.len);
   if (E->split) { /* the macros and parts, the function, then the macros go */
     buf_append(E->final_out, E->parts_buf.data, E->parts_buf.len);
     buf_append(E->final_out, E->fn_buf.data, E->fn_buf.len);
@@ -262,8 +254,7 @@ static void end_function(Emitter *E) {
     buf_free(&E->fn_buf);
     E->out = E->final_out;
   }
-  E->slots = 0;
-  E->use_slots = 0;
+  E->p = NULL;
   E->split = 0;
   arena_release(&E->c->arena, E->scratch);
 }
@@ -312,7 +303,7 @@ static const char *binary_expr(Emitter *E, Node *n, const char *a, const char *b
 /* The operand's element matching result element (i) or (i, j). A fused
  * (inlined) operand is its whole expression, in parentheses. */
 static const char *operand_at(Emitter *E, Node *x, Shape out, IndexMode mode, const char *flat_index) {
-  if (sched_inlined(E->S, x)) {
+  if (sched_inlined(&E->p->s, x)) {
     const char *a = operand_at(E, x->args[0], out, mode, flat_index);
     const char *e = x->args[1] ? binary_expr(E, x, a, operand_at(E, x->args[1], out, mode, flat_index))
                                : unary_expr(E, x, a);
@@ -400,8 +391,8 @@ static void line(Emitter *E, const char *fmt, ...) {
 static const char *assign_op(Dest d) { return d.accumulate ? "+=" : "="; }
 
 /* How a scalar is introduced: a declaration, or nothing when it is a slot. */
-static const char *let(const Emitter *E) { return E->slots ? "" : "bp_real "; }
-static const char *let_const(const Emitter *E) { return E->slots ? "" : "const bp_real "; }
+static const char *let(const Emitter *E) { return E->p->nslots ? "" : "bp_real "; }
+static const char *let_const(const Emitter *E) { return E->p->nslots ? "" : "const bp_real "; }
 
 static const char *at_name(Emitter *E, const Node *n);
 
@@ -412,24 +403,14 @@ static void scalar_set(Emitter *E, Dest d, const char *expr) {
     line(E, "%s %s %s;", d.name, assign_op(d), expr);
 }
 
-/* Whether every leaf of n's (fused) expression is a scalar or of shape s,
- * so one flat loop over all elements indexes each of them alike. */
-static int flat_compatible(const Schedule *S, const Node *n, Shape s) {
-  for (int k = 0; k < n->nargs; k++) {
-    const Node *x = n->args[k];
-    if (sched_inlined(S, x) ? !flat_compatible(S, x, s) : !(x->shape.rank == 0 || shape_eq(x->shape, s))) return 0;
-  }
-  return 1;
-}
-
-static void emit_elementwise(Emitter *E, Node *n, Dest d) {
-  Node *a = n->args[0], *b = n->args[1];
+static void emit_elementwise(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node, *a = n->args[0], *b = n->args[1];
   Shape s = n->shape;
-  int flat = s.rank < 2 || flat_compatible(E->S, n, s);
+  int flat = st->flat;
   IndexMode m = flat ? IX_FLAT : IX_ROW;
   const char *ea = operand(E, a, s, m), *eb = b ? operand(E, b, s, m) : NULL;
   const char *expr = b ? binary_expr(E, n, ea, eb) : unary_expr(E, n, ea);
-  Node *sum = s.rank ? E->sum_into[n->id] : NULL;
+  Node *sum = st->sum;
   if (sum) { /* one pass: store each element and add it to the sum (s is a reserved name) */
     const char *S = E->name[sum->id];
     if (!d.sum_declared) line(E, "%s%s = 0;", let(E), S);
@@ -462,9 +443,10 @@ static void zero(Emitter *E, const char *name, int64_t n) {
   line(E, "for (size_t i = 0; i < %lld; i++) %s[i] = 0;", (long long)n, name);
 }
 
-/* JIT mode: the product goes to the runtime's -O3 kernels (kernels.h). */
-static void emit_matmul_kernel(Emitter *E, Node *n, Dest d) {
-  Node *a = n->args[0], *b = n->args[1];
+/* The kernels backend (JIT): the product goes to the runtime's -O3
+ * kernels (kernels.h). */
+static void matmul_kernel(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node, *a = n->args[0], *b = n->args[1];
   const char *A = E->name[a->id], *B = E->name[b->id], *S = E->o->use_float ? "f" : "d";
   int ta = n->attr.mm & MM_TA, tb = n->attr.mm & MM_TB, acc = d.accumulate;
   if (a->shape.rank == 2 && b->shape.rank == 2)
@@ -479,15 +461,12 @@ static void emit_matmul_kernel(Emitter *E, Node *n, Dest d) {
          (long long)b->shape.dim[0], (long long)b->shape.dim[1], acc);
 }
 
-static void emit_matmul(Emitter *E, Node *n, Dest d) {
-  Node *a = n->args[0], *b = n->args[1];
+/* The plain backend: the product as loops (with its row partner). */
+static void matmul_loops(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node, *a = n->args[0], *b = n->args[1];
   const char *A = E->name[a->id], *B = E->name[b->id], *D = d.name;
   int ta = n->attr.mm & MM_TA, tb = n->attr.mm & MM_TB;
   const char *op = assign_op(d);
-  if (E->o->jit_kernels) {
-    emit_matmul_kernel(E, n, d);
-    return;
-  }
   if (a->shape.rank == 2 && b->shape.rank == 2) {
     long long m = n->shape.dim[0], nn = n->shape.dim[1];
     long long k = ta ? a->shape.dim[0] : a->shape.dim[1];
@@ -511,13 +490,13 @@ static void emit_matmul(Emitter *E, Node *n, Dest d) {
     }
   } else if (a->shape.rank == 2) { /* matrix @ vector */
     long long rows = a->shape.dim[0], cols = a->shape.dim[1];
-    Node *g = E->row_partner[n->id];
+    Node *g = st->partner;
     if (!ta && g) { /* and transpose(A) @ v into a gradient, a block of rows at a time */
-      const char *G = E->grad_name[E->grad_fused[g->id]->attr.slot];
+      const char *G = E->grad_name[E->p->grad_fused[g->id]->attr.slot];
       /* a block small enough to stay in L1 between its two passes and long enough that the
          row sums (latency-bound chains) overlap; the order of every sum is the unfused one */
       long long blk = 1024 / cols < 4 ? 4 : 1024 / cols > 64 ? 64 : 1024 / cols;
-      if (E->first_term[E->grad_fused[g->id]->attr.slot] == g)
+      if (E->p->first_term[E->p->grad_fused[g->id]->attr.slot] == g)
         line(E, "if (!acc) for (size_t p = 0; p < %lld; p++) %s[p] = 0;", cols, G);
       int blocked = rows > blk;
       if (blocked) {
@@ -569,15 +548,14 @@ static void emit_matmul(Emitter *E, Node *n, Dest d) {
   }
 }
 
-static void emit_reduction(Emitter *E, Node *n, Dest d) {
-  Node *a = n->args[0];
+static void emit_reduction(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node, *a = n->args[0];
   const char *A = E->name[a->id], *D = d.name;
   long long len = shape_numel(a->shape);
   switch (n->op) {
   case OP_SUM: {
-    int flat = a->shape.rank < 2 || !sched_inlined(E->S, a) || flat_compatible(E->S, a, a->shape);
     line(E, "%s%s = 0;", let(E), D);
-    if (flat) {
+    if (st->flat) {
       line(E, "for (size_t i = 0; i < %lld; i++) %s += %s;", len, D, operand(E, a, a->shape, IX_FLAT));
     } else {
       line(E, "for (size_t i = 0; i < %lld; i++)", (long long)a->shape.dim[0]);
@@ -604,7 +582,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
     Node *extreme = ir_find(E->c, of, shape_scalar(), a, NULL, 0, NO_ATTR);
     const char *g = elem(E, n->args[1], "");
     line(E, "{");
-    if (extreme && E->S->live[extreme->id]) {
+    if (extreme && E->p->s.live[extreme->id]) {
       line(E, "  const size_t best = %s;", at_name(E, extreme));
     } else {
       line(E, "  size_t best = 0;");
@@ -634,7 +612,7 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
   case OP_LSE: { /* max first, so exp never overflows */
     int is_mat = a->shape.rank == 2;
     long long rows = is_mat ? a->shape.dim[0] : 1, cols = is_mat ? a->shape.dim[1] : len;
-    if (!is_mat && !E->slots) line(E, "bp_real %s;", D);
+    if (!is_mat && !E->p->nslots) line(E, "bp_real %s;", D);
     line(E, "for (size_t i = 0; i < %lld; i++) {", rows);
     line(E, "  const bp_real *row = %s + i * %lld;", A, cols);
     line(E, "  bp_real mx = row[0], s = 0;");
@@ -648,8 +626,41 @@ static void emit_reduction(Emitter *E, Node *n, Dest d) {
   }
 }
 
-static void emit_shape_op(Emitter *E, Node *n, Dest d) {
-  Node *a = n->args[0];
+/* The plain backend's outer product: a row at a time. */
+static void outer_loops(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node, *a = n->args[0];
+  long long m = n->shape.dim[0], nn = n->shape.dim[1];
+  line(E, "for (size_t i = 0; i < %lld; i++) {", m);
+  line(E, "  const bp_real s = %s;", elem(E, a, "i"));
+  line(E, "  for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] %s s * %s;", nn, d.name, nn, assign_op(d),
+       elem(E, n->args[1], "j"));
+  line(E, "}");
+}
+
+/* The kernels backend's: the kernel, unless a side is a constant. */
+static void outer_kernel(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node, *a = n->args[0], *b = n->args[1];
+  if (a->op == OP_CONST || b->op == OP_CONST) {
+    outer_loops(E, st, d);
+    return;
+  }
+  line(E, "bpk_outer_%s(%s, %s, %s, %lld, %lld, %d);", E->o->use_float ? "f" : "d", E->name[a->id],
+       E->name[b->id], d.name, (long long)n->shape.dim[0], (long long)n->shape.dim[1], d.accumulate);
+}
+
+/* A backend: how the plan's products become C. Everything else prints
+ * the same for every backend. */
+typedef struct Backend {
+  const char *name;
+  int fuse_products; /* computes a vector inside the product that reads it (plan.c) */
+  void (*matmul)(Emitter *E, const Step *st, Dest d);
+  void (*outer)(Emitter *E, const Step *st, Dest d);
+} Backend;
+static const Backend plain_loops = {"plain C loops", 1, matmul_loops, outer_loops};
+static const Backend kernel_calls = {"C calling the runtime's kernels", 0, matmul_kernel, outer_kernel};
+
+static void emit_shape_op(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node, *a = n->args[0];
   const char *D = d.name, *op = assign_op(d);
   long long m = n->shape.rank >= 1 ? n->shape.dim[0] : 1, nn = n->shape.rank == 2 ? n->shape.dim[1] : 1;
   switch (n->op) {
@@ -668,18 +679,7 @@ static void emit_shape_op(Emitter *E, Node *n, Dest d) {
     line(E, "  for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] %s %s[j * %lld + i];", nn, D, nn, op,
          E->name[a->id], m);
     break;
-  case OP_OUTER:
-    if (E->o->jit_kernels && a->op != OP_CONST && n->args[1]->op != OP_CONST) {
-      line(E, "bpk_outer_%s(%s, %s, %s, %lld, %lld, %d);", E->o->use_float ? "f" : "d", E->name[a->id],
-           E->name[n->args[1]->id], D, m, nn, d.accumulate);
-      break;
-    }
-    line(E, "for (size_t i = 0; i < %lld; i++) {", m);
-    line(E, "  const bp_real s = %s;", elem(E, a, "i"));
-    line(E, "  for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] %s s * %s;", nn, D, nn, op,
-         elem(E, n->args[1], "j"));
-    line(E, "}");
-    break;
+  case OP_OUTER: E->be->outer(E, st, d); break;
   case OP_SCATTER:
     if (!d.accumulate) zero(E, D, shape_numel(n->shape));
     if (a->shape.rank == 0)
@@ -692,24 +692,6 @@ static void emit_shape_op(Emitter *E, Node *n, Dest d) {
   }
 }
 
-/* Ops that can write straight into a gradient with += element by element. */
-static int can_accumulate(const Node *n) {
-  return op_is_elementwise(n->op) || n->op == OP_MATMUL || n->op == OP_OUTER || n->op == OP_BCAST ||
-         n->op == OP_TRANSPOSE || n->op == OP_SCATTER || n->op == OP_ARGMAXMASK || n->op == OP_ARGMINMASK;
-}
-
-/* Terms that touch only a few elements are cheapest added, never stored:
- * storing them first would mean zeroing the rest. */
-static int is_sparse_term(const Node *n) {
-  return n->op == OP_ARGMAXMASK || n->op == OP_ARGMINMASK || n->op == OP_SCATTER;
-}
-
-/* With assign-first, sparse terms stored in place (one element per call)
- * wait until the end, so that a dense term can store first. */
-static int deferred(Emitter *E, const Node *n) {
-  return !E->at_end && E->grad_fused[n->id] && is_sparse_term(n);
-}
-
 static void comment(Emitter *E, Node *n) {
   const Node *a = n->args[0];
   (void)a;
@@ -720,15 +702,16 @@ static void comment(Emitter *E, Node *n) {
          shape_str(E->c, n->shape));
 }
 
-static void emit_value(Emitter *E, Node *n, Dest d) {
+static void emit_value(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node;
   if (op_is_elementwise(n->op)) {
-    emit_elementwise(E, n, d);
+    emit_elementwise(E, st, d);
   } else if (n->op == OP_MATMUL) {
-    emit_matmul(E, n, d);
+    E->be->matmul(E, st, d);
   } else if (n->op == OP_BCAST || n->op == OP_TRANSPOSE || n->op == OP_OUTER || n->op == OP_SCATTER) {
-    emit_shape_op(E, n, d);
+    emit_shape_op(E, st, d);
   } else {
-    emit_reduction(E, n, d);
+    emit_reduction(E, st, d);
   }
 }
 
@@ -739,16 +722,16 @@ static long long leaf_offset(const Node *n, const Decl *d) {
   return (long long)d->offset * (long long)(shape_numel(n->shape) / shape_numel(d->shape));
 }
 
-/* Declares the storage of a node and computes it. Returns early for values
- * that are read in place. */
-static void emit_node(Emitter *E, Node *n) {
+static void emit_add_term(Emitter *E, const Step *st);
+
+/* Prints one step: declares the storage of its node and computes it. */
+static void emit_step(Emitter *E, const Step *st) {
+  Node *n = st->node;
   const char *N = E->name[n->id];
-  if (sched_inlined(E->S, n) || deferred(E, n) || E->done_elsewhere[n->id]) /* done in another loop, or later */
-    return;
-  switch (n->op) {
-  case OP_CONST: return;
-  case OP_PARAM:
-  case OP_INPUT: {
+  switch (st->kind) {
+  case STEP_ADD_TERM: emit_add_term(E, st); return;
+  case STEP_COMPUTE: break;
+  case STEP_LEAF: {
     Decl *d = (n->op == OP_PARAM ? E->c->params : E->c->inputs).items[n->attr.slot];
     const char *base = n->op == OP_PARAM ? "params" : "inputs";
     long long off = leaf_offset(n, d);
@@ -758,298 +741,95 @@ static void emit_node(Emitter *E, Node *n) {
       line(E, "const bp_real *const %s = %s + %lld;", N, base, off);
     return;
   }
-  case OP_INDEX:
+  case STEP_VIEW:
     comment(E, n);
     if (n->shape.rank == 0)
       line(E, "%s%s = %s[%lld];", let_const(E), N, E->name[n->args[0]->id], (long long)n->attr.offset);
     else if (!E->split)
       line(E, "const bp_real *const %s = %s + %lld;", N, E->name[n->args[0]->id], (long long)n->attr.offset);
     return;
-  default: break;
   }
-  Node *fused = E->grad_fused[n->id];
   comment(E, n);
-  if (fused) { /* this value only ever goes into one gradient: write it there */
-    const char *g = E->grad_name[fused->attr.slot];
-    if (E->first_term[fused->attr.slot] == n) {
-      Node *sum = E->sum_into[n->id];
+  if (st->dest == DEST_GRAD) { /* this value only ever goes into one gradient: write it there */
+    const char *g = E->grad_name[st->param];
+    if (st->write == WRITE_FIRST) {
+      Node *sum = st->sum;
       if (sum) line(E, "%s%s = 0; /* computed in both loops below */", let(E), E->name[sum->id]);
       line(E, "if (acc) {");
       E->indent++;
-      emit_value(E, n, (Dest){g, 1, 0, sum != NULL});
+      emit_value(E, st, (Dest){g, 1, 0, sum != NULL});
       E->indent--;
       line(E, "} else {");
       E->indent++;
-      emit_value(E, n, (Dest){g, 0, 0, sum != NULL});
+      emit_value(E, st, (Dest){g, 0, 0, sum != NULL});
       E->indent--;
       line(E, "}");
     } else {
-      emit_value(E, n, (Dest){g, 1, 0, 0});
+      emit_value(E, st, (Dest){g, 1, 0, 0});
     }
     return;
   }
   if (n->shape.rank == 0) {
     int is_loop = !op_is_elementwise(n->op);
-    emit_value(E, n, (Dest){N, 0, !is_loop, 0});
+    emit_value(E, st, (Dest){N, 0, !is_loop, 0});
   } else {
-    if (!E->split) line(E, "bp_real *const %s = ws + %lld;", N, (long long)E->S->ws_offset[n->id]);
-    emit_value(E, n, (Dest){N, 0, 0, 0});
+    if (!E->split) line(E, "bp_real *const %s = ws + %lld;", N, (long long)E->p->s.ws_offset[n->id]);
+    emit_value(E, st, (Dest){N, 0, 0, 0});
   }
 }
 
 /* ---- functions ------------------------------------------------------------------- */
 
-/* The gradient terms written straight into their gradient: those used
- * once, and those whose one other reader is a sum of them, which their
- * loop then takes as it writes (softmax's share in logsumexp's max). */
-static void mark_fusable_grads(Emitter *E, Schedule *s) {
-  Ctx *c = E->c;
-  memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len);
-  /* done_elsewhere is borrowed as scratch ("a sum reads it"); body() clears it before its own use */
-  memset(E->done_elsewhere, 0, (size_t)c->nodes.len);
-  for (int i = 0; i < s->order.len; i++) {
-    Node *y = s->order.items[i];
-    if (y->op == OP_SUM) E->done_elsewhere[y->args[0]->id] = 1;
-  }
-  for (int p = 0; p < c->params.len; p++) {
-    Decl *d = c->params.items[p];
-    for (GradTerm *t = E->t->grad_terms[p]; t; t = t->next) {
-      Node *g = t->node;
-      if (g->shape.rank == 0 || !can_accumulate(g) || !node_is_materialised(g)) continue;
-      int uses = s->uses[g->id];
-      int summed = uses == 2 && op_is_elementwise(g->op) && !sched_inlined(s, g) && E->done_elsewhere[g->id];
-      if (uses == 1 || summed) E->grad_fused[g->id] = d->node;
-    }
-  }
-}
-
-static void add_grad_terms(Emitter *E) {
-  Ctx *c = E->c;
-  for (int p = 0; p < c->params.len; p++) {
-    Decl *d = c->params.items[p];
-    for (GradTerm *t = E->t->grad_terms[p]; t; t = t->next) {
-      Node *g = t->node;
-      if (E->grad_fused[g->id]) continue;
-      const char *v = g->shape.rank ? elem(E, g, "i") : elem(E, g, "");
-      const char *op = E->first_term[p] == g ? "= acc ? %s[i] + %s : %s;" : NULL;
-      if (d->shape.rank == 0 && op)
-        line(E, "%s[0] = acc ? %s[0] + %s : %s;", E->grad_name[p], E->grad_name[p], v, v);
-      else if (d->shape.rank == 0)
-        line(E, "%s[0] += %s;", E->grad_name[p], v);
-      else if (op) {
-        line(E, "if (acc)");
-        line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] += %s;", (long long)shape_numel(d->shape),
-             E->grad_name[p], v);
-        line(E, "else");
-        line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] = %s;", (long long)shape_numel(d->shape),
-             E->grad_name[p], v);
-      } else
-        line(E, "for (size_t i = 0; i < %lld; i++) %s[i] += %s;", (long long)shape_numel(d->shape),
-             E->grad_name[p], v);
-    }
-  }
-}
-
-/* Per parameter, the gradient term the backward function writes first, in
- * the order it runs them: dense terms stored in place as they are computed,
- * then the terms added at the end, then the deferred sparse ones. With acc
- * 0 that term is stored with `=`, so the gradient needs no zeroing pass;
- * parameters no gradient reaches are zeroed at the start instead. */
-static void choose_first_terms(Emitter *E, Schedule *s) {
-  Ctx *c = E->c;
-  memset(E->first_term, 0, sizeof(Node *) * (size_t)(c->params.len + 1));
-  for (int i = 0; i < s->order.len; i++) {
-    Node *n = s->order.items[i];
-    Node *fused = E->grad_fused[n->id];
-    if (fused && !sched_inlined(s, n) && !deferred(E, n) && !E->first_term[fused->attr.slot])
-      E->first_term[fused->attr.slot] = n;
-  }
-  for (int p = 0; p < c->params.len; p++)
-    for (GradTerm *t = E->t->grad_terms[p]; t && !E->first_term[p]; t = t->next)
-      if (!E->grad_fused[t->node->id]) E->first_term[p] = t->node;
-  for (int i = 0; i < s->order.len; i++) {
-    Node *n = s->order.items[i];
-    Node *fused = E->grad_fused[n->id];
-    if (fused && deferred(E, n) && !E->first_term[fused->attr.slot]) E->first_term[fused->attr.slot] = n;
-  }
+/* A stored gradient term added into its gradient (the first with = when
+ * acc is 0). */
+static void emit_add_term(Emitter *E, const Step *st) {
+  Node *g = st->node;
+  Decl *d = E->c->params.items[st->param];
+  const char *G = E->grad_name[st->param];
+  const char *v = g->shape.rank ? elem(E, g, "i") : elem(E, g, "");
+  int first = st->write == WRITE_FIRST;
+  long long len = (long long)shape_numel(d->shape);
+  if (d->shape.rank == 0 && first)
+    line(E, "%s[0] = acc ? %s[0] + %s : %s;", G, G, v, v);
+  else if (d->shape.rank == 0)
+    line(E, "%s[0] += %s;", G, v);
+  else if (first) {
+    line(E, "if (acc)");
+    line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] += %s;", len, G, v);
+    line(E, "else");
+    line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] = %s;", len, G, v);
+  } else
+    line(E, "for (size_t i = 0; i < %lld; i++) %s[i] += %s;", len, G, v);
 }
 
 static const char *ref_scalar(Emitter *E, Node *n) {
   return n->op == OP_CONST ? literal(E, n->value) : E->name[n->id];
 }
 
-/* The leaves of a fused expression: what its loop reads from memory or
- * from scalars. Constants are left out (always ready); parameters and
- * inputs are not: each is declared where the model declares it, so a loop
- * before that may not read it (o = mean(W, 1), then param t, then
- * sum(o * t): the sum cannot be taken in o's loop). Returns the count, or
- * -1 past cap. Recursion is bounded by mark_inlined's MAX_FUSED_DEPTH. */
-enum { MAX_LEAVES = 64 };
-
-static int collect_leaves(const Schedule *S, Node *x, Node **out, int n, int depth) {
-  for (int k = 0; k < x->nargs && n >= 0; k++) {
-    Node *a = x->args[k];
-    if (sched_inlined(S, a))
-      n = depth > 16 ? -1 : collect_leaves(S, a, out, n, depth + 1);
-    else if (a->op != OP_CONST)
-      n = n < MAX_LEAVES ? (out[n] = a, n + 1) : -1;
-  }
-  return n;
-}
-
-/* The stored tensor in whose loop the sum of the fused expression x can be
- * taken: the elementwise tensor of x's shape among x's leaves that is
- * computed last, so that every other leaf is ready by then. */
-static Node *find_sum_host(Emitter *E, Node *x, const int *pos) {
-  Node *leaf[MAX_LEAVES], *host = NULL;
-  int n = collect_leaves(E->S, x, leaf, 0, 0), ready_at = -1;
-  for (int k = 0; k < n; k++) {
-    Node *a = leaf[k];
-    if (pos[a->id] > ready_at) ready_at = pos[a->id];
-    if (op_is_elementwise(a->op) && shape_eq(a->shape, x->shape) && (!host || pos[a->id] > pos[host->id]))
-      host = a;
-  }
-  if (!host || pos[host->id] < ready_at) return NULL;
-  if (E->grad_fused[host->id] || E->sum_into[host->id]) return NULL; /* its loop writes no array of its own */
-  int host_flat = host->shape.rank < 2 || flat_compatible(E->S, host, host->shape);
-  if (host_flat && x->shape.rank == 2 && !flat_compatible(E->S, x, x->shape)) return NULL; /* indexed alike */
-  return host;
-}
-
-/* A sum of a stored elementwise tensor is computed in the loop that
- * stores it (one pass over memory instead of two); so is a sum of a fused
- * expression, in the loop of the last tensor it reads (r = s - T x and
- * sum(r * r) are one loop). */
-static void plan_fused_sums(Emitter *E, Schedule *s, const int *pos) {
-  for (int i = 0; i < s->order.len; i++) {
-    Node *y = s->order.items[i];
-    Node *x = y->args[0];
-    if (y->op != OP_SUM || !x || !op_is_elementwise(x->op) || x->shape.rank == 0) continue;
-    Node *host = sched_inlined(s, x) ? find_sum_host(E, x, pos) : x;
-    if (host && !E->sum_into[host->id]) {
-      E->sum_into[host->id] = y;
-      E->done_elsewhere[y->id] = 1;
-    }
-  }
-}
-
-/* For a gradient term g = transpose(A) @ v whose fused vector v reads, row
- * by row, only y = A @ x and values ready before y: the product y that g
- * can be computed with, walking A once instead of twice (least squares,
- * linear and logistic regression). g moves up to y, so it must be the
- * first write of its gradient or come after that write. */
-static Node *row_partner_of(Emitter *E, Node *g, const int *pos) {
-  Node *A = g->args[0], *v = g->args[1], *param = E->grad_fused[g->id];
-  if (g->op != OP_MATMUL || !param || !A || A->shape.rank != 2 || g->attr.mm != MM_TA || !sched_inlined(E->S, v))
-    return NULL;
-  Node *leaf[MAX_LEAVES], *y = NULL;
-  int n = collect_leaves(E->S, v, leaf, 0, 0);
-  for (int k = 0; k < n; k++) {
-    Node *a = leaf[k];
-    if (a->op == OP_MATMUL && a->args[0] == A && a->attr.mm == 0 && a->args[1]->shape.rank == 1 &&
-        !E->grad_fused[a->id] && !sched_inlined(E->S, a))
-      y = a;
-  }
-  if (!y) return NULL;
-  for (int k = 0; k < n; k++)
-    if (leaf[k] != y && pos[leaf[k]->id] > pos[y->id]) return NULL;
-  Node *first = E->first_term[param->attr.slot];
-  if (first != g && (!first || pos[first->id] > pos[y->id])) return NULL;
-  return y;
-}
-
-static void plan_row_fusion(Emitter *E, Schedule *s, const int *pos) {
-  if (E->o->jit_kernels) return; /* the kernels read stored vectors */
-  for (int i = 0; i < s->order.len; i++) {
-    Node *g = s->order.items[i];
-    Node *y = g->op == OP_MATMUL ? row_partner_of(E, g, pos) : NULL;
-    if (y && !E->row_partner[y->id]) {
-      E->row_partner[y->id] = g;
-      E->done_elsewhere[g->id] = 1;
-    }
-  }
-}
-
-/* ---- scalar slots ----------------------------------------------------------------
- * A model of many thousands of scalar statements would give tcc as many
- * local variables: its identifier table is a fixed-size hash, so compile
- * time grows with the square of the model, and each local takes its own
- * stack slot. Past SLOT_THRESHOLD scalars, a function keeps them in one
- * local array sc[], a slot reused once its value is read for the last
- * time (the way plan_memory reuses the workspace). gcc optimises sc[k]
- * like a local variable. */
-enum { SLOT_THRESHOLD = 8192, READ_AT_END = 0x7fffffff };
-
-static int is_slot_scalar(const Node *n) { return n->shape.rank == 0 && n->op != OP_CONST; }
-
-static void note_scalar_read(const Schedule *S, int *last, Node *x, int at, int depth) {
-  if (is_slot_scalar(x) && at > last[x->id]) last[x->id] = at;
-  if (sched_inlined(S, x) && depth < 64)
-    for (int k = 0; k < x->nargs; k++)
-      note_scalar_read(S, last, x->args[k], at, depth + 1);
-}
-
 static const char *at_name(Emitter *E, const Node *n) {
   return E->split && E->at_cur[n->id] ? E->at_cur[n->id] : E->at_name[n->id];
 }
 
-static void plan_scalar_slots(Emitter *E, Schedule *s) {
-  Ctx *c = E->c;
-  int count = E->nscalars;
-  E->slots = 0;
-  if (!E->use_slots) return;
-  int *last = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
-  int64_t *free_slots = arena_alloc(&c->arena, sizeof(int64_t) * (size_t)(count + 1)), nfree = 0;
-  int *dies = arena_alloc(&c->arena, sizeof(int) * (size_t)(s->order.len + 1)); /* per position: a list */
-  int *next = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
-  for (int i = 0; i < c->nodes.len; i++)
-    last[i] = -1;
-  for (int i = 0; i < s->order.len; i++) {
-    Node *y = s->order.items[i];
-    dies[i] = -1;
-    if (s->root[y->id]) note_scalar_read(s, last, y, READ_AT_END, 64);
-    if (sched_inlined(s, y)) continue; /* read where its consumer is */
-    for (int k = 0; k < y->nargs; k++)
-      note_scalar_read(s, last, y->args[k], deferred(E, y) ? READ_AT_END : i, 0);
-  }
-  for (int i = 0; i < s->order.len; i++) {
-    Node *y = s->order.items[i], *defs[2] = {NULL, NULL};
-    int ndefs = 0;
-    if (is_slot_scalar(y) && !E->done_elsewhere[y->id]) defs[ndefs++] = y;
-    if (E->sum_into[y->id]) defs[ndefs++] = E->sum_into[y->id]; /* a sum taken in y's loop */
-    for (int k = 0; k < ndefs; k++) {
-      Node *d = defs[k];
-      int64_t slot = nfree ? free_slots[--nfree] : E->slots++;
-      E->name[d->id] = arena_printf(&c->arena, "sc[%lld]", (long long)slot);
-      int at = last[d->id] < i ? i : last[d->id]; /* never read: free at once */
-      if (at != READ_AT_END) next[d->id] = dies[at], dies[at] = d->id;
-    }
-    /* slots free up after this position's own values took theirs: a loop
-       writing its result may still read its arguments */
-    for (int id = dies[i]; id >= 0; id = next[id])
-      free_slots[nfree++] = atoll(E->name[id] + 3);
-  }
-}
 /* ---- long functions in parts ---------------------------------------------------
- * gcc's time on one function grows faster than its length (three minutes
- * for the 50k statements of a 10k-statement scalar chain). A function
- * with slots and more than part_nodes nodes is cut into static parts that
- * it calls in order, passing on its parameters and its sc[] and at[]
- * arrays. Tensors and gradients are then macros, (ws + 12), defined for
- * the parts and the function and undefined after them, so a part needs no
- * declarations of what other parts computed. */
-enum { PART_NODES = 512 };
+ * A function the plan cuts into parts (plan.c says when) becomes static
+ * parts that it calls in order, passing on its parameters and its sc[]
+ * and at[] arrays. Tensors and gradients are then macros, (ws + 12),
+ * defined for the parts and the function and undefined after them, so a
+ * part needs no declarations of what other parts computed. */
 
-/* Decides, from the schedule, whether the function about to be emitted
- * keeps scalars in slots and whether it is cut into parts. */
-static void choose_form(Emitter *E, Schedule *s, const char *fn_name, const char *params, const char *args) {
-  int count = 0;
-  for (int i = 0; i < s->order.len; i++)
-    count += is_slot_scalar(s->order.items[i]);
-  E->nscalars = count;
-  E->use_slots = count > 0 && count > (E->o->slots_above ? E->o->slots_above : SLOT_THRESHOLD);
-  E->split = E->use_slots && E->o->part_nodes >= 0 &&
-             s->order.len > (E->o->part_nodes ? E->o->part_nodes : PART_NODES);
+/* Plans the function about to be emitted, names its scalar slots and, if
+ * it is cut into parts, makes room for them. */
+static void begin_plan(Emitter *E, Plan *p, Node **roots, int nroots, int with_grads, const char *fn_name,
+                       const char *params, const char *args) {
+  Ctx *c = E->c;
+  PlanOptions po = {.fuse_products = E->be->fuse_products,
+                    .slots_above = E->o->slots_above,
+                    .part_nodes = E->o->part_nodes};
+  plan_function(c, E->t, roots, nroots, with_grads, &po, p);
+  E->p = p;
+  for (int i = 0; i < c->nodes.len; i++)
+    if (p->slot[i] >= 0) E->name[i] = arena_printf(&c->arena, "sc[%lld]", (long long)p->slot[i]);
+  E->split = p->part_nodes > 0;
   if (!E->split) return;
   E->final_out = E->out;
   E->fn_buf = (Buf){0};
@@ -1059,7 +839,7 @@ static void choose_form(Emitter *E, Schedule *s, const char *fn_name, const char
   E->part_params = params;
   E->part_args = args;
   E->macros = (PtrVec){0};
-  memset(E->at_cur, 0, sizeof(char *) * (size_t)E->c->nodes.len);
+  memset(E->at_cur, 0, sizeof(char *) * (size_t)c->nodes.len);
   /* a part called once would be inlined back, and the function be one again */
   buf_puts(&E->parts_buf,
            "#ifndef BP_NOINLINE\n#if defined(__GNUC__)\n#define BP_NOINLINE __attribute__((noinline))\n"
@@ -1072,11 +852,12 @@ static void define_macro(Emitter *E, const char *name, const char *value) {
 }
 
 /* Where each tensor of the function lives, as a macro. */
-static void define_tensor_macros(Emitter *E, Schedule *s) {
+static void define_tensor_macros(Emitter *E) {
   Ctx *c = E->c;
+  const Schedule *s = &E->p->s;
   for (int i = 0; i < s->order.len; i++) {
     Node *n = s->order.items[i];
-    if (n->shape.rank == 0 || n->op == OP_CONST || sched_inlined(s, n) || E->grad_fused[n->id]) continue;
+    if (n->shape.rank == 0 || n->op == OP_CONST || sched_inlined(s, n) || E->p->grad_fused[n->id]) continue;
     const char *v = NULL;
     if (n->op == OP_PARAM || n->op == OP_INPUT) {
       Decl *d = (n->op == OP_PARAM ? c->params : c->inputs).items[n->attr.slot];
@@ -1105,28 +886,30 @@ static const char *void_casts(Emitter *E, const char *args) {
   return r;
 }
 
-static void emit_in_parts(Emitter *E, Schedule *s) {
+/* The steps of the parts, each part a static function the function calls. */
+static void emit_in_parts(Emitter *E) {
   Ctx *c = E->c;
+  const Plan *p = E->p;
   int64_t nat = 0;
-  for (int i = 0; i < s->order.len; i++) {
-    Node *n = s->order.items[i];
+  for (int i = 0; i < p->s.order.len; i++) {
+    Node *n = p->s.order.items[i];
     if (n->op == OP_MAXALL || n->op == OP_MINALL)
       E->at_cur[n->id] = arena_printf(&c->arena, "at[%lld]", (long long)nat++);
   }
-  line(E, "bp_real sc[%lld]; /* scalar values, slots reused (see emit_c.c) */", (long long)E->slots);
+  line(E, "bp_real sc[%lld]; /* scalar values, slots reused (see plan.c) */", (long long)p->nslots);
   line(E, "size_t at[%lld]; /* where maxima and minima are */", (long long)(nat ? nat : 1));
-  define_tensor_macros(E, s);
-  int per = E->o->part_nodes ? E->o->part_nodes : PART_NODES;
+  define_tensor_macros(E);
   const char *casts = void_casts(E, E->part_args);
   Buf *fn = E->out;
-  for (int i = 0, k = 0; i < s->order.len; i += per, k++) {
+  int nparts = (p->s.order.len + p->part_nodes - 1) / p->part_nodes, i = 0;
+  for (int k = 0; k < nparts; k++) {
     E->out = &E->parts_buf;
     buf_printf(E->out,
                "\nBP_NOINLINE static void %s_part%d(%s, bp_real *restrict sc, size_t *restrict at) {\n",
                E->fn_name, k, E->part_params);
     line(E, "%s(void)sc; (void)at;", casts);
-    for (int j = i; j < s->order.len && j < i + per; j++)
-      emit_node(E, s->order.items[j]);
+    for (; i < p->nsteps && p->steps[i].part == k; i++)
+      emit_step(E, &p->steps[i]);
     buf_puts(E->out, "}\n");
     E->out = fn;
     line(E, "%s_part%d(%s, sc, at);", E->fn_name, k, E->part_args);
@@ -1134,37 +917,24 @@ static void emit_in_parts(Emitter *E, Schedule *s) {
   buf_puts(&E->parts_buf, "\n");
 }
 
-static void body(Emitter *E, Schedule *s) {
-  Ctx *c = E->c;
-  int *pos = arena_alloc(&c->arena, sizeof(int) * (size_t)(c->nodes.len + 1));
-  for (int i = 0; i < s->order.len; i++)
-    pos[((Node *)s->order.items[i])->id] = i;
-  memset(E->sum_into, 0, sizeof(Node *) * (size_t)c->nodes.len);
-  memset(E->row_partner, 0, sizeof(Node *) * (size_t)c->nodes.len);
-  memset(E->done_elsewhere, 0, (size_t)c->nodes.len);
-  plan_fused_sums(E, s, pos);
-  plan_row_fusion(E, s, pos);
-  plan_scalar_slots(E, s);
+/* The function's steps in order, up to those it runs after all the others
+ * (part -1: the stored gradient terms and the deferred sparse ones). */
+static void body(Emitter *E) {
+  const Plan *p = E->p;
   if (E->split) {
-    emit_in_parts(E, s);
+    emit_in_parts(E);
     return;
   }
-  if (E->slots)
-    line(E, "bp_real sc[%lld]; /* scalar values, slots reused (see emit_c.c) */", (long long)E->slots);
-  for (int i = 0; i < s->order.len; i++)
-    emit_node(E, s->order.items[i]);
+  if (p->nslots) line(E, "bp_real sc[%lld]; /* scalar values, slots reused (see plan.c) */", (long long)p->nslots);
+  for (int i = 0; i < p->nsteps && p->steps[i].part >= 0; i++)
+    emit_step(E, &p->steps[i]);
 }
 
-/* Roots of a function: the loss (unless only outputs), then the outputs. */
-static Node **function_roots(Emitter *E, int with_loss, int with_outputs, int *nroots) {
-  Ctx *c = E->c;
-  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
-  int n = 0;
-  if (with_loss) roots[n++] = E->t->loss;
-  for (int i = 0; with_outputs && i < c->outputs.len; i++)
-    roots[n++] = E->t->outputs[i];
-  *nroots = n;
-  return roots;
+/* The steps after the body. */
+static void body_end(Emitter *E) {
+  const Plan *p = E->p;
+  for (int i = 0; i < p->nsteps; i++)
+    if (p->steps[i].part < 0) emit_step(E, &p->steps[i]);
 }
 
 /* Outputs go out example after example, even from a batched function. */
@@ -1193,28 +963,21 @@ static void copy_outputs(Emitter *E, const char *indent) {
   }
 }
 
-/* Plain loops can compute a vector inside the product that reads it; the
- * JIT's product kernels take stored arrays. */
-static int fusion(const Emitter *E) { return E->o->jit_kernels ? 0 : SCHED_FUSE_PRODUCTS; }
-
 /* The runtime (JIT) forms also hand back the outputs, for accuracy. */
 static int64_t emit_forward(Emitter *E) {
-  Schedule s;
+  Plan p;
   int jit = E->o->jit_kernels, nroots;
   begin_function(E);
-  Node **roots = function_roots(E, 1, jit, &nroots);
-  schedule_function(E->c, roots, nroots, NULL, fusion(E), &s);
-  E->S = &s;
-  memset(E->grad_fused, 0, sizeof(Node *) * (size_t)E->c->nodes.len); /* no gradient here */
+  Node **roots = plan_roots(E->c, E->t, 1, jit, &nroots);
   const char *name = arena_printf(&E->c->arena, "%s__forward%s", E->P, E->sfx);
   const char *params = arena_printf(&E->c->arena,
                                     "const bp_real *restrict params, const bp_real *restrict inputs, "
                                     "bp_real *restrict ws%s",
                                     jit ? ", bp_real *restrict outputs" : "");
-  choose_form(E, &s, name, params, jit ? "params, inputs, ws, outputs" : "params, inputs, ws");
+  begin_plan(E, &p, roots, nroots, 0, name, params, jit ? "params, inputs, ws, outputs" : "params, inputs, ws");
   buf_printf(E->out, "static bp_real %s(%s) {\n", name, params);
   line(E, "(void)params; (void)inputs; (void)ws;");
-  body(E, &s);
+  body(E);
   if (jit && E->c->outputs.len) {
     line(E, "if (outputs) {");
     copy_outputs(E, "  ");
@@ -1223,55 +986,42 @@ static int64_t emit_forward(Emitter *E) {
   line(E, "return %s;", ref_scalar(E, E->t->loss));
   buf_puts(E->out, "}\n\n");
   end_function(E);
-  return s.ws_elems;
+  return p.s.ws_elems;
 }
 
 static int64_t emit_backward(Emitter *E) {
   Ctx *c = E->c;
-  Schedule s;
+  Plan p;
   int jit = E->o->jit_kernels, nroots;
   begin_function(E);
-  Node **roots = function_roots(E, 1, jit, &nroots);
-  schedule_function(c, roots, nroots, E->t->grad_terms, fusion(E), &s);
-  E->S = &s;
-  mark_fusable_grads(E, &s);
-  plan_workspace(c, &s, E->grad_fused); /* what goes straight into grad takes no workspace */
-  choose_first_terms(E, &s);
+  Node **roots = plan_roots(c, E->t, 1, jit, &nroots);
   const char *name = arena_printf(&c->arena, "%s__backward_add%s", E->P, E->sfx);
   const char *params = arena_printf(&c->arena,
                                     "const bp_real *restrict params, const bp_real *restrict inputs, "
                                     "bp_real *restrict grad, bp_real *restrict ws, int acc%s",
                                     jit ? ", bp_real *restrict outputs" : "");
-  choose_form(E, &s, name, params,
-              jit ? "params, inputs, grad, ws, acc, outputs" : "params, inputs, grad, ws, acc");
+  begin_plan(E, &p, roots, nroots, 1, name, params,
+             jit ? "params, inputs, grad, ws, acc, outputs" : "params, inputs, grad, ws, acc");
   buf_printf(E->out,
              "/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */\n"
              "static bp_real %s(%s) {\n",
              name, params);
   line(E, "(void)params; (void)inputs; (void)grad; (void)ws; (void)acc;");
-  for (int p = 0; p < c->params.len; p++) {
-    Decl *d = c->params.items[p];
+  for (int k = 0; k < c->params.len; k++) {
+    Decl *d = c->params.items[k];
     const char *at = arena_printf(&c->arena, "grad + %lld", (long long)d->offset);
     if (E->split)
-      define_macro(E, E->grad_name[p], at);
+      define_macro(E, E->grad_name[k], at);
     else
-      line(E, "bp_real *const %s = %s;", E->grad_name[p], at);
+      line(E, "bp_real *const %s = %s;", E->grad_name[k], at);
   }
-  for (int p = 0; p < c->params.len; p++)
-    if (!E->t->grad_terms[p])
+  for (int k = 0; k < c->params.len; k++)
+    if (!E->t->grad_terms[k])
       line(E, "if (!acc) for (size_t i = 0; i < %lld; i++) %s[i] = 0; /* no gradient reaches it */",
-           (long long)shape_numel(((Decl *)c->params.items[p])->shape), E->grad_name[p]);
-  body(E, &s);
+           (long long)shape_numel(((Decl *)c->params.items[k])->shape), E->grad_name[k]);
+  body(E);
   line(E, "/* gradient terms not already added in place */");
-  add_grad_terms(E);
-  for (int i = 0; i < s.order.len; i++) {
-    Node *n = s.order.items[i];
-    if (deferred(E, n)) {
-      E->at_end = 1;
-      emit_node(E, n);
-      E->at_end = 0;
-    }
-  }
+  body_end(E);
   if (jit && c->outputs.len) {
     line(E, "if (outputs) {");
     copy_outputs(E, "  ");
@@ -1280,29 +1030,26 @@ static int64_t emit_backward(Emitter *E) {
   line(E, "return %s;", ref_scalar(E, E->t->loss));
   buf_puts(E->out, "}\n\n");
   end_function(E);
-  return s.ws_elems;
+  return p.s.ws_elems;
 }
 
 static int64_t emit_predict(Emitter *E) {
   Ctx *c = E->c;
-  Schedule s;
+  Plan p;
   int nroots;
   begin_function(E);
-  Node **roots = function_roots(E, 0, 1, &nroots);
-  schedule_function(c, roots, nroots, NULL, fusion(E), &s);
-  E->S = &s;
-  memset(E->grad_fused, 0, sizeof(Node *) * (size_t)c->nodes.len); /* no gradient here */
+  Node **roots = plan_roots(c, E->t, 0, 1, &nroots);
   const char *name = arena_printf(&c->arena, "%s__predict", E->P);
   const char *params = "const bp_real *restrict params, const bp_real *restrict inputs, "
                        "bp_real *restrict outputs, bp_real *restrict ws";
-  choose_form(E, &s, name, params, "params, inputs, outputs, ws");
+  begin_plan(E, &p, roots, nroots, 0, name, params, "params, inputs, outputs, ws");
   buf_printf(E->out, "static void %s(%s) {\n", name, params);
   line(E, "(void)params; (void)inputs; (void)outputs; (void)ws;");
-  body(E, &s);
+  body(E);
   copy_outputs(E, "");
   buf_puts(E->out, "}\n\n");
   end_function(E);
-  return s.ws_elems;
+  return p.s.ws_elems;
 }
 
 /* ---- init ---------------------------------------------------------------------------- */
@@ -1643,17 +1390,17 @@ static const char *upper(Arena *a, const char *s) {
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
-  Emitter E = {.c = c, .o = o, .P = o->prefix, .U = upper(&c->arena, o->prefix), .sfx = ""};
+  Emitter E = {.c = c,
+               .o = o,
+               .be = o->jit_kernels ? &kernel_calls : &plain_loops,
+               .P = o->prefix,
+               .U = upper(&c->arena, o->prefix),
+               .sfx = ""};
   Target one, many;
   target_per_example(c, &one);
   const char *why = NULL;
   int batched = o->jit_kernels && o->batch > 1 && batch_target(c, o->batch, &many, &why);
   /* every node exists now: name them */
-  E.grad_fused = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->nodes.len + 1));
-  E.first_term = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->params.len + 1));
-  E.sum_into = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->nodes.len + 1));
-  E.done_elsewhere = arena_alloc(&c->arena, (size_t)c->nodes.len + 1);
-  E.row_partner = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->nodes.len + 1));
   assign_names(&E);
   /* functions first, into a scratch buffer, to learn the workspace size */
   Buf fns = {0};

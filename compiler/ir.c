@@ -240,12 +240,7 @@ static void print_node(Ctx *c, Buf *out, const Node *n) {
       buf_puts(out, i ? ", " : " ");
       print_ref(out, n->args[i]);
     }
-    if (n->op == OP_POWC) buf_printf(out, ", %.17g", n->value);
-    if (n->op == OP_SUMAX) buf_printf(out, ", axis=%lld", (long long)n->attr.axis);
-    if (n->op == OP_INDEX || n->op == OP_SCATTER) buf_printf(out, ", at=%lld", (long long)n->attr.offset);
-    if (n->op == OP_BCAST) buf_puts(out, n->attr.bcast == BCAST_COLS ? ", cols" : ", rows");
-    if (n->op == OP_MATMUL && n->attr.mm)
-      buf_printf(out, ",%s%s", n->attr.mm & MM_TA ? " ta" : "", n->attr.mm & MM_TB ? " tb" : "");
+    ir_print_options(n, out);
   }
   buf_printf(out, " : %s", shape_str(c, n->shape));
   if (n->name || n->loc.line) buf_puts(out, "  #");
@@ -253,6 +248,17 @@ static void print_node(Ctx *c, Buf *out, const Node *n) {
   if (n->loc.line) buf_printf(out, " line %d", n->loc.line);
   if (n->is_backward) buf_puts(out, " (backward)");
   buf_puts(out, "\n");
+}
+
+/* ", axis=1", ", ta": what a node's constant and attributes add to its
+ * arguments, as --emit ir and --emit loops write it. */
+void ir_print_options(const Node *n, Buf *out) {
+  if (n->op == OP_POWC) buf_printf(out, ", %.17g", n->value);
+  if (n->op == OP_SUMAX) buf_printf(out, ", axis=%lld", (long long)n->attr.axis);
+  if (n->op == OP_INDEX || n->op == OP_SCATTER) buf_printf(out, ", at=%lld", (long long)n->attr.offset);
+  if (n->op == OP_BCAST) buf_puts(out, n->attr.bcast == BCAST_COLS ? ", cols" : ", rows");
+  if (n->op == OP_MATMUL && n->attr.mm)
+    buf_printf(out, ",%s%s", n->attr.mm & MM_TA ? " ta" : "", n->attr.mm & MM_TB ? " tb" : "");
 }
 
 void ir_print(Ctx *c, Buf *out) {

@@ -22,6 +22,7 @@ check "--version" test "$("$BPC" --version)" = "bpc 0.1.0"
 "$BPC" "$ROOT/samples/xyz.bp" --bogus 2>err.txt; check "unknown option exits 2" test $? -eq 2
 check "unknown option hint" grep -qx "bpc: unknown option '--bogus' (see bpc --help)" err.txt
 "$BPC" "$ROOT/samples/xyz.bp" --emit asm 2>err.txt; check "bad --emit exits 2" test $? -eq 2
+check "bad --emit names the choices" grep -q "takes c, ir, loops or dot, not 'asm'" err.txt
 
 # compile to files: default names, -o, --prefix
 cp "$ROOT/samples/xyz.bp" .
@@ -65,6 +66,8 @@ done
 # --emit ir, --emit dot, --stats, -D
 "$BPC" xyz.bp --emit ir >ir.txt
 check "ir grads" grep -qx "grad z = %3" ir.txt
+(cd "$ROOT/tests/golden" && "$BPC" least_squares.bp --emit loops) >loops.txt
+check "--emit loops prints the reviewed plan" cmp -s loops.txt "$ROOT/tests/golden/least_squares.loops"
 "$BPC" xyz.bp --emit dot >g.dot
 check "dot header" grep -q "^digraph" g.dot
 if command -v dot >/dev/null; then check "dot accepts the graph" dot -Tsvg g.dot -o g.svg; fi

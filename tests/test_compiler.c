@@ -532,6 +532,77 @@ static void test_emitter_workspace_form(void **state) {
   free_ctx(c);
 }
 
+/* ---- plan ------------------------------------------------------------------ */
+
+/* The backward function's plan as --emit loops prints it, with the options
+ * the C emitter passes. */
+static char *plan_text(const char *src, PlanOptions o) {
+  Ctx *c = compile_ok(src);
+  Target t;
+  target_per_example(c, &t);
+  int nroots;
+  Node **roots = plan_roots(c, &t, 1, 0, &nroots);
+  Plan p;
+  plan_function(c, &t, roots, nroots, 1, &o, &p);
+  Buf b = {0};
+  plan_print(c, &p, "backward", &b);
+  free_ctx(c);
+  return b.data;
+}
+
+/* Scalars in reused slots and a function cut into parts, decided by the
+ * plan: x's slot is free again once q is computed, so the loss takes it;
+ * the gradient terms are added after the parts. */
+static void test_plan_slots_and_parts(void **state) {
+  (void)state;
+  char *text = plan_text("param x = -2\nparam y = 5\nparam z = -4\nq = x + y\nloss = q * z\n",
+                         (PlanOptions){.slots_above = -1, .part_nodes = 2});
+  assert_string_equal(text,
+      "function backward: 8 steps, workspace 0 elements, scalars in 4 slots, in parts of 2 nodes\n"
+      "  part 0:\n"
+      "  %0 x scalar: sc0 = param x\n"
+      "  %1 y scalar: sc1 = param y\n"
+      "  part 1:\n"
+      "  %2 z scalar: sc2 = param z\n"
+      "  %3 q scalar: sc3 = add(%0@sc0, %1@sc1)\n"
+      "  part 2:\n"
+      "  %4 loss scalar: sc0 = mul(%2@sc2, %3@sc3)\n"
+      "  end:\n"
+      "  %2 z scalar: grad x = (+= when acc) %2@sc2\n"
+      "  %2 z scalar: grad y = (+= when acc) %2@sc2\n"
+      "  %3 q scalar: grad z = (+= when acc) %3@sc3\n");
+  free(text);
+}
+
+/* Least squares: plain loops compute the gradient T^T (T x - s) inside the
+ * product T x, a block of rows at a time (two fewer steps); the kernels'
+ * form stores the residual and calls the product apart. */
+static void test_plan_row_fusion_by_backend(void **state) {
+  (void)state;
+  const char *src = "param x[3]\ninput T[5, 3]\ninput s[5]\nr = s - T @ x\nloss = 0.5 * sum(r * r)\n";
+  char *kernels = plan_text(src, (PlanOptions){0}), *loops = plan_text(src, (PlanOptions){.fuse_products = 1});
+  assert_string_equal(kernels,
+      "function backward: 8 steps, workspace 10 elements\n"
+      "  %0 x [3]: param x, read in place\n"
+      "  %1 T [5,3]: input T, read in place\n"
+      "  %2 s [5]: input s, read in place\n"
+      "  %3 [5]: for i<5 p<3: ws[0..5) = matmul(%1, %0)\n"
+      "  %4 r [5]: for i<5: ws[5..10) = sub(%2, %3); and %7 = sum(mul(%4, %4))\n"
+      "  %8 loss scalar: local = mul(0.5, %7)\n"
+      "  %13 [5]: for i<5: ws[0..5) = sub(%3, %2)\n"
+      "  %15 [3]: for p<5 i<3: grad x = (+= when acc) matmul(%1, %13, ta)\n");
+  assert_string_equal(loops,
+      "function backward: 6 steps, workspace 10 elements\n"
+      "  %0 x [3]: param x, read in place\n"
+      "  %1 T [5,3]: input T, read in place\n"
+      "  %2 s [5]: input s, read in place\n"
+      "  %3 [5]: for i<5 p<3: ws[0..5) = matmul(%1, %0); and grad x = (+= when acc) matmul(%1, sub(%3, %2), ta), a block of rows at a time\n"
+      "  %4 r [5]: for i<5: ws[5..10) = sub(%2, %3); and %7 = sum(mul(%4, %4))\n"
+      "  %8 loss scalar: local = mul(0.5, %7)\n");
+  free(kernels);
+  free(loops);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parser_precedence),
@@ -556,6 +627,8 @@ int main(void) {
       cmocka_unit_test(test_emitter_names),
       cmocka_unit_test(test_emitter_float_mode),
       cmocka_unit_test(test_emitter_workspace_form),
+      cmocka_unit_test(test_plan_slots_and_parts),
+      cmocka_unit_test(test_plan_row_fusion_by_backend),
   };
   return cmocka_run_group_tests_name("compiler", tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
-/* test_golden.c — the emitted C and header for each tests/golden/NAME.bp are exactly
- * the reviewed files beside them (`make golden` regenerates them). */
+/* test_golden.c — the emitted C and header for each tests/golden/NAME.bp, and
+ * its loop plan (--emit loops), are exactly the reviewed files beside them
+ * (`make golden` regenerates them). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,6 +32,15 @@ static void check_golden(const char *base) {
   free(want_h);
   buf_free(&out);
   buf_free(&h);
+  /* the plan the C was printed from */
+  char lpath[256];
+  snprintf(lpath, sizeof lpath, TESTS_DIR "/golden/%s.loops", base);
+  Buf loops = {0};
+  plan_print_model(&c, &loops);
+  char *want_loops = read_text_file(lpath);
+  assert_string_equal(loops.data, want_loops);
+  free(want_loops);
+  buf_free(&loops);
   ctx_free(&c);
   free(src);
 }

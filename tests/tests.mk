@@ -34,4 +34,5 @@ unit: $(TEST_BINS)
 golden: $(B)/bpc
 	@for f in tests/golden/*.bp; do \
 	  b=$${f%.bp}; (cd tests/golden && ../../$(B)/bpc $$(basename $$f) -o $$(basename $$b).c) || exit 1; \
+	  (cd tests/golden && ../../$(B)/bpc $$(basename $$f) --emit loops -o $$(basename $$b).loops) || exit 1; \
 	done; git --no-pager diff --stat -- tests/golden
