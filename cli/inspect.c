@@ -289,24 +289,32 @@ static void print_number(double x, int json) {
   fputs(text, stdout);
 }
 
-static void print_tensor_json(const double *x, Shape s) {
-  if (s.rank == 0) {
-    print_number(x[0], 1);
-    return;
+/* Nested lists following the shape (axis k's lists hold axis k+1's);
+ * recursion depth is the rank, at most BPC_MAX_RANK. */
+static void print_axis_json(const double *x, Shape s, int k) {
+  int64_t inner = 1;
+  for (int i = k + 1; i < s.rank; i++)
+    inner *= s.dim[i];
+  putchar('[');
+  for (int64_t r = 0; r < s.dim[k]; r++) {
+    if (r) fputs(", ", stdout);
+    if (k + 1 < s.rank)
+      print_axis_json(x + r * inner, s, k + 1);
+    else
+      print_number(x[r], 1);
   }
-  int64_t rows = s.rank == 2 ? s.dim[0] : 1, cols = s.rank == 2 ? s.dim[1] : s.dim[0];
-  if (s.rank == 2) putchar('[');
-  for (int64_t r = 0; r < rows; r++) {
-    printf("%s[", r ? ", " : "");
-    for (int64_t j = 0; j < cols; j++) {
-      if (j) fputs(", ", stdout);
-      print_number(x[r * cols + j], 1);
-    }
-    putchar(']');
-  }
-  if (s.rank == 2) putchar(']');
+  putchar(']');
 }
 
+static void print_tensor_json(const double *x, Shape s) {
+  if (s.rank == 0)
+    print_number(x[0], 1);
+  else
+    print_axis_json(x, s, 0);
+}
+
+/* A vector on the label's line; a matrix row by row; a higher rank row by
+ * row of its last axis, each row after its leading indices. */
 static void print_tensor_plain(const char *label, const double *x, Shape s, Ctx *c) {
   if (s.rank == 0) {
     printf("%s = ", label);
@@ -314,10 +322,21 @@ static void print_tensor_plain(const char *label, const double *x, Shape s, Ctx 
     putchar('\n');
     return;
   }
-  int64_t rows = s.rank == 2 ? s.dim[0] : 1, cols = s.rank == 2 ? s.dim[1] : s.dim[0];
-  printf("%s %s =%s", label, shape_str(c, s), s.rank == 2 ? "\n" : " ");
+  int64_t cols = s.dim[s.rank - 1], rows = shape_numel(s) / cols;
+  printf("%s %s =%s", label, shape_str(c, s), s.rank >= 2 ? "\n" : " ");
   for (int64_t r = 0; r < rows; r++) {
-    fputs(s.rank == 2 ? "  [" : "[", stdout);
+    if (s.rank >= 2) fputs("  ", stdout);
+    if (s.rank > 2) { /* the row's leading indices, "[1,0] " */
+      int64_t coord[BPC_MAX_RANK], at = r;
+      for (int k = s.rank - 2; k >= 0; k--) {
+        coord[k] = at % s.dim[k];
+        at /= s.dim[k];
+      }
+      for (int k = 0; k <= s.rank - 2; k++)
+        printf("%s%lld", k ? "," : "[", (long long)coord[k]);
+      fputs("] ", stdout);
+    }
+    putchar('[');
     for (int64_t j = 0; j < cols; j++) {
       if (j) fputs(", ", stdout);
       print_number(x[r * cols + j], 0);

@@ -174,24 +174,22 @@ static void backprop_node(Adjoints *A, Node *y, Node *g) {
   }
   switch (y->op) {
   case OP_SUM: contribute(A, a, ir_bcast(c, g, a->shape, BCAST_ROWS)); break;
-  case OP_SUMAX: contribute(A, a, ir_bcast(c, g, a->shape, y->attr.axis == 0 ? BCAST_ROWS : BCAST_COLS)); break;
+  case OP_SUMAX: contribute(A, a, ir_bcast(c, g, a->shape, (unsigned)y->attr.axes)); break;
   /* the router: all of g to the first arg-max, as one element, not a dense mask */
   case OP_MAXALL: contribute(A, a, ir_onehot(c, OP_ARGMAXMASK, a, g)); break;
   case OP_MINALL: contribute(A, a, ir_onehot(c, OP_ARGMINMASK, a, g)); break;
   case OP_LSE: { /* d lse / dx = softmax(x) = exp(x - lse) */
-    Node *p = ir_unary(c, OP_EXP, sub(c, a, ir_bcast(c, y, a->shape, BCAST_COLS)));
-    contribute(A, a, mul(c, p, ir_bcast(c, g, a->shape, BCAST_COLS)));
+    unsigned last = 1u << (a->shape.rank - 1); /* y has one value per row of the last axis */
+    Node *p = ir_unary(c, OP_EXP, sub(c, a, ir_bcast(c, y, a->shape, last)));
+    contribute(A, a, mul(c, p, ir_bcast(c, g, a->shape, last)));
     break;
   }
-  case OP_BCAST:
-    if (y->attr.bcast == BCAST_COLS)
-      contribute(A, a, ir_sumax(c, g, 1));
-    else
-      contribute(A, a, ir_unbroadcast(c, g, a->shape));
-    break;
+  case OP_BCAST: contribute(A, a, ir_sum_axes(c, g, (unsigned)y->attr.axes, a->shape)); break;
   case OP_TRANSPOSE: contribute(A, a, ir_transpose(c, g)); break;
   case OP_INDEX: contribute(A, a, ir_scatter(c, g, y->attr.offset, a->shape)); break;
   case OP_SCATTER: contribute(A, a, ir_index(c, g, y->attr.offset, a->shape)); break;
+  case OP_SLICE: contribute(A, a, ir_unslice(c, g, &y->attr, a->shape)); break;
+  case OP_UNSLICE: contribute(A, a, ir_slice(c, g, y->attr.start, y->attr.step, a->shape)); break;
   case OP_MATMUL: backprop_matmul(A, y, g); break;
   case OP_OUTER:
     contribute(A, a, ir_matmul(c, g, y->args[1], 0));

@@ -34,7 +34,7 @@ void target_per_example(Ctx *c, Target *t) {
 
 /* The shape of a per-example shape with the batch axis in front. */
 static int batched_shape(Batcher *b, Shape s, Shape *out) {
-  if (s.rank == 2) {
+  if (s.rank >= 2) {
     b->why = "a per-example value is a matrix";
     return 0;
   }

@@ -181,9 +181,10 @@ Stmt *stmt_new(Ctx *c, StmtKind kind, Loc loc);
 void parse_program(Ctx *c); /* fills c->prog from c->src */
 
 /* ---- shape.c ------------------------------------------------------------ */
+#define BPC_MAX_RANK 8
 typedef struct Shape {
-  int rank;       /* 0 scalar, 1 vector, 2 matrix */
-  int64_t dim[2]; /* dim[0] rows (or length), dim[1] columns */
+  int rank;                  /* 0 scalar, 1 vector, 2 matrix, up to BPC_MAX_RANK */
+  int64_t dim[BPC_MAX_RANK]; /* row-major: dim[rank-1] varies fastest */
 } Shape;
 
 int64_t shape_numel(Shape s);
@@ -192,9 +193,16 @@ Shape shape_scalar(void);
 Shape shape_vec(int64_t n);
 Shape shape_mat(int64_t m, int64_t n);
 const char *shape_str(Ctx *c, Shape s); /* "[3,4]", "scalar" */
-/* numpy-style broadcast of two shapes: scalar with anything, and a vector
- * over the last axis of a matrix. Returns 0 if incompatible. */
+/* numpy's broadcast of two shapes: aligned at the right, a dimension of 1
+ * (or a missing one) stretches. Returns 0 if incompatible. */
 int shape_broadcast(Shape a, Shape b, Shape *out);
+/* The axes of `to` along which `from` (broadcast to it) is stretched, as a
+ * bit mask: bit k for axis k of `to`. */
+unsigned shape_stretched_axes(Shape from, Shape to);
+/* s without the axes in mask (bit k: axis k), or with them as 1s: a
+ * partial sum's result, a broadcast's argument, aligned with s. */
+Shape shape_drop_axes(Shape s, unsigned mask);
+Shape shape_with_ones(Shape s, unsigned mask);
 
 /* ---- ir.c: the graph ----------------------------------------------------- */
 /* Every op and what it knows of itself: compiler/ops.h. What the
@@ -231,8 +239,8 @@ extern const OpInfo op_info[OP_COUNT];
 double op_scalar(Op op, double a, double b, double v);
 
 enum {
-  BCAST_ROWS = 0, /* numpy rule: scalar anywhere, vector [n] as every row */
-  BCAST_COLS = 1  /* vector [m] as every column of [m,n] */
+  BCAST_ROWS = 1, /* BCAST's axes for a vector [n] as every row of [m,n] (axis 0 repeated) */
+  BCAST_COLS = 2  /* ... for a vector [m] as every column (axis 1 repeated) */
 };
 enum { MM_TA = 1, MM_TB = 2 };
 
@@ -242,11 +250,13 @@ enum { MM_TA = 1, MM_TB = 2 };
  * padding bytes and hashes and compares as plain bytes; an op with more
  * options (strides, padding) adds fields here. */
 typedef struct Attr {
-  int64_t slot;   /* PARAM, INPUT: declaration index */
-  int64_t offset; /* INDEX, SCATTER: flat offset of the first element */
-  int64_t axis;   /* SUMAX: the axis summed over */
-  int64_t bcast;  /* BCAST: BCAST_ROWS or BCAST_COLS */
-  int64_t mm;     /* MATMUL: MM_TA | MM_TB */
+  int64_t slot;                /* PARAM, INPUT: declaration index */
+  int64_t offset;              /* INDEX, SCATTER: flat offset of the first element */
+  int64_t axes;                /* SUMAX: the argument's axes summed over; BCAST: the result's axes the
+                                  argument is repeated along (bit k: axis k) */
+  int64_t mm;                  /* MATMUL: MM_TA | MM_TB */
+  int64_t start[BPC_MAX_RANK]; /* SLICE, UNSLICE: the first element taken along each axis */
+  int64_t step[BPC_MAX_RANK];  /* ... and the step between taken elements */
 } Attr;
 #define NO_ATTR ((Attr){0})
 
@@ -275,7 +285,7 @@ typedef struct Decl {
   Shape shape;
   int64_t offset; /* first element in the flat params/inputs/outputs array */
   InitKind init;
-  double init_a, init_b; /* normal(mean,std) / uniform(lo,hi) / constant fill */
+  double init_a, init_b; /* normal(mean,std) / uniform(lo,hi), glorot's bounds too / constant fill */
   double *init_values;   /* INIT_VALUE with a list: numel values, row-major */
   Node *node;            /* OP_PARAM / OP_INPUT node, or the output's value */
 } Decl;
@@ -294,7 +304,20 @@ Node *ir_reduce(Ctx *c, Op op, Node *a);          /* SUM MAXALL MINALL LSE */
 Node *ir_onehot(Ctx *c, Op op, Node *x, Node *g); /* ARGMAXMASK, ARGMINMASK: g at the arg-max of x */
 Node *ir_find(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr); /* existing node or NULL */
 Node *ir_sumax(Ctx *c, Node *a, int axis);
-Node *ir_bcast(Ctx *c, Node *a, Shape to, int mode);
+/* a summed over the axes in the mask (bit k: axis k), with the result's
+ * shape `to` (those axes dropped, or kept as 1s: the same elements). */
+Node *ir_sum_axes(Ctx *c, Node *a, unsigned axes, Shape to);
+/* a repeated along the axes of `to` in the mask; a has to's shape without
+ * them (or with them as 1s). A scalar is repeated along every axis. */
+Node *ir_bcast(Ctx *c, Node *a, Shape to, unsigned axes);
+/* The same elements in a new shape of the same size: a view, no copy. */
+Node *ir_reshape(Ctx *c, Node *a, Shape to);
+/* Element (k0, k1, ...) of the result, which has x's rank, is
+ * x[start0 + k0*step0, ...]; out.dim[k] counts the elements taken along
+ * axis k. A contiguous block is a view (INDEX); any other, a copy (SLICE). */
+Node *ir_slice(Ctx *c, Node *x, const int64_t *start, const int64_t *step, Shape out);
+/* The adjoint of a SLICE: zeros of the full shape with g at its elements. */
+Node *ir_unslice(Ctx *c, Node *g, const Attr *slice, Shape full);
 Node *ir_transpose(Ctx *c, Node *a);
 Node *ir_index(Ctx *c, Node *a, int64_t offset, Shape s);
 Node *ir_scatter(Ctx *c, Node *g, int64_t offset, Shape full);
@@ -423,6 +446,20 @@ typedef enum {
   STEP_COMPUTE, /* a loop nest (or one statement) computing node */
   STEP_ADD_TERM /* a stored gradient term added into its gradient */
 } StepKind;
+/* A loop nest, outermost loop first. An elementwise nest runs over the
+ * shape `over`, each loop over a run of its axes (see plan.c). */
+typedef struct Nest {
+  int n;                         /* loops (0: one statement) */
+  int64_t dim[BPC_MAX_RANK];     /* their bounds */
+  const char *var[BPC_MAX_RANK]; /* the C's loop variables (i, j, ...; p over a product's shared axis) */
+  unsigned axes[BPC_MAX_RANK];   /* elementwise: the axes of `over` each loop runs over */
+  Shape over;
+} Nest;
+/* The nest of an elementwise loop over `over` reading operands of these
+ * shapes (broadcast). */
+void nest_over(Shape over, const Shape *operands, int n, Nest *nest);
+int nest_eq(const Nest *a, const Nest *b);
+
 typedef struct Step {
   StepKind kind;
   Node *node;
@@ -430,10 +467,7 @@ typedef struct Step {
   DestKind dest;
   int param;       /* DEST_GRAD: the parameter's slot */
   WriteMode write;
-  int flat;        /* elementwise and sums: one loop over all elements, not rows then columns */
-  int nloops;      /* the loop nest, outermost first (0: one statement): */
-  int64_t loop[3]; /* bounds */
-  char var[3];     /* the C's loop variables: i, j over the result, p over a product's shared axis */
+  Nest nest;       /* the loops it runs */
   Node *sum;       /* a sum of the values taken in the same loop, or NULL */
   Node *partner;   /* a product's gradient term transpose(A) @ v computed in its loop, or NULL */
 } Step;

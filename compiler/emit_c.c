@@ -107,7 +107,8 @@ static const char *const generated_locals[] = {
     "exp", "log", "sqrt", "fabs", "sin", "cos", "tanh", "pow", "log1p", "expf", "logf", "sqrtf", "fabsf",
     "sinf", "cosf", "tanhf", "powf", "log1pf",
     "params", "inputs", "outputs", "grad", "ws", "n", "e", "i", "j", "p", "s", "i0", "i1", "sc", "at",
-    "row", "mx", "best", "acc", "loss_sum", "scale", "bp_real", "main", "seed", "state",
+    "row", "mx", "best", "acc", "loss_sum", "scale", "bp_real", "main", "seed", "state", "i2", "i3", "i4",
+    "i5", "i6", "i7",
 };
 
 static void names_init(Arena *a, NameSet *set, int64_t count) {
@@ -289,7 +290,6 @@ static const char *fn(Emitter *E, const char *name) {
 /* ---- operand references ------------------------------------------------------ */
 
 /* How an operand is read inside a loop over the result's elements. */
-typedef enum { IX_FLAT, IX_ROW } IndexMode; /* i over all / (i, j) over [m,n] */
 
 static const char *elem(Emitter *E, Node *n, const char *idx) {
   if (n->op == OP_CONST) return literal(E, n->value);
@@ -300,24 +300,60 @@ static const char *elem(Emitter *E, Node *n, const char *idx) {
 static const char *unary_expr(Emitter *E, Node *n, const char *a);
 static const char *binary_expr(Emitter *E, Node *n, const char *a, const char *b);
 
-/* The operand's element matching result element (i) or (i, j). A fused
- * (inlined) operand is its whole expression, in parentheses. */
-static const char *operand_at(Emitter *E, Node *x, Shape out, IndexMode mode, const char *flat_index) {
+/* Where an operand of shape x, broadcast over the nest's shape, is read at
+ * the nest's loop variables: "i * 10 + j", "j" (a row repeated over the
+ * rows), "0" (one element repeated everywhere). */
+static const char *nest_index(Emitter *E, const Nest *nest, Shape x) {
+  const char *terms[BPC_MAX_RANK];
+  int nterms = 0;
+  int64_t stride = 1;
+  for (int g = nest->n - 1; g >= 0; g--) {
+    int64_t size = 1;
+    for (int k = 0; k < nest->over.rank; k++) {
+      int kx = k - (nest->over.rank - x.rank);
+      if ((nest->axes[g] & (1u << k)) && kx >= 0) size *= x.dim[kx];
+    }
+    if (size == 1) continue; /* repeated along this loop's axes */
+    terms[nterms++] = stride == 1 ? nest->var[g]
+                                  : arena_printf(&E->c->arena, "%s * %lld", nest->var[g], (long long)stride);
+    stride *= size;
+  }
+  if (!nterms) return "0";
+  const char *r = terms[nterms - 1];
+  for (int t = nterms - 2; t >= 0; t--)
+    r = arena_printf(&E->c->arena, "%s + %s", r, terms[t]);
+  return r;
+}
+
+/* The operand's element at the loop variables: of the nest (an elementwise
+ * loop), or flat_index where nest is NULL (one vector read along a
+ * product's loop). A fused (inlined) operand is its whole expression, in
+ * parentheses. */
+static const char *operand_at(Emitter *E, Node *x, const Nest *nest, const char *flat_index) {
   if (sched_inlined(&E->p->s, x)) {
-    const char *a = operand_at(E, x->args[0], out, mode, flat_index);
-    const char *e = x->args[1] ? binary_expr(E, x, a, operand_at(E, x->args[1], out, mode, flat_index))
+    const char *a = operand_at(E, x->args[0], nest, flat_index);
+    const char *e = x->args[1] ? binary_expr(E, x, a, operand_at(E, x->args[1], nest, flat_index))
                                : unary_expr(E, x, a);
     return arena_printf(&E->c->arena, "(%s)", e);
   }
   if (x->op == OP_CONST || x->shape.rank == 0) return elem(E, x, "");
-  if (mode == IX_FLAT) return elem(E, x, flat_index);
-  if (x->shape.rank == 1) /* a row vector repeated over the rows */
-    return elem(E, x, "j");
-  return elem(E, x, arena_printf(&E->c->arena, "i * %lld + j", (long long)out.dim[1]));
+  return elem(E, x, nest ? nest_index(E, nest, x->shape) : flat_index);
 }
 
-static const char *operand(Emitter *E, Node *x, Shape out, IndexMode mode) {
-  return operand_at(E, x, out, mode, "i");
+static const char *operand(Emitter *E, Node *x, const Nest *nest) { return operand_at(E, x, nest, "i"); }
+
+/* "for (size_t i = 0; i < 10; i++)": loop g of the nest. */
+static const char *for_loop(Emitter *E, const Nest *nest, int g) {
+  return arena_printf(&E->c->arena, "for (size_t %s = 0; %s < %lld; %s++)", nest->var[g], nest->var[g],
+                      (long long)nest->dim[g], nest->var[g]);
+}
+
+static void line(Emitter *E, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The nest's loops but the innermost, each on its line, indented. */
+static void open_outer_loops(Emitter *E, const Nest *nest) {
+  for (int g = 0; g + 1 < nest->n; g++)
+    line(E, "%*s%s", 2 * g, "", for_loop(E, nest, g));
 }
 
 /* The C text of an elementwise op from its template in ops.h. */
@@ -405,38 +441,31 @@ static void scalar_set(Emitter *E, Dest d, const char *expr) {
 
 static void emit_elementwise(Emitter *E, const Step *st, Dest d) {
   Node *n = st->node, *a = n->args[0], *b = n->args[1];
-  Shape s = n->shape;
-  int flat = st->flat;
-  IndexMode m = flat ? IX_FLAT : IX_ROW;
-  const char *ea = operand(E, a, s, m), *eb = b ? operand(E, b, s, m) : NULL;
+  const Nest *nest = &st->nest;
+  const char *ea = operand(E, a, nest), *eb = b ? operand(E, b, nest) : NULL;
   const char *expr = b ? binary_expr(E, n, ea, eb) : unary_expr(E, n, ea);
-  Node *sum = st->sum;
-  if (sum) { /* one pass: store each element and add it to the sum (s is a reserved name) */
-    const char *S = E->name[sum->id];
-    if (!d.sum_declared) line(E, "%s%s = 0;", let(E), S);
-    if (flat) {
-      line(E, "for (size_t i = 0; i < %lld; i++) {", (long long)shape_numel(s));
-      line(E, "  const bp_real s = %s;", expr);
-      line(E, "  %s[i] %s s;", d.name, assign_op(d));
-    } else {
-      line(E, "for (size_t i = 0; i < %lld; i++)", (long long)s.dim[0]);
-      line(E, "  for (size_t j = 0; j < %lld; j++) {", (long long)s.dim[1]);
-      line(E, "  const bp_real s = %s;", expr);
-      line(E, "  %s[i * %lld + j] %s s;", d.name, (long long)s.dim[1], assign_op(d));
-    }
-    Node *x = sum->args[0]; /* the tensor itself, or an expression reading it */
-    line(E, "  %s += %s;", S, x == n ? "s" : operand(E, x, s, m));
-    line(E, flat ? "}" : "  }");
-  } else if (s.rank == 0) {
+  if (n->shape.rank == 0) {
     scalar_set(E, d, expr);
-  } else if (flat) {
-    line(E, "for (size_t i = 0; i < %lld; i++) %s[i] %s %s;", (long long)shape_numel(s), d.name, assign_op(d),
-         expr);
-  } else {
-    line(E, "for (size_t i = 0; i < %lld; i++)", (long long)s.dim[0]);
-    line(E, "  for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] %s %s;", (long long)s.dim[1], d.name,
-         (long long)s.dim[1], assign_op(d), expr);
+    return;
   }
+  const char *at = nest_index(E, nest, n->shape), *inner = for_loop(E, nest, nest->n - 1);
+  int depth = 2 * (nest->n - 1); /* the innermost loop's indent */
+  Node *sum = st->sum;
+  if (!sum) {
+    open_outer_loops(E, nest);
+    line(E, "%*s%s %s[%s] %s %s;", depth, "", inner, d.name, at, assign_op(d), expr);
+    return;
+  }
+  /* one pass: store each element and add it to the sum (s is a reserved name) */
+  const char *S = E->name[sum->id];
+  if (!d.sum_declared) line(E, "%s%s = 0;", let(E), S);
+  open_outer_loops(E, nest);
+  line(E, "%*s%s {", depth, "", inner);
+  line(E, "  const bp_real s = %s;", expr);
+  line(E, "  %s[%s] %s s;", d.name, at, assign_op(d));
+  Node *x = sum->args[0]; /* the tensor itself, or an expression reading it */
+  line(E, "  %s += %s;", S, x == n ? "s" : operand(E, x, nest));
+  line(E, "%*s}", depth, "");
 }
 
 static void zero(Emitter *E, const char *name, int64_t n) {
@@ -513,7 +542,7 @@ static void matmul_loops(Emitter *E, const Step *st, Dest d) {
       line(E, "  }");
       line(E, "  for (size_t i = i0; i < i1; i++) { /* line %d: the rows' share of the gradient */",
            g->loc.line);
-      line(E, "    const bp_real s = %s;", operand(E, g->args[1], g->args[1]->shape, IX_FLAT));
+      line(E, "    const bp_real s = %s;", operand(E, g->args[1], NULL));
       line(E, "    for (size_t p = 0; p < %lld; p++) %s[p] += %s[i * %lld + p] * s;", cols, G, A, cols);
       line(E, "  }");
       line(E, "}");
@@ -526,7 +555,7 @@ static void matmul_loops(Emitter *E, const Step *st, Dest d) {
     } else { /* transpose(A) @ v: rows of A scaled and added */
       if (!d.accumulate) zero(E, D, cols);
       line(E, "for (size_t p = 0; p < %lld; p++) {", rows);
-      line(E, "  const bp_real s = %s;", operand_at(E, b, b->shape, IX_FLAT, "p"));
+      line(E, "  const bp_real s = %s;", operand_at(E, b, NULL, "p"));
       line(E, "  for (size_t i = 0; i < %lld; i++) %s[i] += %s[p * %lld + i] * s;", cols, D, A, cols);
       line(E, "}");
     }
@@ -535,7 +564,7 @@ static void matmul_loops(Emitter *E, const Step *st, Dest d) {
     if (!tb) {
       if (!d.accumulate) zero(E, D, cols);
       line(E, "for (size_t p = 0; p < %lld; p++) {", rows);
-      line(E, "  const bp_real s = %s;", operand_at(E, a, a->shape, IX_FLAT, "p"));
+      line(E, "  const bp_real s = %s;", operand_at(E, a, NULL, "p"));
       line(E, "  for (size_t j = 0; j < %lld; j++) %s[j] += s * %s[p * %lld + j];", cols, D, B, cols);
       line(E, "}");
     } else { /* v @ transpose(B): one dot product per row of B */
@@ -554,14 +583,10 @@ static void emit_reduction(Emitter *E, const Step *st, Dest d) {
   long long len = shape_numel(a->shape);
   switch (n->op) {
   case OP_SUM: {
+    const Nest *nest = &st->nest;
     line(E, "%s%s = 0;", let(E), D);
-    if (st->flat) {
-      line(E, "for (size_t i = 0; i < %lld; i++) %s += %s;", len, D, operand(E, a, a->shape, IX_FLAT));
-    } else {
-      line(E, "for (size_t i = 0; i < %lld; i++)", (long long)a->shape.dim[0]);
-      line(E, "  for (size_t j = 0; j < %lld; j++) %s += %s;", (long long)a->shape.dim[1], D,
-           operand(E, a, a->shape, IX_ROW));
-    }
+    open_outer_loops(E, nest);
+    line(E, "%*s%s %s += %s;", 2 * (nest->n - 1), "", for_loop(E, nest, nest->n - 1), D, operand(E, a, nest));
     break;
   }
   case OP_DOT:
@@ -595,8 +620,15 @@ static void emit_reduction(Emitter *E, const Step *st, Dest d) {
     break;
   }
   case OP_SUMAX: {
-    long long m = a->shape.dim[0], nn = a->shape.dim[1];
-    if (n->attr.axis == 0) {
+    long long m = a->shape.dim[0], nn = a->shape.rank > 1 ? a->shape.dim[1] : 1;
+    if (a->shape.rank != 2) { /* over any axes: the result read as an operand repeated along them */
+      const Nest *nest = &st->nest;
+      zero(E, D, shape_numel(n->shape));
+      open_outer_loops(E, nest);
+      line(E, "%*s%s %s[%s] += %s[%s];", 2 * (nest->n - 1), "", for_loop(E, nest, nest->n - 1), D,
+           nest_index(E, nest, shape_with_ones(a->shape, (unsigned)n->attr.axes)), A,
+           nest_index(E, nest, a->shape));
+    } else if (n->attr.axes == 1) {
       zero(E, D, nn);
       line(E, "for (size_t i = 0; i < %lld; i++)", m);
       line(E, "  for (size_t j = 0; j < %lld; j++) %s[j] += %s[i * %lld + j];", nn, D, A, nn);
@@ -609,9 +641,9 @@ static void emit_reduction(Emitter *E, const Step *st, Dest d) {
     }
     break;
   }
-  case OP_LSE: { /* max first, so exp never overflows */
-    int is_mat = a->shape.rank == 2;
-    long long rows = is_mat ? a->shape.dim[0] : 1, cols = is_mat ? a->shape.dim[1] : len;
+  case OP_LSE: { /* over the last axis, max first, so exp never overflows */
+    int is_mat = a->shape.rank >= 2;
+    long long cols = a->shape.dim[a->shape.rank - 1], rows = len / cols;
     if (!is_mat && !E->p->nslots) line(E, "bp_real %s;", D);
     line(E, "for (size_t i = 0; i < %lld; i++) {", rows);
     line(E, "  const bp_real *row = %s + i * %lld;", A, cols);
@@ -624,6 +656,40 @@ static void emit_reduction(Emitter *E, const Step *st, Dest d) {
   }
   default: break;
   }
+}
+
+/* A slice copies the taken elements; its adjoint (UNSLICE) adds each back
+ * where it was taken from, into zeros. One loop per axis of the slice. */
+static void emit_slice(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node, *a = n->args[0];
+  int taking = n->op == OP_SLICE;
+  Shape part = taking ? n->shape : a->shape, full = taking ? a->shape : n->shape;
+  const Nest *nest = &st->nest;
+  /* an element of the part is at sum of v * stride; of the whole, at sum
+     of (start + v * step) * stride */
+  const char *at_full = NULL, *at_part = NULL;
+  int64_t full_stride = 1, part_stride = 1;
+  for (int k = full.rank - 1; k >= 0; k--) {
+    Arena *ar = &E->c->arena;
+    const char *v = nest->var[k];
+    long long start = n->attr.start[k], step = n->attr.step[k];
+    const char *pos = step == 1 ? v : arena_printf(ar, "%s * %lld", v, step);
+    if (start) pos = arena_printf(ar, "(%lld + %s)", start, pos);
+    if (full_stride != 1) pos = arena_printf(ar, "%s * %lld", pos, (long long)full_stride);
+    const char *own = part_stride == 1 ? v : arena_printf(ar, "%s * %lld", v, (long long)part_stride);
+    at_full = at_full ? arena_printf(ar, "%s + %s", pos, at_full) : pos;
+    at_part = at_part ? arena_printf(ar, "%s + %s", own, at_part) : own;
+    full_stride *= full.dim[k];
+    part_stride *= part.dim[k];
+  }
+  if (!taking && !d.accumulate) zero(E, d.name, shape_numel(full));
+  open_outer_loops(E, nest);
+  const char *inner = for_loop(E, nest, nest->n - 1);
+  int depth = 2 * (nest->n - 1);
+  if (taking)
+    line(E, "%*s%s %s[%s] %s %s[%s];", depth, "", inner, d.name, at_part, assign_op(d), E->name[a->id], at_full);
+  else
+    line(E, "%*s%s %s[%s] += %s[%s];", depth, "", inner, d.name, at_full, E->name[a->id], at_part);
 }
 
 /* The plain backend's outer product: a row at a time. */
@@ -665,7 +731,16 @@ static void emit_shape_op(Emitter *E, const Step *st, Dest d) {
   long long m = n->shape.rank >= 1 ? n->shape.dim[0] : 1, nn = n->shape.rank == 2 ? n->shape.dim[1] : 1;
   switch (n->op) {
   case OP_BCAST: {
-    const char *src = a->shape.rank == 0 ? elem(E, a, "") : elem(E, a, n->attr.bcast == BCAST_COLS ? "i" : "j");
+    if (n->shape.rank > 2) { /* a nest over the result, the argument read as an operand repeated */
+      const Nest *nest = &st->nest;
+      const char *src = a->shape.rank == 0 ? elem(E, a, "")
+                                           : elem(E, a, nest_index(E, nest, shape_with_ones(n->shape, (unsigned)n->attr.axes)));
+      open_outer_loops(E, nest);
+      line(E, "%*s%s %s[%s] %s %s;", 2 * (nest->n - 1), "", for_loop(E, nest, nest->n - 1), D,
+           nest_index(E, nest, n->shape), op, src);
+      break;
+    }
+    const char *src = a->shape.rank == 0 ? elem(E, a, "") : elem(E, a, n->attr.axes == BCAST_COLS ? "i" : "j");
     if (n->shape.rank == 1) {
       line(E, "for (size_t i = 0; i < %lld; i++) %s[i] %s %s;", m, D, op, elem(E, a, ""));
       break;
@@ -680,6 +755,8 @@ static void emit_shape_op(Emitter *E, const Step *st, Dest d) {
          E->name[a->id], m);
     break;
   case OP_OUTER: E->be->outer(E, st, d); break;
+  case OP_SLICE:
+  case OP_UNSLICE: emit_slice(E, st, d); break;
   case OP_SCATTER:
     if (!d.accumulate) zero(E, D, shape_numel(n->shape));
     if (a->shape.rank == 0)
@@ -708,7 +785,7 @@ static void emit_value(Emitter *E, const Step *st, Dest d) {
     emit_elementwise(E, st, d);
   } else if (n->op == OP_MATMUL) {
     E->be->matmul(E, st, d);
-  } else if (n->op == OP_BCAST || n->op == OP_TRANSPOSE || n->op == OP_OUTER || n->op == OP_SCATTER) {
+  } else if (op_info[n->op].classes & OPC_SHAPE || n->op == OP_OUTER) {
     emit_shape_op(E, st, d);
   } else {
     emit_reduction(E, st, d);
@@ -1134,11 +1211,7 @@ static void emit_init(Emitter *E) {
             "  for (size_t i = 0; i < %lld; i++) params[%lld + i] = (bp_real)(%s + %s * %s__normal(&state));",
             n, off, dliteral(E, d->init_a), dliteral(E, d->init_b), E->P);
       } else {
-        double lo = d->init_a, hi = d->init_b;
-        if (d->init == INIT_GLOROT) { /* uniform(-a, a), a = sqrt(6 / (fan_in + fan_out)) */
-          hi = sqrt(6.0 / (double)(d->shape.dim[0] + d->shape.dim[1]));
-          lo = -hi;
-        }
+        double lo = d->init_a, hi = d->init_b; /* glorot: the bounds lower.c set */
         line(E, "  for (size_t i = 0; i < %lld; i++) params[%lld + i] = %s__uniform_in(&state, %s, %s);", n, off,
              E->P, dliteral(E, lo), dliteral(E, hi));
       }
@@ -1161,13 +1234,10 @@ static void emit_struct(Emitter *E, Buf *h, PtrVec *decls, const char *what) {
   for (int i = 0; i < decls->len; i++) {
     Decl *d = decls->items[i];
     const char *N = E->field[kind_index(E, decls)][i];
-    if (d->shape.rank == 0)
-      buf_printf(h, "  bp_real %s;\n", N);
-    else if (d->shape.rank == 1)
-      buf_printf(h, "  bp_real %s[%lld];\n", N, (long long)d->shape.dim[0]);
-    else
-      buf_printf(h, "  bp_real %s[%lld][%lld];\n", N, (long long)d->shape.dim[0],
-                 (long long)d->shape.dim[1]);
+    buf_printf(h, "  bp_real %s", N); /* one array dimension per axis: W[2][3] */
+    for (int k = 0; k < d->shape.rank; k++)
+      buf_printf(h, "[%lld]", (long long)d->shape.dim[k]);
+    buf_puts(h, ";\n");
   }
   buf_printf(h, "} %s_%s;\n\n", E->P, what);
 }
@@ -1179,6 +1249,8 @@ static void emit_layout(Emitter *E, Buf *h, PtrVec *decls, const char *kind) {
     buf_printf(h, "#define %s_%s_OFFSET %lld /* %s %s */\n", E->U, N, (long long)d->offset, kind,
                shape_str(E->c, d->shape));
     buf_printf(h, "#define %s_%s_SIZE %lld\n", E->U, N, (long long)shape_numel(d->shape));
+    for (int k = 0; k < d->shape.rank; k++) /* the shape, axis by axis */
+      buf_printf(h, "#define %s_%s_DIM%d %lld\n", E->U, N, k, (long long)d->shape.dim[k]);
   }
 }
 

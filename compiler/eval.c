@@ -8,11 +8,43 @@
 
 #include "bpc.h"
 
-/* Element (i, j) of an operand broadcast to shape out (numpy rule). */
-static double at(const Node *x, const double *v, Shape out, int64_t i, int64_t j) {
-  if (x->shape.rank == 0) return v[0];
-  if (x->shape.rank == 1 && out.rank == 2) return v[j];
-  return out.rank == 2 ? v[i * out.dim[1] + j] : v[i];
+/* Where element i of shape `out` reads its value in x, x broadcast to out
+ * (numpy's rule: aligned at the right, dimensions of 1 stretched). */
+static int64_t broadcast_index(Shape x, Shape out, int64_t i) {
+  int64_t at = 0, scale = 1;
+  for (int k = out.rank - 1, kx = x.rank - 1; k >= 0; k--, kx--) {
+    int64_t coord = i % out.dim[k];
+    i /= out.dim[k];
+    if (kx < 0) continue;
+    if (x.dim[kx] != 1) at += coord * scale;
+    scale *= x.dim[kx];
+  }
+  return at;
+}
+
+/* Where element i of shape s lands when the axes in mask are dropped. */
+static int64_t kept_index(Shape s, unsigned mask, int64_t i) {
+  int64_t at = 0, scale = 1;
+  for (int k = s.rank - 1; k >= 0; k--) {
+    int64_t coord = i % s.dim[k];
+    i /= s.dim[k];
+    if (mask & (1u << k)) continue;
+    at += coord * scale;
+    scale *= s.dim[k];
+  }
+  return at;
+}
+
+/* Where element i of a slice of x (shape out) is in x. */
+static int64_t slice_index(const Attr *at, Shape x, Shape out, int64_t i) {
+  int64_t src = 0, stride = 1;
+  for (int k = out.rank - 1; k >= 0; k--) {
+    int64_t coord = i % out.dim[k];
+    i /= out.dim[k];
+    src += (at->start[k] + coord * at->step[k]) * stride;
+    stride *= x.dim[k];
+  }
+  return src;
 }
 
 /* A(r, c) of a matrix operand read with its transpose flag. */
@@ -80,14 +112,11 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
     y[0] = t;
     return;
   }
-  case OP_SUMAX: {
-    int64_t m = a->shape.dim[0], k = a->shape.dim[1];
+  case OP_SUMAX:
     memset(y, 0, sizeof(double) * (size_t)len);
-    for (int64_t i = 0; i < m; i++)
-      for (int64_t j = 0; j < k; j++)
-        y[n->attr.axis == 0 ? j : i] += A[i * k + j];
+    for (int64_t i = 0; i < an; i++)
+      y[kept_index(a->shape, (unsigned)n->attr.axes, i)] += A[i];
     return;
-  }
   case OP_MAXALL:
   case OP_MINALL:
   case OP_ARGMAXMASK:
@@ -105,7 +134,7 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
     return;
   }
   case OP_LSE: {
-    int64_t r = a->shape.rank == 2 ? a->shape.dim[0] : 1, k = a->shape.rank == 2 ? a->shape.dim[1] : an;
+    int64_t k = a->shape.dim[a->shape.rank - 1], r = an / k; /* over the last axis */
     for (int64_t i = 0; i < r; i++) {
       double mx = A[i * k], t = 0;
       for (int64_t j = 1; j < k; j++)
@@ -117,9 +146,8 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
     return;
   }
   case OP_BCAST:
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < cols; j++)
-        y[i * cols + j] = a->shape.rank == 0 ? A[0] : A[n->attr.bcast == BCAST_COLS ? i : (s.rank == 2 ? j : i)];
+    for (int64_t i = 0; i < len; i++)
+      y[i] = A[kept_index(s, (unsigned)n->attr.axes, i)];
     return;
   case OP_TRANSPOSE:
     for (int64_t i = 0; i < rows; i++)
@@ -127,6 +155,15 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
         y[i * cols + j] = A[j * rows + i];
     return;
   case OP_INDEX: memcpy(y, A + n->attr.offset, sizeof(double) * (size_t)len); return;
+  case OP_SLICE:
+    for (int64_t i = 0; i < len; i++)
+      y[i] = A[slice_index(&n->attr, a->shape, s, i)];
+    return;
+  case OP_UNSLICE:
+    memset(y, 0, sizeof(double) * (size_t)len);
+    for (int64_t i = 0; i < an; i++)
+      y[slice_index(&n->attr, s, a->shape, i)] = A[i];
+    return;
   case OP_SCATTER:
     memset(y, 0, sizeof(double) * (size_t)len);
     memcpy(y + n->attr.offset, A, sizeof(double) * (size_t)an);
@@ -140,11 +177,10 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
   default: break;
   }
   /* elementwise */
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) {
-      double x = at(a, A, s, i, j);
-      y[i * cols + j] = op_scalar(n->op, x, b ? at(b, B, s, i, j) : 0, n->value);
-    }
+  for (int64_t i = 0; i < len; i++) {
+    double x = A[broadcast_index(a->shape, s, i)];
+    y[i] = op_scalar(n->op, x, b ? B[broadcast_index(b->shape, s, i)] : 0, n->value);
+  }
 }
 
 void eval_graph(Ctx *c, const double *params, const double *inputs, Values *out) {
@@ -210,11 +246,7 @@ void eval_init_params(Ctx *c, double *params, uint64_t seed) {
     int64_t n = shape_numel(d->shape);
     double *x = params + d->offset;
     uint64_t state = seed ^ (0xD1B54A32D192ED03u * ((uint64_t)p + 1));
-    double lo = d->init_a, hi = d->init_b;
-    if (d->init == INIT_GLOROT) {
-      hi = sqrt(6.0 / (double)(d->shape.dim[0] + d->shape.dim[1]));
-      lo = -hi;
-    }
+    double lo = d->init_a, hi = d->init_b; /* glorot: the bounds lower.c set */
     for (int64_t i = 0; i < n; i++) {
       switch (d->init) {
       case INIT_VALUE: x[i] = d->init_values ? d->init_values[i] : d->init_a; break;

@@ -170,7 +170,13 @@ static void expr_body(Printer *p, const Node *n, int depth) {
   case OP_SUMAX:
     buf_puts(p->out, "sum(");
     expr(p, n->args[0], 0, depth + 1, 0);
-    buf_printf(p->out, ", %lld)", (long long)n->attr.axis);
+    for (int k = 0, first = 1; k < BPC_MAX_RANK; k++) /* the axis, or [0, 2] for several */
+      if (n->attr.axes & (1 << k)) {
+        int several = (n->attr.axes & (n->attr.axes - 1)) != 0;
+        buf_printf(p->out, "%s%d", first ? (several ? ", [" : ", ") : ", ", k);
+        first = 0;
+      }
+    buf_puts(p->out, (n->attr.axes & (n->attr.axes - 1)) ? "])" : ")");
     return;
   case OP_BCAST: expr(p, n->args[0], prec_of(n->args[0]), depth, 0); return;
   case OP_INDEX: index_expr(p, n, depth); return;

@@ -24,8 +24,8 @@ static uint32_t node_hash(Op op, Shape s, Node *const *args, int nargs, double v
   memcpy(&vbits, &value, sizeof vbits);
   uint32_t h = mix(2166136261u, (uint64_t)op);
   h = mix(h, (uint64_t)s.rank);
-  h = mix(h, (uint64_t)s.dim[0]);
-  h = mix(h, (uint64_t)s.dim[1]);
+  for (int k = 0; k < s.rank; k++)
+    h = mix(h, (uint64_t)s.dim[k]);
   for (int k = 0; k < nargs; k++)
     h = mix(h, args[k] ? (uint64_t)args[k]->id + 1 : 0);
   h = mix(h, vbits);
@@ -34,7 +34,7 @@ static uint32_t node_hash(Op op, Shape s, Node *const *args, int nargs, double v
 
 /* Attr hashes and compares as bytes, so no padding may hide in it: its
  * fields are all int64_t (count them here when adding one). */
-_Static_assert(sizeof(Attr) == 5 * sizeof(int64_t), "Attr must be int64_t fields only");
+_Static_assert(sizeof(Attr) == (4 + 2 * BPC_MAX_RANK) * sizeof(int64_t), "Attr must be int64_t fields only");
 
 static int same_double(double x, double y) { return memcmp(&x, &y, sizeof x) == 0; }
 
@@ -163,19 +163,88 @@ Node *ir_binary(Ctx *c, Op op, Node *a, Node *b) {
 
 Node *ir_reduce(Ctx *c, Op op, Node *a) {
   Shape s = shape_scalar();
-  if (op == OP_LSE && a->shape.rank == 2) s = shape_vec(a->shape.dim[0]);
+  if (op == OP_LSE && a->shape.rank >= 2) s = shape_drop_axes(a->shape, 1u << (a->shape.rank - 1));
   return build(c, op, s, a, NULL, 0, NO_ATTR);
 }
 
 Node *ir_onehot(Ctx *c, Op op, Node *x, Node *g) { return build(c, op, x->shape, x, g, 0, NO_ATTR); }
 
-Node *ir_sumax(Ctx *c, Node *a, int axis) {
-  return build(c, OP_SUMAX, shape_vec(a->shape.dim[1 - axis]), a, NULL, 0, (Attr){.axis = axis});
+/* Axes of size 1 are left out of a mask: summing or repeating along them
+ * moves no element. */
+static unsigned real_axes(Shape s, unsigned mask) {
+  for (int k = 0; k < s.rank; k++)
+    if (s.dim[k] == 1) mask &= ~(1u << k);
+  return mask & ((1u << s.rank) - 1);
 }
 
-Node *ir_bcast(Ctx *c, Node *a, Shape to, int mode) {
+Node *ir_sum_axes(Ctx *c, Node *a, unsigned axes, Shape to) {
+  axes = real_axes(a->shape, axes);
+  if (!axes) return ir_reshape(c, a, to);
+  if (axes == real_axes(a->shape, ~0u)) return ir_reshape(c, ir_reduce(c, OP_SUM, a), to);
+  return build(c, OP_SUMAX, to, a, NULL, 0, (Attr){.axes = axes});
+}
+
+Node *ir_sumax(Ctx *c, Node *a, int axis) {
+  return ir_sum_axes(c, a, 1u << axis, shape_drop_axes(a->shape, 1u << axis));
+}
+
+Node *ir_bcast(Ctx *c, Node *a, Shape to, unsigned axes) {
   if (shape_eq(a->shape, to)) return a;
-  return build(c, OP_BCAST, to, a, NULL, 0, (Attr){.bcast = a->shape.rank == 0 ? BCAST_ROWS : mode});
+  if (a->shape.rank == 0) axes = ~0u;
+  axes = real_axes(to, axes);
+  if (!axes) return ir_reshape(c, a, to);
+  return build(c, OP_BCAST, to, a, NULL, 0, (Attr){.axes = axes});
+}
+
+Node *ir_reshape(Ctx *c, Node *a, Shape to) {
+  if (shape_eq(a->shape, to)) return a;
+  if (a->op == OP_CONST) return ir_const(c, a->value, to);
+  if (a->shape.rank == 0) return build(c, OP_BCAST, to, a, NULL, 0, (Attr){.axes = real_axes(to, ~0u)});
+  if (a->op == OP_INDEX) return ir_index(c, a->args[0], a->attr.offset, to); /* a view of the same base */
+  return ir_index(c, a, 0, to);
+}
+
+/* Row-major strides of s: element (k0, k1, ...) is at sum of k_i * stride_i. */
+static void strides_of(Shape s, int64_t *stride) {
+  int64_t st = 1;
+  for (int k = s.rank - 1; k >= 0; k--) {
+    stride[k] = st;
+    st *= s.dim[k];
+  }
+}
+
+Node *ir_slice(Ctx *c, Node *x, const int64_t *start, const int64_t *step, Shape out) {
+  if (shape_eq(out, x->shape)) return x; /* every element, in order */
+  int64_t stride[BPC_MAX_RANK];
+  strides_of(x->shape, stride);
+  /* a block that is contiguous in memory is a view: counts of 1 first, then
+     one axis taken with step 1, then whole axes */
+  int k = 0, offset = 0;
+  while (k < out.rank && out.dim[k] == 1)
+    k++;
+  int contiguous = k == out.rank || step[k] == 1 || out.dim[k] == 1;
+  for (int i = k + 1; i < out.rank && contiguous; i++)
+    contiguous = start[i] == 0 && out.dim[i] == x->shape.dim[i];
+  if (contiguous) {
+    for (int i = 0; i < out.rank; i++)
+      offset += start[i] * stride[i];
+    return ir_index(c, x, offset, out);
+  }
+  Attr at = {0};
+  for (int i = 0; i < out.rank; i++) {
+    at.start[i] = start[i];
+    at.step[i] = out.dim[i] == 1 ? 1 : step[i];
+  }
+  return build(c, OP_SLICE, out, x, NULL, 0, at);
+}
+
+/* The adjoint of a slice: zeros of the full shape with g at the taken
+ * elements. */
+Node *ir_unslice(Ctx *c, Node *g, const Attr *at, Shape full) {
+  Attr a = {0};
+  memcpy(a.start, at->start, sizeof a.start);
+  memcpy(a.step, at->step, sizeof a.step);
+  return build(c, OP_UNSLICE, full, g, NULL, 0, a);
 }
 
 Node *ir_transpose(Ctx *c, Node *a) {
@@ -216,8 +285,9 @@ Node *ir_dot(Ctx *c, Node *a, Node *b) { return build(c, OP_DOT, shape_scalar(),
 Node *ir_unbroadcast(Ctx *c, Node *a, Shape to) {
   if (shape_eq(a->shape, to)) return a;
   if (to.rank == 0) return ir_reduce(c, OP_SUM, a);
-  /* a vector broadcast over the rows of a matrix */
-  return ir_sumax(c, a, 0);
+  /* summed over the axes along which `to` was stretched */
+  unsigned axes = shape_stretched_axes(to, a->shape);
+  return ir_sum_axes(c, a, axes, to);
 }
 
 /* ---- --emit ir ------------------------------------------------------------ */
@@ -254,9 +324,20 @@ static void print_node(Ctx *c, Buf *out, const Node *n) {
  * arguments, as --emit ir and --emit loops write it. */
 void ir_print_options(const Node *n, Buf *out) {
   if (n->op == OP_POWC) buf_printf(out, ", %.17g", n->value);
-  if (n->op == OP_SUMAX) buf_printf(out, ", axis=%lld", (long long)n->attr.axis);
+  if (n->op == OP_SUMAX || n->op == OP_BCAST) { /* the axes summed over, or repeated along */
+    const char *sep = n->op == OP_SUMAX ? ", axis=" : ", along=";
+    for (int k = 0; k < BPC_MAX_RANK; k++)
+      if (n->attr.axes & (1 << k)) {
+        buf_printf(out, "%s%d", sep, k);
+        sep = ",";
+      }
+  }
   if (n->op == OP_INDEX || n->op == OP_SCATTER) buf_printf(out, ", at=%lld", (long long)n->attr.offset);
-  if (n->op == OP_BCAST) buf_puts(out, n->attr.bcast == BCAST_COLS ? ", cols" : ", rows");
+  if (n->op == OP_SLICE || n->op == OP_UNSLICE) {
+    const Node *full = n->op == OP_SLICE ? n->args[0] : n;
+    for (int k = 0; k < full->shape.rank; k++)
+      buf_printf(out, "%s%lld::%lld", k ? "," : ", at=", (long long)n->attr.start[k], (long long)n->attr.step[k]);
+  }
   if (n->op == OP_MATMUL && n->attr.mm)
     buf_printf(out, ",%s%s", n->attr.mm & MM_TA ? " ta" : "", n->attr.mm & MM_TB ? " tb" : "");
 }

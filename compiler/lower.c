@@ -105,7 +105,8 @@ typedef enum {
   F_LOG_SOFTMAX,
   F_LSE,
   F_CE,
-  F_SCE
+  F_SCE,
+  F_FLATTEN
 } FnKind;
 
 typedef struct FnInfo {
@@ -127,6 +128,7 @@ static const FnInfo functions[] = {
     {"logsumexp", F_LSE, OP_LSE, 1, 1},
     {"cross_entropy", F_CE, OP_LOG, 2, 2},
     {"softmax_cross_entropy", F_SCE, OP_LSE, 2, 2},
+    {"flatten", F_FLATTEN, OP_INDEX, 1, 1},
 };
 enum { NFUNCTIONS = sizeof functions / sizeof functions[0] };
 
@@ -184,8 +186,8 @@ static Node *elementwise(Lowerer *L, Loc loc, Op op, const char *what, Node *a, 
   Shape s;
   if (!shape_broadcast(a->shape, b->shape, &s))
     diag_error(L->c, loc,
-               "cannot compute %s %s %s: the shapes do not match (a scalar combines with "
-               "anything, and a vector [n] with a matrix [m,n])",
+               "cannot compute %s %s %s: the shapes do not match (shapes are aligned at the right, "
+               "and each pair of dimensions must be equal or one of them 1)",
                S(L, a), what, S(L, b));
   return ir_binary(L->c, op, a, b);
 }
@@ -217,7 +219,7 @@ static int64_t const_int(Lowerer *L, Node *n, Loc loc, const char *what) {
  * from ops autodiff already knows. */
 static Node *log_softmax(Ctx *c, Node *x) {
   Node *lse = ir_reduce(c, OP_LSE, x);
-  return ir_binary(c, OP_SUB, x, ir_bcast(c, lse, x->shape, BCAST_COLS));
+  return ir_binary(c, OP_SUB, x, ir_bcast(c, lse, x->shape, 1u << (x->shape.rank - 1)));
 }
 
 static void need_tensor(Lowerer *L, Ast *a, Node *x, const char *what) {
@@ -243,7 +245,7 @@ static Node *reduce_axis(Lowerer *L, Ast *a, Node *x, Node *axis_node, int mean)
   if (axis < 0 || axis >= x->shape.rank)
     diag_error(c, a->kids[1]->loc, "axis %lld is out of range for shape %s (valid: 0 to %d)", (long long)axis,
                S(L, x), x->shape.rank - 1);
-  Node *s = x->shape.rank == 1 ? ir_reduce(c, OP_SUM, x) : ir_sumax(c, x, (int)axis);
+  Node *s = ir_sumax(c, x, (int)axis);
   return mean ? ir_binary(c, OP_DIV, s, ir_const(c, (double)x->shape.dim[axis], shape_scalar())) : s;
 }
 
@@ -286,6 +288,7 @@ static Node *lower_call(Lowerer *L, Ast *a, Node **args) {
     need_tensor(L, a, x, f->name);
     need_same_shape(L, a, x, y);
     return ir_unary(c, OP_NEG, ir_reduce(c, OP_SUM, ir_binary(c, OP_MUL, y, log_softmax(c, x))));
+  case F_FLATTEN: return ir_reshape(c, x, shape_vec(shape_numel(x->shape)));
   }
   return NULL;
 }
@@ -307,9 +310,11 @@ static Node *lower_index(Lowerer *L, Ast *a, Node **args) {
                  (long long)k, S(L, x), (long long)x->shape.dim[i] - 1);
     offset = offset * x->shape.dim[i] + k;
   }
-  if (x->shape.rank == 2 && nidx == 1)
-    return ir_index(c, x, offset * x->shape.dim[1], shape_vec(x->shape.dim[1]));
-  return ir_index(c, x, offset, shape_scalar());
+  /* leading indices select a contiguous block: the remaining axes */
+  Shape rest = {x->shape.rank - nidx, {0}};
+  for (int i = nidx; i < x->shape.rank; i++)
+    rest.dim[i - nidx] = x->shape.dim[i];
+  return ir_index(c, x, offset * shape_numel(rest), rest);
 }
 
 static Node *lower_binary(Lowerer *L, Ast *a, Node *x, Node *y) {
@@ -446,14 +451,32 @@ static double init_number(Lowerer *L, Ast *v) {
   return v->num;
 }
 
-/* Accepts a flat list of all values, or (for a matrix) one list per row.
- * Nesting is bounded by the parser's bracket limit. */
+/* The values of a nested initialiser along axis k, row-major, into
+ * d->init_values from *at. Depth is bounded by the rank (at most 8). */
+static void nested_init(Lowerer *L, Decl *d, Ast *list, int k, int64_t *at) {
+  Ctx *c = L->c;
+  if (list->kind != AST_LIST || list->nkids != d->shape.dim[k]) {
+    const char *where = k ? arena_printf(&c->arena, "this part of the initialiser for '%s'", d->name)
+                          : arena_printf(&c->arena, "the initialiser for '%s'", d->name);
+    diag_error(c, list->loc, "%s must be a list of %lld %s ('%s' has shape %s)", where,
+               (long long)d->shape.dim[k], k + 1 < d->shape.rank ? "lists" : "values", d->name,
+               shape_str(c, d->shape));
+  }
+  for (int i = 0; i < list->nkids; i++)
+    if (k + 1 < d->shape.rank)
+      nested_init(L, d, list->kids[i], k + 1, at);
+    else
+      d->init_values[(*at)++] = init_number(L, list->kids[i]);
+}
+
+/* Accepts a flat list of all values, or lists nested as the shape (one
+ * list per row of a matrix, per matrix of a rank-3 tensor, ...). */
 static void flatten_init(Lowerer *L, Decl *d, Ast *list) {
   Ctx *c = L->c;
   int64_t n = shape_numel(d->shape);
   d->init_values = arena_alloc(&c->arena, sizeof(double) * (size_t)n);
   int nested = list->nkids > 0 && list->kids[0]->kind == AST_LIST;
-  if (nested && d->shape.rank != 2)
+  if (nested && d->shape.rank < 2)
     diag_error(c, list->loc, "initialiser for '%s' is nested, but '%s' has shape %s", d->name, d->name,
                shape_str(c, d->shape));
   if (!nested) {
@@ -465,26 +488,33 @@ static void flatten_init(Lowerer *L, Decl *d, Ast *list) {
       d->init_values[i] = init_number(L, list->kids[i]);
     return;
   }
-  if (list->nkids != d->shape.dim[0])
-    diag_error(c, list->loc, "initialiser for '%s' has %d rows, but '%s' has shape %s", d->name, list->nkids,
-               d->name, shape_str(c, d->shape));
-  for (int r = 0; r < list->nkids; r++) {
-    Ast *row = list->kids[r];
-    if (row->kind != AST_LIST || row->nkids != d->shape.dim[1])
-      diag_error(c, row->loc, "row %d of the initialiser for '%s' must have %lld values", r, d->name,
-                 (long long)d->shape.dim[1]);
-    for (int j = 0; j < row->nkids; j++)
-      d->init_values[(int64_t)r * d->shape.dim[1] + j] = init_number(L, row->kids[j]);
+  if (d->shape.rank == 2) { /* the matrix's own messages: rows and their lengths */
+    if (list->nkids != d->shape.dim[0])
+      diag_error(c, list->loc, "initialiser for '%s' has %d rows, but '%s' has shape %s", d->name, list->nkids,
+                 d->name, shape_str(c, d->shape));
+    for (int r = 0; r < list->nkids; r++) {
+      Ast *row = list->kids[r];
+      if (row->kind != AST_LIST || row->nkids != d->shape.dim[1])
+        diag_error(c, row->loc, "row %d of the initialiser for '%s' must have %lld values", r, d->name,
+                   (long long)d->shape.dim[1]);
+    }
   }
+  int64_t at = 0;
+  nested_init(L, d, list, 0, &at);
 }
 
 static void set_initialiser(Lowerer *L, Stmt *s, Decl *d) {
   Ctx *c = L->c;
   d->init = s->init;
-  if (s->init == INIT_DEFAULT) d->init = d->shape.rank == 2 ? INIT_GLOROT : INIT_ZEROS;
-  if (s->init == INIT_GLOROT && d->shape.rank != 2)
+  if (s->init == INIT_DEFAULT) d->init = d->shape.rank >= 2 ? INIT_GLOROT : INIT_ZEROS;
+  if (s->init == INIT_GLOROT && d->shape.rank < 2)
     diag_error(c, s->init_loc, "glorot initialisation needs a matrix, but '%s' has shape %s", d->name,
                shape_str(c, d->shape));
+  if (d->init == INIT_GLOROT) { /* uniform(-a, a), a = sqrt(6 / (fan_in + fan_out)) of each [in, out] matrix */
+    int r = d->shape.rank;
+    d->init_b = sqrt(6.0 / (double)(d->shape.dim[r - 2] + d->shape.dim[r - 1]));
+    d->init_a = -d->init_b;
+  }
   if (s->init == INIT_NORMAL || s->init == INIT_UNIFORM) {
     d->init_a = s->init_args[0]->num;
     d->init_b = s->init_args[1]->num;

@@ -82,6 +82,8 @@ enum {
   X(TRANSPOSE, "transpose", "transpose", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                             \
   X(INDEX, "index", "index", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                         \
   X(SCATTER, "scatter", "scatter", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                   \
+  X(SLICE, "slice", "slice", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                         \
+  X(UNSLICE, "unslice", "unslice", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                   \
   /* linear algebra */                                                                                       \
   X(MATMUL, "matmul", "@", 2, OPC_PRODUCT, 0, 0, "", 0, 0, 0)                                                         \
   X(OUTER, "outer", "outer", 2, OPC_PRODUCT, 1, 0, "", 0, 0, 0)                                                       \

@@ -33,14 +33,72 @@ static int is_sparse_term(const Node *n) {
  * function, so that a dense term can store first. */
 static int deferred(const Plan *p, const Node *n) { return p->grad_fused[n->id] && is_sparse_term(n); }
 
-/* Whether every leaf of n's (fused) expression is a scalar or of shape s,
- * so one flat loop over all elements indexes each of them alike. */
-static int flat_compatible(const Schedule *S, const Node *n, Shape s) {
-  for (int k = 0; k < n->nargs; k++) {
-    const Node *x = n->args[k];
-    if (sched_inlined(S, x) ? !flat_compatible(S, x, s) : !(x->shape.rank == 0 || shape_eq(x->shape, s))) return 0;
+/* ---- loop nests ------------------------------------------------------------------
+ * An elementwise loop over shape `over` reads each operand (broadcast,
+ * numpy's rule) at the same element or repeats it along some axes. Axes of
+ * size 1 need no loop, and neighbouring axes along which every operand is
+ * read alike (all of it, or repeated) are one loop: the same shapes are one
+ * flat loop, a row vector over a matrix is rows then columns. */
+
+/* Whether an operand of shape x is repeated along axis k of over. */
+static int repeated_along(Shape x, Shape over, int k) {
+  int kx = k - (over.rank - x.rank);
+  return kx < 0 || x.dim[kx] != over.dim[k];
+}
+
+static const char *const loop_vars[BPC_MAX_RANK] = {"i", "j", "i2", "i3", "i4", "i5", "i6", "i7"};
+
+void nest_over(Shape over, const Shape *operands, int n, Nest *nest) {
+  memset(nest, 0, sizeof *nest);
+  nest->over = over;
+  uint64_t prev = 0;
+  for (int k = 0; k < over.rank; k++) {
+    if (over.dim[k] == 1) continue;
+    uint64_t pattern = 0; /* bit j: operand j repeated along axis k */
+    for (int j = 0; j < n && j < 64; j++)
+      if (operands[j].rank && repeated_along(operands[j], over, k)) pattern |= (uint64_t)1 << j;
+    if (nest->n && pattern == prev) {
+      nest->axes[nest->n - 1] |= 1u << k;
+      nest->dim[nest->n - 1] *= over.dim[k];
+    } else {
+      nest->axes[nest->n] = 1u << k;
+      nest->dim[nest->n++] = over.dim[k];
+    }
+    prev = pattern;
   }
+  if (!nest->n && over.rank) { /* one element: one loop of 1, as a vector's */
+    nest->axes[0] = (1u << over.rank) - 1;
+    nest->dim[nest->n++] = 1;
+  }
+  for (int g = 0; g < nest->n; g++)
+    nest->var[g] = loop_vars[g];
+}
+
+int nest_eq(const Nest *a, const Nest *b) {
+  if (a->n != b->n) return 0;
+  for (int g = 0; g < a->n; g++)
+    if (a->axes[g] != b->axes[g] || a->dim[g] != b->dim[g]) return 0;
   return 1;
+}
+
+/* The non-scalar leaves of n's fused expression, as shapes. */
+static int leaf_shapes(const Schedule *S, const Node *n, Shape *out, int count, int depth) {
+  for (int k = 0; k < n->nargs && count < 64; k++) {
+    const Node *x = n->args[k];
+    if (sched_inlined(S, x) && depth < 64)
+      count = leaf_shapes(S, x, out, count, depth + 1);
+    else if (x->shape.rank)
+      out[count++] = x->shape;
+  }
+  return count;
+}
+
+/* The leaves the loop over n's elements reads: the fused expression's for
+ * an elementwise or inlined n, else n itself, read whole. */
+static int loop_leaves(const Schedule *S, const Node *n, Shape *leaves, int count) {
+  if (op_is_elementwise(n->op)) return leaf_shapes(S, n, leaves, count, 0);
+  if (n->shape.rank && count < 64) leaves[count++] = n->shape;
+  return count;
 }
 
 /* The gradient terms written straight into their gradient: those used
@@ -119,9 +177,15 @@ static Node *find_sum_host(const Plan *p, Node *x, const int *pos) {
   }
   if (!host || pos[host->id] < ready_at) return NULL;
   if (p->grad_fused[host->id] || p->sum_into[host->id]) return NULL; /* its loop writes no array of its own */
-  int host_flat = host->shape.rank < 2 || flat_compatible(&p->s, host, host->shape);
-  if (host_flat && x->shape.rank == 2 && !flat_compatible(&p->s, x, x->shape)) return NULL; /* indexed alike */
-  return host;
+  /* the sum reads x with the host's loop variables: x's leaves must not
+     split the host's loops */
+  Shape leaves[128];
+  Nest alone, both;
+  int nh = loop_leaves(&p->s, host, leaves, 0);
+  nest_over(host->shape, leaves, nh, &alone);
+  int nb = leaf_shapes(&p->s, x, leaves + nh, 0, 0) + nh;
+  nest_over(host->shape, leaves, nb, &both);
+  return nest_eq(&alone, &both) ? host : NULL;
 }
 
 /* A sum of a stored elementwise tensor is computed in the loop that
@@ -253,10 +317,10 @@ static void plan_scalar_slots(Ctx *c, Plan *p) {
 
 /* ---- steps -------------------------------------------------------------------------- */
 
-/* Appends a loop to the step's nest, named as the C names its variable. */
-static void loop(Step *st, char var, int64_t bound) {
-  st->var[st->nloops] = var;
-  st->loop[st->nloops++] = bound;
+/* Appends a loop to the step's nest. */
+static void loop(Step *st, const char *var, int64_t bound) {
+  st->nest.var[st->nest.n] = var;
+  st->nest.dim[st->nest.n++] = bound;
 }
 
 /* A product's loop nest, in the order the C runs it: p runs over the
@@ -266,57 +330,71 @@ static void product_loops(Step *st) {
   int ta = (n->attr.mm & MM_TA) != 0, tb = (n->attr.mm & MM_TB) != 0;
   if (a->shape.rank == 2 && b->shape.rank == 2) {
     int64_t k = ta ? a->shape.dim[0] : a->shape.dim[1];
-    loop(st, 'i', n->shape.dim[0]);
-    if (tb) loop(st, 'j', n->shape.dim[1]);
-    loop(st, 'p', k);
-    if (!tb) loop(st, 'j', n->shape.dim[1]);
+    loop(st, "i", n->shape.dim[0]);
+    if (tb) loop(st, "j", n->shape.dim[1]);
+    loop(st, "p", k);
+    if (!tb) loop(st, "j", n->shape.dim[1]);
   } else if (a->shape.rank == 2) { /* A @ v: rows of A dotted with v, or (transposed) scaled and added */
-    loop(st, ta ? 'p' : 'i', a->shape.dim[0]);
-    loop(st, ta ? 'i' : 'p', a->shape.dim[1]);
+    loop(st, ta ? "p" : "i", a->shape.dim[0]);
+    loop(st, ta ? "i" : "p", a->shape.dim[1]);
   } else { /* v @ B */
-    loop(st, tb ? 'j' : 'p', b->shape.dim[0]);
-    loop(st, tb ? 'p' : 'j', b->shape.dim[1]);
+    loop(st, tb ? "j" : "p", b->shape.dim[0]);
+    loop(st, tb ? "p" : "j", b->shape.dim[1]);
   }
 }
 
 /* The loop nest a step runs, outermost first (none: one statement). */
-static void set_loops(Step *st) {
+static void set_loops(const Schedule *S, Step *st) {
   const Node *n = st->node, *a = n->args[0];
-  st->nloops = 0;
+  Shape leaves[64];
+  memset(&st->nest, 0, sizeof st->nest);
   if (st->kind == STEP_ADD_TERM) {
-    if (n->shape.rank) loop(st, 'i', shape_numel(n->shape));
+    if (n->shape.rank) loop(st, "i", shape_numel(n->shape));
     return;
   }
   if (st->kind != STEP_COMPUTE) return;
-  if (op_is_elementwise(n->op) || n->op == OP_SUM) {
-    const Node *x = op_is_elementwise(n->op) ? n : a; /* what the loop runs over */
-    if (x->shape.rank == 0) return;
-    if (st->flat) {
-      loop(st, 'i', shape_numel(x->shape));
-    } else {
-      loop(st, 'i', x->shape.dim[0]);
-      loop(st, 'j', x->shape.dim[1]);
-    }
+  if (op_is_elementwise(n->op)) {
+    if (n->shape.rank) nest_over(n->shape, leaves, loop_leaves(S, n, leaves, 0), &st->nest);
     return;
   }
   switch (n->op) {
+  case OP_SUM: { /* over its argument: a fused expression's leaves, or the stored tensor */
+    int count = 0;
+    if (sched_inlined(S, a))
+      count = loop_leaves(S, a, leaves, 0);
+    else if (a->shape.rank)
+      leaves[count++] = a->shape;
+    nest_over(a->shape, leaves, count, &st->nest);
+    return;
+  }
   case OP_MATMUL: product_loops(st); return;
+  case OP_BCAST: /* its argument read as an operand repeated along the axes */
+    leaves[0] = shape_with_ones(n->shape, (unsigned)n->attr.axes);
+    nest_over(n->shape, leaves, 1, &st->nest);
+    return;
+  case OP_SUMAX: /* the result is an operand repeated along the summed axes */
+    leaves[0] = shape_with_ones(a->shape, (unsigned)n->attr.axes);
+    nest_over(a->shape, leaves, 1, &st->nest);
+    return;
   case OP_OUTER:
-  case OP_BCAST:
   case OP_TRANSPOSE:
-    for (int i = 0; i < n->shape.rank; i++)
-      loop(st, i ? 'j' : 'i', n->shape.dim[i]);
+    loop(st, "i", n->shape.dim[0]);
+    loop(st, "j", n->shape.dim[1]);
     return;
-  case OP_LSE:
-  case OP_SUMAX:
-    if (a->shape.rank == 2) {
-      loop(st, 'i', a->shape.dim[0]);
-      loop(st, 'j', a->shape.dim[1]);
-    } else {
-      loop(st, 'j', shape_numel(a->shape));
-    }
+  case OP_SLICE: /* every axis of the result */
+  case OP_UNSLICE: { /* every axis of the gradient it spreads */
+    const Node *x = n->op == OP_SLICE ? n : a;
+    for (int k = 0; k < x->shape.rank; k++)
+      loop(st, loop_vars[k], x->shape.dim[k]);
     return;
-  default: loop(st, 'i', shape_numel(a->shape)); return; /* DOT, MAXALL, MINALL, ARG*MASK, SCATTER */
+  }
+  case OP_LSE: { /* rows, then the last axis */
+    int64_t cols = a->shape.dim[a->shape.rank - 1];
+    loop(st, "i", shape_numel(a->shape) / cols);
+    loop(st, "j", cols);
+    return;
+  }
+  default: loop(st, "i", shape_numel(a->shape)); return; /* DOT, MAXALL, MINALL, ARG*MASK, SCATTER */
   }
 }
 
@@ -366,13 +444,7 @@ static void make_steps(Ctx *c, const Target *t, int with_grads, Plan *p) {
     set_destination(p, st);
     st->sum = n->shape.rank ? p->sum_into[n->id] : NULL;
     st->partner = p->row_partner[n->id];
-    if (op_is_elementwise(n->op))
-      st->flat = n->shape.rank < 2 || flat_compatible(s, n, n->shape);
-    else if (n->op == OP_SUM) {
-      Node *a = n->args[0];
-      st->flat = a->shape.rank < 2 || !sched_inlined(s, a) || flat_compatible(s, a, a->shape);
-    }
-    set_loops(st);
+    set_loops(s, st);
   }
   if (!with_grads) return;
   for (int k = 0; k < c->params.len; k++)
@@ -382,14 +454,14 @@ static void make_steps(Ctx *c, const Target *t, int with_grads, Plan *p) {
       st->dest = DEST_GRAD;
       st->param = k;
       st->write = p->first_term[k] == g->node ? WRITE_FIRST : WRITE_ADD;
-      set_loops(st);
+      set_loops(s, st);
     }
   for (int i = 0; i < s->order.len; i++) {
     Node *n = s->order.items[i];
     if (!deferred(p, n)) continue;
     Step *st = add_step(c, p, STEP_COMPUTE, n, -1);
     set_destination(p, st);
-    set_loops(st);
+    set_loops(s, st);
   }
 }
 
@@ -450,9 +522,9 @@ static void print_ref(Buf *out, const Plan *p, const Node *x, int depth) {
 
 /* "for i<128 p<784: " */
 static void print_loops(Buf *out, const Step *st) {
-  for (int k = 0; k < st->nloops; k++)
-    buf_printf(out, "%s%c<%lld", k ? " " : "for ", st->var[k], (long long)st->loop[k]);
-  if (st->nloops) buf_puts(out, ": ");
+  for (int k = 0; k < st->nest.n; k++)
+    buf_printf(out, "%s%s<%lld", k ? " " : "for ", st->nest.var[k], (long long)st->nest.dim[k]);
+  if (st->nest.n) buf_puts(out, ": ");
 }
 
 static const char *write_word(WriteMode w) {

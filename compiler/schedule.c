@@ -24,7 +24,9 @@ double node_flops(const Node *n) {
   case OP_INDEX:
   case OP_BCAST:
   case OP_TRANSPOSE:
-  case OP_SCATTER: return 0;
+  case OP_SCATTER:
+  case OP_SLICE:
+  case OP_UNSLICE: return 0;
   case OP_SUM:
   case OP_SUMAX:
   case OP_MAXALL:

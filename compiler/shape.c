@@ -1,4 +1,5 @@
-/* shape.c — static shapes: scalars, vectors and matrices. */
+/* shape.c — static shapes: scalars, vectors, matrices and tensors up to
+ * BPC_MAX_RANK axes, row-major, with numpy's broadcasting rules. */
 #include "bpc.h"
 
 int64_t shape_numel(Shape s) {
@@ -15,34 +16,50 @@ int shape_eq(Shape a, Shape b) {
   return 1;
 }
 
-Shape shape_scalar(void) { return (Shape){0, {0, 0}}; }
-Shape shape_vec(int64_t n) { return (Shape){1, {n, 0}}; }
+Shape shape_scalar(void) { return (Shape){0, {0}}; }
+Shape shape_vec(int64_t n) { return (Shape){1, {n}}; }
 Shape shape_mat(int64_t m, int64_t n) { return (Shape){2, {m, n}}; }
 
 const char *shape_str(Ctx *c, Shape s) {
-  switch (s.rank) {
-  case 0: return "scalar";
-  case 1: return arena_printf(&c->arena, "[%lld]", (long long)s.dim[0]);
-  default: return arena_printf(&c->arena, "[%lld,%lld]", (long long)s.dim[0], (long long)s.dim[1]);
-  }
+  if (s.rank == 0) return "scalar";
+  char buf[8 * 24 + 4];
+  int len = 0;
+  for (int i = 0; i < s.rank; i++)
+    len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%lld", i ? "," : "[", (long long)s.dim[i]);
+  snprintf(buf + len, sizeof buf - (size_t)len, "]");
+  return arena_printf(&c->arena, "%s", buf);
 }
 
+/* Dimension k of s counted from the right (0: the last), 1 past its rank. */
+static int64_t dim_from_right(Shape s, int k) { return k < s.rank ? s.dim[s.rank - 1 - k] : 1; }
+
 int shape_broadcast(Shape a, Shape b, Shape *out) {
-  if (shape_eq(a, b) || b.rank == 0) {
-    *out = a;
-    return 1;
+  Shape r = {a.rank > b.rank ? a.rank : b.rank, {0}};
+  for (int k = 0; k < r.rank; k++) {
+    int64_t x = dim_from_right(a, k), y = dim_from_right(b, k);
+    if (x != y && x != 1 && y != 1) return 0;
+    r.dim[r.rank - 1 - k] = x == 1 ? y : x;
   }
-  if (a.rank == 0) {
-    *out = b;
-    return 1;
-  }
-  if (a.rank == 2 && b.rank == 1 && a.dim[1] == b.dim[0]) {
-    *out = a;
-    return 1;
-  }
-  if (a.rank == 1 && b.rank == 2 && b.dim[1] == a.dim[0]) {
-    *out = b;
-    return 1;
-  }
-  return 0;
+  *out = r;
+  return 1;
+}
+
+unsigned shape_stretched_axes(Shape from, Shape to) {
+  unsigned mask = 0;
+  for (int k = 0; k < to.rank; k++)
+    if (dim_from_right(from, to.rank - 1 - k) != to.dim[k]) mask |= 1u << k;
+  return mask;
+}
+
+Shape shape_drop_axes(Shape s, unsigned mask) {
+  Shape r = {0, {0}};
+  for (int k = 0; k < s.rank; k++)
+    if (!(mask & (1u << k))) r.dim[r.rank++] = s.dim[k];
+  return r;
+}
+
+Shape shape_with_ones(Shape s, unsigned mask) {
+  for (int k = 0; k < s.rank; k++)
+    if (mask & (1u << k)) s.dim[k] = 1;
+  return s;
 }

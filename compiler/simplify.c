@@ -22,7 +22,7 @@ static Node *fold(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr a
   if (op_is_elementwise(op)) return fold_elementwise(op, x, y, value, &r) ? ir_const(c, r, s) : NULL;
   switch (op) {
   case OP_SUM: return ir_const(c, x * (double)shape_numel(a->shape), s);
-  case OP_SUMAX: return ir_const(c, x * (double)a->shape.dim[attr.axis], s);
+  case OP_SUMAX: return ir_const(c, x * (double)(shape_numel(a->shape) / shape_numel(s)), s);
   case OP_MAXALL:
   case OP_MINALL: return ir_const(c, x, s);
   case OP_LSE: {
@@ -44,7 +44,7 @@ static Node *fold(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr a
 }
 
 /* x itself when it already has the result's shape, else x broadcast to it. */
-static Node *as_shape(Ctx *c, Node *x, Shape s) { return ir_bcast(c, x, s, BCAST_ROWS); }
+static Node *as_shape(Ctx *c, Node *x, Shape s) { return ir_bcast(c, x, s, shape_stretched_axes(x->shape, s)); }
 
 static int is_zero(const Node *n) { return ir_is_const(n, 0); }
 
@@ -113,7 +113,9 @@ static Node *matmul_by_constant(Ctx *c, Shape s, Node *a, Node *b, Attr attr) {
  * explicit broadcast of its argument need not be materialised, as long as
  * the other argument still gives the result its shape. */
 static Node *unwrap_bcast(Node *x, Node *other, Shape s) {
-  if (x->op == OP_BCAST && x->attr.bcast == BCAST_ROWS && shape_eq(other->shape, s)) return x->args[0];
+  if (x->op == OP_BCAST && shape_eq(other->shape, s) &&
+      (unsigned)x->attr.axes == shape_stretched_axes(x->args[0]->shape, s))
+    return x->args[0];
   return x;
 }
 

@@ -74,7 +74,7 @@ static int push_op(Ctx *c, int *pending, YYLTYPE l) {
 %token SEP "end of line"
 %token LEXERROR "invalid token"
 
-%type <ast> expr postfix primary args index_list init_value init_list signed_num dim
+%type <ast> expr postfix primary args index_list init_value init_list signed_num dim dim_list
 %type <stmt> stmt shape_opt param_decl
 
 %left '+' '-'
@@ -145,24 +145,21 @@ param_decl: PARAM IDENT shape_opt {
           ;
 
 shape_opt: %empty { $$ = stmt_new(c, ST_PARAM, L(@$)); }
-         | '[' dim ']' {
+         | '[' dim_list ']' {
              $$ = stmt_new(c, ST_PARAM, L(@1));
-             Ast *list = ast_new(c, AST_LIST, L(@1));
-             ast_add_kid(c, list, $2);
-             $$->dims = list->kids; $$->ndims = 1;
-           }
-         | '[' dim ',' dim ']' {
-             $$ = stmt_new(c, ST_PARAM, L(@1));
-             Ast *list = ast_new(c, AST_LIST, L(@1));
-             ast_add_kid(c, list, $2);
-             ast_add_kid(c, list, $4);
-             $$->dims = list->kids; $$->ndims = 2;
-           }
-         | '[' dim ',' dim ',' dim {
-             diag_record(c, L(@5), "tensors have at most 2 dimensions");
-             YYABORT;
+             $$->dims = $2->kids; $$->ndims = $2->nkids;
            }
          ;
+
+dim_list: dim { $$ = ast_new(c, AST_LIST, L(@1)); ast_add_kid(c, $$, $1); }
+        | dim_list ',' dim {
+            if ($1->nkids == BPC_MAX_RANK) {
+              diag_record(c, L(@3), "tensors have at most %d dimensions", BPC_MAX_RANK);
+              YYABORT;
+            }
+            $$ = $1; ast_add_kid(c, $$, $3);
+          }
+        ;
 
 dim: NUMBER { $$ = num(c, @1, $1); }
    | IDENT  { $$ = ast_new(c, AST_NAME, L(@1)); $$->name = $1; }

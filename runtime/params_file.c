@@ -124,24 +124,23 @@ int params_load(const char *path, JitModel *m, void *params, char **err) {
     uint32_t nlen, rank;
     char name[BPC_MAX_IDENT + 1];
     if (!get_u32(&r, &nlen) || nlen > BPC_MAX_IDENT || !get(&r, name, nlen) || !get_u32(&r, &rank) ||
-        rank > 2)
+        rank > BPC_MAX_RANK)
       BAD("%s is damaged or truncated in the description of tensor %u", path, i + 1);
     name[nlen] = 0;
-    uint64_t dims[2] = {0, 0};
-    for (uint32_t k = 0; k < rank; k++)
-      if (!get_u64(&r, &dims[k])) BAD("%s is truncated in the description of tensor '%s'", path, name);
+    Shape s = {(int)rank, {0}};
+    int sane = 1; /* every dimension within the limit, so the shape can be printed */
+    for (uint32_t k = 0; k < rank; k++) {
+      uint64_t dim;
+      if (!get_u64(&r, &dim)) BAD("%s is truncated in the description of tensor '%s'", path, name);
+      sane &= dim <= (uint64_t)BPC_MAX_DIM;
+      s.dim[k] = sane ? (int64_t)dim : 0;
+    }
     if (strcmp(name, d->name))
       BAD("%s does not fit %s: tensor %u is '%s' in the file but '%s' in the model", path, m->ctx.src.name,
           i + 1, name, d->name);
-    Shape s = {(int)rank, {(int64_t)dims[0], (int64_t)dims[1]}};
-    if ((int)rank != d->shape.rank || dims[0] > (uint64_t)BPC_MAX_DIM || dims[1] > (uint64_t)BPC_MAX_DIM ||
-        !shape_eq(s, d->shape))
+    if (!sane || !shape_eq(s, d->shape))
       BAD("%s does not fit %s: '%s' has shape %s in the file but %s in the model", path, m->ctx.src.name,
-          name,
-          rank <= 2 && dims[0] <= (uint64_t)BPC_MAX_DIM && dims[1] <= (uint64_t)BPC_MAX_DIM
-              ? shape_str(&m->ctx, s)
-              : "(invalid)",
-          shape_str(&m->ctx, d->shape));
+          name, sane ? shape_str(&m->ctx, s) : "(invalid)", shape_str(&m->ctx, d->shape));
   }
   size_t esize = type == TYPE_F32 ? 4 : 8;
   size_t need = (size_t)m->nparams * esize + 4;

@@ -91,6 +91,21 @@ static const char *const ad_programs[] = {
     /* a deep sigmoid/tanh chain with shared values */
     "param x = 0.3\nparam w = 0.7\na = sigmoid(w * x)\nb = tanh(a * w + x)\nc = a * b + sigmoid(b)\n"
     "loss = c * c + a\n",
+    /* tensors of rank 3 with numpy's broadcasting: [2,1,3] * [4,1] is [2,4,3], read in three loops
+       (the operands are repeated along different axes); [2,3,4] + [4] in two (rows of the last axis);
+       a column [3,1] along the rows of [3,4] and a row [1,4] down its columns */
+    "param p[2, 1, 3] ~ uniform(-1, 1)\nparam q[4, 1] ~ uniform(-1, 1)\nparam T[2, 3, 4] ~ uniform(-1, 1)\n"
+    "param b[4] ~ uniform(-1, 1)\nloss = sum(sigmoid(p * q + p)) + sum((p - q)^2) + sum((T + b) * T)\n",
+    "param a[3, 1] ~ uniform(0.5, 2)\nparam r[1, 4] ~ uniform(0.5, 2)\nparam c[3, 4] ~ uniform(0.5, 2)\n"
+    "loss = sum(a * r + c) + sum(a / c) + sum(max(r, c) * a) + sum(exp(a - r))\n",
+    /* reductions of rank 3: over each axis, all of it, over the last axis (logsumexp, softmax) */
+    "param T[2, 3, 4] ~ uniform(-1, 1)\n"
+    "loss = sum(sum(T, 1)^2) + sum(mean(T, 0)^2) + sum(sum(T, 2)^3) + max(T) * min(T) + mean(T)\n",
+    "param Z[2, 3, 4] ~ uniform(-1, 1)\ninput Y[2, 3, 4]\n"
+    "loss = sum(logsumexp(Z)^2) + sum(softmax(Z) * Y) + sum(log_softmax(Z)[1]^2)\n",
+    /* a stack of matrices: each layer's weights a view of one rank-3 parameter, flattened too */
+    "param W[3, 2, 2] ~ uniform(-1, 1)\ninput x[2]\nh = tanh(x @ W[0])\nh2 = sigmoid(h @ W[1])\n"
+    "loss = sum((h2 @ W[2])^2) + W[2, 1, 0] * sum(flatten(W)[3] * h)\n",
 };
 
 enum { NUM_AD_PROGRAMS = sizeof ad_programs / sizeof ad_programs[0] };

@@ -40,8 +40,8 @@ static const ErrorCase error_cases[] = {
          "    2 | loss = sum(x, 0, 1)\n"
          "      |        ^\n"),
     CASE("elementwise_shapes", "param a[3]\nparam b[4]\nloss = sum(a + b)\n",
-         "model.bp:3:14: error: cannot compute [3] + [4]: the shapes do not match (a scalar combines with "
-         "anything, and a vector [n] with a matrix [m,n])\n"
+         "model.bp:3:14: error: cannot compute [3] + [4]: the shapes do not match (shapes are aligned at the "
+         "right, and each pair of dimensions must be equal or one of them 1)\n"
          "    3 | loss = sum(a + b)\n"
          "      |              ^\n"),
     CASE("matmul_shapes", "param W[3, 4]\nparam v[5]\nloss = sum(W @ v)\n",
@@ -205,10 +205,10 @@ static const ErrorCase error_cases[] = {
          "model.bp:2:19: error: axis 2 is out of range for shape [3,2] (valid: 0 to 1)\n"
          "    2 | loss = sum(sum(x, 2))\n"
          "      |                   ^\n"),
-    CASE("three_dimensions", "param x[3, 2, 2]\nloss = sum(x)\n",
-         "model.bp:1:13: error: tensors have at most 2 dimensions\n"
-         "    1 | param x[3, 2, 2]\n"
-         "      |             ^\n"),
+    CASE("nine_dimensions", "param x[1, 2, 1, 2, 1, 2, 1, 2, 3]\nloss = sum(x)\n",
+         "model.bp:1:33: error: tensors have at most 8 dimensions\n"
+         "    1 | param x[1, 2, 1, 2, 1, 2, 1, 2, 3]\n"
+         "      |                                 ^\n"),
     CASE("dot_lengths", "param a[3]\nparam b[2]\nloss = dot(a, b)\n",
          "model.bp:3:8: error: cannot compute dot([3], [2]): lengths 3 and 2 differ\n"
          "    3 | loss = dot(a, b)\n"

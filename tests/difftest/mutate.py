@@ -49,13 +49,11 @@ def raw(template, *args, shape=()):
 
 
 def shapes_broadcast(a, b):
-    if a == b or a == () or b == ():
-        return True
-    if len(a) == 2 and len(b) == 1 and a[1] == b[0]:
-        return True
-    if len(a) == 1 and len(b) == 2 and b[1] == a[0]:
-        return True
-    return False
+    """numpy's rule: aligned at the right, each pair equal or one of them 1."""
+    for x, y in zip(reversed(a), reversed(b)):
+        if x != y and x != 1 and y != 1:
+            return False
+    return True
 
 
 class Mutation:
@@ -147,8 +145,14 @@ def mutate(case, rng):
         if bad:
             other = ref(rng.choice(bad), ())
         else:
-            # a vector that does not broadcast: neither the node's length nor its last axis
-            shape = (node.shape[-1] + 1,)
+            # a shape that does not broadcast: one more than the node's last
+            # dimension that is not 1, ones after it (any shape broadcasts
+            # with one made of 1s)
+            ks = [k for k, d in enumerate(node.shape) if d != 1]
+            if not ks:
+                return None
+            k = ks[-1]
+            shape = (node.shape[k] + 1,) + (1,) * (len(node.shape) - 1 - k)
             i += _new_param_first(prog, "bad_p", shape)
             other = ref("bad_p", shape)
         args = [node, other] if rng.random() < 0.5 else [other, node]

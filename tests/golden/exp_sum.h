@@ -25,6 +25,7 @@ extern "C" {
 
 #define EXP_SUM_x_OFFSET 0 /* param [6] */
 #define EXP_SUM_x_SIZE 6
+#define EXP_SUM_x_DIM0 6
 
 typedef struct exp_sum_params {
   bp_real x[6];

@@ -25,8 +25,10 @@ extern "C" {
 
 #define HINGE_w_OFFSET 0 /* param [3] */
 #define HINGE_w_SIZE 3
+#define HINGE_w_DIM0 3
 #define HINGE_phi_OFFSET 0 /* input [3] */
 #define HINGE_phi_SIZE 3
+#define HINGE_phi_DIM0 3
 #define HINGE_y_OFFSET 3 /* input scalar */
 #define HINGE_y_SIZE 1
 #define HINGE_score_OFFSET 0 /* output scalar */

@@ -25,10 +25,14 @@ extern "C" {
 
 #define LEAST_SQUARES_x_OFFSET 0 /* param [3] */
 #define LEAST_SQUARES_x_SIZE 3
+#define LEAST_SQUARES_x_DIM0 3
 #define LEAST_SQUARES_T_OFFSET 0 /* input [5,3] */
 #define LEAST_SQUARES_T_SIZE 15
+#define LEAST_SQUARES_T_DIM0 5
+#define LEAST_SQUARES_T_DIM1 3
 #define LEAST_SQUARES_s_OFFSET 15 /* input [5] */
 #define LEAST_SQUARES_s_SIZE 5
+#define LEAST_SQUARES_s_DIM0 5
 
 typedef struct least_squares_params {
   bp_real x[3];

@@ -25,6 +25,7 @@ extern "C" {
 
 #define LOGSUMEXP_x_OFFSET 0 /* param [8] */
 #define LOGSUMEXP_x_SIZE 8
+#define LOGSUMEXP_x_DIM0 8
 
 typedef struct logsumexp_params {
   bp_real x[8];

@@ -25,6 +25,8 @@ extern "C" {
 
 #define ROW_VIEW_W_OFFSET 0 /* param [2,2] */
 #define ROW_VIEW_W_SIZE 4
+#define ROW_VIEW_W_DIM0 2
+#define ROW_VIEW_W_DIM1 2
 
 typedef struct row_view_params {
   bp_real W[2][2];

@@ -25,18 +25,27 @@ extern "C" {
 
 #define TWO_LAYER_W1_OFFSET 0 /* param [2,3] */
 #define TWO_LAYER_W1_SIZE 6
+#define TWO_LAYER_W1_DIM0 2
+#define TWO_LAYER_W1_DIM1 3
 #define TWO_LAYER_b1_OFFSET 6 /* param [3] */
 #define TWO_LAYER_b1_SIZE 3
+#define TWO_LAYER_b1_DIM0 3
 #define TWO_LAYER_W2_OFFSET 9 /* param [3,3] */
 #define TWO_LAYER_W2_SIZE 9
+#define TWO_LAYER_W2_DIM0 3
+#define TWO_LAYER_W2_DIM1 3
 #define TWO_LAYER_b2_OFFSET 18 /* param [3] */
 #define TWO_LAYER_b2_SIZE 3
+#define TWO_LAYER_b2_DIM0 3
 #define TWO_LAYER_x_OFFSET 0 /* input [2] */
 #define TWO_LAYER_x_SIZE 2
+#define TWO_LAYER_x_DIM0 2
 #define TWO_LAYER_t_OFFSET 2 /* input [3] */
 #define TWO_LAYER_t_SIZE 3
+#define TWO_LAYER_t_DIM0 3
 #define TWO_LAYER_probs_OFFSET 0 /* output [3] */
 #define TWO_LAYER_probs_SIZE 3
+#define TWO_LAYER_probs_DIM0 3
 
 typedef struct two_layer_params {
   bp_real W1[2][3];
