@@ -188,8 +188,20 @@ static void backprop_node(Adjoints *A, Node *y, Node *g) {
   case OP_TRANSPOSE: contribute(A, a, ir_transpose(c, g)); break;
   case OP_INDEX: contribute(A, a, ir_scatter(c, g, y->attr.offset, a->shape)); break;
   case OP_SCATTER: contribute(A, a, ir_index(c, g, y->attr.offset, a->shape)); break;
-  case OP_SLICE: contribute(A, a, ir_unslice(c, g, &y->attr, a->shape)); break;
-  case OP_UNSLICE: contribute(A, a, ir_slice(c, g, y->attr.start, y->attr.step, a->shape)); break;
+  case OP_GATHER: contribute(A, a, ir_spread(c, g, &y->attr, a->shape)); break;
+  case OP_CONCAT: { /* each argument its own slice of g along the axis */
+    int axis = shape_axis_of((unsigned)y->attr.axes);
+    int64_t start[BPC_MAX_RANK] = {0}, step[BPC_MAX_RANK];
+    for (int k = 0; k < BPC_MAX_RANK; k++)
+      step[k] = 1;
+    for (int j = 0; j < y->nargs; j++) {
+      Node *x = y->args[j];
+      if (x->needs_grad) contribute(A, x, ir_slice(c, g, start, step, x->shape));
+      start[axis] += x->shape.dim[axis];
+    }
+    break;
+  }
+  case OP_SPREAD: contribute(A, a, ir_gather(c, g, y->attr.offset, y->attr.stride, a->shape)); break;
   case OP_MATMUL: backprop_matmul(A, y, g); break;
   case OP_OUTER:
     contribute(A, a, ir_matmul(c, g, y->args[1], 0));

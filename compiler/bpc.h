@@ -203,6 +203,10 @@ unsigned shape_stretched_axes(Shape from, Shape to);
  * partial sum's result, a broadcast's argument, aligned with s. */
 Shape shape_drop_axes(Shape s, unsigned mask);
 Shape shape_with_ones(Shape s, unsigned mask);
+/* The axis of a one-axis mask; the elements before axis in row-major order
+ * (how many blocks a concat along it joins). */
+int shape_axis_of(unsigned mask);
+int64_t shape_outer(Shape s, int axis);
 
 /* ---- ir.c: the graph ----------------------------------------------------- */
 /* Every op and what it knows of itself: compiler/ops.h. What the
@@ -251,12 +255,12 @@ enum { MM_TA = 1, MM_TB = 2 };
  * options (strides, padding) adds fields here. */
 typedef struct Attr {
   int64_t slot;                /* PARAM, INPUT: declaration index */
-  int64_t offset;              /* INDEX, SCATTER: flat offset of the first element */
+  int64_t offset;              /* INDEX, SCATTER, GATHER, SPREAD: flat offset of the first element */
   int64_t axes;                /* SUMAX: the argument's axes summed over; BCAST: the result's axes the
-                                  argument is repeated along (bit k: axis k) */
+                                  argument is repeated along; CONCAT: the one axis joined along (bit k:
+                                  axis k) */
   int64_t mm;                  /* MATMUL: MM_TA | MM_TB */
-  int64_t start[BPC_MAX_RANK]; /* SLICE, UNSLICE: the first element taken along each axis */
-  int64_t step[BPC_MAX_RANK];  /* ... and the step between taken elements */
+  int64_t stride[BPC_MAX_RANK]; /* GATHER, SPREAD: per axis of the gathered value, the step in its source */
 } Attr;
 #define NO_ATTR ((Attr){0})
 
@@ -312,12 +316,22 @@ Node *ir_sum_axes(Ctx *c, Node *a, unsigned axes, Shape to);
 Node *ir_bcast(Ctx *c, Node *a, Shape to, unsigned axes);
 /* The same elements in a new shape of the same size: a view, no copy. */
 Node *ir_reshape(Ctx *c, Node *a, Shape to);
+/* Element (k0, k1, ...) of the result is element offset + sum of k_i *
+ * stride_i of x (flat, row-major). Strides that read a contiguous block
+ * make a view (INDEX); others a copy (GATHER): slices with steps,
+ * permutations of the axes. */
+Node *ir_gather(Ctx *c, Node *x, int64_t offset, const int64_t *stride, Shape out);
 /* Element (k0, k1, ...) of the result, which has x's rank, is
  * x[start0 + k0*step0, ...]; out.dim[k] counts the elements taken along
- * axis k. A contiguous block is a view (INDEX); any other, a copy (SLICE). */
+ * axis k. */
 Node *ir_slice(Ctx *c, Node *x, const int64_t *start, const int64_t *step, Shape out);
-/* The adjoint of a SLICE: zeros of the full shape with g at its elements. */
-Node *ir_unslice(Ctx *c, Node *g, const Attr *slice, Shape full);
+/* The arguments joined along an axis (their other axes equal). */
+Node *ir_concat(Ctx *c, Node **args, int nargs, int axis);
+/* x with its axes in the order perm (result axis k is x's axis perm[k]). */
+Node *ir_permute(Ctx *c, Node *x, const int *perm);
+/* The adjoint of a GATHER: zeros of the full shape, plus g at the elements
+ * it gathered. */
+Node *ir_spread(Ctx *c, Node *g, const Attr *gather, Shape full);
 Node *ir_transpose(Ctx *c, Node *a);
 Node *ir_index(Ctx *c, Node *a, int64_t offset, Shape s);
 Node *ir_scatter(Ctx *c, Node *g, int64_t offset, Shape full);

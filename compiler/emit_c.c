@@ -658,38 +658,56 @@ static void emit_reduction(Emitter *E, const Step *st, Dest d) {
   }
 }
 
-/* A slice copies the taken elements; its adjoint (UNSLICE) adds each back
- * where it was taken from, into zeros. One loop per axis of the slice. */
-static void emit_slice(Emitter *E, const Step *st, Dest d) {
+/* A gather copies the elements it takes (a slice with steps, a
+ * permutation of the axes); its adjoint (SPREAD) adds each back where it
+ * was taken from, into zeros. One loop per axis of the gathered value. */
+static void emit_gather(Emitter *E, const Step *st, Dest d) {
   Node *n = st->node, *a = n->args[0];
-  int taking = n->op == OP_SLICE;
-  Shape part = taking ? n->shape : a->shape, full = taking ? a->shape : n->shape;
+  int taking = n->op == OP_GATHER;
+  Shape part = taking ? n->shape : a->shape;
   const Nest *nest = &st->nest;
-  /* an element of the part is at sum of v * stride; of the whole, at sum
-     of (start + v * step) * stride */
-  const char *at_full = NULL, *at_part = NULL;
-  int64_t full_stride = 1, part_stride = 1;
-  for (int k = full.rank - 1; k >= 0; k--) {
-    Arena *ar = &E->c->arena;
+  Arena *ar = &E->c->arena;
+  /* an element of the part is at sum of v * (its own stride); in the source,
+     at offset + sum of v * stride */
+  const char *at_src = n->attr.offset ? arena_printf(ar, "%lld", (long long)n->attr.offset) : NULL;
+  const char *at_part = NULL;
+  int64_t own = 1;
+  for (int k = part.rank - 1; k >= 0; k--) {
     const char *v = nest->var[k];
-    long long start = n->attr.start[k], step = n->attr.step[k];
-    const char *pos = step == 1 ? v : arena_printf(ar, "%s * %lld", v, step);
-    if (start) pos = arena_printf(ar, "(%lld + %s)", start, pos);
-    if (full_stride != 1) pos = arena_printf(ar, "%s * %lld", pos, (long long)full_stride);
-    const char *own = part_stride == 1 ? v : arena_printf(ar, "%s * %lld", v, (long long)part_stride);
-    at_full = at_full ? arena_printf(ar, "%s + %s", pos, at_full) : pos;
-    at_part = at_part ? arena_printf(ar, "%s + %s", own, at_part) : own;
-    full_stride *= full.dim[k];
-    part_stride *= part.dim[k];
+    long long stride = n->attr.stride[k];
+    if (stride) {
+      const char *t = stride == 1 ? v : arena_printf(ar, "%s * %lld", v, stride);
+      at_src = at_src ? arena_printf(ar, "%s + %s", t, at_src) : t;
+    }
+    const char *t = own == 1 ? v : arena_printf(ar, "%s * %lld", v, (long long)own);
+    at_part = at_part ? arena_printf(ar, "%s + %s", t, at_part) : t;
+    own *= part.dim[k];
   }
-  if (!taking && !d.accumulate) zero(E, d.name, shape_numel(full));
+  if (!at_src) at_src = "0";
+  if (!taking && !d.accumulate) zero(E, d.name, shape_numel(n->shape));
   open_outer_loops(E, nest);
   const char *inner = for_loop(E, nest, nest->n - 1);
   int depth = 2 * (nest->n - 1);
   if (taking)
-    line(E, "%*s%s %s[%s] %s %s[%s];", depth, "", inner, d.name, at_part, assign_op(d), E->name[a->id], at_full);
+    line(E, "%*s%s %s[%s] %s %s[%s];", depth, "", inner, d.name, at_part, assign_op(d), E->name[a->id], at_src);
   else
-    line(E, "%*s%s %s[%s] += %s[%s];", depth, "", inner, d.name, at_full, E->name[a->id], at_part);
+    line(E, "%*s%s %s[%s] += %s[%s];", depth, "", inner, d.name, at_src, E->name[a->id], at_part);
+}
+
+/* Each argument's block after the previous ones', block row by block row. */
+static void emit_concat(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node;
+  int axis = shape_axis_of((unsigned)n->attr.axes);
+  long long outer = shape_outer(n->shape, axis), row = shape_numel(n->shape) / outer, at = 0;
+  for (int j = 0; j < n->nargs; j++) {
+    Node *x = n->args[j];
+    long long block = shape_numel(x->shape) / outer;
+    const char *src = elem(E, x, outer > 1 ? arena_printf(&E->c->arena, "i * %lld + j", block) : "j");
+    if (outer > 1) line(E, "for (size_t i = 0; i < %lld; i++)", outer);
+    line(E, "%sfor (size_t j = 0; j < %lld; j++) %s[%s%lld + j] %s %s;", outer > 1 ? "  " : "", block, d.name,
+         outer > 1 ? arena_printf(&E->c->arena, "i * %lld + ", row) : "", at, assign_op(d), src);
+    at += block;
+  }
 }
 
 /* The plain backend's outer product: a row at a time. */
@@ -755,8 +773,9 @@ static void emit_shape_op(Emitter *E, const Step *st, Dest d) {
          E->name[a->id], m);
     break;
   case OP_OUTER: E->be->outer(E, st, d); break;
-  case OP_SLICE:
-  case OP_UNSLICE: emit_slice(E, st, d); break;
+  case OP_GATHER:
+  case OP_SPREAD: emit_gather(E, st, d); break;
+  case OP_CONCAT: emit_concat(E, st, d); break;
   case OP_SCATTER:
     if (!d.accumulate) zero(E, D, shape_numel(n->shape));
     if (a->shape.rank == 0)

@@ -35,14 +35,12 @@ static int64_t kept_index(Shape s, unsigned mask, int64_t i) {
   return at;
 }
 
-/* Where element i of a slice of x (shape out) is in x. */
-static int64_t slice_index(const Attr *at, Shape x, Shape out, int64_t i) {
-  int64_t src = 0, stride = 1;
-  for (int k = out.rank - 1; k >= 0; k--) {
-    int64_t coord = i % out.dim[k];
-    i /= out.dim[k];
-    src += (at->start[k] + coord * at->step[k]) * stride;
-    stride *= x.dim[k];
+/* Where element i of a gathered value (shape part) is in its source. */
+static int64_t gathered_index(const Attr *at, Shape part, int64_t i) {
+  int64_t src = at->offset;
+  for (int k = part.rank - 1; k >= 0; k--) {
+    src += (i % part.dim[k]) * at->stride[k];
+    i /= part.dim[k];
   }
   return src;
 }
@@ -155,19 +153,31 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
         y[i * cols + j] = A[j * rows + i];
     return;
   case OP_INDEX: memcpy(y, A + n->attr.offset, sizeof(double) * (size_t)len); return;
-  case OP_SLICE:
+  case OP_GATHER:
     for (int64_t i = 0; i < len; i++)
-      y[i] = A[slice_index(&n->attr, a->shape, s, i)];
+      y[i] = A[gathered_index(&n->attr, s, i)];
     return;
-  case OP_UNSLICE:
+  case OP_SPREAD:
     memset(y, 0, sizeof(double) * (size_t)len);
     for (int64_t i = 0; i < an; i++)
-      y[slice_index(&n->attr, s, a->shape, i)] = A[i];
+      y[gathered_index(&n->attr, a->shape, i)] += A[i];
     return;
   case OP_SCATTER:
     memset(y, 0, sizeof(double) * (size_t)len);
     memcpy(y + n->attr.offset, A, sizeof(double) * (size_t)an);
     return;
+  case OP_CONCAT: { /* each argument's block after the previous ones', block row by block row */
+    int axis = shape_axis_of((unsigned)n->attr.axes);
+    int64_t outer = shape_outer(s, axis), row = len / outer, at = 0;
+    for (int j = 0; j < n->nargs; j++) {
+      const double *X = v[n->args[j]->id];
+      int64_t block = shape_numel(n->args[j]->shape) / outer;
+      for (int64_t o = 0; o < outer; o++)
+        memcpy(y + o * row + at, X + o * block, sizeof(double) * (size_t)block);
+      at += block;
+    }
+    return;
+  }
   case OP_MATMUL: eval_matmul(n, A, B, y); return;
   case OP_OUTER:
     for (int64_t i = 0; i < rows; i++)

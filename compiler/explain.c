@@ -166,6 +166,7 @@ static void expr_body(Printer *p, const Node *n, int depth) {
   case OP_MAXALL: call(p, "max", n, depth); return;
   case OP_MINALL: call(p, "min", n, depth); return;
   case OP_ARGMAXMASK: call(p, "onehot_argmax", n, depth); return;
+  case OP_CONCAT: call(p, "concat", n, depth); return;
   case OP_ARGMINMASK: call(p, "onehot_argmin", n, depth); return;
   case OP_SUMAX:
     buf_puts(p->out, "sum(");

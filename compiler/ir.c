@@ -34,7 +34,7 @@ static uint32_t node_hash(Op op, Shape s, Node *const *args, int nargs, double v
 
 /* Attr hashes and compares as bytes, so no padding may hide in it: its
  * fields are all int64_t (count them here when adding one). */
-_Static_assert(sizeof(Attr) == (4 + 2 * BPC_MAX_RANK) * sizeof(int64_t), "Attr must be int64_t fields only");
+_Static_assert(sizeof(Attr) == (4 + BPC_MAX_RANK) * sizeof(int64_t), "Attr must be int64_t fields only");
 
 static int same_double(double x, double y) { return memcmp(&x, &y, sizeof x) == 0; }
 
@@ -213,38 +213,57 @@ static void strides_of(Shape s, int64_t *stride) {
   }
 }
 
-Node *ir_slice(Ctx *c, Node *x, const int64_t *start, const int64_t *step, Shape out) {
-  if (shape_eq(out, x->shape)) return x; /* every element, in order */
-  int64_t stride[BPC_MAX_RANK];
-  strides_of(x->shape, stride);
-  /* a block that is contiguous in memory is a view: counts of 1 first, then
-     one axis taken with step 1, then whole axes */
-  int k = 0, offset = 0;
-  while (k < out.rank && out.dim[k] == 1)
-    k++;
-  int contiguous = k == out.rank || step[k] == 1 || out.dim[k] == 1;
-  for (int i = k + 1; i < out.rank && contiguous; i++)
-    contiguous = start[i] == 0 && out.dim[i] == x->shape.dim[i];
-  if (contiguous) {
-    for (int i = 0; i < out.rank; i++)
-      offset += start[i] * stride[i];
-    return ir_index(c, x, offset, out);
-  }
-  Attr at = {0};
-  for (int i = 0; i < out.rank; i++) {
-    at.start[i] = start[i];
-    at.step[i] = out.dim[i] == 1 ? 1 : step[i];
-  }
-  return build(c, OP_SLICE, out, x, NULL, 0, at);
+Node *ir_gather(Ctx *c, Node *x, int64_t offset, const int64_t *stride, Shape out) {
+  /* a block that is contiguous in memory is a view: the result's own
+     row-major strides, on every axis longer than 1 */
+  int64_t own[BPC_MAX_RANK];
+  strides_of(out, own);
+  int contiguous = 1;
+  for (int k = 0; k < out.rank; k++)
+    contiguous &= out.dim[k] == 1 || stride[k] == own[k];
+  if (contiguous) return offset == 0 && shape_eq(out, x->shape) ? x : ir_index(c, x, offset, out);
+  Attr at = {.offset = offset};
+  for (int k = 0; k < out.rank; k++)
+    at.stride[k] = out.dim[k] == 1 ? 0 : stride[k]; /* one identity per gather */
+  return build(c, OP_GATHER, out, x, NULL, 0, at);
 }
 
-/* The adjoint of a slice: zeros of the full shape with g at the taken
- * elements. */
-Node *ir_unslice(Ctx *c, Node *g, const Attr *at, Shape full) {
-  Attr a = {0};
-  memcpy(a.start, at->start, sizeof a.start);
-  memcpy(a.step, at->step, sizeof a.step);
-  return build(c, OP_UNSLICE, full, g, NULL, 0, a);
+Node *ir_slice(Ctx *c, Node *x, const int64_t *start, const int64_t *step, Shape out) {
+  int64_t own[BPC_MAX_RANK], stride[BPC_MAX_RANK], offset = 0;
+  strides_of(x->shape, own);
+  for (int k = 0; k < x->shape.rank; k++) {
+    offset += start[k] * own[k];
+    stride[k] = step[k] * own[k];
+  }
+  return ir_gather(c, x, offset, stride, out);
+}
+
+Node *ir_permute(Ctx *c, Node *x, const int *perm) {
+  if (x->shape.rank == 2 && perm[0] == 1) return ir_transpose(c, x); /* folds into products */
+  int64_t own[BPC_MAX_RANK], stride[BPC_MAX_RANK];
+  Shape out = {x->shape.rank, {0}};
+  strides_of(x->shape, own);
+  for (int k = 0; k < x->shape.rank; k++) {
+    out.dim[k] = x->shape.dim[perm[k]];
+    stride[k] = own[perm[k]];
+  }
+  return ir_gather(c, x, 0, stride, out);
+}
+
+Node *ir_concat(Ctx *c, Node **args, int nargs, int axis) {
+  if (nargs == 1) return args[0];
+  Shape s = args[0]->shape;
+  for (int j = 1; j < nargs; j++)
+    s.dim[axis] += args[j]->shape.dim[axis];
+  Node **copy = arena_alloc(&c->arena, sizeof(Node *) * (size_t)nargs); /* the caller's array is its own */
+  memcpy(copy, args, sizeof(Node *) * (size_t)nargs);
+  return ir_make_args(c, OP_CONCAT, s, copy, nargs, 0, (Attr){.axes = 1 << axis});
+}
+
+Node *ir_spread(Ctx *c, Node *g, const Attr *gather, Shape full) {
+  Attr a = {.offset = gather->offset};
+  memcpy(a.stride, gather->stride, sizeof a.stride);
+  return build(c, OP_SPREAD, full, g, NULL, 0, a);
 }
 
 Node *ir_transpose(Ctx *c, Node *a) {
@@ -332,11 +351,12 @@ void ir_print_options(const Node *n, Buf *out) {
         sep = ",";
       }
   }
-  if (n->op == OP_INDEX || n->op == OP_SCATTER) buf_printf(out, ", at=%lld", (long long)n->attr.offset);
-  if (n->op == OP_SLICE || n->op == OP_UNSLICE) {
-    const Node *full = n->op == OP_SLICE ? n->args[0] : n;
-    for (int k = 0; k < full->shape.rank; k++)
-      buf_printf(out, "%s%lld::%lld", k ? "," : ", at=", (long long)n->attr.start[k], (long long)n->attr.step[k]);
+  if (n->op == OP_INDEX || n->op == OP_SCATTER || n->op == OP_GATHER || n->op == OP_SPREAD)
+    buf_printf(out, ", at=%lld", (long long)n->attr.offset);
+  if (n->op == OP_GATHER || n->op == OP_SPREAD) {
+    const Node *part = n->op == OP_GATHER ? n : n->args[0];
+    for (int k = 0; k < part->shape.rank; k++)
+      buf_printf(out, "%s%lld", k ? "," : ", strides=", (long long)n->attr.stride[k]);
   }
   if (n->op == OP_MATMUL && n->attr.mm)
     buf_printf(out, ",%s%s", n->attr.mm & MM_TA ? " ta" : "", n->attr.mm & MM_TB ? " tb" : "");

@@ -192,11 +192,75 @@ static Node *elementwise(Lowerer *L, Loc loc, Op op, const char *what, Node *a, 
   return ir_binary(L->c, op, a, b);
 }
 
+static Node *matmul(Lowerer *L, Loc loc, Node *a, Node *b, const char *how);
+
+/* The matrix (or vector) of x at batch element e of the broadcast batch
+ * shape bs: x's own leading axes index it, 1s repeat it. */
+static Node *batch_item(Ctx *c, Node *x, Shape bs, int64_t e) {
+  int mrank = x->shape.rank >= 2 ? 2 : 1, xb = x->shape.rank - mrank;
+  Shape item = {mrank, {x->shape.dim[xb], mrank == 2 ? x->shape.dim[xb + 1] : 0}};
+  int64_t at = 0, scale = 1;
+  for (int k = bs.rank - 1, kx = xb - 1; k >= 0; k--, kx--) { /* e's coordinates, x's own flat index */
+    int64_t coord = e % bs.dim[k];
+    e /= bs.dim[k];
+    if (kx < 0) continue;
+    if (x->shape.dim[kx] != 1) at += coord * scale;
+    scale *= x->shape.dim[kx];
+  }
+  return ir_index(c, x, at * shape_numel(item), item);
+}
+
+/* numpy's matmul for tensors: the last two axes are matrices (a vector is
+ * one), the leading ones a batch, broadcast. [..., m, k] @ [k, n] is one
+ * product with the rows merged (a view, the fast kernels); otherwise one
+ * product per matrix of the batch, joined. */
+static Node *tensor_matmul(Lowerer *L, Loc loc, Node *a, Node *b, const char *how) {
+  Ctx *c = L->c;
+  Shape sa = a->shape, sb = b->shape;
+  int64_t k = sa.dim[sa.rank - 1];
+  if (sb.rank <= 2) {
+    if (k != sb.dim[0])
+      diag_error(c, loc, "cannot compute %s %s %s: inner dimensions %lld and %lld differ", S(L, a), how, S(L, b),
+                 (long long)k, (long long)sb.dim[0]);
+    Node *rows = ir_reshape(c, a, shape_mat(shape_numel(sa) / k, k));
+    Shape out = sa;
+    if (sb.rank == 2)
+      out.dim[out.rank - 1] = sb.dim[1];
+    else
+      out.rank--;
+    return ir_reshape(c, ir_matmul(c, rows, b, 0), out);
+  }
+  Shape ba = {sa.rank >= 2 ? sa.rank - 2 : 0, {0}}, bb = {sb.rank - 2, {0}}, bs;
+  for (int i = 0; i < ba.rank; i++)
+    ba.dim[i] = sa.dim[i];
+  for (int i = 0; i < bb.rank; i++)
+    bb.dim[i] = sb.dim[i];
+  if (!shape_broadcast(ba, bb, &bs))
+    diag_error(c, loc, "cannot compute %s %s %s: the leading (batch) dimensions %s and %s do not broadcast",
+               S(L, a), how, S(L, b), shape_str(c, ba), shape_str(c, bb));
+  int64_t count = shape_numel(bs);
+  Node **items = arena_alloc(&c->arena, sizeof(Node *) * (size_t)count);
+  Shape item = shape_scalar();
+  for (int64_t e = 0; e < count; e++) {
+    Node *r = matmul(L, loc, batch_item(c, a, bs, e), batch_item(c, b, bs, e), how);
+    item = r->shape;
+    Shape one = {r->shape.rank + 1, {1}}; /* [1, ...]: joined along a new first axis */
+    for (int i = 0; i < r->shape.rank; i++)
+      one.dim[i + 1] = r->shape.dim[i];
+    items[e] = ir_reshape(c, r, one);
+  }
+  Shape out = bs;
+  for (int i = 0; i < item.rank; i++)
+    out.dim[out.rank++] = item.dim[i];
+  return ir_reshape(c, ir_concat(c, items, (int)count, 0), out);
+}
+
 static Node *matmul(Lowerer *L, Loc loc, Node *a, Node *b, const char *how) {
   Ctx *c = L->c;
   if (a->shape.rank == 0 || b->shape.rank == 0)
     diag_error(c, loc, "cannot compute %s %s %s: matrix products need vectors or matrices; use * to scale",
                S(L, a), how, S(L, b));
+  if (a->shape.rank > 2 || b->shape.rank > 2) return tensor_matmul(L, loc, a, b, how);
   int64_t ka = a->shape.rank == 2 ? a->shape.dim[1] : a->shape.dim[0];
   int64_t kb = b->shape.dim[0];
   if (ka != kb)
@@ -274,10 +338,14 @@ static Node *lower_call(Lowerer *L, Ast *a, Node **args) {
       diag_error(c, a->loc, "cannot compute dot(%s, %s): lengths %lld and %lld differ", S(L, x), S(L, y),
                  (long long)x->shape.dim[0], (long long)y->shape.dim[0]);
     return matmul(L, a->loc, x, y, "dot");
-  case F_TRANSPOSE:
-    if (x->shape.rank != 2)
-      diag_error(c, a->loc, "transpose() needs a matrix, but its argument has shape %s", S(L, x));
-    return ir_transpose(c, x);
+  case F_TRANSPOSE: { /* the axes reversed */
+    if (x->shape.rank < 2)
+      diag_error(c, a->loc, "transpose() needs a matrix or a tensor, but its argument has shape %s", S(L, x));
+    int perm[BPC_MAX_RANK];
+    for (int k = 0; k < x->shape.rank; k++)
+      perm[k] = x->shape.rank - 1 - k;
+    return ir_permute(c, x, perm);
+  }
   case F_SOFTMAX: need_tensor(L, a, x, f->name); return ir_unary(c, OP_EXP, log_softmax(c, x));
   case F_LOG_SOFTMAX: need_tensor(L, a, x, f->name); return log_softmax(c, x);
   case F_LSE: need_tensor(L, a, x, f->name); return ir_reduce(c, OP_LSE, x);

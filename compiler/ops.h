@@ -6,7 +6,7 @@
  * X(ENUM, name, label, arity, classes, flops, value, c, d, ga, gb)
  *   name    the IR text (--emit ir) and C comment word
  *   label   what a drawing or formula shows ("+", "@", "sigmoid")
- *   arity   arguments (0 for leaves)
+ *   arity   arguments (0 for leaves, -1 for any number)
  *   classes OPC_* flags below
  *   flops   per output element (products and reductions count elsewhere)
  *   value   the scalar semantics of an elementwise op, in A, B (its
@@ -82,8 +82,9 @@ enum {
   X(TRANSPOSE, "transpose", "transpose", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                             \
   X(INDEX, "index", "index", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                         \
   X(SCATTER, "scatter", "scatter", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                   \
-  X(SLICE, "slice", "slice", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                         \
-  X(UNSLICE, "unslice", "unslice", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                   \
+  X(GATHER, "gather", "gather", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                      \
+  X(SPREAD, "spread", "spread", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                      \
+  X(CONCAT, "concat", "concat", -1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                     \
   /* linear algebra */                                                                                       \
   X(MATMUL, "matmul", "@", 2, OPC_PRODUCT, 0, 0, "", 0, 0, 0)                                                         \
   X(OUTER, "outer", "outer", 2, OPC_PRODUCT, 1, 0, "", 0, 0, 0)                                                       \

@@ -381,9 +381,13 @@ static void set_loops(const Schedule *S, Step *st) {
     loop(st, "i", n->shape.dim[0]);
     loop(st, "j", n->shape.dim[1]);
     return;
-  case OP_SLICE: /* every axis of the result */
-  case OP_UNSLICE: { /* every axis of the gradient it spreads */
-    const Node *x = n->op == OP_SLICE ? n : a;
+  case OP_CONCAT: /* per argument: its blocks, then a block's elements */
+    loop(st, "i", shape_outer(n->shape, shape_axis_of((unsigned)n->attr.axes)));
+    loop(st, "j", shape_numel(n->shape) / st->nest.dim[0]);
+    return;
+  case OP_GATHER: /* every axis of the result */
+  case OP_SPREAD: { /* every axis of the gradient it spreads */
+    const Node *x = n->op == OP_GATHER ? n : a;
     for (int k = 0; k < x->shape.rank; k++)
       loop(st, loop_vars[k], x->shape.dim[k]);
     return;

@@ -25,8 +25,9 @@ double node_flops(const Node *n) {
   case OP_BCAST:
   case OP_TRANSPOSE:
   case OP_SCATTER:
-  case OP_SLICE:
-  case OP_UNSLICE: return 0;
+  case OP_GATHER:
+  case OP_SPREAD:
+  case OP_CONCAT: return 0;
   case OP_SUM:
   case OP_SUMAX:
   case OP_MAXALL:

@@ -58,6 +58,22 @@ Shape shape_drop_axes(Shape s, unsigned mask) {
   return r;
 }
 
+int shape_axis_of(unsigned mask) {
+  int k = 0;
+  while (mask > 1) {
+    mask >>= 1;
+    k++;
+  }
+  return k;
+}
+
+int64_t shape_outer(Shape s, int axis) {
+  int64_t n = 1;
+  for (int k = 0; k < axis; k++)
+    n *= s.dim[k];
+  return n;
+}
+
 Shape shape_with_ones(Shape s, unsigned mask) {
   for (int k = 0; k < s.rank; k++)
     if (mask & (1u << k)) s.dim[k] = 1;

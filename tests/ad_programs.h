@@ -106,6 +106,13 @@ static const char *const ad_programs[] = {
     /* a stack of matrices: each layer's weights a view of one rank-3 parameter, flattened too */
     "param W[3, 2, 2] ~ uniform(-1, 1)\ninput x[2]\nh = tanh(x @ W[0])\nh2 = sigmoid(h @ W[1])\n"
     "loss = sum((h2 @ W[2])^2) + W[2, 1, 0] * sum(flatten(W)[3] * h)\n",
+    /* the axes of a tensor reversed (a gather, and its adjoint a spread), and numpy's matmul: a
+       batch of matrices times a matrix or a vector (the rows merged, one product), a vector times a
+       batch, a batch times a batch (one product per matrix, joined) */
+    "param T[2, 3, 4] ~ uniform(-1, 1)\ninput X[4, 3, 2]\nparam w[2] ~ uniform(-1, 1)\n"
+    "param M[2, 4, 3] ~ uniform(-1, 1)\nparam v[4] ~ uniform(-1, 1)\nU = transpose(T)\n"
+    "loss = sum(U * X) + sum(sigmoid(U @ w)^2) + sum(transpose(U)[1] * T[0]) + sum((T @ M)^2) + "
+    "sum((v @ M) * 2) + sum(tanh(T @ v))\n",
 };
 
 enum { NUM_AD_PROGRAMS = sizeof ad_programs / sizeof ad_programs[0] };

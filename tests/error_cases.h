@@ -223,7 +223,7 @@ static const ErrorCase error_cases[] = {
          "    3 | loss = softmax_cross_entropy(z, t)\n"
          "      |        ^\n"),
     CASE("transpose_vector", "param x[3]\nloss = sum(transpose(x))\n",
-         "model.bp:2:12: error: transpose() needs a matrix, but its argument has shape [3]\n"
+         "model.bp:2:12: error: transpose() needs a matrix or a tensor, but its argument has shape [3]\n"
          "    2 | loss = sum(transpose(x))\n"
          "      |            ^\n"),
     CASE("scale_with_at", "param x[3]\nloss = sum(2 @ x)\n",
