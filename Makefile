@@ -43,7 +43,10 @@ $(B)/runtime/optim.o: runtime/optim.c runtime/runtime.h runtime/kernels.h compil
 $(B)/%.o: %.c compiler/bpc.h compiler/ops.h cli/cli.h $(wildcard runtime/*.h) | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
+# made afresh: ar only adds members, so an object of a file since moved or
+# deleted would stay in the archive and could win at link time
 $(B)/libbpc.a: $(LIB_OBJ)
+	rm -f $@
 	ar rcs $@ $^
 $(B)/bpc: $(B)/cli/main.o $(B)/libbpc.a
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)

@@ -28,16 +28,19 @@ typedef struct InspectOptions {
   int nsets;
   DefineOpt defines[64];
   int ndefines;
-  int json, points, all_elements, use_cc, batched;
+  int json, points, all_elements, use_cc, batched, summary;
   double tol;
   uint64_t seed;
 } InspectOptions;
 
 static const char grad_help[] =
-    "usage: bpc grad MODEL.bp [--set NAME=V[,V...]]... [--fill NAME=V]... [--json] [-D NAME=INT]\n"
+    "usage: bpc grad MODEL.bp [--set NAME=V[,V...]]... [--fill NAME=V]... [--json | --summary]\n"
+    "                [-D NAME=INT]\n"
     "Prints the loss and dloss/dparam for every parameter, at the declared initial values or at the\n"
     "values given with --set (parameters and inputs; tensors as comma-separated row-major values) or\n"
-    "--fill (one value for every element). Inputs not set are 0.\n";
+    "--fill (one value for every element). Inputs not set are 0. --summary prints one line per\n"
+    "parameter instead: the norm of its gradient and its largest element (a vanishing gradient shows\n"
+    "as norms falling layer by layer).\n";
 static const char check_help[] =
     "usage: bpc check MODEL.bp [--points N] [--tol X] [--all] [--batched] [--set ...] [--seed N]\n"
     "Compares the compiled gradient with finite differences (Richardson-extrapolated, with an error\n"
@@ -90,7 +93,7 @@ static void parse_set(InspectOptions *o, const char *opt, const char *arg) {
 
 /* The options each command takes (the parser refuses the others). */
 static const char *accepted_options(const char *cmd) {
-  if (!strcmp(cmd, "grad")) return "--set --fill --json -D";
+  if (!strcmp(cmd, "grad")) return "--set --fill --json --summary -D";
   if (!strcmp(cmd, "check"))
     return "--points --tol --all --batched --set --fill --seed -D --jit --test-perturb-gradient";
   if (!strcmp(cmd, "graph")) return "--set --fill --format -o -D";
@@ -128,6 +131,8 @@ static void parse(InspectOptions *o, int argc, char **argv, const char *help) {
       o->model = v;
     } else if (!strcmp(a, "--json"))
       o->json = 1;
+    else if (!strcmp(a, "--summary"))
+      o->summary = 1;
     else if (!strcmp(a, "--all"))
       o->all_elements = 1;
     else if (!strcmp(a, "--batched"))
@@ -345,6 +350,31 @@ static void print_tensor_plain(const char *label, const double *x, Shape s, Ctx 
   }
 }
 
+/* One line per parameter: the norm of its gradient and its largest
+ * element in magnitude, in a table. */
+static void print_grad_summary(Ctx *c, const Values *v, double loss) {
+  int width = 9; /* "parameter" */
+  for (int p = 0; p < c->params.len; p++) {
+    int len = (int)strlen(((Decl *)c->params.items[p])->name);
+    if (len > width) width = len;
+  }
+  printf("loss = ");
+  print_number(loss, 0);
+  printf("\n%-*s  %-14s  %-12s  %s\n", width, "parameter", "shape", "|grad|", "max |g|");
+  for (int p = 0; p < c->params.len; p++) {
+    Decl *d = c->params.items[p];
+    int64_t n = shape_numel(d->shape);
+    double *g = calloc((size_t)n + 1, sizeof(double)), sq = 0, big = 0;
+    eval_param_grad(c, v, p, g);
+    for (int64_t i = 0; i < n; i++) {
+      sq += g[i] * g[i];
+      if (fabs(g[i]) > big) big = fabs(g[i]);
+    }
+    printf("%-*s  %-14s  %-12.4e  %.4e\n", width, d->name, shape_str(c, d->shape), sqrt(sq), big);
+    free(g);
+  }
+}
+
 static int run_grad(int argc, char **argv) {
   InspectOptions o;
   parse(&o, argc, argv, grad_help);
@@ -353,6 +383,12 @@ static int run_grad(int argc, char **argv) {
   Values v;
   evaluate_model(&o, &c, &params, &inputs, &v);
   double loss = v.v[c.loss->id][0];
+  if (o.json && o.summary) cli_usage_error("grad: --json and --summary cannot be combined");
+  if (o.summary) {
+    print_grad_summary(&c, &v, loss);
+    finish(&o, &c, params, inputs, &v);
+    return 0;
+  }
   if (o.json) {
     fputs("{\"loss\": ", stdout);
     print_number(loss, 1);

@@ -35,12 +35,12 @@ typedef struct CliOption {
 
 static const CliOption options[] = {
     {"-o", "FILE"},           {"--prefix", "NAME"},      {"--float", NULL},      {"-D", "NAME=INT"},
-    {"--emit", "c|ir|dot"},   {"--stats", NULL},         {"--data", "INPUT=FILE"}, {"--test", "INPUT=FILE"},
+    {"--emit", "c|ir|loops|dot"},   {"--stats", NULL},         {"--data", "INPUT=FILE"}, {"--test", "INPUT=FILE"},
     {"--epochs", "N"},        {"--batch", "N"},          {"--lr", "X"},          {"--optim", "NAME"},
     {"--momentum", "X"},      {"--seed", "N"},           {"--threads", "N"},     {"--limit", "N"},
     {"--save", "FILE"},       {"--load", "FILE"},        {"--log", "FILE"},      {"--target", "INPUT"},
     {"--quiet", NULL},        {"--jit", "tcc|cc"},       {"--metric", "NAME"},   {"--classes", NULL},
-    {"--set", "NAME=V,..."},  {"--fill", "NAME=V"},      {"--json", NULL},       {"--points", "N"},
+    {"--set", "NAME=V,..."},  {"--fill", "NAME=V"},      {"--json", NULL},       {"--summary", NULL},    {"--points", "N"},
     {"--tol", "X"},           {"--all", NULL},           {"--batched", NULL},           {"--format", "dot|svg|png"}, {"--wrt", "PARAM"},
     {"--test-perturb-gradient", "PARAM"},
 };

@@ -266,6 +266,9 @@ rm -f huge.bp big.csv
 check "grad xyz" test "$("$BPC" grad "$S/xyz.bp")" = "$(printf 'loss = -12\ndloss/dx = -4\ndloss/dy = -4\ndloss/dz = 3')"
 check "grad apple" test "$("$BPC" grad "$S/apple.bp")" = "$(printf 'loss = 220\ndloss/dapple = 2.2\ndloss/dcount = 110\ndloss/dtax = 200')"
 check "grad apple json" test "$("$BPC" grad "$S/apple_orange.bp" --json)" = '{"loss": 715.0000000000001, "grad": {"apple": 2.2, "apple_count": 110.00000000000001, "orange": 3.3000000000000003, "orange_count": 165, "tax": 650}}'
+check "grad --summary" test "$("$BPC" grad "$S/xyz.bp" --summary --set z=-4.5)" = "$(printf 'loss = -13.5\nparameter  shape           |grad|        max |g|\nx          scalar          4.5000e+00    4.5000e+00\ny          scalar          4.5000e+00    4.5000e+00\nz          scalar          3.0000e+00    3.0000e+00')"
+check "grad rank 3" test "$(printf 'param T[2, 1, 2] = [[[1, 2]], [[3, 4]]]\nloss = sum(T * T)\n' >t3.bp; "$BPC" grad t3.bp)" = "$(printf 'loss = 30\ndloss/dT [2,1,2] =\n  [0,0] [2, 4]\n  [1,0] [6, 8]')"
+check "grad rank 3 json" test "$("$BPC" grad t3.bp --json)" = '{"loss": 30, "grad": {"T": [[[2, 4]], [[6, 8]]]}}'
 check "grad --set" test "$("$BPC" grad "$S/xyz.bp" --set x=1 --set z=2)" = "$(printf 'loss = 12\ndloss/dx = 2\ndloss/dy = 2\ndloss/dz = 6')"
 check "grad hinge" test "$("$BPC" grad "$S/hinge.bp" --set phi=1,2,3 --set y=1)" = "$(printf 'loss = 0.6\ndloss/dw [3] = [-1, -2, -3]')"
 check "grad matrix rows" test "$("$BPC" grad "$S/two_layer.bp" --fill W2=0 --set x=1,2 --set t=1,0,0 | sed -n 3p)" = "  [0, 0, 0]"
