@@ -8,6 +8,7 @@
  * hash-consed the backward graph shares every forward value it needs.
  * Contributions to a parameter are kept as a list, so the emitter can add
  * each straight into the gradient array. */
+#include <math.h>
 #include <string.h>
 
 #include "bpc.h"
@@ -61,6 +62,14 @@ static Node *powc_derivative(Ctx *c, Node *y) {
   return mul(c, k(c, y->value), ir_powc(c, x, y->value - 1));
 }
 
+/* d/dx of gelu(x) = x Phi(x): Phi(x) + x phi(x), with Phi(x) = (1 + erf(x /
+ * sqrt 2)) / 2 and phi(x) = exp(-x^2 / 2) / sqrt(2 pi). */
+static Node *gelu_derivative(Ctx *c, Node *x) {
+  Node *cdf = mul(c, k(c, 0.5), ir_binary(c, OP_ADD, k(c, 1), ir_unary(c, OP_ERF, mul(c, x, k(c, M_SQRT1_2)))));
+  Node *pdf = mul(c, k(c, 0.3989422804014327), ir_unary(c, OP_EXP, mul(c, k(c, -0.5), mul(c, x, x))));
+  return ir_binary(c, OP_ADD, cdf, mul(c, x, pdf));
+}
+
 /* d/dx of y = f(x) for the one-argument elementwise ops: the column d of
  * ops.h, in the words it is written in there. */
 #define Y y
@@ -68,11 +77,13 @@ static Node *powc_derivative(Ctx *c, Node *y) {
 #define K(v) k(c, v)
 #define MUL(a, b) mul(c, a, b)
 #define SUB(a, b) sub(c, a, b)
+#define ADD(a, b) ir_binary(c, OP_ADD, a, b)
 #define DIV(a, b) ir_binary(c, OP_DIV, a, b)
 #define NEG(a) neg(c, a)
 #define UN(op, a) ir_unary(c, OP_##op, a)
 #define BIN(op, a, b) ir_binary(c, OP_##op, a, b)
 #define POWC_DERIVATIVE powc_derivative(c, y)
+#define GELU_DERIVATIVE gelu_derivative(c, x)
 static Node *unary_local(Ctx *c, Node *y) {
   Node *x = y->args[0];
   (void)x;
@@ -89,11 +100,13 @@ static Node *unary_local(Ctx *c, Node *y) {
 #undef K
 #undef MUL
 #undef SUB
+#undef ADD
 #undef DIV
 #undef NEG
 #undef UN
 #undef BIN
 #undef POWC_DERIVATIVE
+#undef GELU_DERIVATIVE
 
 /* What a two-argument elementwise op y = f(a, b) sends back to each
  * argument: the columns ga and gb of ops.h, a's first (the order the

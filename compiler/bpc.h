@@ -303,6 +303,7 @@ Node *ir_const(Ctx *c, double v, Shape s);
 Node *ir_leaf(Ctx *c, Op op, int slot, Shape s);
 Node *ir_unary(Ctx *c, Op op, Node *a);
 Node *ir_powc(Ctx *c, Node *a, double exponent);
+Node *ir_unary_const(Ctx *c, Op op, Node *a, double v); /* a one-argument op with a constant: leaky_relu */
 Node *ir_binary(Ctx *c, Op op, Node *a, Node *b); /* broadcasting elementwise */
 Node *ir_reduce(Ctx *c, Op op, Node *a);          /* SUM MAXALL MINALL LSE */
 Node *ir_onehot(Ctx *c, Op op, Node *x, Node *g); /* ARGMAXMASK, ARGMINMASK: g at the arg-max of x */

@@ -104,8 +104,8 @@ static const char *const reserved_in_c[] = {
  * the user's with one of these names is renamed, but its field in the
  * header keeps its spelling. */
 static const char *const generated_locals[] = {
-    "exp", "log", "sqrt", "fabs", "sin", "cos", "tanh", "pow", "log1p", "expf", "logf", "sqrtf", "fabsf",
-    "sinf", "cosf", "tanhf", "powf", "log1pf",
+    "exp", "log", "sqrt", "fabs", "sin", "cos", "tanh", "pow", "log1p", "expm1", "erf", "expf", "logf", "sqrtf",
+    "fabsf", "sinf", "cosf", "tanhf", "powf", "log1pf", "expm1f", "erff",
     "params", "inputs", "outputs", "grad", "ws", "n", "e", "i", "j", "p", "s", "i0", "i1", "sc", "at",
     "row", "mx", "best", "acc", "loss_sum", "scale", "bp_real", "main", "seed", "state", "i2", "i3", "i4",
     "i5", "i6", "i7",
@@ -1280,7 +1280,7 @@ static void emit_jit_prelude(Emitter *E, Buf *h) {
   buf_puts(h,
            "typedef unsigned long size_t;\ntypedef unsigned long long uint64_t;\n#define NULL ((void *)0)\n"
            "#define HUGE_VAL (1e300 * 1e300)\n#define NAN (0.0 / 0.0)\n");
-  static const char *const fns[] = {"exp", "log", "sqrt", "fabs", "sin", "cos", "tanh", "log1p"};
+  static const char *const fns[] = {"exp", "log", "sqrt", "fabs", "sin", "cos", "tanh", "log1p", "expm1", "erf"};
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
     buf_printf(h, "double %s(double);\nfloat %sf(float);\n", fns[i], fns[i]);
   buf_puts(h, "double pow(double, double);\nfloat powf(float, float);\n");
@@ -1447,8 +1447,11 @@ static void emit_wrappers(Emitter *E, int workspace, int64_t ws) {
              P, sfx, arg, decl_ws, P);
 }
 
-static void emit_helpers(Emitter *E, int sigmoid, int softplus) {
+static void emit_helpers(Emitter *E, int sigmoid, int softplus, int gelu) {
   const char *R = "bp_real";
+  if (gelu) /* x Phi(x); the casts keep float code in float */
+    buf_printf(E->out, "static %s %s_gelu(%s x) { return (%s)0.5 * x * (1 + %s(x * (%s)0.70710678118654752440)); }\n",
+               R, E->P, R, R, fn(E, "erf"), R);
   if (sigmoid)
     buf_printf(E->out, "static %s %s_sigmoid(%s x) { return 1 / (1 + %s(-x)); }\n", R, E->P, R, fn(E, "exp"));
   if (softplus)
@@ -1499,7 +1502,8 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   char used[OP_COUNT] = {0};
   target_ops(c, &one, used);
   if (batched) target_ops(c, &many, used);
-  if (used[OP_SIGMOID] || used[OP_SOFTPLUS]) emit_helpers(&E, used[OP_SIGMOID], used[OP_SOFTPLUS]);
+  if (used[OP_SIGMOID] || used[OP_SOFTPLUS] || used[OP_GELU])
+    emit_helpers(&E, used[OP_SIGMOID], used[OP_SOFTPLUS], used[OP_GELU]);
   E.t = &one;
   int64_t ws = emit_forward(&E);
   ws = max64(ws, emit_backward(&E));

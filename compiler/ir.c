@@ -153,6 +153,8 @@ Node *ir_unary(Ctx *c, Op op, Node *a) { return build(c, op, a->shape, a, NULL, 
 
 Node *ir_powc(Ctx *c, Node *a, double e) { return build(c, OP_POWC, a->shape, a, NULL, e, NO_ATTR); }
 
+Node *ir_unary_const(Ctx *c, Op op, Node *a, double v) { return build(c, op, a->shape, a, NULL, v, NO_ATTR); }
+
 Node *ir_binary(Ctx *c, Op op, Node *a, Node *b) {
   Shape s;
   if (!shape_broadcast(a->shape, b->shape, &s))

@@ -106,7 +106,9 @@ typedef enum {
   F_LSE,
   F_CE,
   F_SCE,
-  F_FLATTEN
+  F_FLATTEN,
+  F_LEAKY_RELU,
+  F_CLIP
 } FnKind;
 
 typedef struct FnInfo {
@@ -129,6 +131,8 @@ static const FnInfo functions[] = {
     {"cross_entropy", F_CE, OP_LOG, 2, 2},
     {"softmax_cross_entropy", F_SCE, OP_LSE, 2, 2},
     {"flatten", F_FLATTEN, OP_INDEX, 1, 1},
+    {"leaky_relu", F_LEAKY_RELU, OP_LEAKY_RELU, 2, 2},
+    {"clip", F_CLIP, OP_MAX2, 3, 3},
 };
 enum { NFUNCTIONS = sizeof functions / sizeof functions[0] };
 
@@ -357,6 +361,20 @@ static Node *lower_call(Lowerer *L, Ast *a, Node **args) {
     need_same_shape(L, a, x, y);
     return ir_unary(c, OP_NEG, ir_reduce(c, OP_SUM, ir_binary(c, OP_MUL, y, log_softmax(c, x))));
   case F_FLATTEN: return ir_reshape(c, x, shape_vec(shape_numel(x->shape)));
+  case F_LEAKY_RELU: { /* x above 0, slope * x at and below */
+    if (y->op != OP_CONST || y->shape.rank != 0)
+      diag_error(c, a->kids[1]->loc, "the slope of leaky_relu must be a constant number");
+    return ir_unary_const(c, OP_LEAKY_RELU, x, y->value);
+  }
+  case F_CLIP: { /* max then min: gradient 1 strictly inside (lo, hi), 0 outside and at the bounds */
+    Node *lo = args[1], *hi = args[2];
+    for (int k = 1; k <= 2; k++)
+      if (args[k]->op != OP_CONST || args[k]->shape.rank != 0)
+        diag_error(c, a->kids[k]->loc, "the bounds of clip must be constant numbers");
+    if (lo->value > hi->value)
+      diag_error(c, a->kids[2]->loc, "clip(x, lo, hi) needs lo <= hi, got %g and %g", lo->value, hi->value);
+    return ir_binary(c, OP_MIN2, ir_binary(c, OP_MAX2, x, lo), hi);
+  }
   }
   return NULL;
 }

@@ -57,7 +57,18 @@ enum {
   X(RELU, "relu", "relu", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) > 0 ? (A) : 0, "(%a > 0 ? %a : 0)", BIN(GT, X0, K(0)), 0, 0)                     \
   X(SOFTPLUS, "softplus", "softplus", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) > 0 ? (A) + log1p(exp(-(A))) : log1p(exp(A)), \
     "%p_softplus(%a)", UN(SIGMOID, X0), 0, 0)                                                                                       \
+  X(SQUARE, "square", "square", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) * (A), "%a * %a", MUL(K(2), X0), 0, 0)          \
+  X(LOG1P, "log1p", "log1p", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, log1p(A), "log1p%f(%a)", DIV(K(1), ADD(K(1), X0)), 0, 0) \
+  X(EXPM1, "expm1", "expm1", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, expm1(A), "expm1%f(%a)", ADD(Y, K(1)), 0, 0)            \
+  X(ERF, "erf", "erf", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, erf(A), "erf%f(%a)",                                      \
+    MUL(K(1.1283791670955126), UN(EXP, NEG(MUL(X0, X0)))), 0, 0) /* 2/sqrt(pi) exp(-x^2) */                          \
+  X(ELU, "elu", "elu", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) > 0 ? (A) : expm1(A), "(%a > 0 ? %a : expm1%f(%a))",  \
+    ADD(BIN(GT, X0, K(0)), MUL(SUB(K(1), BIN(GT, X0, K(0))), ADD(Y, K(1)))), 0, 0) /* 1 above 0, e^x at and below */ \
+  X(GELU, "gelu", "gelu", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, 0.5 * (A) * (1 + erf((A) * M_SQRT1_2)), "%p_gelu(%a)",  \
+    GELU_DERIVATIVE, 0, 0) /* x Phi(x), PyTorch's default (erf) form */                                              \
   X(POWC, "pow", "^", 1, OPC_ELEMENTWISE, 1, pow(A, V), "pow%f(%a, %v)", POWC_DERIVATIVE, 0, 0)                                     \
+  X(LEAKY_RELU, "leaky_relu", "leaky_relu", 1, OPC_ELEMENTWISE, 1, (A) > 0 ? (A) : (V) * (A), "(%a > 0 ? %a : %v * %a)", \
+    ADD(MUL(BIN(GT, X0, K(0)), K(1 - Y->value)), K(Y->value)), 0, 0) /* 1 above 0, the slope V at and below */         \
   X(SIGN, "sign", "sign", 1, OPC_ELEMENTWISE | OPC_NO_GRADIENT, 1, ((A) > 0) - ((A) < 0),                    \
     "(bp_real)((%a > 0) - (%a < 0))", K(0), 0, 0)                                                                        \
   /* elementwise, two arguments, broadcasting */                                                             \

@@ -113,6 +113,10 @@ static const char *const ad_programs[] = {
     "param M[2, 4, 3] ~ uniform(-1, 1)\nparam v[4] ~ uniform(-1, 1)\nU = transpose(T)\n"
     "loss = sum(U * X) + sum(sigmoid(U @ w)^2) + sum(transpose(U)[1] * T[0]) + sum((T @ M)^2) + "
     "sum((v @ M) * 2) + sum(tanh(T @ v))\n",
+    /* the elementwise functions of issue 12, on inputs too (the batched pass) */
+    "param x[6] ~ uniform(-2, 2)\ninput u[6]\n"
+    "loss = sum(square(x) * u) + sum(log1p(x * x)) + sum(expm1(x) * u) + sum(erf(x * u)) + sum(elu(x) * x) + "
+    "sum(gelu(x * u)) + sum(leaky_relu(x, 0.2) * u) + sum(clip(x, -1, 1.5) * x)\n",
 };
 
 enum { NUM_AD_PROGRAMS = sizeof ad_programs / sizeof ad_programs[0] };

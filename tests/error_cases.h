@@ -209,6 +209,14 @@ static const ErrorCase error_cases[] = {
          "model.bp:1:33: error: tensors have at most 8 dimensions\n"
          "    1 | param x[1, 2, 1, 2, 1, 2, 1, 2, 3]\n"
          "      |                                 ^\n"),
+    CASE("leaky_relu_slope", "param x[3]\nparam a\nloss = sum(leaky_relu(x, a))\n",
+         "model.bp:3:26: error: the slope of leaky_relu must be a constant number\n"
+         "    3 | loss = sum(leaky_relu(x, a))\n"
+         "      |                          ^\n"),
+    CASE("clip_bounds", "param x[3]\nloss = sum(clip(x, 2, 1))\n",
+         "model.bp:2:23: error: clip(x, lo, hi) needs lo <= hi, got 2 and 1\n"
+         "    2 | loss = sum(clip(x, 2, 1))\n"
+         "      |                       ^\n"),
     CASE("dot_lengths", "param a[3]\nparam b[2]\nloss = dot(a, b)\n",
          "model.bp:3:8: error: cannot compute dot([3], [2]): lengths 3 and 2 differ\n"
          "    3 | loss = dot(a, b)\n"

@@ -603,6 +603,47 @@ static void test_plan_row_fusion_by_backend(void **state) {
   free(loops);
 }
 
+/* The elementwise functions of issue 12 against PyTorch (float64, the
+ * numbers printed by torch for the same points), as locals and in slots;
+ * elu and leaky_relu at 0 take PyTorch's side (1 and the slope), clip's
+ * bounds take max and min's (0: see docs/language.md). */
+static void test_more_functions_match_pytorch(void **state) {
+  (void)state;
+  static const struct {
+    const char *expr;
+    double loss, grad[7];
+  } cases[] = {
+      {"square(x)", 14.489999999999998, {-4, -1.3999999999999999, -0.20000000000000001, 0.40000000000000002, 1.8, 3.3999999999999999, 5}},
+      {"log1p(x * x)", 5.9901225481725895, {-0.80000000000000004, -0.93959731543624159, -0.19801980198019803, 0.38461538461538458, 0.99447513812154709, 0.87403598971722374, 0.68965517241379315}},
+      {"expm1(x)", 15.874205226811778, {0.1353352832366127, 0.49658530379140953, 0.90483741803595952, 1.2214027581601699, 2.4596031111569499, 5.4739473917271999, 12.182493960703473}},
+      {"erf(x)", 1.2174079333319838, {0.020666985354092053, 0.69127486041053865, 1.1171516067889369, 1.084134787104863, 0.50196857424036267, 0.062711040496868403, 0.0021782842303527099}},
+      {"elu(x)", 3.8367580050639809, {0.1353352832366127, 0.49658530379140953, 0.90483741803595952, 1, 1, 1, 1}},
+      {"gelu(x)", 4.6980203423469664, {-0.085231801078196917, 0.023385898866340155, 0.42047690797526982, 0.65746824823419414, 1.0554165995621199, 1.1153179687821648, 1.0376110859081451}},
+      {"leaky_relu(x, 0.1)", 5.0199999999999996, {0.10000000000000001, 0.10000000000000001, 0.10000000000000001, 1, 1, 1, 1}},
+      {"clip(x, -1, 1)", 1.3, {0, 1, 1, 1, 1, 0, 0}},
+      /* at 0: elu 1, leaky_relu its slope, clip (inside) 1; at clip's bound 0.2: 1 + 1 + 0 */
+      {"elu(x) + leaky_relu(x, 0.25) + clip(x, -1, 0.2)", 0, {2.25, 2.25, 2.25, 2, 2, 2, 2}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (int form = 0; form < 2; form++) {
+      char src[256];
+      int at_zero = i == sizeof cases / sizeof cases[0] - 1; /* the kinks: every element at 0, the bound */
+      snprintf(src, sizeof src, "param x[7] = %s\nloss = sum(%s)\n",
+               at_zero ? "[0, 0, 0, 0.2, 0.2, 0.2, 0.2]" : "[-2, -0.7, -0.1, 0.2, 0.9, 1.7, 2.5]", cases[i].expr);
+      Model *m = form ? model_from_source_slots("f.bp", src) : model_from_source("f.bp", src);
+      double p[7], g[7];
+      m->init(p, 0);
+      double loss = m->backward(p, NULL, g);
+      if (!at_zero && fabs(loss - cases[i].loss) > 1e-13 * (1 + fabs(cases[i].loss)))
+        fail_msg("%s: loss %.17g, PyTorch %.17g", cases[i].expr, loss, cases[i].loss);
+      for (int k = 0; k < 7; k++) {
+        double want = cases[i].grad[k];
+        if (fabs(g[k] - want) > 1e-13 * (1 + fabs(want))) fail_msg("%s [%d]: %.17g, PyTorch %.17g", cases[i].expr, k, g[k], want);
+      }
+      model_free(m);
+    }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parser_precedence),
@@ -627,6 +668,7 @@ int main(void) {
       cmocka_unit_test(test_emitter_names),
       cmocka_unit_test(test_emitter_float_mode),
       cmocka_unit_test(test_emitter_workspace_form),
+      cmocka_unit_test(test_more_functions_match_pytorch),
       cmocka_unit_test(test_plan_slots_and_parts),
       cmocka_unit_test(test_plan_row_fusion_by_backend),
   };
