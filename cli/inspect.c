@@ -469,9 +469,9 @@ static int run_check(int argc, char **argv) {
   if (!m) return 1;
   if (o.batched && m->fixed != CHECK_BATCH) {
     fprintf(stderr,
-            "bpc: %s has no batched form (a value of one example is a matrix, or an example's vector is "
-            "indexed): bpc train runs it one example at a time, which bpc check without --batched checks\n",
-            o.model);
+            "bpc: %s has no batched form (%s): bpc train runs it one example at a time, which bpc check "
+            "without --batched checks\n",
+            o.model, m->unbatched_why ? m->unbatched_why : "unknown reason");
     jit_free(m);
     options_free(&o);
     return 1;

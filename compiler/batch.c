@@ -1,16 +1,16 @@
 /* batch.c — the model over B examples at once, for training and scoring.
  *
  * Every value that depends on an input gets a leading batch axis: a scalar
- * becomes [B], a vector [n] becomes [B, n]. Values that depend only on
+ * becomes [B], a vector [n] becomes [B, n], a [C, H, W] image [B, C, H, W]. Values that depend only on
  * parameters stay as they are and are computed once per batch. The point is
  * speed: x @ W for one example is a matrix-vector product that streams all
  * of W for n multiply-adds; for B examples it is one matrix-matrix product
  * that streams W once for B*n. The batched loss is the sum of the
  * per-example losses, and autodiff runs on it as on any graph.
  *
- * Values that would need a third axis (a per-example matrix) and ops without
- * a batched form (indexing an example's vector) make the model unbatchable;
- * it then trains one example at a time, which is always correct. */
+ * Ops without a batched form (the largest element of one example's value,
+ * a product of two per-example values) make the model unbatchable; it then
+ * trains one example at a time, which is always correct. */
 #include <string.h>
 
 #include "bpc.h"
@@ -34,21 +34,36 @@ void target_per_example(Ctx *c, Target *t) {
 
 /* The shape of a per-example shape with the batch axis in front. */
 static int batched_shape(Batcher *b, Shape s, Shape *out) {
-  if (s.rank >= 2) {
-    b->why = "a per-example value is a matrix";
+  if (s.rank == BPC_MAX_RANK) {
+    b->why = "a per-example value has the most axes a tensor can have, and the batch would add one";
     return 0;
   }
-  *out = s.rank == 0 ? shape_vec(b->B) : shape_mat(b->B, s.dim[0]);
+  out->rank = s.rank + 1;
+  out->dim[0] = b->B;
+  for (int k = 0; k < s.rank; k++)
+    out->dim[k + 1] = s.dim[k];
   return 1;
 }
 
 /* x as an operand of an elementwise op whose per-example result has shape
- * s: a batched scalar [B] must be spread along the columns of [B, n]. */
+ * s: a batched x gets 1s after its batch axis, so that numpy's alignment
+ * at the right still lines its own axes up with the result's (a view: a
+ * per-example scalar is read once per row). */
 static Node *spread(Batcher *b, Node *orig, Shape s) {
   Node *x = b->map[orig->id];
-  if (b->batched[orig->id] && orig->shape.rank == 0 && s.rank == 1)
-    return ir_bcast(b->c, x, shape_mat(b->B, s.dim[0]), BCAST_COLS);
-  return x;
+  if (!b->batched[orig->id] || orig->shape.rank == s.rank) return x;
+  Shape t = {s.rank + 1, {b->B}};
+  int pad = s.rank - orig->shape.rank;
+  for (int k = 0; k < s.rank; k++)
+    t.dim[k + 1] = k < pad ? 1 : orig->shape.dim[k - pad];
+  return ir_reshape(b->c, x, t);
+}
+
+/* The batched form of a batched value's per-example rows merged: [B, m, k]
+ * as [B*m, k], so that a product with a parameter is one product. */
+static Node *merged_rows(Batcher *b, Node *orig) {
+  int64_t k = orig->shape.dim[orig->shape.rank - 1];
+  return ir_reshape(b->c, b->map[orig->id], shape_mat(b->B * shape_numel(orig->shape) / k, k));
 }
 
 static Node *batch_matmul(Batcher *b, Node *n) {
@@ -65,8 +80,32 @@ static Node *batch_matmul(Batcher *b, Node *n) {
     int flags = (n->attr.mm & MM_TA) ? 0 : MM_TB;
     return ir_matmul(c, b->map[w->id], a, flags);
   }
+  if (ba && !(n->attr.mm & MM_TA)) { /* X @ W for a per-example matrix X: all the examples' rows at once */
+    Shape s;
+    batched_shape(b, n->shape, &s);
+    return ir_reshape(c, ir_matmul(c, merged_rows(b, a), w, n->attr.mm & MM_TB), s);
+  }
   b->why = "a matrix product with a per-example matrix";
   return NULL;
+}
+
+/* A gather (or a view) of one example's value: the same for each example,
+ * one example's size further each time. */
+static Node *batch_gather(Batcher *b, Node *n, Shape s, int64_t offset, const int64_t *stride) {
+  int64_t st[BPC_MAX_RANK];
+  st[0] = shape_numel(n->args[0]->shape);
+  for (int k = 0; k < n->shape.rank; k++)
+    st[k + 1] = stride[k];
+  return ir_gather(b->c, b->map[n->args[0]->id], offset, st, s);
+}
+
+/* Row-major strides of a shape (the strides of a view). */
+static void own_strides(Shape s, int64_t *stride) {
+  int64_t st = 1;
+  for (int k = s.rank - 1; k >= 0; k--) {
+    stride[k] = st;
+    st *= s.dim[k];
+  }
 }
 
 static Node *batch_node(Batcher *b, Node *n) {
@@ -75,23 +114,49 @@ static Node *batch_node(Batcher *b, Node *n) {
   Shape s;
   if (!batched_shape(b, n->shape, &s)) return NULL;
   if (op_is_elementwise(n->op)) {
-    if (!y) return n->op == OP_POWC ? ir_powc(c, b->map[a->id], n->value) : ir_unary(c, n->op, b->map[a->id]);
+    if (!y) return ir_unary_const(c, n->op, b->map[a->id], n->value);
     return ir_binary(c, n->op, spread(b, a, n->shape), spread(b, y, n->shape));
   }
   switch (n->op) {
-  case OP_SUM: /* of one example's vector: each row of the batch */ return ir_sumax(c, b->map[a->id], 1);
+  case OP_SUM: /* each example's own: every axis of the argument but the batch axis */
+    return ir_sum_axes(c, b->map[a->id], ((1u << (a->shape.rank + 1)) - 1) & ~1u, s);
+  case OP_SUMAX: return ir_sum_axes(c, b->map[a->id], (unsigned)n->attr.axes << 1, s);
   case OP_LSE: return ir_reduce(c, OP_LSE, b->map[a->id]);
-  case OP_BCAST: /* a per-example scalar repeated into a vector */
-    if (a->shape.rank == 0 && n->shape.rank == 1) return ir_bcast(c, b->map[a->id], s, BCAST_COLS);
-    break;
+  case OP_BCAST: return ir_bcast(c, b->map[a->id], s, (unsigned)n->attr.axes << 1);
   case OP_MATMUL: return batch_matmul(b, n);
   case OP_DOT:
     if (b->batched[a->id] && b->batched[y->id])
       return ir_sumax(c, ir_binary(c, OP_MUL, b->map[a->id], b->map[y->id]), 1);
     return ir_matmul(c, b->map[b->batched[a->id] ? a->id : y->id], b->batched[a->id] ? y : a, 0);
+  case OP_OUTER: { /* a[m] b[n]: a as a column times b as a row, elementwise */
+    int64_t m = a->shape.dim[0];
+    Node *col = b->batched[a->id] ? ir_reshape(c, b->map[a->id], (Shape){3, {b->B, m, 1}})
+                                  : ir_reshape(c, a, shape_mat(m, 1));
+    return ir_binary(c, OP_MUL, col, spread(b, y, n->shape));
+  }
+  case OP_INDEX: {
+    int64_t stride[BPC_MAX_RANK];
+    own_strides(n->shape, stride);
+    return batch_gather(b, n, s, n->attr.offset, stride);
+  }
+  case OP_GATHER: return batch_gather(b, n, s, n->attr.offset, n->attr.stride);
+  case OP_TRANSPOSE: {
+    int perm[3] = {0, 2, 1};
+    return ir_permute(c, b->map[a->id], perm);
+  }
+  case OP_CONCAT: { /* along the next axis; a parameter's part repeated for each example */
+    Node **args = arena_alloc(&c->arena, sizeof(Node *) * (size_t)n->nargs);
+    for (int j = 0; j < n->nargs; j++) {
+      Node *x = n->args[j];
+      Shape xs;
+      batched_shape(b, x->shape, &xs);
+      args[j] = b->batched[x->id] ? b->map[x->id] : ir_bcast(c, x, xs, 1);
+    }
+    return ir_concat(c, args, n->nargs, shape_axis_of((unsigned)n->attr.axes) + 1);
+  }
   default: break;
   }
-  b->why = arena_printf(&c->arena, "'%s' has no batched form", op_name(n->op));
+  b->why = arena_printf(&c->arena, "%s of one example's value", op_name(n->op));
   return NULL;
 }
 

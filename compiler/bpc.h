@@ -529,6 +529,7 @@ typedef struct EmitOptions {
   int part_nodes;          /* a function with slots and more nodes than this is cut into parts of this
                               many (0: 512; -1: never, for tcc, whose time is linear anyway and whose
                               code is slower in parts) */
+  const char **batch_why;  /* if not NULL: why the model has no batched functions (arena text), or NULL */
 } EmitOptions;
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out);
 

@@ -689,9 +689,9 @@ static void emit_gather(Emitter *E, const Step *st, Dest d) {
   const char *inner = for_loop(E, nest, nest->n - 1);
   int depth = 2 * (nest->n - 1);
   if (taking)
-    line(E, "%*s%s %s[%s] %s %s[%s];", depth, "", inner, d.name, at_part, assign_op(d), E->name[a->id], at_src);
-  else
-    line(E, "%*s%s %s[%s] += %s[%s];", depth, "", inner, d.name, at_src, E->name[a->id], at_part);
+    line(E, "%*s%s %s[%s] %s %s;", depth, "", inner, d.name, at_part, assign_op(d), elem(E, a, at_src));
+  else /* the gradient may be a constant (a literal) */
+    line(E, "%*s%s %s[%s] += %s;", depth, "", inner, d.name, at_src, elem(E, a, at_part));
 }
 
 /* Each argument's block after the previous ones', block row by block row. */
@@ -1494,6 +1494,7 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   target_per_example(c, &one);
   const char *why = NULL;
   int batched = o->jit_kernels && o->batch > 1 && batch_target(c, o->batch, &many, &why);
+  if (o->batch_why) *o->batch_why = batched ? NULL : why;
   /* every node exists now: name them */
   assign_names(&E);
   /* functions first, into a scratch buffer, to learn the workspace size */

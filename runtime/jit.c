@@ -181,7 +181,8 @@ JitModel *jit_load(const char *path, const CompileOptions *co, const JitOptions 
                     .self_contained = 1,
                     .jit_kernels = 1,
                     .batch = batch,
-                    .part_nodes = cc ? 0 : -1}; /* long functions in parts only for gcc */
+                    .part_nodes = cc ? 0 : -1, /* long functions in parts only for gcc */
+                    .batch_why = &m->unbatched_why};
   emit_c(&m->ctx, &eo, &text, &header);
   char *err = NULL;
   if (cc)

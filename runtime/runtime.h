@@ -30,6 +30,7 @@ typedef struct JitModel {
   void *eval_batch;  /* sum of losses; optional outputs */
   void *predict_ws;
   int fixed;         /* examples per call of the batched functions, or 0 */
+  const char *unbatched_why; /* with a batch asked for and none made: why (text in ctx's arena) */
   void *train_fixed; /* like train_batch for exactly `fixed` examples stored input by input */
   void *eval_fixed;
   double compile_seconds;
