@@ -190,6 +190,8 @@ static void backprop_node(Adjoints *A, Node *y, Node *g) {
   case OP_SUMAX: contribute(A, a, ir_bcast(c, g, a->shape, (unsigned)y->attr.axes)); break;
   /* the router: all of g to the first arg-max, as one element, not a dense mask */
   case OP_MAXALL: contribute(A, a, ir_onehot(c, OP_ARGMAXMASK, a, g)); break;
+  case OP_MAXROW: contribute(A, a, ir_onehot(c, OP_ARGMAXROW, a, g)); break; /* each row's to its arg-max */
+  case OP_MINROW: contribute(A, a, ir_onehot(c, OP_ARGMINROW, a, g)); break;
   case OP_MINALL: contribute(A, a, ir_onehot(c, OP_ARGMINMASK, a, g)); break;
   case OP_LSE: { /* d lse / dx = softmax(x) = exp(x - lse) */
     unsigned last = 1u << (a->shape.rank - 1); /* y has one value per row of the last axis */

@@ -8,9 +8,9 @@
  * that streams W once for B*n. The batched loss is the sum of the
  * per-example losses, and autodiff runs on it as on any graph.
  *
- * Ops without a batched form (the largest element of one example's value,
- * a product of two per-example values) make the model unbatchable; it then
- * trains one example at a time, which is always correct. */
+ * Ops without a batched form (a product of two per-example values) make the
+ * model unbatchable; it then trains one example at a time, which is always
+ * correct. */
 #include <string.h>
 
 #include "bpc.h"
@@ -121,7 +121,13 @@ static Node *batch_node(Batcher *b, Node *n) {
   case OP_SUM: /* each example's own: every axis of the argument but the batch axis */
     return ir_sum_axes(c, b->map[a->id], ((1u << (a->shape.rank + 1)) - 1) & ~1u, s);
   case OP_SUMAX: return ir_sum_axes(c, b->map[a->id], (unsigned)n->attr.axes << 1, s);
-  case OP_LSE: return ir_reduce(c, OP_LSE, b->map[a->id]);
+  case OP_LSE:
+  case OP_MAXROW:
+  case OP_MINROW: return ir_reduce(c, n->op, b->map[a->id]); /* row by row already */
+  case OP_MAXALL:
+  case OP_MINALL: /* each example's elements as one row */
+    return ir_reduce(c, n->op == OP_MAXALL ? OP_MAXROW : OP_MINROW,
+                     ir_reshape(c, b->map[a->id], shape_mat(b->B, shape_numel(a->shape))));
   case OP_BCAST: return ir_bcast(c, b->map[a->id], s, (unsigned)n->attr.axes << 1);
   case OP_MATMUL: return batch_matmul(b, n);
   case OP_DOT:

@@ -218,6 +218,8 @@ int64_t shape_outer(Shape s, int axis);
  *   MAXALL, MINALL the largest, smallest element; LSE log-sum-exp over the last
  *   axis (vector -> scalar, matrix -> [rows]); ARGMAXMASK, ARGMINMASK args[1]
  *   (a scalar) at the first largest (smallest) element of args[0], 0 elsewhere;
+ *   MAXROW, MINROW, ARGMAXROW, ARGMINROW the same over the last axis, row by
+ *   row (args[1] of a mask has one value per row);
  *   BCAST args[0] repeated to shape, attr BCAST_ROWS or BCAST_COLS; INDEX the
  *   element (scalar) or row (vector) at flat offset attr; SCATTER zeros of
  *   shape with args[0] at flat offset attr; MATMUL attr MM_TA / MM_TB: an
@@ -305,7 +307,7 @@ Node *ir_unary(Ctx *c, Op op, Node *a);
 Node *ir_powc(Ctx *c, Node *a, double exponent);
 Node *ir_unary_const(Ctx *c, Op op, Node *a, double v); /* a one-argument op with a constant: leaky_relu */
 Node *ir_binary(Ctx *c, Op op, Node *a, Node *b); /* broadcasting elementwise */
-Node *ir_reduce(Ctx *c, Op op, Node *a);          /* SUM MAXALL MINALL LSE */
+Node *ir_reduce(Ctx *c, Op op, Node *a);          /* SUM MAXALL MINALL; LSE MAXROW MINROW over the last axis */
 Node *ir_onehot(Ctx *c, Op op, Node *x, Node *g); /* ARGMAXMASK, ARGMINMASK: g at the arg-max of x */
 Node *ir_find(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr); /* existing node or NULL */
 Node *ir_sumax(Ctx *c, Node *a, int axis);

@@ -641,6 +641,28 @@ static void emit_reduction(Emitter *E, const Step *st, Dest d) {
     }
     break;
   }
+  case OP_MAXROW:
+  case OP_MINROW:
+  case OP_ARGMAXROW:
+  case OP_ARGMINROW: { /* over the last axis, row by row: the first extreme of each row */
+    long long cols = a->shape.dim[a->shape.rank - 1], rows = len / cols;
+    int mask = n->op == OP_ARGMAXROW || n->op == OP_ARGMINROW;
+    const char *rel = n->op == OP_MAXROW || n->op == OP_ARGMAXROW ? ">" : "<";
+    if (mask && !d.accumulate) zero(E, D, len);
+    if (!mask && n->shape.rank == 0 && !E->p->nslots) line(E, "bp_real %s;", D);
+    line(E, "for (size_t i = 0; i < %lld; i++) {", rows);
+    line(E, "  const bp_real *row = %s + i * %lld;", A, cols);
+    line(E, "  size_t best = 0;");
+    line(E, "  for (size_t j = 1; j < %lld; j++) if (row[j] %s row[best]) best = j;", cols, rel);
+    if (mask) {
+      Node *g = n->args[1];
+      line(E, "  %s[i * %lld + best] %s %s;", D, cols, assign_op(d), elem(E, g, g->shape.rank ? "i" : ""));
+    } else {
+      line(E, "  %s%s = row[best];", D, n->shape.rank ? "[i]" : "");
+    }
+    line(E, "}");
+    break;
+  }
   case OP_LSE: { /* over the last axis, max first, so exp never overflows */
     int is_mat = a->shape.rank >= 2;
     long long cols = a->shape.dim[a->shape.rank - 1], rows = len / cols;

@@ -131,6 +131,24 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
     }
     return;
   }
+  case OP_MAXROW:
+  case OP_MINROW:
+  case OP_ARGMAXROW:
+  case OP_ARGMINROW: { /* row by row over the last axis; the first extreme of each row */
+    int want_max = n->op == OP_MAXROW || n->op == OP_ARGMAXROW, mask = n->op == OP_ARGMAXROW || n->op == OP_ARGMINROW;
+    int64_t k = a->shape.dim[a->shape.rank - 1], r = an / k;
+    if (mask) memset(y, 0, sizeof(double) * (size_t)len);
+    for (int64_t i = 0; i < r; i++) {
+      int64_t best = 0;
+      for (int64_t j = 1; j < k; j++)
+        if (want_max ? A[i * k + j] > A[i * k + best] : A[i * k + j] < A[i * k + best]) best = j;
+      if (mask)
+        y[i * k + best] = B[b->shape.rank ? i : 0];
+      else
+        y[i] = A[i * k + best];
+    }
+    return;
+  }
   case OP_LSE: {
     int64_t k = a->shape.dim[a->shape.rank - 1], r = an / k; /* over the last axis */
     for (int64_t i = 0; i < r; i++) {

@@ -163,7 +163,11 @@ static void expr_body(Printer *p, const Node *n, int depth) {
   case OP_LT: indicator(p, n, depth); return;
   case OP_MAX2: call(p, "max", n, depth); return;
   case OP_MIN2: call(p, "min", n, depth); return;
-  case OP_MAXALL: call(p, "max", n, depth); return;
+  case OP_MAXALL:
+  case OP_MAXROW: call(p, "max", n, depth); return;
+  case OP_MINROW: call(p, "min", n, depth); return;
+  case OP_ARGMAXROW: call(p, "onehot_argmax", n, depth); return;
+  case OP_ARGMINROW: call(p, "onehot_argmin", n, depth); return;
   case OP_MINALL: call(p, "min", n, depth); return;
   case OP_ARGMAXMASK: call(p, "onehot_argmax", n, depth); return;
   case OP_CONCAT: call(p, "concat", n, depth); return;

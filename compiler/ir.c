@@ -165,7 +165,8 @@ Node *ir_binary(Ctx *c, Op op, Node *a, Node *b) {
 
 Node *ir_reduce(Ctx *c, Op op, Node *a) {
   Shape s = shape_scalar();
-  if (op == OP_LSE && a->shape.rank >= 2) s = shape_drop_axes(a->shape, 1u << (a->shape.rank - 1));
+  if ((op == OP_LSE || op == OP_MAXROW || op == OP_MINROW) && a->shape.rank >= 2)
+    s = shape_drop_axes(a->shape, 1u << (a->shape.rank - 1)); /* one per row of the last axis */
   return build(c, op, s, a, NULL, 0, NO_ATTR);
 }
 

@@ -88,6 +88,11 @@ enum {
   X(LSE, "logsumexp", "logsumexp", 1, OPC_REDUCTION, 0, 0, "", 0, 0, 0)                                               \
   X(ARGMAXMASK, "onehot_argmax", "onehot_argmax", 2, OPC_NO_GRADIENT, 0, 0, "", 0, 0, 0)                              \
   X(ARGMINMASK, "onehot_argmin", "onehot_argmin", 2, OPC_NO_GRADIENT, 0, 0, "", 0, 0, 0)                              \
+  /* the same row by row: over the last axis; args[1] holds one value per row */                             \
+  X(MAXROW, "max_rows", "max", 1, OPC_REDUCTION, 0, 0, "", 0, 0, 0)                                                    \
+  X(MINROW, "min_rows", "min", 1, OPC_REDUCTION, 0, 0, "", 0, 0, 0)                                                    \
+  X(ARGMAXROW, "onehot_argmax_rows", "onehot_argmax", 2, OPC_NO_GRADIENT, 0, 0, "", 0, 0, 0)                            \
+  X(ARGMINROW, "onehot_argmin_rows", "onehot_argmin", 2, OPC_NO_GRADIENT, 0, 0, "", 0, 0, 0)                            \
   /* shape */                                                                                                \
   X(BCAST, "broadcast", "broadcast", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                                 \
   X(TRANSPOSE, "transpose", "transpose", 1, OPC_SHAPE, 0, 0, "", 0, 0, 0)                                             \

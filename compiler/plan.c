@@ -20,13 +20,15 @@
 /* Ops that can write straight into a gradient with += element by element. */
 static int can_accumulate(const Node *n) {
   return op_is_elementwise(n->op) || n->op == OP_MATMUL || n->op == OP_OUTER || n->op == OP_BCAST ||
-         n->op == OP_TRANSPOSE || n->op == OP_SCATTER || n->op == OP_ARGMAXMASK || n->op == OP_ARGMINMASK;
+         n->op == OP_TRANSPOSE || n->op == OP_SCATTER || n->op == OP_ARGMAXMASK || n->op == OP_ARGMINMASK ||
+         n->op == OP_ARGMAXROW || n->op == OP_ARGMINROW;
 }
 
 /* Terms that touch only a few elements are cheapest added, never stored:
  * storing them first would mean zeroing the rest. */
 static int is_sparse_term(const Node *n) {
-  return n->op == OP_ARGMAXMASK || n->op == OP_ARGMINMASK || n->op == OP_SCATTER;
+  return n->op == OP_ARGMAXMASK || n->op == OP_ARGMINMASK || n->op == OP_SCATTER || n->op == OP_ARGMAXROW ||
+         n->op == OP_ARGMINROW;
 }
 
 /* Sparse terms written into their gradient wait until the end of the
@@ -392,6 +394,10 @@ static void set_loops(const Schedule *S, Step *st) {
       loop(st, loop_vars[k], x->shape.dim[k]);
     return;
   }
+  case OP_MAXROW:
+  case OP_MINROW:
+  case OP_ARGMAXROW:
+  case OP_ARGMINROW:
   case OP_LSE: { /* rows, then the last axis */
     int64_t cols = a->shape.dim[a->shape.rank - 1];
     loop(st, "i", shape_numel(a->shape) / cols);

@@ -32,6 +32,10 @@ double node_flops(const Node *n) {
   case OP_SUMAX:
   case OP_MAXALL:
   case OP_MINALL:
+  case OP_MAXROW:
+  case OP_MINROW:
+  case OP_ARGMAXROW:
+  case OP_ARGMINROW:
   case OP_ARGMAXMASK:
   case OP_ARGMINMASK: return (double)shape_numel(a->shape);
   case OP_LSE: return 3.0 * (double)shape_numel(a->shape);

@@ -24,9 +24,11 @@ static Node *fold(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr a
   case OP_SUM: return ir_const(c, x * (double)shape_numel(a->shape), s);
   case OP_SUMAX: return ir_const(c, x * (double)(shape_numel(a->shape) / shape_numel(s)), s);
   case OP_MAXALL:
-  case OP_MINALL: return ir_const(c, x, s);
+  case OP_MINALL:
+  case OP_MAXROW:
+  case OP_MINROW: return ir_const(c, x, s);
   case OP_LSE: {
-    int64_t n = a->shape.rank == 2 ? a->shape.dim[1] : shape_numel(a->shape);
+    int64_t n = a->shape.dim[a->shape.rank - 1]; /* over the last axis */
     return ir_const(c, x + log((double)n), s);
   }
   case OP_BCAST:
@@ -172,6 +174,8 @@ Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr
     break;
   case OP_ARGMAXMASK:
   case OP_ARGMINMASK:
+  case OP_ARGMAXROW:
+  case OP_ARGMINROW:
     if (is_zero(b)) return ir_const(c, 0, s);
     break;
   case OP_INDEX:

@@ -113,9 +113,11 @@ static const char *const ad_programs[] = {
     "param M[2, 4, 3] ~ uniform(-1, 1)\nparam v[4] ~ uniform(-1, 1)\nU = transpose(T)\n"
     "loss = sum(U * X) + sum(sigmoid(U @ w)^2) + sum(transpose(U)[1] * T[0]) + sum((T @ M)^2) + "
     "sum((v @ M) * 2) + sum(tanh(T @ v))\n",
-    /* the largest element of each example's value: no batched form, so bpc train runs it one
-       example at a time (the one program of this list that it does) */
-    "param w[4] ~ uniform(-1, 1)\ninput x[4]\nloss = max(x * w) - min(x) * sum(w)\n",
+    /* the largest and smallest element of each example's value: row by row in the batch */
+    "param w[4] ~ uniform(-1, 1)\ninput x[4]\ninput M[2, 3]\nloss = max(x * w) - min(x) * sum(w) + max(M) * w[1]\n",
+    /* a product of two per-example values: no batched form, so bpc train runs it one example at a
+       time (the one program of this list that it does) */
+    "param w = 1.5\ninput A[2, 3]\ninput B[3, 2]\nloss = sum(tanh(A @ B)) * w\n",
     /* the elementwise functions of issue 12, on inputs too (the batched pass) */
     "param x[6] ~ uniform(-2, 2)\ninput u[6]\n"
     "loss = sum(square(x) * u) + sum(log1p(x * x)) + sum(expm1(x) * u) + sum(erf(x * u)) + sum(elu(x) * x) + "

@@ -252,9 +252,9 @@ for f in "$S"/*.bp; do
 done
 "$BPC" check "$S/mlp.bp" --batched --test-perturb-gradient b2 >chk.txt; check "check --batched catches a wrong batched gradient" test $? -eq 1
 check "check --batched names the element" grep -q "^FAIL: dloss/db2\[0\] at point 1: the compiled gradient is" chk.txt
-printf 'input T[3, 2]\nparam w[2] = [1, 2]\nloss = max(T @ w)\n' >permax.bp
-"$BPC" check permax.bp --batched 2>err.txt; check "check --batched on an unbatchable model exit 1" test $? -eq 1
-check "check --batched on an unbatchable model says why" grep -qx "bpc: permax.bp has no batched form (max_all of one example's value): bpc train runs it one example at a time, which bpc check without --batched checks" err.txt
+printf 'input A[2, 3]\ninput B[3, 2]\nparam w = 2\nloss = sum(A @ B) * w\n' >perprod.bp
+"$BPC" check perprod.bp --batched 2>err.txt; check "check --batched on an unbatchable model exit 1" test $? -eq 1
+check "check --batched on an unbatchable model says why" grep -qx "bpc: perprod.bp has no batched form (a product of two per-example values): bpc train runs it one example at a time, which bpc check without --batched checks" err.txt
 
 # limits: an oversized model file is refused before it is read
 truncate -s 65M huge.bp
