@@ -120,16 +120,81 @@ static void indicator(Printer *p, const Node *n, int depth) {
   buf_puts(p->out, "]");
 }
 
+/* A view as the language writes it: x[i, j] when it selects by leading
+ * indices (a row, an element, a matrix of a stack), reshape(x, [...])
+ * when it is all of x, else the block at a flat offset. */
 static void index_expr(Printer *p, const Node *n, int depth) {
   const Node *a = n->args[0];
+  Shape base = a->shape, view = n->shape;
+  int64_t size = shape_numel(view), at = n->attr.offset;
+  int lead = base.rank - view.rank; /* indexed axes, if the view is base's trailing axes */
+  int trailing = lead >= 0 && at % (size ? size : 1) == 0;
+  for (int k = 0; trailing && k < view.rank; k++)
+    trailing = view.dim[k] == base.dim[lead + k];
+  if (size == shape_numel(base) && at == 0 && !(trailing && lead > 0)) {
+    buf_puts(p->out, view.rank == 1 ? "flatten(" : "reshape(");
+    expr(p, a, 0, depth + 1, 0);
+    buf_printf(p->out, view.rank == 1 ? ")" : ", %s)", shape_str(p->c, view));
+    return;
+  }
   expr(p, a, P_ATOM, depth + 1, 0);
-  if (a->shape.rank == 2 && n->shape.rank == 1)
-    buf_printf(p->out, "[%lld]", (long long)(n->attr.offset / a->shape.dim[1]));
-  else if (a->shape.rank == 2)
-    buf_printf(p->out, "[%lld, %lld]", (long long)(n->attr.offset / a->shape.dim[1]),
-               (long long)(n->attr.offset % a->shape.dim[1]));
-  else
-    buf_printf(p->out, "[%lld]", (long long)n->attr.offset);
+  if (!trailing || lead == 0) {
+    buf_printf(p->out, "[at %lld: %s]", (long long)at, shape_str(p->c, view));
+    return;
+  }
+  int64_t idx[BPC_MAX_RANK], block = at / (size ? size : 1);
+  for (int k = lead - 1; k >= 0; k--) {
+    idx[k] = block % base.dim[k];
+    block /= base.dim[k];
+  }
+  for (int k = 0; k < lead; k++)
+    buf_printf(p->out, "%s%lld", k ? ", " : "[", (long long)idx[k]);
+  buf_puts(p->out, "]");
+}
+
+/* A gather as the language writes it: transpose(x, [2, 0, 1]) when it
+ * permutes the axes, x[a:b:s, ...] when it slices them. */
+static void gather_expr(Printer *p, const Node *n, int depth) {
+  const Node *a = n->args[0];
+  Shape base = a->shape, part = n->shape;
+  int64_t own[BPC_MAX_RANK], st = 1;
+  for (int k = base.rank - 1; k >= 0; k--) {
+    own[k] = st;
+    st *= base.dim[k];
+  }
+  int perm[BPC_MAX_RANK], is_perm = n->attr.offset == 0 && part.rank == base.rank;
+  for (int k = 0; k < part.rank && is_perm; k++) {
+    perm[k] = -1;
+    for (int j = 0; j < base.rank; j++)
+      if (n->attr.stride[k] == own[j] && part.dim[k] == base.dim[j]) perm[k] = j;
+    is_perm = perm[k] >= 0;
+  }
+  if (is_perm) {
+    buf_puts(p->out, "transpose(");
+    expr(p, a, 0, depth + 1, 0);
+    for (int k = 0; k < part.rank; k++)
+      buf_printf(p->out, "%s%d", k ? ", " : ", [", perm[k]);
+    buf_puts(p->out, "])");
+    return;
+  }
+  int is_slice = part.rank == base.rank;
+  int64_t start[BPC_MAX_RANK], at = n->attr.offset;
+  for (int k = 0; k < base.rank && is_slice; k++) {
+    start[k] = at / own[k];
+    at %= own[k];
+    is_slice = part.dim[k] == 1 || n->attr.stride[k] % own[k] == 0;
+  }
+  expr(p, a, P_ATOM, depth + 1, 0);
+  if (!is_slice) {
+    buf_printf(p->out, "[gathered: %s]", shape_str(p->c, part));
+    return;
+  }
+  for (int k = 0; k < part.rank; k++) {
+    int64_t step = part.dim[k] == 1 ? 1 : n->attr.stride[k] / own[k], end = start[k] + step * (part.dim[k] - 1) + 1;
+    buf_printf(p->out, "%s%lld:%lld", k ? ", " : "[", (long long)start[k], (long long)end);
+    if (step != 1) buf_printf(p->out, ":%lld", (long long)step);
+  }
+  buf_puts(p->out, "]");
 }
 
 static void matmul_expr(Printer *p, const Node *n, int depth) {
@@ -185,6 +250,7 @@ static void expr_body(Printer *p, const Node *n, int depth) {
     return;
   case OP_BCAST: expr(p, n->args[0], prec_of(n->args[0]), depth, 0); return;
   case OP_INDEX: index_expr(p, n, depth); return;
+  case OP_GATHER: gather_expr(p, n, depth); return;
   case OP_SCATTER:
     buf_printf(p->out, "scatter%s(", shape_str(p->c, n->shape));
     expr(p, n->args[0], 0, depth + 1, 0);

@@ -274,6 +274,7 @@ Node *ir_transpose(Ctx *c, Node *a) {
 }
 
 Node *ir_index(Ctx *c, Node *a, int64_t offset, Shape s) {
+  if (offset == 0 && shape_eq(s, a->shape)) return a; /* all of it */
   return build(c, OP_INDEX, s, a, NULL, 0, (Attr){.offset = offset});
 }
 
