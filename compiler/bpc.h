@@ -129,8 +129,10 @@ typedef enum {
   AST_NEG,   /* -kids[0] */
   AST_BIN,   /* kids[0] op kids[1]; op is one of + - * / ^ @ */
   AST_CALL,  /* name(kids...) */
-  AST_INDEX, /* kids[0][kids[1..]] */
-  AST_LIST,  /* [kids...]: only in initialisers */
+  AST_INDEX, /* kids[0][kids[1..]]: each subscript an expression or an AST_SLICE */
+  AST_LIST,  /* [kids...]: initialisers, and call arguments such as reshape's sizes */
+  AST_SLICE, /* start:stop:step in a subscript; kids[0..2], each NULL when left out */
+  AST_KWARG, /* name=kids[0] in a call */
 } AstKind;
 
 typedef struct Ast {
@@ -150,6 +152,9 @@ typedef enum {
   ST_INPUT,  /* input name[dims] */
   ST_ASSIGN, /* name = expr (loss = expr is the loss) */
   ST_OUTPUT, /* output name = expr */
+  ST_FOR,    /* for name in expr..hi { body } */
+  ST_DEF,    /* def name(params) = expr, or def name(params) { body } (ending in a return) */
+  ST_RETURN, /* return expr (in a def's body) */
 } StmtKind;
 
 typedef enum { INIT_DEFAULT, INIT_VALUE, INIT_NORMAL, INIT_UNIFORM, INIT_GLOROT, INIT_ZEROS } InitKind;
@@ -167,6 +172,10 @@ typedef struct Stmt {
   Ast **init_args; /* INIT_NORMAL/INIT_UNIFORM: two numbers */
   int ninit_args;
   Loc init_loc;
+  Ast *hi;          /* ST_FOR: the range's end (expr is its start) */
+  PtrVec body;      /* ST_FOR, ST_DEF: the statements of the block */
+  Ast **params;     /* ST_DEF: the parameters, as AST_NAMEs */
+  int nparams;
 } Stmt;
 
 typedef struct Program {
@@ -557,6 +566,9 @@ struct Ctx {
   jmp_buf on_error; /* diag_error jumps here */
   Buf err;          /* the formatted error, for the driver and the tests */
   int nesting;      /* lexer: open brackets */
+  int blocks;       /* lexer: open braces */
+  int nstatements;  /* parser: statements so far, in blocks too */
+  const char *diag_note; /* appended to an error's message: the call or loop iteration it happened in */
   int has_error;    /* an error is recorded in err */
 
   PtrVec nodes; /* Node*, ids in creation order (a topological order) */

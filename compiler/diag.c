@@ -44,7 +44,9 @@ void diag_format(Buf *out, const Source *src, Loc loc, const char *msg) {
 static void record(Ctx *c, Loc loc, const char *fmt, va_list ap) {
   if (c->has_error) return;
   char msg[1024];
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
+  if (c->diag_note && n >= 0 && (size_t)n < sizeof msg) /* where in the unrolled program: (in f(), called at ...) */
+    snprintf(msg + n, sizeof msg - (size_t)n, " %s", c->diag_note);
   c->has_error = 1;
   diag_format(&c->err, &c->src, loc, msg);
 }

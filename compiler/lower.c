@@ -8,57 +8,88 @@
 
 #include "bpc.h"
 
-typedef enum { B_DIM, B_PARAM, B_INPUT, B_VALUE, B_OUTPUT } BindKind;
+typedef enum { B_DIM, B_PARAM, B_INPUT, B_VALUE, B_OUTPUT, B_LOOPVAR, B_FUNC } BindKind;
 
+/* A name's meaning. Scopes nest (a loop's iteration, a function's call):
+ * a binding made in one is undone when it ends, bringing back the binding
+ * it shadowed, if any. */
 typedef struct Binding {
   const char *name;
   BindKind kind;
   Loc loc;
   Node *node;
-  int64_t dim;
+  int64_t dim;          /* B_DIM, B_LOOPVAR: the value */
+  Stmt *def;            /* B_FUNC: the def */
+  int order;            /* B_FUNC: its place among the defs, to tell which came first */
+  int scope;            /* the scope it was made in (0: the file) */
+  int hidden;           /* its scope has ended */
+  struct Binding *prev; /* the binding of the same name it shadows */
+  uint32_t slot;        /* its place in the table */
 } Binding;
 
 struct Frame;
 
+/* Where the statements being lowered stand: the file, a loop's body, a
+ * function's body. */
+typedef struct Context {
+  int loop_scope; /* the scope of the innermost loop iteration (0: not in a loop) */
+  int fn_scope;   /* the scope of the innermost function body (0: not in a function) */
+  const char *suffix; /* appended to names made here: "_3" in iteration 3 */
+} Context;
+
+enum { MAX_CALL_DEPTH = 64 };
+
 typedef struct Lowerer {
   Ctx *c;
-  Binding **tab; /* open addressing, power-of-two capacity */
+  Binding **tab; /* open addressing, power-of-two capacity; a name's newest binding */
   uint32_t cap, count;
-  struct Frame *frames; /* lower_expr's stacks, kept from one expression to the next */
+  PtrVec made;   /* bindings in the order they were made, to undo a scope's */
+  int scope;     /* the current scope's depth */
+  Context cx;
+  Binding *calls[MAX_CALL_DEPTH]; /* the user functions being inlined, outermost first */
+  int ncalls, ndefs;
+  struct Frame *frames; /* lower_expr's stacks, shared by nested calls (a function's body) */
   struct Node **vals;
-  int fcap, vcap;
+  int fcap, vcap, nf, nv;
 } Lowerer;
 
 /* ---- the symbol table -------------------------------------------------- */
 
-static Binding *lookup(Lowerer *L, const char *name) {
-  if (!L->cap) return NULL;
-  for (uint32_t i = hash_string(name) & (L->cap - 1);; i = (i + 1) & (L->cap - 1)) {
-    if (!L->tab[i]) return NULL;
-    if (!strcmp(L->tab[i]->name, name)) return L->tab[i];
-  }
+/* The table slot holding name, or the empty one where it would go. */
+static uint32_t slot_of(const Lowerer *L, const char *name) {
+  uint32_t i = hash_string(name) & (L->cap - 1);
+  while (L->tab[i] && strcmp(L->tab[i]->name, name))
+    i = (i + 1) & (L->cap - 1);
+  return i;
 }
 
-static void insert(Lowerer *L, Binding *b) {
-  if ((L->count + 1) * 2 > L->cap) {
-    uint32_t cap = L->cap ? L->cap * 2 : 256;
-    Binding **tab = arena_alloc(&L->c->arena, sizeof(Binding *) * cap);
-    for (uint32_t i = 0; i < L->cap; i++) {
-      Binding *x = L->tab[i];
-      if (!x) continue;
-      uint32_t j = hash_string(x->name) & (cap - 1);
-      while (tab[j])
-        j = (j + 1) & (cap - 1);
-      tab[j] = x;
+static void grow_table(Lowerer *L) {
+  uint32_t cap = L->cap ? L->cap * 2 : 256;
+  Binding **old = L->tab;
+  uint32_t old_cap = L->cap;
+  L->tab = arena_alloc(&L->c->arena, sizeof(Binding *) * cap);
+  L->cap = cap;
+  for (uint32_t i = 0; i < old_cap; i++)
+    if (old[i]) {
+      uint32_t j = slot_of(L, old[i]->name);
+      L->tab[j] = old[i];
+      for (Binding *b = old[i]; b; b = b->prev) /* the shadowed ones come back to the same slot */
+        b->slot = j;
     }
-    L->tab = tab;
-    L->cap = cap;
-  }
-  uint32_t j = hash_string(b->name) & (L->cap - 1);
-  while (L->tab[j])
-    j = (j + 1) & (L->cap - 1);
-  L->tab[j] = b;
-  L->count++;
+}
+
+static Binding *lookup(Lowerer *L, const char *name) {
+  if (!L->cap) return NULL;
+  Binding *b = L->tab[slot_of(L, name)];
+  return b && !b->hidden ? b : NULL;
+}
+
+/* Whether a function's body may use b: its arguments and own values, dims
+ * and functions, loop variables; not the model's parameters, inputs and
+ * values, which it must be given as arguments. */
+static int visible(const Lowerer *L, const Binding *b) {
+  if (!L->cx.fn_scope || b->scope >= L->cx.fn_scope) return 1;
+  return b->kind == B_DIM || b->kind == B_FUNC;
 }
 
 static const char *kind_word(BindKind k) {
@@ -67,28 +98,61 @@ static const char *kind_word(BindKind k) {
   case B_PARAM: return "a parameter";
   case B_INPUT: return "an input";
   case B_OUTPUT: return "an output";
+  case B_LOOPVAR: return "a loop variable";
+  case B_FUNC: return "a function";
   default: return "a value";
   }
 }
 
+static Binding *bind(Lowerer *L, const char *name, Loc loc, BindKind kind) {
+  if ((L->count + 1) * 2 > L->cap) grow_table(L);
+  uint32_t slot = slot_of(L, name);
+  Binding *b = arena_alloc(&L->c->arena, sizeof *b);
+  b->name = name;
+  b->kind = kind;
+  b->loc = loc;
+  b->scope = L->scope;
+  b->prev = L->tab[slot];
+  b->slot = slot;
+  if (!b->prev) L->count++;
+  L->tab[slot] = b;
+  vec_push(&L->c->arena, &L->made, b);
+  return b;
+}
+
+static int open_scope(Lowerer *L) {
+  L->scope++;
+  return L->made.len;
+}
+
+/* Undoes the bindings made since mark: each name means again what it did. */
+static void close_scope(Lowerer *L, int mark) {
+  while (L->made.len > mark) {
+    Binding *b = L->made.items[--L->made.len];
+    if (b->prev)
+      L->tab[b->slot] = b->prev;
+    else
+      b->hidden = 1; /* the slot stays taken: other names probe past it */
+  }
+  L->scope--;
+}
 
 static Binding *define(Lowerer *L, const char *name, Loc loc, BindKind kind) {
   /* C reserves identifiers that begin with '_' for itself */
   if (name[0] == '_') diag_error(L->c, loc, "'%s' cannot be used as a name (names must not start with '_')", name);
   Binding *old = lookup(L, name);
-  if (old) {
+  if (old && visible(L, old)) {
+    /* in a loop, a value made before the loop's body is carried to the next iteration */
+    if (kind == B_VALUE && old->kind == B_VALUE && L->cx.loop_scope && old->scope < L->cx.loop_scope &&
+        old->scope >= L->cx.fn_scope)
+      return old;
     if (!strcmp(name, "loss") && old->kind == B_VALUE)
       diag_error(L->c, loc, "the loss is already defined at line %d; a model has exactly one loss",
                  old->loc.line);
     diag_error(L->c, loc, "'%s' is already defined at line %d (as %s)", name, old->loc.line,
                kind_word(old->kind));
   }
-  Binding *b = arena_alloc(&L->c->arena, sizeof *b);
-  b->name = name;
-  b->kind = kind;
-  b->loc = loc;
-  insert(L, b);
-  return b;
+  return bind(L, name, loc, kind);
 }
 
 /* ---- functions ---------------------------------------------------------- */
@@ -108,31 +172,40 @@ typedef enum {
   F_SCE,
   F_FLATTEN,
   F_LEAKY_RELU,
-  F_CLIP
+  F_CLIP,
+  F_RESHAPE,
+  F_CONCAT,
+  F_STACK
 } FnKind;
 
 typedef struct FnInfo {
   const char *name;
   FnKind kind;
   Op op;
-  int min_args, max_args;
+  int min_args, max_args; /* positional arguments */
+  int takes_axis;         /* accepts axis= */
 } FnInfo;
 
+enum { MAX_JOINED = 1024 }; /* arguments of concat() and stack() */
+
 static const FnInfo functions[] = {
-    {"max", F_MAX, OP_MAX2, 1, 2},
-    {"min", F_MIN, OP_MIN2, 1, 2},
-    {"sum", F_SUM, OP_SUM, 1, 2},
-    {"mean", F_MEAN, OP_SUM, 1, 2},
-    {"dot", F_DOT, OP_DOT, 2, 2},
-    {"transpose", F_TRANSPOSE, OP_TRANSPOSE, 1, 1},
-    {"softmax", F_SOFTMAX, OP_LSE, 1, 1},
-    {"log_softmax", F_LOG_SOFTMAX, OP_LSE, 1, 1},
-    {"logsumexp", F_LSE, OP_LSE, 1, 1},
-    {"cross_entropy", F_CE, OP_LOG, 2, 2},
-    {"softmax_cross_entropy", F_SCE, OP_LSE, 2, 2},
-    {"flatten", F_FLATTEN, OP_INDEX, 1, 1},
-    {"leaky_relu", F_LEAKY_RELU, OP_LEAKY_RELU, 2, 2},
-    {"clip", F_CLIP, OP_MAX2, 3, 3},
+    {"max", F_MAX, OP_MAX2, 1, 2, 1},
+    {"min", F_MIN, OP_MIN2, 1, 2, 1},
+    {"sum", F_SUM, OP_SUM, 1, 2, 1},
+    {"mean", F_MEAN, OP_SUM, 1, 2, 1},
+    {"dot", F_DOT, OP_DOT, 2, 2, 0},
+    {"transpose", F_TRANSPOSE, OP_TRANSPOSE, 1, 2, 0},
+    {"softmax", F_SOFTMAX, OP_LSE, 1, 1, 1},
+    {"log_softmax", F_LOG_SOFTMAX, OP_LSE, 1, 1, 1},
+    {"logsumexp", F_LSE, OP_LSE, 1, 1, 1},
+    {"cross_entropy", F_CE, OP_LOG, 2, 2, 0},
+    {"softmax_cross_entropy", F_SCE, OP_LSE, 2, 2, 1},
+    {"flatten", F_FLATTEN, OP_INDEX, 1, 1, 0},
+    {"leaky_relu", F_LEAKY_RELU, OP_LEAKY_RELU, 2, 2, 0},
+    {"clip", F_CLIP, OP_MAX2, 3, 3, 0},
+    {"reshape", F_RESHAPE, OP_INDEX, 2, 2, 0},
+    {"concat", F_CONCAT, OP_CONCAT, 1, MAX_JOINED, 1},
+    {"stack", F_STACK, OP_CONCAT, 1, MAX_JOINED, 1},
 };
 enum { NFUNCTIONS = sizeof functions / sizeof functions[0] };
 
@@ -140,7 +213,7 @@ enum { NFUNCTIONS = sizeof functions / sizeof functions[0] };
  * op table (ops.h, OPC_FUNCTION); the others, which lower to several
  * nodes or take options, are listed above. */
 static const FnInfo unary_functions[] = {
-#define X(E, name, label, arity, classes, flops, value, ctext, d, ga, gb) {name, F_UNARY, OP_##E, 1, 1},
+#define X(E, name, label, arity, classes, flops, value, ctext, d, ga, gb) {name, F_UNARY, OP_##E, 1, 1, 0},
     BPC_OPS(X)
 #undef X
 };
@@ -174,13 +247,71 @@ static _Noreturn void unknown_function(Lowerer *L, Ast *a) {
 static _Noreturn void undefined_name(Lowerer *L, Ast *a) {
   const char *best_name = NULL;
   int best = 99;
-  for (uint32_t i = 0; i < L->cap; i++)
-    if (L->tab[i] && name_is_closer(a->name, L->tab[i]->name, &best)) best_name = L->tab[i]->name;
+  for (uint32_t i = 0; i < L->cap; i++) {
+    Binding *b = L->tab[i];
+    if (b && !b->hidden && visible(L, b) && name_is_closer(a->name, b->name, &best)) best_name = b->name;
+  }
   if (find_function(a->name))
     diag_error(L->c, a->loc, "'%s' is a function; call it as %s(...)", a->name, a->name);
   if (best_name) diag_error(L->c, a->loc, "undefined name '%s'; did you mean '%s'?", a->name, best_name);
   diag_error(L->c, a->loc, "undefined name '%s'", a->name);
 }
+
+/* A name as a value, where the statements being lowered may see it. */
+static Binding *lookup_value(Lowerer *L, Ast *a) {
+  Binding *b = lookup(L, a->name);
+  if (!b) undefined_name(L, a);
+  if (!visible(L, b))
+    diag_error(L->c, a->loc,
+               "'%s' is %s of the model; a function sees only its arguments, its own values and dims "
+               "(pass %s as an argument)",
+               a->name, kind_word(b->kind), a->name);
+  if (b->kind == B_FUNC) diag_error(L->c, a->loc, "'%s' is a function; call it as %s(...)", a->name, a->name);
+  return b;
+}
+
+/* ---- constant integers --------------------------------------------------------
+ * Indices, slice bounds, loop bounds, sizes and axes: numbers, dims, loop
+ * variables, + - * / % and parentheses, / dividing whole numbers (rounding
+ * down, as Python's //). Evaluated from the AST, never built as nodes. */
+enum { MAX_CONST_DEPTH = 200 };
+
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+static int64_t const_int_at(Lowerer *L, Ast *a, const char *what, int depth) {
+  Ctx *c = L->c;
+  if (depth > MAX_CONST_DEPTH) diag_error(c, a->loc, "%s is nested too deeply", what);
+  switch (a->kind) {
+  case AST_NUM:
+    if (!a->is_int || a->num > 1e15) diag_error(c, a->loc, "%s must be an integer, got %g", what, a->num);
+    return (int64_t)a->num;
+  case AST_NAME: {
+    Binding *b = lookup_value(L, a);
+    if (b->kind != B_DIM && b->kind != B_LOOPVAR)
+      diag_error(c, a->loc, "%s must be a constant integer (numbers, dims and loop variables), but '%s' is %s",
+                 what, a->name, kind_word(b->kind));
+    return b->dim;
+  }
+  case AST_NEG: return -const_int_at(L, a->kids[0], what, depth + 1);
+  case AST_BIN: {
+    int64_t x = const_int_at(L, a->kids[0], what, depth + 1), y = const_int_at(L, a->kids[1], what, depth + 1);
+    switch (a->op) {
+    case '+': return x + y;
+    case '-': return x - y;
+    case '*': return x * y;
+    case '/':
+    case '%':
+      if (y == 0) diag_error(c, a->loc, "%s divides by zero", what);
+      return a->op == '/' ? floor_div(x, y) : x - floor_div(x, y) * y;
+    default: break;
+    }
+  }
+  /* fall through */
+  default: diag_error(c, a->loc, "%s must be a constant integer (numbers, dims and loop variables)", what);
+  }
+}
+
+static int64_t const_int_ast(Lowerer *L, Ast *a, const char *what) { return const_int_at(L, a, what, 0); }
 
 /* ---- shape checks, in the user's words ------------------------------------ */
 
@@ -274,12 +405,6 @@ static Node *matmul(Lowerer *L, Loc loc, Node *a, Node *b, const char *how) {
   return ir_matmul(c, a, b, 0);
 }
 
-static int64_t const_int(Lowerer *L, Node *n, Loc loc, const char *what) {
-  if (n->op != OP_CONST || n->shape.rank != 0) diag_error(L->c, loc, "%s must be a constant integer", what);
-  if (n->value != floor(n->value) || fabs(n->value) > 1e15)
-    diag_error(L->c, loc, "%s must be an integer, got %g", what, n->value);
-  return (int64_t)n->value;
-}
 
 /* ---- calls ---------------------------------------------------------------- */
 
@@ -301,78 +426,261 @@ static void need_same_shape(Lowerer *L, Ast *a, Node *x, Node *y) {
                S(L, y));
 }
 
-static Node *reduce_axis(Lowerer *L, Ast *a, Node *x, Node *axis_node, int mean) {
+/* The axes a call names (axis=K, axis=[K, ...], or the positional axis of
+ * sum and mean), as a mask of x's axes; negative counts from the end. */
+static unsigned axes_of(Lowerer *L, Ast *spec, Node *x, const char *fn) {
   Ctx *c = L->c;
-  if (!axis_node) {
+  int n = spec->kind == AST_LIST ? spec->nkids : 1;
+  unsigned mask = 0;
+  if (x->shape.rank == 0) diag_error(c, spec->loc, "%s() over an axis needs a tensor, not a scalar", fn);
+  for (int i = 0; i < n; i++) {
+    Ast *e = spec->kind == AST_LIST ? spec->kids[i] : spec;
+    int64_t k = const_int_ast(L, e, "an axis");
+    if (k < -x->shape.rank || k >= x->shape.rank)
+      diag_error(c, e->loc, "axis %lld is out of range for shape %s (valid: 0 to %d, or -%d to -1 from the end)",
+                 (long long)k, S(L, x), x->shape.rank - 1, x->shape.rank);
+    if (k < 0) k += x->shape.rank;
+    if (mask & (1u << k)) diag_error(c, e->loc, "axis %lld is named twice", (long long)k);
+    mask |= 1u << k;
+  }
+  return mask;
+}
+
+static int one_axis(Lowerer *L, Ast *spec, Node *x, const char *fn) {
+  if (spec->kind == AST_LIST) diag_error(L->c, spec->loc, "%s() takes one axis, not a list", fn);
+  return shape_axis_of(axes_of(L, spec, x, fn));
+}
+
+/* x with the axes in mask moved last, in their order, and merged into one:
+ * [kept..., product of the masked]. */
+static Node *axes_last(Ctx *c, Node *x, unsigned mask) {
+  int perm[BPC_MAX_RANK], n = 0;
+  Shape merged = {0, {0}};
+  int64_t rows = 1;
+  for (int k = 0; k < x->shape.rank; k++)
+    if (!(mask & (1u << k))) perm[n++] = k, merged.dim[merged.rank++] = x->shape.dim[k];
+  for (int k = 0; k < x->shape.rank; k++)
+    if (mask & (1u << k)) perm[n++] = k, rows *= x->shape.dim[k];
+  merged.dim[merged.rank++] = rows;
+  return ir_reshape(c, ir_permute(c, x, perm), merged);
+}
+
+/* The inverse of moving one axis last: the result of a row-by-row op on
+ * axes_last(x, axis) put back in x's order. */
+static Node *axis_back(Ctx *c, Node *r, int axis) {
+  int rank = r->shape.rank, perm[BPC_MAX_RANK];
+  for (int k = 0, from = 0; k < rank; k++)
+    perm[k] = k == axis ? rank - 1 : from++;
+  return ir_permute(c, r, perm);
+}
+
+static Node *sum_over(Lowerer *L, Ast *a, Node *x, Ast *spec, int mean) {
+  Ctx *c = L->c;
+  if (!spec) {
     Node *s = ir_reduce(c, OP_SUM, x);
     return mean ? ir_binary(c, OP_DIV, s, ir_const(c, (double)shape_numel(x->shape), shape_scalar())) : s;
   }
-  int64_t axis = const_int(L, axis_node, a->kids[1]->loc, "the axis");
-  if (x->shape.rank == 0)
-    diag_error(c, a->kids[1]->loc, "%s() over an axis needs a vector or a matrix, not a scalar", a->name);
-  if (axis < 0 || axis >= x->shape.rank)
-    diag_error(c, a->kids[1]->loc, "axis %lld is out of range for shape %s (valid: 0 to %d)", (long long)axis,
-               S(L, x), x->shape.rank - 1);
-  Node *s = ir_sumax(c, x, (int)axis);
-  return mean ? ir_binary(c, OP_DIV, s, ir_const(c, (double)x->shape.dim[axis], shape_scalar())) : s;
+  unsigned mask = axes_of(L, spec, x, a->name);
+  Node *s = ir_sum_axes(c, x, mask, shape_drop_axes(x->shape, mask));
+  double n = (double)(shape_numel(x->shape) / shape_numel(s->shape));
+  return mean ? ir_binary(c, OP_DIV, s, ir_const(c, n, shape_scalar())) : s;
 }
+
+static Node *extreme_over(Lowerer *L, Ast *spec, Node *x, int is_max, const char *fn) {
+  Ctx *c = L->c;
+  unsigned mask = axes_of(L, spec, x, fn);
+  int last = x->shape.rank - 1;
+  Node *rows = mask == 1u << last ? x : axes_last(c, x, mask);
+  return ir_reduce(c, is_max ? OP_MAXROW : OP_MINROW, rows);
+}
+
+/* An op over the last axis (logsumexp, log_softmax, softmax) along the
+ * axis a call names: that axis moved last, and back for a result of x's
+ * shape. */
+static Node *along(Lowerer *L, Ast *spec, Node *x, const char *fn, int kind) {
+  Ctx *c = L->c;
+  int axis = spec ? one_axis(L, spec, x, fn) : x->shape.rank - 1, last = axis == x->shape.rank - 1;
+  Node *v = last ? x : axes_last(c, x, 1u << axis);
+  if (kind == F_LSE) return ir_reduce(c, OP_LSE, v);
+  Node *r = log_softmax(c, v);
+  if (kind == F_SOFTMAX) r = ir_unary(c, OP_EXP, r);
+  return last ? r : axis_back(c, r, axis);
+}
+
+/* reshape(x, [d0, d1, ...]): the same elements; one size may be -1, the
+ * rest of them. */
+static Node *reshape_to(Lowerer *L, Ast *a, Node *x, Ast *sizes) {
+  Ctx *c = L->c;
+  if (!sizes || sizes->kind != AST_LIST)
+    diag_error(c, a->kids[1]->loc, "reshape() takes the new shape as a list, e.g. reshape(x, [2, 3])");
+  if (sizes->nkids > BPC_MAX_RANK)
+    diag_error(c, sizes->loc, "a shape has at most %d dimensions", BPC_MAX_RANK);
+  Shape to = {sizes->nkids, {0}};
+  int free_axis = -1;
+  int64_t known = 1;
+  for (int k = 0; k < sizes->nkids; k++) {
+    int64_t d = const_int_ast(L, sizes->kids[k], "a size");
+    if (d == -1 && free_axis < 0) {
+      free_axis = k;
+      continue;
+    }
+    if (d <= 0) diag_error(c, sizes->kids[k]->loc, "a size must be positive (or one -1), got %lld", (long long)d);
+    to.dim[k] = d;
+    known *= d;
+  }
+  int64_t n = shape_numel(x->shape);
+  if (free_axis >= 0) {
+    if (n % known) diag_error(c, sizes->loc, "cannot reshape %s (%lld elements) with the sizes given: %lld is not a multiple of %lld", S(L, x), (long long)n, (long long)n, (long long)known);
+    to.dim[free_axis] = n / known;
+  } else if (known != n) {
+    diag_error(c, sizes->loc, "cannot reshape %s (%lld elements) to %s (%lld elements)", S(L, x), (long long)n,
+               shape_str(c, to), (long long)known);
+  }
+  return ir_reshape(c, x, to);
+}
+
+/* concat(a, b, ..., axis=K) joins along an existing axis; stack(..., axis=K)
+ * along a new one. */
+static Node *join(Lowerer *L, Ast *a, Node **args, int n, Ast *spec, int stack) {
+  Ctx *c = L->c;
+  Node **parts = arena_alloc(&c->arena, sizeof(Node *) * (size_t)n);
+  Shape first = args[0]->shape;
+  int rank = first.rank + stack;
+  int64_t axis = spec ? const_int_ast(L, spec, "an axis") : 0;
+  if (axis < -rank || axis >= rank || rank == 0)
+    diag_error(c, spec ? spec->loc : a->loc, "axis %lld is out of range for %s() of %s values (valid: 0 to %d)",
+               (long long)axis, a->name, S(L, args[0]), rank - 1);
+  if (axis < 0) axis += rank;
+  for (int j = 0; j < n; j++) {
+    Shape s = args[j]->shape;
+    int same = s.rank == first.rank;
+    for (int k = 0; same && k < s.rank; k++)
+      same = s.dim[k] == first.dim[k] || (!stack && k == axis);
+    if (!same)
+      diag_error(c, a->kids[j]->loc,
+                 "%s(): argument %d has shape %s, but the first has %s (%s)", a->name, j + 1, S(L, args[j]),
+                 S(L, args[0]), stack ? "all must have the same shape" : "only the joined axis may differ");
+    if (stack) { /* a new axis of 1 where they are joined */
+      Shape t = {s.rank + 1, {0}};
+      for (int k = 0, from = 0; k < t.rank; k++)
+        t.dim[k] = k == axis ? 1 : s.dim[from++];
+      parts[j] = ir_reshape(c, args[j], t);
+    } else {
+      parts[j] = args[j];
+    }
+  }
+  return ir_concat(c, parts, n, (int)axis);
+}
+
+static Node *call_user(Lowerer *L, Ast *a, Node **args, Binding *f);
 
 static Node *lower_call(Lowerer *L, Ast *a, Node **args) {
   Ctx *c = L->c;
+  Binding *user = lookup(L, a->name);
+  if (user && user->kind == B_FUNC) return call_user(L, a, args, user);
   const FnInfo *f = find_function(a->name);
   if (!f) unknown_function(L, a);
-  if (a->nkids < f->min_args || a->nkids > f->max_args) {
+  /* positional arguments first, then keywords: only axis=, once, where the function takes it */
+  Ast *axis = NULL;
+  Node *pos[MAX_JOINED];
+  Ast *pos_ast[MAX_JOINED];
+  int npos = 0;
+  for (int k = 0; k < a->nkids; k++) {
+    Ast *kid = a->kids[k];
+    if (kid->kind == AST_KWARG) {
+      if (!f->takes_axis || strcmp(kid->name, "axis"))
+        diag_error(c, kid->loc, "%s() has no option '%s'%s", f->name, kid->name,
+                   f->takes_axis ? " (it takes axis=)" : "");
+      if (axis) diag_error(c, kid->loc, "axis= is given twice");
+      axis = kid->kids[0];
+      continue;
+    }
+    if (axis) diag_error(c, kid->loc, "%s(): an argument without a name cannot follow axis=", f->name);
+    if (npos == MAX_JOINED) diag_error(c, kid->loc, "%s() takes at most %d arguments", f->name, MAX_JOINED);
+    pos_ast[npos] = kid;
+    pos[npos++] = args[k];
+  }
+  if (npos < f->min_args || npos > f->max_args) {
     if (f->min_args == f->max_args)
       diag_error(c, a->loc, "%s() takes %d argument%s, but %d %s given", f->name, f->min_args,
-                 f->min_args == 1 ? "" : "s", a->nkids, a->nkids == 1 ? "was" : "were");
+                 f->min_args == 1 ? "" : "s", npos, npos == 1 ? "was" : "were");
+    if (f->max_args == MAX_JOINED)
+      diag_error(c, a->loc, "%s() takes at least %d argument", f->name, f->min_args);
     diag_error(c, a->loc, "%s() takes %d or %d arguments, but %d %s given", f->name, f->min_args, f->max_args,
-               a->nkids, a->nkids == 1 ? "was" : "were");
+               npos, npos == 1 ? "was" : "were");
   }
-  Node *x = args[0], *y = a->nkids > 1 ? args[1] : NULL;
+  for (int k = 0; k < npos; k++) /* only reshape's sizes, transpose's order and an axis may be lists */
+    if (!pos[k] && !(k == 1 && (f->kind == F_RESHAPE || f->kind == F_TRANSPOSE || f->kind == F_SUM ||
+                               f->kind == F_MEAN)))
+      diag_error(c, pos_ast[k]->loc, "a list is not a value; %s() takes values here", f->name);
+  Node *x = pos[0], *y = npos > 1 ? pos[1] : NULL;
+  if (!x) diag_error(c, pos_ast[0]->loc, "a list is not a value; %s() takes a value here", f->name);
   switch (f->kind) {
   case F_UNARY: return ir_unary(c, f->op, x);
   case F_MAX:
   case F_MIN:
+    if (y && axis) diag_error(c, axis->loc, "%s(a, b) is elementwise; axis= is for %s(x, axis=K)", f->name, f->name);
     if (y) return elementwise(L, a->loc, f->kind == F_MAX ? OP_MAX2 : OP_MIN2, ",", x, y);
+    if (axis) return extreme_over(L, axis, x, f->kind == F_MAX, f->name);
     return ir_reduce(c, f->kind == F_MAX ? OP_MAXALL : OP_MINALL, x);
-  case F_SUM: return reduce_axis(L, a, x, y, 0);
-  case F_MEAN: return reduce_axis(L, a, x, y, 1);
+  case F_SUM:
+  case F_MEAN:
+    if (npos > 1 && axis) diag_error(c, axis->loc, "the axis is given twice (as the second argument and axis=)");
+    return sum_over(L, a, x, npos > 1 ? pos_ast[1] : axis, f->kind == F_MEAN);
   case F_DOT:
     if (x->shape.rank == 1 && y->shape.rank == 1 && x->shape.dim[0] != y->shape.dim[0])
       diag_error(c, a->loc, "cannot compute dot(%s, %s): lengths %lld and %lld differ", S(L, x), S(L, y),
                  (long long)x->shape.dim[0], (long long)y->shape.dim[0]);
     return matmul(L, a->loc, x, y, "dot");
-  case F_TRANSPOSE: { /* the axes reversed */
+  case F_TRANSPOSE: { /* the axes reversed, or in the order given */
     if (x->shape.rank < 2)
       diag_error(c, a->loc, "transpose() needs a matrix or a tensor, but its argument has shape %s", S(L, x));
     int perm[BPC_MAX_RANK];
-    for (int k = 0; k < x->shape.rank; k++)
-      perm[k] = x->shape.rank - 1 - k;
+    if (npos == 1) {
+      for (int k = 0; k < x->shape.rank; k++)
+        perm[k] = x->shape.rank - 1 - k;
+      return ir_permute(c, x, perm);
+    }
+    Ast *order = pos_ast[1];
+    if (order->kind != AST_LIST || order->nkids != x->shape.rank)
+      diag_error(c, order->loc, "transpose(x, [...]) needs the order of all %d axes of %s", x->shape.rank, S(L, x));
+    unsigned seen = 0;
+    for (int k = 0; k < x->shape.rank; k++) {
+      int64_t p = const_int_ast(L, order->kids[k], "an axis");
+      if (p < 0 || p >= x->shape.rank || (seen & (1u << p)))
+        diag_error(c, order->kids[k]->loc, "transpose(): the order must name each axis 0 to %d once",
+                   x->shape.rank - 1);
+      seen |= 1u << p;
+      perm[k] = (int)p;
+    }
     return ir_permute(c, x, perm);
   }
-  case F_SOFTMAX: need_tensor(L, a, x, f->name); return ir_unary(c, OP_EXP, log_softmax(c, x));
-  case F_LOG_SOFTMAX: need_tensor(L, a, x, f->name); return log_softmax(c, x);
-  case F_LSE: need_tensor(L, a, x, f->name); return ir_reduce(c, OP_LSE, x);
+  case F_SOFTMAX:
+  case F_LOG_SOFTMAX:
+  case F_LSE: need_tensor(L, a, x, f->name); return along(L, axis, x, f->name, f->kind);
   case F_CE:
     need_same_shape(L, a, x, y);
     return ir_unary(c, OP_NEG, ir_reduce(c, OP_SUM, ir_binary(c, OP_MUL, y, ir_unary(c, OP_LOG, x))));
   case F_SCE:
     need_tensor(L, a, x, f->name);
     need_same_shape(L, a, x, y);
-    return ir_unary(c, OP_NEG, ir_reduce(c, OP_SUM, ir_binary(c, OP_MUL, y, log_softmax(c, x))));
+    return ir_unary(c, OP_NEG, ir_reduce(c, OP_SUM, ir_binary(c, OP_MUL, y, along(L, axis, x, f->name, F_LOG_SOFTMAX))));
   case F_FLATTEN: return ir_reshape(c, x, shape_vec(shape_numel(x->shape)));
+  case F_RESHAPE: return reshape_to(L, a, x, pos_ast[1]);
+  case F_CONCAT:
+  case F_STACK: return join(L, a, pos, npos, axis, f->kind == F_STACK);
   case F_LEAKY_RELU: { /* x above 0, slope * x at and below */
     if (y->op != OP_CONST || y->shape.rank != 0)
-      diag_error(c, a->kids[1]->loc, "the slope of leaky_relu must be a constant number");
+      diag_error(c, pos_ast[1]->loc, "the slope of leaky_relu must be a constant number");
     return ir_unary_const(c, OP_LEAKY_RELU, x, y->value);
   }
   case F_CLIP: { /* max then min: gradient 1 strictly inside (lo, hi), 0 outside and at the bounds */
-    Node *lo = args[1], *hi = args[2];
+    Node *lo = pos[1], *hi = pos[2];
     for (int k = 1; k <= 2; k++)
-      if (args[k]->op != OP_CONST || args[k]->shape.rank != 0)
-        diag_error(c, a->kids[k]->loc, "the bounds of clip must be constant numbers");
+      if (pos[k]->op != OP_CONST || pos[k]->shape.rank != 0)
+        diag_error(c, pos_ast[k]->loc, "the bounds of clip must be constant numbers");
     if (lo->value > hi->value)
-      diag_error(c, a->kids[2]->loc, "clip(x, lo, hi) needs lo <= hi, got %g and %g", lo->value, hi->value);
+      diag_error(c, pos_ast[2]->loc, "clip(x, lo, hi) needs lo <= hi, got %g and %g", lo->value, hi->value);
     return ir_binary(c, OP_MIN2, ir_binary(c, OP_MAX2, x, lo), hi);
   }
   }
@@ -381,26 +689,60 @@ static Node *lower_call(Lowerer *L, Ast *a, Node **args) {
 
 /* ---- expressions ---------------------------------------------------------- */
 
+/* One subscript along an axis of size n: an index (count 0: the axis goes)
+ * or a slice start:stop:step, numpy style (negative counts from the end;
+ * a slice's bounds are clipped to the axis, as numpy does). */
+static void subscript(Lowerer *L, Ast *k, Node *x, int axis, int64_t *start, int64_t *step, int64_t *count) {
+  Ctx *c = L->c;
+  int64_t n = x->shape.dim[axis];
+  if (k->kind != AST_SLICE) {
+    int64_t i = const_int_ast(L, k, "an index");
+    if (i < -n || i >= n)
+      diag_error(c, k->loc, "index %lld is out of range for axis %d of shape %s (valid: %lld to %lld)",
+                 (long long)i, axis, S(L, x), (long long)-n, (long long)n - 1);
+    *start = i < 0 ? i + n : i;
+    *step = 1;
+    *count = 0;
+    return;
+  }
+  int64_t st = k->kids[2] ? const_int_ast(L, k->kids[2], "a slice's step") : 1;
+  if (st <= 0) diag_error(c, k->kids[2]->loc, "a slice's step must be positive, got %lld", (long long)st);
+  int64_t lo = k->kids[0] ? const_int_ast(L, k->kids[0], "a slice's start") : 0;
+  int64_t hi = k->kids[1] ? const_int_ast(L, k->kids[1], "a slice's end") : n;
+  if (lo < 0) lo += n;
+  if (hi < 0) hi += n;
+  lo = lo < 0 ? 0 : lo > n ? n : lo;
+  hi = hi < 0 ? 0 : hi > n ? n : hi;
+  if (hi <= lo)
+    diag_error(c, k->loc, "the slice selects nothing from axis %d of shape %s (from %lld up to %lld)", axis,
+               S(L, x), (long long)lo, (long long)hi);
+  *start = lo;
+  *step = st;
+  *count = (hi - lo + st - 1) / st;
+}
+
+/* x[...]: the subscripts select a block (a view when it is contiguous, a
+ * gather otherwise); indexed axes go, sliced ones stay. */
 static Node *lower_index(Lowerer *L, Ast *a, Node **args) {
   Ctx *c = L->c;
   Node *x = args[0];
-  int nidx = a->nkids - 1;
+  int nsub = a->nkids - 1;
   if (x->shape.rank == 0) diag_error(c, a->loc, "cannot index a scalar");
-  if (nidx > x->shape.rank)
-    diag_error(c, a->loc, "%d indices given, but the value has shape %s", nidx, S(L, x));
-  int64_t offset = 0;
-  for (int i = 0; i < nidx; i++) {
-    int64_t k = const_int(L, args[1 + i], a->kids[1 + i]->loc, "an index");
-    if (k < 0 || k >= x->shape.dim[i])
-      diag_error(c, a->kids[1 + i]->loc, "index %lld is out of range for shape %s (valid: 0 to %lld)",
-                 (long long)k, S(L, x), (long long)x->shape.dim[i] - 1);
-    offset = offset * x->shape.dim[i] + k;
+  if (nsub > x->shape.rank)
+    diag_error(c, a->loc, "%d subscripts given, but the value has shape %s (%d ax%s)", nsub, S(L, x),
+               x->shape.rank, x->shape.rank == 1 ? "is" : "es");
+  int64_t start[BPC_MAX_RANK], step[BPC_MAX_RANK];
+  Shape taken = x->shape, kept = {0, {0}};
+  for (int k = 0; k < x->shape.rank; k++) {
+    int64_t count = x->shape.dim[k];
+    start[k] = 0;
+    step[k] = 1;
+    if (k < nsub) subscript(L, a->kids[1 + k], x, k, &start[k], &step[k], &count);
+    taken.dim[k] = count ? count : 1;
+    if (count) kept.dim[kept.rank++] = count;
   }
-  /* leading indices select a contiguous block: the remaining axes */
-  Shape rest = {x->shape.rank - nidx, {0}};
-  for (int i = nidx; i < x->shape.rank; i++)
-    rest.dim[i - nidx] = x->shape.dim[i];
-  return ir_index(c, x, offset * shape_numel(rest), rest);
+  c->cur_loc = a->loc;
+  return ir_reshape(c, ir_slice(c, x, start, step, taken), kept);
 }
 
 static Node *lower_binary(Lowerer *L, Ast *a, Node *x, Node *y) {
@@ -411,6 +753,8 @@ static Node *lower_binary(Lowerer *L, Ast *a, Node *x, Node *y) {
   case '*': return elementwise(L, a->loc, OP_MUL, "*", x, y);
   case '/': return elementwise(L, a->loc, OP_DIV, "/", x, y);
   case '@': return matmul(L, a->loc, x, y, "@");
+  case '%':
+    diag_error(c, a->loc, "'%%' works on constant integers only (indices, slices, sizes and loop bounds)");
   default: /* '^' */
     if (y->op != OP_CONST || y->shape.rank != 0)
       diag_error(c, a->kids[1]->loc, "the exponent of '^' must be a constant number");
@@ -422,9 +766,11 @@ static Node *lower_binary(Lowerer *L, Ast *a, Node *x, Node *y) {
 static Node *lower_leaf(Lowerer *L, Ast *a) {
   Ctx *c = L->c;
   if (a->kind == AST_NUM) return ir_const(c, a->num, shape_scalar());
-  Binding *b = lookup(L, a->name);
-  if (!b) undefined_name(L, a);
-  if (b->kind == B_DIM) return ir_const(c, (double)b->dim, shape_scalar());
+  if (a->kind == AST_LIST)
+    diag_error(c, a->loc, "a list is only an argument of a function (reshape(x, [2, 3]), sum(x, axis=[0, 1]))");
+  if (a->kind == AST_KWARG) diag_error(c, a->loc, "'%s=' is only an argument of a function call", a->name);
+  Binding *b = lookup_value(L, a);
+  if (b->kind == B_DIM || b->kind == B_LOOPVAR) return ir_const(c, (double)b->dim, shape_scalar());
   return b->node;
 }
 
@@ -444,8 +790,18 @@ typedef struct Frame {
   int next; /* next child to evaluate */
 } Frame;
 
+/* Whether kid k of a is a value to lower first: not a subscript (a
+ * constant, read from the AST), a keyword or a list argument. */
+static int value_kid(const Ast *a, int k) {
+  if (a->kind == AST_INDEX) return k == 0;
+  if (a->kind == AST_CALL) return a->kids[k]->kind != AST_KWARG && a->kids[k]->kind != AST_LIST;
+  return 1;
+}
+
 /* Post-order walk with explicit stacks: frames for the AST nodes being
- * evaluated, values for finished children. */
+ * evaluated, values for finished children (NULL for the kids that are not
+ * values). A call of a user function lowers its body from inside this
+ * walk, so the stacks are shared: each walk works above the tops it found. */
 static Node *lower_expr(Lowerer *L, Ast *root) {
   Arena *ar = &L->c->arena;
   if (!L->fcap) {
@@ -453,34 +809,47 @@ static Node *lower_expr(Lowerer *L, Ast *root) {
     L->frames = arena_alloc(ar, sizeof(Frame) * (size_t)L->fcap);
     L->vals = arena_alloc(ar, sizeof(Node *) * (size_t)L->vcap);
   }
-  int nf = 0, nv = 0;
-  L->frames[nf++] = (Frame){root, 0};
-  while (nf) {
-    Frame *f = &L->frames[nf - 1];
+  int nf0 = L->nf, nv0 = L->nv;
+  L->frames[L->nf++] = (Frame){root, 0};
+  while (L->nf > nf0) {
+    Frame *f = &L->frames[L->nf - 1];
     if (f->next < f->ast->nkids) {
-      Ast *kid = f->ast->kids[f->next++];
-      if (nf == L->fcap) {
+      int k = f->next++;
+      Ast *kid = f->ast->kids[k];
+      if (!kid || !value_kid(f->ast, k)) {
+        if (L->nv == L->vcap) {
+          Node **nvs = arena_alloc(ar, sizeof(Node *) * (size_t)L->vcap * 2);
+          memcpy(nvs, L->vals, sizeof(Node *) * (size_t)L->vcap);
+          L->vals = nvs;
+          L->vcap *= 2;
+        }
+        L->vals[L->nv++] = NULL;
+        continue;
+      }
+      if (L->nf == L->fcap) {
         Frame *nfr = arena_alloc(ar, sizeof(Frame) * (size_t)L->fcap * 2);
         memcpy(nfr, L->frames, sizeof(Frame) * (size_t)L->fcap);
         L->frames = nfr;
         L->fcap *= 2;
       }
-      L->frames[nf++] = (Frame){kid, 0};
+      L->frames[L->nf++] = (Frame){kid, 0};
       continue;
     }
     Ast *a = f->ast;
-    Node *r = lower_node(L, a, L->vals + nv - a->nkids);
-    nv -= a->nkids;
-    nf--;
-    if (nv == L->vcap) {
+    Node *r = lower_node(L, a, L->vals + L->nv - a->nkids);
+    L->nv -= a->nkids;
+    L->nf--;
+    if (L->nv == L->vcap) {
       Node **nvs = arena_alloc(ar, sizeof(Node *) * (size_t)L->vcap * 2);
       memcpy(nvs, L->vals, sizeof(Node *) * (size_t)L->vcap);
       L->vals = nvs;
       L->vcap *= 2;
     }
-    L->vals[nv++] = r;
+    L->vals[L->nv++] = r;
   }
-  return L->vals[0];
+  Node *r = L->vals[--L->nv];
+  (void)nv0;
+  return r;
 }
 
 /* ---- declarations ----------------------------------------------------------- */
@@ -647,13 +1016,18 @@ static void name_value(Node *n, const char *name) {
   if (!n->name && n->op != OP_CONST) n->name = name;
 }
 
+/* A name as the generated code shows it: h_3 for h in iteration 3. */
+static const char *scoped_name(Lowerer *L, const char *name) {
+  return L->cx.suffix ? arena_printf(&L->c->arena, "%s%s", name, L->cx.suffix) : name;
+}
+
 static void assign(Lowerer *L, Stmt *s) {
   Ctx *c = L->c;
   Node *n = lower_expr(L, s->expr);
   int is_loss = s->kind == ST_ASSIGN && !strcmp(s->name, "loss");
   Binding *b = define(L, s->name, s->name_loc, s->kind == ST_OUTPUT ? B_OUTPUT : B_VALUE);
   b->node = n;
-  name_value(n, s->name);
+  name_value(n, scoped_name(L, s->name));
   if (s->kind == ST_OUTPUT) {
     Decl *d = new_decl(L, s, n->shape, &c->outputs, &c->num_outputs);
     d->node = n;
@@ -669,6 +1043,159 @@ static void assign(Lowerer *L, Stmt *s) {
   }
 }
 
+static void lower_stmts(Lowerer *L, PtrVec *stmts, Node **ret);
+
+/* for i in lo..hi { body }: the body once per i, each time in a scope of
+ * its own (names first made there are the iteration's), values made
+ * before the loop carried from one iteration to the next. */
+static void lower_loop(Lowerer *L, Stmt *s) {
+  Ctx *c = L->c;
+  int64_t lo = const_int_ast(L, s->expr, "the loop's start"), hi = const_int_ast(L, s->hi, "the loop's end");
+  if (lo > hi)
+    diag_error(c, s->hi->loc, "the range %lld..%lld runs backwards (a loop's start must not be after its end)",
+               (long long)lo, (long long)hi);
+  Context saved = L->cx;
+  const char *note = c->diag_note;
+  for (int64_t i = lo; i < hi; i++) {
+    int mark = open_scope(L);
+    L->cx.loop_scope = L->scope;
+    L->cx.suffix = arena_printf(&c->arena, "%s_%lld", saved.suffix ? saved.suffix : "", (long long)i);
+    c->diag_note = arena_printf(&c->arena, "(in the loop at line %d, %s = %lld)%s%s", s->loc.line, s->name,
+                                (long long)i, note ? " " : "", note ? note : "");
+    define(L, s->name, s->name_loc, B_LOOPVAR)->dim = i;
+    lower_stmts(L, &s->body, NULL);
+    close_scope(L, mark);
+  }
+  L->cx = saved;
+  c->diag_note = note;
+}
+
+static const char *stmt_word(const Stmt *s) {
+  switch (s->kind) {
+  case ST_DIM: return "'dim'";
+  case ST_PARAM: return "'param'";
+  case ST_INPUT: return "'input'";
+  case ST_OUTPUT: return "'output'";
+  case ST_DEF: return "'def'";
+  case ST_ASSIGN: return "the loss";
+  default: return "this statement";
+  }
+}
+
+/* Declarations and the loss belong to the model, once: not in a loop's
+ * body (which repeats) nor in a function's (which is a template). Checked
+ * before anything runs, so a function never called is checked too. */
+static void check_block(Lowerer *L, PtrVec *stmts, const char *where) {
+  for (int i = 0; i < stmts->len; i++) {
+    Stmt *s = stmts->items[i];
+    int is_loss = s->kind == ST_ASSIGN && !strcmp(s->name, "loss");
+    if (s->kind == ST_DIM || s->kind == ST_PARAM || s->kind == ST_INPUT || s->kind == ST_OUTPUT ||
+        s->kind == ST_DEF || is_loss)
+      diag_error(L->c, s->loc, "%s cannot be inside %s (%s)", stmt_word(s), where,
+                 s->kind == ST_DEF ? "define functions at the top of the file"
+                                   : "declare it before, at the top level of the file");
+    if (s->kind == ST_FOR) check_block(L, &s->body, where);
+  }
+}
+
+/* def NAME(params) ...: checked now, lowered at each call. */
+static void declare_function(Lowerer *L, Stmt *s) {
+  Ctx *c = L->c;
+  if (find_function(s->name))
+    diag_error(c, s->name_loc, "'%s' is a built-in function; give yours another name", s->name);
+  for (int k = 0; k < s->nparams; k++)
+    for (int j = 0; j < k; j++)
+      if (!strcmp(s->params[j]->name, s->params[k]->name))
+        diag_error(c, s->params[k]->loc, "%s() has two parameters named '%s'", s->name, s->params[k]->name);
+  check_block(L, &s->body, "a function");
+  Stmt *last = s->body.len ? s->body.items[s->body.len - 1] : NULL;
+  for (int i = 0; i + 1 < s->body.len; i++) {
+    Stmt *st = s->body.items[i];
+    if (st->kind == ST_RETURN)
+      diag_error(c, st->loc, "'return' must be the last statement of %s()'s body", s->name);
+  }
+  if (!last || last->kind != ST_RETURN)
+    diag_error(c, s->name_loc, "%s() returns nothing: its body must end with 'return' and a value", s->name);
+  Binding *b = define(L, s->name, s->name_loc, B_FUNC);
+  b->def = s;
+  b->order = L->ndefs++;
+}
+
+/* A call of a user function: its body lowered with the parameters bound
+ * to the arguments' values (a template: shapes are checked per call). */
+static Node *call_user(Lowerer *L, Ast *a, Node **args, Binding *f) {
+  Ctx *c = L->c;
+  Stmt *d = f->def;
+  int n = 0;
+  for (int k = 0; k < a->nkids; k++) {
+    if (a->kids[k]->kind == AST_KWARG)
+      diag_error(c, a->kids[k]->loc, "%s() takes no named arguments ('%s=')", a->name, a->kids[k]->name);
+    if (!args[k]) diag_error(c, a->kids[k]->loc, "a list is not a value; %s() takes values", a->name);
+    n++;
+  }
+  if (n != d->nparams)
+    diag_error(c, a->loc, "%s() takes %d argument%s, but %d %s given", a->name, d->nparams,
+               d->nparams == 1 ? "" : "s", n, n == 1 ? "was" : "were");
+  if (L->ncalls) {
+    Binding *caller = L->calls[L->ncalls - 1];
+    if (caller == f)
+      diag_error(c, a->loc, "%s() calls itself: recursion is not allowed (a loop can repeat a layer)", a->name);
+    if (f->order > caller->order)
+      diag_error(c, a->loc, "%s() calls %s(), which is defined after it (at line %d); define %s() first",
+                 caller->name, a->name, f->loc.line, a->name);
+  }
+  if (L->ncalls == MAX_CALL_DEPTH)
+    diag_error(c, a->loc, "functions call each other too deeply (the limit is %d)", MAX_CALL_DEPTH);
+  L->calls[L->ncalls++] = f;
+  Context saved = L->cx;
+  const char *note = c->diag_note;
+  int mark = open_scope(L);
+  L->cx.fn_scope = L->scope;
+  L->cx.loop_scope = 0;
+  c->diag_note = arena_printf(&c->arena, "(in %s(), called at %s:%d:%d)%s%s", a->name, c->src.name, a->loc.line,
+                              a->loc.col, note ? " " : "", note ? note : "");
+  for (int k = 0; k < d->nparams; k++) {
+    Binding *old = lookup(L, d->params[k]->name);
+    if (old && visible(L, old))
+      diag_error(c, d->params[k]->loc, "'%s' is %s; a parameter of %s() needs another name",
+                 d->params[k]->name, kind_word(old->kind), d->name);
+    bind(L, d->params[k]->name, d->params[k]->loc, B_VALUE)->node = args[k];
+  }
+  Node *ret = NULL;
+  lower_stmts(L, &d->body, &ret);
+  close_scope(L, mark);
+  L->cx = saved;
+  c->diag_note = note;
+  L->ncalls--;
+  c->cur_loc = a->loc;
+  return ret;
+}
+
+static void lower_stmt(Lowerer *L, Stmt *s, Node **ret) {
+  Ctx *c = L->c;
+  c->cur_loc = s->loc;
+  switch (s->kind) {
+  case ST_DIM: declare_dim(L, s); break;
+  case ST_PARAM:
+  case ST_INPUT: declare_leaf(L, s); break;
+  case ST_ASSIGN:
+  case ST_OUTPUT: assign(L, s); break;
+  case ST_FOR: check_block(L, &s->body, "a loop"); lower_loop(L, s); break;
+  case ST_DEF: declare_function(L, s); break;
+  case ST_RETURN:
+    if (!ret) diag_error(c, s->loc, "'return' belongs at the end of a function's body");
+    *ret = lower_expr(L, s->expr);
+    break;
+  }
+}
+
+/* Statements one after another; nesting (a loop in a loop, a call in a
+ * body) is bounded by the parser's brace limit and MAX_CALL_DEPTH. */
+static void lower_stmts(Lowerer *L, PtrVec *stmts, Node **ret) {
+  for (int i = 0; i < stmts->len; i++)
+    lower_stmt(L, stmts->items[i], ret);
+}
+
 static Loc end_of_file(Ctx *c) {
   int line = 1;
   for (size_t i = 0; i < c->src.len; i++)
@@ -678,17 +1205,7 @@ static Loc end_of_file(Ctx *c) {
 
 void lower_program(Ctx *c) {
   Lowerer L = {.c = c};
-  for (int i = 0; i < c->prog.stmts.len; i++) {
-    Stmt *s = c->prog.stmts.items[i];
-    c->cur_loc = s->loc;
-    switch (s->kind) {
-    case ST_DIM: declare_dim(&L, s); break;
-    case ST_PARAM:
-    case ST_INPUT: declare_leaf(&L, s); break;
-    case ST_ASSIGN:
-    case ST_OUTPUT: assign(&L, s); break;
-    }
-  }
+  lower_stmts(&L, &c->prog.stmts, NULL);
   for (int i = 0; i < c->dims.len; i++) {
     DimDef *d = c->dims.items[i];
     if (!d->used)

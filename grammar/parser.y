@@ -27,11 +27,16 @@ static Ast *bin(Ctx *c, YYLTYPE l, char op, Ast *x, Ast *y) {
   ast_add_kid(c, a, y);
   return a;
 }
-static int add_stmt(Ctx *c, Stmt *s) {
-  if (c->prog.stmts.len >= BPC_MAX_STATEMENTS) {
+/* Every statement counts toward the limit, at the top level or in a block. */
+static int count_stmt(Ctx *c, Stmt *s) {
+  if (++c->nstatements > BPC_MAX_STATEMENTS) {
     diag_record(c, s->loc, "too many statements (the limit is %d)", BPC_MAX_STATEMENTS);
     return 0;
   }
+  return 1;
+}
+static int add_stmt(Ctx *c, Stmt *s) {
+  if (!count_stmt(c, s)) return 0;
   vec_push(&c->arena, &c->prog.stmts, s);
   return 1;
 }
@@ -71,14 +76,16 @@ static int push_op(Ctx *c, int *pending, YYLTYPE l) {
 %token <num> NUMBER "number"
 %token <str> IDENT "name"
 %token DIM "'dim'" PARAM "'param'" INPUT "'input'" OUTPUT "'output'"
+%token DEF "'def'" FOR "'for'" IN "'in'" RETURN "'return'" DOTDOT "'..'"
 %token SEP "end of line"
 %token LEXERROR "invalid token"
 
-%type <ast> expr postfix primary args index_list init_value init_list signed_num dim dim_list
-%type <stmt> stmt shape_opt param_decl
+%type <ast> expr postfix primary args arg index_list index_item opt_expr expr_list init_value init_list signed_num dim dim_list
+%type <ast> param_list
+%type <stmt> stmt shape_opt param_decl block lines def_head
 
 %left '+' '-'
-%left '*' '/' '@'
+%left '*' '/' '%' '@'
 %precedence UMINUS
 %right '^'
 
@@ -107,7 +114,51 @@ stmt: DIM IDENT '=' dim {
         $$ = stmt_new(c, ST_ASSIGN, L(@1));
         $$->name = $1; $$->name_loc = L(@1); $$->expr = $3;
       }
+    | FOR IDENT IN expr DOTDOT expr '{' block '}' {
+        $$ = $8; $$->kind = ST_FOR; $$->loc = L(@1);
+        $$->name = $2; $$->name_loc = L(@2); $$->expr = $4; $$->hi = $6;
+      }
+    | def_head '=' expr {
+        $$ = $1;
+        Stmt *r = stmt_new(c, ST_RETURN, L(@3)); /* the one-expression form: its body returns it */
+        r->expr = $3;
+        vec_push(&c->arena, &$$->body, r);
+      }
+    | def_head '{' block '}' { $$ = $1; $$->body = $3->body; }
+    | RETURN expr { $$ = stmt_new(c, ST_RETURN, L(@1)); $$->expr = $2; }
     ;
+
+def_head: DEF IDENT '(' ')' {
+            $$ = stmt_new(c, ST_DEF, L(@1)); $$->name = $2; $$->name_loc = L(@2);
+          }
+        | DEF IDENT '(' param_list ')' {
+            $$ = stmt_new(c, ST_DEF, L(@1)); $$->name = $2; $$->name_loc = L(@2);
+            $$->params = $4->kids; $$->nparams = $4->nkids;
+          }
+        ;
+
+param_list: IDENT {
+              $$ = ast_new(c, AST_LIST, L(@1));
+              Ast *p = ast_new(c, AST_NAME, L(@1)); p->name = $1;
+              ast_add_kid(c, $$, p);
+            }
+          | param_list ',' IDENT {
+              $$ = $1;
+              Ast *p = ast_new(c, AST_NAME, L(@3)); p->name = $3;
+              ast_add_kid(c, $$, p);
+            }
+          ;
+
+/* The statements of a { } block, each ending its line; the last may end
+ * with the closing brace instead. */
+block: lines
+     | lines stmt { $$ = $1; if (!count_stmt(c, $2)) YYABORT; vec_push(&c->arena, &$$->body, $2); }
+     ;
+
+lines: %empty { $$ = stmt_new(c, ST_FOR, L(@$)); }
+     | lines SEP { $$ = $1; }
+     | lines stmt SEP { $$ = $1; if (!count_stmt(c, $2)) YYABORT; vec_push(&c->arena, &$$->body, $2); }
+     ;
 
 param_decl: PARAM IDENT shape_opt {
               $$ = $3; $$->kind = ST_PARAM; $$->loc = L(@1);
@@ -183,6 +234,7 @@ expr: expr '+' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '+', $1, $4); }
     | expr '-' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '-', $1, $4); }
     | expr '*' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '*', $1, $4); }
     | expr '/' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '/', $1, $4); }
+    | expr '%' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '%', $1, $4); }
     | expr '@' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '@', $1, $4); }
     | expr '^' { PUSH(@2); } expr { POP; $$ = bin(c, @2, '^', $1, $4); }
     | '-' { PUSH(@1); } expr %prec UMINUS { POP; $$ = ast_new(c, AST_NEG, L(@1)); ast_add_kid(c, $$, $3); }
@@ -197,24 +249,49 @@ postfix: primary
          }
        ;
 
-index_list: expr {
+index_list: index_item {
               $$ = ast_new(c, AST_INDEX, L(@1));
               ast_add_kid(c, $$, NULL);
               ast_add_kid(c, $$, $1);
             }
-          | index_list ',' expr { $$ = $1; ast_add_kid(c, $$, $3); }
+          | index_list ',' index_item { $$ = $1; ast_add_kid(c, $$, $3); }
           ;
+
+/* An index, or a slice start:stop:step with any part left out. */
+index_item: expr
+          | opt_expr ':' opt_expr {
+              $$ = ast_new(c, AST_SLICE, L(@2));
+              ast_add_kid(c, $$, $1); ast_add_kid(c, $$, $3); ast_add_kid(c, $$, NULL);
+            }
+          | opt_expr ':' opt_expr ':' expr {
+              $$ = ast_new(c, AST_SLICE, L(@2));
+              ast_add_kid(c, $$, $1); ast_add_kid(c, $$, $3); ast_add_kid(c, $$, $5);
+            }
+          ;
+
+opt_expr: %empty { $$ = NULL; }
+        | expr
+        ;
 
 primary: NUMBER { $$ = num(c, @1, $1); }
        | IDENT { $$ = ast_new(c, AST_NAME, L(@1)); $$->name = $1; }
        | '(' expr ')' { $$ = $2; }
+       | '[' expr_list ']' { $$ = $2; $$->loc = L(@1); }
        | IDENT '(' ')' { $$ = ast_new(c, AST_CALL, L(@1)); $$->name = $1; }
        | IDENT '(' args ')' { $$ = $3; $$->loc = L(@1); $$->name = $1; }
        ;
 
-args: expr { $$ = ast_new(c, AST_CALL, L(@1)); ast_add_kid(c, $$, $1); }
-    | args ',' expr { $$ = $1; ast_add_kid(c, $$, $3); }
+args: arg { $$ = ast_new(c, AST_CALL, L(@1)); ast_add_kid(c, $$, $1); }
+    | args ',' arg { $$ = $1; ast_add_kid(c, $$, $3); }
     ;
+
+arg: expr
+   | IDENT '=' expr { $$ = ast_new(c, AST_KWARG, L(@1)); $$->name = $1; ast_add_kid(c, $$, $3); }
+   ;
+
+expr_list: expr { $$ = ast_new(c, AST_LIST, L(@1)); ast_add_kid(c, $$, $1); }
+         | expr_list ',' expr { $$ = $1; ast_add_kid(c, $$, $3); }
+         ;
 
 %%
 /* ---- syntax errors --------------------------------------------------------- */

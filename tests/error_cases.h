@@ -90,11 +90,12 @@ static const ErrorCase error_cases[] = {
          "    3 | loss = x ^ y\n"
          "      |            ^\n"),
     CASE("index_out_of_range", "param x[3]\nloss = x[3]\n",
-         "model.bp:2:10: error: index 3 is out of range for shape [3] (valid: 0 to 2)\n"
+         "model.bp:2:10: error: index 3 is out of range for axis 0 of shape [3] (valid: -3 to 2)\n"
          "    2 | loss = x[3]\n"
          "      |          ^\n"),
     CASE("non_constant_index", "param x[3]\nparam k\nloss = x[k]\n",
-         "model.bp:3:10: error: an index must be a constant integer\n"
+         "model.bp:3:10: error: an index must be a constant integer (numbers, dims and loop variables), but 'k' "
+         "is a parameter\n"
          "    3 | loss = x[k]\n"
          "      |          ^\n"),
     CASE("unexpected_eof", "param x\nloss = (x + 1\n",
@@ -202,7 +203,7 @@ static const ErrorCase error_cases[] = {
          "    2 | loss = x(2)\n"
          "      |        ^\n"),
     CASE("axis_out_of_range", "param x[3, 2]\nloss = sum(sum(x, 2))\n",
-         "model.bp:2:19: error: axis 2 is out of range for shape [3,2] (valid: 0 to 1)\n"
+         "model.bp:2:19: error: axis 2 is out of range for shape [3,2] (valid: 0 to 1, or -2 to -1 from the end)\n"
          "    2 | loss = sum(sum(x, 2))\n"
          "      |                   ^\n"),
     CASE("nine_dimensions", "param x[1, 2, 1, 2, 1, 2, 1, 2, 3]\nloss = sum(x)\n",

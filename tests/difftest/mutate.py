@@ -18,12 +18,12 @@ MESSAGES = {
     "dot-length": r"cannot compute dot|lengths .* differ",
     "loss-not-scalar": r"loss must be a scalar",
     "index-range": r"index -?\d+ is out of range",
-    "index-too-many": r"indices given",
+    "index-too-many": r"subscripts? given",
     "index-scalar": r"cannot index a scalar",
     "index-nonint": r"must be an integer",
     "index-nonconst": r"must be a constant integer",
     "unknown-function": r"unknown function",
-    "arity": r"takes \d+",
+    "arity": r"takes \d+|transpose\(x, \[",
     "axis-range": r"axis -?\d+ is out of range",
     "transpose-vector": r"transpose\(\) needs a matrix",
     "softmax-scalar": r"needs a vector or a matrix",
@@ -195,7 +195,7 @@ def mutate(case, rng):
         idx = [0] * len(node.shape)
         idx[k] = node.shape[k] + rng.choice([0, 1, 5])
         if rng.random() < 0.3:
-            idx[k] = -1
+            idx[k] = -node.shape[k] - 1  # negative indices count from the end: one too far
         _replace(st, parent, pos, raw("({0})[" + ", ".join(map(str, idx)) + "]", node))
     elif kind == "index-too-many":
         if len(node.shape) != 1:
@@ -229,7 +229,7 @@ def mutate(case, rng):
             return None
         ax = len(node.shape) + rng.choice([0, 1])
         if rng.random() < 0.3:
-            ax = -1
+            ax = -len(node.shape) - 1  # negative axes count from the end: one too far
         _replace(st, parent, pos, raw(rng.choice(["sum", "mean"]) + "({0}, " + str(ax) + ")", node))
     elif kind == "transpose-vector":
         if len(node.shape) == 2:
@@ -272,7 +272,7 @@ def mutate(case, rng):
         _replace(st, parent, pos, raw(rng.choice(["({0} + * {0})", "({0} +)", "{0} = {0}",
                                                   "({0}, {0})", "({0} ^^ 2)"]), node))
     elif kind == "bad-char":
-        _replace(st, parent, pos, raw(rng.choice(["({0} $ 1)", "({0} ! 2)", "({0} % 2)", "({0} & {0})"]), node))
+        _replace(st, parent, pos, raw(rng.choice(["({0} $ 1)", "({0} ! 2)", "({0} ? 2)", "({0} & {0})"]), node))
     elif kind == "unknown-dim":
         picked = _declared_dim(prog, rng)
         if not picked:
