@@ -1092,7 +1092,9 @@ static void check_block(Lowerer *L, PtrVec *stmts, const char *where) {
     if (s->kind == ST_DIM || s->kind == ST_PARAM || s->kind == ST_INPUT || s->kind == ST_OUTPUT ||
         s->kind == ST_DEF || is_loss)
       diag_error(L->c, s->loc, "%s cannot be inside %s (%s)", stmt_word(s), where,
-                 s->kind == ST_DEF ? "define functions at the top of the file"
+                 s->kind == ST_DEF ? "define functions at the top level of the file"
+                 : is_loss         ? "define it at the top level of the file, from the values made here"
+                 : !strcmp(where, "a function") ? "declare it at the top level and pass it as an argument"
                                    : "declare it before, at the top level of the file");
     if (s->kind == ST_FOR) check_block(L, &s->body, where);
   }

@@ -122,6 +122,44 @@ static const char *const ad_programs[] = {
     "param x[6] ~ uniform(-2, 2)\ninput u[6]\n"
     "loss = sum(square(x) * u) + sum(log1p(x * x)) + sum(expm1(x) * u) + sum(erf(x * u)) + sum(elu(x) * x) + "
     "sum(gelu(x * u)) + sum(leaky_relu(x, 0.2) * u) + sum(clip(x, -1, 1.5) * x)\n",
+    /* the language of issue 12: functions (a one-expression and a block one), a loop carrying h
+       through the layers of a stack of matrices, slices with steps, negative indices, constant
+       integer expressions */
+    "dim L = 3\n"
+    "param W[L, 4, 4] ~ normal(0, 0.5)\n"
+    "param b[L, 4] ~ normal(0, 0.1)\n"
+    "input x[4]\n"
+    "input t[4]\n"
+    "def dense(v, M, c) = tanh(v @ M + c)\n"
+    "def residual(v, M) {\n"
+    "  h = relu(v @ M)\n"
+    "  return v + h\n"
+    "}\n"
+    "h = x\n"
+    "for i in 0..L {\n"
+    "  h = dense(h, W[i], b[i])\n"
+    "}\n"
+    "r = residual(h, W[L - 1])\n"
+    "loss = mean((r - t) ^ 2) + sum(W[1:, ::2, 1:3] ^ 2) + sum(b[-1, 1::2] * h[:2]) + W[(L + 1) / 2, L % 2, -1]\n",
+    /* reductions, softmax, logsumexp, max and min along named axes; reshape with -1, concat,
+       stack, transpose with an order (checked by hand against PyTorch too) */
+    "param T[2, 3, 4] ~ uniform(-1, 1)\n"
+    "input Y[2, 3, 4]\n"
+    "loss = sum(softmax(T, axis=1) * Y) + sum(logsumexp(T, axis=0)^2) + sum(max(T, axis=1)) * sum(min(T, axis=[0, 2])) + sum(sum(T, axis=[0, 2])^2) + mean(T, axis=-1)[1, 2] + sum(reshape(T, [4, -1])[3] * 2) + sum(concat(T[0], T[1] * 2, axis=1)^2) + sum(stack(T[0, 0], T[1, 2], axis=1)^3) + sum(transpose(T, [1, 2, 0])[2] * Y[0, 1, 0]) + softmax_cross_entropy(T, Y, axis=1)\n",
+    /* an Elman RNN unrolled over the rows of a [T, D] input */
+    "dim T = 4\n"
+    "dim D = 3\n"
+    "dim Hd = 5\n"
+    "param Wx[D, Hd] ~ normal(0, 0.5)\n"
+    "param Wh[Hd, Hd] ~ normal(0, 0.5)\n"
+    "param Wo[Hd] ~ normal(0, 0.5)\n"
+    "input xs[T, D]\n"
+    "input y\n"
+    "h = xs[0] @ Wx\n"
+    "for t in 1..T {\n"
+    "  h = tanh(xs[t] @ Wx + h @ Wh)\n"
+    "}\n"
+    "loss = (dot(h, Wo) - y)^2\n",
 };
 
 enum { NUM_AD_PROGRAMS = sizeof ad_programs / sizeof ad_programs[0] };

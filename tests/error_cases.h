@@ -218,6 +218,78 @@ static const ErrorCase error_cases[] = {
          "model.bp:2:23: error: clip(x, lo, hi) needs lo <= hi, got 2 and 1\n"
          "    2 | loss = sum(clip(x, 2, 1))\n"
          "      |                       ^\n"),
+    CASE("slice_empty", "param x[5]\nloss = sum(x[3:1])\n",
+         "model.bp:2:15: error: the slice selects nothing from axis 0 of shape [5] (from 3 up to 1)\n"
+         "    2 | loss = sum(x[3:1])\n"
+         "      |               ^\n"),
+    CASE("slice_step", "param x[5]\nloss = sum(x[::0])\n",
+         "model.bp:2:16: error: a slice's step must be positive, got 0\n"
+         "    2 | loss = sum(x[::0])\n"
+         "      |                ^\n"),
+    CASE("loop_bound", "param w\nloss = w\nfor i in 0..w {\n  h = i\n}\n",
+         "model.bp:3:13: error: the loop's end must be a constant integer (numbers, dims and loop variables), but 'w' is a parameter\n"
+         "    3 | for i in 0..w {\n"
+         "      |             ^\n"),
+    CASE("loop_backwards", "param w\nfor i in 3..1 {\n  h = w\n}\nloss = w\n",
+         "model.bp:2:13: error: the range 3..1 runs backwards (a loop's start must not be after its end)\n"
+         "    2 | for i in 3..1 {\n"
+         "      |             ^\n"),
+    CASE("unknown_kw", "param x[3]\nloss = sum(x, axes=0)\n",
+         "model.bp:2:15: error: sum() has no option 'axes' (it takes axis=)\n"
+         "    2 | loss = sum(x, axes=0)\n"
+         "      |               ^\n"),
+    CASE("duplicate_kw", "param x[3, 2]\nloss = sum(logsumexp(x, axis=0, axis=1))\n",
+         "model.bp:2:33: error: axis= is given twice\n"
+         "    2 | loss = sum(logsumexp(x, axis=0, axis=1))\n"
+         "      |                                 ^\n"),
+    CASE("fn_redefine", "def f(v) {\n  h = v * 2\n  h = h + 1\n  return h\n}\nparam x\nloss = f(x)\n",
+         "model.bp:3:3: error: 'h' is already defined at line 2 (as a value) (in f(), called at model.bp:7:8)\n"
+         "    3 |   h = h + 1\n"
+         "      |   ^\n"),
+    CASE("fn_recursion", "def f(v) = f(v) * 2\nparam x\nloss = f(x)\n",
+         "model.bp:1:12: error: f() calls itself: recursion is not allowed (a loop can repeat a layer) (in f(), called at model.bp:3:8)\n"
+         "    1 | def f(v) = f(v) * 2\n"
+         "      |            ^\n"),
+    CASE("fn_arity", "def f(v, w) = v * w\nparam x\nloss = f(x)\n",
+         "model.bp:3:8: error: f() takes 2 arguments, but 1 was given\n"
+         "    3 | loss = f(x)\n"
+         "      |        ^\n"),
+    CASE("loop_param", "for i in 0..2 {\n  param p\n}\nparam x\nloss = x\n",
+         "model.bp:2:3: error: 'param' cannot be inside a loop (declare it before, at the top level of the file)\n"
+         "    2 |   param p\n"
+         "      |   ^\n"),
+    CASE("fn_no_return", "def f(v) {\n  h = v * 2\n}\nparam x\nloss = f(x)\n",
+         "model.bp:1:5: error: f() returns nothing: its body must end with 'return' and a value\n"
+         "    1 | def f(v) {\n"
+         "      |     ^\n"),
+    CASE("fn_sees_param", "param W[2, 2]\ndef f(v) = v @ W\ninput x[2]\nloss = sum(f(x))\n",
+         "model.bp:2:16: error: 'W' is a parameter of the model; a function sees only its arguments, its own values and dims (pass W as an argument) (in f(), called at model.bp:4:12)\n"
+         "    2 | def f(v) = v @ W\n"
+         "      |                ^\n"),
+    CASE("fn_shape_error", "def f(v, M) = v @ M\nparam W[3, 2]\ninput x[2]\nloss = sum(f(x, W))\n",
+         "model.bp:1:17: error: cannot compute [2] @ [3,2]: inner dimensions 2 and 3 differ (in f(), called at model.bp:4:12)\n"
+         "    1 | def f(v, M) = v @ M\n"
+         "      |                 ^\n"),
+    CASE("reshape_size", "param x[6]\nloss = sum(reshape(x, [4, 2]))\n",
+         "model.bp:2:23: error: cannot reshape [6] (6 elements) to [4,2] (8 elements)\n"
+         "    2 | loss = sum(reshape(x, [4, 2]))\n"
+         "      |                       ^\n"),
+    CASE("concat_shapes", "param a[2, 3]\nparam b[2, 4]\nloss = sum(concat(a, b, axis=0))\n",
+         "model.bp:3:22: error: concat(): argument 2 has shape [2,4], but the first has [2,3] (only the joined axis may differ)\n"
+         "    3 | loss = sum(concat(a, b, axis=0))\n"
+         "      |                      ^\n"),
+    CASE("loop_loss", "param w\nfor i in 0..2 {\n  loss = w\n}\n",
+         "model.bp:3:3: error: the loss cannot be inside a loop (define it at the top level of the file, from the values made here)\n"
+         "    3 |   loss = w\n"
+         "      |   ^\n"),
+    CASE("loop_shape_error", "param W[2, 2, 3]\ninput x[2]\nh = x\nfor i in 0..2 {\n  h = h @ W[i]\n}\nloss = sum(h)\n",
+         "model.bp:5:9: error: cannot compute [3] @ [2,3]: inner dimensions 3 and 2 differ (in the loop at line 4, i = 1)\n"
+         "    5 |   h = h @ W[i]\n"
+         "      |         ^\n"),
+    CASE("fn_param_inside", "def f(v) {\n  param p\n  return v\n}\nparam x\nloss = f(x)\n",
+         "model.bp:2:3: error: 'param' cannot be inside a function (declare it at the top level and pass it as an argument)\n"
+         "    2 |   param p\n"
+         "      |   ^\n"),
     CASE("dot_lengths", "param a[3]\nparam b[2]\nloss = dot(a, b)\n",
          "model.bp:3:8: error: cannot compute dot([3], [2]): lengths 3 and 2 differ\n"
          "    3 | loss = dot(a, b)\n"

@@ -644,6 +644,21 @@ static void test_more_functions_match_pytorch(void **state) {
     }
 }
 
+/* A loop of 100 layers unrolls, compiles and has the right gradient. */
+static void test_loop_of_100_layers(void **state) {
+  (void)state;
+  const char *src = "dim L = 100\nparam W[L, 3, 3] ~ normal(0, 0.6)\nparam b[L, 3] ~ normal(0, 0.1)\n"
+                    "input x[3]\ndef layer(v, M, c) = tanh(v @ M + c)\nh = x\n"
+                    "for i in 0..L {\n  h = layer(h, W[i], b[i])\n}\nloss = sum(h * h)\n";
+  Model *m = model_from_source("deep.bp", src);
+  assert_int_equal(m->nparams, 100 * 12);
+  double *p = malloc(sizeof(double) * (size_t)m->nparams), x[3] = {0.5, -1, 2};
+  m->init(p, 4);
+  check_gradient_fd(m, p, x, 0, 1e-6);
+  free(p);
+  model_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parser_precedence),
@@ -669,6 +684,7 @@ int main(void) {
       cmocka_unit_test(test_emitter_float_mode),
       cmocka_unit_test(test_emitter_workspace_form),
       cmocka_unit_test(test_more_functions_match_pytorch),
+      cmocka_unit_test(test_loop_of_100_layers),
       cmocka_unit_test(test_plan_slots_and_parts),
       cmocka_unit_test(test_plan_row_fusion_by_backend),
   };
