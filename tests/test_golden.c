@@ -73,6 +73,14 @@ static void test_golden_least_squares(void **state) {
   (void)state;
   check_golden("least_squares");
 }
+static void test_golden_rnn_loop(void **state) {
+  (void)state;
+  check_golden("rnn_loop");
+}
+static void test_golden_functions(void **state) {
+  (void)state;
+  check_golden("functions");
+}
 static void test_golden_row_view(void **state) {
   (void)state;
   check_golden("row_view");
@@ -84,6 +92,7 @@ int main(void) {
       cmocka_unit_test(test_golden_two_layer),     cmocka_unit_test(test_golden_scalar_ops),
       cmocka_unit_test(test_golden_logsumexp),     cmocka_unit_test(test_golden_exp_sum),
       cmocka_unit_test(test_golden_least_squares), cmocka_unit_test(test_golden_row_view),
+      cmocka_unit_test(test_golden_rnn_loop),      cmocka_unit_test(test_golden_functions),
   };
   return cmocka_run_group_tests_name("golden", tests, NULL, NULL);
 }
