@@ -350,12 +350,25 @@ static void print_tensor_plain(const char *label, const double *x, Shape s, Ctx 
   }
 }
 
+static void print_norm_line(Ctx *c, int width, const char *label, Shape s, const double *g) {
+  double sq = 0, big = 0;
+  for (int64_t i = 0; i < shape_numel(s); i++) {
+    sq += g[i] * g[i];
+    if (fabs(g[i]) > big) big = fabs(g[i]);
+  }
+  printf("%-*s  %-14s  %-12.4e  %.4e\n", width, label, shape_str(c, s), sqrt(sq), big);
+}
+
 /* One line per parameter: the norm of its gradient and its largest
- * element in magnitude, in a table. */
+ * element in magnitude, in a table; a stack of matrices (rank 3 or more)
+ * also one line per matrix, so layers in a loop can be compared. */
 static void print_grad_summary(Ctx *c, const Values *v, double loss) {
   int width = 9; /* "parameter" */
   for (int p = 0; p < c->params.len; p++) {
-    int len = (int)strlen(((Decl *)c->params.items[p])->name);
+    Decl *d = c->params.items[p];
+    char last[BPC_MAX_IDENT + 32]; /* the widest label: the last matrix of a stack */
+    snprintf(last, sizeof last, "  %s[%lld]", d->name, (long long)(d->shape.rank >= 3 ? d->shape.dim[0] - 1 : 0));
+    int len = d->shape.rank >= 3 ? (int)strlen(last) : (int)strlen(d->name);
     if (len > width) width = len;
   }
   printf("loss = ");
@@ -364,13 +377,19 @@ static void print_grad_summary(Ctx *c, const Values *v, double loss) {
   for (int p = 0; p < c->params.len; p++) {
     Decl *d = c->params.items[p];
     int64_t n = shape_numel(d->shape);
-    double *g = calloc((size_t)n + 1, sizeof(double)), sq = 0, big = 0;
+    double *g = calloc((size_t)n + 1, sizeof(double));
     eval_param_grad(c, v, p, g);
-    for (int64_t i = 0; i < n; i++) {
-      sq += g[i] * g[i];
-      if (fabs(g[i]) > big) big = fabs(g[i]);
+    print_norm_line(c, width, d->name, d->shape, g);
+    if (d->shape.rank >= 3) { /* a stack of matrices (a layer each): each one's own line */
+      Shape item = {d->shape.rank - 1, {0}};
+      for (int k = 1; k < d->shape.rank; k++)
+        item.dim[k - 1] = d->shape.dim[k];
+      for (int64_t i = 0; i < d->shape.dim[0]; i++) {
+        char label[BPC_MAX_IDENT + 32];
+        snprintf(label, sizeof label, "  %s[%lld]", d->name, (long long)i);
+        print_norm_line(c, width, label, item, g + i * shape_numel(item));
+      }
     }
-    printf("%-*s  %-14s  %-12.4e  %.4e\n", width, d->name, shape_str(c, d->shape), sqrt(sq), big);
     free(g);
   }
 }

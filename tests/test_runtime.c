@@ -682,7 +682,8 @@ static void test_batched_functions_match_per_example(void **state) {
      change in what can be batched must show up here */
   assert_int_equal(batched, NUM_AD_PROGRAMS - 1);
   static const char *const samples[] = {"xyz", "apple", "apple_orange", "toy_net", "hinge", "linreg",
-                                        "two_layer", "mlp", "fashion_mlp", "logsumexp"};
+                                        "two_layer", "mlp", "fashion_mlp", "logsumexp", "deep_sigmoid",
+                                        "deep_relu", "rnn", "residual"};
   int samples_batched = 0;
   for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
     char path[256];
@@ -691,7 +692,7 @@ static void test_batched_functions_match_per_example(void **state) {
     samples_batched += batched_matches_per_example(src, 3);
     free(src);
   }
-  assert_int_equal(samples_batched, 10);
+  assert_int_equal(samples_batched, 14);
 }
 
 /* The workspace a model declares is the workspace its code uses: filled
