@@ -222,7 +222,9 @@ static void apply_sets(InspectOptions *o, Ctx *c, double *params, double *inputs
 }
 
 static void compile_or_exit(InspectOptions *o, Ctx *c) {
-  CompileOptions co = {.defines = o->defines, .ndefines = o->ndefines};
+  /* explain and trace show each edge's local derivative as autodiff built it */
+  int locals = !strcmp(o->command, "explain") || !strcmp(o->command, "trace");
+  CompileOptions co = {.defines = o->defines, .ndefines = o->ndefines, .record_locals = locals};
   cli_compile_or_exit(c, o->model, &co);
 }
 

@@ -20,15 +20,30 @@ typedef struct Adjoints {
   GradTerm **last;  /* per param slot: its last term, where the next one goes */
   Node *y;          /* the node whose local derivatives are being applied */
   PtrVec *edges;    /* where to record each contribution, or NULL */
+  Node *g;          /* y's adjoint, for the record */
+  Node *local;      /* the local derivative of the contribution being made, for the record */
+  Node **symbolic;  /* per argument of y: its contribution made from the symbol G (record_locals) */
+  int dry;          /* making those: contribute() keeps them and adds nothing */
 } Adjoints;
+
+/* Which argument of y x is (the first, when it is several). */
+static int arg_index(const Node *y, const Node *x) {
+  int k = 0;
+  while (k + 1 < y->nargs && y->args[k] != x)
+    k++;
+  return k;
+}
 
 static void record_edge(Adjoints *A, Node *x, Node *g) {
   if (!A->edges || !A->y) return;
   EdgeGrad *e = arena_alloc(&A->c->arena, sizeof *e);
   e->from = x;
   e->to = A->y;
-  e->arg = A->y->args[0] == x ? 0 : 1;
+  e->arg = arg_index(A->y, x);
   e->g = g;
+  e->incoming = A->g;
+  e->local = A->local;
+  e->symbolic = A->symbolic ? A->symbolic[e->arg] : NULL;
   vec_push(&A->c->arena, A->edges, e);
 }
 
@@ -36,6 +51,10 @@ static void contribute(Adjoints *A, Node *x, Node *g) {
   Ctx *c = A->c;
   if (!x->needs_grad || ir_is_const(g, 0)) return;
   if (!shape_eq(g->shape, x->shape)) g = ir_unbroadcast(c, g, x->shape);
+  if (A->dry) { /* the formula only */
+    A->symbolic[arg_index(A->y, x)] = g;
+    return;
+  }
   record_edge(A, x, g);
   if (x->op == OP_PARAM) {
     GradTerm *t = arena_alloc(&c->arena, sizeof *t);
@@ -121,16 +140,23 @@ static Node *unary_local(Ctx *c, Node *y) {
 #define DIV(p, q) ir_binary(c, OP_DIV, p, q)
 #define NEG(p) neg(c, p)
 #define BIN(op, p, q) ir_binary(c, OP_##op, p, q)
-static void backprop_binary(Adjoints *Adj, Node *y, Node *g) {
+static void backprop_binary(Adjoints *Adj, Node *y, Node *g_in) {
   Ctx *c = Adj->c;
-  Node *a = y->args[0], *b = y->args[1];
+  Node *a = y->args[0], *b = y->args[1], *g = g_in, *one = c->record_locals ? k(c, 1) : NULL;
   switch (y->op) {
 #define X(E, name, label, arity, classes, flops, value, ctext, d, ga, gb)                                      \
   case OP_##E: {                                                                                             \
+    /* recording: the local derivatives are the same columns with G = 1 */                                \
+    G = one;                                                                                                 \
+    Node *local_a = c->record_locals ? (ga) : NULL, *local_b = c->record_locals ? (gb) : NULL;               \
+    G = g_in;                                                                                                \
     Node *to_a = (ga);                                                                                       \
+    Adj->local = local_a;                                                                                    \
     if (to_a) contribute(Adj, a, to_a);                                                                      \
     Node *to_b = (gb);                                                                                       \
+    Adj->local = local_b;                                                                                    \
     if (to_b) contribute(Adj, b, to_b);                                                                      \
+    Adj->local = NULL;                                                                                       \
     break;                                                                                                   \
   }
     BPC_OPS(X)
@@ -171,20 +197,42 @@ static void backprop_matmul(Adjoints *A, Node *y, Node *g) {
   contribute(A, b, tb ? ir_transpose(c, db) : db);
 }
 
+static void backprop_other(Adjoints *A, Node *y, Node *g);
+
 static void backprop_node(Adjoints *A, Node *y, Node *g) {
   Ctx *c = A->c;
   Node *a = y->args[0];
   if (op_is_unary_elementwise(y->op)) {
-    if (y->op == OP_NEG)
+    if (y->op == OP_NEG) {
+      A->local = c->record_locals ? k(c, -1) : NULL;
       contribute(A, a, neg(c, g));
-    else
-      contribute(A, a, mul(c, g, unary_local(c, y)));
+    } else {
+      A->local = unary_local(c, y);
+      contribute(A, a, mul(c, g, A->local));
+    }
+    A->local = NULL;
     return;
   }
   if (op_is_elementwise(y->op)) {
     backprop_binary(A, y, g);
     return;
   }
+  if (c->record_locals && A->edges) {
+    /* first, what it sends back made from the symbol G; from a scalar y,
+       made from 1: the local derivative itself (dot's other vector) */
+    A->symbolic = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(y->nargs + 1));
+    A->dry = 1;
+    backprop_other(A, y, y->shape.rank ? ir_make(c, OP_GSYM, y->shape, NULL, NULL, 0, NO_ATTR) : k(c, 1));
+    A->dry = 0;
+  }
+  backprop_other(A, y, g);
+  A->symbolic = NULL;
+}
+
+/* Sums, products, views and the other ops that are not elementwise. */
+static void backprop_other(Adjoints *A, Node *y, Node *g) {
+  Ctx *c = A->c;
+  Node *a = y->args[0];
   switch (y->op) {
   case OP_SUM: contribute(A, a, ir_bcast(c, g, a->shape, BCAST_ROWS)); break;
   case OP_SUMAX: contribute(A, a, ir_bcast(c, g, a->shape, (unsigned)y->attr.axes)); break;
@@ -261,7 +309,11 @@ GradTerm **autodiff(Ctx *c, Node *loss, Node ***adjoints, PtrVec *edges) {
                 arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1)),
                 arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1)),
                 NULL,
-                edges};
+                edges,
+                NULL,
+                NULL,
+                NULL,
+                0};
   c->building_backward = 1;
   c->cur_loc = loss->loc;
   if (loss->op == OP_PARAM)
@@ -274,6 +326,7 @@ GradTerm **autodiff(Ctx *c, Node *loss, Node ***adjoints, PtrVec *edges) {
     if (!g || !y->needs_grad) continue;
     c->cur_loc = y->loc;
     A.y = y;
+    A.g = g;
     backprop_node(&A, y, g);
   }
   merge_repeated_terms(&A);

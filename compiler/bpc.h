@@ -377,8 +377,13 @@ typedef struct GradTerm {
  * backward sweep sends from `to` back into its argument `from`. */
 typedef struct EdgeGrad {
   Node *from, *to;
-  int arg; /* which argument of `to` `from` is */
-  Node *g; /* the contribution to dloss/dfrom */
+  int arg;        /* which argument of `to` `from` is */
+  Node *g;        /* the contribution to dloss/dfrom */
+  Node *incoming; /* dloss/dto, which the contribution is made from */
+  Node *local;    /* an elementwise op's local derivative d to/d from, the node autodiff multiplied
+                     incoming by (built when Ctx.record_locals is set), else NULL */
+  Node *symbolic; /* another op's contribution built from the symbol G (OP_GSYM) instead of incoming:
+                     what it sends back, as a formula (when Ctx.record_locals is set), else NULL */
 } EdgeGrad;
 
 /* Differentiates loss; returns per param slot the list of contributions.
@@ -398,6 +403,8 @@ void eval_graph(Ctx *c, const double *params, const double *inputs, Values *out)
 void values_free(Values *v);
 /* dloss/dparam for one parameter slot from evaluated values, into out. */
 void eval_param_grad(Ctx *c, const Values *v, int slot, double *out);
+/* Where element i of shape out reads x, x broadcast to out (numpy's rule). */
+int64_t eval_broadcast_index(Shape x, Shape out, int64_t i);
 /* The declared initial values, as the generated init function computes them. */
 void eval_init_params(Ctx *c, double *params, uint64_t seed);
 
@@ -592,6 +599,7 @@ struct Ctx {
   int nforward;          /* nodes before autodiff: the length of adjoint */
   int no_simplify;       /* tests: build nodes exactly as asked */
   const char *perturb_gradient; /* test hook (CompileOptions): the parameter whose gradient is made wrong */
+  int record_locals;     /* autodiff records each edge's local derivative node (explain, trace) */
   int max_nodes;         /* BPC_MAX_NODES; tests lower it to reach the limit cheaply */
 };
 
@@ -610,6 +618,9 @@ typedef struct CompileOptions {
   /* test hook: scale one gradient contribution of this parameter by
    * 1.001, so `bpc check` has a wrong gradient to catch */
   const char *perturb_gradient;
+  /* record on each backward edge the local derivative node autodiff used
+   * (explain and trace print it); extra nodes, so not for emitting C */
+  int record_locals;
 } CompileOptions;
 
 /* The test hook: one gradient contribution of parameter name scaled by

@@ -62,6 +62,7 @@ __attribute__((noinline)) static void run_stages(Ctx *c, const CompileOptions *o
     diag_error(c, (Loc){line, col}, "unexpected NUL byte (is this a text file?)");
   }
   add_defines(c, o);
+  c->record_locals = o && o->record_locals;
   parse_program(c);
   lower_program(c);
   c->nforward = c->nodes.len;

@@ -8,9 +8,7 @@
 
 #include "bpc.h"
 
-/* Where element i of shape `out` reads its value in x, x broadcast to out
- * (numpy's rule: aligned at the right, dimensions of 1 stretched). */
-static int64_t broadcast_index(Shape x, Shape out, int64_t i) {
+int64_t eval_broadcast_index(Shape x, Shape out, int64_t i) {
   int64_t at = 0, scale = 1;
   for (int k = out.rank - 1, kx = x.rank - 1; k >= 0; k--, kx--) {
     int64_t coord = i % out.dim[k];
@@ -94,6 +92,7 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
     for (int64_t i = 0; i < len; i++)
       y[i] = n->value;
     return;
+  case OP_GSYM: return; /* a symbol for explain's formulas, never a value (calloc'd zeros) */
   case OP_PARAM:
   case OP_INPUT: {
     Decl *d = (n->op == OP_PARAM ? c->params : c->inputs).items[n->attr.slot];
@@ -206,8 +205,8 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
   }
   /* elementwise */
   for (int64_t i = 0; i < len; i++) {
-    double x = A[broadcast_index(a->shape, s, i)];
-    y[i] = op_scalar(n->op, x, b ? B[broadcast_index(b->shape, s, i)] : 0, n->value);
+    double x = A[eval_broadcast_index(a->shape, s, i)];
+    y[i] = op_scalar(n->op, x, b ? B[eval_broadcast_index(b->shape, s, i)] : 0, n->value);
   }
 }
 
@@ -224,6 +223,10 @@ void eval_graph(Ctx *c, const double *params, const double *inputs, Values *out)
     want[((Node *)s.order.items[i])->id] = 1;
   for (int i = 0; c->adjoint && i < c->nforward; i++)
     if (want[i] && c->adjoint[i]) want[c->adjoint[i]->id] = 1;
+  for (int i = 0; i < c->edges.len; i++) { /* what explain and trace show of each edge */
+    EdgeGrad *e = c->edges.items[i];
+    if (e->local && want[e->to->id]) want[e->local->id] = 1;
+  }
   for (int i = out->n - 1; i >= 0; i--) { /* arguments of wanted nodes are wanted */
     if (!want[i]) continue;
     Node *n = c->nodes.items[i];

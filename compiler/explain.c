@@ -212,6 +212,7 @@ static void expr_body(Printer *p, const Node *n, int depth) {
   case OP_CONST: buf_printf(p->out, "%g", n->value); return;
   case OP_PARAM:
   case OP_INPUT: buf_puts(p->out, n->name); return;
+  case OP_GSYM: buf_puts(p->out, "G"); return;
   case OP_NEG: /* -(a * b) reads as -a * b */
     buf_puts(p->out, "-");
     expr(p, n->args[0], n->args[0]->op == OP_MUL && !n->args[0]->name ? P_MUL : P_UNARY, depth + 1, 0);
@@ -293,90 +294,20 @@ void expr_string(Ctx *c, const Node *n, int expand_named, Buf *out) {
 
 /* ---- local derivatives ---------------------------------------------------- */
 
-/* d y / d (argument k of y), in symbols. */
-/* open, then x printed whole, then close: "sigmoid(" x ")". */
-static void around(Printer *p, const char *open, const Node *x, const char *close) {
-  buf_puts(p->out, open);
-  expr(p, x, 0, 1, 0);
-  buf_puts(p->out, close);
-}
+static EdgeGrad *edge_of(Ctx *c, const Node *from, const Node *to, int k);
 
+/* d y / d (argument k of y) as autodiff built it: an elementwise op's local
+ * derivative node (sigmoid's y * (1 - y), mul's other factor), printed as
+ * an expression; for the other ops (sums, products, views) the gradient
+ * they send back, written in G, the gradient arriving at y (G @
+ * transpose(W)). No edge: no gradient flows there (an indicator, a mask). */
 static void local_symbol(Printer *p, const Node *y, int k) {
-  const Node *a = y->args[0], *b = y->args[1], *x = y->args[k];
-  Buf *o = p->out;
-  switch (y->op) {
-  case OP_ADD: buf_puts(o, "1"); return;
-  case OP_SUB: buf_puts(o, k ? "-1" : "1"); return;
-  case OP_MUL:
-  case OP_DOT: expr(p, y->args[1 - k], P_MUL, 1, 0); return;
-  case OP_DIV:
-    if (!k) {
-      buf_puts(o, "1 / ");
-      expr(p, b, P_MUL + 1, 1, 0);
-    } else {
-      buf_puts(o, "-");
-      expr(p, a, P_MUL, 1, 0);
-      buf_puts(o, " / ");
-      expr(p, b, P_POW + 1, 1, 0);
-      buf_puts(o, "^2");
-    }
-    return;
-  case OP_MAX2:
-  case OP_MIN2: { /* the router: [x > other] for max, [x < other] for min */
-    const char *rel = y->op == OP_MAX2 ? ">" : "<";
-    buf_puts(o, "[");
-    expr(p, x, 0, 1, 0);
-    buf_printf(o, " %s ", rel);
-    expr(p, y->args[1 - k], 0, 1, 0);
-    buf_puts(o, "]");
+  EdgeGrad *e = edge_of(p->c, y->args[k], y, k);
+  if (!e) {
+    buf_puts(p->out, "0");
     return;
   }
-  case OP_NEG: buf_puts(o, "-1"); return;
-  case OP_EXP: expr(p, y, 0, 0, 0); return;
-  case OP_LOG:
-    buf_puts(o, "1 / ");
-    expr(p, x, P_MUL + 1, 1, 0);
-    return;
-  case OP_SQRT: around(p, "1 / (2 sqrt(", x, "))"); return;
-  case OP_ABS: around(p, "sign(", x, ")"); return;
-  case OP_SIN: around(p, "cos(", x, ")"); return;
-  case OP_COS: around(p, "-sin(", x, ")"); return;
-  case OP_TANH:
-    buf_puts(o, "1 - ");
-    expr(p, y, P_POW + 1, 0, 0);
-    buf_puts(o, "^2");
-    return;
-  case OP_SIGMOID:
-    expr(p, y, P_MUL, 0, 0);
-    buf_puts(o, " * (1 - ");
-    expr(p, y, P_ADD + 1, 0, 0);
-    buf_puts(o, ")");
-    return;
-  case OP_RELU: around(p, "[", x, " > 0]"); return;
-  case OP_SOFTPLUS: around(p, "sigmoid(", x, ")"); return;
-  case OP_POWC:
-    buf_printf(o, "%g * ", y->value);
-    expr(p, x, P_POW + 1, 1, 0);
-    buf_printf(o, y->value - 1 < 0 ? "^(%g)" : "^%g", y->value - 1);
-    return;
-  case OP_SUM:
-  case OP_SUMAX: buf_puts(o, "1 (each element)"); return;
-  case OP_MAXALL: buf_puts(o, "1 at the first largest element, 0 elsewhere"); return;
-  case OP_MINALL: buf_puts(o, "1 at the first smallest element, 0 elsewhere"); return;
-  case OP_LSE: around(p, "softmax(", x, ")"); return;
-  case OP_BCAST: buf_puts(o, "1 (the copies' gradients add up)"); return;
-  case OP_TRANSPOSE: buf_puts(o, "the gradient transposed"); return;
-  case OP_INDEX: buf_puts(o, "1 at the indexed element(s)"); return;
-  case OP_OUTER: buf_puts(o, k ? "from the left: a @ G" : "from the right: G @ b"); return;
-  case OP_MATMUL:
-    if (k == 0) {
-      around(p, "from the right: G @ transpose(", b, ")");
-    } else {
-      around(p, "from the left: transpose(", a, ") @ G");
-    }
-    return;
-  default: buf_puts(o, "0"); return;
-  }
+  expr(p, e->local ? e->local : e->symbolic ? e->symbolic : e->g, 0, 1, 0);
 }
 
 /* "d max(0, m)/dm", "d(a * b)/da": the derivative being taken. */
@@ -433,39 +364,6 @@ static int local_value(Ctx *c, const Values *v, const Node *y, int k, double *ou
 
 /* ---- local derivatives as numbers ------------------------------------------------ */
 
-/* Element i of an elementwise op's argument as the op reads it: a scalar
- * at every i, a vector as every row of a matrix. */
-static double element(const Values *v, const Node *x, int64_t i) {
-  int64_t m = shape_numel(x->shape);
-  return v->v[x->id][m == 1 ? 0 : i % m];
-}
-
-/* d y/d (argument k) at one element of an elementwise y, from a and b (its
- * arguments) and y: the rules autodiff applies, as numbers. */
-static double elementwise_local(const Node *y, int k, double a, double b, double yv) {
-  switch (y->op) {
-  case OP_ADD: return 1;
-  case OP_SUB: return k ? -1 : 1;
-  case OP_MUL: return k ? a : b;
-  case OP_DIV: return k ? -a / (b * b) : 1 / b;
-  case OP_MAX2: return k ? b > a : a > b;
-  case OP_MIN2: return k ? b < a : a < b;
-  case OP_NEG: return -1;
-  case OP_EXP: return yv;
-  case OP_LOG: return 1 / a;
-  case OP_SQRT: return 0.5 / yv;
-  case OP_ABS: return (a > 0) - (a < 0);
-  case OP_SIN: return cos(a);
-  case OP_COS: return -sin(a);
-  case OP_TANH: return 1 - yv * yv;
-  case OP_SIGMOID: return yv * (1 - yv);
-  case OP_RELU: return a > 0;
-  case OP_SOFTPLUS: return 1 / (1 + exp(-a));
-  case OP_POWC: return y->value == 2 ? 2 * a : y->value * pow(a, y->value - 1);
-  default: return 0; /* indicators and signs are flat */
-  }
-}
-
 /* The local derivative along the edge args[k] -> y, one number per element
  * of args[k], where it is that: elementwise ops of the argument's own shape
  * (a diagonal Jacobian), sums (1 for each element), and the other scalar
@@ -479,11 +377,16 @@ static int local_values(Ctx *c, const Values *v, const Node *y, int k, double *o
       out[i] = 1;
     return 1;
   }
-  if (op_is_elementwise(y->op) && shape_eq(x->shape, y->shape)) {
-    const Node *a = y->args[0], *b = y->nargs > 1 ? y->args[1] : NULL;
-    if (!v->v[a->id] || !v->v[y->id] || (b && !v->v[b->id])) return 0;
+  if (op_is_elementwise(y->op) && shape_eq(x->shape, y->shape)) { /* the local node's values */
+    EdgeGrad *e = edge_of(c, x, y, k);
+    if (!e) { /* no gradient flows */
+      for (int64_t i = 0; i < len; i++)
+        out[i] = 0;
+      return 1;
+    }
+    if (!e->local || !v->v[e->local->id]) return 0;
     for (int64_t i = 0; i < len; i++)
-      out[i] = elementwise_local(y, k, element(v, a, i), b ? element(v, b, i) : 0, v->v[y->id][i]);
+      out[i] = v->v[e->local->id][eval_broadcast_index(e->local->shape, x->shape, i)];
     return 1;
   }
   if (len == 1 && y->shape.rank == 0) return local_value(c, v, y, k, out);

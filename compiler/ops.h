@@ -44,6 +44,8 @@ enum {
   X(CONST, "const", "const", 0, OPC_LEAF, 0, 0, "", 0, 0, 0)                                                          \
   X(PARAM, "param", "param", 0, OPC_LEAF, 0, 0, "", 0, 0, 0)                                                          \
   X(INPUT, "input", "input", 0, OPC_LEAF, 0, 0, "", 0, 0, 0)                                                          \
+  /* G, the gradient arriving at an op, as a symbol: explain shows what an op sends back in it */         \
+  X(GSYM, "gradient", "G", 0, OPC_LEAF, 0, 0, "", 0, 0, 0)                                                            \
   /* elementwise, one argument */                                                                            \
   X(NEG, "neg", "neg", 1, OPC_ELEMENTWISE, 1, -(A), "-%a", K(-1), 0, 0)                                                   \
   X(EXP, "exp", "exp", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, exp(A), "exp%f(%a)", Y, 0, 0)                                           \
