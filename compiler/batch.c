@@ -99,15 +99,6 @@ static Node *batch_gather(Batcher *b, Node *n, Shape s, int64_t offset, const in
   return ir_gather(b->c, b->map[n->args[0]->id], offset, st, s);
 }
 
-/* Row-major strides of a shape (the strides of a view). */
-static void own_strides(Shape s, int64_t *stride) {
-  int64_t st = 1;
-  for (int k = s.rank - 1; k >= 0; k--) {
-    stride[k] = st;
-    st *= s.dim[k];
-  }
-}
-
 static Node *batch_node(Batcher *b, Node *n) {
   Ctx *c = b->c;
   Node *a = n->args[0], *y = n->args[1];
@@ -142,7 +133,7 @@ static Node *batch_node(Batcher *b, Node *n) {
   }
   case OP_INDEX: {
     int64_t stride[BPC_MAX_RANK];
-    own_strides(n->shape, stride);
+    shape_strides(n->shape, stride);
     return batch_gather(b, n, s, n->attr.offset, stride);
   }
   case OP_GATHER: return batch_gather(b, n, s, n->attr.offset, n->attr.stride);

@@ -216,6 +216,10 @@ Shape shape_with_ones(Shape s, unsigned mask);
  * (how many blocks a concat along it joins). */
 int shape_axis_of(unsigned mask);
 int64_t shape_outer(Shape s, int axis);
+/* Where element i of shape out reads x, x broadcast to out (numpy's rule). */
+int64_t shape_broadcast_index(Shape x, Shape out, int64_t i);
+/* Row-major strides: element (k0, k1, ...) is at the sum of k_i * stride[i]. */
+void shape_strides(Shape s, int64_t *stride);
 
 /* ---- ir.c: the graph ----------------------------------------------------- */
 /* Every op and what it knows of itself: compiler/ops.h. What the
@@ -403,8 +407,6 @@ void eval_graph(Ctx *c, const double *params, const double *inputs, Values *out)
 void values_free(Values *v);
 /* dloss/dparam for one parameter slot from evaluated values, into out. */
 void eval_param_grad(Ctx *c, const Values *v, int slot, double *out);
-/* Where element i of shape out reads x, x broadcast to out (numpy's rule). */
-int64_t eval_broadcast_index(Shape x, Shape out, int64_t i);
 /* The declared initial values, as the generated init function computes them. */
 void eval_init_params(Ctx *c, double *params, uint64_t seed);
 

@@ -8,18 +8,6 @@
 
 #include "bpc.h"
 
-int64_t eval_broadcast_index(Shape x, Shape out, int64_t i) {
-  int64_t at = 0, scale = 1;
-  for (int k = out.rank - 1, kx = x.rank - 1; k >= 0; k--, kx--) {
-    int64_t coord = i % out.dim[k];
-    i /= out.dim[k];
-    if (kx < 0) continue;
-    if (x.dim[kx] != 1) at += coord * scale;
-    scale *= x.dim[kx];
-  }
-  return at;
-}
-
 /* Where element i of shape s lands when the axes in mask are dropped. */
 static int64_t kept_index(Shape s, unsigned mask, int64_t i) {
   int64_t at = 0, scale = 1;
@@ -205,8 +193,8 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
   }
   /* elementwise */
   for (int64_t i = 0; i < len; i++) {
-    double x = A[eval_broadcast_index(a->shape, s, i)];
-    y[i] = op_scalar(n->op, x, b ? B[eval_broadcast_index(b->shape, s, i)] : 0, n->value);
+    double x = A[shape_broadcast_index(a->shape, s, i)];
+    y[i] = op_scalar(n->op, x, b ? B[shape_broadcast_index(b->shape, s, i)] : 0, n->value);
   }
 }
 

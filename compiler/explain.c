@@ -157,11 +157,8 @@ static void index_expr(Printer *p, const Node *n, int depth) {
 static void gather_expr(Printer *p, const Node *n, int depth) {
   const Node *a = n->args[0];
   Shape base = a->shape, part = n->shape;
-  int64_t own[BPC_MAX_RANK], st = 1;
-  for (int k = base.rank - 1; k >= 0; k--) {
-    own[k] = st;
-    st *= base.dim[k];
-  }
+  int64_t own[BPC_MAX_RANK];
+  shape_strides(base, own);
   int perm[BPC_MAX_RANK], is_perm = n->attr.offset == 0 && part.rank == base.rank;
   for (int k = 0; k < part.rank && is_perm; k++) {
     perm[k] = -1;
@@ -386,7 +383,7 @@ static int local_values(Ctx *c, const Values *v, const Node *y, int k, double *o
     }
     if (!e->local || !v->v[e->local->id]) return 0;
     for (int64_t i = 0; i < len; i++)
-      out[i] = v->v[e->local->id][eval_broadcast_index(e->local->shape, x->shape, i)];
+      out[i] = v->v[e->local->id][shape_broadcast_index(e->local->shape, x->shape, i)];
     return 1;
   }
   if (len == 1 && y->shape.rank == 0) return local_value(c, v, y, k, out);

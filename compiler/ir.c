@@ -207,20 +207,11 @@ Node *ir_reshape(Ctx *c, Node *a, Shape to) {
   return ir_index(c, a, 0, to);
 }
 
-/* Row-major strides of s: element (k0, k1, ...) is at sum of k_i * stride_i. */
-static void strides_of(Shape s, int64_t *stride) {
-  int64_t st = 1;
-  for (int k = s.rank - 1; k >= 0; k--) {
-    stride[k] = st;
-    st *= s.dim[k];
-  }
-}
-
 Node *ir_gather(Ctx *c, Node *x, int64_t offset, const int64_t *stride, Shape out) {
   /* a block that is contiguous in memory is a view: the result's own
      row-major strides, on every axis longer than 1 */
   int64_t own[BPC_MAX_RANK];
-  strides_of(out, own);
+  shape_strides(out, own);
   int contiguous = 1;
   for (int k = 0; k < out.rank; k++)
     contiguous &= out.dim[k] == 1 || stride[k] == own[k];
@@ -233,7 +224,7 @@ Node *ir_gather(Ctx *c, Node *x, int64_t offset, const int64_t *stride, Shape ou
 
 Node *ir_slice(Ctx *c, Node *x, const int64_t *start, const int64_t *step, Shape out) {
   int64_t own[BPC_MAX_RANK], stride[BPC_MAX_RANK], offset = 0;
-  strides_of(x->shape, own);
+  shape_strides(x->shape, own);
   for (int k = 0; k < x->shape.rank; k++) {
     offset += start[k] * own[k];
     stride[k] = step[k] * own[k];
@@ -245,7 +236,7 @@ Node *ir_permute(Ctx *c, Node *x, const int *perm) {
   if (x->shape.rank == 2 && perm[0] == 1) return ir_transpose(c, x); /* folds into products */
   int64_t own[BPC_MAX_RANK], stride[BPC_MAX_RANK];
   Shape out = {x->shape.rank, {0}};
-  strides_of(x->shape, own);
+  shape_strides(x->shape, own);
   for (int k = 0; k < x->shape.rank; k++) {
     out.dim[k] = x->shape.dim[perm[k]];
     stride[k] = own[perm[k]];

@@ -332,17 +332,12 @@ static Node *matmul(Lowerer *L, Loc loc, Node *a, Node *b, const char *how);
 /* The matrix (or vector) of x at batch element e of the broadcast batch
  * shape bs: x's own leading axes index it, 1s repeat it. */
 static Node *batch_item(Ctx *c, Node *x, Shape bs, int64_t e) {
-  int mrank = x->shape.rank >= 2 ? 2 : 1, xb = x->shape.rank - mrank;
-  Shape item = {mrank, {x->shape.dim[xb], mrank == 2 ? x->shape.dim[xb + 1] : 0}};
-  int64_t at = 0, scale = 1;
-  for (int k = bs.rank - 1, kx = xb - 1; k >= 0; k--, kx--) { /* e's coordinates, x's own flat index */
-    int64_t coord = e % bs.dim[k];
-    e /= bs.dim[k];
-    if (kx < 0) continue;
-    if (x->shape.dim[kx] != 1) at += coord * scale;
-    scale *= x->shape.dim[kx];
-  }
-  return ir_index(c, x, at * shape_numel(item), item);
+  int mrank = x->shape.rank >= 2 ? 2 : 1;
+  Shape item = {mrank, {x->shape.dim[x->shape.rank - mrank], mrank == 2 ? x->shape.dim[x->shape.rank - 1] : 0}};
+  Shape own = {x->shape.rank - mrank, {0}}; /* x's own batch axes, which bs broadcasts */
+  for (int k = 0; k < own.rank; k++)
+    own.dim[k] = x->shape.dim[k];
+  return ir_index(c, x, shape_broadcast_index(own, bs, e) * shape_numel(item), item);
 }
 
 /* numpy's matmul for tensors: the last two axes are matrices (a vector is

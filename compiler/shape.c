@@ -79,3 +79,23 @@ Shape shape_with_ones(Shape s, unsigned mask) {
     if (mask & (1u << k)) s.dim[k] = 1;
   return s;
 }
+
+int64_t shape_broadcast_index(Shape x, Shape out, int64_t i) {
+  int64_t at = 0, scale = 1;
+  for (int k = out.rank - 1, kx = x.rank - 1; k >= 0; k--, kx--) {
+    int64_t coord = i % out.dim[k];
+    i /= out.dim[k];
+    if (kx < 0) continue;
+    if (x.dim[kx] != 1) at += coord * scale;
+    scale *= x.dim[kx];
+  }
+  return at;
+}
+
+void shape_strides(Shape s, int64_t *stride) {
+  int64_t st = 1;
+  for (int k = s.rank - 1; k >= 0; k--) {
+    stride[k] = st;
+    st *= s.dim[k];
+  }
+}
