@@ -271,6 +271,10 @@ check "grad rank 3" test "$(printf 'param T[2, 1, 2] = [[[1, 2]], [[3, 4]]]\nlos
 check "grad rank 3 json" test "$("$BPC" grad t3.bp --json)" = '{"loss": 30, "grad": {"T": [[[2, 4]], [[6, 8]]]}}'
 printf 'param T[2, 3, 4] ~ uniform(-1, 1)\nloss = sum(transpose(T)[1]) + sum(flatten(T) * 2) + sum(T[1] @ T[0, 0])\n' >ex3.bp
 check "explain writes views and gathers as the language does" test "$("$BPC" explain ex3.bp --wrt T | sed -n 6p)" = "  loss = sum(transpose(T, [2, 1, 0])[1]) + 2 * sum(flatten(T)) + sum(T[1] @ T[0, 0])"
+printf 'param x[3]\nfor i in 0..2 {\n  param p\n}\nloss = sum(x)\n' >loopparam.bp
+"$BPC" loopparam.bp -o loopparam.c 2>err.txt; check "param in a loop exits 1" test $? -eq 1
+check "param in a loop writes no file" test ! -e loopparam.c -a ! -e loopparam.h
+check "param in a loop says where" grep -q "^loopparam.bp:3:3: error: 'param' cannot be inside a loop" err.txt
 check "grad --set" test "$("$BPC" grad "$S/xyz.bp" --set x=1 --set z=2)" = "$(printf 'loss = 12\ndloss/dx = 2\ndloss/dy = 2\ndloss/dz = 6')"
 check "grad hinge" test "$("$BPC" grad "$S/hinge.bp" --set phi=1,2,3 --set y=1)" = "$(printf 'loss = 0.6\ndloss/dw [3] = [-1, -2, -3]')"
 check "grad matrix rows" test "$("$BPC" grad "$S/two_layer.bp" --fill W2=0 --set x=1,2 --set t=1,0,0 | sed -n 3p)" = "  [0, 0, 0]"

@@ -73,6 +73,20 @@ static void test_node_limit(void **state) {
   ctx_free(&c);
 }
 
+/* A loop that unrolls past the node limit says which loop and where. */
+static void test_loop_too_big(void **state) {
+  (void)state;
+  const char *src = "param W[100, 2, 2]\ninput x[2]\nh = x\nfor i in 0..100 {\n  h = tanh(h @ W[i])\n}\n"
+                    "loss = sum(h)\n";
+  Ctx c;
+  ctx_init(&c, "model.bp", src, strlen(src));
+  c.max_nodes = 60;
+  assert_int_equal(bpc_compile(&c, NULL), 1);
+  assert_non_null(strstr(c.err.data, "error: the model needs more than 60 graph nodes (the limit) (in the loop at "
+                                     "line 4, i = "));
+  ctx_free(&c);
+}
+
 static void test_define_of_unknown_dim(void **state) {
   (void)state;
   const char *src = "dim N = 3\nparam x[N]\nloss = sum(x)\n";
@@ -238,7 +252,7 @@ static void test_every_error_points_into_its_line(void **state) {
 
 int main(void) {
   enum { N = sizeof error_cases / sizeof error_cases[0] };
-  struct CMUnitTest tests[2 * N + 9];
+  struct CMUnitTest tests[2 * N + 10];
   for (int i = 0; i < N; i++) {
     tests[i] = (struct CMUnitTest){error_cases[i].name, test_error_case, NULL, NULL, (void *)&error_cases[i]};
     tests[N + 5 + i] = (struct CMUnitTest){error_cases[i].name, test_error_case_writes_nothing, NULL, NULL,
@@ -253,5 +267,6 @@ int main(void) {
   tests[2 * N + 6] = (struct CMUnitTest)cmocka_unit_test(test_node_limit);
   tests[2 * N + 7] = (struct CMUnitTest)cmocka_unit_test(test_parse_depth_limit_is_exact);
   tests[2 * N + 8] = (struct CMUnitTest)cmocka_unit_test(test_every_error_points_into_its_line);
-  return _cmocka_run_group_tests("errors", tests, 2 * N + 9, NULL, NULL);
+  tests[2 * N + 9] = (struct CMUnitTest)cmocka_unit_test(test_loop_too_big);
+  return _cmocka_run_group_tests("errors", tests, 2 * N + 10, NULL, NULL);
 }
