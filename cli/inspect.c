@@ -659,6 +659,7 @@ static void dot_graph(Ctx *c, const Values *v, Buf *out) {
     buf_printf(out, "%s</font><br/><font color=\"#c0392b\">1</font>>];\n", lab.data);
     buf_free(&lab);
   }
+  dot_calls(c, &s, out); /* a call of a user function as a labelled box */
   buf_puts(out, "}\n");
 }
 

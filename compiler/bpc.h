@@ -290,6 +290,8 @@ typedef struct Node {
   Loc loc;            /* source construct this node computes (or differentiates) */
   int line_stmt;      /* statement index, for comments */
   const char *name;   /* user's name for the value, if any */
+  const char *call;   /* made inside a user function's call: "dense(), called at line 17" (not part of
+                         the node's identity: a value shared by two calls keeps the first's) */
   int is_backward;    /* created by autodiff */
   int needs_grad;     /* some parameter reaches this node */
   struct Node *hnext; /* hash-cons bucket chain */
@@ -558,6 +560,8 @@ void emit_dot(Ctx *c, Buf *out);
 /* The opening of a left-to-right graph with the parameters and inputs of s
  * in the first rank (shared with `bpc graph`). */
 void dot_begin(Ctx *c, const Schedule *s, int fontsize, Buf *out);
+/* Each call of a user function as a labelled cluster of the nodes made in it. */
+void dot_calls(Ctx *c, const Schedule *s, Buf *out);
 
 /* ---- the compilation context -------------------------------------------- */
 typedef struct DimDef {
@@ -586,6 +590,7 @@ struct Ctx {
   int building_backward;
   Loc cur_loc; /* stamped on new nodes */
   const char *cur_name;
+  const char *cur_call; /* stamped on new nodes: the user function call being lowered, or NULL */
 
   PtrVec dims;    /* DimDef* (from -D first, then the file) */
   PtrVec params;  /* Decl*, declaration order */

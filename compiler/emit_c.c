@@ -813,7 +813,10 @@ static void emit_shape_op(Emitter *E, const Step *st, Dest d) {
 static void comment(Emitter *E, Node *n) {
   const Node *a = n->args[0];
   (void)a;
-  if (n->name && !n->is_backward)
+  if (n->call) /* made inside a function's body: which call */
+    line(E, "/* line %d, in %s: %s%s%s %s */", n->loc.line, n->call, n->name ? n->name : "", n->name ? " = " : "",
+         op_name(n->op), shape_str(E->c, n->shape));
+  else if (n->name && !n->is_backward)
     line(E, "/* line %d: %s = %s %s */", n->loc.line, n->name, op_name(n->op), shape_str(E->c, n->shape));
   else
     line(E, "/* line %d: %s%s %s */", n->loc.line, n->is_backward ? "backward " : "", op_name(n->op),

@@ -31,6 +31,26 @@ void dot_begin(Ctx *c, const Schedule *s, int fontsize, Buf *out) {
   buf_puts(out, " }\n");
 }
 
+void dot_calls(Ctx *c, const Schedule *s, Buf *out) {
+  const char **seen = arena_alloc(&c->arena, sizeof(char *) * (size_t)(s->order.len + 1));
+  int nseen = 0;
+  for (int i = 0; i < s->order.len; i++) {
+    const Node *n = s->order.items[i];
+    if (!n->call) continue;
+    int k = 0;
+    while (k < nseen && seen[k] != n->call) /* one call, one string: compared by address */
+      k++;
+    if (k < nseen) continue;
+    seen[nseen++] = n->call;
+    buf_printf(out, "  subgraph cluster_%d {\n    label=\"%s\"; style=rounded; color=\"#888888\";\n   ", k, n->call);
+    for (int j = i; j < s->order.len; j++) {
+      const Node *m = s->order.items[j];
+      if (m->call == n->call) buf_printf(out, " n%d;", m->id);
+    }
+    buf_puts(out, "\n  }\n");
+  }
+}
+
 void emit_dot(Ctx *c, Buf *out) {
   int nroots;
   Node **roots = model_roots(c, &nroots);
@@ -59,5 +79,6 @@ void emit_dot(Ctx *c, Buf *out) {
     for (GradTerm *t = c->grad_terms[p]; t; t = t->next)
       buf_printf(out, "  n%d -> g%d [color=\"#1f5fbf\"];\n", t->node->id, p);
   }
+  dot_calls(c, &s, out);
   buf_puts(out, "}\n");
 }

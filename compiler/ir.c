@@ -98,6 +98,7 @@ Node *ir_make_args(Ctx *c, Op op, Shape s, Node **args, int nargs, double value,
   n->value = value;
   n->attr = attr;
   n->loc = c->cur_loc;
+  n->call = c->building_backward ? NULL : c->cur_call;
   n->is_backward = c->building_backward;
   n->hash = h;
   if (op == OP_PARAM)

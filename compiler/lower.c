@@ -35,6 +35,7 @@ typedef struct Context {
   int loop_scope; /* the scope of the innermost loop iteration (0: not in a loop) */
   int fn_scope;   /* the scope of the innermost function body (0: not in a function) */
   const char *suffix; /* appended to names made here: "_3" in iteration 3 */
+  const char *where;  /* the loop variables' values here: "i = 3" (NULL outside loops) */
 } Context;
 
 enum { MAX_CALL_DEPTH = 64 };
@@ -1055,6 +1056,8 @@ static void lower_loop(Lowerer *L, Stmt *s) {
     int mark = open_scope(L);
     L->cx.loop_scope = L->scope;
     L->cx.suffix = arena_printf(&c->arena, "%s_%lld", saved.suffix ? saved.suffix : "", (long long)i);
+    L->cx.where = arena_printf(&c->arena, "%s%s%s = %lld", saved.where ? saved.where : "", saved.where ? ", " : "",
+                               s->name, (long long)i);
     c->diag_note = arena_printf(&c->arena, "(in the loop at line %d, %s = %lld)%s%s", s->loc.line, s->name,
                                 (long long)i, note ? " " : "", note ? note : "");
     define(L, s->name, s->name_loc, B_LOOPVAR)->dim = i;
@@ -1158,11 +1161,15 @@ static Node *call_user(Lowerer *L, Ast *a, Node **args, Binding *f) {
                  d->params[k]->name, kind_word(old->kind), d->name);
     bind(L, d->params[k]->name, d->params[k]->loc, B_VALUE)->node = args[k];
   }
+  const char *outer_call = c->cur_call;
+  c->cur_call = arena_printf(&c->arena, "%s(), called at line %d%s%s%s", a->name, a->loc.line,
+                             saved.where ? " (" : "", saved.where ? saved.where : "", saved.where ? ")" : "");
   Node *ret = NULL;
   lower_stmts(L, &d->body, &ret);
   close_scope(L, mark);
   L->cx = saved;
   c->diag_note = note;
+  c->cur_call = outer_call;
   L->ncalls--;
   c->cur_loc = a->loc;
   return ret;

@@ -275,6 +275,10 @@ printf 'param x[3]\nfor i in 0..2 {\n  param p\n}\nloss = sum(x)\n' >loopparam.b
 "$BPC" loopparam.bp -o loopparam.c 2>err.txt; check "param in a loop exits 1" test $? -eq 1
 check "param in a loop writes no file" test ! -e loopparam.c -a ! -e loopparam.h
 check "param in a loop says where" grep -q "^loopparam.bp:3:3: error: 'param' cannot be inside a loop" err.txt
+"$BPC" graph "$S/residual.bp" --format dot -o res.dot
+check "graph draws each call of a function as a cluster" test "$(grep -c '^    label="block(), called at line 22 (i = [0-3])"' res.dot)" -eq 4
+"$BPC" "$S/residual.bp" -o res.c
+check "the C names the call a value was made in" grep -q '/\* line 16, in block(), called at line 22 (i = 2): f_2 = relu \[8\] \*/' res.c
 check "grad --set" test "$("$BPC" grad "$S/xyz.bp" --set x=1 --set z=2)" = "$(printf 'loss = 12\ndloss/dx = 2\ndloss/dy = 2\ndloss/dz = 6')"
 check "grad hinge" test "$("$BPC" grad "$S/hinge.bp" --set phi=1,2,3 --set y=1)" = "$(printf 'loss = 0.6\ndloss/dw [3] = [-1, -2, -3]')"
 check "grad matrix rows" test "$("$BPC" grad "$S/two_layer.bp" --fill W2=0 --set x=1,2 --set t=1,0,0 | sed -n 3p)" = "  [0, 0, 0]"

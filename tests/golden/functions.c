@@ -40,7 +40,7 @@ static bp_real functions__forward(const bp_real *restrict params, const bp_real 
   const bp_real *const x = inputs + 0;
   /* line 11: index [3,3] */
   const bp_real *const t4 = W + 0;
-  /* line 6: matmul [3] */
+  /* line 6, in dense(), called at line 11: matmul [3] */
   bp_real *const t5 = ws + 0;
   for (size_t i = 0; i < 3; i++) t5[i] = 0;
   for (size_t p = 0; p < 3; p++) {
@@ -49,27 +49,27 @@ static bp_real functions__forward(const bp_real *restrict params, const bp_real 
   }
   /* line 11: index [3,3] */
   const bp_real *const t9 = W + 9;
-  /* line 6: matmul [3] */
+  /* line 6, in dense(), called at line 11: matmul [3] */
   bp_real *const t10 = ws + 3;
   for (size_t i = 0; i < 3; i++) t10[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = (functions_sigmoid((b[p] + t5[p])));
     for (size_t j = 0; j < 3; j++) t10[j] += s * t9[p * 3 + j];
   }
-  /* line 6: h = sigmoid [3] */
+  /* line 6, in dense(), called at line 11: h = sigmoid [3] */
   bp_real *const h = ws + 6;
   for (size_t i = 0; i < 3; i++) h[i] = functions_sigmoid((b[i] + t10[i]));
-  /* line 8: matmul [3] */
+  /* line 8, in residual(), called at line 12: matmul [3] */
   bp_real *const t13 = ws + 9;
   for (size_t i = 0; i < 3; i++) t13[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = h[p];
     for (size_t j = 0; j < 3; j++) t13[j] += s * t9[p * 3 + j];
   }
-  /* line 8: h = relu [3] */
+  /* line 8, in residual(), called at line 12: h = relu [3] */
   bp_real *const h_ = ws + 9;
   for (size_t i = 0; i < 3; i++) h_[i] = (t13[i] > 0 ? t13[i] : 0);
-  /* line 9: add [3] */
+  /* line 9, in residual(), called at line 12: add [3] */
   bp_real *const t15 = ws + 6;
   for (size_t i = 0; i < 3; i++) t15[i] = h[i] + h_[i];
   /* line 12: gather [2] */
@@ -91,39 +91,39 @@ static bp_real functions__backward_add(const bp_real *restrict params, const bp_
   const bp_real *const x = inputs + 0;
   /* line 11: index [3,3] */
   const bp_real *const t4 = W + 0;
-  /* line 6: matmul [3] */
+  /* line 6, in dense(), called at line 11: matmul [3] */
   bp_real *const t5 = ws + 0;
   for (size_t i = 0; i < 3; i++) t5[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = x[p];
     for (size_t j = 0; j < 3; j++) t5[j] += s * t4[p * 3 + j];
   }
-  /* line 6: sigmoid [3] */
+  /* line 6, in dense(), called at line 11: sigmoid [3] */
   bp_real *const t7 = ws + 3;
   for (size_t i = 0; i < 3; i++) t7[i] = functions_sigmoid((b[i] + t5[i]));
   /* line 11: index [3,3] */
   const bp_real *const t9 = W + 9;
-  /* line 6: matmul [3] */
+  /* line 6, in dense(), called at line 11: matmul [3] */
   bp_real *const t10 = ws + 6;
   for (size_t i = 0; i < 3; i++) t10[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = t7[p];
     for (size_t j = 0; j < 3; j++) t10[j] += s * t9[p * 3 + j];
   }
-  /* line 6: h = sigmoid [3] */
+  /* line 6, in dense(), called at line 11: h = sigmoid [3] */
   bp_real *const h = ws + 9;
   for (size_t i = 0; i < 3; i++) h[i] = functions_sigmoid((b[i] + t10[i]));
-  /* line 8: matmul [3] */
+  /* line 8, in residual(), called at line 12: matmul [3] */
   bp_real *const t13 = ws + 12;
   for (size_t i = 0; i < 3; i++) t13[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = h[p];
     for (size_t j = 0; j < 3; j++) t13[j] += s * t9[p * 3 + j];
   }
-  /* line 8: h = relu [3] */
+  /* line 8, in residual(), called at line 12: h = relu [3] */
   bp_real *const h_ = ws + 15;
   for (size_t i = 0; i < 3; i++) h_[i] = (t13[i] > 0 ? t13[i] : 0);
-  /* line 9: add [3] */
+  /* line 9, in residual(), called at line 12: add [3] */
   bp_real *const t15 = ws + 15;
   for (size_t i = 0; i < 3; i++) t15[i] = h[i] + h_[i];
   /* line 12: gather [2] */
