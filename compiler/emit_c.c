@@ -1192,7 +1192,7 @@ static void emit_rng(Emitter *E, int normal, int flat) {
                "static bp_real %s__uniform_in(uint64_t *state, double lo, double hi) {\n"
                "  double u = (double)(long long)(%s__next(state) >> 11) * (1.0 / 9007199254740992.0);\n"
                "  bp_real x = (bp_real)(lo + (hi - lo) * u);\n"
-               "  return x < hi ? x : (bp_real)lo;\n"
+               "  return (double)x < hi ? x : (bp_real)lo;\n"
                "}\n\n",
                E->P, E->P);
   if (normal)
