@@ -771,7 +771,12 @@ static void emit_shape_op(Emitter *E, const Step *st, Dest d) {
   long long m = n->shape.rank >= 1 ? n->shape.dim[0] : 1, nn = n->shape.rank == 2 ? n->shape.dim[1] : 1;
   switch (n->op) {
   case OP_BCAST: {
-    if (n->shape.rank > 2) { /* a nest over the result, the argument read as an operand repeated */
+    /* a scalar everywhere, or a vector as the rows or columns of a matrix: the loops below; any
+       other (a [1] vector, a tensor): a nest over the result, the argument read as an operand
+       repeated along the axes */
+    int simple = a->shape.rank == 0 ||
+                 (n->shape.rank == 2 && a->shape.rank == 1 && (n->attr.axes == BCAST_ROWS || n->attr.axes == BCAST_COLS));
+    if (!simple) {
       const Nest *nest = &st->nest;
       const char *src = a->shape.rank == 0 ? elem(E, a, "")
                                            : elem(E, a, nest_index(E, nest, shape_with_ones(n->shape, (unsigned)n->attr.axes)));

@@ -146,6 +146,11 @@ static const char *const ad_programs[] = {
     "param T[2, 3, 4] ~ uniform(-1, 1)\n"
     "input Y[2, 3, 4]\n"
     "loss = sum(softmax(T, axis=1) * Y) + sum(logsumexp(T, axis=0)^2) + sum(max(T, axis=1)) * sum(min(T, axis=[0, 2])) + sum(sum(T, axis=[0, 2])^2) + mean(T, axis=-1)[1, 2] + sum(reshape(T, [4, -1])[3] * 2) + sum(concat(T[0], T[1] * 2, axis=1)^2) + sum(stack(T[0, 0], T[1, 2], axis=1)^3) + sum(transpose(T, [1, 2, 0])[2] * Y[0, 1, 0]) + softmax_cross_entropy(T, Y, axis=1)\n",
+    /* one-element vectors and 1s in shapes broadcast like scalars (a [1] vector's broadcast was
+       emitted as a scalar's: found by make fuzz) */
+    "param v[1] ~ uniform(0.5, 1)\nparam M[2, 3] ~ uniform(0.5, 1)\nparam c[2, 1] ~ uniform(0.5, 1)\n"
+    "param r[1, 3] ~ uniform(0.5, 1)\n"
+    "loss = sum(v * M) + sum(M / v) + sum(c * v) + sum(r - v) + sum(exp(M * c * r * v))\n",
     /* an Elman RNN unrolled over the rows of a [T, D] input */
     "dim T = 4\n"
     "dim D = 3\n"
