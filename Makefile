@@ -6,17 +6,25 @@ SAN     ?=
 WARN     = -Wall -Wextra
 CSTD     = -std=c11 -D_GNU_SOURCE
 B        = build
-INCS     = -Icompiler -Iruntime -Icli -I$(B)
+INCS     = -Isupport -Icompiler -Iruntime -Icli -I$(B)
 LDLIBS   = -ltcc -lz -lm -ldl -lpthread -rdynamic
 
-COMPILER_SRC = compiler/arena.c compiler/util.c compiler/diag.c compiler/ast.c compiler/shape.c compiler/ops.c compiler/ir.c \
+# the layers (compiler/bpc.h's opening comment): support/ under everything;
+# compiler/ and runtime/ each on support/ alone; cli/ on all of them
+SUPPORT_SRC  = $(wildcard support/*.c)
+COMPILER_SRC = compiler/diag.c compiler/ast.c compiler/shape.c compiler/ops.c compiler/ir.c \
                compiler/simplify.c compiler/lower.c compiler/autodiff.c compiler/schedule.c compiler/plan.c \
-               compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c compiler/atomic_write.c
+               compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c
 RUNTIME_SRC  = $(wildcard runtime/*.c)
 # the command line: every command but main (cli/main.c) goes into the library too, for the tests
 CLI_SRC      = cli/options.c cli/outputs.c cli/commands.c cli/inspect.c
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
-LIB_OBJ      = $(GRAMMAR_OBJ) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o) $(CLI_SRC:%.c=$(B)/%.o)
+LIB_OBJ      = $(GRAMMAR_OBJ) $(SUPPORT_SRC:%.c=$(B)/%.o) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o) \
+               $(CLI_SRC:%.c=$(B)/%.o)
+# each layer is compiled seeing only the headers it may include, so an
+# include across the layers fails to build
+$(B)/support/%.o:  INCS = -Isupport
+$(B)/compiler/%.o: INCS = -Isupport -Icompiler
 
 .PHONY: all test run-tests unit e2e golden demo deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels docs-images mutate
 FASHION = /usr/share/datasets/fashion-mnist
@@ -26,10 +34,10 @@ $(B)/parser.c $(B)/parser.h: grammar/parser.y | $(B)
 	bison -Wall -Werror -d -o $(B)/parser.c $<
 $(B)/lexer.c: grammar/lexer.l | $(B)
 	flex -o $@ $<
-$(B)/parser.o: $(B)/parser.c compiler/bpc.h
+$(B)/parser.o: $(B)/parser.c compiler/bpc.h support/support.h
 	$(CC) $(CSTD) $(CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
 # flex's skeleton has unused parameters and sign comparisons we do not own
-$(B)/lexer.o: $(B)/lexer.c $(B)/parser.h compiler/bpc.h
+$(B)/lexer.o: $(B)/lexer.c $(B)/parser.h compiler/bpc.h support/support.h
 	$(CC) $(CSTD) $(CFLAGS) $(SAN) $(WARN) -Wno-unused-parameter -Wno-sign-compare -Wno-unused-function $(INCS) -c -o $@ $<
 # kernels and optimiser loops: optimised hard, with reassociation so
 # reductions vectorise and FMA contraction (which -std=c11 turns off)
@@ -37,10 +45,10 @@ HOT_CFLAGS = -O3 -g -ffp-contract=fast -fno-math-errno -fno-trapping-math -fasso
 $(B)/runtime/kernels.o: runtime/kernels.c runtime/kernels.h | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(HOT_CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
-$(B)/runtime/optim.o: runtime/optim.c runtime/runtime.h runtime/kernels.h compiler/bpc.h | $(B)
+$(B)/runtime/optim.o: runtime/optim.c runtime/runtime.h runtime/kernels.h compiler/bpc.h support/support.h | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(HOT_CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
-$(B)/%.o: %.c compiler/bpc.h compiler/ops.h cli/cli.h $(wildcard runtime/*.h) | $(B)
+$(B)/%.o: %.c support/support.h compiler/bpc.h compiler/ops.h cli/cli.h $(wildcard runtime/*.h) | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
 # made afresh: ar only adds members, so an object of a file since moved or
@@ -88,7 +96,8 @@ demo:
 	  --epochs 5 --batch 64 --optim sgd --lr 0.1
 
 format:
-	clang-format -i compiler/*.c compiler/*.h runtime/*.c runtime/*.h cli/*.c cli/*.h tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h bench/*.c
+	clang-format -i support/*.c support/*.h compiler/*.c compiler/*.h runtime/*.c runtime/*.h cli/*.c cli/*.h \
+	  tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h bench/*.c
 
 install: $(B)/bpc
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -35,18 +35,6 @@ static void *sym(void *so, const char *name) {
   return f;
 }
 
-static double rand_normal(uint64_t *s) {
-  double u[2];
-  for (int i = 0; i < 2; i++) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    z ^= z >> 31;
-    u[i] = ((double)(long long)(z >> 11) + 1.0) / 9007199254740992.0;
-  }
-  return sqrt(-2 * log(u[0])) * cos(6.283185307179586 * u[1]);
-}
-
 /* The functions under test, behind one signature. */
 enum { HAND_F, HAND_G, BPC_F, BPC_G, JIT_F, JIT_G, NFN };
 static const char *const fn_names[NFN] = {"hand f", "hand grad", "bpc f", "bpc grad", "jit f", "jit grad"};
@@ -173,7 +161,7 @@ int main(int argc, char **argv) {
   ((void (*)(double *, uint64_t))sym(b.bpc, "m_init"))(b.p, 1);
   uint64_t rng = 42;
   for (int64_t i = 0; i < nx; i++)
-    b.x[i] = fabs(rand_normal(&rng)) * 0.5;
+    b.x[i] = fabs(random_normal(&rng)) * 0.5;
   double lh = call(&b, HAND_G);
   memcpy(ref, b.g, sizeof(double) * (size_t)np);
   double lb = call(&b, BPC_G);

@@ -11,11 +11,15 @@
  *   compiler/emit_c.c                   Plan         -> C source (backends: plain loops, kernels; parts)
  *   compiler/emit_dot.c, ir.c           IR           -> Graphviz / IR text
  *   compiler/eval.c, explain.c          IR           -> values, the chain rule as text
- *   compiler/driver.c                   the whole pipeline behind one call
+ *   compiler/driver.c                   the whole pipeline behind one call (diag.c: its messages)
  *   runtime/                            C -> functions (jit.c), kernels, data, training
  *   cli/                                the commands, one option parser (cli.h)
- * Shared utilities: arena.c (arena, vectors, buffers), util.c (hashing,
- * random numbers, reading files), atomic_write.c, diag.c (messages).
+ * Folders and what each may include:
+ *   support/   utilities every layer shares (support.h): arena, vectors, buffers, hashing,
+ *              random numbers, reading files, atomic writes, str_printf; only the C library
+ *   compiler/  this header (and ops.h); support/. Nothing of runtime/ or cli/
+ *   runtime/   runtime.h, kernels.h; support/; still bpc.h (jit.c compiles a .bp file itself)
+ *   cli/       everything
  *
  * All compiler memory comes from one Arena owned by the Ctx; nothing is freed
  * piecemeal. User errors longjmp back to the driver through the Ctx.
@@ -28,74 +32,20 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "support.h"
+
 #define BPC_VERSION "0.1.0"
 
-/* ---- Limits (documented in docs/language.md) ---------------------------- */
+/* ---- Limits (documented in docs/language.md; BPC_MAX_IDENT, BPC_MAX_RANK
+ * and BPC_MAX_DIM are in support.h, since saved parameter files are checked
+ * against them too) ---------------------------------------------------------- */
 #define BPC_MAX_SOURCE_BYTES (64u << 20) /* a .bp file larger than this is refused */
 #define BPC_MAX_NESTING 256              /* open ( and [ at once */
 #define BPC_MAX_PARSE_DEPTH 20000        /* pending operators in one expression */
-#define BPC_MAX_IDENT 128                /* characters in a name */
 #define BPC_MAX_STATEMENTS 200000        /* statements in one file */
 #define BPC_MAX_NODES 4000000            /* IR nodes, forward and backward */
-#define BPC_MAX_DIM 100000000LL          /* one dimension */
 #define BPC_MAX_ELEMS 100000000LL        /* elements in one tensor */
 #define BPC_STACK_BYTES (4u << 20)       /* intermediates above this use workspace */
-
-/* ---- arena.c ------------------------------------------------------------ */
-typedef struct ArenaBlock ArenaBlock;
-typedef struct Arena {
-  ArenaBlock *head; /* newest block; older ones are chained behind it */
-  size_t used;      /* bytes used in head */
-  size_t total;     /* bytes allocated over all blocks, for the memory limit */
-} Arena;
-
-void arena_init(Arena *a);
-void arena_free(Arena *a);
-/* A point to roll the arena back to: what is allocated after a mark is
- * scratch, freed by arena_release (per-function planning and strings). */
-typedef struct ArenaMark {
-  ArenaBlock *head;
-  size_t used, total;
-} ArenaMark;
-ArenaMark arena_mark(const Arena *a);
-void arena_release(Arena *a, ArenaMark m);
-void *arena_alloc(Arena *a, size_t size); /* zeroed, 16-byte aligned */
-char *arena_strndup(Arena *a, const char *s, size_t n);
-char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* A growable array of pointers, backed by the arena (old storage is simply
- * abandoned when it grows). */
-typedef struct PtrVec {
-  void **items;
-  int len, cap;
-} PtrVec;
-void vec_push(Arena *a, PtrVec *v, void *item);
-
-/* A growable text buffer (malloc-backed: it outlives the arena when the
- * emitted C is handed to the caller). */
-typedef struct Buf {
-  char *data;
-  size_t len, cap;
-} Buf;
-void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void buf_puts(Buf *b, const char *s);
-void buf_append(Buf *b, const void *data, size_t n); /* raw bytes */
-void buf_free(Buf *b);
-
-/* ---- util.c: shared utilities ------------------------------------------ */
-uint32_t hash_string(const char *s);                          /* FNV-1a, for hash tables */
-uint64_t hash_bytes(const void *data, size_t n, uint64_t h); /* FNV-1a 64, continuing from h */
-uint64_t splitmix64(uint64_t *state);                        /* the project's one RNG step */
-double random_normal(uint64_t *state);                       /* standard normal (Box-Muller) */
-/* A whole file, NUL-terminated (malloc'd); NULL with *why ("too large"
- * past limit bytes, or the system's reason). */
-char *read_whole_file(const char *path, size_t limit, size_t *len, const char **why);
-
-/* ---- atomic_write.c ------------------------------------------------------ */
-/* Writes each buffer to a temporary file beside its path, fsyncs, then
- * renames all of them into place. Returns -1 on success, or the index of the
- * path that failed (with *why set); nothing is left behind on failure. */
-int write_files_atomically(const char **paths, Buf **bufs, int n, const char **why);
 
 /* ---- diag.c ------------------------------------------------------------- */
 typedef struct Loc {
@@ -190,7 +140,6 @@ Stmt *stmt_new(Ctx *c, StmtKind kind, Loc loc);
 void parse_program(Ctx *c); /* fills c->prog from c->src */
 
 /* ---- shape.c ------------------------------------------------------------ */
-#define BPC_MAX_RANK 8
 typedef struct Shape {
   int rank;                  /* 0 scalar, 1 vector, 2 matrix, up to BPC_MAX_RANK */
   int64_t dim[BPC_MAX_RANK]; /* row-major: dim[rank-1] varies fastest */

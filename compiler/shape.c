@@ -22,12 +22,8 @@ Shape shape_mat(int64_t m, int64_t n) { return (Shape){2, {m, n}}; }
 
 const char *shape_str(Ctx *c, Shape s) {
   if (s.rank == 0) return "scalar";
-  char buf[8 * 24 + 4];
-  int len = 0;
-  for (int i = 0; i < s.rank; i++)
-    len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%lld", i ? "," : "[", (long long)s.dim[i]);
-  snprintf(buf + len, sizeof buf - (size_t)len, "]");
-  return arena_printf(&c->arena, "%s", buf);
+  char buf[BPC_DIMS_TEXT];
+  return arena_printf(&c->arena, "%s", format_dims(buf, s.rank, s.dim));
 }
 
 /* Dimension k of s counted from the right (0: the last), 1 past its rank. */

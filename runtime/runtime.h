@@ -205,8 +205,6 @@ FdCheck fd_check(FdFunction f, void *ctx, double x, double fx, double magnitude,
 /* ---- shared helpers ---------------------------------------------------------- */
 double real_get(const void *p, size_t elem, size_t i);
 void real_set(void *p, size_t elem, size_t i, double v);
-char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-double now_seconds(void);
 /* Training treats subnormal numbers as zero: they carry no useful signal in
  * a gradient step, and on x86 each one costs a slow microcode assist. */
 void flush_subnormals(void);

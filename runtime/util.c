@@ -1,8 +1,5 @@
 /* util.c — small helpers the runtime shares. */
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
 #endif
@@ -18,28 +15,6 @@ void real_set(void *p, size_t elem, size_t i, double v) {
     ((float *)p)[i] = (float)v;
   else
     ((double *)p)[i] = v;
-}
-
-char *str_printf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  char *s = malloc((size_t)n + 1);
-  if (!s) {
-    fputs("bpc: out of memory\n", stderr);
-    exit(3);
-  }
-  va_start(ap, fmt);
-  vsnprintf(s, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return s;
-}
-
-double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 void flush_subnormals(void) {

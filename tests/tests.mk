@@ -6,10 +6,11 @@ TEST_NAMES  = $(basename $(notdir $(wildcard tests/test_*.c)))
 TEST_BINS   = $(TEST_NAMES:%=$(B)/tests/%)
 
 # every object that sees the compiler's structures is rebuilt when they change
-$(B)/tests/harness.o: tests/harness.c tests/harness.h compiler/bpc.h compiler/ops.h
+$(B)/tests/harness.o: tests/harness.c tests/harness.h compiler/bpc.h compiler/ops.h support/support.h
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $(SAN) -c -o $@ $<
-$(B)/tests/targets.o: tests/fuzz/targets.c tests/fuzz/targets.h runtime/runtime.h compiler/bpc.h compiler/ops.h
+$(B)/tests/targets.o: tests/fuzz/targets.c tests/fuzz/targets.h runtime/runtime.h compiler/bpc.h compiler/ops.h \
+                     support/support.h
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $(SAN) -Itests/fuzz -c -o $@ $<
 $(B)/tests/test_fuzz_regressions: tests/test_fuzz_regressions.c $(B)/tests/targets.o $(B)/tests/harness.o $(B)/libbpc.a

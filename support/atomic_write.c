@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bpc.h"
+#include "support.h"
 
 static char *temp_path_for(const char *path) {
   size_t n = strlen(path);

@@ -1,10 +1,12 @@
-/* arena.c — bump allocation for everything the compiler builds, plus the
- * small growable containers (PtrVec, Buf) the stages share. */
+/* arena.c — bump allocation for everything the compiler builds (and the
+ * runtime's description of a model), plus the small growable containers
+ * (PtrVec, Buf) every layer shares. */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bpc.h"
+#include "support.h"
 
 struct ArenaBlock {
   ArenaBlock *prev;
@@ -14,12 +16,14 @@ struct ArenaBlock {
 
 enum { ARENA_BLOCK = 1 << 20 };
 
+void out_of_memory(void) {
+  fputs("bpc: out of memory\n", stderr);
+  exit(3);
+}
+
 static void *xmalloc(size_t n) {
   void *p = malloc(n);
-  if (!p) {
-    fputs("bpc: out of memory\n", stderr);
-    exit(3);
-  }
+  if (!p) out_of_memory();
   return p;
 }
 
@@ -100,10 +104,7 @@ static void buf_reserve(Buf *b, size_t extra) {
   while (cap < b->len + extra + 1)
     cap *= 2;
   char *d = realloc(b->data, cap);
-  if (!d) {
-    fputs("bpc: out of memory\n", stderr);
-    exit(3);
-  }
+  if (!d) out_of_memory();
   b->data = d;
   b->cap = cap;
 }

@@ -1,14 +1,17 @@
 /* util.c — the small utilities every part of bpc shares, each once:
  * string and byte hashing, the random numbers of tests, checks and
- * shuffling, and reading a whole file. (The arena and buffers are in
- * arena.c, atomic writes in atomic_write.c.) */
+ * shuffling, reading a whole file, formatted strings, the clock and how a
+ * shape is written. (The arena and buffers are in arena.c, atomic writes
+ * in atomic_write.c.) */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "bpc.h"
+#include "support.h"
 
 uint32_t hash_string(const char *s) { /* FNV-1a, 32 bits */
   uint32_t h = 2166136261u;
@@ -78,4 +81,32 @@ char *read_whole_file(const char *path, size_t limit, size_t *len, const char **
   data[n] = 0;
   *len = n;
   return data;
+}
+
+char *str_printf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  char *s = malloc((size_t)n + 1);
+  if (!s) out_of_memory();
+  va_start(ap, fmt);
+  vsnprintf(s, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+char *format_dims(char *out, int rank, const int64_t *dim) {
+  if (rank == 0) return strcpy(out, "scalar");
+  int len = 0;
+  for (int i = 0; i < rank; i++)
+    len += snprintf(out + len, BPC_DIMS_TEXT - (size_t)len, "%s%lld", i ? "," : "[", (long long)dim[i]);
+  snprintf(out + len, BPC_DIMS_TEXT - (size_t)len, "]");
+  return out;
 }
