@@ -17,7 +17,7 @@ COMPILER_SRC = compiler/diag.c compiler/ast.c compiler/shape.c compiler/ops.c co
                compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c
 RUNTIME_SRC  = $(wildcard runtime/*.c)
 # the command line: every command but main (cli/main.c) goes into the library too, for the tests
-CLI_SRC      = cli/options.c cli/outputs.c cli/commands.c cli/inspect.c
+CLI_SRC      = cli/options.c cli/outputs.c cli/build.c cli/commands.c cli/inspect.c
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
 LIB_OBJ      = $(GRAMMAR_OBJ) $(SUPPORT_SRC:%.c=$(B)/%.o) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o) \
                $(CLI_SRC:%.c=$(B)/%.o)
@@ -25,6 +25,7 @@ LIB_OBJ      = $(GRAMMAR_OBJ) $(SUPPORT_SRC:%.c=$(B)/%.o) $(COMPILER_SRC:%.c=$(B
 # include across the layers fails to build
 $(B)/support/%.o:  INCS = -Isupport
 $(B)/compiler/%.o: INCS = -Isupport -Icompiler
+$(B)/runtime/%.o:  INCS = -Isupport -Iruntime
 
 .PHONY: all test run-tests unit e2e golden demo deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels docs-images mutate
 FASHION = /usr/share/datasets/fashion-mnist
@@ -45,7 +46,7 @@ HOT_CFLAGS = -O3 -g -ffp-contract=fast -fno-math-errno -fno-trapping-math -fasso
 $(B)/runtime/kernels.o: runtime/kernels.c runtime/kernels.h | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(HOT_CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
-$(B)/runtime/optim.o: runtime/optim.c runtime/runtime.h runtime/kernels.h compiler/bpc.h support/support.h | $(B)
+$(B)/runtime/optim.o: runtime/optim.c runtime/runtime.h runtime/kernels.h support/support.h | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(HOT_CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
 $(B)/%.o: %.c support/support.h compiler/bpc.h compiler/ops.h cli/cli.h $(wildcard runtime/*.h) | $(B)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bpc.h"
 #include "runtime.h"
 
 int main(int argc, char **argv) {
@@ -30,8 +31,10 @@ int main(int argc, char **argv) {
         return 1;
       }
       Buf out = {0}, h = {0};
-      EmitOptions eo = {
-          .prefix = "m", .self_contained = 1, .jit_kernels = 1, .part_nodes = -1}; /* as jit_load */
+      EmitOptions eo = {.prefix = JIT_PREFIX,
+                        .self_contained = 1,
+                        .jit_kernels = 1,
+                        .part_nodes = -1}; /* as jit_load (cli/build.c) */
       emit_c(&c, &eo, &out, &h);
       double t1 = now_seconds();
       char *err = NULL;

@@ -1,7 +1,8 @@
 /* cli.h — the command line: one option parser for every command, the
  * commands (compile in main.c; train, eval, predict, bench in commands.c;
- * grad, check, graph, explain, trace in inspect.c) and the checks on their
- * output paths (outputs.c). It uses the compiler (bpc.h) and the runtime
+ * grad, check, graph, explain, trace in inspect.c), the checks on their
+ * output paths (outputs.c), and compiling a model and loading it into the
+ * runtime (build.c). It uses the compiler (bpc.h) and the runtime
  * (runtime.h); neither uses it. */
 #ifndef BPC_CLI_H
 #define BPC_CLI_H
@@ -9,6 +10,7 @@
 #include <stdarg.h>
 
 #include "bpc.h"
+#include "runtime.h"
 
 typedef struct CliCommand {
   const char *name;
@@ -40,9 +42,30 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *accepted, cons
 long long cli_int(const char *opt, const char *v, long long lo, long long hi);
 double cli_real(const char *opt, const char *v, double lo, double hi);
 int cli_parse_define(const char *arg, DefineOpt *out);
-void cli_compile_or_exit(Ctx *c, const char *path, const CompileOptions *o);
 
+/* ---- build.c: from a .bp file to the compiler's Ctx and the runtime's model -- */
+/* Reads and compiles a model into c (which then owns the text). Returns 0,
+ * or 1 with the user's error printed and nothing left to free. */
+int cli_compile(Ctx *c, const char *path, const CompileOptions *o);
+void cli_compile_or_exit(Ctx *c, const char *path, const CompileOptions *o); /* exits 1 on an error */
 
+/* A model compiled and loaded for a command that needs both the compiler's
+ * view of it (the graph: stats, the interpreter, which inputs the outputs
+ * read) and its compiled functions. */
+typedef struct LoadedModel {
+  Ctx ctx;
+  JitModel *jit; /* self-contained: nothing in it points into ctx */
+} LoadedModel;
+/* Compiles a .bp file into memory (tcc), or into a cached shared object
+ * (cc), with batched functions for jo->batch examples at a time when the
+ * model allows it (jo may be NULL). Returns 0, or 1 with the error printed
+ * (a user's error; a compiler failure on generated code is an internal
+ * error) and nothing left to free. */
+int load_model(LoadedModel *lm, const char *path, const CompileOptions *co, const JitOptions *jo);
+void unload_model(LoadedModel *lm);
+/* The same when only the functions are needed: the compiler's structures
+ * are freed once the model is loaded. NULL on an error (printed). */
+JitModel *jit_load(const char *path, const CompileOptions *co, const JitOptions *jo);
 
 /* Whether two paths name one file: the same device and inode when both
  * exist, else the same path once its directory is resolved. */

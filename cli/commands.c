@@ -204,15 +204,15 @@ static void options_free(RunOptions *o) {
     free((char *)o->defines[i].name);
 }
 
-static JitModel *load_model_or_exit(RunOptions *o) {
+/* The model's functions, and beside them its graph (predict and bench read it). */
+static JitModel *load_model_or_exit(LoadedModel *lm, RunOptions *o) {
   CompileOptions co = {.defines = o->defines, .ndefines = o->ndefines};
   int threads = o->threads < 1 ? 1 : o->threads;
   if ((size_t)threads > o->batch) threads = (int)o->batch;
   int share = (int)((o->batch + (size_t)threads - 1) / (size_t)threads);
   JitOptions jo = {.use_float = o->use_float, .batch = share, .use_cc = o->use_cc};
-  JitModel *m = jit_load(o->model, &co, &jo);
-  if (!m) exit(1);
-  return m;
+  if (load_model(lm, o->model, &co, &jo)) exit(1);
+  return lm->jit;
 }
 
 static void load_data_or_exit(Dataset *d, JitModel *m, DataBinding *b, int nb, size_t limit,
@@ -241,7 +241,8 @@ static void *params_or_exit(JitModel *m, RunOptions *o) {
 static int run_train(int argc, char **argv) {
   RunOptions o;
   parse_options(&o, argc, argv, train_options, train_help);
-  JitModel *m = load_model_or_exit(&o);
+  LoadedModel lm;
+  JitModel *m = load_model_or_exit(&lm, &o);
   Dataset train_set, test_set;
   load_data_or_exit(&train_set, m, o.data, o.ndata, o.limit, NULL);
   if (o.ntest) load_data_or_exit(&test_set, m, o.test, o.ntest, 0, NULL);
@@ -268,7 +269,7 @@ static int run_train(int argc, char **argv) {
   free(params);
   dataset_free(&train_set);
   if (o.ntest) dataset_free(&test_set);
-  jit_free(m);
+  unload_model(&lm);
   options_free(&o);
   return rc;
 }
@@ -277,7 +278,8 @@ static int run_eval(int argc, char **argv) {
   RunOptions o;
   parse_options(&o, argc, argv, eval_options, eval_help);
   if (!o.load) cli_usage_error("eval: --load PARAMS is required");
-  JitModel *m = load_model_or_exit(&o);
+  LoadedModel lm;
+  JitModel *m = load_model_or_exit(&lm, &o);
   void *params = params_or_exit(m, &o);
   Dataset d;
   load_data_or_exit(&d, m, o.data, o.ndata, o.limit, NULL);
@@ -296,14 +298,13 @@ static int run_eval(int argc, char **argv) {
   }
   dataset_free(&d);
   free(params);
-  jit_free(m);
+  unload_model(&lm);
   options_free(&o);
   return 0;
 }
 
 /* Inputs the outputs depend on: the others (targets) need no data. */
-static int *inputs_needed_by_outputs(JitModel *m) {
-  Ctx *c = &m->ctx;
+static int *inputs_needed_by_outputs(Ctx *c) {
   int *need = calloc((size_t)c->inputs.len + 1, sizeof(int));
   Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
   for (int i = 0; i < c->outputs.len; i++)
@@ -319,25 +320,25 @@ static int run_predict(int argc, char **argv) {
   RunOptions o;
   parse_options(&o, argc, argv, predict_options, predict_help);
   if (!o.load) cli_usage_error("predict: --load PARAMS is required");
-  JitModel *m = load_model_or_exit(&o);
+  LoadedModel lm;
+  JitModel *m = load_model_or_exit(&lm, &o);
   if (m->noutputs == 0) {
     fprintf(stderr, "bpc: %s declares no outputs; add a line such as 'output prediction = ...'\n", o.model);
     return 1;
   }
   void *params = params_or_exit(m, &o);
-  int *need = inputs_needed_by_outputs(m);
+  int *need = inputs_needed_by_outputs(&lm.ctx);
   Dataset d;
   load_data_or_exit(&d, m, o.data, o.ndata, o.limit, need);
   free(need);
   Buf csv = {0};
-  Ctx *c = &m->ctx;
-  for (int i = 0; i < c->outputs.len; i++) {
-    Decl *dcl = c->outputs.items[i];
-    int64_t k = shape_numel(dcl->shape);
-    for (int64_t j = 0; j < k; j++)
+  const TensorList *outputs = &m->info.outputs;
+  for (int i = 0; i < outputs->len; i++) {
+    const TensorInfo *t = &outputs->items[i];
+    for (int64_t j = 0; j < t->numel; j++)
       buf_printf(&csv, "%s%s", i || j ? "," : "",
-                 dcl->shape.rank ? str_printf("%s[%lld]", dcl->name, (long long)j) : dcl->name);
-    if (o.classes && dcl->shape.rank <= 1) buf_printf(&csv, ",%s_class", dcl->name);
+                 t->rank ? str_printf("%s[%lld]", t->name, (long long)j) : t->name);
+    if (o.classes && t->rank <= 1) buf_printf(&csv, ",%s_class", t->name);
   }
   buf_puts(&csv, "\n");
   void *ws = calloc(m->ws_elems + 1, m->elem);
@@ -345,12 +346,12 @@ static int run_predict(int argc, char **argv) {
   typedef void (*PredictFn)(const void *, const void *, void *, void *);
   for (size_t e = 0; e < d.n; e++) {
     ((PredictFn)m->predict_ws)(params, (const char *)d.x + e * (size_t)d.width * d.elem, out, ws);
-    for (int i = 0; i < c->outputs.len; i++) {
-      Decl *dcl = c->outputs.items[i];
-      for (int64_t j = 0; j < shape_numel(dcl->shape); j++)
-        buf_printf(&csv, "%s%.9g", i || j ? "," : "", real_get(out, m->elem, (size_t)(dcl->offset + j)));
+    for (int i = 0; i < outputs->len; i++) {
+      const TensorInfo *t = &outputs->items[i];
+      for (int64_t j = 0; j < t->numel; j++)
+        buf_printf(&csv, "%s%.9g", i || j ? "," : "", real_get(out, m->elem, (size_t)(t->offset + j)));
       /* the arg-max of class scores; a scalar against 0.5 (a probability) or 0 (a score) */
-      if (o.classes && dcl->shape.rank <= 1)
+      if (o.classes && t->rank <= 1)
         buf_printf(&csv, ",%zu", output_class(m, out, 0, i, output_threshold(m, i)));
     }
     buf_puts(&csv, "\n");
@@ -372,7 +373,7 @@ static int run_predict(int argc, char **argv) {
   free(out);
   free(params);
   dataset_free(&d);
-  jit_free(m);
+  unload_model(&lm);
   options_free(&o);
   return rc;
 }
@@ -444,7 +445,8 @@ static int run_bench(int argc, char **argv) {
   o.threads = 1;
   if (!o.batch_given) o.batch = 64; /* bench's own default: the batch of the training benchmarks */
   double t0 = now_seconds();
-  JitModel *m = load_model_or_exit(&o);
+  LoadedModel lm;
+  JitModel *m = load_model_or_exit(&lm, &o);
   double compile = now_seconds() - t0;
   size_t B = o.batch;
   void *params = calloc((size_t)m->nparams + 1, m->elem), *grad = calloc((size_t)m->nparams + 1, m->elem);
@@ -465,7 +467,7 @@ static int run_bench(int argc, char **argv) {
     t[k] = bench_seconds(&call);
   }
   Stats st;
-  compute_stats(&m->ctx, &st);
+  compute_stats(&lm.ctx, &st);
   printf("%s: %lld parameters, %lld inputs per example, %s\n", o.model, (long long)m->nparams,
          (long long)m->ninputs, o.use_float ? "float" : "double");
   printf("compile (bpc and %s):  %8.2f ms\n", o.use_cc ? "cc " : "tcc", 1000 * compile);
@@ -485,7 +487,7 @@ static int run_bench(int argc, char **argv) {
   free(inputs);
   free(soa);
   free(ws);
-  jit_free(m);
+  unload_model(&lm);
   options_free(&o);
   return 0;
 }

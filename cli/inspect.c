@@ -486,18 +486,19 @@ static int run_check(int argc, char **argv) {
   enum { CHECK_BATCH = 4 };
   int B = o.batched ? CHECK_BATCH : 1;
   JitOptions jo = {.use_cc = o.use_cc, .batch = o.batched ? CHECK_BATCH : 0};
-  JitModel *m = jit_load(o.model, &co, &jo);
-  if (!m) return 1;
+  LoadedModel lm;
+  if (load_model(&lm, o.model, &co, &jo)) return 1;
+  JitModel *m = lm.jit;
   if (o.batched && m->fixed != CHECK_BATCH) {
     fprintf(stderr,
             "bpc: %s has no batched form (%s): bpc train runs it one example at a time, which bpc check "
             "without --batched checks\n",
-            o.model, m->unbatched_why ? m->unbatched_why : "unknown reason");
-    jit_free(m);
+            o.model, m->info.unbatched_why ? m->info.unbatched_why : "unknown reason");
+    unload_model(&lm);
     options_free(&o);
     return 1;
   }
-  Ctx *c = &m->ctx;
+  Ctx *c = &lm.ctx;
   double *p = calloc((size_t)m->nparams + 1, sizeof(double)),
          *x = calloc((size_t)B * (size_t)m->ninputs + 1, sizeof(double));
   CheckState st = {m, calloc(m->ws_elems + 1, sizeof(double)), p, x,
@@ -585,7 +586,7 @@ static int run_check(int argc, char **argv) {
   free(max_rel);
   free(max_bound);
   free(checked);
-  jit_free(m);
+  unload_model(&lm);
   options_free(&o);
   return failed;
 }

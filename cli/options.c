@@ -148,20 +148,3 @@ int cli_parse_define(const char *arg, DefineOpt *out) {
   out->value = v;
   return 1;
 }
-
-/* Reads and compiles a model; on a user error prints it and exits 1. */
-void cli_compile_or_exit(Ctx *c, const char *path, const CompileOptions *o) {
-  size_t len = 0;
-  const char *why = NULL;
-  char *text = read_source_file(path, &len, &why);
-  if (!text) {
-    fprintf(stderr, "bpc: cannot read %s: %s\n", path, why);
-    exit(1);
-  }
-  ctx_init(c, path, text, len);
-  c->owned_text = text;
-  if (bpc_compile(c, o)) {
-    fputs(c->err.data, stderr);
-    exit(1);
-  }
-}

@@ -12,13 +12,17 @@
  *   compiler/emit_dot.c, ir.c           IR           -> Graphviz / IR text
  *   compiler/eval.c, explain.c          IR           -> values, the chain rule as text
  *   compiler/driver.c                   the whole pipeline behind one call (diag.c: its messages)
- *   runtime/                            C -> functions (jit.c), kernels, data, training
+ *   cli/build.c                         .bp file     -> Ctx + C -> a JitModel with a ModelInfo
+ *                                       (the one file that hands the compiler's work to the runtime)
+ *   runtime/jit.c                       C            -> functions (libtcc, or cc), typed calls
+ *   runtime/ (the rest)                 kernels, data, metrics, optimisers, training, parameter files
  *   cli/                                the commands, one option parser (cli.h)
  * Folders and what each may include:
  *   support/   utilities every layer shares (support.h): arena, vectors, buffers, hashing,
  *              random numbers, reading files, atomic writes, str_printf; only the C library
  *   compiler/  this header (and ops.h); support/. Nothing of runtime/ or cli/
- *   runtime/   runtime.h, kernels.h; support/; still bpc.h (jit.c compiles a .bp file itself)
+ *   runtime/   runtime.h, kernels.h; support/. Nothing of compiler/: what it knows of a
+ *              model is runtime.h's ModelInfo, filled in by cli/build.c
  *   cli/       everything
  *
  * All compiler memory comes from one Arena owned by the Ctx; nothing is freed

@@ -57,9 +57,9 @@ fail:
   return NULL;
 }
 
-static Decl *find_input(JitModel *m, const char *name, int *slot) {
-  for (int i = 0; i < m->ctx.inputs.len; i++) {
-    Decl *d = m->ctx.inputs.items[i];
+static const TensorInfo *find_input(JitModel *m, const char *name, int *slot) {
+  for (int i = 0; i < m->info.inputs.len; i++) {
+    const TensorInfo *d = &m->info.inputs.items[i];
     if (!strcmp(d->name, name)) {
       *slot = i;
       return d;
@@ -68,15 +68,11 @@ static Decl *find_input(JitModel *m, const char *name, int *slot) {
   return NULL;
 }
 
-/* "x[2]", "W[2,3]", or just "t" for a scalar. */
-static const char *decl_desc(JitModel *m, const Decl *d) {
-  return d->shape.rank ? arena_printf(&m->ctx.arena, "%s%s", d->name, shape_str(&m->ctx, d->shape)) : d->name;
-}
-
 static char *input_list(JitModel *m) {
   Buf b = {0};
-  for (int i = 0; i < m->ctx.inputs.len; i++)
-    buf_printf(&b, "%s%s", i ? ", " : "", decl_desc(m, m->ctx.inputs.items[i]));
+  char desc[TENSOR_DESC_TEXT];
+  for (int i = 0; i < m->info.inputs.len; i++)
+    buf_printf(&b, "%s%s", i ? ", " : "", tensor_desc(&m->info.inputs.items[i], desc));
   return b.data ? b.data : strdup("none");
 }
 
@@ -366,7 +362,7 @@ static int csv_fill(const char *path, Csv *c, Dataset *d, int64_t col0, int64_t 
 
 typedef struct DataSource {
   const DataBinding *b;
-  Decl *decl; /* NULL: CSV for all inputs */
+  const TensorInfo *decl; /* NULL: CSV for all inputs */
   int slot;
   int is_csv;
   Csv csv;
@@ -380,7 +376,7 @@ static int ends_with(const char *s, const char *suffix) {
   return n >= k && !strcmp(s + n - k, suffix);
 }
 
-static int open_source(DataSource *s, JitModel *m, char **err) {
+static int open_source(DataSource *s, char **err) {
   s->is_csv = !s->decl || ends_with(s->b->path, ".csv") || ends_with(s->b->path, ".csv.gz");
   if (s->is_csv) {
     if (csv_scan(s->b->path, &s->csv, err)) return 1;
@@ -390,13 +386,14 @@ static int open_source(DataSource *s, JitModel *m, char **err) {
   size_t len;
   s->raw = read_all(s->b->path, &len, err);
   if (!s->raw || idx_parse(s->b->path, s->raw, len, &s->idx, err)) return 1;
-  Decl *d = s->decl;
-  int64_t want = shape_numel(d->shape);
+  const TensorInfo *d = s->decl;
+  int64_t want = d->numel;
   int labels = s->idx.ndims == 1;
-  if (!(labels && (d->shape.rank == 1 || want == 1)) && (int64_t)s->idx.per != want) {
-    char *dims = dims_str(&s->idx, 1);
-    *err = str_printf("%s: input %s needs %lld values per example, but the file has %s = %llu per example",
-                      s->b->path, decl_desc(m, d), (long long)want, dims, (unsigned long long)s->idx.per);
+  if (!(labels && (d->rank == 1 || want == 1)) && (int64_t)s->idx.per != want) {
+    char *dims = dims_str(&s->idx, 1), desc[TENSOR_DESC_TEXT];
+    *err =
+        str_printf("%s: input %s needs %lld values per example, but the file has %s = %llu per example",
+                   s->b->path, tensor_desc(d, desc), (long long)want, dims, (unsigned long long)s->idx.per);
     free(dims);
     return 1;
   }
@@ -405,9 +402,9 @@ static int open_source(DataSource *s, JitModel *m, char **err) {
 }
 
 static int fill_from_idx(DataSource *s, Dataset *d, size_t n, char **err) {
-  Decl *decl = s->decl;
-  int64_t k = shape_numel(decl->shape);
-  int one_hot = s->idx.ndims == 1 && decl->shape.rank == 1;
+  const TensorInfo *decl = s->decl;
+  int64_t k = decl->numel;
+  int one_hot = s->idx.ndims == 1 && decl->rank == 1;
   int scale = s->idx.type == 0x08 && !one_hot && s->idx.ndims > 1; /* uint8 images to [0, 1] */
   for (size_t e = 0; e < n; e++) {
     size_t base = e * (size_t)d->width + (size_t)decl->offset;
@@ -438,7 +435,7 @@ static int fill_from_idx(DataSource *s, Dataset *d, size_t n, char **err) {
 
 static int resolve(JitModel *m, const DataBinding *b, int nb, const int *required, DataSource *src,
                    char **err) {
-  int ninputs = m->ctx.inputs.len;
+  int ninputs = m->info.inputs.len;
   char *bound = calloc((size_t)ninputs + 1, 1);
   int rc = 1;
   for (int i = 0; i < nb; i++) {
@@ -468,8 +465,9 @@ static int resolve(JitModel *m, const DataBinding *b, int nb, const int *require
   }
   for (int i = 0; i < ninputs; i++)
     if (!bound[i] && (!required || required[i])) {
-      Decl *d = m->ctx.inputs.items[i];
-      *err = str_printf("no data for input %s: add --data %s=FILE", decl_desc(m, d), d->name);
+      const TensorInfo *d = &m->info.inputs.items[i];
+      char desc[TENSOR_DESC_TEXT];
+      *err = str_printf("no data for input %s: add --data %s=FILE", tensor_desc(d, desc), d->name);
       goto out;
     }
   rc = 0;
@@ -483,7 +481,7 @@ int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t l
   memset(d, 0, sizeof *d);
   d->width = m->ninputs;
   d->elem = m->elem;
-  d->onehot = calloc((size_t)m->ctx.inputs.len + 1, sizeof(int));
+  d->onehot = calloc((size_t)m->info.inputs.len + 1, sizeof(int));
   if (m->ninputs == 0) {
     *err = str_printf("the model has no inputs, so there is no data to bind");
     return 1;
@@ -496,7 +494,7 @@ int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t l
   int rc = 1;
   if (resolve(m, b, nb, required, src, err)) goto out;
   for (int i = 0; i < nb; i++)
-    if (open_source(&src[i], m, err)) goto out;
+    if (open_source(&src[i], err)) goto out;
   size_t n = src[0].count;
   for (int i = 1; i < nb; i++)
     if (src[i].count != n) {
@@ -522,10 +520,11 @@ int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t l
       continue;
     }
     int64_t col0 = s->decl ? s->decl->offset : 0;
-    int64_t ncols = s->decl ? shape_numel(s->decl->shape) : m->ninputs;
+    int64_t ncols = s->decl ? s->decl->numel : m->ninputs;
     /* one field per line for a vector of K > 1: class labels, as from an IDX label file */
-    int labels = s->decl && s->decl->shape.rank == 1 && ncols > 1 && s->csv.fields == 1;
-    char *what = s->decl ? str_printf("input %s", decl_desc(m, s->decl)) : input_list(m);
+    int labels = s->decl && s->decl->rank == 1 && ncols > 1 && s->csv.fields == 1;
+    char desc[TENSOR_DESC_TEXT];
+    char *what = s->decl ? str_printf("input %s", tensor_desc(s->decl, desc)) : input_list(m);
     int bad = csv_fill(s->b->path, &s->csv, d, col0, ncols, labels, what, n, err);
     free(what);
     if (bad) goto out;

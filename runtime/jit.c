@@ -156,69 +156,43 @@ static void *model_symbol(JitModel *m, const char *name) {
   return m->dl ? dlsym(m->dl, name) : jit_symbol(m->tcc, name);
 }
 
-JitModel *jit_load(const char *path, const CompileOptions *co, const JitOptions *jo) {
-  int use_float = jo ? jo->use_float : 0, batch = jo ? jo->batch : 0;
+JitModel *jit_load_c(const char *csrc, size_t len, ModelInfo *info, const JitOptions *jo, char **err) {
   JitModel *m = calloc(1, sizeof *m);
-  size_t len = 0;
-  const char *why = NULL;
-  m->source = read_source_file(path, &len, &why);
-  if (!m->source) {
-    fprintf(stderr, "bpc: cannot read %s: %s\n", path, why);
-    free(m);
-    return NULL;
-  }
-  double t0 = now_seconds();
-  ctx_init(&m->ctx, path, m->source, len);
-  if (bpc_compile(&m->ctx, co)) {
-    fputs(m->ctx.err.data, stderr);
-    jit_free(m);
-    return NULL;
-  }
-  Buf text = {0}, header = {0};
-  int cc = jo && jo->use_cc;
-  EmitOptions eo = {.prefix = "m",
-                    .use_float = use_float,
-                    .self_contained = 1,
-                    .jit_kernels = 1,
-                    .batch = batch,
-                    .part_nodes = cc ? 0 : -1, /* long functions in parts only for gcc */
-                    .batch_why = &m->unbatched_why};
-  emit_c(&m->ctx, &eo, &text, &header);
-  char *err = NULL;
-  if (cc)
-    m->dl = cc_load(text.data, text.len, &err);
+  if (!m) out_of_memory();
+  m->info = *info;
+  memset(info, 0, sizeof *info); /* the model owns its arena now */
+  if (jo && jo->use_cc)
+    m->dl = cc_load(csrc, len, err);
   else
-    m->tcc = jit_compile_c(text.data, &err);
-  buf_free(&text);
-  buf_free(&header);
+    m->tcc = jit_compile_c(csrc, err);
   if (!m->tcc && !m->dl) {
-    fprintf(stderr, "bpc: internal error: the generated C did not compile:\n%s\n", err);
-    free(err);
+    char *why = *err;
+    *err = str_printf("the generated C did not compile:\n%s", why);
+    free(why);
     jit_free(m);
     return NULL;
   }
-  m->use_float = use_float;
-  m->elem = use_float ? sizeof(float) : sizeof(double);
-  m->nparams = m->ctx.num_params;
-  m->ninputs = m->ctx.num_inputs;
-  m->noutputs = m->ctx.num_outputs;
-  size_t (*ws_size)(void) = (size_t(*)(void))model_symbol(m, "m_workspace_size");
-  *(void **)&m->init = model_symbol(m, "m_init");
-  m->train_batch = model_symbol(m, "m_train_batch");
-  m->eval_batch = model_symbol(m, "m_eval_batch");
-  m->predict_ws = model_symbol(m, "m_predict_ws");
+  m->use_float = jo && jo->use_float;
+  m->elem = m->use_float ? sizeof(float) : sizeof(double);
+  m->nparams = m->info.params.numel;
+  m->ninputs = m->info.inputs.numel;
+  m->noutputs = m->info.outputs.numel;
+  size_t (*ws_size)(void) = (size_t(*)(void))model_symbol(m, JIT_PREFIX "_workspace_size");
+  *(void **)&m->init = model_symbol(m, JIT_PREFIX "_init");
+  m->train_batch = model_symbol(m, JIT_PREFIX "_train_batch");
+  m->eval_batch = model_symbol(m, JIT_PREFIX "_eval_batch");
+  m->predict_ws = model_symbol(m, JIT_PREFIX "_predict_ws");
   if (!ws_size || !m->init || !m->train_batch || !m->eval_batch || !m->predict_ws) {
-    fprintf(stderr, "bpc: internal error: the generated C lacks its entry points\n");
+    *err = str_printf("the generated C lacks its entry points");
     jit_free(m);
     return NULL;
   }
   m->ws_elems = ws_size();
-  int (*fixed)(void) = (int (*)(void))model_symbol(m, "m_fixed_batch");
+  int (*fixed)(void) = (int (*)(void))model_symbol(m, JIT_PREFIX "_fixed_batch");
   m->fixed = fixed ? fixed() : 0;
-  m->train_fixed = model_symbol(m, "m_train_fixed");
-  m->eval_fixed = model_symbol(m, "m_eval_fixed");
+  m->train_fixed = model_symbol(m, JIT_PREFIX "_train_fixed");
+  m->eval_fixed = model_symbol(m, JIT_PREFIX "_eval_fixed");
   if (!m->train_fixed || !m->eval_fixed) m->fixed = 0;
-  m->compile_seconds = now_seconds() - t0;
   return m;
 }
 
@@ -226,8 +200,7 @@ void jit_free(JitModel *m) {
   if (!m) return;
   if (m->tcc) tcc_delete(m->tcc);
   if (m->dl) dlclose(m->dl);
-  ctx_free(&m->ctx);
-  free(m->source);
+  arena_free(&m->info.arena);
   free(m);
 }
 
@@ -266,9 +239,9 @@ double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void 
 
 void jit_gather(JitModel *m, const void *examples, void *out) {
   size_t B = (size_t)m->fixed, width = (size_t)m->ninputs, es = m->elem;
-  for (int s = 0; s < m->ctx.inputs.len; s++) {
-    Decl *d = m->ctx.inputs.items[s];
-    size_t off = (size_t)d->offset, k = (size_t)shape_numel(d->shape);
+  for (int s = 0; s < m->info.inputs.len; s++) {
+    const TensorInfo *t = &m->info.inputs.items[s];
+    size_t off = (size_t)t->offset, k = (size_t)t->numel;
     for (size_t e = 0; e < B; e++)
       memcpy((char *)out + (B * off + e * k) * es, (const char *)examples + (e * width + off) * es, k * es);
   }

@@ -22,18 +22,15 @@ char *metric_format(const MetricSpec *spec, double value) {
   return str_printf("%.6g", value);
 }
 
-double output_threshold(JitModel *m, int o) {
-  const Node *n = ((Decl *)m->ctx.outputs.items[o])->node;
-  return n->op == OP_SIGMOID ? 0.5 : 0.0;
-}
+double output_threshold(JitModel *m, int o) { return m->info.outputs.items[o].probability ? 0.5 : 0.0; }
 
 size_t output_class(JitModel *m, const void *outputs, size_t example, int output, double threshold) {
-  Decl *out = m->ctx.outputs.items[output];
+  const TensorInfo *out = &m->info.outputs.items[output];
   size_t off = example * (size_t)m->noutputs + (size_t)out->offset;
-  if (out->shape.rank == 0) return real_get(outputs, m->elem, off) > threshold;
+  if (out->rank == 0) return real_get(outputs, m->elem, off) > threshold;
   size_t best = 0;
   double bv = real_get(outputs, m->elem, off);
-  for (int64_t j = 1; j < shape_numel(out->shape); j++) {
+  for (int64_t j = 1; j < out->numel; j++) {
     double v = real_get(outputs, m->elem, off + (size_t)j);
     if (v > bv) {
       bv = v;
@@ -46,10 +43,10 @@ size_t output_class(JitModel *m, const void *outputs, size_t example, int output
 /* Whether every example's values of input slot i are classes: one-hot
  * rows (a vector), or 0 and 1 (a scalar). */
 static int holds_classes(JitModel *m, const Dataset *d, int i) {
-  Decl *in = m->ctx.inputs.items[i];
+  const TensorInfo *in = &m->info.inputs.items[i];
   if (d->onehot && d->onehot[i]) return 1;
-  int64_t k = shape_numel(in->shape);
-  if (in->shape.rank > 1 || d->n == 0) return 0;
+  int64_t k = in->numel;
+  if (in->rank > 1 || d->n == 0) return 0;
   for (size_t e = 0; e < d->n; e++) {
     int ones = 0;
     for (int64_t j = 0; j < k; j++) {
@@ -63,13 +60,13 @@ static int holds_classes(JitModel *m, const Dataset *d, int i) {
 }
 
 static int find_input(JitModel *m, const char *name) {
-  for (int i = 0; i < m->ctx.inputs.len; i++)
-    if (!strcmp(((Decl *)m->ctx.inputs.items[i])->name, name)) return i;
+  for (int i = 0; i < m->info.inputs.len; i++)
+    if (!strcmp(m->info.inputs.items[i].name, name)) return i;
   return -1;
 }
 
 int metric_spec(JitModel *m, const Dataset *d, Metric want, const char *target, MetricSpec *spec, char **err) {
-  Ctx *c = &m->ctx;
+  const ModelInfo *mi = &m->info;
   *spec = (MetricSpec){METRIC_NONE, -1, -1, 0};
   int target_slot = -1;
   if (target && (target_slot = find_input(m, target)) < 0) {
@@ -80,22 +77,22 @@ int metric_spec(JitModel *m, const Dataset *d, Metric want, const char *target, 
   /* the pairs of an output and an input of one shape; for the automatic
      choice only targets that hold classes */
   int pairs = 0;
-  for (int o = 0; o < c->outputs.len; o++) {
-    Decl *out = c->outputs.items[o];
-    for (int i = 0; i < c->inputs.len; i++) {
-      Decl *in = c->inputs.items[i];
-      if (!shape_eq(in->shape, out->shape) || (target_slot >= 0 && i != target_slot)) continue;
+  for (int o = 0; o < mi->outputs.len; o++) {
+    const TensorInfo *out = &mi->outputs.items[o];
+    for (int i = 0; i < mi->inputs.len; i++) {
+      const TensorInfo *in = &mi->inputs.items[i];
+      if (!tensor_has_shape(in, out->rank, out->dim) || (target_slot >= 0 && i != target_slot)) continue;
       int classes = holds_classes(m, d, i);
       if (want == METRIC_AUTO && !classes) continue;
-      if (want == METRIC_ACCURACY && out->shape.rank > 1) continue;
+      if (want == METRIC_ACCURACY && out->rank > 1) continue;
       if (pairs++ == 0) {
         spec->output = o;
         spec->input = i;
       } else {
         *err = str_printf("output '%s' and input '%s' could be compared as well as '%s' and '%s'; pick the "
                           "target with --target NAME",
-                          out->name, in->name, ((Decl *)c->outputs.items[spec->output])->name,
-                          ((Decl *)c->inputs.items[spec->input])->name);
+                          out->name, in->name, mi->outputs.items[spec->output].name,
+                          mi->inputs.items[spec->input].name);
         return 1;
       }
     }
@@ -115,14 +112,14 @@ int metric_spec(JitModel *m, const Dataset *d, Metric want, const char *target, 
 /* The metric summed over n examples (inputs and outputs example by example). */
 double metric_sum(JitModel *m, const MetricSpec *spec, const void *inputs, const void *outputs, size_t n) {
   if (spec->kind == METRIC_NONE) return 0;
-  Decl *out = m->ctx.outputs.items[spec->output], *in = m->ctx.inputs.items[spec->input];
-  int64_t k = shape_numel(out->shape);
+  const TensorInfo *out = &m->info.outputs.items[spec->output], *in = &m->info.inputs.items[spec->input];
+  int64_t k = out->numel;
   double sum = 0;
   for (size_t e = 0; e < n; e++) {
     size_t oo = e * (size_t)m->noutputs + (size_t)out->offset, io = e * (size_t)m->ninputs + (size_t)in->offset;
     if (spec->kind == METRIC_ACCURACY) {
       size_t want = 0;
-      if (k == 1 && in->shape.rank == 0)
+      if (k == 1 && in->rank == 0)
         want = real_get(inputs, m->elem, io) > 0.5;
       else
         for (int64_t j = 1; j < k; j++)

@@ -37,14 +37,14 @@ int params_save(const char *path, JitModel *m, const void *params, char **err) {
   buf_append(&b, MAGIC, 8);
   put_u32(&b, VERSION);
   put_u32(&b, m->use_float ? TYPE_F32 : TYPE_F64);
-  put_u32(&b, (uint32_t)m->ctx.params.len);
-  for (int i = 0; i < m->ctx.params.len; i++) {
-    Decl *d = m->ctx.params.items[i];
-    put_u32(&b, (uint32_t)strlen(d->name));
-    buf_append(&b, d->name, strlen(d->name));
-    put_u32(&b, (uint32_t)d->shape.rank);
-    for (int k = 0; k < d->shape.rank; k++)
-      put_u64(&b, (uint64_t)d->shape.dim[k]);
+  put_u32(&b, (uint32_t)m->info.params.len);
+  for (int i = 0; i < m->info.params.len; i++) {
+    const TensorInfo *t = &m->info.params.items[i];
+    put_u32(&b, (uint32_t)strlen(t->name));
+    buf_append(&b, t->name, strlen(t->name));
+    put_u32(&b, (uint32_t)t->rank);
+    for (int k = 0; k < t->rank; k++)
+      put_u64(&b, (uint64_t)t->dim[k]);
   }
   /* x86-64 and arm64 are little-endian, as is the format */
   buf_append(&b, params, (size_t)m->nparams * m->elem);
@@ -117,30 +117,31 @@ int params_load(const char *path, JitModel *m, void *params, char **err) {
   if (!get_u32(&r, &version) || !get_u32(&r, &type) || !get_u32(&r, &count)) BAD("%s is truncated", path);
   if (version != VERSION) BAD("%s has format version %u; this bpc reads version %d", path, version, VERSION);
   if (type != TYPE_F64 && type != TYPE_F32) BAD("%s: unknown element type %u", path, type);
-  if (count != (uint32_t)m->ctx.params.len)
-    BAD("%s holds %u tensors, but %s has %d parameters", path, count, m->ctx.src.name, m->ctx.params.len);
+  if (count != (uint32_t)m->info.params.len)
+    BAD("%s holds %u tensors, but %s has %d parameters", path, count, m->info.name, m->info.params.len);
   for (uint32_t i = 0; i < count; i++) {
-    Decl *d = m->ctx.params.items[i];
+    const TensorInfo *t = &m->info.params.items[i];
     uint32_t nlen, rank;
     char name[BPC_MAX_IDENT + 1];
     if (!get_u32(&r, &nlen) || nlen > BPC_MAX_IDENT || !get(&r, name, nlen) || !get_u32(&r, &rank) ||
         rank > BPC_MAX_RANK)
       BAD("%s is damaged or truncated in the description of tensor %u", path, i + 1);
     name[nlen] = 0;
-    Shape s = {(int)rank, {0}};
+    int64_t dims[BPC_MAX_RANK] = {0};
     int sane = 1; /* every dimension within the limit, so the shape can be printed */
     for (uint32_t k = 0; k < rank; k++) {
       uint64_t dim;
       if (!get_u64(&r, &dim)) BAD("%s is truncated in the description of tensor '%s'", path, name);
       sane &= dim <= (uint64_t)BPC_MAX_DIM;
-      s.dim[k] = sane ? (int64_t)dim : 0;
+      dims[k] = sane ? (int64_t)dim : 0;
     }
-    if (strcmp(name, d->name))
-      BAD("%s does not fit %s: tensor %u is '%s' in the file but '%s' in the model", path, m->ctx.src.name,
-          i + 1, name, d->name);
-    if (!sane || !shape_eq(s, d->shape))
-      BAD("%s does not fit %s: '%s' has shape %s in the file but %s in the model", path, m->ctx.src.name,
-          name, sane ? shape_str(&m->ctx, s) : "(invalid)", shape_str(&m->ctx, d->shape));
+    if (strcmp(name, t->name))
+      BAD("%s does not fit %s: tensor %u is '%s' in the file but '%s' in the model", path, m->info.name,
+          i + 1, name, t->name);
+    char in_file[BPC_DIMS_TEXT], in_model[BPC_DIMS_TEXT];
+    if (!sane || !tensor_has_shape(t, (int)rank, dims))
+      BAD("%s does not fit %s: '%s' has shape %s in the file but %s in the model", path, m->info.name, name,
+          sane ? format_dims(in_file, (int)rank, dims) : "(invalid)", format_dims(in_model, t->rank, t->dim));
   }
   size_t esize = type == TYPE_F32 ? 4 : 8;
   size_t need = (size_t)m->nparams * esize + 4;

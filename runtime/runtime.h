@@ -1,7 +1,12 @@
 /* runtime.h — every data structure of the runtime: the in-memory compiled
  * model (jit.c), data sets (data.c), parameter files (params_file.c),
  * optimisers (optim.c) and the training loop (train.c). The commands that
- * use them are in commands.c.
+ * use them are in cli/.
+ *
+ * The runtime knows nothing of the compiler: it takes C text and a
+ * ModelInfo (what the model's tensors are called, their shapes and places)
+ * from whoever compiled the model, cli/build.c in bpc, and includes only
+ * support.h and the kernels the generated code calls (kernels.h).
  *
  * Numbers live in the model's own element type (double, or float with
  * --float): buffers are void* with an element size, and the few hot loops
@@ -12,41 +17,78 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bpc.h"
+#include "support.h"
+
+/* ---- what the runtime knows of a compiled model ------------------------------ */
+/* One parameter, input or output: where its elements are in the flat
+ * array the generated functions take, and what to call it in messages. */
+typedef struct TensorInfo {
+  const char *name;
+  int rank;
+  int64_t dim[BPC_MAX_RANK]; /* row-major */
+  int64_t numel;
+  int64_t offset;  /* first element in the flat params/inputs/outputs array */
+  int probability; /* an output computed by sigmoid: as a class, 1 above 0.5 (not above 0) */
+} TensorInfo;
+
+typedef struct TensorList {
+  TensorInfo *items; /* in declaration order, which is the order of the flat array */
+  int len;
+  int64_t numel; /* elements of them all: the flat array's length */
+} TensorList;
+
+typedef struct ModelInfo {
+  const char *name; /* the model's file as the user gave it, for messages */
+  TensorList params, inputs, outputs;
+  const char *unbatched_why; /* a batch asked for and none made: why */
+  Arena arena;               /* holds the strings and lists above */
+} ModelInfo;
+
+/* Whether t has this shape (util.c). */
+int tensor_has_shape(const TensorInfo *t, int rank, const int64_t *dim);
+/* How messages name a tensor: "x[2,3]", or "t" for a scalar. out holds
+ * TENSOR_DESC_TEXT characters; returns out, or t's name. */
+#define TENSOR_DESC_TEXT (BPC_MAX_IDENT + BPC_DIMS_TEXT)
+const char *tensor_desc(const TensorInfo *t, char *out);
 
 /* ---- jit.c: a model compiled in memory with libtcc ------------------------- */
+/* The generated code's functions are named with this prefix (m_init,
+ * m_train_batch, ...); whoever emits the C uses it. */
+#define JIT_PREFIX "m"
+
 typedef struct JitModel {
-  Ctx ctx;      /* the compiled model: decls, shapes, graph */
-  char *source; /* the .bp text (ctx points into it) */
-  void *tcc;    /* TCCState, with the tcc backend */
-  void *dl;     /* dlopen handle, with the cc backend */
+  ModelInfo info; /* the model's tensors */
+  void *tcc;      /* TCCState, with the tcc backend */
+  void *dl;       /* dlopen handle, with the cc backend */
   int use_float;
-  size_t elem; /* sizeof(double) or sizeof(float) */
-  int64_t nparams, ninputs, noutputs;
-  size_t ws_elems; /* workspace each calling thread needs */
+  size_t elem;                        /* sizeof(double) or sizeof(float) */
+  int64_t nparams, ninputs, noutputs; /* elements of each flat array (info's numel) */
+  size_t ws_elems;                    /* workspace each calling thread needs */
   /* generated functions (JIT mode; see emit_c.c's runtime entry points) */
   void (*init)(void *params, uint64_t seed);
   void *train_batch; /* sum of losses; adds summed gradient; optional outputs */
   void *eval_batch;  /* sum of losses; optional outputs */
   void *predict_ws;
   int fixed;         /* examples per call of the batched functions, or 0 */
-  const char *unbatched_why; /* with a batch asked for and none made: why (text in ctx's arena) */
   void *train_fixed; /* like train_batch for exactly `fixed` examples stored input by input */
   void *eval_fixed;
-  double compile_seconds;
+  double compile_seconds; /* from the model's text to its functions: set by whoever compiled it */
 } JitModel;
 
 typedef struct JitOptions {
-  int use_float;
-  int batch;  /* also compile functions for this many examples at once (> 1) */
-  int use_cc; /* build a shared object with the system C compiler instead of tcc */
+  int use_float; /* the C's bp_real is float */
+  int batch;     /* also emit functions for this many examples at once (> 1): for whoever emits the C */
+  int use_cc;    /* build a shared object with the system C compiler instead of tcc */
 } JitOptions;
 
-/* Compiles a .bp file into memory (tcc), or into a cached shared object
- * (cc), with batched functions for jo->batch examples at a time when the
- * model allows it. On a user error prints it and returns NULL (the caller
- * exits 1); a compiler failure on generated code is an internal error. */
-JitModel *jit_load(const char *path, const CompileOptions *co, const JitOptions *jo);
+/* Loads generated C (JIT form: self-contained, with kernels, named with
+ * JIT_PREFIX) into memory with tcc, or with jo->use_cc into a cached
+ * shared object built by the system C compiler, and finds its functions.
+ * Takes info over (the model frees it; on failure too): its element
+ * counts must be the C's. Returns NULL with *err on a compiler failure,
+ * which is an internal error, since bpc wrote the C. (A .bp file is
+ * compiled and loaded by jit_load in cli/build.c.) */
+JitModel *jit_load_c(const char *csrc, size_t len, ModelInfo *info, const JitOptions *jo, char **err);
 void jit_free(JitModel *m);
 /* Compiles C source with tcc and the kernels; returns the TCCState or NULL
  * with the tcc message (and the generated line) in *err. */

@@ -17,6 +17,20 @@ void real_set(void *p, size_t elem, size_t i, double v) {
     ((double *)p)[i] = v;
 }
 
+int tensor_has_shape(const TensorInfo *t, int rank, const int64_t *dim) {
+  if (t->rank != rank) return 0;
+  for (int k = 0; k < rank; k++)
+    if (t->dim[k] != dim[k]) return 0;
+  return 1;
+}
+
+const char *tensor_desc(const TensorInfo *t, char *out) {
+  if (t->rank == 0) return t->name;
+  char dims[BPC_DIMS_TEXT];
+  snprintf(out, TENSOR_DESC_TEXT, "%s%s", t->name, format_dims(dims, t->rank, t->dim));
+  return out;
+}
+
 void flush_subnormals(void) {
 #if defined(__x86_64__) || defined(__i386__)
   _mm_setcsr(_mm_getcsr() | 0x8040); /* flush to zero, denormals are zero */

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "ad_programs.h"
+#include "cli.h"
 #include "harness.h"
 #include "runtime.h"
 
@@ -747,7 +748,7 @@ static void test_workspace_is_what_the_code_uses(void **state) {
 /* A data set of n examples from values given example by example. */
 static Dataset dataset_of(JitModel *m, size_t n, const double *values) {
   Dataset d = {n, m->ninputs, sizeof(double), malloc(sizeof(double) * n * (size_t)m->ninputs),
-               calloc((size_t)m->ctx.inputs.len + 1, sizeof(int))};
+               calloc((size_t)m->info.inputs.len + 1, sizeof(int))};
   memcpy(d.x, values, sizeof(double) * n * (size_t)m->ninputs);
   return d;
 }
@@ -954,18 +955,22 @@ static uint64_t seed_for_first_draw(uint64_t raw) {
  * [1] generated C in double, [2] generated C in float. */
 static void first_element(const char *src, uint64_t seed, double out[3]) {
   for (int use_float = 0; use_float <= 1; use_float++) {
-    JitModel *m = jit_from_source(src, use_float, 0);
+    write_text("model.bp", src);
+    JitOptions jo = {.use_float = use_float};
+    LoadedModel lm; /* the interpreter needs the compiler's Ctx too */
+    assert_int_equal(load_model(&lm, path_in_dir("model.bp"), NULL, &jo), 0);
+    JitModel *m = lm.jit;
     void *p = calloc((size_t)m->nparams, m->elem);
     m->init(p, seed);
     out[1 + use_float] = real_get(p, m->elem, 0);
     if (!use_float) {
       double *q = calloc((size_t)m->nparams, sizeof(double));
-      eval_init_params(&m->ctx, q, seed);
+      eval_init_params(&lm.ctx, q, seed);
       out[0] = q[0];
       free(q);
     }
     free(p);
-    jit_free(m);
+    unload_model(&lm);
   }
 }
 

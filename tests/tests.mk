@@ -10,7 +10,7 @@ $(B)/tests/harness.o: tests/harness.c tests/harness.h compiler/bpc.h compiler/op
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $(SAN) -c -o $@ $<
 $(B)/tests/targets.o: tests/fuzz/targets.c tests/fuzz/targets.h runtime/runtime.h compiler/bpc.h compiler/ops.h \
-                     support/support.h
+                     cli/cli.h support/support.h
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $(SAN) -Itests/fuzz -c -o $@ $<
 $(B)/tests/test_fuzz_regressions: tests/test_fuzz_regressions.c $(B)/tests/targets.o $(B)/tests/harness.o $(B)/libbpc.a

@@ -6,7 +6,7 @@ DIFF_SECONDS ?= 60
 DIFF_ARGS    ?=
 .PHONY: difftest difftest-fast
 
-$(B)/difftest/driver: tests/difftest/driver.c $(B)/libbpc.a compiler/bpc.h runtime/runtime.h support/support.h
+$(B)/difftest/driver: tests/difftest/driver.c $(B)/libbpc.a compiler/bpc.h runtime/runtime.h cli/cli.h support/support.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(CFLAGS) $(SAN) $(WARN) $(INCS) -o $@ $< $(B)/libbpc.a $(LDLIBS)
 

@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "bpc.h"
+#include "cli.h"
 #include "runtime.h"
 
 typedef struct Data {

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bpc.h"
+#include "cli.h"
 #include "runtime.h"
 #include "targets.h"
 

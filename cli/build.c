@@ -1,0 +1,115 @@
+/* build.c — where the compiler's work is handed to the runtime: a .bp file
+ * is compiled (compiler/), emitted as C in the JIT's form and loaded
+ * (runtime/jit.c), with a ModelInfo describing its tensors made from the
+ * compiler's declarations. The runtime includes nothing of the compiler;
+ * this file is why it need not. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cli_compile(Ctx *c, const char *path, const CompileOptions *o) {
+  size_t len = 0;
+  const char *why = NULL;
+  char *text = read_source_file(path, &len, &why);
+  if (!text) {
+    fprintf(stderr, "bpc: cannot read %s: %s\n", path, why);
+    return 1;
+  }
+  ctx_init(c, path, text, len);
+  c->owned_text = text;
+  if (bpc_compile(c, o)) {
+    fputs(c->err.data, stderr);
+    ctx_free(c);
+    return 1;
+  }
+  return 0;
+}
+
+void cli_compile_or_exit(Ctx *c, const char *path, const CompileOptions *o) {
+  if (cli_compile(c, path, o)) exit(1);
+}
+
+/* The runtime's view of one list of declarations (copied: the model
+ * outlives the Ctx when only its functions are kept). */
+static TensorList tensor_list(Arena *a, const PtrVec *decls, int64_t numel) {
+  TensorList l = {arena_alloc(a, sizeof(TensorInfo) * (size_t)(decls->len + 1)), decls->len, numel};
+  for (int i = 0; i < decls->len; i++) {
+    const Decl *d = decls->items[i];
+    TensorInfo *t = &l.items[i];
+    t->name = arena_strndup(a, d->name, strlen(d->name));
+    t->rank = d->shape.rank;
+    memcpy(t->dim, d->shape.dim, sizeof t->dim);
+    t->numel = shape_numel(d->shape);
+    t->offset = d->offset;
+  }
+  return l;
+}
+
+static void model_info(const Ctx *c, const char *unbatched_why, ModelInfo *mi) {
+  memset(mi, 0, sizeof *mi);
+  arena_init(&mi->arena);
+  mi->name = arena_strndup(&mi->arena, c->src.name, strlen(c->src.name));
+  mi->params = tensor_list(&mi->arena, &c->params, c->num_params);
+  mi->inputs = tensor_list(&mi->arena, &c->inputs, c->num_inputs);
+  mi->outputs = tensor_list(&mi->arena, &c->outputs, c->num_outputs);
+  for (int i = 0; i < c->outputs.len; i++) /* an output's node is its value */
+    mi->outputs.items[i].probability = ((const Decl *)c->outputs.items[i])->node->op == OP_SIGMOID;
+  if (unbatched_why) mi->unbatched_why = arena_strndup(&mi->arena, unbatched_why, strlen(unbatched_why));
+}
+
+/* Emits the compiled c in the JIT's form and loads it. */
+static JitModel *load_compiled(Ctx *c, const JitOptions *jo, double t0) {
+  int cc = jo && jo->use_cc;
+  const char *unbatched_why = NULL;
+  Buf text = {0}, header = {0};
+  EmitOptions eo = {.prefix = JIT_PREFIX,
+                    .use_float = jo && jo->use_float,
+                    .self_contained = 1,
+                    .jit_kernels = 1,
+                    .batch = jo ? jo->batch : 0,
+                    .part_nodes = cc ? 0 : -1, /* long functions in parts only for gcc */
+                    .batch_why = &unbatched_why};
+  emit_c(c, &eo, &text, &header);
+  ModelInfo info;
+  model_info(c, unbatched_why, &info);
+  char *err = NULL;
+  JitModel *m = jit_load_c(text.data, text.len, &info, jo, &err);
+  buf_free(&text);
+  buf_free(&header);
+  if (!m) {
+    fprintf(stderr, "bpc: internal error: %s\n", err);
+    free(err);
+    return NULL;
+  }
+  m->compile_seconds = now_seconds() - t0;
+  return m;
+}
+
+int load_model(LoadedModel *lm, const char *path, const CompileOptions *co, const JitOptions *jo) {
+  memset(lm, 0, sizeof *lm);
+  double t0 = now_seconds();
+  if (cli_compile(&lm->ctx, path, co)) return 1;
+  lm->jit = load_compiled(&lm->ctx, jo, t0);
+  if (!lm->jit) {
+    ctx_free(&lm->ctx);
+    return 1;
+  }
+  return 0;
+}
+
+void unload_model(LoadedModel *lm) {
+  jit_free(lm->jit);
+  ctx_free(&lm->ctx);
+  memset(lm, 0, sizeof *lm);
+}
+
+JitModel *jit_load(const char *path, const CompileOptions *co, const JitOptions *jo) {
+  LoadedModel lm;
+  if (load_model(&lm, path, co, jo)) return NULL;
+  JitModel *m = lm.jit; /* self-contained: its ModelInfo is its own */
+  lm.jit = NULL;
+  unload_model(&lm);
+  return m;
+}
