@@ -639,7 +639,7 @@ static void dot_graph(Ctx *c, const Values *v, Buf *out) {
         EdgeGrad *e = NULL;
         for (int j = 0; j < c->edges.len && !e; j++) {
           EdgeGrad *x = c->edges.items[j];
-          if (x->from == a && x->to == n) e = x;
+          if (x->to == n && x->arg == k) e = x; /* this slot's: transpose(M) @ M sends each M its own */
         }
         if (e && v->v[e->g->id]) {
           buf_puts(&lab, "<br/><font color=\"#c0392b\">");

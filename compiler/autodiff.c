@@ -21,41 +21,50 @@ typedef struct Adjoints {
   Node *y;          /* the node whose local derivatives are being applied */
   PtrVec *edges;    /* where to record each contribution, or NULL */
   Node *g;          /* y's adjoint, for the record */
-  Node *local;      /* the local derivative of the contribution being made, for the record */
-  Node **symbolic;  /* per argument of y: its contribution made from the symbol G (record_locals) */
-  int dry;          /* making those: contribute() keeps them and adds nothing */
+  /* What explain and trace show of each edge (only with Ctx.record_locals): */
+  Node *local[2];   /* elementwise y: d y/d args[k], element by element (ops.h's columns), or NULL */
+  Node **formula;   /* per argument of y: what the dry run sent it (from G, or from 1), or NULL */
+  int dry;          /* the dry run: send() keeps the contribution in formula[] and adds nothing */
 } Adjoints;
 
-/* Which argument of y x is (the first, when it is several). */
-static int arg_index(const Node *y, const Node *x) {
-  int k = 0;
-  while (k + 1 < y->nargs && y->args[k] != x)
-    k++;
-  return k;
-}
-
-static void record_edge(Adjoints *A, Node *x, Node *g) {
-  if (!A->edges || !A->y) return;
+/* The edge args[k] -> y with what autodiff used along it: the local
+ * derivative where it is one number per element (an elementwise y of the
+ * argument's shape: the node the incoming gradient is multiplied by; a
+ * scalar y: what y sends back from 1, which is the derivative itself),
+ * else what y sends back made from the symbol G (a product; a view; an
+ * argument broadcast to y's shape, whose elements' gradients add up). */
+static void record_edge(Adjoints *A, int k, Node *g) {
+  if (!A->edges) return;
+  Node *y = A->y, *x = y->args[k], *formula = A->formula ? A->formula[k] : NULL;
   EdgeGrad *e = arena_alloc(&A->c->arena, sizeof *e);
   e->from = x;
-  e->to = A->y;
-  e->arg = arg_index(A->y, x);
+  e->to = y;
+  e->arg = k;
   e->g = g;
   e->incoming = A->g;
-  e->local = A->local;
-  e->symbolic = A->symbolic ? A->symbolic[e->arg] : NULL;
+  e->local = e->sends = NULL;
+  if (A->c->record_locals) { /* (a one-argument op's local[0] is built anyway: not recorded unasked) */
+    if (op_is_elementwise(y->op) && shape_eq(x->shape, y->shape))
+      e->local = A->local[k];
+    else if (y->shape.rank == 0)
+      e->local = formula;
+    else
+      e->sends = formula;
+  }
   vec_push(&A->c->arena, A->edges, e);
 }
 
-static void contribute(Adjoints *A, Node *x, Node *g) {
+/* The dry run's start: send() keeps what each argument is sent. */
+static void begin_dry_run(Adjoints *A) {
+  A->formula = arena_alloc(&A->c->arena, sizeof(Node *) * (size_t)(A->y->nargs + 1));
+  A->dry = 1;
+}
+
+/* G, the gradient arriving at y, as a symbol (explain prints it as G). */
+static Node *gsym(Ctx *c, const Node *y) { return ir_make(c, OP_GSYM, y->shape, NULL, NULL, 0, NO_ATTR); }
+
+static void add_to(Adjoints *A, Node *x, Node *g) {
   Ctx *c = A->c;
-  if (!x->needs_grad || ir_is_const(g, 0)) return;
-  if (!shape_eq(g->shape, x->shape)) g = ir_unbroadcast(c, g, x->shape);
-  if (A->dry) { /* the formula only */
-    A->symbolic[arg_index(A->y, x)] = g;
-    return;
-  }
-  record_edge(A, x, g);
   if (x->op == OP_PARAM) {
     GradTerm *t = arena_alloc(&c->arena, sizeof *t);
     t->node = g; /* appended: source order, the first use is added first */
@@ -67,6 +76,23 @@ static void contribute(Adjoints *A, Node *x, Node *g) {
     return;
   }
   A->adj[x->id] = A->adj[x->id] ? ir_binary(c, OP_ADD, A->adj[x->id], g) : g;
+}
+
+/* y (A->y) sends g back to its argument k: summed down to the argument's
+ * shape where it was broadcast, recorded as an edge, and added to the
+ * argument's adjoint (a parameter's: appended to its terms). The slot, not
+ * the argument, says which edge it is: x * x has two. */
+static void send(Adjoints *A, int k, Node *g) {
+  Ctx *c = A->c;
+  Node *x = A->y->args[k];
+  if (!x->needs_grad || ir_is_const(g, 0)) return;
+  if (!shape_eq(g->shape, x->shape)) g = ir_unbroadcast(c, g, x->shape);
+  if (A->dry) {
+    A->formula[k] = g;
+    return;
+  }
+  record_edge(A, k, g);
+  add_to(A, x, g);
 }
 
 static Node *k(Ctx *c, double v) { return ir_const(c, v, shape_scalar()); }
@@ -142,27 +168,38 @@ static Node *unary_local(Ctx *c, Node *y) {
 #define BIN(op, p, q) ir_binary(c, OP_##op, p, q)
 static void backprop_binary(Adjoints *Adj, Node *y, Node *g_in) {
   Ctx *c = Adj->c;
-  Node *a = y->args[0], *b = y->args[1], *g = g_in, *one = c->record_locals ? k(c, 1) : NULL;
+  Node *a = y->args[0], *b = y->args[1], *g = g_in;
+  int record = c->record_locals && Adj->edges;
+  int broadcast = record && !(shape_eq(a->shape, y->shape) && shape_eq(b->shape, y->shape));
   switch (y->op) {
 #define X(E, name, label, arity, classes, flops, value, ctext, d, ga, gb)                                      \
   case OP_##E: {                                                                                             \
-    /* recording: the local derivatives are the same columns with G = 1 */                                \
-    G = one;                                                                                                 \
-    Node *local_a = c->record_locals ? (ga) : NULL, *local_b = c->record_locals ? (gb) : NULL;               \
+    if (record) { /* the same columns with G = 1 are the local derivatives */                               \
+      G = k(c, 1);                                                                                           \
+      Adj->local[0] = (ga);                                                                                  \
+      Adj->local[1] = (gb);                                                                                  \
+    }                                                                                                        \
+    if (broadcast) { /* and with G the symbol, summed by send(): what a broadcast argument gets */          \
+      G = gsym(c, y);                                                                                        \
+      begin_dry_run(Adj);                                                                                    \
+      Node *f_a = (ga), *f_b = (gb);                                                                         \
+      if (f_a) send(Adj, 0, f_a);                                                                            \
+      if (f_b) send(Adj, 1, f_b);                                                                            \
+      Adj->dry = 0;                                                                                          \
+    }                                                                                                        \
     G = g_in;                                                                                                \
     Node *to_a = (ga);                                                                                       \
-    Adj->local = local_a;                                                                                    \
-    if (to_a) contribute(Adj, a, to_a);                                                                      \
+    if (to_a) send(Adj, 0, to_a);                                                                            \
     Node *to_b = (gb);                                                                                       \
-    Adj->local = local_b;                                                                                    \
-    if (to_b) contribute(Adj, b, to_b);                                                                      \
-    Adj->local = NULL;                                                                                       \
+    if (to_b) send(Adj, 1, to_b);                                                                            \
     break;                                                                                                   \
   }
     BPC_OPS(X)
 #undef X
   default: break;
   }
+  Adj->local[0] = Adj->local[1] = NULL;
+  Adj->formula = NULL;
 }
 #undef G
 #undef A
@@ -193,24 +230,23 @@ static void backprop_matmul(Adjoints *A, Node *y, Node *g) {
     da = ir_matmul(c, eb, g, 0);
     db = ir_outer(c, ea, g);
   }
-  contribute(A, a, ta ? ir_transpose(c, da) : da);
-  contribute(A, b, tb ? ir_transpose(c, db) : db);
+  send(A, 0, ta ? ir_transpose(c, da) : da);
+  send(A, 1, tb ? ir_transpose(c, db) : db);
 }
 
 static void backprop_other(Adjoints *A, Node *y, Node *g);
 
 static void backprop_node(Adjoints *A, Node *y, Node *g) {
   Ctx *c = A->c;
-  Node *a = y->args[0];
   if (op_is_unary_elementwise(y->op)) {
-    if (y->op == OP_NEG) {
-      A->local = c->record_locals ? k(c, -1) : NULL;
-      contribute(A, a, neg(c, g));
+    if (y->op == OP_NEG) { /* -g, not g * -1: the backward graph as it always was */
+      A->local[0] = c->record_locals ? unary_local(c, y) : NULL;
+      send(A, 0, neg(c, g));
     } else {
-      A->local = unary_local(c, y);
-      contribute(A, a, mul(c, g, A->local));
+      A->local[0] = unary_local(c, y);
+      send(A, 0, mul(c, g, A->local[0]));
     }
-    A->local = NULL;
+    A->local[0] = NULL;
     return;
   }
   if (op_is_elementwise(y->op)) {
@@ -218,15 +254,17 @@ static void backprop_node(Adjoints *A, Node *y, Node *g) {
     return;
   }
   if (c->record_locals && A->edges) {
-    /* first, what it sends back made from the symbol G; from a scalar y,
-       made from 1: the local derivative itself (dot's other vector) */
-    A->symbolic = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(y->nargs + 1));
-    A->dry = 1;
-    backprop_other(A, y, y->shape.rank ? ir_make(c, OP_GSYM, y->shape, NULL, NULL, 0, NO_ATTR) : k(c, 1));
+    /* A dry run first, which records what y sends back from 1 when y is a
+     * scalar (that is its derivative: dot's other vector, a sum's 1s), else
+     * from the symbol G, the gradient arriving at y (a product's G @
+     * transpose(W)); the same code as the real sweep, so explain shows what
+     * that does. */
+    begin_dry_run(A);
+    backprop_other(A, y, y->shape.rank ? gsym(c, y) : k(c, 1));
     A->dry = 0;
   }
   backprop_other(A, y, g);
-  A->symbolic = NULL;
+  A->formula = NULL;
 }
 
 /* Sums, products, views and the other ops that are not elementwise. */
@@ -234,24 +272,24 @@ static void backprop_other(Adjoints *A, Node *y, Node *g) {
   Ctx *c = A->c;
   Node *a = y->args[0];
   switch (y->op) {
-  case OP_SUM: contribute(A, a, ir_bcast(c, g, a->shape, BCAST_ROWS)); break;
-  case OP_SUMAX: contribute(A, a, ir_bcast(c, g, a->shape, (unsigned)y->attr.axes)); break;
+  case OP_SUM: send(A, 0, ir_bcast(c, g, a->shape, BCAST_ROWS)); break;
+  case OP_SUMAX: send(A, 0, ir_bcast(c, g, a->shape, (unsigned)y->attr.axes)); break;
   /* the router: all of g to the first arg-max, as one element, not a dense mask */
-  case OP_MAXALL: contribute(A, a, ir_onehot(c, OP_ARGMAXMASK, a, g)); break;
-  case OP_MAXROW: contribute(A, a, ir_onehot(c, OP_ARGMAXROW, a, g)); break; /* each row's to its arg-max */
-  case OP_MINROW: contribute(A, a, ir_onehot(c, OP_ARGMINROW, a, g)); break;
-  case OP_MINALL: contribute(A, a, ir_onehot(c, OP_ARGMINMASK, a, g)); break;
+  case OP_MAXALL: send(A, 0, ir_onehot(c, OP_ARGMAXMASK, a, g)); break;
+  case OP_MAXROW: send(A, 0, ir_onehot(c, OP_ARGMAXROW, a, g)); break; /* each row's to its arg-max */
+  case OP_MINROW: send(A, 0, ir_onehot(c, OP_ARGMINROW, a, g)); break;
+  case OP_MINALL: send(A, 0, ir_onehot(c, OP_ARGMINMASK, a, g)); break;
   case OP_LSE: { /* d lse / dx = softmax(x) = exp(x - lse) */
     unsigned last = 1u << (a->shape.rank - 1); /* y has one value per row of the last axis */
     Node *p = ir_unary(c, OP_EXP, sub(c, a, ir_bcast(c, y, a->shape, last)));
-    contribute(A, a, mul(c, p, ir_bcast(c, g, a->shape, last)));
+    send(A, 0, mul(c, p, ir_bcast(c, g, a->shape, last)));
     break;
   }
-  case OP_BCAST: contribute(A, a, ir_sum_axes(c, g, (unsigned)y->attr.axes, a->shape)); break;
-  case OP_TRANSPOSE: contribute(A, a, ir_transpose(c, g)); break;
-  case OP_INDEX: contribute(A, a, ir_scatter(c, g, y->attr.offset, a->shape)); break;
-  case OP_SCATTER: contribute(A, a, ir_index(c, g, y->attr.offset, a->shape)); break;
-  case OP_GATHER: contribute(A, a, ir_spread(c, g, &y->attr, a->shape)); break;
+  case OP_BCAST: send(A, 0, ir_sum_axes(c, g, (unsigned)y->attr.axes, a->shape)); break;
+  case OP_TRANSPOSE: send(A, 0, ir_transpose(c, g)); break;
+  case OP_INDEX: send(A, 0, ir_scatter(c, g, y->attr.offset, a->shape)); break;
+  case OP_SCATTER: send(A, 0, ir_index(c, g, y->attr.offset, a->shape)); break;
+  case OP_GATHER: send(A, 0, ir_spread(c, g, &y->attr, a->shape)); break;
   case OP_CONCAT: { /* each argument its own slice of g along the axis */
     int axis = shape_axis_of((unsigned)y->attr.axes);
     int64_t start[BPC_MAX_RANK] = {0}, step[BPC_MAX_RANK];
@@ -259,20 +297,20 @@ static void backprop_other(Adjoints *A, Node *y, Node *g) {
       step[k] = 1;
     for (int j = 0; j < y->nargs; j++) {
       Node *x = y->args[j];
-      if (x->needs_grad) contribute(A, x, ir_slice(c, g, start, step, x->shape));
+      if (x->needs_grad) send(A, j, ir_slice(c, g, start, step, x->shape));
       start[axis] += x->shape.dim[axis];
     }
     break;
   }
-  case OP_SPREAD: contribute(A, a, ir_gather(c, g, y->attr.offset, y->attr.stride, a->shape)); break;
+  case OP_SPREAD: send(A, 0, ir_gather(c, g, y->attr.offset, y->attr.stride, a->shape)); break;
   case OP_MATMUL: backprop_matmul(A, y, g); break;
   case OP_OUTER:
-    contribute(A, a, ir_matmul(c, g, y->args[1], 0));
-    contribute(A, y->args[1], ir_matmul(c, a, g, 0));
+    send(A, 0, ir_matmul(c, g, y->args[1], 0));
+    send(A, 1, ir_matmul(c, a, g, 0));
     break;
   case OP_DOT:
-    contribute(A, a, mul(c, g, y->args[1]));
-    contribute(A, y->args[1], mul(c, g, a));
+    send(A, 0, mul(c, g, y->args[1]));
+    send(A, 1, mul(c, g, a));
     break;
   default: /* leaves, indicators and masks */ break;
   }
@@ -311,13 +349,13 @@ GradTerm **autodiff(Ctx *c, Node *loss, Node ***adjoints, PtrVec *edges) {
                 NULL,
                 edges,
                 NULL,
-                NULL,
+                {NULL, NULL},
                 NULL,
                 0};
   c->building_backward = 1;
   c->cur_loc = loss->loc;
   if (loss->op == OP_PARAM)
-    contribute(&A, loss, k(c, 1));
+    add_to(&A, loss, k(c, 1));
   else
     A.adj[loss->id] = k(c, 1);
   for (int i = loss->id; i >= 0; i--) {

@@ -333,16 +333,21 @@ typedef struct GradTerm {
   struct GradTerm *next;
 } GradTerm;
 /* One gradient contribution along one edge of the forward graph: what the
- * backward sweep sends from `to` back into its argument `from`. */
+ * backward sweep sends from `to` back into its argument `from`. With
+ * Ctx.record_locals (explain, trace), also the derivative it used, as
+ * nodes (else local and sends are NULL): exactly one of local, sends. */
 typedef struct EdgeGrad {
   Node *from, *to;
-  int arg;        /* which argument of `to` `from` is */
+  int arg;        /* which argument of `to` `from` is (x * x: 0 and 1, two edges) */
   Node *g;        /* the contribution to dloss/dfrom */
   Node *incoming; /* dloss/dto, which the contribution is made from */
-  Node *local;    /* an elementwise op's local derivative d to/d from, the node autodiff multiplied
-                     incoming by (built when Ctx.record_locals is set), else NULL */
-  Node *symbolic; /* another op's contribution built from the symbol G (OP_GSYM) instead of incoming:
-                     what it sends back, as a formula (when Ctx.record_locals is set), else NULL */
+  Node *local;    /* the local derivative d to/d from where it is one number per element of
+                     `from`: for an elementwise `to` of `from`'s shape, the node autodiff multiplied
+                     incoming by (ops.h's column d, or ga/gb with G = 1); for a scalar `to`, what it
+                     sends back from 1 (dot's other vector, a sum's 1s) */
+  Node *sends;    /* else (products, views, sums along an axis, an argument broadcast to `to`'s
+                     shape): what `to` sends back, built by the same code from the symbol G
+                     (OP_GSYM, the gradient arriving at `to`) instead of incoming */
 } EdgeGrad;
 
 /* Differentiates loss; returns per param slot the list of contributions.

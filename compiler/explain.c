@@ -22,7 +22,7 @@
 
 #include "bpc.h"
 
-enum { P_ADD = 1, P_MUL = 2, P_UNARY = 3, P_POW = 4, P_ATOM = 5 };
+enum { P_LOOSE = 0, P_ADD = 1, P_MUL = 2, P_UNARY = 3, P_POW = 4, P_ATOM = 5 };
 enum {
   MAX_PRINT_DEPTH = 24,     /* levels of one expression printed; deeper parts print as "..." */
   EXPR_NODES = 400,         /* nodes of one expression printed; the rest prints as "..." */
@@ -52,10 +52,11 @@ typedef struct Printer {
   long left;  /* nodes left in the expression being printed */
   int nest;   /* open calls of expr: 0 outside any expression */
   int cut;    /* some part was printed as "..." */
+  const char *g; /* what the symbol G (OP_GSYM) prints as: "G", or a path's product so far */
 } Printer;
 
 static Printer printer(Ctx *c, Buf *out) {
-  Printer p = {c, out, NULL, EXPR_NODES, 0, 0, 0};
+  Printer p = {c, out, NULL, EXPR_NODES, 0, 0, 0, "G"};
   return p;
 }
 
@@ -72,6 +73,52 @@ static const char *def_name(Printer *p, const Node *n) {
 
 static void expr(Printer *p, const Node *n, int parent, int depth, int expand_named);
 
+/* How a view (or a scatter, its adjoint) of `view` elements at flat offset
+ * `at` of `base` reads in the language: all of it (reshape), by leading
+ * indices (a row, an element, a matrix of a stack: x[1, 2]), a range of
+ * rows (x[2:5]), or only as a block at an offset. */
+enum { VIEW_WHOLE, VIEW_INDEX, VIEW_ROWS, VIEW_AT };
+static int view_kind(Shape base, Shape view, int64_t at) {
+  int64_t size = shape_numel(view);
+  int lead = base.rank - view.rank; /* indexed axes, if the view is base's trailing axes */
+  int trailing = lead >= 0 && at % (size ? size : 1) == 0;
+  for (int k = 0; trailing && k < view.rank; k++)
+    trailing = view.dim[k] == base.dim[lead + k];
+  if (size == shape_numel(base) && at == 0 && !(trailing && lead > 0)) return VIEW_WHOLE;
+  if (trailing && lead > 0) return VIEW_INDEX;
+  int64_t row = base.rank ? shape_numel(base) / (base.dim[0] ? base.dim[0] : 1) : 1;
+  int rows = view.rank == base.rank && base.rank > 0 && at % (row ? row : 1) == 0;
+  for (int k = 1; rows && k < view.rank; k++)
+    rows = view.dim[k] == base.dim[k];
+  return rows ? VIEW_ROWS : VIEW_AT;
+}
+
+/* What a gather of `part` from `base` (offset and strides in attr) is in
+ * the language: a permutation of the axes (perm, when asked for), slices
+ * (start, when asked for), or neither. */
+enum { GATHER_PERM, GATHER_SLICE, GATHER_OTHER };
+static int gather_kind(Shape base, Shape part, const Attr *attr, int *perm, int64_t *start) {
+  int64_t own[BPC_MAX_RANK];
+  shape_strides(base, own);
+  int is_perm = attr->offset == 0 && part.rank == base.rank;
+  for (int k = 0; k < part.rank && is_perm; k++) {
+    int found = -1;
+    for (int j = 0; j < base.rank; j++)
+      if (attr->stride[k] == own[j] && part.dim[k] == base.dim[j]) found = j;
+    if (perm) perm[k] = found;
+    is_perm = found >= 0;
+  }
+  if (is_perm) return GATHER_PERM;
+  int is_slice = part.rank == base.rank;
+  int64_t at = attr->offset;
+  for (int k = 0; k < base.rank && is_slice; k++) {
+    if (start) start[k] = at / own[k];
+    at %= own[k];
+    is_slice = part.dim[k] == 1 || attr->stride[k] % own[k] == 0;
+  }
+  return is_slice ? GATHER_SLICE : GATHER_OTHER;
+}
+
 static int prec_of(const Node *n) {
   switch (n->op) {
   case OP_ADD:
@@ -83,6 +130,13 @@ static int prec_of(const Node *n) {
   case OP_POWC: return P_POW;
   case OP_CONST: return n->value < 0 ? P_UNARY : P_ATOM;
   case OP_BCAST: return prec_of(n->args[0]);
+  case OP_ARGMAXMASK: /* onehot_argmax(x) * g */
+  case OP_ARGMINMASK:
+  case OP_ARGMAXROW:
+  case OP_ARGMINROW: return ir_is_const(n->args[1], 1) ? P_ATOM : P_MUL;
+  case OP_SCATTER: /* "g at [1, 2], 0 elsewhere" binds loosest: in parentheses inside anything */
+    return view_kind(n->shape, n->args[0]->shape, n->attr.offset) == VIEW_WHOLE ? P_ATOM : P_LOOSE;
+  case OP_SPREAD: return gather_kind(n->shape, n->args[0]->shape, &n->attr, NULL, NULL) == GATHER_PERM ? P_ATOM : P_LOOSE;
   default: return P_ATOM;
   }
 }
@@ -99,8 +153,10 @@ static void call(Printer *p, const char *fn, const Node *n, int depth) {
 static void infix(Printer *p, const Node *n, const char *op, int prec, int depth) {
   expr(p, n->args[0], prec, depth + 1, 0);
   buf_printf(p->out, " %s ", op);
-  /* a - (b - c), a / (b * c): the right side binds tighter */
-  expr(p, n->args[1], (n->op == OP_SUB || n->op == OP_DIV) ? prec + 1 : prec, depth + 1, 0);
+  /* a - (b - c), a / (b * c), k * (A @ B): the right side binds tighter (* and @
+   * do not associate: k * A @ B is (k * A) @ B) */
+  int tighter = n->op == OP_SUB || n->op == OP_DIV || (n->op == OP_MUL && n->args[1]->op == OP_MATMUL);
+  expr(p, n->args[1], tighter ? prec + 1 : prec, depth + 1, 0);
 }
 
 /* [a > b], written with any constant on the right: [u > 0]. */
@@ -120,28 +176,20 @@ static void indicator(Printer *p, const Node *n, int depth) {
   buf_puts(p->out, "]");
 }
 
-/* A view as the language writes it: x[i, j] when it selects by leading
- * indices (a row, an element, a matrix of a stack), reshape(x, [...])
- * when it is all of x, else the block at a flat offset. */
-static void index_expr(Printer *p, const Node *n, int depth) {
-  const Node *a = n->args[0];
-  Shape base = a->shape, view = n->shape;
-  int64_t size = shape_numel(view), at = n->attr.offset;
-  int lead = base.rank - view.rank; /* indexed axes, if the view is base's trailing axes */
-  int trailing = lead >= 0 && at % (size ? size : 1) == 0;
-  for (int k = 0; trailing && k < view.rank; k++)
-    trailing = view.dim[k] == base.dim[lead + k];
-  if (size == shape_numel(base) && at == 0 && !(trailing && lead > 0)) {
-    buf_puts(p->out, view.rank == 1 ? "flatten(" : "reshape(");
-    expr(p, a, 0, depth + 1, 0);
-    buf_printf(p->out, view.rank == 1 ? ")" : ", %s)", shape_str(p->c, view));
+/* The subscript of a view that is not all of base: "[1, 2]", "[2:5]",
+ * "[at 7: [3]]". */
+static void view_subscript(Printer *p, Shape base, Shape view, int64_t at, int kind) {
+  int64_t size = shape_numel(view);
+  if (kind == VIEW_ROWS) {
+    int64_t row = shape_numel(base) / base.dim[0], first = at / (row ? row : 1);
+    buf_printf(p->out, "[%lld:%lld]", (long long)first, (long long)(first + view.dim[0]));
     return;
   }
-  expr(p, a, P_ATOM, depth + 1, 0);
-  if (!trailing || lead == 0) {
+  if (kind != VIEW_INDEX) {
     buf_printf(p->out, "[at %lld: %s]", (long long)at, shape_str(p->c, view));
     return;
   }
+  int lead = base.rank - view.rank;
   int64_t idx[BPC_MAX_RANK], block = at / (size ? size : 1);
   for (int k = lead - 1; k >= 0; k--) {
     idx[k] = block % base.dim[k];
@@ -152,46 +200,107 @@ static void index_expr(Printer *p, const Node *n, int depth) {
   buf_puts(p->out, "]");
 }
 
-/* A gather as the language writes it: transpose(x, [2, 0, 1]) when it
- * permutes the axes, x[a:b:s, ...] when it slices them. */
-static void gather_expr(Printer *p, const Node *n, int depth) {
+/* A view as the language writes it: x[i, j] when it selects by leading
+ * indices, x[a:b] a range of rows, reshape(x, [...]) when it is all of x,
+ * else the block at a flat offset. */
+static void index_expr(Printer *p, const Node *n, int depth) {
   const Node *a = n->args[0];
-  Shape base = a->shape, part = n->shape;
-  int64_t own[BPC_MAX_RANK];
-  shape_strides(base, own);
-  int perm[BPC_MAX_RANK], is_perm = n->attr.offset == 0 && part.rank == base.rank;
-  for (int k = 0; k < part.rank && is_perm; k++) {
-    perm[k] = -1;
-    for (int j = 0; j < base.rank; j++)
-      if (n->attr.stride[k] == own[j] && part.dim[k] == base.dim[j]) perm[k] = j;
-    is_perm = perm[k] >= 0;
-  }
-  if (is_perm) {
-    buf_puts(p->out, "transpose(");
+  int kind = view_kind(a->shape, n->shape, n->attr.offset);
+  if (kind == VIEW_WHOLE) {
+    buf_puts(p->out, n->shape.rank == 1 ? "flatten(" : "reshape(");
     expr(p, a, 0, depth + 1, 0);
-    for (int k = 0; k < part.rank; k++)
-      buf_printf(p->out, "%s%d", k ? ", " : ", [", perm[k]);
-    buf_puts(p->out, "])");
+    buf_printf(p->out, n->shape.rank == 1 ? ")" : ", %s)", shape_str(p->c, n->shape));
     return;
   }
-  int is_slice = part.rank == base.rank;
-  int64_t start[BPC_MAX_RANK], at = n->attr.offset;
-  for (int k = 0; k < base.rank && is_slice; k++) {
-    start[k] = at / own[k];
-    at %= own[k];
-    is_slice = part.dim[k] == 1 || n->attr.stride[k] % own[k] == 0;
-  }
   expr(p, a, P_ATOM, depth + 1, 0);
-  if (!is_slice) {
+  view_subscript(p, a->shape, n->shape, n->attr.offset, kind);
+}
+
+/* A scatter, the adjoint of a view: g placed where the view read, zeros
+ * elsewhere ("g at [1, 2], 0 elsewhere"); of a view of all of x, g in x's
+ * shape again. */
+static void scatter_expr(Printer *p, const Node *n, int depth) {
+  const Node *g = n->args[0];
+  int kind = view_kind(n->shape, g->shape, n->attr.offset);
+  if (kind == VIEW_WHOLE) {
+    buf_puts(p->out, n->shape.rank == 1 ? "flatten(" : "reshape(");
+    expr(p, g, 0, depth + 1, 0);
+    buf_printf(p->out, n->shape.rank == 1 ? ")" : ", %s)", shape_str(p->c, n->shape));
+    return;
+  }
+  expr(p, g, P_MUL + 1, depth + 1, 0);
+  buf_puts(p->out, " at ");
+  view_subscript(p, n->shape, g->shape, n->attr.offset, kind);
+  buf_puts(p->out, ", 0 elsewhere");
+}
+
+/* "[0:2, 1:4:2]": a gather's slices, or "[gathered: [2,3]]". */
+static void slice_subscript(Printer *p, Shape base, Shape part, const Attr *attr, int kind, const int64_t *start) {
+  if (kind != GATHER_SLICE) {
     buf_printf(p->out, "[gathered: %s]", shape_str(p->c, part));
     return;
   }
+  int64_t own[BPC_MAX_RANK];
+  shape_strides(base, own);
   for (int k = 0; k < part.rank; k++) {
-    int64_t step = part.dim[k] == 1 ? 1 : n->attr.stride[k] / own[k], end = start[k] + step * (part.dim[k] - 1) + 1;
+    int64_t step = part.dim[k] == 1 ? 1 : attr->stride[k] / own[k], end = start[k] + step * (part.dim[k] - 1) + 1;
     buf_printf(p->out, "%s%lld:%lld", k ? ", " : "[", (long long)start[k], (long long)end);
     if (step != 1) buf_printf(p->out, ":%lld", (long long)step);
   }
   buf_puts(p->out, "]");
+}
+
+/* A gather as the language writes it: transpose(x, [2, 0, 1]) when it
+ * permutes the axes, x[a:b:s, ...] when it slices them. */
+static void gather_expr(Printer *p, const Node *n, int depth) {
+  const Node *a = n->args[0];
+  int perm[BPC_MAX_RANK];
+  int64_t start[BPC_MAX_RANK];
+  int kind = gather_kind(a->shape, n->shape, &n->attr, perm, start);
+  if (kind == GATHER_PERM) {
+    buf_puts(p->out, "transpose(");
+    expr(p, a, 0, depth + 1, 0);
+    for (int k = 0; k < n->shape.rank; k++)
+      buf_printf(p->out, "%s%d", k ? ", " : ", [", perm[k]);
+    buf_puts(p->out, "])");
+    return;
+  }
+  expr(p, a, P_ATOM, depth + 1, 0);
+  slice_subscript(p, a->shape, n->shape, &n->attr, kind, start);
+}
+
+/* A spread, the adjoint of a gather: of a transpose, g transposed back; of
+ * slices, g placed where they read, zeros elsewhere. */
+static void spread_expr(Printer *p, const Node *n, int depth) {
+  const Node *g = n->args[0];
+  int perm[BPC_MAX_RANK], back[BPC_MAX_RANK];
+  int64_t start[BPC_MAX_RANK];
+  int kind = gather_kind(n->shape, g->shape, &n->attr, perm, start);
+  if (kind == GATHER_PERM) {
+    for (int k = 0; k < n->shape.rank; k++)
+      back[perm[k]] = k;
+    buf_puts(p->out, "transpose(");
+    expr(p, g, 0, depth + 1, 0);
+    for (int k = 0; k < n->shape.rank; k++)
+      buf_printf(p->out, "%s%d", k ? ", " : ", [", back[k]);
+    buf_puts(p->out, "])");
+    return;
+  }
+  expr(p, g, P_MUL + 1, depth + 1, 0);
+  buf_puts(p->out, " at ");
+  slice_subscript(p, n->shape, g->shape, &n->attr, kind, start);
+  buf_puts(p->out, ", 0 elsewhere");
+}
+
+/* onehot_argmax(x): 1 at x's first largest element (each row's, for a
+ * row-by-row max), times the gradient it routes there unless that is 1. */
+static void onehot_expr(Printer *p, const Node *n, int depth) {
+  buf_printf(p->out, "%s(", op_info[n->op].label);
+  expr(p, n->args[0], 0, depth + 1, 0);
+  buf_puts(p->out, ")");
+  if (ir_is_const(n->args[1], 1)) return;
+  buf_puts(p->out, " * ");
+  expr(p, n->args[1], P_MUL, depth + 1, 0);
 }
 
 static void matmul_expr(Printer *p, const Node *n, int depth) {
@@ -209,7 +318,7 @@ static void expr_body(Printer *p, const Node *n, int depth) {
   case OP_CONST: buf_printf(p->out, "%g", n->value); return;
   case OP_PARAM:
   case OP_INPUT: buf_puts(p->out, n->name); return;
-  case OP_GSYM: buf_puts(p->out, "G"); return;
+  case OP_GSYM: buf_puts(p->out, p->g); return;
   case OP_NEG: /* -(a * b) reads as -a * b */
     buf_puts(p->out, "-");
     expr(p, n->args[0], n->args[0]->op == OP_MUL && !n->args[0]->name ? P_MUL : P_UNARY, depth + 1, 0);
@@ -229,12 +338,12 @@ static void expr_body(Printer *p, const Node *n, int depth) {
   case OP_MAXALL:
   case OP_MAXROW: call(p, "max", n, depth); return;
   case OP_MINROW: call(p, "min", n, depth); return;
-  case OP_ARGMAXROW: call(p, "onehot_argmax", n, depth); return;
-  case OP_ARGMINROW: call(p, "onehot_argmin", n, depth); return;
+  case OP_ARGMAXROW:
+  case OP_ARGMINROW:
+  case OP_ARGMAXMASK:
+  case OP_ARGMINMASK: onehot_expr(p, n, depth); return;
   case OP_MINALL: call(p, "min", n, depth); return;
-  case OP_ARGMAXMASK: call(p, "onehot_argmax", n, depth); return;
   case OP_CONCAT: call(p, "concat", n, depth); return;
-  case OP_ARGMINMASK: call(p, "onehot_argmin", n, depth); return;
   case OP_SUMAX:
     buf_puts(p->out, "sum(");
     expr(p, n->args[0], 0, depth + 1, 0);
@@ -246,17 +355,33 @@ static void expr_body(Printer *p, const Node *n, int depth) {
       }
     buf_puts(p->out, (n->attr.axes & (n->attr.axes - 1)) ? "])" : ")");
     return;
-  case OP_BCAST: expr(p, n->args[0], prec_of(n->args[0]), depth, 0); return;
   case OP_INDEX: index_expr(p, n, depth); return;
   case OP_GATHER: gather_expr(p, n, depth); return;
-  case OP_SCATTER:
-    buf_printf(p->out, "scatter%s(", shape_str(p->c, n->shape));
-    expr(p, n->args[0], 0, depth + 1, 0);
-    buf_printf(p->out, ", at %lld)", (long long)n->attr.offset);
-    return;
+  case OP_SCATTER: scatter_expr(p, n, depth); return;
+  case OP_SPREAD: spread_expr(p, n, depth); return;
   case OP_MATMUL: matmul_expr(p, n, depth); return;
-  default: call(p, op_name(n->op), n, depth); return;
+  default:
+    if (op_is_unary_elementwise(n->op) && n->value != 0) { /* its constant too: leaky_relu(x, 0.1) */
+      buf_printf(p->out, "%s(", op_name(n->op));
+      expr(p, n->args[0], 0, depth + 1, 0);
+      buf_printf(p->out, ", %g)", n->value);
+      return;
+    }
+    call(p, op_name(n->op), n, depth);
+    return;
   }
+}
+
+/* Whether text has a space outside brackets: "a * b" does, "f(a, b)" and
+ * "[a > b]" do not; inside an operator it needs parentheses. */
+static int spaced(const char *t) {
+  int depth = 0;
+  for (; t && *t; t++) {
+    if (*t == '(' || *t == '[') depth++;
+    if (*t == ')' || *t == ']') depth--;
+    if (*t == ' ' && depth == 0) return 1;
+  }
+  return 0;
 }
 
 static void expr(Printer *p, const Node *n, int parent, int depth, int expand_named) {
@@ -267,6 +392,14 @@ static void expr(Printer *p, const Node *n, int parent, int depth, int expand_na
   int named = n->name && !n->is_backward && n->op != OP_PARAM && n->op != OP_INPUT;
   if (named && !expand_named) {
     buf_puts(p->out, n->name);
+    return;
+  }
+  if (n->op == OP_BCAST) { /* implicit, as numpy writes it: the parentheses are the argument's */
+    expr(p, n->args[0], parent, depth, 0);
+    return;
+  }
+  if (n->op == OP_GSYM && parent > P_LOOSE && spaced(p->g)) { /* a product in place of G: W2 @ (a * b) */
+    buf_printf(p->out, "(%s)", p->g);
     return;
   }
   if (p->nest == 0) p->left = p->limit;
@@ -291,20 +424,46 @@ void expr_string(Ctx *c, const Node *n, int expand_named, Buf *out) {
 
 /* ---- local derivatives ---------------------------------------------------- */
 
-static EdgeGrad *edge_of(Ctx *c, const Node *from, const Node *to, int k);
+/* The edge args[k] -> y as autodiff recorded it, or NULL: no gradient
+ * flows there (an indicator, a mask, a constant zero). */
+static EdgeGrad *edge_of(Ctx *c, const Node *from, const Node *to, int k) {
+  for (int i = 0; i < c->edges.len; i++) {
+    EdgeGrad *e = c->edges.items[i];
+    if (e->from == from && e->to == to && e->arg == k) return e;
+  }
+  return NULL;
+}
 
-/* d y / d (argument k of y) as autodiff built it: an elementwise op's local
- * derivative node (sigmoid's y * (1 - y), mul's other factor), printed as
- * an expression; for the other ops (sums, products, views) the gradient
- * they send back, written in G, the gradient arriving at y (G @
- * transpose(W)). No edge: no gradient flows there (an indicator, a mask). */
-static void local_symbol(Printer *p, const Node *y, int k) {
-  EdgeGrad *e = edge_of(p->c, y->args[k], y, k);
-  if (!e) {
-    buf_puts(p->out, "0");
+/* What explain shows of the edge args[k] -> y: the derivative autodiff
+ * used, as it recorded it (explain has no rules of its own). The local
+ * derivative (sigmoid's s * (1 - s), mul's other factor, dot's other
+ * vector) prints as " = s * (1 - s)"; what a product, view or sum along an
+ * axis sends back, made from G, as ": sends back G @ transpose(W)". No
+ * edge: " = 0". */
+static const Node *recorded(Ctx *c, const Node *y, int k, int *sends) {
+  EdgeGrad *e = edge_of(c, y->args[k], y, k);
+  *sends = e && !e->local && e->sends;
+  return e ? (e->local ? e->local : e->sends) : NULL;
+}
+
+static int sends_back(Ctx *c, const Node *y, int k) {
+  int sends;
+  recorded(c, y, k, &sends);
+  return sends;
+}
+
+/* The derivative's text alone: "s * (1 - s)", "G @ transpose(W)", "0";
+ * "?" if the graph was compiled without recording it (record_locals).
+ * parent: the precedence around it (P_ADD puts "1 at [2], 0 elsewhere" in
+ * parentheses). */
+static void local_symbol(Printer *p, const Node *y, int k, int parent) {
+  int sends;
+  const Node *d = recorded(p->c, y, k, &sends);
+  if (!d) {
+    buf_puts(p->out, edge_of(p->c, y->args[k], y, k) ? "?" : "0");
     return;
   }
-  expr(p, e->local ? e->local : e->symbolic ? e->symbolic : e->g, 0, 1, 0);
+  expr(p, d, parent, 1, 0);
 }
 
 /* "d max(0, m)/dm", "d(a * b)/da": the derivative being taken. */
@@ -333,66 +492,39 @@ static void print_value(Buf *o, Ctx *c, const Values *v, const Node *n) {
   buf_puts(o, len > 6 ? ", ...]" : "]");
 }
 
-/* The contribution recorded along an edge, for its numeric value. */
-static EdgeGrad *edge_of(Ctx *c, const Node *from, const Node *to, int k) {
-  for (int i = 0; i < c->edges.len; i++) {
-    EdgeGrad *e = c->edges.items[i];
-    if (e->from == from && e->to == to && (e->arg == k || to->args[0] == to->args[1])) return e;
-  }
-  return NULL;
-}
-
-/* A local derivative's value for scalar edges: contribution / incoming. */
-static int local_value(Ctx *c, const Values *v, const Node *y, int k, double *out) {
-  if (!v || y->shape.rank || y->args[k]->shape.rank || !c->adjoint) return 0;
-  EdgeGrad *e = edge_of(c, y->args[k], y, k);
-  const Node *in = y == c->loss ? NULL : c->adjoint[y->id];
-  double g_in = in ? (v->v[in->id] ? v->v[in->id][0] : NAN) : 1;
-  if (!e || !v->v[e->g->id] || !(g_in != 0) || !isfinite(g_in)) {
-    if (e && v->v[e->g->id] && v->v[e->g->id][0] == 0) { /* a closed gate */
-      *out = 0;
-      return g_in != 0;
-    }
-    return 0;
-  }
-  *out = v->v[e->g->id][0] / g_in;
-  return 1;
-}
-
 /* ---- local derivatives as numbers ------------------------------------------------ */
 
 /* The local derivative along the edge args[k] -> y, one number per element
- * of args[k], where it is that: elementwise ops of the argument's own shape
- * (a diagonal Jacobian), sums (1 for each element), and the other scalar
- * edges (from the contribution autodiff sent along the edge). */
+ * of args[k], where it is that: the recorded local derivative's values
+ * (the interpreter evaluated it) when y is elementwise of the argument's
+ * own shape (a diagonal Jacobian) or a scalar (the derivative has the
+ * argument's shape). Not through a broadcast, nor what a product sends. */
 static int local_values(Ctx *c, const Values *v, const Node *y, int k, double *out) {
   if (!v) return 0;
   const Node *x = y->args[k];
   int64_t len = shape_numel(x->shape);
-  if (y->op == OP_SUM) {
+  if (op_is_elementwise(y->op) ? !shape_eq(x->shape, y->shape) : y->shape.rank != 0) return 0;
+  EdgeGrad *e = edge_of(c, x, y, k);
+  if (!e) { /* no gradient flows */
     for (int64_t i = 0; i < len; i++)
-      out[i] = 1;
+      out[i] = 0;
     return 1;
   }
-  if (op_is_elementwise(y->op) && shape_eq(x->shape, y->shape)) { /* the local node's values */
-    EdgeGrad *e = edge_of(c, x, y, k);
-    if (!e) { /* no gradient flows */
-      for (int64_t i = 0; i < len; i++)
-        out[i] = 0;
-      return 1;
-    }
-    if (!e->local || !v->v[e->local->id]) return 0;
-    for (int64_t i = 0; i < len; i++)
-      out[i] = v->v[e->local->id][shape_broadcast_index(e->local->shape, x->shape, i)];
-    return 1;
-  }
-  if (len == 1 && y->shape.rank == 0) return local_value(c, v, y, k, out);
-  return 0;
+  const Node *d = e->local;
+  if (!d || !v->v[d->id]) return 0;
+  for (int64_t i = 0; i < len; i++)
+    out[i] = v->v[d->id][shape_broadcast_index(d->shape, x->shape, i)];
+  return 1;
 }
 
 /* The local derivative of a scalar edge. */
 static int local_scalar(Ctx *c, const Values *v, const Node *y, int k, double *out) {
   return shape_numel(y->args[k]->shape) == 1 && local_values(c, v, y, k, out);
+}
+
+static void buf_reset(Buf *b) {
+  b->len = 0;
+  if (b->data) b->data[0] = 0;
 }
 
 /* " = 3", " = [1, 2, 3]". */
@@ -634,6 +766,15 @@ static int find_paths(Ctx *c, const Graph *g, const Node *from, Path *paths) {
   return found;
 }
 
+static void define(Printer *p, const Node *n, char *shown, int *any) {
+  buf_printf(p->out, "%s  %s = ", (*any)++ ? "" : "\nwhere\n", n->name);
+  shown[n->id] = 1;
+  expr(p, n, 0, 0, 1);
+  buf_puts(p->out, "\n");
+}
+
+/* The named values on the paths, then those the derivatives on them refer
+ * to (two_layer's d logsumexp(scores)/dscores = y, y the softmax). */
 static void show_definitions(Printer *p, const Path *paths, int npaths) {
   Ctx *c = p->c;
   char *shown = arena_alloc(&c->arena, (size_t)c->nforward + 1);
@@ -641,11 +782,25 @@ static void show_definitions(Printer *p, const Path *paths, int npaths) {
   for (int k = 0; k < npaths; k++)
     for (int i = paths[k].len - 1; i > 0; i--) {
       const Node *n = paths[k].nodes[i];
-      if (!n->name || shown[n->id]) continue;
-      buf_printf(p->out, "%s  %s = ", any++ ? "" : "\nwhere\n", n->name);
-      shown[n->id] = 1;
-      expr(p, n, 0, 0, 1);
-      buf_puts(p->out, "\n");
+      if (n->name && !shown[n->id]) define(p, n, shown, &any);
+    }
+  /* each derivative's nodes down to named values, at most EXPR_NODES of
+   * them (as many as it prints) */
+  const Node **stack = arena_alloc(&c->arena, sizeof(Node *) * (EXPR_NODES + 2));
+  for (int k = 0; k < npaths; k++)
+    for (int i = paths[k].len - 2; i >= 0; i--) {
+      int sends, sp = 0, visits = 0;
+      const Node *d = recorded(c, paths[k].nodes[i + 1], paths[k].args[i], &sends);
+      if (d) stack[sp++] = d;
+      while (sp && visits++ < EXPR_NODES) {
+        const Node *n = stack[--sp];
+        if (n->name && !n->is_backward) {
+          if (n->op != OP_PARAM && n->op != OP_INPUT && n->id < c->nforward && !shown[n->id]) define(p, n, shown, &any);
+          continue;
+        }
+        for (int j = 0; j < n->nargs && sp < EXPR_NODES; j++)
+          stack[sp++] = n->args[j];
+      }
     }
 }
 
@@ -662,6 +817,53 @@ static void which_use(Printer *p, const Node *y, int k) {
   else
     buf_puts(p->out, infix ? "operand" : "argument");
   buf_puts(p->out, ")");
+}
+
+/* A path's product, from the loss back: each local derivative multiplied
+ * on; where an op sends back a formula in G instead, that formula with the
+ * product so far in place of G (outer(x, (W2 @ (-1 * t)) * (s * (1 -
+ * s)))). Each such step copies the text, so past MAX_FORMULA_CHARS it is
+ * not shown. */
+static void path_product(Ctx *c, const Path *pa, Buf *out) {
+  if (pa->len == 1) { /* the loss is the parameter */
+    buf_puts(out, "1");
+    return;
+  }
+  Buf acc = {0}, f = {0};
+  int chain = 0; /* acc is factors joined by " * ": one more joins without parentheses */
+  for (int i = pa->len - 2; i >= 0; i--) {
+    const Node *y = pa->nodes[i + 1];
+    int a = pa->args[i];
+    buf_reset(&f);
+    Printer q = printer(c, &f);
+    if (sends_back(c, y, a)) {
+      if (acc.len > MAX_FORMULA_CHARS) {
+        buf_reset(&acc);
+        buf_printf(&acc, "not shown (longer than %d characters)", MAX_FORMULA_CHARS);
+        break;
+      }
+      q.g = acc.data ? acc.data : "1";
+      local_symbol(&q, y, a, 0);
+      Buf t = acc;
+      acc = f;
+      f = t;
+      chain = 0;
+      continue;
+    }
+    local_symbol(&q, y, a, 0);
+    if (acc.len && !chain && spaced(acc.data)) { /* (W2 @ G) * s, not W2 @ G * s */
+      Buf w = {0};
+      buf_printf(&w, "(%s)", acc.data);
+      buf_free(&acc);
+      acc = w;
+    }
+    if (acc.len) buf_puts(&acc, " * ");
+    buf_printf(&acc, spaced(f.data) ? "(%s)" : "%s", f.data ? f.data : "");
+    chain = 1;
+  }
+  buf_puts(out, acc.data ? acc.data : "");
+  buf_free(&acc);
+  buf_free(&f);
 }
 
 /* One path: its edges from the loss back, each local derivative (with its
@@ -691,20 +893,21 @@ static int show_path(Printer *p, const Path *pa, int index, const Values *v, int
     buf_puts(out, "  ");
     derivative_head(p, y, a);
     which_use(p, y, a);
-    buf_puts(out, " = ");
+    buf_puts(out, sends_back(c, y, a) ? ": sends back " : " = ");
     size_t start = out->len;
-    local_symbol(p, y, a);
+    local_symbol(p, y, a, 0);
     int64_t nx = shape_numel(x->shape);
-    double *lv = known ? malloc(sizeof(double) * (size_t)nx) : NULL;
-    if (known && local_values(c, v, y, a, lv) && (nx == np || nx == 1)) {
-      for (int64_t j = 0; j < np; j++)
+    double *lv = v ? malloc(sizeof(double) * (size_t)nx) : NULL;
+    if (v && local_values(c, v, y, a, lv)) { /* its values, even where the product has none */
+      known &= nx == np || nx == 1;
+      for (int64_t j = 0; known && j < np; j++)
         prod[j] *= lv[nx == 1 ? 0 : j];
       char *end;
       double same = strtod(out->data + start, &end);
-      int says_all = y->op != OP_SUM && !*end; /* "= 1 = 1" says nothing */
+      int says_all = !*end; /* "= 1 = 1" says nothing */
       for (int64_t j = 0; j < nx && says_all; j++)
         says_all = lv[j] == same;
-      if (y->op != OP_SUM && !says_all) put_values(out, lv, nx);
+      if (!says_all) put_values(out, lv, nx);
     } else {
       known = 0;
     }
@@ -713,16 +916,7 @@ static int show_path(Printer *p, const Path *pa, int index, const Values *v, int
   }
   buf_puts(out, "  product: ");
   size_t start = out->len;
-  if (pa->len == 1) buf_puts(out, "1"); /* the loss is the parameter */
-  for (int i = pa->len - 2; i >= 0; i--) {
-    if (i != pa->len - 2) buf_puts(out, " * ");
-    Buf f = {0};
-    Printer q = printer(c, &f);
-    local_symbol(&q, pa->nodes[i + 1], pa->args[i]);
-    int wrap = f.data && strchr(f.data, ' ') && f.data[0] != '[';
-    buf_printf(out, wrap ? "(%s)" : "%s", f.data ? f.data : "");
-    buf_free(&f);
-  }
+  path_product(c, pa, out);
   char *end;
   double same = strtod(out->data + start, &end);
   if (known && !(np == 1 && !*end && same == prod[0])) put_values(out, prod, np); /* not "3 = 3" */
@@ -858,11 +1052,6 @@ static void formula(Printer *p, const GradTerm *terms, size_t stop_after) {
   }
 }
 
-static void buf_reset(Buf *b) {
-  b->len = 0;
-  if (b->data) b->data[0] = 0;
-}
-
 /* "simplified (as bpc computes it)": the gradient autodiff built, as one
  * line when it is short; else with its shared parts named on "where" lines,
  * and cut past MAX_FORMULA_CHARS characters or MAX_DEF_LINES parts, with a
@@ -970,6 +1159,14 @@ int explain(Ctx *c, const char *wrt, const Values *v, Buf *out) {
     buf_puts(out, ".\n");
   }
   show_definitions(&p, paths, npaths);
+  int any_sends = 0;
+  for (int k = 0; k < npaths; k++)
+    for (int i = 0; i < paths[k].len - 1; i++)
+      any_sends |= sends_back(c, paths[k].nodes[i + 1], paths[k].args[i]);
+  if (any_sends)
+    buf_puts(out, "\nWhere a derivative is not one number per element (products, views, sums along an axis, "
+                  "a value broadcast\nto a larger shape), the line shows what is sent back, made from G, the "
+                  "gradient arriving there;\na path's product puts the product so far in place of G.\n");
   int64_t np = shape_numel(param->shape);
   double *prods[MAX_PATHS];
   int all_known = v != NULL;
@@ -1029,14 +1226,21 @@ void trace(Ctx *c, const Values *v, Buf *out) {
     }
     buf_puts(out, "  to ");
     expr(&p, e->from, 0, 0, 0);
-    buf_puts(out, ": local ");
-    size_t start = out->len;
-    local_symbol(&p, e->to, e->arg);
-    double lv;
-    char *end;
-    if (local_scalar(c, v, e->to, e->arg, &lv) && (strtod(out->data + start, &end) != lv || *end))
-      buf_printf(out, " = %.10g", lv);
-    buf_puts(out, ", outgoing");
+    if (e->sends) { /* not one number per element: what it sends, from the incoming */
+      buf_puts(out, ": outgoing = ");
+      p.g = "incoming";
+      local_symbol(&p, e->to, e->arg, 0);
+      p.g = "G";
+    } else {
+      buf_puts(out, ": local ");
+      size_t start = out->len;
+      local_symbol(&p, e->to, e->arg, P_ADD); /* in a line of commas */
+      double lv;
+      char *end;
+      if (local_scalar(c, v, e->to, e->arg, &lv) && (strtod(out->data + start, &end) != lv || *end))
+        buf_printf(out, " = %.10g", lv);
+      buf_puts(out, ", outgoing");
+    }
     print_value(out, c, v, e->g);
     if (!v) buf_puts(out, " (symbolic)");
     buf_puts(out, "\n");

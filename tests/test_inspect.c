@@ -101,8 +101,8 @@ static void test_explain_hinge(void **state) {
                             "  d max(0, 1 - margin)/d(1 - margin) = [1 - margin > 0] = 1\n"
                             "  d(1 - margin)/dmargin = -1\n"
                             "  d(y * score)/dscore = y = 1\n"
-                            "  d dot(w, phi)/dw = phi\n"
-                            "  product: [1 - margin > 0] * -1 * y * phi\n"));
+                            "  d dot(w, phi)/dw = phi = [1, 2, 3]\n"
+                            "  product: [1 - margin > 0] * -1 * y * phi = [-1, -2, -3]\n"));
   assert_non_null(strstr(s, "  dloss/dw = -phi * y * [1 - margin > 0]\n  = [-1, -2, -3]\n"));
   free(s);
   free(src);
@@ -520,6 +520,9 @@ static void test_fd_step(void **state) {
 }
 /* ---- end of issue 10, item 4 ---- */
 
+/* ---- issue 11, item 2: explain and trace print the derivative autodiff
+ * recorded on each edge, not rules of their own. */
+
 /* explain prints the local derivatives autodiff built (ops.h's column for
  * tanh, 1 - h * h, with h = tanh(a) named; a changed column changes this
  * text), and for a product the gradient it sends back, in G. */
@@ -533,9 +536,286 @@ static void test_explain_prints_autodiffs_derivatives(void **state) {
                             "  product: 1 * 3 * (1 - h * h) = 2.359343199\n"));
   free(s);
   s = explained(src, "W", in);
-  assert_non_null(strstr(s, "  d(z * z)/dz (the left z) = z\n"
-                            "  d(x @ W)/dW = outer(x, G)\n"));
+  /* z = x @ W = [7, 10]; dloss/dW = outer(x, 2 z) */
+  assert_non_null(strstr(s, "  d(z * z)/dz (the left z) = z = [7, 10]\n"
+                            "  d(x @ W)/dW: sends back outer(x, G)\n"
+                            "  product: outer(x, 1 * 1 * z)\n"));
+  assert_non_null(strstr(s, "  dloss/dW = outer(x, z * 2)\n  = [14, 20, 28, 40]\n"));
   free(s);
+}
+
+/* The last line of path 1 before its product: the derivative at the
+ * parameter. */
+static char *last_local_line(const char *s) {
+  const char *path = strstr(s, "\npath 1:"), *prod = path ? strstr(path, "\n  product: ") : NULL;
+  assert_non_null(prod);
+  const char *start = prod;
+  while (start > path && start[-1] != '\n')
+    start--;
+  return strndup(start, (size_t)(prod - start));
+}
+
+/* The number a derivative's line ends with: "... = s * (1 - s) = 0.25" or
+ * "... = 1". */
+static double line_value(const char *line) {
+  const char *eq = strrchr(line, '=');
+  assert_non_null(eq);
+  char *end;
+  double x = strtod(eq + 1, &end);
+  if (*end) fail_msg("not a number at the end of '%s'", line);
+  return x;
+}
+
+/* How the language writes each elementwise op with a gradient that is not
+ * a one-argument function called by its name (those are name(a)), and the
+ * node's constant. A new such op must be added here. */
+static const struct {
+  Op op;
+  const char *text;
+  double v;
+} spelled[] = {{OP_NEG, "-a", 0},           {OP_POWC, "a ^ 3", 3},        {OP_POWC, "a ^ -1.5", -1.5},
+               {OP_LEAKY_RELU, "leaky_relu(a, 0.1)", 0.1}, {OP_ADD, "a + b", 0},
+               {OP_SUB, "a - b", 0},        {OP_MUL, "a * b", 0},         {OP_DIV, "a / b", 0},
+               {OP_MAX2, "max(a, b)", 0},   {OP_MIN2, "min(a, b)", 0}};
+
+/* For every elementwise op, on both sides of 0 and for each argument: the
+ * local derivative explain prints (the one autodiff recorded, from ops.h)
+ * equals the derivative of the op's own scalar semantics, by central
+ * differences. A wrong derivative column in ops.h, or a wrong one
+ * recorded, changes the number. */
+static void test_explain_local_derivative_of_every_elementwise_op(void **state) {
+  (void)state;
+  int checked = 0;
+  for (int op = 0; op < OP_COUNT; op++) {
+    int classes = op_info[op].classes;
+    if (!(classes & OPC_ELEMENTWISE) || (classes & OPC_NO_GRADIENT)) continue;
+    int found = 0;
+    for (size_t t = 0; t < sizeof spelled / sizeof spelled[0] + 1; t++) {
+      char text[64];
+      double v = 0;
+      if (t == sizeof spelled / sizeof spelled[0]) { /* the functions called by name */
+        if (!(classes & OPC_FUNCTION)) break;
+        snprintf(text, sizeof text, "%s(a)", op_info[op].name);
+      } else {
+        if ((int)spelled[t].op != op) continue;
+        snprintf(text, sizeof text, "%s", spelled[t].text);
+        v = spelled[t].v;
+      }
+      found = 1;
+      for (int side = 0; side < 2; side++) {
+        double a = side ? -0.6 : 0.7, b = 0.3;
+        if (!isfinite(op_scalar((Op)op, a, b, v))) continue; /* log, sqrt of a negative number */
+        for (int k = 0; k < op_info[op].arity; k++) {
+          char src[256];
+          /* sin(...) so that the simplifier keeps the op as written (3 * -a would become -(3 * a)) */
+          snprintf(src, sizeof src, "param a = %g\nparam b = %g\nloss = sin(%s)\n", a, b, text);
+          char *s = explained(src, k ? "b" : "a", NULL);
+          char *line = last_local_line(s);
+          double h = 1e-6, fd;
+          if (k)
+            fd = (op_scalar((Op)op, a, b + h, v) - op_scalar((Op)op, a, b - h, v)) / (2 * h);
+          else
+            fd = (op_scalar((Op)op, a + h, b, v) - op_scalar((Op)op, a - h, b, v)) / (2 * h);
+          double got = line_value(line);
+          if (!(fabs(got - fd) <= 1e-6 * fmax(1, fabs(fd))))
+            fail_msg("%s at a = %g, b = %g: explain prints '%s', the derivative is %.10g", text, a, b, line, fd);
+          checked++;
+          free(line);
+          free(s);
+        }
+      }
+    }
+    if (!found) fail_msg("op %s: add how the language writes it to spelled[]", op_info[op].name);
+  }
+  assert_true(checked >= 60);
+}
+
+/* The local derivatives as ops.h writes them, in explain's words. */
+static void test_explain_local_derivative_texts(void **state) {
+  (void)state;
+  static const struct {
+    const char *expr, *wrt, *line;
+  } cases[] = {
+      {"sigmoid(a)", "a", "  d sigmoid(a)/da = sigmoid(a) * (1 - sigmoid(a)) = 0.2217128733"},
+      {"tanh(a)", "a", "  d tanh(a)/da = 1 - tanh(a) * tanh(a) = 0.63473959"},
+      {"log(a)", "a", "  d log(a)/da = 1 / a = 1.428571429"},
+      {"sqrt(a)", "a", "  d sqrt(a)/da = 0.5 / sqrt(a) = 0.5976143047"},
+      {"exp(a)", "a", "  d exp(a)/da = exp(a) = 2.013752707"},
+      {"relu(a)", "a", "  d relu(a)/da = [a > 0] = 1"},
+      {"abs(a)", "a", "  d abs(a)/da = sign(a) = 1"},
+      {"a ^ 3", "a", "  d(a^3)/da = 3 * a^2 = 1.47"},
+      {"leaky_relu(a, 0.1)", "a", "  d leaky_relu(a, 0.1)/da = 0.1 + 0.9 * [a > 0] = 1"},
+      {"-a", "a", "  d(-a)/da = -1"},
+      {"a - b", "b", "  d(a - b)/db = -1"},
+      {"a * b", "a", "  d(a * b)/da = b = 0.3"},
+      {"a / b", "a", "  d(a / b)/da = 1 / b = 3.333333333"},
+      {"a / b", "b", "  d(a / b)/db = -(a / b / b) = -7.777777778"}, /* -y / b, y = a / b */
+      {"max(a, b)", "a", "  d max(a, b)/da = [a > b] = 1"},
+      {"max(a, b)", "b", "  d max(a, b)/db = [a < b] = 0"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char src[256];
+    snprintf(src, sizeof src, "param a = 0.7\nparam b = 0.3\nloss = sin(%s)\n", cases[i].expr);
+    double none[1] = {0};
+    char *s = explained(src, cases[i].wrt, none);
+    char *line = last_local_line(s);
+    assert_string_equal(line, cases[i].line);
+    free(line);
+    free(s);
+  }
+}
+
+/* Products, views and sums: what each sends back, made from G; a path's
+ * product puts the product so far in place of G; scalar results have
+ * their local derivative with its values (dot's other vector, max's
+ * one-hot). transpose(M) @ M sends each M its own gradient. */
+static void test_explain_products_and_views(void **state) {
+  (void)state;
+  double x[2] = {1, 2};
+  char *s = explained("param W[2, 3] = [[0.5, -1, 2], [1, 0.25, -0.5]]\ninput x[2]\nh = x @ W\n"
+                      "s = sigmoid(h)\nloss = sum(s)\n",
+                      "W", x);
+  assert_non_null(strstr(s, "\nWhere a derivative is not one number per element (products, views, sums along an "
+                            "axis, a value broadcast\nto a larger shape), the line shows what is sent back, made "
+                            "from G, the gradient arriving there;\na path's product puts the product so far in "
+                            "place of G.\n"));
+  assert_non_null(strstr(s, "path 1: loss <- s <- h <- W\n"
+                            "  d sum(s)/ds = 1\n"
+                            "  d sigmoid(h)/dh = s * (1 - s) = [0.07010371655, 0.2350037122, 0.1966119332]\n"
+                            "  d(x @ W)/dW: sends back outer(x, G)\n"
+                            "  product: outer(x, 1 * (s * (1 - s)))\n"));
+  free(s);
+  /* K picks (transpose(M) @ M)[0, 1] = 14: dloss/dM = [[2, 1], [4, 3]], the left M's
+   * M @ transpose(K) = [[2, 0], [4, 0]] plus the right M's M @ K = [[0, 1], [0, 3]] */
+  const char *tt = "param M[2, 2] = [[1, 2], [3, 4]]\ninput K[2, 2]\nloss = sum(transpose(M) @ M * K)\n";
+  double k[4] = {0, 1, 0, 0};
+  s = explained(tt, "M", k);
+  assert_non_null(strstr(s, "  d(transpose(M) @ M)/dM (the left M): sends back transpose(G @ transpose(M))\n"
+                            "  product: transpose((1 * K) @ transpose(M))\n"));
+  assert_non_null(strstr(s, "  d(transpose(M) @ M)/dM (the right M): sends back M @ G\n"
+                            "  product: M @ (1 * K)\n"));
+  assert_non_null(strstr(s, "  = [2, 1, 4, 3]\n"));
+  free(s);
+  Ctx c;
+  ctx_init(&c, "t.bp", tt, strlen(tt));
+  if (bpc_compile(&c, &with_locals)) fail_msg("%s", c.err.data);
+  double p[4];
+  eval_init_params(&c, p, 1);
+  Values v;
+  eval_graph(&c, p, k, &v);
+  Buf out = {0};
+  trace(&c, &v, &out);
+  assert_non_null(strstr(out.data, "transpose(M) @ M = [2,2] [10, 14, 14, 20]\n"
+                                   "  incoming dloss/d(transpose(M) @ M) = [2,2] [0, 1, 0, 0]\n"
+                                   "  to M: outgoing = transpose(incoming @ transpose(M)) = [2,2] [2, 0, 4, 0]\n"
+                                   "  to M: outgoing = M @ incoming = [2,2] [0, 1, 0, 3]\n"));
+  buf_free(&out);
+  values_free(&v);
+  ctx_free(&c);
+  /* views, a concatenation, max, dot and a sum along an axis */
+  const char *views = "param v[3] = [0.5, -1, 2]\nparam M[2, 3] = [[1, -2, 3], [0.5, 4, -1]]\n"
+                      "c = concat(v, M[1])\n"
+                      "loss = dot(c, c) + max(v) + sum(M[0:2, 1:3]) + M[1, 2] * 3 + sum(sum(M, 1) ^ 2)\n";
+  s = explained(views, "v", NULL);
+  assert_non_null(strstr(s, "  d dot(c, c)/dc (the first c) = c = [0.5, -1, 2, 0.5, 4, -1]\n"
+                            "  d concat(v, M[1])/dv: sends back G[0:3]\n"
+                            "  product: (1 * 1 * 1 * 1 * c)[0:3]\n"));
+  assert_non_null(strstr(s, "  d max(v)/dv = onehot_argmax(v) = [0, 0, 1]\n"
+                            "  product: 1 * 1 * 1 * 1 * onehot_argmax(v) = [0, 0, 1]\n"));
+  assert_non_null(strstr(s, "  dloss/dv = onehot_argmax(v) + (c * 2)[0:3]\n  = [1, -2, 5]\n"));
+  free(s);
+  s = explained(views, "M", NULL);
+  assert_non_null(strstr(s, "  d concat(v, M[1])/dM[1]: sends back G[3:6]\n"
+                            "  d M[1]/dM: sends back G at [1], 0 elsewhere\n"
+                            "  product: (1 * 1 * 1 * 1 * c)[3:6] at [1], 0 elsewhere\n"));
+  assert_non_null(strstr(s, "  d M[0:2, 1:3]/dM: sends back G at [0:2, 1:3], 0 elsewhere\n"
+                            "  product: (1 * 1 * 1 * 1) at [0:2, 1:3], 0 elsewhere\n"));
+  assert_non_null(strstr(s, "  d M[1, 2]/dM = 1 at [1, 2], 0 elsewhere = [0, 0, 0, 0, 0, 1]\n"
+                            "  product: 1 * 1 * 3 * (1 at [1, 2], 0 elsewhere) = [0, 0, 0, 0, 0, 3]\n"));
+  assert_non_null(strstr(s, "  d(sum(M, 1)^2)/dsum(M, 1) = sum(M, 1) * 2 = [4, 7]\n"
+                            "  d sum(M, 1)/dM: sends back G\n"
+                            "  product: 1 * 1 * (sum(M, 1) * 2)\n"));
+  assert_non_null(strstr(s, "  = [4, 5, 5, 8, 16, 9]\n"));
+  free(s);
+}
+
+/* A value broadcast into a larger one gets the sum of what its elements'
+ * copies receive: logsumexp's m = max(x), subtracted from every element,
+ * is sent -sum(G), and the path's product says so (it adds up to -1 at the
+ * largest element: the softmax sums to 1). */
+static void test_explain_broadcast_sums(void **state) {
+  (void)state;
+  char *src = read_text_file(SAMPLES_DIR "/logsumexp.bp");
+  char *s = explained(src, "x", NULL);
+  assert_non_null(strstr(s, "  d(x - m)/dm: sends back -sum(G)\n"
+                            "  d max(x)/dx = onehot_argmax(x) = [0, 0, 0, 1, 0]\n"
+                            "  product: -sum(1 * (1 / sum(exp(x - m))) * 1 * exp(x - m)) * onehot_argmax(x)\n"));
+  free(s);
+  free(src);
+}
+
+/* Every local derivative recorded is the one autodiff multiplied by: along
+ * every edge of every sample where it is one number per element, what was
+ * sent equals the incoming gradient times it (element by element, or a
+ * scalar's incoming times each element), at the interpreter's values. */
+static void test_recorded_local_is_what_autodiff_used(void **state) {
+  (void)state;
+  int checked = 0, total = 0;
+  for (size_t si = 0; si < sizeof samples / sizeof samples[0]; si++) {
+    char path[256];
+    snprintf(path, sizeof path, SAMPLES_DIR "/%s.bp", samples[si]);
+    Ctx *c = compile_file(path);
+    double *p = calloc((size_t)c->num_params + 1, sizeof(double)), *x = calloc((size_t)c->num_inputs + 1, sizeof(double));
+    uint64_t rng = 5;
+    eval_init_params(c, p, 1);
+    for (int64_t i = 0; i < c->num_inputs; i++)
+      x[i] = test_rand_normal(&rng);
+    Values v;
+    eval_graph(c, p, x, &v);
+    for (int i = 0; i < c->edges.len; i++) {
+      EdgeGrad *e = c->edges.items[i];
+      assert_true((e->local != NULL) + (e->sends != NULL) == 1); /* what explain shows: one of them */
+      total += e->local != NULL;
+      if (!e->local || !e->incoming || !v.v[e->local->id] || !v.v[e->g->id] || !v.v[e->incoming->id]) continue;
+      const double *g = v.v[e->g->id], *in = v.v[e->incoming->id], *d = v.v[e->local->id];
+      Shape xs = e->from->shape;
+      for (int64_t j = 0; j < shape_numel(xs); j++) {
+        double want = in[shape_broadcast_index(e->incoming->shape, xs, j)] * d[shape_broadcast_index(e->local->shape, xs, j)];
+        if (!(fabs(g[j] - want) <= 1e-12 * fmax(1, fabs(want))))
+          fail_msg("%s: edge %d: sent %.17g, incoming * local = %.17g", samples[si], i, g[j], want);
+      }
+      checked++;
+    }
+    values_free(&v);
+    free(p);
+    free(x);
+    ctx_free(c);
+    free(c);
+  }
+  assert_int_equal(checked, total); /* every one had its values */
+  assert_true(checked >= 60);
+}
+
+/* The normal compile records no derivative (and builds no node for one):
+ * the emitted C is that of the golden files. */
+static void test_normal_compile_records_nothing(void **state) {
+  (void)state;
+  char *src = read_text_file(SAMPLES_DIR "/two_layer.bp");
+  Ctx plain, recorded;
+  ctx_init(&plain, "t.bp", src, strlen(src));
+  ctx_init(&recorded, "t.bp", src, strlen(src));
+  if (bpc_compile(&plain, NULL)) fail_msg("%s", plain.err.data);
+  if (bpc_compile(&recorded, &with_locals)) fail_msg("%s", recorded.err.data);
+  assert_int_equal(plain.edges.len, recorded.edges.len);
+  assert_true(plain.nodes.len < recorded.nodes.len);
+  for (int i = 0; i < plain.edges.len; i++) {
+    EdgeGrad *e = plain.edges.items[i];
+    assert_null(e->local);
+    assert_null(e->sends);
+  }
+  ctx_free(&plain);
+  ctx_free(&recorded);
+  free(src);
 }
 
 int main(void) {
@@ -543,6 +823,12 @@ int main(void) {
       cmocka_unit_test(test_interpreter_matches_generated_code),
       cmocka_unit_test(test_explain_hinge),
       cmocka_unit_test(test_explain_prints_autodiffs_derivatives),
+      cmocka_unit_test(test_explain_local_derivative_of_every_elementwise_op),
+      cmocka_unit_test(test_explain_local_derivative_texts),
+      cmocka_unit_test(test_explain_products_and_views),
+      cmocka_unit_test(test_explain_broadcast_sums),
+      cmocka_unit_test(test_recorded_local_is_what_autodiff_used),
+      cmocka_unit_test(test_normal_compile_records_nothing),
       cmocka_unit_test(test_explain_sigmoid_chain),
       cmocka_unit_test(test_explain_copy_gate),
       cmocka_unit_test(test_trace_xyz),
