@@ -8,6 +8,7 @@
  * hash-consed the backward graph shares every forward value it needs.
  * Contributions to a parameter are kept as a list, so the emitter can add
  * each straight into the gradient array. */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -100,19 +101,47 @@ static Node *mul(Ctx *c, Node *a, Node *b) { return ir_binary(c, OP_MUL, a, b); 
 static Node *sub(Ctx *c, Node *a, Node *b) { return ir_binary(c, OP_SUB, a, b); }
 static Node *neg(Ctx *c, Node *a) { return ir_unary(c, OP_NEG, a); }
 
+/* Nodes are numbered in the order they are made, and a product's factors
+ * are ordered by number, so every derivative is built one node at a time:
+ * in f(c, g(c), h(c)) C leaves open whether g or h runs first, and gcc and
+ * clang would build different C from one model. */
+
 /* d/dx of y = x ^ v: 2x for squares, v x^(v-1) otherwise. */
 static Node *powc_derivative(Ctx *c, Node *y) {
   Node *x = y->args[0];
-  if (y->value == 2) return mul(c, k(c, 2), x);
-  return mul(c, k(c, y->value), ir_powc(c, x, y->value - 1));
+  Node *v = k(c, y->value);
+  if (y->value == 2) return mul(c, v, x);
+  return mul(c, v, ir_powc(c, x, y->value - 1));
 }
 
 /* d/dx of gelu(x) = x Phi(x): Phi(x) + x phi(x), with Phi(x) = (1 + erf(x /
  * sqrt 2)) / 2 and phi(x) = exp(-x^2 / 2) / sqrt(2 pi). */
 static Node *gelu_derivative(Ctx *c, Node *x) {
-  Node *cdf = mul(c, k(c, 0.5), ir_binary(c, OP_ADD, k(c, 1), ir_unary(c, OP_ERF, mul(c, x, k(c, M_SQRT1_2)))));
-  Node *pdf = mul(c, k(c, 0.3989422804014327), ir_unary(c, OP_EXP, mul(c, k(c, -0.5), mul(c, x, x))));
+  Node *half = k(c, 0.5), *one = k(c, 1), *inv_sqrt2 = k(c, M_SQRT1_2);
+  Node *cdf = mul(c, half, ir_binary(c, OP_ADD, one, ir_unary(c, OP_ERF, mul(c, x, inv_sqrt2))));
+  Node *inv_sqrt_2pi = k(c, 0.3989422804014327), *minus_half = k(c, -0.5);
+  Node *pdf = mul(c, inv_sqrt_2pi, ir_unary(c, OP_EXP, mul(c, minus_half, mul(c, x, x))));
   return ir_binary(c, OP_ADD, cdf, mul(c, x, pdf));
+}
+
+/* ops.h's derivative columns nest calls, so their macros evaluate the
+ * arguments left to right through a small stack: the comma operator
+ * finishes the left argument before the right one starts. */
+typedef struct {
+  Node *item[16];
+  int len;
+} Operands;
+
+static Node *push_operand(Operands *s, Node *n) {
+  assert(s->len < (int)(sizeof s->item / sizeof s->item[0]) && "an ops.h derivative nests too deep");
+  s->item[s->len++] = n;
+  return n;
+}
+
+static Node *binary_of_operands(Ctx *c, Operands *s, Op op) {
+  Node *b = s->item[--s->len];
+  Node *a = s->item[--s->len];
+  return ir_binary(c, op, a, b);
 }
 
 /* d/dx of y = f(x) for the one-argument elementwise ops: the column d of
@@ -120,18 +149,20 @@ static Node *gelu_derivative(Ctx *c, Node *x) {
 #define Y y
 #define X0 x
 #define K(v) k(c, v)
-#define MUL(a, b) mul(c, a, b)
-#define SUB(a, b) sub(c, a, b)
-#define ADD(a, b) ir_binary(c, OP_ADD, a, b)
-#define DIV(a, b) ir_binary(c, OP_DIV, a, b)
+#define BIN(op, a, b) (push_operand(&operands, (a)), push_operand(&operands, (b)), binary_of_operands(c, &operands, OP_##op))
+#define MUL(a, b) BIN(MUL, a, b)
+#define SUB(a, b) BIN(SUB, a, b)
+#define ADD(a, b) BIN(ADD, a, b)
+#define DIV(a, b) BIN(DIV, a, b)
 #define NEG(a) neg(c, a)
 #define UN(op, a) ir_unary(c, OP_##op, a)
-#define BIN(op, a, b) ir_binary(c, OP_##op, a, b)
 #define POWC_DERIVATIVE powc_derivative(c, y)
 #define GELU_DERIVATIVE gelu_derivative(c, x)
 static Node *unary_local(Ctx *c, Node *y) {
   Node *x = y->args[0];
+  Operands operands = {.len = 0};
   (void)x;
+  (void)operands;
   switch (y->op) {
 #define X(E, name, label, arity, classes, flops, value, ctext, d, ga, gb)                                      \
   case OP_##E: return (d);
@@ -161,13 +192,14 @@ static Node *unary_local(Ctx *c, Node *y) {
 #define B b
 #define Y y
 #define K(v) k(c, v)
-#define MUL(p, q) mul(c, p, q)
-#define SUB(p, q) sub(c, p, q)
-#define DIV(p, q) ir_binary(c, OP_DIV, p, q)
+#define BIN(op, p, q) (push_operand(&operands, (p)), push_operand(&operands, (q)), binary_of_operands(c, &operands, OP_##op))
+#define MUL(p, q) BIN(MUL, p, q)
+#define SUB(p, q) BIN(SUB, p, q)
+#define DIV(p, q) BIN(DIV, p, q)
 #define NEG(p) neg(c, p)
-#define BIN(op, p, q) ir_binary(c, OP_##op, p, q)
 static void backprop_binary(Adjoints *Adj, Node *y, Node *g_in) {
   Ctx *c = Adj->c;
+  Operands operands = {.len = 0};
   Node *a = y->args[0], *b = y->args[1], *g = g_in;
   int record = c->record_locals && Adj->edges;
   int broadcast = record && !(shape_eq(a->shape, y->shape) && shape_eq(b->shape, y->shape));

@@ -56,9 +56,20 @@ static void rehash(Ctx *c) {
   c->hcap = cap;
 }
 
-/* The arguments in canonical order: a commutative op's two by id. */
+/* Where a commutative op's argument goes: a constant first, then by id.
+ * Constants must not be ordered by id: C leaves the order in which a
+ * call's arguments are evaluated open, so in ops.h's derivative columns
+ * (MUL(BIN(GT, X0, K(0)), K(0.9))) gcc and clang make the constant at
+ * different times, and "0.9 * [a > 0]" would read differently with each. */
+static int arg_goes_after(const Node *a, const Node *b) {
+  int a_const = a->op == OP_CONST, b_const = b->op == OP_CONST;
+  if (a_const != b_const) return b_const;
+  return a->id > b->id;
+}
+
+/* The arguments in canonical order, so that a * b and b * a are one node. */
 static void order_args(Op op, Node **args, int nargs) {
-  if (op_is_commutative(op) && nargs == 2 && args[0] && args[1] && args[0]->id > args[1]->id) {
+  if (op_is_commutative(op) && nargs == 2 && args[0] && args[1] && arg_goes_after(args[0], args[1])) {
     Node *t = args[0];
     args[0] = args[1];
     args[1] = t;

@@ -373,7 +373,8 @@ static Node *tensor_matmul(Lowerer *L, Loc loc, Node *a, Node *b, const char *ho
   Node **items = arena_alloc(&c->arena, sizeof(Node *) * (size_t)count);
   Shape item = shape_scalar();
   for (int64_t e = 0; e < count; e++) {
-    Node *r = matmul(L, loc, batch_item(c, a, bs, e), batch_item(c, b, bs, e), how);
+    Node *a_e = batch_item(c, a, bs, e); /* first, so that the node numbers do not depend on the C compiler */
+    Node *r = matmul(L, loc, a_e, batch_item(c, b, bs, e), how);
     item = r->shape;
     Shape one = {r->shape.rank + 1, {1}}; /* [1, ...]: joined along a new first axis */
     for (int i = 0; i < r->shape.rank; i++)

@@ -167,10 +167,11 @@ Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr
     if (a->op == OP_CONST || b->op == OP_CONST) return matmul_by_constant(c, s, a, b, attr);
     break;
   case OP_DOT:
-    if (a->op == OP_CONST)
-      return ir_binary(c, OP_MUL, ir_reduce(c, OP_SUM, b), ir_const(c, a->value, shape_scalar()));
-    if (b->op == OP_CONST)
-      return ir_binary(c, OP_MUL, ir_reduce(c, OP_SUM, a), ir_const(c, b->value, shape_scalar()));
+    if (a->op == OP_CONST || b->op == OP_CONST) { /* one node at a time: C's argument order is open */
+      Node *vector = a->op == OP_CONST ? b : a;
+      Node *scale = ir_const(c, (a->op == OP_CONST ? a : b)->value, shape_scalar());
+      return ir_binary(c, OP_MUL, ir_reduce(c, OP_SUM, vector), scale);
+    }
     break;
   case OP_ARGMAXMASK:
   case OP_ARGMINMASK:

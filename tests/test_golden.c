@@ -85,6 +85,10 @@ static void test_golden_row_view(void **state) {
   (void)state;
   check_golden("row_view");
 }
+static void test_golden_activations(void **state) {
+  (void)state;
+  check_golden("activations");
+}
 
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -93,6 +97,7 @@ int main(void) {
       cmocka_unit_test(test_golden_logsumexp),     cmocka_unit_test(test_golden_exp_sum),
       cmocka_unit_test(test_golden_least_squares), cmocka_unit_test(test_golden_row_view),
       cmocka_unit_test(test_golden_rnn_loop),      cmocka_unit_test(test_golden_functions),
+      cmocka_unit_test(test_golden_activations),
   };
   return cmocka_run_group_tests_name("golden", tests, NULL, NULL);
 }

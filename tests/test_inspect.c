@@ -211,7 +211,7 @@ static void test_explain_square_has_two_paths(void **state) {
                          "  3 + 3 = 6\n"
                          "\n"
                          "simplified (as bpc computes it):\n"
-                         "  dloss/dx = x * 2 = 6\n");
+                         "  dloss/dx = 2 * x = 6\n");
   free(s);
 }
 
@@ -240,7 +240,7 @@ static void test_explain_sum_of_squares_has_two_paths(void **state) {
                          "  [1, 2, 3] + [1, 2, 3] = [2, 4, 6]\n"
                          "\n"
                          "simplified (as bpc computes it):\n"
-                         "  dloss/dv = v * 2\n"
+                         "  dloss/dv = 2 * v\n"
                          "  = [2, 4, 6]\n");
   free(s);
 }
@@ -540,7 +540,7 @@ static void test_explain_prints_autodiffs_derivatives(void **state) {
   assert_non_null(strstr(s, "  d(z * z)/dz (the left z) = z = [7, 10]\n"
                             "  d(x @ W)/dW: sends back outer(x, G)\n"
                             "  product: outer(x, 1 * 1 * z)\n"));
-  assert_non_null(strstr(s, "  dloss/dW = outer(x, z * 2)\n  = [14, 20, 28, 40]\n"));
+  assert_non_null(strstr(s, "  dloss/dW = outer(x, 2 * z)\n  = [14, 20, 28, 40]\n"));
   free(s);
 }
 
@@ -722,7 +722,7 @@ static void test_explain_products_and_views(void **state) {
                             "  product: (1 * 1 * 1 * 1 * c)[0:3]\n"));
   assert_non_null(strstr(s, "  d max(v)/dv = onehot_argmax(v) = [0, 0, 1]\n"
                             "  product: 1 * 1 * 1 * 1 * onehot_argmax(v) = [0, 0, 1]\n"));
-  assert_non_null(strstr(s, "  dloss/dv = onehot_argmax(v) + (c * 2)[0:3]\n  = [1, -2, 5]\n"));
+  assert_non_null(strstr(s, "  dloss/dv = onehot_argmax(v) + (2 * c)[0:3]\n  = [1, -2, 5]\n"));
   free(s);
   s = explained(views, "M", NULL);
   assert_non_null(strstr(s, "  d concat(v, M[1])/dM[1]: sends back G[3:6]\n"
@@ -732,9 +732,9 @@ static void test_explain_products_and_views(void **state) {
                             "  product: (1 * 1 * 1 * 1) at [0:2, 1:3], 0 elsewhere\n"));
   assert_non_null(strstr(s, "  d M[1, 2]/dM = 1 at [1, 2], 0 elsewhere = [0, 0, 0, 0, 0, 1]\n"
                             "  product: 1 * 1 * 3 * (1 at [1, 2], 0 elsewhere) = [0, 0, 0, 0, 0, 3]\n"));
-  assert_non_null(strstr(s, "  d(sum(M, 1)^2)/dsum(M, 1) = sum(M, 1) * 2 = [4, 7]\n"
+  assert_non_null(strstr(s, "  d(sum(M, 1)^2)/dsum(M, 1) = 2 * sum(M, 1) = [4, 7]\n"
                             "  d sum(M, 1)/dM: sends back G\n"
-                            "  product: 1 * 1 * (sum(M, 1) * 2)\n"));
+                            "  product: 1 * 1 * (2 * sum(M, 1))\n"));
   assert_non_null(strstr(s, "  = [4, 5, 5, 8, 16, 9]\n"));
   free(s);
 }

@@ -134,7 +134,7 @@ static bp_real functions__backward_add(const bp_real *restrict params, const bp_
   for (size_t i = 0; i < 2; i++) loss += (t16[i] * t16[i]);
   /* line 12: backward mul [2] */
   bp_real *const d22 = ws + 15;
-  for (size_t i = 0; i < 2; i++) d22[i] = t16[i] * 2.0;
+  for (size_t i = 0; i < 2; i++) d22[i] = 2.0 * t16[i];
   /* line 12: backward spread [3] */
   bp_real *const d23 = ws + 20;
   for (size_t i = 0; i < 3; i++) d23[i] = 0;

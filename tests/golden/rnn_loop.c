@@ -206,7 +206,7 @@ static bp_real rnn_loop__backward_add(const bp_real *restrict params, const bp_r
   /* line 15: loss = pow scalar */
   bp_real loss = t27 * t27;
   /* line 15: backward mul scalar */
-  bp_real d31 = t27 * 2.0;
+  bp_real d31 = 2.0 * t27;
   /* line 15: backward mul [5] */
   if (acc) {
     for (size_t i = 0; i < 5; i++) grad_Wo[i] += h_3[i] * d31;

@@ -15,7 +15,7 @@ static bp_real row_view__forward(const bp_real *restrict params, const bp_real *
   const bp_real *const W = params + 0;
   /* line 3: h = mul [2,2] */
   bp_real *const h = ws + 0;
-  for (size_t i = 0; i < 4; i++) h[i] = W[i] * 3.0;
+  for (size_t i = 0; i < 4; i++) h[i] = 3.0 * W[i];
   /* line 4: index [2] */
   const bp_real *const t4 = h + 0;
   /* line 4: d = sub [2,2] */
@@ -37,7 +37,7 @@ static bp_real row_view__backward_add(const bp_real *restrict params, const bp_r
   const bp_real *const W = params + 0;
   /* line 3: h = mul [2,2] */
   bp_real *const h = ws + 0;
-  for (size_t i = 0; i < 4; i++) h[i] = W[i] * 3.0;
+  for (size_t i = 0; i < 4; i++) h[i] = 3.0 * W[i];
   /* line 4: index [2] */
   const bp_real *const t4 = h + 0;
   /* line 4: d = sub [2,2] */
@@ -51,7 +51,7 @@ static bp_real row_view__backward_add(const bp_real *restrict params, const bp_r
     }
   /* line 5: backward mul [2,2] */
   bp_real *const d11 = ws + 0;
-  for (size_t i = 0; i < 4; i++) d11[i] = d[i] * 2.0;
+  for (size_t i = 0; i < 4; i++) d11[i] = 2.0 * d[i];
   /* line 4: backward neg [2,2] */
   bp_real *const d12 = ws + 8;
   for (size_t i = 0; i < 4; i++) d12[i] = -d11[i];

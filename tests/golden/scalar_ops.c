@@ -50,7 +50,7 @@ static bp_real scalar_ops__forward(const bp_real *restrict params, const bp_real
   /* line 7: exp scalar */
   bp_real t19 = exp(u);
   /* line 7: add scalar */
-  bp_real t21 = t19 + 1.0;
+  bp_real t21 = 1.0 + t19;
   /* line 7: log scalar */
   bp_real t22 = log(t21);
   /* line 7: mul scalar */
@@ -107,7 +107,7 @@ static bp_real scalar_ops__backward_add(const bp_real *restrict params, const bp
   /* line 7: exp scalar */
   bp_real t19 = exp(u);
   /* line 7: add scalar */
-  bp_real t21 = t19 + 1.0;
+  bp_real t21 = 1.0 + t19;
   /* line 7: log scalar */
   bp_real t22 = log(t21);
   /* line 7: mul scalar */
@@ -181,7 +181,7 @@ static bp_real scalar_ops__backward_add(const bp_real *restrict params, const bp
   /* line 5: backward mul scalar */
   bp_real d64 = x * d63;
   /* line 5: backward mul scalar */
-  bp_real d67 = d31 * 2.0;
+  bp_real d67 = 2.0 * d31;
   /* gradient terms not already added in place */
   grad_a[0] = acc ? grad_a[0] + d67 : d67;
   grad_a[0] += d45;
