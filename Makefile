@@ -13,7 +13,7 @@ LDLIBS   = -ltcc -lz -lm -ldl -lpthread -rdynamic
 # compiler/ and runtime/ each on support/ alone; cli/ on all of them
 SUPPORT_SRC  = $(wildcard support/*.c)
 COMPILER_SRC = compiler/diag.c compiler/ast.c compiler/shape.c compiler/ops.c compiler/ir.c \
-               compiler/simplify.c compiler/lower.c compiler/autodiff.c compiler/schedule.c compiler/plan.c \
+               compiler/simplify.c compiler/window.c compiler/lower.c compiler/autodiff.c compiler/schedule.c compiler/plan.c \
                compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c
 RUNTIME_SRC  = $(wildcard runtime/*.c)
 # the command line: every command but main (cli/main.c) goes into the library too, for the tests
@@ -27,7 +27,7 @@ $(B)/support/%.o:  INCS = -Isupport
 $(B)/compiler/%.o: INCS = -Isupport -Icompiler
 $(B)/runtime/%.o:  INCS = -Isupport -Iruntime
 
-.PHONY: all test run-tests unit e2e golden demo deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels docs-images mutate
+.PHONY: all test run-tests unit e2e golden demo demo-cnn deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels docs-images mutate
 FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc
 
@@ -43,7 +43,7 @@ $(B)/lexer.o: $(B)/lexer.c $(B)/parser.h compiler/bpc.h support/support.h
 # kernels and optimiser loops: optimised hard, with reassociation so
 # reductions vectorise and FMA contraction (which -std=c11 turns off)
 HOT_CFLAGS = -O3 -g -ffp-contract=fast -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros
-$(B)/runtime/kernels.o: runtime/kernels.c runtime/kernels.h | $(B)
+$(B)/runtime/kernels.o $(B)/runtime/conv.o: $(B)/runtime/%.o: runtime/%.c runtime/kernels.h | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(HOT_CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
 $(B)/runtime/optim.o: runtime/optim.c runtime/runtime.h runtime/kernels.h support/support.h | $(B)
@@ -96,6 +96,16 @@ demo:
 	  --test image=$(FASHION)/t10k-images-idx3-ubyte.gz --test label=$(FASHION)/t10k-labels-idx1-ubyte.gz \
 	  --epochs 5 --batch 64 --optim sgd --lr 0.1
 
+# The convolutional network of samples/fashion_cnn.bp: 5 epochs of Adam at
+# lr 0.001, batch 64 (bench/RESULTS.md has its time and accuracy).
+demo-cnn:
+	scripts/install-deps.sh --demo
+	$(MAKE) $(B)/bpc
+	$(B)/bpc train samples/fashion_cnn.bp \
+	  --data image=$(FASHION)/train-images-idx3-ubyte.gz --data label=$(FASHION)/train-labels-idx1-ubyte.gz \
+	  --test image=$(FASHION)/t10k-images-idx3-ubyte.gz --test label=$(FASHION)/t10k-labels-idx1-ubyte.gz \
+	  --epochs 5 --batch 64 --optim adam --lr 0.001
+
 format:
 	clang-format -i support/*.c support/*.h compiler/*.c compiler/*.h runtime/*.c runtime/*.h cli/*.c cli/*.h \
 	  tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h bench/*.c
@@ -111,7 +121,7 @@ clean:
 bench-train: $(B)/bpc
 	scripts/install-deps.sh --bench
 	bench/train_bench.sh $(B)/bpc
-$(B)/kernel_bench: bench/kernel_bench.c $(B)/runtime/kernels.o
+$(B)/kernel_bench: bench/kernel_bench.c $(B)/runtime/kernels.o $(B)/runtime/conv.o
 	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $^
 bench-kernels: $(B)/kernel_bench
 	$(B)/kernel_bench

@@ -622,8 +622,10 @@ static void dot_graph(Ctx *c, const Values *v, Buf *out) {
                  n->op == OP_PARAM ? "#fde9c9" : "#e3eefc");
       continue;
     }
-    buf_printf(out, "  n%d [label=\"%s%s%s\", shape=%s];\n", n->id, op_label(n), n->name ? "\\n" : "",
-               n->name ? n->name : "", n == c->loss ? "doublecircle" : "circle");
+    int window = op_is_window(n->op); /* its kernel or window under its name */
+    buf_printf(out, "  n%d [label=\"%s%s%s%s%s\", shape=%s];\n", n->id, op_label(n), window ? "\\n" : "",
+               window ? window_caption(c, n) : "", n->name ? "\\n" : "", n->name ? n->name : "",
+               window ? "box, style=rounded" : n == c->loss ? "doublecircle" : "circle");
   }
   /* one edge per argument; values above in black, gradients below in red */
   for (int i = 0; i < s.order.len; i++) {

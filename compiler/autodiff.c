@@ -336,6 +336,12 @@ static void backprop_other(Adjoints *A, Node *y, Node *g) {
   }
   case OP_SPREAD: send(A, 0, ir_gather(c, g, y->attr.offset, y->attr.stride, a->shape)); break;
   case OP_MATMUL: backprop_matmul(A, y, g); break;
+  case OP_CONV2D: /* x gets the transposed convolution of g, K the correlation of x with g */
+    if (a->needs_grad) send(A, 0, ir_conv2d_dx(c, y, g));
+    if (y->args[1]->needs_grad) send(A, 1, ir_conv2d_dk(c, y, g));
+    break;
+  case OP_MAXPOOL2D:
+  case OP_AVGPOOL2D: send(A, 0, ir_pool2d_dx(c, y, g)); break;
   case OP_OUTER:
     send(A, 0, ir_matmul(c, g, y->args[1], 0));
     send(A, 1, ir_matmul(c, a, g, 0));

@@ -121,6 +121,14 @@ static Node *batch_node(Batcher *b, Node *n) {
                      ir_reshape(c, b->map[a->id], shape_mat(b->B, shape_numel(a->shape))));
   case OP_BCAST: return ir_bcast(c, b->map[a->id], s, (unsigned)n->attr.axes << 1);
   case OP_MATMUL: return batch_matmul(b, n);
+  case OP_CONV2D: /* the images side by side: the batch is one more leading axis */
+    if (b->batched[y->id]) {
+      b->why = "a convolution with a per-example kernel";
+      return NULL;
+    }
+    return ir_conv2d(c, b->map[a->id], y, n->attr);
+  case OP_MAXPOOL2D:
+  case OP_AVGPOOL2D: return ir_pool2d(c, n->op, b->map[a->id], n->attr);
   case OP_DOT:
     if (b->batched[a->id] && b->batched[y->id])
       return ir_sumax(c, ir_binary(c, OP_MUL, b->map[a->id], b->map[y->id]), 1);

@@ -4,6 +4,7 @@
  *   grammar/lexer.l, grammar/parser.y   source text  -> AST      (ast.c)
  *   compiler/lower.c                    AST          -> IR graph (ir.c, shape.c; every op: ops.h)
  *   compiler/simplify.c                 rewrite rules applied as nodes are built
+ *   compiler/window.c                   convolution and pooling: geometry, shapes, adjoints, meaning
  *   compiler/autodiff.c                 IR           -> IR + adjoint nodes
  *   compiler/batch.c                    IR           -> the same model over B examples
  *   compiler/schedule.c                 roots        -> a Schedule: order, fusion, workspace
@@ -111,7 +112,7 @@ typedef enum {
   ST_RETURN, /* return expr (in a def's body) */
 } StmtKind;
 
-typedef enum { INIT_DEFAULT, INIT_VALUE, INIT_NORMAL, INIT_UNIFORM, INIT_GLOROT, INIT_ZEROS } InitKind;
+typedef enum { INIT_DEFAULT, INIT_VALUE, INIT_NORMAL, INIT_UNIFORM, INIT_GLOROT, INIT_ZEROS, INIT_HE } InitKind;
 
 typedef struct Stmt {
   StmtKind kind;
@@ -229,6 +230,13 @@ typedef struct Attr {
                                   axis k) */
   int64_t mm;                  /* MATMUL: MM_TA | MM_TB */
   int64_t stride[BPC_MAX_RANK]; /* GATHER, SPREAD: per axis of the gathered value, the step in its source */
+  struct {                      /* window ops (OPC_WINDOW): per image axis (height, width) */
+    int64_t size[2];            /* the window: kh, kw */
+    int64_t step[2];            /* the stride */
+    int64_t pad[2];             /* zeros added on each side */
+    int64_t dilation[2];        /* the distance between a kernel's taps */
+    int64_t groups;             /* conv2d: channels split into this many independent groups */
+  } win;
 } Attr;
 #define NO_ATTR ((Attr){0})
 
@@ -261,12 +269,15 @@ typedef struct Decl {
   InitKind init;
   double init_a, init_b; /* normal(mean,std) / uniform(lo,hi), glorot's bounds too / constant fill */
   double *init_values;   /* INIT_VALUE with a list: numel values, row-major */
+  InitKind fan_rule;     /* INIT_GLOROT or INIT_HE: init_a, init_b follow from the fans (a matrix's, or a
+                            convolution kernel's once lower.c sees it used as one); else INIT_DEFAULT */
   Node *node;            /* OP_PARAM / OP_INPUT node, or the output's value */
 } Decl;
 
 const char *op_name(Op op);
 int op_is_elementwise(Op op);
 int op_is_unary_elementwise(Op op);
+int op_is_window(Op op); /* OPC_WINDOW: convolution, pooling and their adjoints (window.c) */
 
 /* Node constructors: each applies simplify.c's rules, then hash-conses. */
 Node *ir_const(Ctx *c, double v, Shape s);
@@ -323,6 +334,29 @@ void ir_print_options(const Node *n, Buf *out); /* ", axis=1": constant and attr
 
 /* simplify.c: returns a simpler equivalent node, or NULL to build as asked. */
 Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr);
+
+/* ---- window.c: convolution and pooling -------------------------------------- */
+typedef struct Window {
+  int64_t n;               /* images side by side: the product of the leading axes */
+  int64_t c, h, w;         /* the image: channels, height, width */
+  int64_t o, ho, wo;       /* the output: channels, height, width */
+  int64_t kh, kw, sh, sw;  /* the window and its stride */
+  int64_t ph, pw, dh, dw;  /* padding and dilation */
+  int64_t groups;          /* convolution: independent channel groups */
+} Window;
+Window window_of(const Node *n); /* any OPC_WINDOW node */
+int op_is_conv(Op op);           /* CONV2D and its two adjoints */
+/* PyTorch's size formula; 0 when the window does not fit */
+int64_t window_out_size(int64_t in, int64_t size, int64_t step, int64_t pad, int64_t dilation);
+double window_flops(const Node *n);
+Node *ir_conv2d(Ctx *c, Node *x, Node *K, Attr attr); /* attr.win: step, pad, dilation, groups */
+Node *ir_pool2d(Ctx *c, Op op, Node *x, Attr attr);   /* MAXPOOL2D, AVGPOOL2D; attr.win with size */
+Node *ir_conv2d_dx(Ctx *c, const Node *conv, Node *g);
+Node *ir_conv2d_dk(Ctx *c, const Node *conv, Node *g);
+Node *ir_pool2d_dx(Ctx *c, const Node *pool, Node *g);
+void window_eval(const Node *n, const double *a, const double *b, double *y);
+const char *window_caption(Ctx *c, const Node *n); /* "kernel [16,1,5,5], padding 2x2" (graphs) */
+const char *window_sends_back(const Node *y, int k); /* the adjoint in words (explain), or NULL */
 
 /* ---- lower.c ------------------------------------------------------------ */
 void lower_program(Ctx *c); /* c->prog -> nodes, decls, loss, outputs */

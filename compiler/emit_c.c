@@ -108,7 +108,7 @@ static const char *const generated_locals[] = {
     "fabsf", "sinf", "cosf", "tanhf", "powf", "log1pf", "expm1f", "erff",
     "params", "inputs", "outputs", "grad", "ws", "n", "e", "i", "j", "p", "s", "i0", "i1", "sc", "at",
     "row", "mx", "best", "acc", "loss_sum", "scale", "bp_real", "main", "seed", "state", "i2", "i3", "i4",
-    "i5", "i6", "i7",
+    "i5", "i6", "i7", "oc", "ic", "oy", "ox", "ky", "kx", "iy", "ix", "gy", "geom",
 };
 
 static void names_init(Arena *a, NameSet *set, int64_t count) {
@@ -754,6 +754,167 @@ static void outer_kernel(Emitter *E, const Step *st, Dest d) {
        E->name[b->id], d.name, (long long)n->shape.dim[0], (long long)n->shape.dim[1], d.accumulate);
 }
 
+/* ---- convolution and pooling (window.c says what they compute) ---------------
+ * The plain backend writes their loops out with constant bounds; positions
+ * in the padding are skipped (only checked where there is padding). */
+
+/* Element [n, ch, row, col] of a [.., chans, h, w] operand, as C. */
+static const char *at4(Emitter *E, Node *x, int64_t chans, int64_t h, int64_t w, const char *ch, const char *row,
+                       const char *col) {
+  return elem(E, x,
+              arena_printf(&E->c->arena, "((n * %lld + %s) * %lld + %s) * %lld + %s", (long long)chans, ch,
+                           (long long)h, row, (long long)w, col));
+}
+
+/* "oy * 2 + ky - 1": the image row (or column) tap ky of output row oy reads, with
+ * the factors of 1 and the terms of 0 left out. */
+static const char *tap_pos(Emitter *E, const char *i, int64_t step, const char *u, int64_t dilation, int64_t pad) {
+  Arena *a = &E->c->arena;
+  const char *s = step == 1 ? i : arena_printf(a, "%s * %lld", i, (long long)step);
+  s = dilation == 1 ? arena_printf(a, "%s + %s", s, u) : arena_printf(a, "%s + %s * %lld", s, u, (long long)dilation);
+  return pad ? arena_printf(a, "%s - %lld", s, (long long)pad) : s;
+}
+
+/* Opens the loops over the taps (ky, kx) of output (oy, ox) that land in
+ * the image: iy, ix the image row and column they read. Returns the braces to
+ * close. */
+static int open_taps(Emitter *E, const Window *w, int64_t dh, int64_t dw) {
+  line(E, "for (long ky = 0; ky < %lld; ky++) {", (long long)w->kh);
+  E->indent++;
+  line(E, "const long iy = %s;", tap_pos(E, "oy", w->sh, "ky", dh, w->ph));
+  if (w->ph) line(E, "if (iy < 0 || iy >= %lld) continue;", (long long)w->h);
+  line(E, "for (long kx = 0; kx < %lld; kx++) {", (long long)w->kw);
+  E->indent++;
+  line(E, "const long ix = %s;", tap_pos(E, "ox", w->sw, "kx", dw, w->pw));
+  if (w->pw) line(E, "if (ix < 0 || ix >= %lld) continue;", (long long)w->w);
+  return 2;
+}
+
+static void close_braces(Emitter *E, int n) {
+  while (n-- > 0) {
+    E->indent--;
+    line(E, "}");
+  }
+}
+
+/* for (long NAME = 0; NAME < COUNT; NAME++) {, opened */
+static int open_for(Emitter *E, const char *name, int64_t count) {
+  line(E, "for (long %s = 0; %s < %lld; %s++) {", name, name, (long long)count, name);
+  E->indent++;
+  return 1;
+}
+
+static void conv_loops(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node, *a = n->args[0], *b = n->args[1];
+  Window w = window_of(n);
+  int64_t cg = w.c / w.groups, og = w.o / w.groups;
+  const char *ch = w.groups == 1 ? "ic" : arena_printf(&E->c->arena, "oc / %lld * %lld + ic", (long long)og, (long long)cg);
+  const char *tapk = arena_printf(&E->c->arena, "((oc * %lld + ic) * %lld + ky) * %lld + kx", (long long)cg,
+                                  (long long)w.kh, (long long)w.kw);
+  const char *out = arena_printf(&E->c->arena, "((n * %lld + oc) * %lld + oy) * %lld + ox", (long long)w.o,
+                                 (long long)w.ho, (long long)w.wo);
+  int open = 0;
+  if (n->op == OP_CONV2D_DK) { /* each tap: the image under it times the gradient, over every output */
+    open += open_for(E, "oc", w.o) + open_for(E, "ic", cg) + open_for(E, "ky", w.kh) + open_for(E, "kx", w.kw);
+    line(E, "bp_real s = 0;");
+    open += open_for(E, "n", w.n) + open_for(E, "oy", w.ho);
+    line(E, "const long iy = %s;", tap_pos(E, "oy", w.sh, "ky", w.dh, w.ph));
+    if (w.ph) line(E, "if (iy < 0 || iy >= %lld) continue;", (long long)w.h);
+    open += open_for(E, "ox", w.wo);
+    line(E, "const long ix = %s;", tap_pos(E, "ox", w.sw, "kx", w.dw, w.pw));
+    if (w.pw) line(E, "if (ix < 0 || ix >= %lld) continue;", (long long)w.w);
+    line(E, "s += %s * %s;", at4(E, a, w.c, w.h, w.w, ch, "iy", "ix"), elem(E, b, out));
+    close_braces(E, 3);
+    line(E, "%s[%s] %s s;", d.name, tapk, assign_op(d));
+    close_braces(E, open - 3);
+    return;
+  }
+  if (n->op == OP_CONV2D_DX && !d.accumulate) zero(E, d.name, shape_numel(n->shape));
+  open += open_for(E, "n", w.n) + open_for(E, "oc", w.o) + open_for(E, "oy", w.ho) + open_for(E, "ox", w.wo);
+  if (n->op == OP_CONV2D) line(E, "bp_real s = 0;");
+  else line(E, "const bp_real gy = %s;", elem(E, a, out));
+  open += open_for(E, "ic", cg) + open_taps(E, &w, w.dh, w.dw);
+  if (n->op == OP_CONV2D)
+    line(E, "s += %s * %s;", at4(E, a, w.c, w.h, w.w, ch, "iy", "ix"), elem(E, b, tapk));
+  else
+    line(E, "%s[((n * %lld + %s) * %lld + iy) * %lld + ix] += gy * %s;", d.name, (long long)w.c, ch, (long long)w.h,
+         (long long)w.w, elem(E, b, tapk));
+  close_braces(E, 3);
+  if (n->op == OP_CONV2D) line(E, "%s[%s] %s s;", d.name, out, assign_op(d));
+  close_braces(E, open - 3);
+}
+
+/* Pooling, plane by plane (n runs over every image's every channel; oy, ox the output, ky, kx the
+ * window's cell, iy, ix the image's). */
+static void pool_loops(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node, *a = n->args[0], *b = n->args[1];
+  Window w = window_of(n);
+  const char *out = arena_printf(&E->c->arena, "(n * %lld + oy) * %lld + ox", (long long)w.ho, (long long)w.wo);
+  const char *in = arena_printf(&E->c->arena, "(n * %lld + iy) * %lld + ix", (long long)w.h, (long long)w.w);
+  long long count = (long long)(w.kh * w.kw);
+  if (n->op != OP_MAXPOOL2D && n->op != OP_AVGPOOL2D && !d.accumulate) zero(E, d.name, shape_numel(n->shape));
+  int open = open_for(E, "n", w.n * w.c) + open_for(E, "oy", w.ho) + open_for(E, "ox", w.wo);
+  switch (n->op) {
+  case OP_AVGPOOL2D_DX:
+    line(E, "const bp_real gy = %s / %lld;", elem(E, a, out), count);
+    open += open_taps(E, &w, 1, 1);
+    line(E, "%s[%s] += gy;", d.name, in);
+    break;
+  case OP_AVGPOOL2D:
+    line(E, "bp_real s = 0;");
+    open += open_taps(E, &w, 1, 1);
+    line(E, "s += %s;", elem(E, a, in));
+    close_braces(E, 2);
+    open -= 2;
+    line(E, "%s[%s] %s s / %lld;", d.name, out, assign_op(d), count);
+    break;
+  default: /* the first maximum of the window: its value, or the gradient to it */
+    line(E, "long best = -1;");
+    line(E, "bp_real mx = 0;");
+    open += open_taps(E, &w, 1, 1);
+    line(E, "if (best < 0 || %s > mx) {", elem(E, a, in));
+    line(E, "  mx = %s;", elem(E, a, in));
+    line(E, "  best = %s;", in);
+    line(E, "}");
+    close_braces(E, 2);
+    open -= 2;
+    if (n->op == OP_MAXPOOL2D)
+      line(E, "%s[%s] %s mx;", d.name, out, assign_op(d));
+    else
+      line(E, "%s[best] += %s;", d.name, elem(E, b, out));
+    break;
+  }
+  close_braces(E, open);
+}
+
+static void window_loops(Emitter *E, const Step *st, Dest d) {
+  if (op_is_conv(st->node->op))
+    conv_loops(E, st, d);
+  else
+    pool_loops(E, st, d);
+}
+
+/* The kernels backend's: bpk_<op>(arguments..., destination, geometry,
+ * acc), the geometry in kernels.h's order (BPK_N ... BPK_G). */
+static void window_kernel(Emitter *E, const Step *st, Dest d) {
+  Node *n = st->node;
+  for (int k = 0; k < n->nargs; k++)
+    if (n->args[k]->op == OP_CONST) { /* a constant is a literal, not an array: the loops read it */
+      window_loops(E, st, d);
+      return;
+    }
+  Window w = window_of(n);
+  line(E, "{");
+  line(E, "  static const size_t geom[14] = {%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, "
+          "%lld, %lld};",
+       (long long)w.n, (long long)w.c, (long long)w.h, (long long)w.w, (long long)w.o, (long long)w.kh,
+       (long long)w.kw, (long long)w.sh, (long long)w.sw, (long long)w.ph, (long long)w.pw, (long long)w.dh,
+       (long long)w.dw, (long long)w.groups);
+  line(E, "  bpk_%s_%s(%s%s%s, %s, geom, %d);", op_name(n->op), E->o->use_float ? "f" : "d", E->name[n->args[0]->id],
+       n->nargs > 1 ? ", " : "", n->nargs > 1 ? E->name[n->args[1]->id] : "", d.name, d.accumulate);
+  line(E, "}");
+}
+
 /* A backend: how the plan's products become C. Everything else prints
  * the same for every backend. */
 typedef struct Backend {
@@ -761,9 +922,10 @@ typedef struct Backend {
   int fuse_products; /* computes a vector inside the product that reads it (plan.c) */
   void (*matmul)(Emitter *E, const Step *st, Dest d);
   void (*outer)(Emitter *E, const Step *st, Dest d);
+  void (*window)(Emitter *E, const Step *st, Dest d);
 } Backend;
-static const Backend plain_loops = {"plain C loops", 1, matmul_loops, outer_loops};
-static const Backend kernel_calls = {"C calling the runtime's kernels", 0, matmul_kernel, outer_kernel};
+static const Backend plain_loops = {"plain C loops", 1, matmul_loops, outer_loops, window_loops};
+static const Backend kernel_calls = {"C calling the runtime's kernels", 0, matmul_kernel, outer_kernel, window_kernel};
 
 static void emit_shape_op(Emitter *E, const Step *st, Dest d) {
   Node *n = st->node, *a = n->args[0];
@@ -834,6 +996,8 @@ static void emit_value(Emitter *E, const Step *st, Dest d) {
     emit_elementwise(E, st, d);
   } else if (n->op == OP_MATMUL) {
     E->be->matmul(E, st, d);
+  } else if (op_is_window(n->op)) {
+    E->be->window(E, st, d);
   } else if (op_info[n->op].classes & OPC_SHAPE || n->op == OP_OUTER) {
     emit_shape_op(E, st, d);
   } else {
@@ -1321,6 +1485,12 @@ static void emit_jit_prelude(Emitter *E, Buf *h) {
     buf_printf(h, "void bpk_outer_%s(const %s *, const %s *, %s *, size_t, size_t, int);\n", S, T, T, T);
     buf_printf(h, "void bpk_mm_%s(const %s *, const %s *, %s *, size_t, size_t, size_t, int, int, int);\n", S,
                T, T, T);
+    static const char *const two_in[] = {"conv2d", "conv2d_dx", "conv2d_dk", "maxpool2d_dx"};
+    for (size_t k = 0; k < sizeof two_in / sizeof two_in[0]; k++)
+      buf_printf(h, "void bpk_%s_%s(const %s *, const %s *, %s *, const size_t *, int);\n", two_in[k], S, T, T, T);
+    static const char *const one_in[] = {"maxpool2d", "avgpool2d", "avgpool2d_dx"};
+    for (size_t k = 0; k < sizeof one_in / sizeof one_in[0]; k++)
+      buf_printf(h, "void bpk_%s_%s(const %s *, %s *, const size_t *, int);\n", one_in[k], S, T, T);
   }
   buf_puts(h, "\n");
 }

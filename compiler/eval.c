@@ -75,6 +75,10 @@ static void eval_node(Ctx *c, const Node *n, double **v, const double *params, c
   int64_t an = a ? shape_numel(a->shape) : 0;
   Shape s = n->shape;
   int64_t rows = s.rank == 2 ? s.dim[0] : len, cols = s.rank == 2 ? s.dim[1] : 1;
+  if (op_is_window(n->op)) {
+    window_eval(n, A, B, y);
+    return;
+  }
   switch (n->op) {
   case OP_CONST:
     for (int64_t i = 0; i < len; i++)

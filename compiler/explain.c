@@ -913,6 +913,7 @@ static int show_path(Printer *p, const Path *pa, int index, const Values *v, int
     }
     free(lv);
     buf_puts(out, "\n");
+    if (window_sends_back(y, a)) buf_printf(out, "    (%s)\n", window_sends_back(y, a));
   }
   buf_puts(out, "  product: ");
   size_t start = out->len;

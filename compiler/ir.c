@@ -34,7 +34,7 @@ static uint32_t node_hash(Op op, Shape s, Node *const *args, int nargs, double v
 
 /* Attr hashes and compares as bytes, so no padding may hide in it: its
  * fields are all int64_t (count them here when adding one). */
-_Static_assert(sizeof(Attr) == (4 + BPC_MAX_RANK) * sizeof(int64_t), "Attr must be int64_t fields only");
+_Static_assert(sizeof(Attr) == (4 + BPC_MAX_RANK + 9) * sizeof(int64_t), "Attr must be int64_t fields only");
 
 static int same_double(double x, double y) { return memcmp(&x, &y, sizeof x) == 0; }
 

@@ -176,37 +176,52 @@ typedef enum {
   F_CLIP,
   F_RESHAPE,
   F_CONCAT,
-  F_STACK
+  F_STACK,
+  F_CONV2D,
+  F_CONV1D,
+  F_POOL,
+  F_GLOBAL_AVGPOOL
 } FnKind;
+
+/* The keyword options a function may take, as bits of FnInfo.options. */
+enum { OPT_AXIS, OPT_STRIDE, OPT_PADDING, OPT_DILATION, OPT_GROUPS, NOPTIONS };
+static const char *const option_names[NOPTIONS] = {"axis", "stride", "padding", "dilation", "groups"};
+#define AXIS (1u << OPT_AXIS)
+#define CONV_OPTIONS ((1u << OPT_STRIDE) | (1u << OPT_PADDING) | (1u << OPT_DILATION) | (1u << OPT_GROUPS))
 
 typedef struct FnInfo {
   const char *name;
   FnKind kind;
   Op op;
   int min_args, max_args; /* positional arguments */
-  int takes_axis;         /* accepts axis= */
+  unsigned options;       /* the keywords it takes: bit OPT_* */
 } FnInfo;
 
 enum { MAX_JOINED = 1024 }; /* arguments of concat() and stack() */
 
 static const FnInfo functions[] = {
-    {"max", F_MAX, OP_MAX2, 1, 2, 1},
-    {"min", F_MIN, OP_MIN2, 1, 2, 1},
-    {"sum", F_SUM, OP_SUM, 1, 2, 1},
-    {"mean", F_MEAN, OP_SUM, 1, 2, 1},
+    {"max", F_MAX, OP_MAX2, 1, 2, AXIS},
+    {"min", F_MIN, OP_MIN2, 1, 2, AXIS},
+    {"sum", F_SUM, OP_SUM, 1, 2, AXIS},
+    {"mean", F_MEAN, OP_SUM, 1, 2, AXIS},
     {"dot", F_DOT, OP_DOT, 2, 2, 0},
     {"transpose", F_TRANSPOSE, OP_TRANSPOSE, 1, 2, 0},
-    {"softmax", F_SOFTMAX, OP_LSE, 1, 1, 1},
-    {"log_softmax", F_LOG_SOFTMAX, OP_LSE, 1, 1, 1},
-    {"logsumexp", F_LSE, OP_LSE, 1, 1, 1},
+    {"softmax", F_SOFTMAX, OP_LSE, 1, 1, AXIS},
+    {"log_softmax", F_LOG_SOFTMAX, OP_LSE, 1, 1, AXIS},
+    {"logsumexp", F_LSE, OP_LSE, 1, 1, AXIS},
     {"cross_entropy", F_CE, OP_LOG, 2, 2, 0},
-    {"softmax_cross_entropy", F_SCE, OP_LSE, 2, 2, 1},
+    {"softmax_cross_entropy", F_SCE, OP_LSE, 2, 2, AXIS},
     {"flatten", F_FLATTEN, OP_INDEX, 1, 1, 0},
     {"leaky_relu", F_LEAKY_RELU, OP_LEAKY_RELU, 2, 2, 0},
     {"clip", F_CLIP, OP_MAX2, 3, 3, 0},
     {"reshape", F_RESHAPE, OP_INDEX, 2, 2, 0},
-    {"concat", F_CONCAT, OP_CONCAT, 1, MAX_JOINED, 1},
-    {"stack", F_STACK, OP_CONCAT, 1, MAX_JOINED, 1},
+    {"concat", F_CONCAT, OP_CONCAT, 1, MAX_JOINED, AXIS},
+    {"stack", F_STACK, OP_CONCAT, 1, MAX_JOINED, AXIS},
+    {"conv2d", F_CONV2D, OP_CONV2D, 2, 3, CONV_OPTIONS},
+    {"conv1d", F_CONV1D, OP_CONV2D, 2, 3, CONV_OPTIONS},
+    {"maxpool2d", F_POOL, OP_MAXPOOL2D, 2, 2, 1u << OPT_STRIDE},
+    {"avgpool2d", F_POOL, OP_AVGPOOL2D, 2, 2, 1u << OPT_STRIDE},
+    {"global_avgpool", F_GLOBAL_AVGPOOL, OP_SUMAX, 1, 1, 0},
 };
 enum { NFUNCTIONS = sizeof functions / sizeof functions[0] };
 
@@ -571,28 +586,204 @@ static Node *join(Lowerer *L, Ast *a, Node **args, int n, Ast *spec, int stack) 
 
 static Node *call_user(Lowerer *L, Ast *a, Node **args, Binding *f);
 
+/* " (it takes stride=, padding=)": what a function's options are. */
+static const char *options_hint(Lowerer *L, const FnInfo *f) {
+  if (!f->options) return "";
+  Buf b = {0};
+  buf_puts(&b, " (it takes ");
+  for (int o = 0, n = 0; o < NOPTIONS; o++)
+    if (f->options & (1u << o)) buf_printf(&b, "%s%s=", n++ ? ", " : "", option_names[o]);
+  buf_puts(&b, ")");
+  const char *s = arena_strndup(&L->c->arena, b.data, b.len);
+  buf_free(&b);
+  return s;
+}
+
+/* ---- convolution and pooling ------------------------------------------------
+ * Images are [C, H, W] (a signal [C, L] for conv1d), with any leading axes:
+ * the batch when training. The shapes are checked here, in the user's
+ * words; window.c builds the nodes. */
+
+static void need_image(Lowerer *L, Ast *a, Node *x, const char *fn, const char *what) {
+  int need = strstr(what, "[C, L]") ? 2 : 3;
+  if (x->shape.rank < need)
+    diag_error(L->c, a->loc, "%s: the input must be %s, but it has shape %s", fn, what, S(L, x));
+}
+
+/* An option's value for both image axes: a number, or [height, width]. */
+static void option_pair(Lowerer *L, Ast *e, const char *fn, const char *name, int64_t least, int dims, int64_t out[2]) {
+  Ctx *c = L->c;
+  if (!e) return;
+  int keyword = strcmp(name, "window") != 0; /* the window is positional: maxpool2d(x, 2) */
+  const char *label = keyword ? arena_printf(&c->arena, "%s=", name) : name;
+  Ast *parts[2] = {e, e};
+  if (e->kind == AST_LIST) {
+    if (dims == 1 || e->nkids != 2)
+      diag_error(c, e->loc, "%s: %s%s takes a number%s", fn, keyword ? "" : "the ", label, dims == 1 ? "" : " or two, [height, width]");
+    parts[0] = e->kids[0];
+    parts[1] = e->kids[1];
+  }
+  char what[64];
+  snprintf(what, sizeof what, "%s's %s", fn, name);
+  for (int k = 0; k < 2; k++) {
+    int64_t v = const_int_ast(L, parts[k], what);
+    if (v < least)
+      diag_error(c, parts[k]->loc, "%s: %s%s must be at least %lld, got %lld", fn, keyword ? "" : "the ", label,
+                 (long long)least, (long long)v);
+    out[dims == 1 ? 1 : k] = v;
+    if (dims == 1) break;
+  }
+}
+
+/* "the 5x5 kernel (dilated to 9x9) does not fit in the 3x3 image padded by 1" */
+static void need_fit(Lowerer *L, Ast *a, const char *fn, const char *what, Shape x, const Attr *at) {
+  int r = x.rank;
+  for (int k = 0; k < 2; k++) {
+    int64_t in = x.dim[r - 2 + k];
+    if (window_out_size(in, at->win.size[k], at->win.step[k], at->win.pad[k], at->win.dilation[k]) > 0) continue;
+    char window[64] = "", extra[96] = "";
+    snprintf(window, sizeof window, "%lldx%lld", (long long)at->win.size[0], (long long)at->win.size[1]);
+    if (at->win.dilation[0] > 1 || at->win.dilation[1] > 1)
+      snprintf(extra, sizeof extra, " (dilated to %lldx%lld)", (long long)(at->win.dilation[0] * (at->win.size[0] - 1) + 1),
+               (long long)(at->win.dilation[1] * (at->win.size[1] - 1) + 1));
+    if (at->win.pad[0] || at->win.pad[1])
+      diag_error(L->c, a->loc, "%s: the %s %s%s does not fit in the %lldx%lld image padded by %lld", fn, window, what,
+                 extra, (long long)x.dim[r - 2], (long long)x.dim[r - 1], (long long)at->win.pad[k]);
+    diag_error(L->c, a->loc, "%s: the %s %s%s does not fit in a %lldx%lld image", fn, window, what, extra,
+               (long long)x.dim[r - 2], (long long)x.dim[r - 1]);
+  }
+}
+
+/* The initialisers that scale with the fans: glorot, uniform(-a, a) with
+ * a = sqrt(6 / (fan_in + fan_out)); he, normal(0, sqrt(2 / fan_in)). */
+static void set_fan_bounds(Decl *d, double fan_in, double fan_out) {
+  if (d->fan_rule == INIT_GLOROT) {
+    d->init_b = sqrt(6.0 / (fan_in + fan_out));
+    d->init_a = -d->init_b;
+  } else if (d->fan_rule == INIT_HE) {
+    d->init_a = 0;
+    d->init_b = sqrt(2.0 / fan_in);
+  }
+}
+
+/* A parameter used as a kernel: glorot and he take the kernel's fans,
+ * fan_in = C/G * kh * kw and fan_out = O/G * kh * kw. */
+static void kernel_fans(Lowerer *L, Node *K, int64_t groups) {
+  if (K->op != OP_PARAM) return;
+  Decl *d = L->c->params.items[K->attr.slot];
+  double taps = (double)(K->shape.dim[2] * K->shape.dim[3]);
+  set_fan_bounds(d, (double)K->shape.dim[1] * taps, (double)(K->shape.dim[0] / groups) * taps);
+}
+
+/* conv2d(x[C, H, W], K[O, C/G, kh, kw] [, b[O]]) and conv1d(x[C, L], K[O, C/G, k] [, b[O]]),
+ * the second as the first over images one row high. */
+static Node *conv(Lowerer *L, Ast *a, const FnInfo *f, Node **pos, Ast **pos_ast, int npos, Ast **opt) {
+  Ctx *c = L->c;
+  int one_d = f->kind == F_CONV1D, dims = one_d ? 1 : 2;
+  Node *x = pos[0], *K = pos[1], *bias = npos > 2 ? pos[2] : NULL;
+  const char *fn = f->name;
+  need_image(L, a, x, fn, one_d ? "a signal [C, L]" : "an image [C, H, W]");
+  if (K->shape.rank != dims + 2)
+    diag_error(c, pos_ast[1]->loc, "%s: the kernel must be %s, but it has shape %s", fn,
+               one_d ? "[O, C, k]" : "[O, C, kh, kw]", S(L, K));
+  Attr at = NO_ATTR;
+  at.win.step[0] = at.win.step[1] = at.win.dilation[0] = at.win.dilation[1] = at.win.groups = 1;
+  option_pair(L, opt[OPT_STRIDE], fn, "stride", 1, dims, at.win.step);
+  option_pair(L, opt[OPT_PADDING], fn, "padding", 0, dims, at.win.pad);
+  option_pair(L, opt[OPT_DILATION], fn, "dilation", 1, dims, at.win.dilation);
+  if (opt[OPT_GROUPS]) {
+    int64_t g[2] = {1, 1};
+    option_pair(L, opt[OPT_GROUPS], fn, "groups", 1, 1, g);
+    at.win.groups = g[1];
+  }
+  int r = x->shape.rank;
+  int64_t C = x->shape.dim[r - dims - 1], O = K->shape.dim[0], G = at.win.groups;
+  if (C % G)
+    diag_error(c, opt[OPT_GROUPS]->loc, "%s: groups=%lld does not divide the input's %lld channels", fn, (long long)G,
+               (long long)C);
+  if (O % G)
+    diag_error(c, opt[OPT_GROUPS]->loc, "%s: groups=%lld does not divide the kernel's %lld output channels", fn,
+               (long long)G, (long long)O);
+  if (K->shape.dim[1] * G != C) {
+    if (G == 1)
+      diag_error(c, a->loc, "%s: input has %lld channel%s but the kernel expects %lld (its shape is %s)", fn,
+                 (long long)C, C == 1 ? "" : "s", (long long)K->shape.dim[1], S(L, K));
+    diag_error(c, a->loc, "%s: input has %lld channels but the kernel expects %lld per group x %lld groups = %lld", fn,
+               (long long)C, (long long)K->shape.dim[1], (long long)G, (long long)(K->shape.dim[1] * G));
+  }
+  if (bias && !(bias->shape.rank == 1 && bias->shape.dim[0] == O))
+    diag_error(c, pos_ast[2]->loc, "%s: the bias must have one value per output channel, [%lld], but it has shape %s",
+               fn, (long long)O, S(L, bias));
+  if (one_d) { /* [C, L] as [C, 1, L], [O, C, k] as [O, C, 1, k] */
+    Shape xs = x->shape, ks = {4, {K->shape.dim[0], K->shape.dim[1], 1, K->shape.dim[2]}};
+    xs.rank = r + 1;
+    xs.dim[r] = x->shape.dim[r - 1];
+    xs.dim[r - 1] = 1;
+    x = ir_reshape(c, x, xs);
+    K = ir_reshape(c, K, ks);
+    at.win.step[0] = at.win.dilation[0] = 1;
+  }
+  at.win.size[0] = K->shape.dim[2];
+  at.win.size[1] = K->shape.dim[3];
+  need_fit(L, a, fn, "kernel", x->shape, &at);
+  kernel_fans(L, pos[1], G);
+  Node *y = ir_conv2d(c, x, K, at);
+  if (one_d) {
+    Shape ys = y->shape;
+    ys.rank--;
+    ys.dim[ys.rank - 1] = y->shape.dim[ys.rank];
+    y = ir_reshape(c, y, ys);
+  }
+  if (!bias) return y;
+  Shape bs = {dims + 1, {O, 1, 1}}; /* one value per channel, broadcast over the positions */
+  return ir_binary(c, OP_ADD, y, ir_reshape(c, bias, bs));
+}
+
+/* maxpool2d(x, k, stride=S) and avgpool2d(x, k, stride=S): k x k windows,
+ * S apart (k unless given). */
+static Node *pool2d(Lowerer *L, Ast *a, const FnInfo *f, Node *x, Ast *k_ast, Ast *stride) {
+  need_image(L, a, x, f->name, "an image [C, H, W]");
+  Attr at = NO_ATTR;
+  int64_t k[2] = {1, 1};
+  option_pair(L, k_ast, f->name, "window", 1, 2, k);
+  at.win.size[0] = k[0];
+  at.win.size[1] = k[1];
+  at.win.step[0] = k[0];
+  at.win.step[1] = k[1];
+  at.win.dilation[0] = at.win.dilation[1] = at.win.groups = 1;
+  option_pair(L, stride, f->name, "stride", 1, 2, at.win.step);
+  if (k[0] == k[1] && !(x->shape.dim[x->shape.rank - 2] >= k[0] && x->shape.dim[x->shape.rank - 1] >= k[1]))
+    diag_error(L->c, a->loc, "%s: window %lld does not fit in a %lldx%lld image", f->name, (long long)k[0],
+               (long long)x->shape.dim[x->shape.rank - 2], (long long)x->shape.dim[x->shape.rank - 1]);
+  need_fit(L, a, f->name, "window", x->shape, &at);
+  return ir_pool2d(L->c, f->op, x, at);
+}
+
 static Node *lower_call(Lowerer *L, Ast *a, Node **args) {
   Ctx *c = L->c;
   Binding *user = lookup(L, a->name);
   if (user && user->kind == B_FUNC) return call_user(L, a, args, user);
   const FnInfo *f = find_function(a->name);
   if (!f) unknown_function(L, a);
-  /* positional arguments first, then keywords: only axis=, once, where the function takes it */
-  Ast *axis = NULL;
+  /* positional arguments first, then keywords: each once, where the function takes it */
+  Ast *opt[NOPTIONS] = {0}, *last_kw = NULL;
   Node *pos[MAX_JOINED];
   Ast *pos_ast[MAX_JOINED];
   int npos = 0;
   for (int k = 0; k < a->nkids; k++) {
     Ast *kid = a->kids[k];
     if (kid->kind == AST_KWARG) {
-      if (!f->takes_axis || strcmp(kid->name, "axis"))
-        diag_error(c, kid->loc, "%s() has no option '%s'%s", f->name, kid->name,
-                   f->takes_axis ? " (it takes axis=)" : "");
-      if (axis) diag_error(c, kid->loc, "axis= is given twice");
-      axis = kid->kids[0];
+      int o = 0;
+      while (o < NOPTIONS && (strcmp(kid->name, option_names[o]) || !(f->options & (1u << o))))
+        o++;
+      if (o == NOPTIONS) diag_error(c, kid->loc, "%s() has no option '%s'%s", f->name, kid->name, options_hint(L, f));
+      if (opt[o]) diag_error(c, kid->loc, "%s= is given twice", kid->name);
+      opt[o] = kid->kids[0];
+      last_kw = kid;
       continue;
     }
-    if (axis) diag_error(c, kid->loc, "%s(): an argument without a name cannot follow axis=", f->name);
+    if (last_kw)
+      diag_error(c, kid->loc, "%s(): an argument without a name cannot follow %s=", f->name, last_kw->name);
     if (npos == MAX_JOINED) diag_error(c, kid->loc, "%s() takes at most %d arguments", f->name, MAX_JOINED);
     pos_ast[npos] = kid;
     pos[npos++] = args[k];
@@ -606,13 +797,25 @@ static Node *lower_call(Lowerer *L, Ast *a, Node **args) {
     diag_error(c, a->loc, "%s() takes %d or %d arguments, but %d %s given", f->name, f->min_args, f->max_args,
                npos, npos == 1 ? "was" : "were");
   }
-  for (int k = 0; k < npos; k++) /* only reshape's sizes, transpose's order and an axis may be lists */
+  for (int k = 0; k < npos; k++) /* only reshape's sizes, transpose's order, an axis and a window may be lists */
     if (!pos[k] && !(k == 1 && (f->kind == F_RESHAPE || f->kind == F_TRANSPOSE || f->kind == F_SUM ||
-                               f->kind == F_MEAN)))
+                               f->kind == F_MEAN || f->kind == F_POOL)))
       diag_error(c, pos_ast[k]->loc, "a list is not a value; %s() takes values here", f->name);
   Node *x = pos[0], *y = npos > 1 ? pos[1] : NULL;
+  Ast *axis = opt[OPT_AXIS];
   if (!x) diag_error(c, pos_ast[0]->loc, "a list is not a value; %s() takes a value here", f->name);
   switch (f->kind) {
+  case F_CONV2D:
+  case F_CONV1D: return conv(L, a, f, pos, pos_ast, npos, opt);
+  case F_POOL: return pool2d(L, a, f, x, pos_ast[1], opt[OPT_STRIDE]);
+  case F_GLOBAL_AVGPOOL: { /* the mean of each channel's image */
+    need_image(L, a, x, f->name, "an image [C, H, W]");
+    int r = x->shape.rank;
+    Shape to = x->shape;
+    to.rank = r - 2;
+    Node *sum = ir_sum_axes(c, x, (3u << (r - 2)), to);
+    return ir_binary(c, OP_MUL, sum, ir_const(c, 1.0 / (double)(x->shape.dim[r - 2] * x->shape.dim[r - 1]), shape_scalar()));
+  }
   case F_UNARY: return ir_unary(c, f->op, x);
   case F_MAX:
   case F_MIN:
@@ -959,13 +1162,14 @@ static void set_initialiser(Lowerer *L, Stmt *s, Decl *d) {
   Ctx *c = L->c;
   d->init = s->init;
   if (s->init == INIT_DEFAULT) d->init = d->shape.rank >= 2 ? INIT_GLOROT : INIT_ZEROS;
-  if (s->init == INIT_GLOROT && d->shape.rank < 2)
-    diag_error(c, s->init_loc, "glorot initialisation needs a matrix, but '%s' has shape %s", d->name,
-               shape_str(c, d->shape));
-  if (d->init == INIT_GLOROT) { /* uniform(-a, a), a = sqrt(6 / (fan_in + fan_out)) of each [in, out] matrix */
+  if ((s->init == INIT_GLOROT || s->init == INIT_HE) && d->shape.rank < 2)
+    diag_error(c, s->init_loc, "%s initialisation needs a matrix or a kernel, but '%s' has shape %s",
+               s->init == INIT_HE ? "he" : "glorot", d->name, shape_str(c, d->shape));
+  if (d->init == INIT_GLOROT || d->init == INIT_HE) { /* each [in, out] matrix's fans; a kernel's: conv() */
     int r = d->shape.rank;
-    d->init_b = sqrt(6.0 / (double)(d->shape.dim[r - 2] + d->shape.dim[r - 1]));
-    d->init_a = -d->init_b;
+    d->fan_rule = d->init;
+    set_fan_bounds(d, (double)d->shape.dim[r - 2], (double)d->shape.dim[r - 1]);
+    if (d->init == INIT_HE) d->init = INIT_NORMAL;
   }
   if (s->init == INIT_NORMAL || s->init == INIT_UNIFORM) {
     d->init_a = s->init_args[0]->num;

@@ -23,4 +23,5 @@ double op_scalar(Op op, double A, double B, double V) {
 
 const char *op_name(Op op) { return op_info[op].name; }
 int op_is_elementwise(Op op) { return (op_info[op].classes & OPC_ELEMENTWISE) != 0; }
+int op_is_window(Op op) { return (op_info[op].classes & OPC_WINDOW) != 0; }
 int op_is_unary_elementwise(Op op) { return op_is_elementwise(op) && op_info[op].arity == 1; }

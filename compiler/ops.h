@@ -38,6 +38,7 @@ enum {
   OPC_SHAPE = 32,        /* moves or copies elements, computes nothing */
   OPC_PRODUCT = 64,      /* matrix and vector products */
   OPC_FUNCTION = 128,    /* a one-argument function of the language, called by its name: exp(x) */
+  OPC_WINDOW = 256,      /* a window slid over an image: convolution, pooling and their adjoints (window.c) */
 };
 
 #define BPC_OPS(X)                                                                                           \
@@ -106,6 +107,15 @@ enum {
   /* linear algebra */                                                                                       \
   X(MATMUL, "matmul", "@", 2, OPC_PRODUCT, 0, 0, "", 0, 0, 0)                                                         \
   X(OUTER, "outer", "outer", 2, OPC_PRODUCT, 1, 0, "", 0, 0, 0)                                                       \
-  X(DOT, "dot", "dot", 2, OPC_PRODUCT, 0, 0, "", 0, 0, 0)
+  X(DOT, "dot", "dot", 2, OPC_PRODUCT, 0, 0, "", 0, 0, 0)                                                            \
+  /* windows over [..., C, H, W] images (window.c: geometry, meaning, flops); the _DX and _DK ops are the \
+     adjoints autodiff builds, never differentiated themselves */                                            \
+  X(CONV2D, "conv2d", "conv2d", 2, OPC_WINDOW, 0, 0, "", 0, 0, 0)           /* (x, K) */                      \
+  X(CONV2D_DX, "conv2d_dx", "conv2d_dx", 2, OPC_WINDOW, 0, 0, "", 0, 0, 0)  /* (G, K): the transposed conv */   \
+  X(CONV2D_DK, "conv2d_dk", "conv2d_dk", 2, OPC_WINDOW, 0, 0, "", 0, 0, 0)  /* (x, G): x correlated with G */   \
+  X(MAXPOOL2D, "maxpool2d", "maxpool2d", 1, OPC_WINDOW, 0, 0, "", 0, 0, 0)  /* (x) */                         \
+  X(MAXPOOL2D_DX, "maxpool2d_dx", "maxpool2d_dx", 2, OPC_WINDOW, 0, 0, "", 0, 0, 0) /* (x, G): to the arg-max */ \
+  X(AVGPOOL2D, "avgpool2d", "avgpool2d", 1, OPC_WINDOW, 0, 0, "", 0, 0, 0)  /* (x) */                         \
+  X(AVGPOOL2D_DX, "avgpool2d_dx", "avgpool2d_dx", 1, OPC_WINDOW, 0, 0, "", 0, 0, 0) /* (G): spread evenly */
 
 #endif

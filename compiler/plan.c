@@ -19,7 +19,7 @@
 
 /* Ops that can write straight into a gradient with += element by element. */
 static int can_accumulate(const Node *n) {
-  return op_is_elementwise(n->op) || n->op == OP_MATMUL || n->op == OP_OUTER || n->op == OP_BCAST ||
+  return op_is_elementwise(n->op) || op_is_window(n->op) || n->op == OP_MATMUL || n->op == OP_OUTER || n->op == OP_BCAST ||
          n->op == OP_TRANSPOSE || n->op == OP_SCATTER || n->op == OP_ARGMAXMASK || n->op == OP_ARGMINMASK ||
          n->op == OP_ARGMAXROW || n->op == OP_ARGMINROW;
 }
@@ -345,6 +345,31 @@ static void product_loops(Step *st) {
   }
 }
 
+/* A window op's loops, as emit_c.c writes them: a convolution's over the
+ * outputs, then a window's taps (its kernel gradient: over the taps, then
+ * the outputs); a pooling's over the planes of every image and channel. */
+static void window_nest(Step *st) {
+  Window w = window_of(st->node);
+  int64_t cg = w.c / w.groups;
+  if (st->node->op == OP_CONV2D_DK) {
+    const char *var[] = {"oc", "ic", "ky", "kx", "n", "oy", "ox"};
+    int64_t dim[] = {w.o, cg, w.kh, w.kw, w.n, w.ho, w.wo};
+    for (int k = 0; k < 7; k++)
+      loop(st, var[k], dim[k]);
+  } else if (op_is_conv(st->node->op)) {
+    const char *var[] = {"n", "oc", "oy", "ox", "ic", "ky", "kx"};
+    int64_t dim[] = {w.n, w.o, w.ho, w.wo, cg, w.kh, w.kw};
+    for (int k = 0; k < 7; k++)
+      loop(st, var[k], dim[k]);
+  } else {
+    loop(st, "n", w.n * w.c);
+    loop(st, "oy", w.ho);
+    loop(st, "ox", w.wo);
+    loop(st, "ky", w.kh);
+    loop(st, "kx", w.kw);
+  }
+}
+
 /* The loop nest a step runs, outermost first (none: one statement). */
 static void set_loops(const Schedule *S, Step *st) {
   const Node *n = st->node, *a = n->args[0];
@@ -357,6 +382,10 @@ static void set_loops(const Schedule *S, Step *st) {
   if (st->kind != STEP_COMPUTE) return;
   if (op_is_elementwise(n->op)) {
     if (n->shape.rank) nest_over(n->shape, leaves, loop_leaves(S, n, leaves, 0), &st->nest);
+    return;
+  }
+  if (op_is_window(n->op)) {
+    window_nest(st);
     return;
   }
   switch (n->op) {

@@ -15,6 +15,7 @@ int node_is_materialised(const Node *n) {
 }
 
 double node_flops(const Node *n) {
+  if (op_is_window(n->op)) return window_flops(n);
   double out = (double)shape_numel(n->shape);
   const Node *a = n->args[0];
   switch (n->op) {

@@ -170,13 +170,14 @@ param_decl: PARAM IDENT shape_opt {
           | param_decl '~' IDENT {
               $$ = $1; $$->init_loc = L(@3);
               if (!strcmp($3, "glorot")) $$->init = INIT_GLOROT;
+              else if (!strcmp($3, "he")) $$->init = INIT_HE;
               else if (!strcmp($3, "zeros")) $$->init = INIT_ZEROS;
               else if (!strcmp($3, "normal") || !strcmp($3, "uniform")) {
                 diag_record(c, L(@3), "'%s' needs two arguments, e.g. ~ %s", $3,
                             !strcmp($3, "normal") ? "normal(0, 0.1)" : "uniform(-1, 1)");
                 YYABORT;
               } else {
-                diag_record(c, L(@3), "unknown initialiser '%s' (use normal, uniform, glorot or zeros)", $3);
+                diag_record(c, L(@3), "unknown initialiser '%s' (use normal, uniform, glorot, he or zeros)", $3);
                 YYABORT;
               }
             }
@@ -372,7 +373,7 @@ static const char *wanted(const yysymbol_kind_t *expected, int n, yysymbol_kind_
   if (number && name) return "a number or a name";
   if (number) return bracket ? "a number or a [list]" : "a number";
   if (name && n == 1 && is_sym(last, "'~'"))
-    return "an initialiser (normal(mean, std), uniform(lo, hi), glorot or zeros)";
+    return "an initialiser (normal(mean, std), uniform(lo, hi), glorot, he or zeros)";
   if (name && n == 1) return "a name";
   return NULL;
 }

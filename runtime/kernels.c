@@ -115,6 +115,7 @@ BPK_MM_CORE(double, d)
 BPK_MM_CORE(float, f)
 
 void bpk_thread_done(void) {
+  bpk_conv_thread_done();
   free(pack_buf_d);
   free(pack_buf_f);
   pack_buf_d = NULL;
@@ -184,5 +185,12 @@ const KernelSymbol bpk_symbols[] = {
     {"bpk_mtv_f", (void *)bpk_mtv_f},
     {"bpk_outer_f", (void *)bpk_outer_f},
     {"bpk_mm_f", (void *)bpk_mm_f},
+#define BPK_WINDOW_SYMBOLS(S)                                                                                \
+  {"bpk_conv2d_" #S, (void *)bpk_conv2d_##S}, {"bpk_conv2d_dx_" #S, (void *)bpk_conv2d_dx_##S},              \
+      {"bpk_conv2d_dk_" #S, (void *)bpk_conv2d_dk_##S}, {"bpk_maxpool2d_" #S, (void *)bpk_maxpool2d_##S},    \
+      {"bpk_maxpool2d_dx_" #S, (void *)bpk_maxpool2d_dx_##S}, {"bpk_avgpool2d_" #S, (void *)bpk_avgpool2d_##S}, \
+      {"bpk_avgpool2d_dx_" #S, (void *)bpk_avgpool2d_dx_##S},
+    BPK_WINDOW_SYMBOLS(d) BPK_WINDOW_SYMBOLS(f)
+#undef BPK_WINDOW_SYMBOLS
     {NULL, NULL},
 };

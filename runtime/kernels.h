@@ -24,8 +24,27 @@
   /* C = op(A) op(B), C is [m, n], op(A) is [m, k]; ta/tb: A or B stored transposed */                       \
   void bpk_mm_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc);
 
+/* Convolution and pooling (conv.c) over N images [C, H, W] side by side,
+ * NCHW; kernels [O, C/G, kh, kw]. The geometry is an array indexed by
+ * these (compiler/emit_c.c writes it in this order); the output size is
+ * PyTorch's, Ho = (H + 2 ph - dh (kh - 1) - 1) / sh + 1. Pooling reads it
+ * with O = C and G = 1. */
+enum { BPK_N, BPK_C, BPK_H, BPK_W, BPK_O, BPK_KH, BPK_KW, BPK_SH, BPK_SW, BPK_PH, BPK_PW, BPK_DH, BPK_DW, BPK_G, BPK_GEOM };
+#define BPK_DECLARE_WINDOW(T, S)                                                                             \
+  void bpk_conv2d_##S(const T *x, const T *K, T *y, const size_t *g, int acc);                               \
+  void bpk_conv2d_dx_##S(const T *dy, const T *K, T *dx, const size_t *g, int acc); /* transposed conv */     \
+  void bpk_conv2d_dk_##S(const T *x, const T *dy, T *dK, const size_t *g, int acc); /* summed over n */      \
+  void bpk_maxpool2d_##S(const T *x, T *y, const size_t *g, int acc);                                        \
+  void bpk_maxpool2d_dx_##S(const T *x, const T *dy, T *dx, const size_t *g, int acc); /* first maximum */   \
+  void bpk_avgpool2d_##S(const T *x, T *y, const size_t *g, int acc);                                        \
+  void bpk_avgpool2d_dx_##S(const T *dy, T *dx, const size_t *g, int acc);
+
 BPK_DECLARE(double, d)
 BPK_DECLARE(float, f)
+BPK_DECLARE_WINDOW(double, d)
+BPK_DECLARE_WINDOW(float, f)
+/* Frees the calling thread's column buffer (conv.c). */
+void bpk_conv_thread_done(void);
 
 /* The kernels by name, for the JIT's symbol table. */
 typedef struct KernelSymbol {

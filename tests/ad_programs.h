@@ -165,6 +165,22 @@ static const char *const ad_programs[] = {
     "  h = tanh(xs[t] @ Wx + h @ Wh)\n"
     "}\n"
     "loss = (dot(h, Wo) - y)^2\n",
+    /* convolution: padding and a bias, stride and dilation on a rectangular image with a
+       rectangular kernel, groups, a 1x1 kernel, a kernel as big as the padded image */
+    "param K[3, 2, 3, 3] ~ uniform(-1, 1)\nparam b[3] ~ uniform(-1, 1)\n"
+    "param G[4, 1, 2, 3] ~ uniform(-1, 1)\nparam P[2, 3, 1, 1] ~ uniform(-1, 1)\n"
+    "param F[1, 2, 7, 6] ~ uniform(-1, 1)\ninput x[2, 5, 4]\n"
+    "h = tanh(conv2d(x, K, b, padding=1))\n"
+    "loss = sum(h ^ 2) + sum(conv2d(x, G, stride=[2, 1], dilation=[1, 2], padding=[0, 1], groups=2) ^ 2)"
+    " + sum(sigmoid(conv2d(h, P))) + sum(conv2d(x, F, padding=1) ^ 2)\n",
+    /* depthwise convolution (groups = channels), conv1d, pooling with overlapping windows, average
+       and global pooling, a convolution of a convolution's output */
+    "param D[4, 1, 3, 3] ~ uniform(-1, 1)\nparam E[2, 4, 2, 2] ~ uniform(-1, 1)\n"
+    "param S[3, 2, 3] ~ uniform(-1, 1)\nparam c[3] ~ uniform(-1, 1)\ninput x[4, 6, 7]\ninput s[2, 9]\n"
+    "d = relu(conv2d(x, D, padding=1, groups=4))\n"
+    "e = conv2d(maxpool2d(d, 3, stride=1), E, stride=2)\n"
+    "loss = sum(e ^ 2) + sum(avgpool2d(d, [2, 3]) ^ 2) + sum(global_avgpool(d) * global_avgpool(x))"
+    " + sum(tanh(conv1d(s, S, c, stride=2, padding=2, dilation=2)))\n",
 };
 
 enum { NUM_AD_PROGRAMS = sizeof ad_programs / sizeof ad_programs[0] };

@@ -468,7 +468,7 @@ check "missing operand: after the '+', not at 3:0" test "$(cat err.txt)" = "$wan
 check "missing operand without a final newline: the same" test "$(cat err.txt)" = "${want_eol//eol.bp/eof.bp}"
 printf 'param w ~\nloss = w\n' >tilde.bp
 "$BPC" tilde.bp -o tilde.c 2>err.txt
-check "missing initialiser message" grep -qx "tilde.bp:1:10: error: expected an initialiser (normal(mean, std), uniform(lo, hi), glorot or zeros) after '~'" err.txt
+check "missing initialiser message" grep -qx "tilde.bp:1:10: error: expected an initialiser (normal(mean, std), uniform(lo, hi), glorot, he or zeros) after '~'" err.txt
 printf 'param w\noutput\nloss = w\n' >bare.bp
 "$BPC" bare.bp -o bare.c 2>err.txt
 check "bare output message" grep -qx "bare.bp:2:7: error: expected a name after 'output'" err.txt
@@ -504,6 +504,47 @@ check "CSV label 1.5 message" grep -qx "bpc: cly15.csv:3: column 1 is '1.5', not
 "$BPC" train cls.bp --data x=clxh.csv --data t=cly.csv 2>err.txt; check "CSV number-like first line exit 1" test $? -eq 1
 check "CSV number-like first line is data" grep -qx "bpc: clxh.csv:1: column 2 is 'x', not a number (reading input x\[2\]; a first line with a number in it is data, not a header)" err.txt
 # ---- end of issue 10, items 0d, 0e and 14 ----
+
+# ---- issue 13: convolution and pooling ----
+# the lecture's convolution by hand (docs/learning.md): exact numbers
+"$BPC" grad "$ROOT/samples/conv_lecture.bp" --set t=14,16,6,14 >conv_grad.txt
+printf '%s\n' 'loss = 1' 'dloss/dx [1,4,4] =' '  [0,0] [2, 0, 1, 0]' '  [0,1] [0, 3, 2, 1]' '  [0,2] [1, 0, 3, 2]' \
+  '  [0,3] [0, 1, 0, 2]' 'dloss/dK [1,1,3,3] =' '  [0,0,0] [2, 4, 6]' '  [0,0,1] [0, 2, 4]' '  [0,0,2] [6, 0, 2]' \
+  'dloss/db [1] = [2]' >conv_want.txt
+check "conv lecture: grad by hand" cmp -s conv_grad.txt conv_want.txt
+"$BPC" explain "$ROOT/samples/conv_lecture.bp" --wrt K --set t=14,16,6,14 >conv_explain.txt
+check "conv lecture: explain names the adjoint" grep -qx "  d conv2d(x, K)/dK: sends back conv2d_dk(x, G)" conv_explain.txt
+"$BPC" graph "$ROOT/samples/conv_lecture.bp" -o conv.dot
+check "conv lecture: graph shows the kernel" grep -q 'label="conv2d\\nkernel \[1,1,3,3\]' conv.dot
+# a small CNN learns horizontal from vertical bars on 8x8 images (300 examples)
+cat >bars.bp <<'BP'
+param K[4, 1, 3, 3] ~ he
+param c[4]
+param W[64, 2] ~ glorot
+param b[2]
+input img[1, 8, 8]
+input label[2]
+h = maxpool2d(relu(conv2d(img, K, c, padding=1)), 2)
+scores = flatten(h) @ W + b
+loss = softmax_cross_entropy(scores, label)
+output p = scores
+BP
+awk 'BEGIN { srand(9); for (i = 0; i < 300; i++) { k = i % 2; at = int(rand() * 8); line = ""
+    for (r = 0; r < 8; r++) for (q = 0; q < 8; q++) {
+      on = (k == 0 && r == at) || (k == 1 && q == at); line = line sprintf("%s%.3f", (r || q) ? "," : "", on + rand() * 0.3) }
+    print line > "barx.csv"; print k > "bary.csv" } }'
+"$BPC" train bars.bp --data img=barx.csv --data label=bary.csv --epochs 8 --batch 16 --optim adam --lr 0.01 --seed 3 \
+  --log bars.log >bars.txt
+check "CNN: train exit 0" test $? -eq 0
+check "CNN: the loss falls" awk -F, 'NR == 2 { first = $2 } END { exit !($2 < first / 4) }' bars.log
+check "CNN: learned" awk -F, 'END { exit !($3 > 0.95) }' bars.log
+"$BPC" train bars.bp --data img=barx.csv --data label=bary.csv --epochs 1 --batch 16 --seed 3 --threads 1 --jit cc \
+  --log bars_cc.log --quiet
+"$BPC" train bars.bp --data img=barx.csv --data label=bary.csv --epochs 1 --batch 16 --seed 3 --threads 1 \
+  --log bars_tcc.log --quiet
+check "CNN: cc and tcc train alike" awk -F, 'NR == FNR { a = $2; next } END { d = a - $2; exit !(d < 1e-9 && d > -1e-9) }' \
+  bars_cc.log bars_tcc.log
+# ---- end of issue 13 ----
 
 echo "e2e: $pass passed, $fail failed"
 test "$fail" -eq 0

@@ -122,18 +122,18 @@ static const ErrorCase error_cases[] = {
          "    2 | loss = -\n"
          "      |         ^\n"),
     CASE("missing_initialiser_at_end_of_line", "param w ~\nloss = w\n",
-         "model.bp:1:10: error: expected an initialiser (normal(mean, std), uniform(lo, hi), glorot or zeros) "
+         "model.bp:1:10: error: expected an initialiser (normal(mean, std), uniform(lo, hi), glorot, he or zeros) "
          "after '~'\n"
          "    1 | param w ~\n"
          "      |          ^\n"),
     CASE("missing_initialiser_at_end_of_file", "param w ~",
-         "model.bp:1:10: error: expected an initialiser (normal(mean, std), uniform(lo, hi), glorot or zeros) "
+         "model.bp:1:10: error: expected an initialiser (normal(mean, std), uniform(lo, hi), glorot, he or zeros) "
          "after '~'\n"
          "    1 | param w ~\n"
          "      |          ^\n"),
     CASE("initialiser_not_a_name", "param w ~ 3\nloss = w\n",
          "model.bp:1:11: error: unexpected number; expected an initialiser (normal(mean, std), uniform(lo, hi), "
-         "glorot or zeros)\n"
+         "glorot, he or zeros)\n"
          "    1 | param w ~ 3\n"
          "      |           ^\n"),
     CASE("bare_output_at_end_of_line", "param w\noutput\nloss = w\n",
@@ -313,11 +313,127 @@ static const ErrorCase error_cases[] = {
          "    2 | loss = sum(2 @ x)\n"
          "      |              ^\n"),
     CASE("glorot_vector", "param x[3] ~ glorot\nloss = sum(x)\n",
-         "model.bp:1:14: error: glorot initialisation needs a matrix, but 'x' has shape [3]\n"
+         "model.bp:1:14: error: glorot initialisation needs a matrix or a kernel, but 'x' has shape [3]\n"
          "    1 | param x[3] ~ glorot\n"
          "      |              ^\n"),
     CASE("fractional_dim", "param x[2.5]\nloss = sum(x)\n",
          "model.bp:1:9: error: a dimension must be a whole number, got 2.5\n"
          "    1 | param x[2.5]\n"
          "      |         ^\n"),
+    CASE("conv_channels", "param K[4, 3, 3, 3]\ninput x[1, 8, 8]\nloss = sum(conv2d(x, K))\n",
+         "model.bp:3:12: error: conv2d: input has 1 channel but the kernel expects 3 (its shape is [4,3,3,3])\n"
+         "    3 | loss = sum(conv2d(x, K))\n"
+         "      |            ^\n"),
+    CASE("conv_not_image", "param K[4, 1, 3, 3]\ninput x[64]\nloss = sum(conv2d(x, K))\n",
+         "model.bp:3:12: error: conv2d: the input must be an image [C, H, W], but it has shape [64]\n"
+         "    3 | loss = sum(conv2d(x, K))\n"
+         "      |            ^\n"),
+    CASE("conv_kernel_rank", "param K[4, 3, 3]\ninput x[1, 8, 8]\nloss = sum(conv2d(x, K))\n",
+         "model.bp:3:22: error: conv2d: the kernel must be [O, C, kh, kw], but it has shape [4,3,3]\n"
+         "    3 | loss = sum(conv2d(x, K))\n"
+         "      |                      ^\n"),
+    CASE("conv_too_big", "param K[2, 1, 5, 5]\ninput x[1, 3, 3]\nloss = sum(conv2d(x, K))\n",
+         "model.bp:3:12: error: conv2d: the 5x5 kernel does not fit in a 3x3 image\n"
+         "    3 | loss = sum(conv2d(x, K))\n"
+         "      |            ^\n"),
+    CASE("conv_too_big_padded", "param K[2, 1, 5, 5]\ninput x[1, 3, 3]\nloss = sum(conv2d(x, K, padding=1, dilation=2))\n",
+         "model.bp:3:12: error: conv2d: the 5x5 kernel (dilated to 9x9) does not fit in the 3x3 image padded by 1\n"
+         "    3 | loss = sum(conv2d(x, K, padding=1, dilation=2))\n"
+         "      |            ^\n"),
+    CASE("conv_groups_divide", "param K[6, 2, 1, 1]\ninput x[4, 5, 5]\nloss = sum(conv2d(x, K, groups=3))\n",
+         "model.bp:3:32: error: conv2d: groups=3 does not divide the input's 4 channels\n"
+         "    3 | loss = sum(conv2d(x, K, groups=3))\n"
+         "      |                                ^\n"),
+    CASE("conv_groups_out", "param K[3, 2, 1, 1]\ninput x[4, 5, 5]\nloss = sum(conv2d(x, K, groups=2))\n",
+         "model.bp:3:32: error: conv2d: groups=2 does not divide the kernel's 3 output channels\n"
+         "    3 | loss = sum(conv2d(x, K, groups=2))\n"
+         "      |                                ^\n"),
+    CASE("conv_groups_channels", "param K[4, 1, 1, 1]\ninput x[4, 5, 5]\nloss = sum(conv2d(x, K, groups=2))\n",
+         "model.bp:3:12: error: conv2d: input has 4 channels but the kernel expects 1 per group x 2 groups = 2\n"
+         "    3 | loss = sum(conv2d(x, K, groups=2))\n"
+         "      |            ^\n"),
+    CASE("conv_bias", "param K[4, 1, 3, 3]\nparam b[3]\ninput x[1, 5, 5]\nloss = sum(conv2d(x, K, b))\n",
+         "model.bp:4:25: error: conv2d: the bias must have one value per output channel, [4], but it has shape [3]\n"
+         "    4 | loss = sum(conv2d(x, K, b))\n"
+         "      |                         ^\n"),
+    CASE("conv_stride_zero", "param K[4, 1, 3, 3]\ninput x[1, 5, 5]\nloss = sum(conv2d(x, K, stride=0))\n",
+         "model.bp:3:32: error: conv2d: stride= must be at least 1, got 0\n"
+         "    3 | loss = sum(conv2d(x, K, stride=0))\n"
+         "      |                                ^\n"),
+    CASE("conv_padding_negative", "param K[4, 1, 3, 3]\ninput x[1, 5, 5]\nloss = sum(conv2d(x, K, padding=-1))\n",
+         "model.bp:3:33: error: conv2d: padding= must be at least 0, got -1\n"
+         "    3 | loss = sum(conv2d(x, K, padding=-1))\n"
+         "      |                                 ^\n"),
+    CASE("conv_option", "param K[4, 1, 3, 3]\ninput x[1, 5, 5]\nloss = sum(conv2d(x, K, strides=2))\n",
+         "model.bp:3:25: error: conv2d() has no option 'strides' (it takes stride=, padding=, dilation=, groups=)\n"
+         "    3 | loss = sum(conv2d(x, K, strides=2))\n"
+         "      |                         ^\n"),
+    CASE("conv_option_twice", "param K[4, 1, 3, 3]\ninput x[1, 5, 5]\nloss = sum(conv2d(x, K, stride=2, stride=1))\n",
+         "model.bp:3:35: error: stride= is given twice\n"
+         "    3 | loss = sum(conv2d(x, K, stride=2, stride=1))\n"
+         "      |                                   ^\n"),
+    CASE("conv_option_pair", "param K[4, 1, 3, 3]\ninput x[1, 5, 5]\nloss = sum(conv2d(x, K, stride=[1, 2, 3]))\n",
+         "model.bp:3:32: error: conv2d: stride= takes a number or two, [height, width]\n"
+         "    3 | loss = sum(conv2d(x, K, stride=[1, 2, 3]))\n"
+         "      |                                ^\n"),
+    CASE("conv_option_nonconst", "param K[4, 1, 3, 3]\nparam s\ninput x[1, 5, 5]\nloss = sum(conv2d(x, K, stride=s))\n",
+         "model.bp:4:32: error: conv2d's stride must be a constant integer (numbers, dims and loop variables), but 's' is a parameter\n"
+         "    4 | loss = sum(conv2d(x, K, stride=s))\n"
+         "      |                                ^\n"),
+    CASE("conv1d_pair", "param K[4, 1, 3]\ninput x[1, 9]\nloss = sum(conv1d(x, K, stride=[1, 2]))\n",
+         "model.bp:3:32: error: conv1d: stride= takes a number\n"
+         "    3 | loss = sum(conv1d(x, K, stride=[1, 2]))\n"
+         "      |                                ^\n"),
+    CASE("conv1d_signal", "param K[4, 1, 3]\ninput x[9]\nloss = sum(conv1d(x, K))\n",
+         "model.bp:3:12: error: conv1d: the input must be a signal [C, L], but it has shape [9]\n"
+         "    3 | loss = sum(conv1d(x, K))\n"
+         "      |            ^\n"),
+    CASE("conv1d_kernel", "param K[4, 1, 3, 3]\ninput x[1, 9]\nloss = sum(conv1d(x, K))\n",
+         "model.bp:3:22: error: conv1d: the kernel must be [O, C, k], but it has shape [4,1,3,3]\n"
+         "    3 | loss = sum(conv1d(x, K))\n"
+         "      |                      ^\n"),
+    CASE("pool_too_big", "input x[1, 1, 1]\nparam w\nloss = w * sum(maxpool2d(x, 2))\n",
+         "model.bp:3:16: error: maxpool2d: window 2 does not fit in a 1x1 image\n"
+         "    3 | loss = w * sum(maxpool2d(x, 2))\n"
+         "      |                ^\n"),
+    CASE("pool_rect_too_big", "input x[1, 3, 2]\nparam w\nloss = w * sum(avgpool2d(x, [2, 3]))\n",
+         "model.bp:3:16: error: avgpool2d: the 2x3 window does not fit in a 3x2 image\n"
+         "    3 | loss = w * sum(avgpool2d(x, [2, 3]))\n"
+         "      |                ^\n"),
+    CASE("pool_not_image", "param v[8]\nloss = sum(maxpool2d(v, 2))\n",
+         "model.bp:2:12: error: maxpool2d: the input must be an image [C, H, W], but it has shape [8]\n"
+         "    2 | loss = sum(maxpool2d(v, 2))\n"
+         "      |            ^\n"),
+    CASE("pool_window_zero", "param v[1, 4, 4]\nloss = sum(maxpool2d(v, 0))\n",
+         "model.bp:2:25: error: maxpool2d: the window must be at least 1, got 0\n"
+         "    2 | loss = sum(maxpool2d(v, 0))\n"
+         "      |                         ^\n"),
+    CASE("pool_option", "param v[1, 4, 4]\nloss = sum(maxpool2d(v, 2, padding=1))\n",
+         "model.bp:2:28: error: maxpool2d() has no option 'padding' (it takes stride=)\n"
+         "    2 | loss = sum(maxpool2d(v, 2, padding=1))\n"
+         "      |                            ^\n"),
+    CASE("global_pool_not_image", "param v[4, 4]\nloss = sum(global_avgpool(v))\n",
+         "model.bp:2:12: error: global_avgpool: the input must be an image [C, H, W], but it has shape [4,4]\n"
+         "    2 | loss = sum(global_avgpool(v))\n"
+         "      |            ^\n"),
+    CASE("he_vector", "param v[4] ~ he\nloss = sum(v)\n",
+         "model.bp:1:14: error: he initialisation needs a matrix or a kernel, but 'v' has shape [4]\n"
+         "    1 | param v[4] ~ he\n"
+         "      |              ^\n"),
+    CASE("loop_input", "for i in 0..2 {\n  input x\n}\nparam w\nloss = w\n",
+         "model.bp:2:3: error: 'input' cannot be inside a loop (declare it before, at the top level of the file)\n"
+         "    2 |   input x\n"
+         "      |   ^\n"),
+    CASE("loop_dim", "for i in 0..2 {\n  dim D = 3\n}\nparam w\nloss = w\n",
+         "model.bp:2:3: error: 'dim' cannot be inside a loop (declare it before, at the top level of the file)\n"
+         "    2 |   dim D = 3\n"
+         "      |   ^\n"),
+    CASE("loop_output", "param w\nfor i in 0..2 {\n  output o = w\n}\nloss = w\n",
+         "model.bp:3:3: error: 'output' cannot be inside a loop (declare it before, at the top level of the file)\n"
+         "    3 |   output o = w\n"
+         "      |   ^\n"),
+    CASE("function_input", "param w\ndef f(a) {\n  input x\n  return a\n}\nloss = f(w)\n",
+         "model.bp:3:3: error: 'input' cannot be inside a function (declare it at the top level and pass it as an argument)\n"
+         "    3 |   input x\n"
+         "      |   ^\n"),
 };

@@ -89,6 +89,10 @@ static void test_golden_activations(void **state) {
   (void)state;
   check_golden("activations");
 }
+static void test_golden_conv(void **state) {
+  (void)state;
+  check_golden("conv");
+}
 
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -97,7 +101,7 @@ int main(void) {
       cmocka_unit_test(test_golden_logsumexp),     cmocka_unit_test(test_golden_exp_sum),
       cmocka_unit_test(test_golden_least_squares), cmocka_unit_test(test_golden_row_view),
       cmocka_unit_test(test_golden_rnn_loop),      cmocka_unit_test(test_golden_functions),
-      cmocka_unit_test(test_golden_activations),
+      cmocka_unit_test(test_golden_activations),   cmocka_unit_test(test_golden_conv),
   };
   return cmocka_run_group_tests_name("golden", tests, NULL, NULL);
 }
