@@ -7,13 +7,18 @@
 
 #include "kernels.h"
 
-/* The matrix product's core: C += A B with B row-major [k, n]. A 4-row by
- * two-vector tile of C stays in registers over the whole of k, so each
- * element of B loaded feeds 4 multiply-adds and each element of A feeds
- * two vectors' worth. Edges fall back to plain loops. */
-/* Unaligned vector load and add-store, as statements (functions taking
- * or returning vectors would change the ABI between the clones). */
+/* The matrix product's core: C += A B with B row-major [k, n], cut into
+ * tiles of up to 6 rows by one or two vectors of C. A tile's accumulators
+ * stay in registers over the whole of k, so each vector of B loaded feeds
+ * up to 6 multiply-adds and each element of A a whole tile row. Two FMA
+ * units of 4 cycles' latency need 8 independent sums in flight: a tile
+ * with fewer rows keeps U copies of its accumulators, taking turns over k.
+ * AVX2 has 16 vector registers: at most 12 accumulators, the rest for B
+ * and the broadcast element of A. */
+/* Unaligned vector load, store and add-store, as statements (functions
+ * taking or returning vectors would change the ABI between the clones). */
 #define VLOAD(v, p) memcpy(&(v), (p), sizeof(v))
+#define VSTORE(p, v) memcpy((p), &(v), sizeof(v))
 #define VADD_STORE(p, v)                                                                                     \
   do {                                                                                                       \
     __typeof__(v) old_;                                                                                      \
@@ -21,94 +26,193 @@
     old_ += (v);                                                                                             \
     memcpy((p), &old_, sizeof old_);                                                                         \
   } while (0)
+/* Small loops of constant count, unrolled so their vectors can live in registers */
+#define UNROLL _Pragma("GCC unroll 16")
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* One tile, C[R, NV vectors] (+)= A[R, k] B[k, NV vectors]; A(i, p) is
+ * A[i * sai + p * sap], whichever way A is stored. add = 0 stores. Inlined
+ * into its caller, so it is compiled for the caller's clone's target. */
+#define BPK_TILE(T, S, R, NV, U)                                                                             \
+  ALWAYS_INLINE void tile_##R##x##NV##_##S(const T *restrict A, size_t sai, size_t sap, const T *restrict B, \
+                                           size_t ldb, T *restrict C, size_t ldc, size_t k, int add) {       \
+    v##S c[U][R][NV];                                                                                        \
+    UNROLL for (int u = 0; u < U; u++) UNROLL for (int r = 0; r < R; r++)                                    \
+        UNROLL for (int v = 0; v < NV; v++) c[u][r][v] = (v##S){0};                                          \
+    size_t p = 0;                                                                                            \
+    for (; p + U <= k; p += U)                                                                               \
+      UNROLL for (int u = 0; u < U; u++) {                                                                   \
+        v##S b[NV];                                                                                          \
+        UNROLL for (int v = 0; v < NV; v++) VLOAD(b[v], B + (p + u) * ldb + v * VL_##S);                     \
+        UNROLL for (int r = 0; r < R; r++) {                                                                 \
+          const T x = A[r * sai + (p + u) * sap];                                                            \
+          UNROLL for (int v = 0; v < NV; v++) c[u][r][v] += x * b[v];                                        \
+        }                                                                                                    \
+      }                                                                                                      \
+    for (; p < k; p++) { /* k not a multiple of U */                                                         \
+      v##S b[NV];                                                                                            \
+      UNROLL for (int v = 0; v < NV; v++) VLOAD(b[v], B + p * ldb + v * VL_##S);                             \
+      UNROLL for (int r = 0; r < R; r++) UNROLL for (int v = 0; v < NV; v++) c[0][r][v] +=                   \
+          A[r * sai + p * sap] * b[v];                                                                       \
+    }                                                                                                        \
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int v = 0; v < NV; v++) {                                 \
+      UNROLL for (int u = 1; u < U; u++) c[0][r][v] += c[u][r][v];                                           \
+      if (add)                                                                                               \
+        VADD_STORE(C + r * ldc + v * VL_##S, c[0][r][v]);                                                    \
+      else                                                                                                   \
+        VSTORE(C + r * ldc + v * VL_##S, c[0][r][v]);                                                        \
+    }                                                                                                        \
+  }
+
+/* The tiles of one element type and width, 1 to 6 rows, each with enough
+ * copies U of its sums for 8 or more in flight (at most 12). */
+#define BPK_TILES(T, S, NV, U1, U2, U3, U4, U5, U6)                                                          \
+  BPK_TILE(T, S, 1, NV, U1)                                                                                  \
+  BPK_TILE(T, S, 2, NV, U2)                                                                                  \
+  BPK_TILE(T, S, 3, NV, U3)                                                                                  \
+  BPK_TILE(T, S, 4, NV, U4)                                                                                  \
+  BPK_TILE(T, S, 5, NV, U5)                                                                                  \
+  BPK_TILE(T, S, 6, NV, U6)                                                                                  \
+  /* C[m, NV vectors] (+)= A[m, k] B[k, NV vectors], B's rows ldb apart: the rows are                        \
+     shared evenly among the fewest tiles of at most 6 (25 rows: 5 tiles of 5, not 4 of 6 and a skinny one)  \
+   */                                                                                                        \
+  ALWAYS_INLINE void panel##NV##_##S(const T *restrict A, size_t sai, size_t sap, const T *restrict B,       \
+                                     size_t ldb, T *restrict C, size_t ldc, size_t m, size_t k, int add) {   \
+    size_t tiles = (m + 5) / 6;                                                                              \
+    for (size_t i = 0, t = 0; t < tiles; t++) {                                                              \
+      size_t left = tiles - t, rows = (m - i + left - 1) / left;                                             \
+      const T *a = A + i * sai;                                                                              \
+      T *c = C + i * ldc;                                                                                    \
+      switch (rows) {                                                                                        \
+      case 1: tile_1x##NV##_##S(a, sai, sap, B, ldb, c, ldc, k, add); break;                                 \
+      case 2: tile_2x##NV##_##S(a, sai, sap, B, ldb, c, ldc, k, add); break;                                 \
+      case 3: tile_3x##NV##_##S(a, sai, sap, B, ldb, c, ldc, k, add); break;                                 \
+      case 4: tile_4x##NV##_##S(a, sai, sap, B, ldb, c, ldc, k, add); break;                                 \
+      case 5: tile_5x##NV##_##S(a, sai, sap, B, ldb, c, ldc, k, add); break;                                 \
+      default: tile_6x##NV##_##S(a, sai, sap, B, ldb, c, ldc, k, add); break;                                \
+      }                                                                                                      \
+      i += rows;                                                                                             \
+    }                                                                                                        \
+  }
+
+/* Transposes a square block of vectors in registers: r[i] becomes column i.
+ * The 8 x 8 float one is the usual three rounds (interleave pairs, then
+ * pairs of pairs, then the 128-bit halves); 4 x 4 doubles take two. A gcc
+ * before 12 lacks __builtin_shufflevector: it goes lane by lane. */
+#if defined(__clang__) || __GNUC__ >= 12
+#define SHUF __builtin_shufflevector
+#define TRANSPOSE_f(r)                                                                                       \
+  do {                                                                                                       \
+    vf t_[8], u_[8];                                                                                         \
+    UNROLL for (int i_ = 0; i_ < 8; i_ += 2) {                                                               \
+      t_[i_] = SHUF(r[i_], r[i_ + 1], 0, 8, 1, 9, 4, 12, 5, 13);                                             \
+      t_[i_ + 1] = SHUF(r[i_], r[i_ + 1], 2, 10, 3, 11, 6, 14, 7, 15);                                       \
+    }                                                                                                        \
+    UNROLL for (int i_ = 0; i_ < 8; i_ += 4) {                                                               \
+      u_[i_] = SHUF(t_[i_], t_[i_ + 2], 0, 1, 8, 9, 4, 5, 12, 13);                                           \
+      u_[i_ + 1] = SHUF(t_[i_], t_[i_ + 2], 2, 3, 10, 11, 6, 7, 14, 15);                                     \
+      u_[i_ + 2] = SHUF(t_[i_ + 1], t_[i_ + 3], 0, 1, 8, 9, 4, 5, 12, 13);                                   \
+      u_[i_ + 3] = SHUF(t_[i_ + 1], t_[i_ + 3], 2, 3, 10, 11, 6, 7, 14, 15);                                 \
+    }                                                                                                        \
+    UNROLL for (int i_ = 0; i_ < 4; i_++) {                                                                  \
+      r[i_] = SHUF(u_[i_], u_[i_ + 4], 0, 1, 2, 3, 8, 9, 10, 11);                                            \
+      r[i_ + 4] = SHUF(u_[i_], u_[i_ + 4], 4, 5, 6, 7, 12, 13, 14, 15);                                      \
+    }                                                                                                        \
+  } while (0)
+#define TRANSPOSE_d(r)                                                                                       \
+  do {                                                                                                       \
+    vd t_[4];                                                                                                \
+    UNROLL for (int i_ = 0; i_ < 4; i_ += 2) {                                                               \
+      t_[i_] = SHUF(r[i_], r[i_ + 1], 0, 4, 2, 6);                                                           \
+      t_[i_ + 1] = SHUF(r[i_], r[i_ + 1], 1, 5, 3, 7);                                                       \
+    }                                                                                                        \
+    UNROLL for (int i_ = 0; i_ < 2; i_++) {                                                                  \
+      r[i_] = SHUF(t_[i_], t_[i_ + 2], 0, 1, 4, 5);                                                          \
+      r[i_ + 2] = SHUF(t_[i_], t_[i_ + 2], 2, 3, 6, 7);                                                      \
+    }                                                                                                        \
+  } while (0)
+#else
+#define TRANSPOSE_LANES(T, L, r)                                                                             \
+  do {                                                                                                       \
+    T m_[L][L];                                                                                              \
+    for (int i_ = 0; i_ < L; i_++)                                                                           \
+      memcpy(m_[i_], &r[i_], sizeof r[i_]);                                                                  \
+    for (int i_ = 0; i_ < L; i_++)                                                                           \
+      for (int j_ = 0; j_ < L; j_++)                                                                         \
+        r[i_][j_] = m_[j_][i_];                                                                              \
+  } while (0)
+#define TRANSPOSE_f(r) TRANSPOSE_LANES(float, 8, r)
+#define TRANSPOSE_d(r) TRANSPOSE_LANES(double, 4, r)
+#endif
 
 #define BPK_MM_CORE(T, S)                                                                                    \
   typedef T v##S __attribute__((vector_size(32)));                                                           \
   enum { VL_##S = 32 / sizeof(T) };                                                                          \
-  static _Thread_local T *pack_buf_##S;                                                                      \
-  static _Thread_local size_t pack_cap_##S;                                                                  \
-  static const T *pack_##S(const T *B, size_t k, size_t n) {                                                 \
-    if (pack_cap_##S < k * n) {                                                                              \
-      free(pack_buf_##S);                                                                                    \
-      pack_cap_##S = k * n;                                                                                  \
-      pack_buf_##S = malloc(sizeof(T) * pack_cap_##S);                                                       \
-      if (!pack_buf_##S) abort();                                                                            \
+  BPK_TILES(T, S, 1, 8, 4, 3, 2, 2, 2) /* one vector wide: a last panel of at most a vector */               \
+  BPK_TILES(T, S, 2, 4, 2, 2, 1, 1, 1) /* two: every other panel */                                          \
+  /* Per-thread scratch (bpk_thread_done frees it): the transposed operand                                   \
+     packed, and a last panel narrower than a tile, zero-padded */                                           \
+  static _Thread_local T *pack_buf_##S, *edge_buf_##S;                                                       \
+  static _Thread_local size_t pack_cap_##S, edge_cap_##S;                                                    \
+  static T *scratch_##S(T **buf, size_t *cap, size_t n) {                                                    \
+    if (*cap < n) {                                                                                          \
+      free(*buf);                                                                                            \
+      *buf = malloc(sizeof(T) * n);                                                                          \
+      if (!*buf) abort();                                                                                    \
+      *cap = n;                                                                                              \
     }                                                                                                        \
-    for (size_t j = 0; j < n; j++)                                                                           \
-      for (size_t p = 0; p < k; p++)                                                                         \
-        pack_buf_##S[p * n + j] = B[j * k + p];                                                              \
-    return pack_buf_##S;                                                                                     \
+    return *buf;                                                                                             \
   }                                                                                                          \
-  /* C[m, W] += A[m, k] B[k, W]: B is a panel exactly one tile wide, rows ldb apart */                       \
-  BPK_CLONES static void mm_panel_##S(const T *restrict A, size_t sai, size_t sap, const T *restrict B,      \
-                                      size_t ldb, T *restrict C, size_t ldc, size_t m, size_t k) {           \
-    size_t i = 0;                                                                                            \
-    for (; i + 4 <= m; i += 4) {                                                                             \
-      v##S c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};           \
-      const T *a = A + i * sai;                                                                              \
-      for (size_t p = 0; p < k; p++) {                                                                       \
-        v##S b0, b1;                                                                                         \
-        VLOAD(b0, B + p * ldb);                                                                              \
-        VLOAD(b1, B + p * ldb + VL_##S);                                                                     \
-        const T x0 = a[p * sap], x1 = a[sai + p * sap], x2 = a[2 * sai + p * sap],                           \
-                x3 = a[3 * sai + p * sap];                                                                   \
-        c00 += x0 * b0;                                                                                      \
-        c01 += x0 * b1;                                                                                      \
-        c10 += x1 * b0;                                                                                      \
-        c11 += x1 * b1;                                                                                      \
-        c20 += x2 * b0;                                                                                      \
-        c21 += x2 * b1;                                                                                      \
-        c30 += x3 * b0;                                                                                      \
-        c31 += x3 * b1;                                                                                      \
+  /* B [n, k] laid out as [k, n], by blocks of VL x VL transposed in registers */                            \
+  BPK_CLONES static const T *pack_##S(const T *restrict B, size_t k, size_t n) {                             \
+    T *restrict buf = scratch_##S(&pack_buf_##S, &pack_cap_##S, k * n);                                      \
+    size_t nb = n / VL_##S * VL_##S, kb = k / VL_##S * VL_##S;                                               \
+    for (size_t j = 0; j < nb; j += VL_##S)                                                                  \
+      for (size_t p = 0; p < kb; p += VL_##S) {                                                              \
+        v##S r[VL_##S];                                                                                      \
+        UNROLL for (int i = 0; i < VL_##S; i++) VLOAD(r[i], B + (j + i) * k + p);                            \
+        TRANSPOSE_##S(r);                                                                                    \
+        UNROLL for (int i = 0; i < VL_##S; i++) VSTORE(buf + (p + i) * n + j, r[i]);                         \
       }                                                                                                      \
-      T *c = C + i * ldc;                                                                                    \
-      VADD_STORE(c, c00);                                                                                    \
-      VADD_STORE(c + VL_##S, c01);                                                                           \
-      VADD_STORE(c + ldc, c10);                                                                              \
-      VADD_STORE(c + ldc + VL_##S, c11);                                                                     \
-      VADD_STORE(c + 2 * ldc, c20);                                                                          \
-      VADD_STORE(c + 2 * ldc + VL_##S, c21);                                                                 \
-      VADD_STORE(c + 3 * ldc, c30);                                                                          \
-      VADD_STORE(c + 3 * ldc + VL_##S, c31);                                                                 \
-    }                                                                                                        \
-    for (; i < m; i++) { /* leftover rows */                                                                 \
-      v##S c0 = {0}, c1 = {0};                                                                               \
-      for (size_t p = 0; p < k; p++) {                                                                       \
-        const T x = A[i * sai + p * sap];                                                                    \
-        v##S b0, b1;                                                                                         \
-        VLOAD(b0, B + p * ldb);                                                                              \
-        VLOAD(b1, B + p * ldb + VL_##S);                                                                     \
-        c0 += x * b0;                                                                                        \
-        c1 += x * b1;                                                                                        \
-      }                                                                                                      \
-      VADD_STORE(C + i * ldc, c0);                                                                           \
-      VADD_STORE(C + i * ldc + VL_##S, c1);                                                                  \
-    }                                                                                                        \
+    for (size_t j = 0; j < n; j++) /* what the blocks left: the last columns, the last rows */               \
+      for (size_t p = j < nb ? kb : 0; p < k; p++)                                                           \
+        buf[p * n + j] = B[j * k + p];                                                                       \
+    return buf;                                                                                              \
   }                                                                                                          \
-  /* C += A B with B row-major [k, n]. k is cut into blocks so that the part                                 \
-   * of a B panel in use stays in the L1 cache while the rows of A pass. A                                   \
-   * last panel narrower than a tile is copied, zero-padded, with its C                                      \
-   * columns, so every tile is full width. */                                                                \
+  /* C (+)= A B with B row-major [k, n]; add = 0 overwrites C (no pass to                                    \
+   * clear it first). k is cut into blocks so that the part of a B panel in                                  \
+   * use stays in the L1 cache while the rows of A pass. The columns past                                    \
+   * the last full tile are copied, zero-padded to one or two vectors, and                                   \
+   * their results copied back: nothing is read or written outside B and C. */                               \
   BPK_CLONES static void mm_nn_##S(const T *restrict A, size_t sai, size_t sap, const T *restrict B,         \
-                                   T *restrict C, size_t m, size_t k, size_t n) {                            \
+                                   T *restrict C, size_t m, size_t k, size_t n, int add) {                   \
     enum { W = 2 * VL_##S, KC = 256 };                                                                       \
     size_t full = n / W * W;                                                                                 \
+    if (k == 0) { /* an empty sum */                                                                         \
+      if (!add)                                                                                              \
+        for (size_t i = 0; i < m; i++)                                                                       \
+          memset(C + i * n, 0, sizeof(T) * n);                                                               \
+      return;                                                                                                \
+    }                                                                                                        \
     for (size_t p0 = 0; p0 < k; p0 += KC) {                                                                  \
       size_t kc = k - p0 < KC ? k - p0 : KC;                                                                 \
       for (size_t j = 0; j < full; j += W)                                                                   \
-        mm_panel_##S(A + p0 * sap, sai, sap, B + p0 * n + j, n, C + j, n, m, kc);                            \
+        panel2_##S(A + p0 * sap, sai, sap, B + p0 * n + j, n, C + j, n, m, kc, add || p0 > 0);               \
     }                                                                                                        \
-    if (full == n) return;                                                                                   \
     size_t rest = n - full;                                                                                  \
-    T *bp = calloc(k * W + m * W, sizeof(T)), *cp = bp + k * W;                                              \
-    if (!bp) abort();                                                                                        \
-    for (size_t p = 0; p < k; p++)                                                                           \
-      memcpy(bp + p * W, B + p * n + full, sizeof(T) * rest);                                                \
-    mm_panel_##S(A, sai, sap, bp, W, cp, W, m, k);                                                           \
+    if (rest == 0) return;                                                                                   \
+    size_t w = rest <= VL_##S ? VL_##S : W; /* the padded width */                                           \
+    T *bp = scratch_##S(&edge_buf_##S, &edge_cap_##S, (k + m) * w), *cp = bp + k * w;                        \
+    for (size_t p = 0; p < k; p++) /* loops, not calls: a few elements a row */                              \
+      for (size_t jj = 0; jj < w; jj++)                                                                      \
+        bp[p * w + jj] = jj < rest ? B[p * n + full + jj] : 0;                                               \
+    if (w == VL_##S)                                                                                         \
+      panel1_##S(A, sai, sap, bp, w, cp, w, m, k, 0);                                                        \
+    else                                                                                                     \
+      panel2_##S(A, sai, sap, bp, w, cp, w, m, k, 0);                                                        \
     for (size_t i = 0; i < m; i++)                                                                           \
       for (size_t jj = 0; jj < rest; jj++)                                                                   \
-        C[i * n + full + jj] += cp[i * W + jj];                                                              \
-    free(bp);                                                                                                \
+        C[i * n + full + jj] = (add ? C[i * n + full + jj] : 0) + cp[i * w + jj];                            \
   }
 
 BPK_MM_CORE(double, d)
@@ -118,9 +222,11 @@ void bpk_thread_done(void) {
   bpk_conv_thread_done();
   free(pack_buf_d);
   free(pack_buf_f);
-  pack_buf_d = NULL;
-  pack_buf_f = NULL;
-  pack_cap_d = pack_cap_f = 0;
+  free(edge_buf_d);
+  free(edge_buf_f);
+  pack_buf_d = edge_buf_d = NULL;
+  pack_buf_f = edge_buf_f = NULL;
+  pack_cap_d = pack_cap_f = edge_cap_d = edge_cap_f = 0;
 }
 
 #define BPK_DEFINE(T, S)                                                                                     \
@@ -169,8 +275,7 @@ void bpk_thread_done(void) {
     if (tb) { /* B is stored [n, k]: lay it out as [k, n] for row loads */                                   \
       Bp = pack_##S(B, k, n);                                                                                \
     }                                                                                                        \
-    if (!acc) memset(C, 0, sizeof(T) * m * n);                                                               \
-    mm_nn_##S(A, sai, sap, Bp, C, m, k, n);                                                                  \
+    mm_nn_##S(A, sai, sap, Bp, C, m, k, n, acc);                                                             \
   }
 
 BPK_DEFINE(double, d)
@@ -188,9 +293,10 @@ const KernelSymbol bpk_symbols[] = {
 #define BPK_WINDOW_SYMBOLS(S)                                                                                \
   {"bpk_conv2d_" #S, (void *)bpk_conv2d_##S}, {"bpk_conv2d_dx_" #S, (void *)bpk_conv2d_dx_##S},              \
       {"bpk_conv2d_dk_" #S, (void *)bpk_conv2d_dk_##S}, {"bpk_maxpool2d_" #S, (void *)bpk_maxpool2d_##S},    \
-      {"bpk_maxpool2d_dx_" #S, (void *)bpk_maxpool2d_dx_##S}, {"bpk_avgpool2d_" #S, (void *)bpk_avgpool2d_##S}, \
+      {"bpk_maxpool2d_dx_" #S, (void *)bpk_maxpool2d_dx_##S},                                                \
+      {"bpk_avgpool2d_" #S, (void *)bpk_avgpool2d_##S},                                                      \
       {"bpk_avgpool2d_dx_" #S, (void *)bpk_avgpool2d_dx_##S},
     BPK_WINDOW_SYMBOLS(d) BPK_WINDOW_SYMBOLS(f)
 #undef BPK_WINDOW_SYMBOLS
-    {NULL, NULL},
+        {NULL, NULL},
 };

@@ -617,6 +617,92 @@ static void test_pool_padding(void **state) {
     assert_true(yf[i] == (float)want_max[i]);
 }
 
+/* ---- the matrix product the convolutions run on ---- */
+
+/* bpk_mm against the direct loop, every way of storing A and B, storing and
+ * adding, in both precisions, on sizes around the tiles' edges: rows 1 to 7
+ * (the tiles have 1 to 6), columns around one and two vectors of float and
+ * double (4, 8, 16) and past them, k = 0 (an empty sum), 1 and past the
+ * 256-deep blocks of k. */
+static void check_mm(size_t m, size_t k, size_t n, uint64_t *rng) {
+  double *A = random_array(m * k, rng), *B = random_array(k * n, rng);
+  double *want = malloc(sizeof(double) * (m * n + 1)), *mag = malloc(sizeof(double) * (m * n + 1));
+  double *got = malloc(sizeof(double) * (m * n + 1));
+  float *fa = malloc(sizeof(float) * (m * k + 1)), *fb = malloc(sizeof(float) * (k * n + 1)),
+        *fc = malloc(sizeof(float) * (m * n + 1));
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+          double s = 0, a = 0;
+          for (size_t p = 0; p < k; p++) {
+            double t = A[ta ? p * m + i : i * k + p] * B[tb ? j * k + p : p * n + j];
+            s += t;
+            a += fabs(t);
+          }
+          want[i * n + j] = s;
+          mag[i * n + j] = a;
+        }
+      for (int use_float = 0; use_float < 2; use_float++)
+        for (int acc = 0; acc < 2; acc++) {
+          double *start = random_array(m * n, rng);
+          for (size_t i = 0; i < m * n; i++)
+            got[i] = acc ? start[i] : NAN;
+          if (use_float) {
+            for (size_t i = 0; i < m * k; i++)
+              fa[i] = (float)A[i];
+            for (size_t i = 0; i < k * n; i++)
+              fb[i] = (float)B[i];
+            for (size_t i = 0; i < m * n; i++)
+              fc[i] = (float)got[i];
+            bpk_mm_f(fa, fb, fc, m, k, n, ta, tb, acc);
+            for (size_t i = 0; i < m * n; i++)
+              got[i] = fc[i];
+          } else {
+            bpk_mm_d(A, B, got, m, k, n, ta, tb, acc);
+          }
+          double tol = use_float ? 1e-4 : 1e-12;
+          for (size_t i = 0; i < m * n; i++) {
+            double expect = want[i] + (acc ? start[i] : 0),
+                   bound = tol * (mag[i] + (acc ? fabs(start[i]) : 0));
+            if (!(fabs(got[i] - expect) <= bound))
+              fail_msg("mm_%s m%zu k%zu n%zu ta%d tb%d acc%d at %zu: %.17g, want %.17g",
+                       use_float ? "f" : "d", m, k, n, ta, tb, acc, i, got[i], expect);
+          }
+          free(start);
+          compared++;
+        }
+    }
+  free(A);
+  free(B);
+  free(want);
+  free(mag);
+  free(got);
+  free(fa);
+  free(fb);
+  free(fc);
+}
+
+static void test_mm(void **state) {
+  (void)state;
+  static const size_t ms[] = {1, 2, 3, 4, 5, 6, 7, 13, 25};
+  static const size_t ns[] = {1, 3, 4, 5, 8, 9, 15, 16, 17, 24, 31, 33, 196};
+  static const size_t ks[] = {0, 1, 2, 7, 300};
+  uint64_t rng = 99;
+  compared = 0;
+  int runs = 0;
+  for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
+    for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++)
+      for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c++) {
+        if (ks[c] == 300 && ms[a] * ns[b] > 200) continue; /* the deep ones small, to stay quick */
+        check_mm(ms[a], ks[c], ns[b], &rng);
+        runs++;
+      }
+  check_mm(32, 400, 196, &rng); /* the Fashion CNN's second layer: the forward product of one image */
+  check_mm(25, 784, 16, &rng);  /* the first layer's kernel gradient */
+  assert_int_equal(compared, 16 * (runs + 2));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_references_are_adjoint),
@@ -630,6 +716,7 @@ int main(void) {
       cmocka_unit_test(test_avgpool2d_dx),
       cmocka_unit_test(test_maxpool_gradient_goes_to_the_first_maximum),
       cmocka_unit_test(test_pool_padding),
+      cmocka_unit_test(test_mm),
   };
   return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }
