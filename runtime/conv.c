@@ -78,18 +78,25 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
             T *out = row + oy * q->wo;                                                                       \
             size_t iy = oy * q->sh + ky * q->dh; /* plus ph: unsigned, compared before subtracting */      \
             if (iy < q->ph || iy - q->ph >= q->h) {                                                          \
-              memset(out, 0, sizeof(T) * q->wo);                                                             \
+              for (size_t ox = 0; ox < q->wo; ox++)                                                          \
+                out[ox] = 0;                                                                                 \
               continue;                                                                                      \
             }                                                                                                \
+            /* rows are short (28 values): plain loops, which the compiler vectorises, beat calls */        \
             const T *in = x + (ci * q->h + iy - q->ph) * q->w; /* the row; ox >= lo reads at or after it */  \
             size_t off = kx * q->dw;                                                                         \
-            memset(out, 0, sizeof(T) * lo);                                                                  \
-            if (q->sw == 1 && hi > lo)                                                                       \
-              memcpy(out + lo, in + (lo + off - q->pw), sizeof(T) * (hi - lo));                              \
-            else                                                                                             \
+            for (size_t ox = 0; ox < lo; ox++)                                                               \
+              out[ox] = 0;                                                                                   \
+            if (q->sw == 1 && hi > lo) {                                                                     \
+              const T *src = in + (lo + off - q->pw); /* column lo's pixel, inside the row */                \
+              for (size_t ox = lo; ox < hi; ox++)                                                            \
+                out[ox] = src[ox - lo];                                                                      \
+            } else {                                                                                         \
               for (size_t ox = lo; ox < hi; ox++)                                                            \
                 out[ox] = in[ox * q->sw + off - q->pw];                                                      \
-            memset(out + hi, 0, sizeof(T) * (q->wo - hi));                                                   \
+            }                                                                                                \
+            for (size_t ox = hi; ox < q->wo; ox++)                                                           \
+              out[ox] = 0;                                                                                   \
           }                                                                                                  \
         }                                                                                                    \
   }                                                                                                          \
@@ -142,18 +149,24 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
         col2im_##S(&q, col, dxg);                                                                            \
       }                                                                                                      \
   }                                                                                                          \
+  /* dK^T[taps, O/G] = sum over the images of col @ dY^T, one group at a time: the product packs dY,       \
+     a few channels of output, rather than the columns; then added into dK transposed */                    \
   void bpk_conv2d_dk_##S(const T *x, const T *dy, T *dK, const size_t *g, int acc) {                         \
     Geom q = geom_of(g);                                                                                     \
     size_t hw = q.ho * q.wo, in_hw = q.h * q.w;                                                              \
-    T *col = is_pointwise(&q) ? NULL : col_space_##S(q.taps * hw);                                           \
-    if (!acc) memset(dK, 0, sizeof(T) * q.o * q.taps);                                                       \
-    for (size_t n = 0; n < q.n; n++)                                                                         \
-      for (size_t gr = 0; gr < q.groups; gr++) {                                                             \
+    T *col = col_space_##S(q.taps * hw + q.taps * q.og), *dkt = col + q.taps * hw;                           \
+    for (size_t gr = 0; gr < q.groups; gr++) {                                                               \
+      for (size_t n = 0; n < q.n; n++) {                                                                     \
         const T *xg = x + (n * q.c + gr * q.cg) * in_hw;                                                     \
-        if (col) im2col_##S(&q, xg, col);                                                                    \
-        bpk_mm_##S(dy + (n * q.o + gr * q.og) * hw, col ? col : xg, dK + gr * q.og * q.taps, q.og, hw, q.taps, \
-                   0, 1, 1);                                                                                 \
+        if (!is_pointwise(&q)) im2col_##S(&q, xg, col);                                                      \
+        bpk_mm_##S(is_pointwise(&q) ? xg : col, dy + (n * q.o + gr * q.og) * hw, dkt, q.taps, hw, q.og, 0, 1, \
+                   n > 0);                                                                                   \
       }                                                                                                      \
+      T *dkg = dK + gr * q.og * q.taps;                                                                      \
+      for (size_t o = 0; o < q.og; o++)                                                                      \
+        for (size_t t = 0; t < q.taps; t++)                                                                  \
+          dkg[o * q.taps + t] = (acc ? dkg[o * q.taps + t] : 0) + dkt[t * q.og + o];                         \
+    }                                                                                                        \
   }                                                                                                          \
   /* Pooling, plane by plane: each window's first maximum (row by row) or its mean; padded cells          \
      never win a maximum and count in the mean's divisor (PyTorch's count_include_pad). */                  \
@@ -195,11 +208,45 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
         }                                                                                                    \
     }                                                                                                        \
   }                                                                                                          \
-  void bpk_maxpool2d_##S(const T *x, T *y, const size_t *g, int acc) { pool_##S(x, y, NULL, NULL, g, 0, acc); } \
+  /* max pooling without padding (the usual case): every window inside the image, no checks */             \
+  BPK_CLONES static void max_unpadded_##S(const Geom *q, const T *restrict x, T *restrict y, const T *restrict dy, \
+                                          T *restrict dx, int acc) {                                         \
+    size_t planes = q->n * q->c, plane = q->h * q->w;                                                        \
+    for (size_t p = 0; p < planes; p++)                                                                      \
+      for (size_t oy = 0; oy < q->ho; oy++)                                                                  \
+        for (size_t ox = 0; ox < q->wo; ox++) {                                                              \
+          size_t first = p * plane + oy * q->sh * q->w + ox * q->sw, best = first;                           \
+          T m = x[first];                                                                                    \
+          for (size_t ky = 0; ky < q->kh; ky++)                                                              \
+            for (size_t kx = 0; kx < q->kw; kx++) {                                                          \
+              size_t i = first + ky * q->w + kx;                                                             \
+              if (x[i] > m) { /* strictly: the first maximum keeps it */                                    \
+                m = x[i];                                                                                    \
+                best = i;                                                                                    \
+              }                                                                                              \
+            }                                                                                                \
+          size_t at = (p * q->ho + oy) * q->wo + ox;                                                         \
+          if (y)                                                                                             \
+            y[at] = acc ? y[at] + m : m;                                                                     \
+          else                                                                                               \
+            dx[best] += dy[at];                                                                              \
+        }                                                                                                    \
+  }                                                                                                          \
+  void bpk_maxpool2d_##S(const T *x, T *y, const size_t *g, int acc) {                                       \
+    Geom q = geom_of(g);                                                                                     \
+    if (q.ph == 0 && q.pw == 0)                                                                              \
+      max_unpadded_##S(&q, x, y, NULL, NULL, acc);                                                           \
+    else                                                                                                     \
+      pool_##S(x, y, NULL, NULL, g, 0, acc);                                                                 \
+  }                                                                                                          \
   void bpk_avgpool2d_##S(const T *x, T *y, const size_t *g, int acc) { pool_##S(x, y, NULL, NULL, g, 1, acc); } \
   void bpk_maxpool2d_dx_##S(const T *x, const T *dy, T *dx, const size_t *g, int acc) {                      \
     if (!acc) memset(dx, 0, sizeof(T) * g[BPK_N] * g[BPK_C] * g[BPK_H] * g[BPK_W]);                         \
-    pool_##S(x, NULL, dy, dx, g, 0, 1);                                                                      \
+    Geom q = geom_of(g);                                                                                     \
+    if (q.ph == 0 && q.pw == 0)                                                                              \
+      max_unpadded_##S(&q, x, NULL, dy, dx, 1);                                                              \
+    else                                                                                                     \
+      pool_##S(x, NULL, dy, dx, g, 0, 1);                                                                    \
   }                                                                                                          \
   void bpk_avgpool2d_dx_##S(const T *dy, T *dx, const size_t *g, int acc) {                                  \
     if (!acc) memset(dx, 0, sizeof(T) * g[BPK_N] * g[BPK_C] * g[BPK_H] * g[BPK_W]);                         \

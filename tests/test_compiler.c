@@ -68,6 +68,23 @@ static void test_parser_initialisers(void **state) {
   free_ctx(c);
 }
 
+/* he and glorot take a matrix's fans, and a convolution kernel's once it is
+ * used as one: fan_in = C/G * kh * kw, fan_out = O/G * kh * kw. */
+static void test_initialiser_fans(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("param W[6, 4] ~ he\nparam V[6, 4]\nparam K[8, 2, 3, 5] ~ he\nparam G[8, 2, 3, 5]\n"
+                      "input x[4, 7, 7]\n"
+                      "loss = sum(W) + sum(V) + sum(conv2d(x, K, groups=2)) + sum(conv2d(x, G, groups=2))\n");
+  Decl *W = c->params.items[0], *V = c->params.items[1], *K = c->params.items[2], *G = c->params.items[3];
+  assert_int_equal(W->init, INIT_NORMAL); /* he: normal(0, sqrt(2 / fan_in)) */
+  assert_true(W->init_a == 0 && fabs(W->init_b - sqrt(2.0 / 6)) < 1e-15);
+  assert_int_equal(V->init, INIT_GLOROT); /* uniform(-a, a), a = sqrt(6 / (fan_in + fan_out)) */
+  assert_true(fabs(V->init_b - sqrt(6.0 / 10)) < 1e-15 && V->init_a == -V->init_b);
+  assert_true(K->init_a == 0 && fabs(K->init_b - sqrt(2.0 / 30)) < 1e-15);      /* 2 * 3 * 5 */
+  assert_true(fabs(G->init_b - sqrt(6.0 / (30 + 60))) < 1e-15);                /* + 8 / 2 * 3 * 5 */
+  free_ctx(c);
+}
+
 /* ---- shapes ---------------------------------------------------------------------- */
 
 static void test_shape_broadcast(void **state) {
@@ -318,6 +335,20 @@ static void test_row_view_keeps_its_base(void **state) {
     assert_true(g[0] == -36 && g[1] == -36 && g[2] == 36 && g[3] == 36);
     model_free(m);
   }
+}
+
+/* A window of equal values sends its gradient to the first of them, row by
+ * row, as max does (the generated loops; the kernels have their own test). */
+static void test_maxpool_ties_go_to_the_first(void **state) {
+  (void)state;
+  Model *m = model_from_source("p.bp", "param x[1, 2, 4] = [[[3, 3, 1, 5], [3, 3, 5, 5]]]\n"
+                                       "param w[1, 1, 2] = [[[2, 7]]]\nloss = sum(maxpool2d(x, 2) * w)\n");
+  double p[10], g[10];
+  m->init(p, 0);
+  assert_true(m->backward(p, NULL, g) == 2 * 3 + 7 * 5);
+  const double want[10] = {2, 0, 0, 7, 0, 0, 0, 0, 3, 5};
+  assert_memory_equal(g, want, sizeof g);
+  model_free(m);
 }
 
 static void test_known_local_derivatives(void **state) {
@@ -669,6 +700,8 @@ int main(void) {
       cmocka_unit_test(test_parser_precedence),
       cmocka_unit_test(test_parser_statements),
       cmocka_unit_test(test_parser_initialisers),
+      cmocka_unit_test(test_initialiser_fans),
+      cmocka_unit_test(test_maxpool_ties_go_to_the_first),
       cmocka_unit_test(test_shape_broadcast),
       cmocka_unit_test(test_shape_inference),
       cmocka_unit_test(test_ir_hash_consing),
