@@ -59,27 +59,55 @@ static void model_info(const Ctx *c, const char *unbatched_why, ModelInfo *mi) {
   if (unbatched_why) mi->unbatched_why = arena_strndup(&mi->arena, unbatched_why, strlen(unbatched_why));
 }
 
-/* Emits the compiled c in the JIT's form and loads it. */
-static JitModel *load_compiled(Ctx *c, const JitOptions *jo, double t0) {
-  int cc = jo && jo->use_cc;
+/* --jit auto: the system C compiler for a model with convolutions or
+ * pooling, whose large elementwise loops (biases, relu, their gradients
+ * over every pixel of every channel) gcc vectorises and tcc does not;
+ * tcc, which starts in milliseconds, for the rest. */
+static int wants_cc(const Ctx *c) {
+  for (int i = 0; i < c->nodes.len; i++)
+    if (op_is_window(((const Node *)c->nodes.items[i])->op)) return 1;
+  return 0;
+}
+
+/* Emits the compiled c in the JIT's form, for tcc or for the system C
+ * compiler (cc), and loads it; NULL with *err set when it cannot. */
+static JitModel *emit_and_load(Ctx *c, const JitOptions *jo, char **err) {
   const char *unbatched_why = NULL;
   Buf text = {0}, header = {0};
   EmitOptions eo = {.prefix = JIT_PREFIX,
-                    .use_float = jo && jo->use_float,
+                    .use_float = jo->use_float,
                     .self_contained = 1,
                     .jit_kernels = 1,
-                    .batch = jo ? jo->batch : 0,
-                    .part_nodes = cc ? 0 : -1, /* long functions in parts only for gcc */
+                    .batch = jo->batch,
+                    .part_nodes = jo->use_cc ? 0 : -1, /* long functions in parts only for gcc */
                     .batch_why = &unbatched_why};
   emit_c(c, &eo, &text, &header);
   ModelInfo info;
   model_info(c, unbatched_why, &info);
-  char *err = NULL;
-  JitModel *m = jit_load_c(text.data, text.len, &info, jo, &err);
+  JitModel *m = jit_load_c(text.data, text.len, &info, jo, err);
   buf_free(&text);
   buf_free(&header);
+  return m;
+}
+
+/* Compiles and loads with the compiler asked for. --jit auto that chose cc
+ * falls back to tcc when cc cannot build the model (no compiler installed,
+ * no writable cache): auto is a choice of speed, never a new way to fail. */
+static JitModel *load_compiled(Ctx *c, const JitOptions *asked, double t0) {
+  JitOptions jo = asked ? *asked : (JitOptions){0};
+  int fallback = jo.use_cc < 0;
+  if (jo.use_cc < 0) jo.use_cc = wants_cc(c);
+  char *err = NULL;
+  JitModel *m = emit_and_load(c, &jo, &err);
+  if (!m && fallback && jo.use_cc) {
+    free(err);
+    err = NULL;
+    jo.use_cc = 0;
+    m = emit_and_load(c, &jo, &err);
+  }
   if (!m) {
-    fprintf(stderr, "bpc: internal error: %s\n", err);
+    /* cc can fail for reasons of the machine (none installed, no cache); tcc only on bpc's own C */
+    fprintf(stderr, "bpc: %s%s\n", jo.use_cc ? "" : "internal error: ", err);
     free(err);
     return NULL;
   }

@@ -54,8 +54,9 @@ static const char train_help[] =
     "  --metric accuracy|mse|mae|none   what to report besides the loss (default: accuracy when the\n"
     "                       target holds classes -- one-hot rows, labels, or a scalar 0/1 -- else none)\n"
     "  --quiet              print nothing but errors\n"
-    "  --jit tcc|cc         compile in memory with TinyCC (default), or build a shared object with\n"
-    "                       the system C compiler (optimised; cached by content in ~/.cache/bpc)\n";
+    "  --jit auto|tcc|cc    compile in memory with TinyCC, or build a shared object with the system\n"
+    "                       C compiler (optimised; cached by content in ~/.cache/bpc); auto (the\n"
+    "                       default): cc for a model with convolutions or pooling, else tcc\n";
 
 static const char eval_help[] =
     "usage: bpc eval MODEL.bp --load PARAMS --data INPUT=FILE... [--target INPUT] [--metric M] [--threads N]\n"
@@ -126,6 +127,7 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *acce
   o->seed = 1;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   o->threads = cores > 0 ? (int)cores : 1;
+  o->use_cc = -1; /* --jit auto */
   CliArg *args = malloc(sizeof(CliArg) * (size_t)argc);
   int nargs = cli_parse(argc, argv, o->command, accepted, help, args);
   for (int i = 0; i < nargs; i++) {
@@ -172,8 +174,9 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *acce
     else if (!strcmp(a, "-o"))
       o->out = v;
     else if (!strcmp(a, "--jit")) {
-      if (strcmp(v, "tcc") && strcmp(v, "cc")) cli_usage_error("--jit takes tcc or cc, not '%s'", v);
-      o->use_cc = !strcmp(v, "cc");
+      if (strcmp(v, "tcc") && strcmp(v, "cc") && strcmp(v, "auto"))
+        cli_usage_error("--jit takes auto, tcc or cc, not '%s'", v);
+      o->use_cc = !strcmp(v, "cc") ? 1 : !strcmp(v, "tcc") ? 0 : -1;
     } else if (!strcmp(a, "--optim")) {
       if (!strcmp(v, "sgd"))
         o->optim = OPT_SGD;
@@ -379,7 +382,7 @@ static int run_predict(int argc, char **argv) {
 }
 
 static const char bench_help[] =
-    "usage: bpc bench MODEL.bp [--batch N] [--float] [--jit tcc|cc] [-D NAME=INT]\n"
+    "usage: bpc bench MODEL.bp [--batch N] [--float] [--jit auto|tcc|cc] [-D NAME=INT]\n"
     "Times the model's forward, backward and batched backward through the JIT (median of 7 runs,\n"
     "each long enough to measure), at the initial parameters and random inputs, and prints ops,\n"
     "flops and memory per example. --jit cc builds the model with the system C compiler instead.\n";
@@ -470,7 +473,7 @@ static int run_bench(int argc, char **argv) {
   compute_stats(&lm.ctx, &st);
   printf("%s: %lld parameters, %lld inputs per example, %s\n", o.model, (long long)m->nparams,
          (long long)m->ninputs, o.use_float ? "float" : "double");
-  printf("compile (bpc and %s):  %8.2f ms\n", o.use_cc ? "cc " : "tcc", 1000 * compile);
+  printf("compile (bpc and %s):  %8.2f ms\n", m->dl ? "cc " : "tcc", 1000 * compile);
   printf("forward:                %10.3f us per example\n", 1e6 * t[0]);
   printf("backward:               %10.3f us per example (%.2fx forward; it includes the forward)\n",
          1e6 * t[1], t[1] / t[0]);

@@ -120,6 +120,7 @@ static void parse(InspectOptions *o, int argc, char **argv, const char *help) {
   memset(o, 0, sizeof *o);
   o->command = argv[0];
   o->points = 4;
+  o->use_cc = -1; /* --jit auto */
   o->tol = 1e-6;
   o->seed = 1;
   CliArg *args = malloc(sizeof(CliArg) * (size_t)argc);
@@ -148,8 +149,9 @@ static void parse(InspectOptions *o, int argc, char **argv, const char *help) {
     else if (!strcmp(a, "--test-perturb-gradient"))
       o->perturb = v;
     else if (!strcmp(a, "--jit")) {
-      if (strcmp(v, "tcc") && strcmp(v, "cc")) cli_usage_error("--jit takes tcc or cc, not '%s'", v);
-      o->use_cc = !strcmp(v, "cc");
+      if (strcmp(v, "tcc") && strcmp(v, "cc") && strcmp(v, "auto"))
+        cli_usage_error("--jit takes auto, tcc or cc, not '%s'", v);
+      o->use_cc = !strcmp(v, "cc") ? 1 : !strcmp(v, "tcc") ? 0 : -1;
     } else if (!strcmp(a, "-D")) {
       if (o->ndefines == 64 || !cli_parse_define(v, &o->defines[o->ndefines++]))
         cli_usage_error("-D takes NAME=INT, got '%s'", v);

@@ -2,11 +2,13 @@
  * tcc compiles the straight-line code in milliseconds; the heavy tensor
  * work goes to kernels.c, compiled into bpc at -O3. */
 #include <dlfcn.h>
+#include <errno.h>
 #include <libtcc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kernels.h"
@@ -101,31 +103,60 @@ void *jit_symbol(void *tcc, const char *name) { return tcc_get_symbol(tcc, name)
 
 /* ---- the cc backend: a shared object built once per distinct C text ---------- */
 
-static const char *cache_dir(void) {
-  static char dir[512];
+/* Where shared objects are cached: $BPC_CACHE_DIR, $XDG_CACHE_HOME/bpc,
+ * ~/.cache/bpc, or a directory of the user's own in /tmp (malloc'd). */
+static char *cache_dir(void) {
   const char *env = getenv("BPC_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-  if (env && *env)
-    snprintf(dir, sizeof dir, "%s", env);
-  else if (xdg && *xdg)
-    snprintf(dir, sizeof dir, "%s/bpc", xdg);
-  else if (home && *home)
-    snprintf(dir, sizeof dir, "%s/.cache/bpc", home);
-  else
-    snprintf(dir, sizeof dir, "/tmp/bpc-cache-%d", (int)getuid());
-  return dir;
+  if (env && *env) return str_printf("%s", env);
+  if (xdg && *xdg) return str_printf("%s/bpc", xdg);
+  if (home && *home) return str_printf("%s/.cache/bpc", home);
+  return str_printf("/tmp/bpc-cache-%d", (int)getuid());
+}
+
+/* mkdir -p: each prefix of the path that is missing, made in turn. */
+static int make_dirs(const char *path) {
+  char *p = str_printf("%s", path);
+  int ok = 1;
+  for (char *s = p + 1; ok; s++) {
+    int end = *s == '\0';
+    if (*s != '/' && !end) continue;
+    *s = '\0';
+    ok = mkdir(p, 0755) == 0 || errno == EEXIST;
+    if (end) break;
+    *s = '/';
+  }
+  free(p);
+  return ok;
+}
+
+/* Runs a shell command; its output (stdout and stderr) is returned in *out,
+ * so that a failing compiler's messages go into the error, not onto the
+ * user's terminal. Returns 1 when the command exits 0. */
+static int run_captured(const char *cmd, char **out) {
+  Buf b = {0};
+  FILE *pipe = popen(cmd, "r");
+  if (!pipe) return 0;
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, pipe)) > 0) buf_append(&b, chunk, n);
+  int status = pclose(pipe);
+  buf_append(&b, "", 1);
+  *out = b.data;
+  return status == 0;
 }
 
 static const char CC_FLAGS[] = "-O2 -march=native -ffp-contract=fast -fPIC -shared -w";
 
 /* Returns a dlopen handle for the C text, compiling it only if no shared
- * object for the same text (and flags) is cached yet. */
+ * object for the same text (and flags) is cached yet. The object is built
+ * under a name of this process's own and renamed into place, so that two
+ * runs never load each other's half-written file. */
 static void *cc_load(const char *csrc, size_t len, char **err) {
-  const char *dir = cache_dir();
-  char *mk = str_printf("mkdir -p '%s'", dir);
-  int rc = system(mk);
-  free(mk);
-  if (rc != 0) {
-    *err = str_printf("cannot create the cache directory %s", dir);
+  *err = NULL;
+  char *dir = cache_dir();
+  if (!make_dirs(dir)) {
+    *err = str_printf("cannot create the cache directory %s: %s", dir, strerror(errno));
+    free(dir);
     return NULL;
   }
   uint64_t h = hash_bytes(CC_FLAGS, sizeof CC_FLAGS, hash_bytes(csrc, len, 0xCBF29CE484222325u));
@@ -137,11 +168,18 @@ static void *cc_load(const char *csrc, size_t len, char **err) {
     FILE *f = fopen(c_path, "w");
     int ok = f && fwrite(csrc, 1, len, f) == len;
     if (f && fclose(f)) ok = 0;
-    char *cmd = str_printf("cc %s -o '%s' '%s' 2>&1", CC_FLAGS, tmp_so, c_path);
-    ok = ok && system(cmd) == 0 && rename(tmp_so, so) == 0;
+    char *cmd = str_printf("cc %s -o '%s' '%s' 2>&1", CC_FLAGS, tmp_so, c_path), *said = NULL;
+    if (!ok)
+      *err = str_printf("cannot write %s: %s", c_path, strerror(errno));
+    else if (!run_captured(cmd, &said))
+      *err = str_printf("the system C compiler could not build the model (%s)%s%s", cmd, said && *said ? ":\n" : "",
+                        said ? said : "");
+    else if (rename(tmp_so, so) != 0)
+      *err = str_printf("cannot rename %s to %s: %s", tmp_so, so, strerror(errno));
+    ok = ok && !*err;
     unlink(c_path);
     unlink(tmp_so);
-    if (!ok) *err = str_printf("the system C compiler could not build the model (%s)", cmd);
+    free(said);
     free(cmd);
     free(c_path);
     free(tmp_so);
@@ -149,6 +187,7 @@ static void *cc_load(const char *csrc, size_t len, char **err) {
     if (ok && !dl) *err = str_printf("cannot load %s: %s", so, dlerror());
   }
   free(so);
+  free(dir);
   return dl;
 }
 
@@ -161,14 +200,16 @@ JitModel *jit_load_c(const char *csrc, size_t len, ModelInfo *info, const JitOpt
   if (!m) out_of_memory();
   m->info = *info;
   memset(info, 0, sizeof *info); /* the model owns its arena now */
-  if (jo && jo->use_cc)
+  if (jo && jo->use_cc > 0)
     m->dl = cc_load(csrc, len, err);
   else
     m->tcc = jit_compile_c(csrc, err);
-  if (!m->tcc && !m->dl) {
-    char *why = *err;
-    *err = str_printf("the generated C did not compile:\n%s", why);
-    free(why);
+  if (!m->tcc && !m->dl) { /* cc's message says what failed; tcc's is about the C */
+    if (!(jo && jo->use_cc > 0)) {
+      char *why = *err;
+      *err = str_printf("the generated C did not compile:\n%s", why);
+      free(why);
+    }
     jit_free(m);
     return NULL;
   }

@@ -78,7 +78,8 @@ typedef struct JitModel {
 typedef struct JitOptions {
   int use_float; /* the C's bp_real is float */
   int batch;     /* also emit functions for this many examples at once (> 1): for whoever emits the C */
-  int use_cc;    /* build a shared object with the system C compiler instead of tcc */
+  int use_cc;    /* 1: build a shared object with the system C compiler instead of tcc; -1: decide (for
+                    whoever emits the C: cli/build.c picks cc for a model with convolutions) */
 } JitOptions;
 
 /* Loads generated C (JIT form: self-contained, with kernels, named with

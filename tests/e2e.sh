@@ -13,6 +13,8 @@ bad() { fail=$((fail + 1)); echo "e2e FAIL: $*"; }
 check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
 
 cd "$T"
+# shared objects of --jit cc (and of --jit auto's choice of it) stay in the test's directory
+export BPC_CACHE_DIR="$T/cache-all"
 
 # help, version, usage errors
 "$BPC" --help >out.txt; check "--help exits 0" test $? -eq 0
@@ -146,7 +148,7 @@ check "jit cc cache: one object for one model" test "$(ls "$T/cache" | grep -c '
 check "jit cc repeats exactly" test "$(cut -d, -f2 cc.log)" = "$(cut -d, -f2 cc2.log)"
 "$BPC" check "$S/two_layer.bp" --jit cc >/dev/null; check "check with jit cc" test $? -eq 0
 "$BPC" train lin.bp --data lin.csv --jit gcc 2>err.txt; check "bad --jit exit 2" test $? -eq 2
-unset BPC_CACHE_DIR
+export BPC_CACHE_DIR="$T/cache-all"
 
 # nothing lost: --save onto the --load file, and Ctrl-C saves and stops
 "$BPC" train lin.bp --data lin.csv --epochs 2 --lr 0.1 --load lin.params --save lin.params --quiet
@@ -516,6 +518,11 @@ check "conv lecture: grad by hand" cmp -s conv_grad.txt conv_want.txt
 check "conv lecture: explain names the adjoint" grep -qx "  d conv2d(x, K)/dK: sends back conv2d_dk(x, G)" conv_explain.txt
 "$BPC" graph "$ROOT/samples/conv_lecture.bp" -o conv.dot
 check "conv lecture: graph shows the kernel" grep -q 'label="conv2d\\nkernel \[1,1,3,3\]' conv.dot
+# a window of equal values sends its gradient to the first (the interpreter's loops)
+printf 'param x[1, 2, 4] = [[[3, 3, 1, 5], [3, 3, 5, 5]]]\nparam w[1, 1, 2] = [[[2, 7]]]\nloss = sum(maxpool2d(x, 2) * w)\n' >ties.bp
+"$BPC" grad ties.bp >ties.txt
+check "maxpool ties: the first maximum" grep -qx '  \[0,1\] \[0, 0, 0, 0\]' ties.txt
+check "maxpool ties: row 0" grep -qx '  \[0,0\] \[2, 0, 0, 7\]' ties.txt
 # a small CNN learns horizontal from vertical bars on 8x8 images (300 examples)
 cat >bars.bp <<'BP'
 param K[4, 1, 3, 3] ~ he
@@ -540,10 +547,27 @@ check "CNN: the loss falls" awk -F, 'NR == 2 { first = $2 } END { exit !($2 < fi
 check "CNN: learned" awk -F, 'END { exit !($3 > 0.95) }' bars.log
 "$BPC" train bars.bp --data img=barx.csv --data label=bary.csv --epochs 1 --batch 16 --seed 3 --threads 1 --jit cc \
   --log bars_cc.log --quiet
-"$BPC" train bars.bp --data img=barx.csv --data label=bary.csv --epochs 1 --batch 16 --seed 3 --threads 1 \
+"$BPC" train bars.bp --data img=barx.csv --data label=bary.csv --epochs 1 --batch 16 --seed 3 --threads 1 --jit tcc \
   --log bars_tcc.log --quiet
 check "CNN: cc and tcc train alike" awk -F, 'NR == FNR { a = $2; next } END { d = a - $2; exit !(d < 1e-9 && d > -1e-9) }' \
   bars_cc.log bars_tcc.log
+# --jit auto (the default) builds a model with convolutions with cc, and falls back to tcc without one
+export BPC_CACHE_DIR="$T/cache-auto"
+"$BPC" train bars.bp --data img=barx.csv --data label=bary.csv --epochs 1 --batch 16 --seed 3 --threads 1 \
+  --log bars_auto.log --quiet
+check "jit auto: a CNN is built by cc" test "$(ls "$T/cache-auto" | grep -c '\.so$')" -eq 1
+mkdir nocc
+BPC_CACHE_DIR="$T/cache-nocc" PATH="$T/nocc" "$BPC" train bars.bp --data img=barx.csv --data label=bary.csv \
+  --epochs 1 --batch 16 --seed 3 --threads 1 --log bars_nocc.log --quiet >nocc.txt 2>&1
+check "jit auto without cc: exit 0" test $? -eq 0
+check "jit auto without cc: quiet" test ! -s nocc.txt
+check "jit auto without cc: tcc's result" test "$(cut -d, -f1-5 bars_nocc.log)" = "$(cut -d, -f1-5 bars_tcc.log)"
+BPC_CACHE_DIR="$T/cache-nocc" PATH="$T/nocc" "$BPC" train bars.bp --data img=barx.csv --data label=bary.csv --epochs 1 \
+  --jit cc 2>err.txt
+check "jit cc without cc: exit 1" test $? -eq 1
+check "jit cc without cc: says so" grep -q "^bpc: the system C compiler could not build the model (cc -O2 " err.txt
+check "jit cc without cc: the shell's reason" grep -q "cc: not found" err.txt
+export BPC_CACHE_DIR="$T/cache-all"
 # ---- end of issue 13 ----
 
 echo "e2e: $pass passed, $fail failed"
