@@ -27,7 +27,7 @@ $(B)/support/%.o:  INCS = -Isupport
 $(B)/compiler/%.o: INCS = -Isupport -Icompiler
 $(B)/runtime/%.o:  INCS = -Isupport -Iruntime
 
-.PHONY: all test run-tests unit e2e golden demo demo-cnn deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels docs-images mutate
+.PHONY: all test run-tests unit e2e golden demo demo-cnn deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels bench-cnn docs-images mutate
 FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc
 
@@ -160,7 +160,13 @@ $(B)/ad_bench: bench/ad_bench.c $(B)/libbpc.a
 	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $< $(B)/libbpc.a $(LDLIBS)
 bench-ad: $(B)/bpc $(B)/ad_bench
 	bench/ad_bench.sh
-bench: bench-ad bench-compile bench-train bench-kernels
+$(B)/peak: bench/peak.c | $(B)
+	$(CC) $(CSTD) -O2 -ffp-contract=fast $(WARN) -o $@ $<
+# the CNN of samples/fashion_cnn.bp (and a narrower one) against PyTorch, and as a fraction of the peak
+bench-cnn: $(B)/bpc $(B)/peak
+	scripts/install-deps.sh --bench
+	bench/cnn_bench.sh $(B)/bpc $(B)/peak
+bench: bench-ad bench-compile bench-train bench-kernels bench-cnn
 $(B)/compile_bench: bench/compile_bench.c $(B)/libbpc.a
 	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $< $(B)/libbpc.a $(LDLIBS)
 bench-compile: $(B)/compile_bench
