@@ -20,7 +20,7 @@ for net in 16:32 4:8; do
   c1=${net%%:*} c2=${net##*:}
   sed -e "s/K1\[16,/K1[$c1,/; s/c1\[16\]/c1[$c1]/; s/K2\[32, 16,/K2[$c2, $c1,/; s/c2\[32\]/c2[$c2]/; s/W1\[1568,/W1[$((c2 * 49)),/" \
     samples/fashion_cnn.bp >"$T/cnn.bp"
-  flops=$("$BPC" "$T/cnn.bp" --stats -o "$T/cnn.c" | awk '/^forward:/ { f = $4 } /^backward:/ { b = $4 } END { print f + b }')
+  flops=$("$BPC" "$T/cnn.bp" --stats -o "$T/cnn.c" | awk '/^forward:/ { f = $4 } /^backward:/ { b = $4 } END { printf "%d", f + b }')
   for spec in 64:6400 8:1600; do
     b=${spec%%:*} n=${spec##*:}
     "$BPC" train "$T/cnn.bp" --float --threads 1 --batch "$b" --optim adam --lr 0.001 --epochs 1 --limit "$n" \

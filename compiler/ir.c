@@ -282,6 +282,9 @@ Node *ir_index(Ctx *c, Node *a, int64_t offset, Shape s) {
 }
 
 Node *ir_scatter(Ctx *c, Node *g, int64_t offset, Shape full) {
+  /* g fills all of it (the adjoint of a reshape or flatten): the same
+     elements under the other shape, a view, not a cleared copy */
+  if (shape_numel(g->shape) == shape_numel(full)) return ir_reshape(c, g, full);
   return build(c, OP_SCATTER, full, g, NULL, 0, (Attr){.offset = offset});
 }
 

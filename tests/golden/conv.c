@@ -389,6 +389,8 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
   for (size_t i = 0; i < 4; i++) d37[i] = 0;
   for (size_t i = 0; i < 4; i++)
     for (size_t j = 0; j < 36; j++) d37[i] += d36[i * 36 + j];
+  /* line 7: backward index [4] */
+  const bp_real *const d38 = d37 + 0;
   /* line 7: backward conv2d_dk [4,2,3,3] */
   if (acc) {
     for (long oc = 0; oc < 4; oc++) {
@@ -436,13 +438,10 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
     }
   }
   /* gradient terms not already added in place */
-  /* line 7: backward scatter [4] */
-  if (acc) {
-    for (size_t i = 0; i < 4; i++) grad_c1[0 + i] += d37[i];
-  } else {
-    for (size_t i = 0; i < 4; i++) grad_c1[i] = 0;
-    for (size_t i = 0; i < 4; i++) grad_c1[0 + i] += d37[i];
-  }
+  if (acc)
+    for (size_t i = 0; i < 4; i++) grad_c1[i] += d38[i];
+  else
+    for (size_t i = 0; i < 4; i++) grad_c1[i] = d38[i];
   return loss;
 }
 
