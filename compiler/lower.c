@@ -49,6 +49,7 @@ typedef struct Lowerer {
   Context cx;
   Binding *calls[MAX_CALL_DEPTH]; /* the user functions being inlined, outermost first */
   int ncalls, ndefs;
+  int64_t unrolled; /* statements lowered so far, each iteration and call counted: bounded like the file's */
   struct Frame *frames; /* lower_expr's stacks, shared by nested calls (a function's body) */
   struct Node **vals;
   int fcap, vcap, nf, nv;
@@ -1245,6 +1246,7 @@ static void assign(Lowerer *L, Stmt *s) {
 }
 
 static void lower_stmts(Lowerer *L, PtrVec *stmts, Node **ret);
+static void count_unrolled(Lowerer *L, Loc at);
 
 /* for i in lo..hi { body }: the body once per i, each time in a scope of
  * its own (names first made there are the iteration's), values made
@@ -1265,6 +1267,7 @@ static void lower_loop(Lowerer *L, Stmt *s) {
                                s->name, (long long)i);
     c->diag_note = arena_printf(&c->arena, "(in the loop at line %d, %s = %lld)%s%s", s->loc.line, s->name,
                                 (long long)i, note ? " " : "", note ? note : "");
+    count_unrolled(L, s->loc); /* an empty body's iterations count too */
     define(L, s->name, s->name_loc, B_LOOPVAR)->dim = i;
     lower_stmts(L, &s->body, NULL);
     close_scope(L, mark);
@@ -1400,9 +1403,19 @@ static void lower_stmt(Lowerer *L, Stmt *s, Node **ret) {
 
 /* Statements one after another; nesting (a loop in a loop, a call in a
  * body) is bounded by the parser's brace limit and MAX_CALL_DEPTH. */
+/* Loops and calls repeat statements; the program they unroll to is held to
+ * the file's own statement limit, so a loop of a billion trivial steps
+ * stops with an error instead of running for hours. */
+static void count_unrolled(Lowerer *L, Loc at) {
+  if (++L->unrolled > BPC_MAX_STATEMENTS)
+    diag_error(L->c, at, "the loops and calls unroll to more than %d statements (the limit)", BPC_MAX_STATEMENTS);
+}
+
 static void lower_stmts(Lowerer *L, PtrVec *stmts, Node **ret) {
-  for (int i = 0; i < stmts->len; i++)
+  for (int i = 0; i < stmts->len; i++) {
+    count_unrolled(L, ((Stmt *)stmts->items[i])->loc);
     lower_stmt(L, stmts->items[i], ret);
+  }
 }
 
 static Loc end_of_file(Ctx *c) {

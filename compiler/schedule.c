@@ -293,8 +293,12 @@ void compute_stats(Ctx *c, Stats *st) {
   count(&fwd, 0, &st->fwd_ops, &st->fwd_flops, seen);
   schedule_function(c, &c->loss, 1, c->grad_terms, 0, &bwd);
   count(&bwd, 1, &st->bwd_ops, &st->bwd_flops, seen);
-  /* adding each gradient term into grad is work too */
+  /* adding each gradient term into grad is work too: as many additions as
+     the term has elements of its own (a slice's term, W[i]'s, is scattered
+     into its part of grad and costs that part, not all of W) */
   for (int p = 0; p < c->params.len; p++)
-    for (GradTerm *t = c->grad_terms[p]; t; t = t->next)
-      st->bwd_flops += (double)shape_numel(t->node->shape);
+    for (GradTerm *t = c->grad_terms[p]; t; t = t->next) {
+      const Node *own = t->node->op == OP_SCATTER || t->node->op == OP_SPREAD ? t->node->args[0] : t->node;
+      st->bwd_flops += (double)shape_numel(own->shape);
+    }
 }

@@ -254,6 +254,17 @@ static const ErrorCase error_cases[] = {
          "model.bp:3:8: error: f() takes 2 arguments, but 1 was given\n"
          "    3 | loss = f(x)\n"
          "      |        ^\n"),
+    /* a loop of trivial steps is bounded too, not only by the graph's nodes */
+    CASE("loop_unrolls_too_far", "param x = 1\nh = x\nfor i in 0..1000000000 {\n  h = h * 1\n}\nloss = h\n",
+         "model.bp:4:3: error: the loops and calls unroll to more than 200000 statements (the limit) (in the loop at "
+         "line 3, i = 99998)\n"
+         "    4 |   h = h * 1\n"
+         "      |   ^\n"),
+    CASE("loop_empty_too_long", "param x = 1\nfor i in 0..1000000000 {\n}\nloss = x\n",
+         "model.bp:2:1: error: the loops and calls unroll to more than 200000 statements (the limit) (in the loop at "
+         "line 2, i = 199998)\n"
+         "    2 | for i in 0..1000000000 {\n"
+         "      | ^\n"),
     CASE("loop_param", "for i in 0..2 {\n  param p\n}\nparam x\nloss = x\n",
          "model.bp:2:3: error: 'param' cannot be inside a loop (declare it before, at the top level of the file)\n"
          "    2 |   param p\n"
