@@ -609,6 +609,15 @@ static void value_text(Buf *b, const Node *n, const double *x) {
   buf_puts(b, len > 3 ? ", ...]" : "]");
 }
 
+/* A tensor of rank 3 or more (an image, a stack of matrices) shows its
+ * shape under its name, since its edges show only its first values. */
+static const char *shape_caption(const Node *n, char *out) {
+  if (n->shape.rank < 3) return "";
+  out[0] = '\\', out[1] = 'n';
+  format_dims(out + 2, n->shape.rank, n->shape.dim);
+  return out;
+}
+
 static void dot_graph(Ctx *c, const Values *v, Buf *out) {
   Schedule s;
   schedule_function(c, &c->loss, 1, NULL, 0, &s);
@@ -619,15 +628,16 @@ static void dot_graph(Ctx *c, const Values *v, Buf *out) {
       buf_printf(out, "  n%d [label=\"%g\", shape=plaintext];\n", n->id, n->value);
       continue;
     }
+    char dims[2 + BPC_DIMS_TEXT];
     if (n->op == OP_PARAM || n->op == OP_INPUT) {
-      buf_printf(out, "  n%d [label=\"%s\", shape=box, style=filled, fillcolor=\"%s\"];\n", n->id, n->name,
-                 n->op == OP_PARAM ? "#fde9c9" : "#e3eefc");
+      buf_printf(out, "  n%d [label=\"%s%s\", shape=box, style=filled, fillcolor=\"%s\"];\n", n->id, n->name,
+                 shape_caption(n, dims), n->op == OP_PARAM ? "#fde9c9" : "#e3eefc");
       continue;
     }
     int window = op_is_window(n->op); /* its kernel or window under its name */
-    buf_printf(out, "  n%d [label=\"%s%s%s%s%s\", shape=%s];\n", n->id, op_label(n), window ? "\\n" : "",
+    buf_printf(out, "  n%d [label=\"%s%s%s%s%s%s\", shape=%s];\n", n->id, op_label(n), window ? "\\n" : "",
                window ? window_caption(c, n) : "", n->name ? "\\n" : "", n->name ? n->name : "",
-               window ? "box, style=rounded" : n == c->loss ? "doublecircle" : "circle");
+               shape_caption(n, dims), window ? "box, style=rounded" : n == c->loss ? "doublecircle" : "circle");
   }
   /* one edge per argument; values above in black, gradients below in red */
   for (int i = 0; i < s.order.len; i++) {

@@ -279,6 +279,12 @@ check "param in a loop writes no file" test ! -e loopparam.c -a ! -e loopparam.h
 check "param in a loop says where" grep -q "^loopparam.bp:3:3: error: 'param' cannot be inside a loop" err.txt
 "$BPC" graph "$S/residual.bp" --format dot -o res.dot
 check "graph draws each call of a function as a cluster" test "$(grep -c '^    label="block(), called at line 22 (i = [0-3])"' res.dot)" -eq 4
+# a tensor of rank 3 or more shows its shape in the graph (its edges show only its first values)
+printf 'param T[2, 2, 3, 3]\ninput x[3, 3]\nloss = sum(relu(T * x))\n' >rank4.bp
+"$BPC" graph rank4.bp -o rank4.dot
+check "graph: a rank-4 param shows its shape" grep -q 'n0 \[label="T\\n\[2,2,3,3\]", shape=box' rank4.dot
+check "graph: a rank-4 op shows its shape" grep -q 'label="relu\\n\[2,2,3,3\]", shape=circle' rank4.dot
+check "graph: a matrix shows none" grep -q 'n1 \[label="x", shape=box' rank4.dot
 "$BPC" "$S/residual.bp" -o res.c
 check "the C names the call a value was made in" grep -q '/\* line 16, in block(), called at line 22 (i = 2): f_2 = relu \[8\] \*/' res.c
 check "grad --set" test "$("$BPC" grad "$S/xyz.bp" --set x=1 --set z=2)" = "$(printf 'loss = 12\ndloss/dx = 2\ndloss/dy = 2\ndloss/dz = 6')"
