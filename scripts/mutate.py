@@ -4,6 +4,9 @@ to a copy of the tree (the user's checkout is never touched), runs `make
 test` there, and reports the mutations the suite did not catch.
 
 Usage: scripts/mutate.py [--only SUBSTRING] [--jobs N]
+       scripts/mutate.py --check   only checks that each mutation's text occurs
+                                   exactly once in its file (make test runs it,
+                                   so a change that moves a text shows at once)
 Exit status: 0 when every mutation was caught, 1 when one survived."""
 import os
 import shutil
@@ -29,18 +32,33 @@ def read_mutations(path):
     return out
 
 
+def stale(mutations):
+    """The mutations whose text is not in their file exactly once."""
+    out = []
+    for n, path, old, _ in mutations:
+        with open(os.path.join(ROOT, path)) as f:
+            count = f.read().count(old)
+        if count != 1:
+            out.append(f"tests/mutations.txt:{n}: the text occurs {count} times in {path} (must be once)")
+    return out
+
+
 def main():
     only = None
     jobs = "2"
     args = sys.argv[1:]
     while args:
         a = args.pop(0)
+        if a == "--check":
+            problems = stale(read_mutations(os.path.join(ROOT, "tests", "mutations.txt")))
+            print("\n".join(problems) if problems else "mutations: every text found once")
+            sys.exit(1 if problems else 0)
         if a == "--only" and args:
             only = args.pop(0)
         elif a == "--jobs" and args:
             jobs = args.pop(0)
         else:
-            sys.exit("usage: scripts/mutate.py [--only SUBSTRING] [--jobs N]")
+            sys.exit("usage: scripts/mutate.py [--only SUBSTRING] [--jobs N] | --check")
     mutations = read_mutations(os.path.join(ROOT, "tests", "mutations.txt"))
     if only:
         mutations = [m for m in mutations if only in m[1] or only in m[2]]
