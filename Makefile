@@ -8,6 +8,9 @@ CSTD     = -std=c11 -D_GNU_SOURCE
 B        = build
 INCS     = -Isupport -Icompiler -Iruntime -Icli -I$(B)
 LDLIBS   = -ltcc -lz -lm -ldl -lpthread -rdynamic
+# Open MPI's plugin is built where mpicc is installed (scripts/install-deps.sh installs it)
+MPICC      := $(shell command -v mpicc 2>/dev/null)
+MPI_PLUGIN  = $(if $(MPICC),$(B)/libbpc-mpi.so)
 
 # the layers (compiler/bpc.h's opening comment): support/ under everything;
 # compiler/ and runtime/ each on support/ alone; cli/ on all of them
@@ -15,7 +18,8 @@ SUPPORT_SRC  = $(wildcard support/*.c)
 COMPILER_SRC = compiler/diag.c compiler/ast.c compiler/shape.c compiler/ops.c compiler/ir.c \
                compiler/simplify.c compiler/window.c compiler/lower.c compiler/autodiff.c compiler/schedule.c compiler/plan.c \
                compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c
-RUNTIME_SRC  = $(wildcard runtime/*.c)
+# mpi_plugin.c is built with mpicc into libbpc-mpi.so, never into bpc (runtime/dist.c)
+RUNTIME_SRC  = $(filter-out runtime/mpi_plugin.c,$(wildcard runtime/*.c))
 # the command line: every command but main (cli/main.c) goes into the library too, for the tests
 CLI_SRC      = cli/options.c cli/outputs.c cli/build.c cli/commands.c cli/inspect.c
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
@@ -29,7 +33,7 @@ $(B)/runtime/%.o:  INCS = -Isupport -Iruntime
 
 .PHONY: all test run-tests unit e2e golden demo demo-cnn deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels bench-cnn docs-images mutate
 FASHION = /usr/share/datasets/fashion-mnist
-all: $(B)/bpc
+all: $(B)/bpc $(MPI_PLUGIN)
 
 $(B)/parser.c $(B)/parser.h: grammar/parser.y | $(B)
 	bison -Wall -Werror -d -o $(B)/parser.c $<
@@ -59,6 +63,9 @@ $(B)/libbpc.a: $(LIB_OBJ)
 	ar rcs $@ $^
 $(B)/bpc: $(B)/cli/main.o $(B)/libbpc.a
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+# the Open MPI plugin (runtime/dist.c loads it under mpirun)
+$(B)/libbpc-mpi.so: runtime/mpi_plugin.c runtime/runtime.h support/support.h | $(B)
+	$(MPICC) $(CSTD) $(CFLAGS) $(WARN) -Isupport -Iruntime -fPIC -shared -o $@ $<
 $(B):
 	mkdir -p $(B)
 
@@ -110,9 +117,10 @@ format:
 	clang-format -i support/*.c support/*.h compiler/*.c compiler/*.h runtime/*.c runtime/*.h cli/*.c cli/*.h \
 	  tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h bench/*.c
 
-install: $(B)/bpc
+install: $(B)/bpc $(MPI_PLUGIN)
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(B)/bpc $(DESTDIR)$(PREFIX)/bin/bpc
+	$(if $(MPI_PLUGIN),install -d $(DESTDIR)$(PREFIX)/lib/bpc && install -m 755 $(MPI_PLUGIN) $(DESTDIR)$(PREFIX)/lib/bpc/)
 
 clean:
 	rm -rf $(B) build-san build-fuzz

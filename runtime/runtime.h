@@ -210,6 +210,44 @@ EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const Met
 int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *test_set,
           const TrainOptions *o);
 
+/* ---- dist.c: data-parallel training across processes (Open MPI) ------------- */
+/* What the Open MPI plugin (mpi_plugin.c, libbpc-mpi.so) provides. */
+enum { DIST_OPS_VERSION = 1 };
+typedef struct DistOps {
+  int version; /* DIST_OPS_VERSION of the bpc it was built with */
+  void (*init)(int *rank, int *size);
+  void (*sum)(void *buf, size_t n, int is_float); /* in place, on every rank */
+  void (*bcast)(void *buf, size_t bytes);         /* from rank 0 */
+  void (*abort_all)(int code);
+  void (*finalize)(void);
+} DistOps;
+
+/* One process's place in the job: rank 0 of 1 when not launched by mpirun. */
+typedef struct Dist {
+  int rank, size;
+  void *dl;           /* the plugin, under mpirun */
+  const DistOps *ops; /* its functions */
+} Dist;
+
+/* Whether mpirun started this process (OMPI_COMM_WORLD_SIZE is set). */
+int dist_launched_by_mpirun(void);
+/* Joins the job under mpirun (loads the plugin, initialises MPI); else a
+ * single process. Returns 1 with *err when the plugin cannot be loaded. */
+int dist_init(Dist *d, char **err);
+/* Collectives; each a no-op in a single process. */
+void dist_sum(const Dist *d, void *buf, size_t n, size_t elem); /* elem: sizeof(float) or sizeof(double) */
+void dist_sum_doubles(const Dist *d, double *v, size_t n);
+void dist_bcast(const Dist *d, void *buf, size_t bytes);
+int dist_any(const Dist *d, int mine); /* whether any rank says mine != 0 */
+/* Ends this process with code, and under mpirun every rank with it
+ * (MPI_Abort), after the caller printed its message: no rank is left
+ * waiting for one that failed. d may be NULL. */
+void dist_fail(const Dist *d, int code) __attribute__((noreturn));
+void dist_finish(Dist *d); /* MPI_Finalize under mpirun */
+/* This rank's contiguous share [from, from + len) of n items (shares
+ * differ by one at most; the first ranks get the smaller ones). */
+void dist_share(const Dist *d, size_t n, size_t *from, size_t *len);
+
 /* ---- fdcheck.c: finite differences for bpc check ---------------------------- */
 /* A function of one number: f(ctx, t). */
 typedef double (*FdFunction)(void *ctx, double t);

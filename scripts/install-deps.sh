@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh --demo   also the Fashion-MNIST data set (make demo)
 #   scripts/install-deps.sh --bench  also PyTorch and Graphviz (make bench)
 set -euo pipefail
-packages="build-essential flex bison libcmocka-dev libtcc-dev tcc zlib1g-dev clang graphviz python3-torch python3-numpy python3-mpmath"
+packages="build-essential flex bison libcmocka-dev libtcc-dev tcc zlib1g-dev clang graphviz python3-torch python3-numpy python3-mpmath openmpi-bin libopenmpi-dev"
 for arg in "$@"; do
   case "$arg" in
     --demo) packages="$packages dataset-fashion-mnist" ;;
