@@ -14,10 +14,10 @@ LDLIBS   = -ltcc -lz -lm -ldl -lpthread -rdynamic
 SUPPORT_SRC  = $(wildcard support/*.c)
 COMPILER_SRC = compiler/diag.c compiler/ast.c compiler/shape.c compiler/ops.c compiler/ir.c \
                compiler/simplify.c compiler/window.c compiler/lower.c compiler/autodiff.c compiler/schedule.c compiler/plan.c \
-               compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c
+               compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_loader.c compiler/emit_dot.c compiler/driver.c
 RUNTIME_SRC  = $(wildcard runtime/*.c)
 # the command line: every command but main (cli/main.c) goes into the library too, for the tests
-CLI_SRC      = cli/options.c cli/outputs.c cli/build.c cli/commands.c cli/inspect.c
+CLI_SRC      = cli/options.c cli/outputs.c cli/build.c cli/commands.c cli/inspect.c cli/params.c
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
 LIB_OBJ      = $(GRAMMAR_OBJ) $(SUPPORT_SRC:%.c=$(B)/%.o) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o) \
                $(CLI_SRC:%.c=$(B)/%.o)
