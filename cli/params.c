@@ -38,8 +38,8 @@ typedef struct ParamsOptions {
   int ndefines;
 } ParamsOptions;
 
-static void parse_params_options(ParamsOptions *o, int argc, char **argv, const char *cmd, const char *accepted,
-                                 const char *help) {
+static void parse_params_options(ParamsOptions *o, int argc, char **argv, const char *cmd,
+                                 const char *accepted, const char *help) {
   memset(o, 0, sizeof *o);
   CliArg *args = malloc(sizeof(CliArg) * (size_t)argc);
   int nargs = cli_parse(argc, argv, cmd, accepted, help, args);
@@ -51,7 +51,8 @@ static void parse_params_options(ParamsOptions *o, int argc, char **argv, const 
     } else if (!strcmp(a, "--model")) {
       o->model = v;
     } else if (!strcmp(a, "--format")) {
-      if (strcmp(v, "npy") && strcmp(v, "csv")) cli_usage_error("%s: --format takes npy or csv, not '%s'", cmd, v);
+      if (strcmp(v, "npy") && strcmp(v, "csv"))
+        cli_usage_error("%s: --format takes npy or csv, not '%s'", cmd, v);
       o->format = v;
     } else if (!strcmp(a, "-o")) {
       o->dir = v;

@@ -92,8 +92,10 @@ static int take_shape(Scan *s, uint64_t *dims, int max, int *ndims, int *too_man
       if (v > ((uint64_t)1 << 50)) return 0; /* beyond any array (and overflow) */
       v = v * 10 + (uint64_t)(*s->p++ - '0');
     }
-    if (*ndims == max) *too_many = 1;
-    else dims[*ndims] = v;
+    if (*ndims == max)
+      *too_many = 1;
+    else
+      dims[*ndims] = v;
     ++*ndims;
     if (take(s, ')')) return 1;
     if (!take(s, ',')) return 0;
@@ -125,7 +127,8 @@ static const char *parse_dict(Scan *s, Header *h) {
         return "fortran_order is not True or False";
       h->have_fortran = 1;
     } else if (!strcmp(key, "shape")) {
-      if (!take_shape(s, h->dims, NPY_MAX_AXES, &h->ndims, &h->too_many)) return "shape is not a tuple of sizes";
+      if (!take_shape(s, h->dims, NPY_MAX_AXES, &h->ndims, &h->too_many))
+        return "shape is not a tuple of sizes";
       h->have_shape = 1;
     } else {
       return "a key other than descr, fortran_order and shape";
@@ -179,7 +182,8 @@ int npy_parse(const char *path, const unsigned char *b, size_t len, NpyArray *a,
   }
   int major = b[6], minor = b[7];
   if (major < 1 || major > 3 || minor != 0) {
-    *err = str_printf("%s: .npy format version %d.%d is not supported (1.0, 2.0 and 3.0 are)", path, major, minor);
+    *err = str_printf("%s: .npy format version %d.%d is not supported (1.0, 2.0 and 3.0 are)", path, major,
+                      minor);
     return 1;
   }
   size_t lenbytes = major == 1 ? 2 : 4, start = 8 + lenbytes;
@@ -189,7 +193,8 @@ int npy_parse(const char *path, const unsigned char *b, size_t len, NpyArray *a,
   }
   size_t hlen = major == 1 ? (size_t)(b[8] | b[9] << 8) : le32(b + 8);
   if (len - start < hlen) {
-    *err = str_printf("%s is truncated: its header needs %zu bytes, the file has %zu", path, start + hlen, len);
+    *err =
+        str_printf("%s is truncated: its header needs %zu bytes, the file has %zu", path, start + hlen, len);
     return 1;
   }
   Header h = {0};
@@ -217,7 +222,8 @@ int npy_parse(const char *path, const unsigned char *b, size_t len, NpyArray *a,
   uint64_t total = 1;
   for (int i = 0; i < h.ndims; i++) {
     a->dims[i] = h.dims[i];
-    total = h.dims[i] && total > ((uint64_t)1 << 40) / h.dims[i] ? ((uint64_t)1 << 40) + 1 : total * h.dims[i];
+    total =
+        h.dims[i] && total > ((uint64_t)1 << 40) / h.dims[i] ? ((uint64_t)1 << 40) + 1 : total * h.dims[i];
     if (total > ((uint64_t)1 << 40)) {
       *err = str_printf("%s: its shape describes an absurdly large array", path);
       return 1;
@@ -267,7 +273,8 @@ void npy_write_header(Buf *b, NpyType t, int rank, const int64_t *dims) {
   size_t hlen = dict.len + 1;
   while ((10 + hlen) % 64)
     hlen++;
-  unsigned char lead[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)hlen, (unsigned char)(hlen >> 8)};
+  unsigned char lead[10] = {
+      0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)hlen, (unsigned char)(hlen >> 8)};
   buf_append(b, lead, 10);
   buf_append(b, dict.data, dict.len);
   for (size_t k = dict.len + 1; k < hlen; k++)
