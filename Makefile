@@ -138,7 +138,7 @@ docs-images: $(B)/bpc
 # N seconds from the seeds; findings land in build-fuzz/findings/ and, once
 # fixed, belong in tests/fuzz/regressions/ (replayed by make test).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = compile csv idx params
+FUZZ_TARGETS = compile csv idx params npy
 fuzz:
 	scripts/install-deps.sh --sanitize
 	$(MAKE) B=build-fuzz CC=clang CFLAGS="-O1 -g" SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libbpc.a

@@ -43,8 +43,7 @@ static const char usage_text[] =
 
 /* An identifier from a file name: "out/my-model.c" -> "my_model". */
 static char *prefix_from_path(const char *path) {
-  const char *base = strrchr(path, '/');
-  base = base ? base + 1 : path;
+  const char *base = path_base(path);
   size_t n = strcspn(base, ".");
   char *p = malloc(n + 3);
   size_t k = 0;
@@ -63,11 +62,6 @@ static char *with_extension(const char *path, const char *ext) {
   memcpy(r, path, n);
   strcpy(r + n, ext);
   return r;
-}
-
-static const char *base_name(const char *path) {
-  const char *slash = strrchr(path, '/');
-  return slash ? slash + 1 : path;
 }
 
 static void print_stats(Ctx *c, FILE *f) {
@@ -124,7 +118,7 @@ static int compile_command(int argc, char **argv) {
   if (with_loader && !emit_c_files) cli_usage_error("--with-loader writes C: it does not go with --emit %s", emit);
   if (with_loader && to_stdout)
     cli_usage_error("--with-loader writes OUT_params.c beside -o OUT.c, so it needs a file, not stdout");
-  char *default_out = out || !emit_c_files ? NULL : with_extension(base_name(model), ".c");
+  char *default_out = out || !emit_c_files ? NULL : with_extension(path_base(model), ".c");
   if (!out) out = default_out;
   char *h_path = emit_c_files && !to_stdout ? with_extension(out, ".h") : NULL;
   char *loader_c = with_loader ? with_extension(out, "_params.c") : NULL;
@@ -152,7 +146,7 @@ static int compile_command(int argc, char **argv) {
     else
       emit_dot(&c, &text);
   } else {
-    const char *h_base = h_path ? base_name(h_path) : NULL;
+    const char *h_base = h_path ? path_base(h_path) : NULL;
     char *auto_prefix = prefix ? NULL : prefix_from_path(to_stdout ? model : out);
     EmitOptions eo = {.prefix = prefix ? prefix : auto_prefix,
                       .use_float = use_float,
@@ -160,7 +154,7 @@ static int compile_command(int argc, char **argv) {
                       .header_name = h_base};
     emit_c(&c, &eo, &text, &header);
     if (with_loader) {
-      LoaderOptions lo = {.prefix = eo.prefix, .model_header = h_base, .header_name = base_name(loader_h)};
+      LoaderOptions lo = {.prefix = eo.prefix, .model_header = h_base, .header_name = path_base(loader_h)};
       emit_loader(&c, &lo, &loader_text, &loader_header);
     }
     free(auto_prefix);

@@ -25,11 +25,6 @@ static void put_c_string(Buf *b, const char *s) {
   }
 }
 
-static const char *base_name(const char *path) {
-  const char *slash = strrchr(path, '/');
-  return slash ? slash + 1 : path;
-}
-
 /* The error codes, each with the text model_load_error returns. */
 static const struct {
   const char *name, *text;
@@ -348,7 +343,7 @@ void emit_loader(Ctx *c, const LoaderOptions *o, Buf *c_out, Buf *h_out) {
              BPC_VERSION, c->src.name, o->header_name);
   emit_tables(c, P, c_out);
   buf_printf(c_out, "static const char %s__model[] = \"", P);
-  put_c_string(c_out, base_name(c->src.name));
+  put_c_string(c_out, path_base(c->src.name));
   buf_puts(c_out, "\";\n\n");
   put_with_prefix(c_out, loader_body, P, U);
   buf_printf(c_out, "const char *%s_load_error(int code) {\n  switch (code) {\n", P);

@@ -410,7 +410,7 @@ static int array_is_labels(const Array *x, const TensorInfo *decl) {
 
 static int open_source(DataSource *s, char **err) {
   const char *path = s->b->path;
-  s->is_csv = !s->decl || (!is_npy_path(path) && (ends_with(path, ".csv") || ends_with(path, ".csv.gz")));
+  s->is_csv = !s->decl || ends_with(path, ".csv") || ends_with(path, ".csv.gz");
   if (s->is_csv) {
     if (csv_scan(path, &s->csv, err)) return 1;
     s->count = s->csv.rows;

@@ -681,6 +681,10 @@ check "--with-loader: four files" test -f tiny.c -a -f tiny.h -a -f tiny_params.
 check "--with-loader: gcc" cc -std=c99 -pedantic -Wall -Wextra -Werror -c tiny_params.c -o tl.o
 if command -v clang >/dev/null; then check "--with-loader: clang" clang -std=c99 -pedantic -Wall -Wextra -Werror -c tiny_params.c -o tl_clang.o; fi
 if command -v tcc >/dev/null; then check "--with-loader: tcc" tcc -Wall -Werror -c tiny_params.c -o tl_tcc.o; fi
+"$BPC" tiny.bp -o tinyf.c --with-loader --float --prefix tf
+check "--with-loader --float --prefix: gcc" cc -std=c99 -pedantic -Wall -Wextra -Werror -c tinyf_params.c -o tlf.o
+check "--with-loader --prefix names the loader" grep -q "^int tf_load_params(const char \*path, bp_real \*params);" \
+  tinyf_params.h
 cat >loadmain.c <<'C'
 #include <stdio.h>
 #include "tiny_params.h"
@@ -732,6 +736,10 @@ sed 's/W\[2, 3\]/W[2, 4]/; s/c\[3\]/c[4]/; s/v\[3\]/v[4]/' tiny.bp >wide.bp
 check "loader: another model's file" test "$(cat ld.txt)" = "$(printf '%s\n' \
   "9 the file holds other parameters than the model's (names, order or shapes differ)" \
   "wide.params does not fit tiny.bp: 'W' has shape [2,4] in the file but [2,3] in the model" unchanged)"
+sed 's/^param c\[3\]/param c/' tiny.bp >scalar_c.bp
+"$BPC" train scalar_c.bp --data tiny.csv --epochs 1 --save scalar_c.params --quiet
+check "loader: another rank" test "$(./loadmain scalar_c.params | sed -n 2p)" = \
+  "scalar_c.params does not fit tiny.bp: 'c' has shape scalar in the file but [3] in the model"
 head -c -20 tiny.params >tiny_cut.params
 ./loadmain tiny_cut.params >ld.txt
 check "loader: a truncated file" test "$(cat ld.txt)" = "$(printf '%s\n' '6 the file is truncated' \
@@ -771,6 +779,8 @@ check "--with-loader would overwrite the model: says so" grep -qx \
   "bpc: --with-loader k_params.c would overwrite the input k_params.c (see bpc --help)" err.txt
 check "--with-loader refused: nothing written" test ! -e k.c -a ! -e k.h
 "$BPC" --help >out.txt; check "--help lists --with-loader" grep -q "^  --with-loader" out.txt
+check "--help lists params" grep -q "^  params show FILE" out.txt
+"$BPC" train --help >out.txt; check "train --help names .npy" grep -q "a NumPy .npy file" out.txt
 
 # --data NAME=FILE.npy: every type numpy writes, each bound as IDX files are
 cat >sum.bp <<'BP'

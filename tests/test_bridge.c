@@ -174,6 +174,19 @@ static void expect_read_error(const unsigned char *b, size_t len, const char *fm
   free(path);
 }
 
+/* A whole file that does not fit m: "FILE does not fit MODEL: " and why. */
+static void expect_misfit(JitModel *m, const unsigned char *b, size_t len, const char *why) {
+  char *path = file_of("t.params", b, len), *err = NULL, want[512];
+  ParamsFile f;
+  assert_int_equal(params_file_read(path, &f, &err), 0);
+  assert_int_equal(params_file_fits(&f, path, &m->info, &err), 1);
+  snprintf(want, sizeof want, "%s does not fit %s: %s", path, m->info.name, why);
+  assert_string_equal(err, want);
+  free(err);
+  params_file_free(&f);
+  free(path);
+}
+
 static void test_params_table_is_checked_on_its_own(void **state) {
   (void)state;
   unsigned char b[4096];
@@ -201,27 +214,10 @@ static void test_params_table_is_checked_on_its_own(void **state) {
   JitModel *m = model_of(linear, 0);
   const char *one[1] = {"w"}, *three[3] = {"w", "b", "c"};
   int r3[3] = {1, 0, 0};
-  ParamsFile f;
-  char *err = NULL, want[512], *path = file_of("t.params", b, params_bytes(b, 1, one, ranks, dims, 2));
-  assert_int_equal(params_file_read(path, &f, &err), 0);
-  assert_int_equal(params_file_fits(&f, path, &m->info, &err), 1);
-  snprintf(want, sizeof want,
-           "%s does not fit %s: it holds 1 tensors but the model has 2 parameters ('b' is not in the file)",
-           path, m->info.name);
-  assert_string_equal(err, want);
-  free(err);
-  params_file_free(&f);
-  free(path);
-  path = file_of("t.params", b, params_bytes(b, 3, three, r3, dims, 4));
-  assert_int_equal(params_file_read(path, &f, &err), 0);
-  assert_int_equal(params_file_fits(&f, path, &m->info, &err), 1);
-  snprintf(want, sizeof want,
-           "%s does not fit %s: it holds 3 tensors but the model has 2 parameters ('c' is not in the model)",
-           path, m->info.name);
-  assert_string_equal(err, want);
-  free(err);
-  params_file_free(&f);
-  free(path);
+  expect_misfit(m, b, params_bytes(b, 1, one, ranks, dims, 2),
+                "it holds 1 tensors but the model has 2 parameters ('b' is not in the file)");
+  expect_misfit(m, b, params_bytes(b, 3, three, r3, dims, 4),
+                "it holds 3 tensors but the model has 2 parameters ('c' is not in the model)");
   jit_free(m);
 }
 
@@ -334,6 +330,40 @@ static void test_npy_every_type(void **state) {
   free(img);
   free(lab);
   jit_free(fm);
+  jit_free(m);
+}
+
+/* One number per example for an input of one element is that number, not
+ * a class (of one): from .npy and from IDX alike. */
+static void test_one_number_per_example_is_a_value(void **state) {
+  (void)state;
+  JitModel *m = model_of("param w\ninput x\ninput t[1]\nloss = (w * x - t[0])^2\n", 0);
+  unsigned char b[256];
+  double t[2] = {0.5, -2};
+  int64_t x[2] = {3, 4};
+  char *xp = file_of("x.npy", b,
+                     npy_bytes(b, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", x, 16));
+  char *tp = file_of("t.npy", b,
+                     npy_bytes(b, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", t, 16));
+  DataBinding bind[2] = {{"x", xp}, {"t", tp}};
+  Dataset d;
+  char *err = NULL;
+  assert_int_equal(dataset_load(&d, m, bind, 2, 0, NULL, &err), 0);
+  double want[4] = {3, 0.5, 4, -2};
+  assert_memory_equal(d.x, want, sizeof want);
+  assert_int_equal(d.onehot[1], 0);
+  dataset_free(&d);
+  /* an IDX file of bytes {1, 0}: the values 1 and 0 */
+  unsigned char idx[10] = {0, 0, 0x08, 1, 0, 0, 0, 2, 1, 0};
+  free(tp);
+  tp = file_of("t.idx", idx, sizeof idx);
+  bind[1].path = tp;
+  assert_int_equal(dataset_load(&d, m, bind, 2, 0, NULL, &err), 0);
+  double want_idx[4] = {3, 1, 4, 0};
+  assert_memory_equal(d.x, want_idx, sizeof want_idx);
+  dataset_free(&d);
+  free(xp);
+  free(tp);
   jit_free(m);
 }
 
@@ -464,6 +494,7 @@ int main(void) {
       cmocka_unit_test(test_params_table_is_checked_on_its_own),
       cmocka_unit_test(test_npy_every_type),
       cmocka_unit_test(test_npy_refusals),
+      cmocka_unit_test(test_one_number_per_example_is_a_value),
       cmocka_unit_test(test_npy_header_written),
   };
   return cmocka_run_group_tests_name("bridge", tests, setup, teardown);
