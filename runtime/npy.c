@@ -79,8 +79,8 @@ static int take_word(Scan *s, const char *w) {
   return 1;
 }
 
-/* (), (n,), (n, m), ... with up to max entries. */
-static int take_shape(Scan *s, uint64_t *dims, int max, int *ndims, int *too_many) {
+/* (), (n,), (n, m), ...: up to max sizes into dims; *ndims counts them, up to max + 1. */
+static int take_shape(Scan *s, uint64_t *dims, int max, int *ndims) {
   if (!take(s, '(')) return 0;
   *ndims = 0;
   for (;;) {
@@ -92,11 +92,8 @@ static int take_shape(Scan *s, uint64_t *dims, int max, int *ndims, int *too_man
       if (v > ((uint64_t)1 << 50)) return 0; /* beyond any array (and overflow) */
       v = v * 10 + (uint64_t)(*s->p++ - '0');
     }
-    if (*ndims == max)
-      *too_many = 1;
-    else
-      dims[*ndims] = v;
-    ++*ndims;
+    if (*ndims < max) dims[*ndims] = v;
+    if (*ndims <= max) ++*ndims;
     if (take(s, ')')) return 1;
     if (!take(s, ',')) return 0;
   }
@@ -104,7 +101,7 @@ static int take_shape(Scan *s, uint64_t *dims, int max, int *ndims, int *too_man
 
 typedef struct Header {
   char descr[32];
-  int fortran, ndims, too_many;
+  int fortran, ndims;
   uint64_t dims[NPY_MAX_AXES];
   int have_descr, have_fortran, have_shape;
 } Header;
@@ -127,8 +124,7 @@ static const char *parse_dict(Scan *s, Header *h) {
         return "fortran_order is not True or False";
       h->have_fortran = 1;
     } else if (!strcmp(key, "shape")) {
-      if (!take_shape(s, h->dims, NPY_MAX_AXES, &h->ndims, &h->too_many))
-        return "shape is not a tuple of sizes";
+      if (!take_shape(s, h->dims, NPY_MAX_AXES, &h->ndims)) return "shape is not a tuple of sizes";
       h->have_shape = 1;
     } else {
       return "a key other than descr, fortran_order and shape";
@@ -211,25 +207,25 @@ int npy_parse(const char *path, const unsigned char *b, size_t len, NpyArray *a,
                       path);
     return 1;
   }
-  if (h.too_many) {
-    *err = str_printf("%s: arrays of %d axes are not supported (at most %d)", path, h.ndims, NPY_MAX_AXES);
+  if (h.ndims > NPY_MAX_AXES) {
+    *err = str_printf("%s: arrays of more than %d axes are not supported", path, NPY_MAX_AXES);
     return 1;
   }
   if (h.ndims == 0) {
     *err = str_printf("%s holds a single value (shape ()): its first axis must count the examples", path);
     return 1;
   }
-  uint64_t total = 1;
-  for (int i = 0; i < h.ndims; i++) {
-    a->dims[i] = h.dims[i];
-    total =
-        h.dims[i] && total > ((uint64_t)1 << 40) / h.dims[i] ? ((uint64_t)1 << 40) + 1 : total * h.dims[i];
-    if (total > ((uint64_t)1 << 40)) {
-      *err = str_printf("%s: its shape describes an absurdly large array", path);
-      return 1;
-    }
+  /* an example's elements, then all of them: neither past 2^40, beyond any data set */
+  uint64_t per = 1, most = (uint64_t)1 << 40;
+  for (int i = 1; i < h.ndims; i++)
+    per = h.dims[i] && per > most / h.dims[i] ? most + 1 : per * h.dims[i];
+  uint64_t total = per <= most && h.dims[0] <= most / (per ? per : 1) ? h.dims[0] * per : most + 1;
+  if (total > most || per > most) {
+    *err = str_printf("%s: its shape describes an absurdly large array", path);
+    return 1;
   }
   a->ndims = h.ndims;
+  memcpy(a->dims, h.dims, sizeof a->dims);
   uint64_t want = total * types[a->type].size, have = len - start - hlen;
   if (have != want) {
     *err = str_printf("%s is %s: its header promises %llu bytes of data, the file has %llu", path,

@@ -421,6 +421,15 @@ static void test_npy_refusals(void **state) {
                    "%s: the .npy header is not one bpc can read (descr, fortran_order or shape is missing)");
   expect_npy_error(m, b, npy_bytes(b, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2 6), }", v, 96),
                    "%s: the .npy header is not one bpc can read (shape is not a tuple of sizes)");
+  expect_npy_error(m, b,
+                   npy_bytes(b, 1,
+                             "{'descr': '<f8', 'fortran_order': False, 'shape': (2,1,1,1,1,1,1,1,1,6), }", v,
+                             sizeof v),
+                   "%s: arrays of more than 9 axes are not supported");
+  expect_npy_error(
+      m, b,
+      npy_bytes(b, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 4398046511104), }", v, sizeof v),
+      "%s: its shape describes an absurdly large array");
   size_t n = npy_bytes(b, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 6), }", v, sizeof v);
   b[6] = 4;
   expect_npy_error(m, b, n, "%s: .npy format version 4.0 is not supported (1.0, 2.0 and 3.0 are)");
