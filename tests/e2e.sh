@@ -610,13 +610,26 @@ check "params show --model: names the difference" grep -qx \
   "bpc: bridge.csv is not a bpc parameter file (it does not start with BPCPARAM)" err.txt
 "$BPC" params frobnicate x 2>err.txt; check "params: an unknown subcommand exits 2" test $? -eq 2
 "$BPC" params --help >out.txt; check "params --help" grep -q "bpc params export FILE --format npy|csv -o DIR" out.txt
-# a version 2 file (a training-state block before the checksum) made by hand: read, its block skipped
+# a version 2 file (a training-state block of n bytes before the checksum) made by hand from a file of
+# either version: read, its block skipped
 cat >to_v2.py <<'PYEOF'
 import struct, sys, zlib
 src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-b = open(src, 'rb').read()[:-4]
-b = b[:8] + struct.pack('<I', 2) + b[12:] + struct.pack('<I', n) + bytes(range(n))
-open(dst, 'wb').write(b + struct.pack('<I', zlib.crc32(b)))
+b = open(src, 'rb').read()
+version, etype, count = struct.unpack_from('<III', b, 8)
+at, values = 20, 0
+for _ in range(count):
+    at += 4 + struct.unpack_from('<I', b, at)[0]
+    rank = struct.unpack_from('<I', b, at)[0]
+    at += 4
+    size = 1
+    for k in range(rank):
+        size *= struct.unpack_from('<Q', b, at)[0]
+        at += 8
+    values += size
+end = at + values * (4 if etype == 2 else 8)
+out = b[:8] + struct.pack('<I', 2) + b[12:end] + struct.pack('<I', n) + bytes(range(n))
+open(dst, 'wb').write(out + struct.pack('<I', zlib.crc32(out)))
 PYEOF
 $PY to_v2.py bridge.params bridge_v2.params 9
 "$BPC" params show bridge_v2.params >show_v2.txt

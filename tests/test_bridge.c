@@ -85,14 +85,40 @@ static size_t to_version2(unsigned char *b, size_t len, uint32_t n) {
   return k + 4;
 }
 
-static size_t saved_params(JitModel *m, const double *p, unsigned char *out) {
-  char *err = NULL, *path = str_printf("%s/saved.params", tmp);
-  assert_int_equal(params_save(path, m, p, &err), 0);
-  FILE *f = fopen(path, "rb");
-  size_t len = fread(out, 1, 4096, f);
-  fclose(f);
-  free(path);
-  return len;
+/* A version 1 file with a hand-made table: (name, rank, dims) per tensor,
+ * then `values` doubles (v, or zeros when v is NULL) and a correct checksum. */
+static size_t params_bytes(unsigned char *b, int n, const char *const *names, const int *ranks,
+                           const uint64_t *dims, size_t values, const double *v) {
+  size_t k = 0;
+  memcpy(b, "BPCPARAM", 8);
+  k = 8;
+  put_le32(b + k, 1), k += 4;
+  put_le32(b + k, 1), k += 4;
+  put_le32(b + k, (uint32_t)n), k += 4;
+  for (int i = 0, d = 0; i < n; i++) {
+    put_le32(b + k, (uint32_t)strlen(names[i])), k += 4;
+    memcpy(b + k, names[i], strlen(names[i])), k += strlen(names[i]);
+    put_le32(b + k, (uint32_t)ranks[i]), k += 4;
+    for (int r = 0; r < ranks[i]; r++, d++) {
+      put_le32(b + k, (uint32_t)dims[d]), k += 4;
+      put_le32(b + k, (uint32_t)(dims[d] >> 32)), k += 4;
+    }
+  }
+  for (size_t i = 0; i < values; i++, k += 8) { /* little-endian, as on every machine bpc runs on */
+    double x = v ? v[i] : 0;
+    memcpy(b + k, &x, 8);
+  }
+  put_le32(b + k, (uint32_t)crc32(0L, b, (uInt)k));
+  return k + 4;
+}
+
+/* The file params_save would write for the linear model, made by hand (whatever version params_save
+ * writes). */
+static size_t linear_file(unsigned char *b, const double *p) {
+  static const char *const names[2] = {"w", "b"};
+  static const int ranks[2] = {1, 0};
+  static const uint64_t dims[1] = {2};
+  return params_bytes(b, 2, names, ranks, dims, 3, p);
 }
 
 static void test_params_version2_skips_the_training_state(void **state) {
@@ -100,7 +126,7 @@ static void test_params_version2_skips_the_training_state(void **state) {
   JitModel *m = model_of(linear, 0);
   double p[3] = {1.5, -2.25, 0.125}, q[3] = {0};
   unsigned char b[4096];
-  size_t len = to_version2(b, saved_params(m, p, b), 5);
+  size_t len = to_version2(b, linear_file(b, p), 5);
   char *path = file_of("v2.params", b, len), *err = NULL;
   assert_int_equal(params_load(path, m, q, &err), 0);
   assert_memory_equal(p, q, sizeof p);
@@ -120,13 +146,13 @@ static void test_params_version2_skips_the_training_state(void **state) {
   assert_int_equal(params_load(path, fm, pf, &err), 0);
   assert_true(pf[0] == 1.5f && pf[2] == 0.125f);
   free(path);
-  len = to_version2(b, saved_params(m, p, b), 0);
+  len = to_version2(b, linear_file(b, p), 0);
   path = file_of("v2.params", b, len);
   assert_int_equal(params_load(path, m, q, &err), 0);
   assert_memory_equal(p, q, sizeof p);
   /* cut by 5 bytes: 24 bytes of values, 4 of the block's length, 4 of its 5 bytes (the last 4 are
      taken for the checksum) */
-  len = to_version2(b, saved_params(m, p, b), 5);
+  len = to_version2(b, linear_file(b, p), 5);
   free(path);
   path = file_of("v2.params", b, len - 5);
   assert_int_equal(params_load(path, m, q, &err), 1);
@@ -140,30 +166,6 @@ static void test_params_version2_skips_the_training_state(void **state) {
   free(path);
   jit_free(fm);
   jit_free(m);
-}
-
-/* A version 1 file with a hand-made table: (name, rank, dims) per tensor,
- * then `values` doubles and a correct checksum. */
-static size_t params_bytes(unsigned char *b, int n, const char *const *names, const int *ranks,
-                           const uint64_t *dims, size_t values) {
-  size_t k = 0;
-  memcpy(b, "BPCPARAM", 8);
-  k = 8;
-  put_le32(b + k, 1), k += 4;
-  put_le32(b + k, 1), k += 4;
-  put_le32(b + k, (uint32_t)n), k += 4;
-  for (int i = 0, d = 0; i < n; i++) {
-    put_le32(b + k, (uint32_t)strlen(names[i])), k += 4;
-    memcpy(b + k, names[i], strlen(names[i])), k += strlen(names[i]);
-    put_le32(b + k, (uint32_t)ranks[i]), k += 4;
-    for (int r = 0; r < ranks[i]; r++, d++) {
-      put_le32(b + k, (uint32_t)dims[d]), k += 4;
-      put_le32(b + k, (uint32_t)(dims[d] >> 32)), k += 4;
-    }
-  }
-  memset(b + k, 0, values * 8), k += values * 8;
-  put_le32(b + k, (uint32_t)crc32(0L, b, (uInt)k));
-  return k + 4;
 }
 
 static void expect_read_error(const unsigned char *b, size_t len, const char *fmt) {
@@ -193,30 +195,31 @@ static void test_params_table_is_checked_on_its_own(void **state) {
   const char *twice[2] = {"w", "w"}, *path_like[1] = {"../w"};
   int ranks[2] = {1, 0};
   uint64_t dims[2] = {2, 0}, huge[1] = {(uint64_t)1 << 33}, wide[2] = {100000000, 100000000};
-  expect_read_error(b, params_bytes(b, 2, twice, ranks, dims, 3), "%s is damaged: tensor 'w' appears twice");
-  expect_read_error(b, params_bytes(b, 1, path_like, ranks, dims, 2),
+  expect_read_error(b, params_bytes(b, 2, twice, ranks, dims, 3, NULL),
+                    "%s is damaged: tensor 'w' appears twice");
+  expect_read_error(b, params_bytes(b, 1, path_like, ranks, dims, 2, NULL),
                     "%s is damaged: the name of tensor 1 is not an identifier");
-  expect_read_error(b, params_bytes(b, 1, twice, ranks, huge, 0),
+  expect_read_error(b, params_bytes(b, 1, twice, ranks, huge, 0, NULL),
                     "%s is damaged: tensor 'w' has a dimension of 8589934592 (at most 100000000)");
   int rank2[1] = {2};
   expect_read_error(
-      b, params_bytes(b, 1, twice, rank2, wide, 0),
+      b, params_bytes(b, 1, twice, rank2, wide, 0, NULL),
       "%s is truncated: tensor 'w' of shape [100000000,100000000] has more values than the rest "
       "of the file holds");
-  size_t len = params_bytes(b, 1, twice, ranks, dims, 2);
+  size_t len = params_bytes(b, 1, twice, ranks, dims, 2, NULL);
   put_le32(b + 16, 1000000); /* the tensor count */
   expect_read_error(b, len,
                     "%s is damaged or truncated: it claims 1000000 tensors, more than its size allows");
-  expect_read_error(b, params_bytes(b, 1, twice, ranks, dims, 3),
+  expect_read_error(b, params_bytes(b, 1, twice, ranks, dims, 3, NULL),
                     "%s is longer than its header says: expected 20 bytes of values and checksum, found 28");
 
   /* against a model: the first difference, in order */
   JitModel *m = model_of(linear, 0);
   const char *one[1] = {"w"}, *three[3] = {"w", "b", "c"};
   int r3[3] = {1, 0, 0};
-  expect_misfit(m, b, params_bytes(b, 1, one, ranks, dims, 2),
+  expect_misfit(m, b, params_bytes(b, 1, one, ranks, dims, 2, NULL),
                 "it holds 1 tensors but the model has 2 parameters ('b' is not in the file)");
-  expect_misfit(m, b, params_bytes(b, 3, three, r3, dims, 4),
+  expect_misfit(m, b, params_bytes(b, 3, three, r3, dims, 4, NULL),
                 "it holds 3 tensors but the model has 2 parameters ('c' is not in the model)");
   jit_free(m);
 }
