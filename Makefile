@@ -17,11 +17,11 @@ MPI_PLUGIN  = $(if $(MPICC),$(B)/libbpc-mpi.so)
 SUPPORT_SRC  = $(wildcard support/*.c)
 COMPILER_SRC = compiler/diag.c compiler/ast.c compiler/shape.c compiler/ops.c compiler/ir.c \
                compiler/simplify.c compiler/window.c compiler/lower.c compiler/autodiff.c compiler/schedule.c compiler/plan.c \
-               compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_dot.c compiler/driver.c
+               compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_loader.c compiler/emit_dot.c compiler/driver.c
 # mpi_plugin.c is built with mpicc into libbpc-mpi.so, never into bpc (runtime/dist.c)
 RUNTIME_SRC  = $(filter-out runtime/mpi_plugin.c,$(wildcard runtime/*.c))
 # the command line: every command but main (cli/main.c) goes into the library too, for the tests
-CLI_SRC      = cli/options.c cli/outputs.c cli/build.c cli/commands.c cli/inspect.c
+CLI_SRC      = cli/options.c cli/outputs.c cli/build.c cli/commands.c cli/inspect.c cli/params.c
 GRAMMAR_OBJ  = $(B)/parser.o $(B)/lexer.o
 LIB_OBJ      = $(GRAMMAR_OBJ) $(SUPPORT_SRC:%.c=$(B)/%.o) $(COMPILER_SRC:%.c=$(B)/%.o) $(RUNTIME_SRC:%.c=$(B)/%.o) \
                $(CLI_SRC:%.c=$(B)/%.o)
@@ -146,7 +146,7 @@ docs-images: $(B)/bpc
 # N seconds from the seeds; findings land in build-fuzz/findings/ and, once
 # fixed, belong in tests/fuzz/regressions/ (replayed by make test).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = compile csv idx params
+FUZZ_TARGETS = compile csv idx params npy
 fuzz:
 	scripts/install-deps.sh --sanitize
 	$(MAKE) B=build-fuzz CC=clang CFLAGS="-O1 -g" SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libbpc.a

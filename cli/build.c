@@ -59,6 +59,8 @@ static void model_info(const Ctx *c, const char *unbatched_why, ModelInfo *mi) {
   if (unbatched_why) mi->unbatched_why = arena_strndup(&mi->arena, unbatched_why, strlen(unbatched_why));
 }
 
+void cli_model_info(const Ctx *c, ModelInfo *mi) { model_info(c, NULL, mi); }
+
 /* --jit auto: the system C compiler for a model with convolutions or
  * pooling, whose large elementwise loops (biases, relu, their gradients
  * over every pixel of every channel) gcc vectorises and tcc does not;

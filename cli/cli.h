@@ -1,6 +1,6 @@
 /* cli.h — the command line: one option parser for every command, the
  * commands (compile in main.c; train, eval, predict, bench in commands.c;
- * grad, check, graph, explain, trace in inspect.c), the checks on their
+ * grad, check, graph, explain, trace in inspect.c; params in params.c), the checks on their
  * output paths (outputs.c), and compiling a model and loading it into the
  * runtime (build.c). It uses the compiler (bpc.h) and the runtime
  * (runtime.h); neither uses it. */
@@ -19,6 +19,7 @@ typedef struct CliCommand {
 
 extern const CliCommand cli_commands[];     /* NULL-terminated; commands.c */
 extern const CliCommand inspect_commands[]; /* grad, check, graph, explain, trace: inspect.c */
+extern const CliCommand params_commands[];  /* params show, params export: params.c */
 
 _Noreturn void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -63,6 +64,9 @@ typedef struct LoadedModel {
  * error) and nothing left to free. */
 int load_model(LoadedModel *lm, const char *path, const CompileOptions *co, const JitOptions *jo);
 void unload_model(LoadedModel *lm);
+/* The runtime's view of a compiled model's tensors (to check a parameter
+ * file against it without loading its functions); free its arena. */
+void cli_model_info(const Ctx *c, ModelInfo *mi);
 /* The same when only the functions are needed: the compiler's structures
  * are freed once the model is loaded. NULL on an error (printed). */
 JitModel *jit_load(const char *path, const CompileOptions *co, const JitOptions *jo);

@@ -22,6 +22,8 @@ static const char usage_text[] =
     "                   what to write: C (default), the IR as text, the loop plan of each\n"
     "                   generated function as text, or a Graphviz graph\n"
     "  --stats          print forward and backward op and flop counts\n"
+    "  --with-loader    also write OUT_params.c and OUT_params.h: PREFIX_load_params(), which\n"
+    "                   reads a file saved by bpc train --save (docs/c-api.md)\n"
     "\n"
     "Commands:\n"
     "  train MODEL.bp --data ...    train from the command line (bpc train --help)\n"
@@ -33,14 +35,15 @@ static const char usage_text[] =
     "  explain MODEL.bp --wrt P     the chain rule for dloss/dP, path by path\n"
     "  trace MODEL.bp [--set ...]   the backward sweep, step by step\n"
     "  bench MODEL.bp [--batch N]   time forward, backward and batched backward\n"
+    "  params show FILE             the tensors of a saved parameter file: shapes, ranges, norms\n"
+    "  params export FILE --format npy|csv -o DIR   each tensor as a file (numpy.load reads .npy)\n"
     "\n"
     "  -h, --help       this text\n"
     "  --version        print the version\n";
 
 /* An identifier from a file name: "out/my-model.c" -> "my_model". */
 static char *prefix_from_path(const char *path) {
-  const char *base = strrchr(path, '/');
-  base = base ? base + 1 : path;
+  const char *base = path_base(path);
   size_t n = strcspn(base, ".");
   char *p = malloc(n + 3);
   size_t k = 0;
@@ -74,11 +77,11 @@ static void print_stats(Ctx *c, FILE *f) {
 
 static int compile_command(int argc, char **argv) {
   const char *model = NULL, *out = NULL, *prefix = NULL, *emit = "c";
-  int use_float = 0, stats = 0;
+  int use_float = 0, stats = 0, with_loader = 0;
   DefineOpt defs[64];
   int ndefs = 0;
   CliArg *args = malloc(sizeof(CliArg) * (size_t)argc);
-  int nargs = cli_parse(argc, argv, NULL, "-o --prefix --emit -D --float --stats", NULL, args);
+  int nargs = cli_parse(argc, argv, NULL, "-o --prefix --emit -D --float --stats --with-loader", NULL, args);
   for (int i = 0; i < nargs; i++) {
     const char *a = args[i].name, *v = args[i].value;
     if (!a) {
@@ -94,6 +97,8 @@ static int compile_command(int argc, char **argv) {
       if (ndefs == 64 || !cli_parse_define(v, &defs[ndefs++])) cli_usage_error("-D takes NAME=INT, got '%s'", v);
     } else if (!strcmp(a, "--float")) {
       use_float = 1;
+    } else if (!strcmp(a, "--with-loader")) {
+      with_loader = 1;
     } else {
       stats = 1;
     }
@@ -110,23 +115,29 @@ static int compile_command(int argc, char **argv) {
   }
   int emit_c_files = !strcmp(emit, "c");
   int to_stdout = out ? !strcmp(out, "-") : !emit_c_files;
-  char *default_out = out || !emit_c_files ? NULL : with_extension(strrchr(model, '/') ? strrchr(model, '/') + 1 : model, ".c");
+  if (with_loader && !emit_c_files) cli_usage_error("--with-loader writes C: it does not go with --emit %s", emit);
+  if (with_loader && to_stdout)
+    cli_usage_error("--with-loader writes OUT_params.c beside -o OUT.c, so it needs a file, not stdout");
+  char *default_out = out || !emit_c_files ? NULL : with_extension(path_base(model), ".c");
   if (!out) out = default_out;
   char *h_path = emit_c_files && !to_stdout ? with_extension(out, ".h") : NULL;
+  char *loader_c = with_loader ? with_extension(out, "_params.c") : NULL;
+  char *loader_h = with_loader ? with_extension(out, "_params.h") : NULL;
   if (!to_stdout) { /* nothing is compiled before the outputs are known to be safe to write */
     if (h_path && cli_same_file(out, h_path)) {
       char *c_path = with_extension(out, ".c");
       cli_usage_error("-o %s: the C file and its header would both be %s; name the C file (-o %s)", out, h_path,
                       c_path);
     }
-    const char *outs[2] = {out, h_path}, *opts[2] = {"-o", "-o (its header)"}, *ins[1] = {model};
-    cli_check_outputs(outs, opts, 2, ins, 1);
+    const char *outs[4] = {out, h_path, loader_c, loader_h}, *ins[1] = {model};
+    const char *opts[4] = {"-o", "-o (its header)", "--with-loader", "--with-loader (its header)"};
+    cli_check_outputs(outs, opts, 4, ins, 1);
   }
   Ctx c;
   CompileOptions co = {.defines = defs, .ndefines = ndefs};
   cli_compile_or_exit(&c, model, &co);
 
-  Buf text = {0}, header = {0};
+  Buf text = {0}, header = {0}, loader_text = {0}, loader_header = {0};
   if (!emit_c_files) {
     if (!strcmp(emit, "ir"))
       ir_print(&c, &text);
@@ -135,22 +146,26 @@ static int compile_command(int argc, char **argv) {
     else
       emit_dot(&c, &text);
   } else {
-    const char *h_base = h_path ? (strrchr(h_path, '/') ? strrchr(h_path, '/') + 1 : h_path) : NULL;
+    const char *h_base = h_path ? path_base(h_path) : NULL;
     char *auto_prefix = prefix ? NULL : prefix_from_path(to_stdout ? model : out);
     EmitOptions eo = {.prefix = prefix ? prefix : auto_prefix,
                       .use_float = use_float,
                       .self_contained = to_stdout,
                       .header_name = h_base};
     emit_c(&c, &eo, &text, &header);
+    if (with_loader) {
+      LoaderOptions lo = {.prefix = eo.prefix, .model_header = h_base, .header_name = path_base(loader_h)};
+      emit_loader(&c, &lo, &loader_text, &loader_header);
+    }
     free(auto_prefix);
   }
   if (to_stdout) {
     fwrite(text.data, 1, text.len, stdout);
   } else {
-    const char *paths[2] = {out, h_path};
-    Buf *bufs[2] = {&text, &header};
+    const char *paths[4] = {out, h_path, loader_c, loader_h};
+    Buf *bufs[4] = {&text, &header, &loader_text, &loader_header};
     const char *why = NULL;
-    int failed = write_files_atomically(paths, bufs, h_path ? 2 : 1, &why);
+    int failed = write_files_atomically(paths, bufs, with_loader ? 4 : h_path ? 2 : 1, &why);
     if (failed >= 0) {
       fprintf(stderr, "bpc: cannot write %s: %s\n", paths[failed], why);
       exit(1);
@@ -158,9 +173,13 @@ static int compile_command(int argc, char **argv) {
   }
   if (stats) print_stats(&c, to_stdout ? stderr : stdout);
   free(h_path);
+  free(loader_c);
+  free(loader_h);
   free(default_out);
   buf_free(&text);
   buf_free(&header);
+  buf_free(&loader_text);
+  buf_free(&loader_header);
   ctx_free(&c);
   for (int i = 0; i < ndefs; i++)
     free((char *)defs[i].name);
@@ -178,8 +197,8 @@ int main(int argc, char **argv) {
     printf("bpc %s\n", BPC_VERSION);
     return 0;
   }
-  const CliCommand *tables[] = {cli_commands, inspect_commands};
-  for (int t = 0; t < 2; t++)
+  const CliCommand *tables[] = {cli_commands, inspect_commands, params_commands};
+  for (int t = 0; t < 3; t++)
     for (const CliCommand *k = tables[t]; k->name; k++)
       if (!strcmp(cmd, k->name)) return k->run(argc - 1, argv + 1);
   return compile_command(argc, argv);

@@ -41,8 +41,8 @@ static const CliOption options[] = {
     {"--save", "FILE"},       {"--load", "FILE"},        {"--log", "FILE"},      {"--target", "INPUT"},
     {"--quiet", NULL},        {"--jit", "tcc|cc"},       {"--metric", "NAME"},   {"--classes", NULL},
     {"--set", "NAME=V,..."},  {"--fill", "NAME=V"},      {"--json", NULL},       {"--summary", NULL},    {"--points", "N"},
-    {"--tol", "X"},           {"--all", NULL},           {"--batched", NULL},           {"--format", "dot|svg|png"}, {"--wrt", "PARAM"},
-    {"--test-perturb-gradient", "PARAM"},
+    {"--tol", "X"},           {"--all", NULL},           {"--batched", NULL},           {"--format", "FORMAT"}, {"--wrt", "PARAM"},
+    {"--test-perturb-gradient", "PARAM"}, {"--model", "MODEL.bp"}, {"--with-loader", NULL},
 };
 
 static const CliOption *find_option(const char *name) {

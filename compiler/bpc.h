@@ -547,6 +547,16 @@ typedef struct EmitOptions {
 } EmitOptions;
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out);
 
+/* ---- emit_loader.c: the parameter loader of --with-loader ---------------- */
+typedef struct LoaderOptions {
+  const char *prefix;       /* the model's C prefix: prefix_load_params */
+  const char *model_header; /* "model.h", which the loader's header includes */
+  const char *header_name;  /* "model_params.h", the loader's header, which its .c includes */
+} LoaderOptions;
+/* The loader's .c and header: PREFIX_load_params(path, params) and friends
+ * (docs/c-api.md), checking a file as runtime/params_file.c does. */
+void emit_loader(Ctx *c, const LoaderOptions *o, Buf *c_out, Buf *h_out);
+
 /* ---- emit_dot.c --------------------------------------------------------- */
 void emit_dot(Ctx *c, Buf *out);
 /* The opening of a left-to-right graph with the parameters and inputs of s

@@ -1,5 +1,6 @@
 /* data.c — reads training data for the model's inputs: CSV (all inputs, or
- * one), and IDX files (MNIST's format), gzip-compressed or not. Data files
+ * one), IDX files (MNIST's format) and NumPy .npy files (one input each;
+ * npy.c reads the format), gzip-compressed or not. Data files
  * are untrusted: every count, size and number is checked, and a bad file
  * gets a message naming the file, the input, what was expected and what was
  * found. */
@@ -76,16 +77,22 @@ static char *input_list(JitModel *m) {
   return b.data ? b.data : strdup("none");
 }
 
-/* ---- IDX ------------------------------------------------------------------- */
+/* ---- arrays: IDX and .npy ---------------------------------------------------- */
 
-typedef struct Idx {
-  int type; /* 0x08 ubyte ... 0x0E double */
+/* A binary array file, whichever format: numbers with the examples along
+ * the first axis. Both formats are bound to inputs by the same rules
+ * (fill_from_array). */
+typedef struct Array {
   int ndims;
-  uint64_t dims[4];
+  uint64_t dims[NPY_MAX_AXES];
   uint64_t count; /* examples: dims[0] */
   uint64_t per;   /* elements per example */
-  const unsigned char *data;
-} Idx;
+  int is_u8;      /* unsigned bytes (images: scaled to [0, 1]) */
+  int is_npy;
+  int type;       /* IDX: 0x08 ubyte ... 0x0E double */
+  const unsigned char *data; /* IDX */
+  NpyArray npy;   /* .npy */
+} Array;
 
 static int idx_type_size(int type) {
   switch (type) {
@@ -103,7 +110,7 @@ static uint32_t be32(const unsigned char *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static int idx_parse(const char *path, const unsigned char *b, size_t len, Idx *x, char **err) {
+static int idx_parse(const char *path, const unsigned char *b, size_t len, Array *x, char **err) {
   if (len < 4 || b[0] != 0 || b[1] != 0) {
     *err = str_printf(
         "%s is not an IDX file (it should start with two zero bytes, a type and a dimension count)", path);
@@ -111,6 +118,7 @@ static int idx_parse(const char *path, const unsigned char *b, size_t len, Idx *
   }
   x->type = b[2];
   x->ndims = b[3];
+  x->is_u8 = x->type == 0x08;
   int size = idx_type_size(x->type);
   if (!size) {
     *err = str_printf("%s: unknown IDX element type 0x%02x", path, x->type);
@@ -148,7 +156,7 @@ static int idx_parse(const char *path, const unsigned char *b, size_t len, Idx *
   return 0;
 }
 
-static double idx_value(const Idx *x, uint64_t i) {
+static double idx_value(const Array *x, uint64_t i) {
   const unsigned char *p = x->data;
   switch (x->type) {
   case 0x08: return p[i];
@@ -170,7 +178,23 @@ static double idx_value(const Idx *x, uint64_t i) {
   }
 }
 
-static char *dims_str(const Idx *x, int from) {
+/* A .npy file's numbers as an Array. */
+static void array_from_npy(Array *x) {
+  x->is_npy = 1;
+  x->ndims = x->npy.ndims;
+  memcpy(x->dims, x->npy.dims, sizeof x->dims);
+  x->count = x->dims[0];
+  x->per = 1;
+  for (int i = 1; i < x->ndims; i++)
+    x->per *= x->dims[i];
+  x->is_u8 = x->npy.type == NPY_U8;
+}
+
+static double array_value(const Array *x, uint64_t i) {
+  return x->is_npy ? npy_value(&x->npy, i) : idx_value(x, i);
+}
+
+static char *dims_str(const Array *x, int from) {
   Buf b = {0};
   for (int i = from; i < x->ndims; i++)
     buf_printf(&b, "%s%llu", i > from ? "x" : "", (unsigned long long)x->dims[i]);
@@ -367,7 +391,7 @@ typedef struct DataSource {
   int is_csv;
   Csv csv;
   unsigned char *raw;
-  Idx idx;
+  Array arr; /* IDX or .npy */
   size_t count;
 } DataSource;
 
@@ -376,40 +400,54 @@ static int ends_with(const char *s, const char *suffix) {
   return n >= k && !strcmp(s + n - k, suffix);
 }
 
+static int is_npy_path(const char *path) { return ends_with(path, ".npy") || ends_with(path, ".npy.gz"); }
+
+/* A one-dimensional array (one number per example) bound to a vector of
+ * K > 1 is a label file: each label becomes a one-hot row, as in a CSV. */
+static int array_is_labels(const Array *x, const TensorInfo *decl) {
+  return x->ndims == 1 && decl->rank == 1 && decl->numel > 1;
+}
+
 static int open_source(DataSource *s, char **err) {
-  s->is_csv = !s->decl || ends_with(s->b->path, ".csv") || ends_with(s->b->path, ".csv.gz");
+  const char *path = s->b->path;
+  s->is_csv = !s->decl || ends_with(path, ".csv") || ends_with(path, ".csv.gz");
   if (s->is_csv) {
-    if (csv_scan(s->b->path, &s->csv, err)) return 1;
+    if (csv_scan(path, &s->csv, err)) return 1;
     s->count = s->csv.rows;
     return 0;
   }
   size_t len;
-  s->raw = read_all(s->b->path, &len, err);
-  if (!s->raw || idx_parse(s->b->path, s->raw, len, &s->idx, err)) return 1;
+  s->raw = read_all(path, &len, err);
+  if (!s->raw) return 1;
+  if (!is_npy_path(path)) {
+    if (idx_parse(path, s->raw, len, &s->arr, err)) return 1;
+  } else {
+    if (npy_parse(path, s->raw, len, &s->arr.npy, err)) return 1;
+    array_from_npy(&s->arr);
+  }
   const TensorInfo *d = s->decl;
   int64_t want = d->numel;
-  int labels = s->idx.ndims == 1;
-  if (!(labels && (d->rank == 1 || want == 1)) && (int64_t)s->idx.per != want) {
-    char *dims = dims_str(&s->idx, 1), desc[TENSOR_DESC_TEXT];
+  if (!array_is_labels(&s->arr, d) && (int64_t)s->arr.per != want) {
+    char *dims = dims_str(&s->arr, 1), desc[TENSOR_DESC_TEXT];
     *err =
-        str_printf("%s: input %s needs %lld values per example, but the file has %s = %llu per example",
-                   s->b->path, tensor_desc(d, desc), (long long)want, dims, (unsigned long long)s->idx.per);
+        str_printf("%s: input %s needs %lld values per example, but the file has %s = %llu per example", path,
+                   tensor_desc(d, desc), (long long)want, dims, (unsigned long long)s->arr.per);
     free(dims);
     return 1;
   }
-  s->count = (size_t)s->idx.count;
+  s->count = (size_t)s->arr.count;
   return 0;
 }
 
-static int fill_from_idx(DataSource *s, Dataset *d, size_t n, char **err) {
+static int fill_from_array(DataSource *s, Dataset *d, size_t n, char **err) {
   const TensorInfo *decl = s->decl;
   int64_t k = decl->numel;
-  int one_hot = s->idx.ndims == 1 && decl->rank == 1;
-  int scale = s->idx.type == 0x08 && !one_hot && s->idx.ndims > 1; /* uint8 images to [0, 1] */
+  int one_hot = array_is_labels(&s->arr, decl);
+  int scale = s->arr.is_u8 && !one_hot && s->arr.ndims > 1; /* uint8 images to [0, 1] */
   for (size_t e = 0; e < n; e++) {
     size_t base = e * (size_t)d->width + (size_t)decl->offset;
     if (one_hot) {
-      double label = idx_value(&s->idx, e);
+      double label = array_value(&s->arr, e);
       if (label < 0 || label >= (double)k || label != floor(label)) {
         *err = str_printf("%s: label %g of example %zu is not a class of input %s[%lld] (0 to %lld)",
                           s->b->path, label, e, decl->name, (long long)k, (long long)k - 1);
@@ -420,7 +458,7 @@ static int fill_from_idx(DataSource *s, Dataset *d, size_t n, char **err) {
       continue;
     }
     for (int64_t j = 0; j < k; j++) {
-      double v = idx_value(&s->idx, e * (uint64_t)k + (uint64_t)j);
+      double v = array_value(&s->arr, e * (uint64_t)k + (uint64_t)j);
       if (!isfinite(v)) {
         *err = str_printf("%s: example %zu holds a value that is not finite (input %s)", s->b->path, e,
                           decl->name);
@@ -441,6 +479,11 @@ static int resolve(JitModel *m, const DataBinding *b, int nb, const int *require
   for (int i = 0; i < nb; i++) {
     src[i].b = &b[i];
     if (!b[i].input) {
+      if (is_npy_path(b[i].path)) {
+        *err = str_printf("--data %s: a .npy file holds one input; bind it with --data NAME=%s", b[i].path,
+                          b[i].path);
+        goto out;
+      }
       if (nb > 1) {
         *err = str_printf(
             "--data %s: a CSV without NAME= holds every input; bind either one CSV or each input", b[i].path);
@@ -516,7 +559,7 @@ int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t l
   for (int i = 0; i < nb; i++) {
     DataSource *s = &src[i];
     if (!s->is_csv) {
-      if (fill_from_idx(s, d, n, err)) goto out;
+      if (fill_from_array(s, d, n, err)) goto out;
       continue;
     }
     int64_t col0 = s->decl ? s->decl->offset : 0;

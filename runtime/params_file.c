@@ -1,15 +1,20 @@
-/* params_file.c — saved parameters (docs/file-formats.md):
+/* params_file.c — saved parameters (docs/training.md):
  *
  *   "BPCPARAM"                 8 bytes
- *   version                    u32 = 1
+ *   version                    u32: 1, or 2
  *   element type               u32: 1 = float64, 2 = float32
  *   tensor count               u32
  *   per tensor                 u32 name length, name bytes, u32 rank, u64 dims[rank]
  *   data                       every tensor's elements in order, row-major
+ *   version 2 only:            u32 L, then L bytes of training state (optimiser; may be empty)
  *   CRC-32 of all of the above u32 (zlib's crc32)
  *
  * All integers and floats little-endian. Files are written atomically, and
- * a file read back is checked whole before any parameter changes. */
+ * a file read back is checked whole before any parameter changes: first on
+ * its own (params_file_read, which `bpc params` uses too), then against the
+ * model (params_file_fits). The generated C's loader (compiler/emit_loader.c)
+ * checks the same things in the same order. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +24,7 @@
 #include "runtime.h"
 
 static const char MAGIC[8] = {'B', 'P', 'C', 'P', 'A', 'R', 'A', 'M'};
-enum { VERSION = 1, TYPE_F64 = 1, TYPE_F32 = 2 };
+enum { VERSION = 1, NEWEST_VERSION = 2, TYPE_F64 = 1, TYPE_F32 = 2 };
 
 static void put_u32(Buf *b, uint32_t v) {
   unsigned char p[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
@@ -73,10 +78,14 @@ static int get(Reader *r, void *out, size_t n) {
   return 1;
 }
 
+static uint32_t le32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static int get_u32(Reader *r, uint32_t *v) {
   unsigned char p[4];
   if (!get(r, p, 4)) return 0;
-  *v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+  *v = le32(p);
   return 1;
 }
 
@@ -87,83 +96,206 @@ static int get_u64(Reader *r, uint64_t *v) {
   return 1;
 }
 
-/* A parameter file is read whole (it is validated before anything is used). */
-static unsigned char *slurp(const char *path, size_t *len, char **err) {
-  const char *why = NULL;
-  char *data = read_whole_file(path, (size_t)1 << 40, len, &why);
-  if (!data) *err = str_printf("cannot open %s: %s", path, why);
-  return (unsigned char *)data;
+/* zlib's crc32 takes lengths that fit an unsigned int: larger files go in pieces. */
+static uint32_t crc_of(const unsigned char *p, size_t n) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (size_t done = 0; done < n;) {
+    size_t k = n - done < (1u << 30) ? n - done : (1u << 30);
+    crc = crc32(crc, p + done, (uInt)k);
+    done += k;
+  }
+  return (uint32_t)crc;
 }
 
 #define BAD(...)                                                                                             \
   do {                                                                                                       \
     *err = str_printf(__VA_ARGS__);                                                                          \
-    goto out;                                                                                                \
+    return 1;                                                                                                \
   } while (0)
 
-int params_load(const char *path, JitModel *m, void *params, char **err) {
-  size_t len = 0;
-  unsigned char *data = slurp(path, &len, err);
-  if (!data) return 1;
-  int rc = 1;
-  Reader r = {data, data + len};
+/* Names in a file become file names (bpc params export) and are compared
+ * with the model's: each must be an identifier, as in a .bp file. */
+static int is_identifier(const char *s) {
+  if (!isalpha((unsigned char)s[0]) && s[0] != '_') return 0;
+  for (; *s; s++)
+    if (!isalnum((unsigned char)*s) && *s != '_') return 0;
+  return 1;
+}
+
+/* The index of a tensor named as an earlier one, or -1 (a hash set of
+ * indices: a damaged file may claim many tensors). */
+static int first_duplicate(const TensorList *l) {
+  uint32_t cap = 16;
+  while (cap < 2 * (uint32_t)l->len)
+    cap *= 2;
+  int *slot = malloc(sizeof(int) * cap), dup = -1;
+  if (!slot) out_of_memory();
+  memset(slot, -1, sizeof(int) * cap);
+  for (int i = 0; i < l->len && dup < 0; i++) {
+    uint32_t h = hash_string(l->items[i].name) & (cap - 1);
+    for (; slot[h] >= 0 && dup < 0; h = (h + 1) & (cap - 1))
+      if (!strcmp(l->items[slot[h]].name, l->items[i].name)) dup = i;
+    slot[h] = i;
+  }
+  free(slot);
+  return dup;
+}
+
+/* The product of dims, or limit + 1 when it is larger than limit. */
+static uint64_t product_up_to(const int64_t *dim, int rank, uint64_t limit) {
+  for (int k = 0; k < rank; k++)
+    if (dim[k] == 0) return 0;
+  uint64_t n = 1;
+  for (int k = 0; k < rank; k++) {
+    if (n > limit / (uint64_t)dim[k]) return limit + 1;
+    n *= (uint64_t)dim[k];
+  }
+  return n;
+}
+
+/* One tensor's description: name, rank, dims; its values follow the table. */
+static int read_tensor(Reader *r, const char *path, uint32_t i, ParamsFile *f, char **err) {
+  TensorInfo *t = &f->tensors.items[i];
+  uint32_t nlen, rank;
+  char name[BPC_MAX_IDENT + 1];
+  if (!get_u32(r, &nlen) || nlen > BPC_MAX_IDENT || !get(r, name, nlen) || !get_u32(r, &rank) ||
+      rank > BPC_MAX_RANK)
+    BAD("%s is damaged or truncated in the description of tensor %u", path, i + 1);
+  name[nlen] = 0;
+  if (!is_identifier(name)) BAD("%s is damaged: the name of tensor %u is not an identifier", path, i + 1);
+  t->name = arena_strndup(&f->arena, name, nlen);
+  t->rank = (int)rank;
+  for (uint32_t k = 0; k < rank; k++) {
+    uint64_t dim;
+    if (!get_u64(r, &dim)) BAD("%s is truncated in the description of tensor '%s'", path, name);
+    if (dim > (uint64_t)BPC_MAX_DIM)
+      BAD("%s is damaged: tensor '%s' has a dimension of %llu (at most %lld)", path, name,
+          (unsigned long long)dim, BPC_MAX_DIM);
+    t->dim[k] = (int64_t)dim;
+  }
+  /* a file of n bytes holds fewer than n values: that bounds the product (the exact size is checked
+     once the table is read, with a message that says how many bytes are missing) */
+  uint64_t used = (uint64_t)f->tensors.numel, room = f->len > used ? f->len - used : 0;
+  uint64_t n = product_up_to(t->dim, t->rank, room);
+  char dims[BPC_DIMS_TEXT];
+  if (n > room)
+    BAD("%s is truncated: tensor '%s' of shape %s has more values than the rest of the file holds", path,
+        name, format_dims(dims, t->rank, t->dim));
+  t->numel = (int64_t)n;
+  t->offset = f->tensors.numel;
+  f->tensors.numel += t->numel;
+  return 0;
+}
+
+/* Everything about the file that does not depend on a model, in the order
+ * the generated loader checks it too. */
+static int params_file_parse(const char *path, ParamsFile *f, char **err) {
+  Reader r = {f->bytes, f->bytes + f->len};
   char magic[8];
-  uint32_t version, type, count, crc_saved;
+  uint32_t type, count;
   if (!get(&r, magic, 8) || memcmp(magic, MAGIC, 8))
     BAD("%s is not a bpc parameter file (it does not start with BPCPARAM)", path);
-  if (len < 12 + 4) BAD("%s is truncated", path);
-  crc_saved = (uint32_t)data[len - 4] | (uint32_t)data[len - 3] << 8 | (uint32_t)data[len - 2] << 16 |
-              (uint32_t)data[len - 1] << 24;
-  if (!get_u32(&r, &version) || !get_u32(&r, &type) || !get_u32(&r, &count)) BAD("%s is truncated", path);
-  if (version != VERSION) BAD("%s has format version %u; this bpc reads version %d", path, version, VERSION);
+  if (f->len < 12 + 4) BAD("%s is truncated", path);
+  r.end -= 4; /* the checksum */
+  if (!get_u32(&r, &f->version) || !get_u32(&r, &type) || !get_u32(&r, &count)) BAD("%s is truncated", path);
+  if (f->version < 1 || f->version > NEWEST_VERSION)
+    BAD("%s has format version %u; this bpc reads versions 1 and %d", path, f->version, NEWEST_VERSION);
   if (type != TYPE_F64 && type != TYPE_F32) BAD("%s: unknown element type %u", path, type);
-  if (count != (uint32_t)m->info.params.len)
-    BAD("%s holds %u tensors, but %s has %d parameters", path, count, m->info.name, m->info.params.len);
-  for (uint32_t i = 0; i < count; i++) {
-    const TensorInfo *t = &m->info.params.items[i];
-    uint32_t nlen, rank;
-    char name[BPC_MAX_IDENT + 1];
-    if (!get_u32(&r, &nlen) || nlen > BPC_MAX_IDENT || !get(&r, name, nlen) || !get_u32(&r, &rank) ||
-        rank > BPC_MAX_RANK)
-      BAD("%s is damaged or truncated in the description of tensor %u", path, i + 1);
-    name[nlen] = 0;
-    int64_t dims[BPC_MAX_RANK] = {0};
-    int sane = 1; /* every dimension within the limit, so the shape can be printed */
-    for (uint32_t k = 0; k < rank; k++) {
-      uint64_t dim;
-      if (!get_u64(&r, &dim)) BAD("%s is truncated in the description of tensor '%s'", path, name);
-      sane &= dim <= (uint64_t)BPC_MAX_DIM;
-      dims[k] = sane ? (int64_t)dim : 0;
-    }
-    if (strcmp(name, t->name))
-      BAD("%s does not fit %s: tensor %u is '%s' in the file but '%s' in the model", path, m->info.name,
-          i + 1, name, t->name);
-    char in_file[BPC_DIMS_TEXT], in_model[BPC_DIMS_TEXT];
-    if (!sane || !tensor_has_shape(t, (int)rank, dims))
-      BAD("%s does not fit %s: '%s' has shape %s in the file but %s in the model", path, m->info.name, name,
-          sane ? format_dims(in_file, (int)rank, dims) : "(invalid)", format_dims(in_model, t->rank, t->dim));
+  f->is_float = type == TYPE_F32;
+  f->esize = f->is_float ? 4 : 8;
+  /* a tensor's description takes at least 9 bytes: a damaged count cannot ask for much memory */
+  if (count > (size_t)(r.end - r.p) / 9)
+    BAD("%s is damaged or truncated: it claims %u tensors, more than its size allows", path, count);
+  f->tensors.items = arena_alloc(&f->arena, sizeof(TensorInfo) * ((size_t)count + 1));
+  for (uint32_t i = 0; i < count; i++, f->tensors.len++)
+    if (read_tensor(&r, path, i, f, err)) return 1;
+  int dup = first_duplicate(&f->tensors);
+  if (dup >= 0) BAD("%s is damaged: tensor '%s' appears twice", path, f->tensors.items[dup].name);
+  size_t values = (size_t)f->tensors.numel * f->esize, left = (size_t)(r.end - r.p);
+  size_t need = values; /* without the checksum, which r no longer holds */
+  if (f->version >= 2 && left >= values + 4) need += 4 + le32(r.p + values);
+  else if (f->version >= 2) need += 4;
+  if (left != need)
+    BAD("%s is %s: expected %zu bytes of values%s and checksum, found %zu", path,
+        left < need ? "truncated" : "longer than its header says", need + 4,
+        f->version >= 2 ? ", training state" : "", left + 4);
+  f->values = r.p;
+  if (f->version >= 2) {
+    f->state_len = need - values - 4;
+    f->state = r.p + values + 4;
   }
-  size_t esize = type == TYPE_F32 ? 4 : 8;
-  size_t need = (size_t)m->nparams * esize + 4;
-  if ((size_t)(r.end - r.p) != need)
-    BAD("%s is %s: expected %zu bytes of values and checksum, found %zu", path,
-        (size_t)(r.end - r.p) < need ? "truncated" : "longer than its header says", need,
-        (size_t)(r.end - r.p));
-  if ((uint32_t)crc32(0L, data, (uInt)(len - 4)) != crc_saved)
+  if (crc_of(f->bytes, f->len - 4) != le32(f->bytes + f->len - 4))
     BAD("%s is damaged: its checksum does not match its contents", path);
-  for (int64_t i = 0; i < m->nparams; i++) {
-    double v;
-    if (esize == 4) {
-      float f;
-      memcpy(&f, r.p + 4 * i, 4);
-      v = f;
-    } else {
-      memcpy(&v, r.p + 8 * i, 8);
-    }
-    real_set(params, m->elem, (size_t)i, v);
+  return 0;
+}
+
+int params_file_read(const char *path, ParamsFile *f, char **err) {
+  memset(f, 0, sizeof *f);
+  arena_init(&f->arena);
+  const char *why = NULL;
+  f->bytes = (unsigned char *)read_whole_file(path, (size_t)1 << 40, &f->len, &why);
+  if (!f->bytes) {
+    *err = str_printf("cannot open %s: %s", path, why);
+    return 1;
   }
-  rc = 0;
-out:
-  free(data);
-  return rc;
+  if (params_file_parse(path, f, err)) {
+    params_file_free(f);
+    return 1;
+  }
+  return 0;
+}
+
+/* The first difference between the file's tensors and the model's
+ * parameters (in order: names, then shapes, then what one has beyond the
+ * other) is the message. */
+int params_file_fits(const ParamsFile *f, const char *path, const ModelInfo *info, char **err) {
+  const TensorList *file = &f->tensors, *model = &info->params;
+  for (int i = 0; i < file->len && i < model->len; i++) {
+    const TensorInfo *a = &file->items[i], *b = &model->items[i];
+    if (strcmp(a->name, b->name))
+      BAD("%s does not fit %s: tensor %d is '%s' in the file but '%s' in the model", path, info->name, i + 1,
+          a->name, b->name);
+    char in_file[BPC_DIMS_TEXT], in_model[BPC_DIMS_TEXT];
+    if (!tensor_has_shape(b, a->rank, a->dim))
+      BAD("%s does not fit %s: '%s' has shape %s in the file but %s in the model", path, info->name, a->name,
+          format_dims(in_file, a->rank, a->dim), format_dims(in_model, b->rank, b->dim));
+  }
+  if (file->len < model->len)
+    BAD("%s does not fit %s: it holds %d tensors but the model has %d parameters ('%s' is not in the file)",
+        path, info->name, file->len, model->len, model->items[file->len].name);
+  if (file->len > model->len)
+    BAD("%s does not fit %s: it holds %d tensors but the model has %d parameters ('%s' is not in the model)",
+        path, info->name, file->len, model->len, file->items[model->len].name);
+  return 0;
+}
+
+double params_file_value(const ParamsFile *f, int64_t i) {
+  const unsigned char *p = f->values + (size_t)i * f->esize;
+  uint64_t bits = le32(p);
+  if (f->is_float) {
+    uint32_t u = (uint32_t)bits;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+  }
+  bits |= (uint64_t)le32(p + 4) << 32;
+  double x;
+  memcpy(&x, &bits, 8);
+  return x;
+}
+
+void params_file_free(ParamsFile *f) {
+  free(f->bytes);
+  arena_free(&f->arena);
+  memset(f, 0, sizeof *f);
+}
+
+int params_load(const char *path, JitModel *m, void *params, char **err) {
+  ParamsFile f;
+  if (params_file_read(path, &f, err)) return 1;
+  int bad = params_file_fits(&f, path, &m->info, err);
+  for (int64_t i = 0; !bad && i < m->nparams; i++)
+    real_set(params, m->elem, (size_t)i, params_file_value(&f, i));
+  params_file_free(&f);
+  return bad;
 }

@@ -135,11 +135,51 @@ int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t l
                  char **err);
 void dataset_free(Dataset *d);
 
+/* ---- npy.c: NumPy's .npy files ------------------------------------------------- */
+typedef enum { NPY_F32, NPY_F64, NPY_U8, NPY_I64 } NpyType; /* '<f4', '<f8', '|u1', '<i8' */
+#define NPY_MAX_AXES (BPC_MAX_RANK + 1) /* examples, then an input's axes */
+typedef struct NpyArray {
+  NpyType type;
+  int ndims; /* at least 1: the first axis counts examples */
+  uint64_t dims[NPY_MAX_AXES];
+  const unsigned char *data; /* little-endian, C order; points into the bytes parsed */
+} NpyArray;
+/* Checks a whole .npy file (version 1.0, 2.0 or 3.0, a supported type, C
+ * order, the exact size): 0, or 1 with a message naming path in *err. */
+int npy_parse(const char *path, const unsigned char *bytes, size_t len, NpyArray *a, char **err);
+double npy_value(const NpyArray *a, uint64_t i);
+size_t npy_type_size(NpyType t);
+/* Appends the version 1.0 header of a C-order array of this type and shape. */
+void npy_write_header(Buf *b, NpyType t, int rank, const int64_t *dims);
+
 /* ---- params_file.c: the saved-parameter format ------------------------------- */
 /* Writes all parameters atomically (temporary file, fsync, rename). */
 int params_save(const char *path, JitModel *m, const void *params, char **err);
 /* Reads parameters saved for this model (names and shapes must match). */
 int params_load(const char *path, JitModel *m, void *params, char **err);
+
+/* A parameter file read whole and checked on its own (magic, version 1 or
+ * 2, element type, tensor table, sizes, checksum), for params_load and
+ * `bpc params`. */
+typedef struct ParamsFile {
+  unsigned char *bytes; /* the whole file */
+  size_t len;
+  uint32_t version;
+  int is_float;         /* float32 values, else float64 */
+  size_t esize;         /* 4 or 8 */
+  TensorList tensors;   /* names (identifiers, each once), shapes, offsets of the values */
+  const unsigned char *values; /* tensors.numel values, little-endian */
+  const unsigned char *state;  /* version 2: the training state block, state_len bytes; else NULL */
+  size_t state_len;
+  Arena arena;          /* the tensor list */
+} ParamsFile;
+/* Returns 0, or 1 with a message naming the file in *err (nothing to free). */
+int params_file_read(const char *path, ParamsFile *f, char **err);
+/* 0 when the file's tensors are the model's parameters (names and shapes,
+ * in order), else 1 with the first difference in *err. */
+int params_file_fits(const ParamsFile *f, const char *path, const ModelInfo *info, char **err);
+double params_file_value(const ParamsFile *f, int64_t i); /* value i of the flat array */
+void params_file_free(ParamsFile *f);
 
 /* ---- optim.c ------------------------------------------------------------------- */
 typedef enum { OPT_SGD, OPT_MOMENTUM, OPT_ADAM } OptKind;

@@ -6,7 +6,7 @@
  * uses nothing of theirs, only the C library.
  *
  *   arena.c         Arena, PtrVec, Buf; what an allocation failure does
- *   util.c          hashing, random numbers, files, str_printf, now_seconds, format_dims
+ *   util.c          hashing, random numbers, files and paths, str_printf, now_seconds, format_dims
  *   atomic_write.c  files that appear whole or not at all
  */
 #ifndef BPC_SUPPORT_H
@@ -76,6 +76,8 @@ double random_normal(uint64_t *state);                       /* standard normal 
 /* A whole file, NUL-terminated (malloc'd); NULL with *why ("too large"
  * past limit bytes, or the system's reason). */
 char *read_whole_file(const char *path, size_t limit, size_t *len, const char **why);
+/* The file name part of a path: "out/model.c" -> "model.c". */
+const char *path_base(const char *path);
 /* A formatted string, malloc'd (out of memory exits). */
 char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double now_seconds(void); /* a monotonic clock, for timings */

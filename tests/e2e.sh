@@ -576,6 +576,308 @@ check "jit cc without cc: the shell's reason" grep -q "cc: not found" err.txt
 export BPC_CACHE_DIR="$T/cache-all"
 # ---- end of issue 13 ----
 
+# ---- issue 14: the bridge to C and data ----
+PY=/usr/bin/python3
+# a training step that can be done by hand: the loss is linear, so one step of sgd at lr 0.5 moves each
+# parameter by half its input (w = [1, 2] - [2, -4] / 2, M, K likewise, b = 0.5 - 0.5)
+cat >bridge.bp <<'BP'
+param w[2] = [1, 2]
+param M[2, 3] = [[1, 2, 3], [4, 5, 6]]
+param K[2, 1, 2] = [[[1, 2]], [[3, 4]]]
+param b = 0.5
+input x[2]
+input y[2, 3]
+input z[2, 1, 2]
+loss = dot(w, x) + sum(M * y) + sum(K * z) + b
+BP
+echo '2,-4,1,0,-1,0.5,0.25,2,4,-2,1,0' >bridge.csv
+"$BPC" train bridge.bp --data bridge.csv --epochs 1 --batch 1 --lr 0.5 --save bridge.params --quiet
+"$BPC" params show bridge.params >show.txt
+check "params show: exit 0" test $? -eq 0
+cat >show_want.txt <<'TXT'
+bridge.params: format version 1, float64, 4 tensors, 13 values
+tensor  shape    min  max  mean     norm
+w       [2]      0    4    2        4
+M       [2,3]    0.5  5    3.27083  8.90663
+K       [2,1,2]  -1   4    2.125    5.67891
+b       scalar   0    0    0        0
+TXT
+check "params show: names, shapes, min, max, mean, norm" cmp -s show.txt show_want.txt
+"$BPC" params show bridge.params --model bridge.bp >show_model.txt
+check "params show --model: fits" test "$(tail -1 show_model.txt)" = \
+  "bridge.params fits bridge.bp: the same parameters with the same shapes"
+sed 's/K\[2, 1, 2\] = \[\[\[1, 2\]\], \[\[3, 4\]\]\]/K[2, 2]/; s/z\[2, 1, 2\]/z[2, 2]/' bridge.bp >bridge22.bp
+"$BPC" params show bridge.params --model bridge22.bp >/dev/null 2>err.txt
+check "params show --model: another shape exits 1" test $? -eq 1
+check "params show --model: names the difference" grep -qx \
+  "bpc: bridge.params does not fit bridge22.bp: 'K' has shape \[2,1,2\] in the file but \[2,2\] in the model" err.txt
+"$BPC" params show bridge.params -D N=2 2>err.txt; check "params show: -D without --model exits 2" test $? -eq 2
+"$BPC" params show bridge.csv 2>err.txt; check "params show: not a parameter file" grep -qx \
+  "bpc: bridge.csv is not a bpc parameter file (it does not start with BPCPARAM)" err.txt
+"$BPC" params frobnicate x 2>err.txt; check "params: an unknown subcommand exits 2" test $? -eq 2
+"$BPC" params --help >out.txt; check "params --help" grep -q "bpc params export FILE --format npy|csv -o DIR" out.txt
+# a version 2 file (a training-state block of n bytes before the checksum) made by hand from a file of
+# either version: read, its block skipped
+cat >to_v2.py <<'PYEOF'
+import struct, sys, zlib
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+b = open(src, 'rb').read()
+version, etype, count = struct.unpack_from('<III', b, 8)
+at, values = 20, 0
+for _ in range(count):
+    at += 4 + struct.unpack_from('<I', b, at)[0]
+    rank = struct.unpack_from('<I', b, at)[0]
+    at += 4
+    size = 1
+    for k in range(rank):
+        size *= struct.unpack_from('<Q', b, at)[0]
+        at += 8
+    values += size
+end = at + values * (4 if etype == 2 else 8)
+out = b[:8] + struct.pack('<I', 2) + b[12:end] + struct.pack('<I', n) + bytes(range(n))
+open(dst, 'wb').write(out + struct.pack('<I', zlib.crc32(out)))
+PYEOF
+$PY to_v2.py bridge.params bridge_v2.params 9
+"$BPC" params show bridge_v2.params >show_v2.txt
+check "params show: a version 2 file" test "$(head -1 show_v2.txt)" = \
+  "bridge_v2.params: format version 2, float64, 4 tensors, 13 values, 9 bytes of training state"
+check "params show: a version 2 file's tensors" test "$(tail -n +2 show_v2.txt)" = "$(tail -n +2 show.txt)"
+
+# params export: CSV exactly, .npy as numpy.load reads it
+"$BPC" params export bridge.params --format csv -o csv_out
+check "export csv: exit 0" test $? -eq 0
+check "export csv: a matrix row by row" test "$(cat csv_out/M.csv)" = "$(printf '0.5,2,3.5\n3.75,4.875,5')"
+check "export csv: more axes, rows over all but the last" test "$(cat csv_out/K.csv)" = "$(printf -- '-1,3\n2.5,4')"
+check "export csv: a vector is one line" test "$(cat csv_out/w.csv)" = "0,4"
+check "export csv: a scalar" test "$(cat csv_out/b.csv)" = "0"
+check "export csv: one file per tensor" test "$(ls csv_out | tr '\n' ' ')" = "K.csv M.csv b.csv w.csv "
+"$BPC" params export bridge.params --format npy -o npy_out
+check "export npy: exit 0" test $? -eq 0
+check "export npy: numpy.load reads every tensor" $PY -c "
+import numpy as np
+w, M, K, b = (np.load('npy_out/%s.npy' % n) for n in 'wMKb')
+assert w.dtype == np.float64 and w.tolist() == [0, 4]
+assert M.shape == (2, 3) and M.tolist() == [[0.5, 2, 3.5], [3.75, 4.875, 5]]
+assert K.shape == (2, 1, 2) and K.tolist() == [[[-1, 3]], [[2.5, 4]]]
+assert b.shape == () and float(b) == 0
+"
+"$BPC" train bridge.bp --data bridge.csv --epochs 1 --batch 1 --lr 0.5 --float --save bridge_f.params --quiet
+"$BPC" params export bridge_f.params --format npy -o npy_f
+check "export npy: float32 stays float32" $PY -c "
+import numpy as np
+M = np.load('npy_f/M.npy'); assert M.dtype == np.float32 and M.tolist() == [[0.5, 2, 3.5], [3.75, 4.875, 5]]"
+# nothing is overwritten: an existing file stops the export before any file is written
+rm npy_out/w.npy
+"$BPC" params export bridge.params --format npy -o npy_out 2>err.txt
+check "export: an existing file exits 2" test $? -eq 2
+check "export: names the file" grep -qx \
+  "bpc: params export: npy_out/M.npy exists; bpc does not overwrite it (remove it or choose another -o) (see bpc --help)" \
+  err.txt
+check "export: writes nothing then" test ! -e npy_out/w.npy
+"$BPC" params export bridge.params --format npy -o no/such/dir 2>err.txt
+check "export: a missing parent exits 1" test $? -eq 1
+check "export: says so" grep -qx "bpc: cannot create no/such/dir: No such file or directory" err.txt
+"$BPC" params export bridge.params --format xls -o x 2>err.txt
+check "export: --format npy|csv" grep -q "params export: --format takes npy or csv, not 'xls'" err.txt
+"$BPC" params export bridge.params --format csv 2>err.txt; check "export: -o is required" test $? -eq 2
+
+# the generated loader: trained by bpc, loaded by a C program, predicting what bpc predict does
+cat >tiny.bp <<'BP'
+param W[2, 3] ~ normal(0, 0.5)
+param c[3]
+param v[3] ~ normal(0, 0.5)
+input x[2]
+input t
+y = dot(v, tanh(x @ W + c))
+loss = (y - t)^2
+output y_out = y
+BP
+awk 'BEGIN { for (i = 0; i < 40; i++) { a = (i % 7) / 3 - 1; b = (i % 5) / 2 - 1; printf "%g,%g,%g\n", a, b, a * b } }' >tiny.csv
+cut -d, -f1-2 tiny.csv | head -6 >tiny_x.csv
+"$BPC" train tiny.bp --data tiny.csv --epochs 3 --lr 0.05 --save tiny.params --quiet
+"$BPC" tiny.bp -o tiny.c --with-loader
+check "--with-loader: four files" test -f tiny.c -a -f tiny.h -a -f tiny_params.c -a -f tiny_params.h
+check "--with-loader: gcc" cc -std=c99 -pedantic -Wall -Wextra -Werror -c tiny_params.c -o tl.o
+if command -v clang >/dev/null; then check "--with-loader: clang" clang -std=c99 -pedantic -Wall -Wextra -Werror -c tiny_params.c -o tl_clang.o; fi
+if command -v tcc >/dev/null; then check "--with-loader: tcc" tcc -Wall -Werror -c tiny_params.c -o tl_tcc.o; fi
+"$BPC" tiny.bp -o tinyf.c --with-loader --float --prefix tf
+check "--with-loader --float --prefix: gcc" cc -std=c99 -pedantic -Wall -Wextra -Werror -c tinyf_params.c -o tlf.o
+check "--with-loader --prefix names the loader" grep -q "^int tf_load_params(const char \*path, bp_real \*params);" \
+  tinyf_params.h
+cat >loadmain.c <<'C'
+#include <stdio.h>
+#include "tiny_params.h"
+/* loads argv[1] (params filled with 7s first), then predicts for each line "x0 x1" of stdin */
+int main(int argc, char **argv) {
+  bp_real p[TINY_NUM_PARAMS], in[TINY_NUM_INPUTS] = {0}, out[TINY_NUM_OUTPUTS];
+  char msg[512];
+  int i, rc, kept = 1;
+  for (i = 0; i < TINY_NUM_PARAMS; i++) p[i] = 7;
+  rc = tiny_load_params_msg(argc > 1 ? argv[1] : "", p, msg, sizeof msg);
+  if (rc) {
+    for (i = 0; i < TINY_NUM_PARAMS; i++) kept &= p[i] == 7;
+    printf("%d %s\n%s\n%s\n", rc, tiny_load_error(rc), msg, kept ? "unchanged" : "CHANGED");
+    return 1;
+  }
+  while (scanf("%lf %lf", &in[TINY_x_OFFSET], &in[TINY_x_OFFSET + 1]) == 2) {
+    tiny_predict(p, in, out);
+    printf("%.9g\n", out[TINY_y_out_OFFSET]);
+  }
+  return 0;
+}
+C
+cc -std=c99 -pedantic -Wall -Wextra -Werror -o loadmain loadmain.c tiny.c tiny_params.c -lm
+check "loader program builds" test -x loadmain
+"$BPC" predict tiny.bp --load tiny.params --data x=tiny_x.csv | tail -n +2 >want_pred.txt
+tr ',' ' ' <tiny_x.csv | ./loadmain tiny.params >got_pred.txt
+check "loader: the C program predicts what bpc predict does" cmp -s got_pred.txt want_pred.txt
+check "loader: six predictions" test "$(wc -l <got_pred.txt)" -eq 6
+$PY to_v2.py tiny.params tiny_v2.params 33
+check "loader: a version 2 file" test "$(tr ',' ' ' <tiny_x.csv | ./loadmain tiny_v2.params)" = "$(cat want_pred.txt)"
+"$BPC" train tiny.bp --data tiny.csv --epochs 1 --lr 0.05 --float --save tiny_f.params --quiet
+"$BPC" predict tiny.bp --load tiny_f.params --data x=tiny_x.csv | tail -n +2 >want_f.txt
+check "loader: a float file into double parameters" test "$(tr ',' ' ' <tiny_x.csv | ./loadmain tiny_f.params)" = \
+  "$(cat want_f.txt)"
+g++ -Wall -Wextra -Werror -x c++ -c loadmain.c -o loadmain_cpp.o && cc -c tiny.c -o tiny_c.o
+check "loader: a C++ program links it" g++ -o loadmain_cpp loadmain_cpp.o tiny_c.o tl.o -lm
+check "loader: from C++ too" test "$(tr ',' ' ' <tiny_x.csv | ./loadmain_cpp tiny.params)" = "$(cat want_pred.txt)"
+# refusals: code, message, and the parameters left as they were
+$PY -c "
+b = bytearray(open('tiny.params', 'rb').read()); b[-9] ^= 0x10; open('tiny_flip.params', 'wb').write(b)"
+./loadmain tiny_flip.params >ld.txt
+check "loader: a flipped byte exits 1" test $? -eq 1
+check "loader: a flipped byte is a checksum error" test "$(cat ld.txt)" = "$(printf '%s\n' \
+  '8 the file is damaged (its checksum or its table of tensors is wrong)' \
+  'tiny_flip.params is damaged: its checksum does not match its contents' unchanged)"
+sed 's/W\[2, 3\]/W[2, 4]/; s/c\[3\]/c[4]/; s/v\[3\]/v[4]/' tiny.bp >wide.bp
+"$BPC" train wide.bp --data tiny.csv --epochs 1 --save wide.params --quiet
+./loadmain wide.params >ld.txt
+check "loader: another model's file" test "$(cat ld.txt)" = "$(printf '%s\n' \
+  "9 the file holds other parameters than the model's (names, order or shapes differ)" \
+  "wide.params does not fit tiny.bp: 'W' has shape [2,4] in the file but [2,3] in the model" unchanged)"
+sed 's/^param c\[3\]/param c/' tiny.bp >scalar_c.bp
+"$BPC" train scalar_c.bp --data tiny.csv --epochs 1 --save scalar_c.params --quiet
+check "loader: another rank" test "$(./loadmain scalar_c.params | sed -n 2p)" = \
+  "scalar_c.params does not fit tiny.bp: 'c' has shape scalar in the file but [3] in the model"
+head -c -20 tiny.params >tiny_cut.params
+./loadmain tiny_cut.params >ld.txt
+check "loader: a truncated file" test "$(cat ld.txt)" = "$(printf '%s\n' '6 the file is truncated' \
+  'tiny_cut.params is truncated' unchanged)"
+./loadmain tiny.csv >ld.txt
+check "loader: not a parameter file" test "$(sed -n 2p ld.txt)" = \
+  "tiny.csv is not a bpc parameter file (it does not start with BPCPARAM)"
+./loadmain missing.params >ld.txt
+check "loader: a missing file" test "$(sed -n 2p ld.txt)" = "cannot open missing.params: No such file or directory"
+# the loader and bpc agree on every cut and every flipped byte: each refused (a CRC-32 sees any one
+# byte changed), without a crash (the loader built with the sanitizers where cc has them)
+if cc -fsanitize=address,undefined -o loadmain_san loadmain.c tiny.c tiny_params.c -lm 2>/dev/null; then
+  LOADER=./loadmain_san
+else
+  LOADER=./loadmain
+fi
+$PY -c "
+b = open('tiny.params', 'rb').read()
+for i in range(len(b)):
+    open('cut_%d.params' % i, 'wb').write(b[:i])
+    f = bytearray(b); f[i] ^= 0x41; open('flip_%d.params' % i, 'wb').write(f)"
+agree=1
+for f in cut_*.params flip_*.params; do
+  $LOADER "$f" >/dev/null 2>ld_err.txt; a=$?
+  "$BPC" params show "$f" --model tiny.bp >/dev/null 2>&1; b=$?
+  if [ "$a" != 1 ] || [ "$b" != 1 ] || [ -s ld_err.txt ]; then agree=0; echo "$f: loader $a, bpc $b"; cat ld_err.txt; fi
+done
+check "loader and bpc refuse every cut and every flipped byte" test "$agree" -eq 1
+check "... of each of the file's bytes" test "$(ls flip_*.params | wc -l)" -eq "$(wc -c <tiny.params)"
+# --with-loader's outputs are checked like -o's
+"$BPC" tiny.bp -o - --with-loader >/dev/null 2>err.txt; check "--with-loader to stdout exits 2" test $? -eq 2
+"$BPC" tiny.bp --emit ir -o ir.txt --with-loader 2>err.txt; check "--with-loader with --emit ir exits 2" test $? -eq 2
+cp tiny.bp k_params.c
+"$BPC" k_params.c -o k.c --with-loader 2>err.txt
+check "--with-loader would overwrite the model: exit 2" test $? -eq 2
+check "--with-loader would overwrite the model: says so" grep -qx \
+  "bpc: --with-loader k_params.c would overwrite the input k_params.c (see bpc --help)" err.txt
+check "--with-loader refused: nothing written" test ! -e k.c -a ! -e k.h
+"$BPC" --help >out.txt; check "--help lists --with-loader" grep -q "^  --with-loader" out.txt
+check "--help lists params" grep -q "^  params show FILE" out.txt
+"$BPC" train --help >out.txt; check "train --help names .npy" grep -q "a NumPy .npy file" out.txt
+
+# --data NAME=FILE.npy: every type numpy writes, each bound as IDX files are
+cat >sum.bp <<'BP'
+param s = 1
+param cls[3] = [1, 10, 100]
+input x[2, 2]
+input label[3]
+loss = s * sum(x) + dot(cls, label)
+BP
+$PY -c "
+import numpy as np
+x = np.array([[[0.5, 1], [2, 3]], [[-4, 0.25], [1, 1]], [[7, 0], [0, 0]]])
+np.save('x_f8.npy', x)
+np.save('x_f4.npy', x.astype(np.float32).reshape(3, 4))
+np.save('x_i8.npy', np.array([[1, 2, 3, 4], [5, 6, 7, 8], [0, 0, 0, -9]], dtype=np.int64))
+np.save('x_u1.npy', np.array([[[0, 255], [51, 102]], [[0, 0], [0, 0]], [[255, 255], [255, 255]]], dtype=np.uint8))
+np.save('lab_i8.npy', np.array([0, 2, 1], dtype=np.int64))
+np.save('lab_u1.npy', np.array([2, 2, 1], dtype=np.uint8))
+np.save('lab_hot.npy', np.eye(3)[[1, 1, 0]])
+with open('x_v2.npy', 'wb') as f: np.lib.format.write_array(f, x, version=(2, 0))
+with open('x_v3.npy', 'wb') as f: np.lib.format.write_array(f, x, version=(3, 0))
+np.save('x_fortran.npy', np.asfortranarray(x.reshape(3, 4)))
+np.save('x_obj.npy', np.array([[1, 'a'], [None, 2], [3, 4]], dtype=object), allow_pickle=True)
+np.save('x_be.npy', x.astype('>f8'))
+np.save('x_i4.npy', x.astype(np.int32))
+np.save('x_5.npy', np.zeros((3, 5)))
+"
+"$BPC" train sum.bp --data x=x_f8.npy --data label=lab_i8.npy --epochs 1 --lr 0 --save sum.params --quiet
+check "npy: train reads float64 and int64 labels" test -f sum.params
+# mean of sum(x) + cls[label] over 3 examples: (6.5 + 1) + (-1.75 + 100) + (7 + 10) = 122.75; / 3
+ev() { "$BPC" eval sum.bp --load sum.params --data x="$1" --data label="$2" | sed -n 's/^loss: //p'; }
+check "npy: float64, int64 labels one-hot" test "$(ev x_f8.npy lab_i8.npy)" = "40.916667"
+check "npy: float32, by element count" test "$(ev x_f4.npy lab_i8.npy)" = "40.916667"
+check "npy: version 2.0" test "$(ev x_v2.npy lab_i8.npy)" = "40.916667"
+check "npy: version 3.0" test "$(ev x_v3.npy lab_i8.npy)" = "40.916667"
+# (10 + 100) + (26 + 100) + (-9 + 10) = 237
+check "npy: int64 values, uint8 labels" test "$(ev x_i8.npy lab_u1.npy)" = "79.000000"
+# uint8 images scaled to [0, 1]: (0 + 1 + 0.2 + 0.4) + 0 + 4 = 5.6, labels one-hot rows 10 + 10 + 1
+check "npy: uint8 images scaled, one-hot rows as they are" test "$(ev x_u1.npy lab_hot.npy)" = "8.866667"
+"$BPC" train sum.bp --data x=x_f8.npy --data label=lab_i8.npy --epochs 2 --lr 0.1 --batch 2 --seed 4 --save npy.params --quiet
+$PY -c "
+import numpy as np
+x = np.load('x_f8.npy').reshape(3, 4); l = np.eye(3)[np.load('lab_i8.npy')]
+np.savetxt('x_same.csv', x, delimiter=','); np.savetxt('lab_same.csv', l, delimiter=',')"
+"$BPC" train sum.bp --data x=x_same.csv --data label=lab_same.csv --epochs 2 --lr 0.1 --batch 2 --seed 4 --save csv.params --quiet
+check "npy: trains exactly as the same data in CSV" cmp -s npy.params csv.params
+npy_err() { "$BPC" eval sum.bp --load sum.params --data x="$1" --data label=lab_i8.npy 2>&1 >/dev/null; }
+check "npy: Fortran order refused" test "$(npy_err x_fortran.npy)" = \
+  "bpc: x_fortran.npy holds a Fortran-order array (fortran_order True): save it in C order (numpy.ascontiguousarray)"
+check "npy: object arrays refused" test "$(npy_err x_obj.npy)" = \
+  "bpc: x_obj.npy holds Python objects (dtype '|O'), not numbers: save a numeric array (float32, float64, uint8 or int64)"
+check "npy: big-endian refused" test "$(npy_err x_be.npy)" = \
+  "bpc: x_be.npy holds big-endian numbers (dtype '>f8'): save them little-endian (array.astype('<f8'))"
+check "npy: int32 refused" test "$(npy_err x_i4.npy)" = \
+  "bpc: x_i4.npy: dtype '<i4' is not supported (float32 '<f4', float64 '<f8', uint8 '|u1' and int64 '<i8' are)"
+check "npy: wrong element count" test "$(npy_err x_5.npy)" = \
+  "bpc: x_5.npy: input x[2,2] needs 4 values per example, but the file has 5 = 5 per example"
+head -c 150 x_f8.npy >x_cut.npy
+check "npy: truncated data" test "$(npy_err x_cut.npy)" = \
+  "bpc: x_cut.npy is truncated: its header promises 96 bytes of data, the file has 22"
+head -c 50 x_f8.npy >x_cut_header.npy
+check "npy: truncated header" test "$(npy_err x_cut_header.npy)" = \
+  "bpc: x_cut_header.npy is truncated: its header needs 128 bytes, the file has 50"
+printf 'NUMPY\001\000' >x_magic.npy
+check "npy: not a .npy file" test "$(npy_err x_magic.npy)" = \
+  "bpc: x_magic.npy is not a NumPy .npy file (it does not start with \\x93NUMPY)"
+printf '\223NUMPY\011\000\010\000{}      ' >x_v9.npy
+check "npy: an unknown version" test "$(npy_err x_v9.npy)" = \
+  "bpc: x_v9.npy: .npy format version 9.0 is not supported (1.0, 2.0 and 3.0 are)"
+printf "\223NUMPY\001\000\024\000['descr', '<f8']   \n" >x_list.npy
+check "npy: a header that is not a dict" test "$(npy_err x_list.npy)" = \
+  "bpc: x_list.npy: the .npy header is not one bpc can read (it is not a dict)"
+printf "\223NUMPY\001\000\073\000{'descr': '<f8', 'fortran_order': False, 'shape': (1, 4) }\n" >x_one.npy
+printf '\000\000\000\000\000\000\360\077' >>x_one.npy
+check "npy: a hand-written file that is one value short" test "$(npy_err x_one.npy)" = \
+  "bpc: x_one.npy is truncated: its header promises 32 bytes of data, the file has 8"
+# ---- end of issue 14: the bridge to C and data ----
+
 # make mutate's list still names code that exists (a rewrite must carry its mutations along)
 python3 "$ROOT/scripts/mutate.py" --check >mut.txt
 check "every mutation's text is in its file once" test $? -eq 0

@@ -64,6 +64,10 @@ static void test_params(void **state) {
   (void)state;
   replay("params", fuzz_params);
 }
+static void test_npy(void **state) {
+  (void)state;
+  replay("npy", fuzz_npy);
+}
 
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -71,6 +75,7 @@ int main(void) {
       cmocka_unit_test(test_csv),
       cmocka_unit_test(test_idx),
       cmocka_unit_test(test_params),
+      cmocka_unit_test(test_npy),
   };
   return cmocka_run_group_tests_name("fuzz regressions", tests, NULL, NULL);
 }

@@ -40,16 +40,19 @@ void fuzz_compile(const uint8_t *data, size_t size) {
   }
 }
 
-/* The fuzz input goes to a file: the readers take paths, as bpc does. */
-static const char *to_file(const uint8_t *data, size_t size) {
+/* The fuzz input goes to a file: the readers take paths, as bpc does (a
+ * .npy file is known by its name). */
+static const char *to_named_file(const uint8_t *data, size_t size, const char *suffix) {
   static char path[64];
-  if (!path[0]) snprintf(path, sizeof path, "/tmp/bpc-fuzz-%d", (int)getpid());
+  snprintf(path, sizeof path, "/tmp/bpc-fuzz-%d%s", (int)getpid(), suffix);
   FILE *f = fopen(path, "wb");
   if (!f) abort();
   fwrite(data, 1, size, f);
   fclose(f);
   return path;
 }
+
+static const char *to_file(const uint8_t *data, size_t size) { return to_named_file(data, size, ""); }
 
 static JitModel *model(const char *name, const char *source) {
   char path[96];
@@ -94,6 +97,30 @@ void fuzz_params(const uint8_t *data, size_t size) {
   if (!m) m = model("params", "param W[2, 3]\nparam b[3]\ninput x[2]\nloss = sum(x @ W + b)\n");
   double p[9];
   char *err = NULL;
-  params_load(to_file(data, size), m, p, &err);
+  const char *path = to_file(data, size);
+  ParamsFile f;
+  if (params_file_read(path, &f, &err) == 0) {
+    double sum = 0; /* every value the file claims is read, as bpc params show does */
+    for (int64_t i = 0; i < f.tensors.numel; i++)
+      sum += params_file_value(&f, i);
+    if (params_file_fits(&f, path, &m->info, &err)) free(err);
+    err = NULL;
+    params_file_free(&f);
+    (void)sum;
+  }
   free(err);
+  err = NULL;
+  params_load(path, m, p, &err);
+  free(err);
+}
+
+void fuzz_npy(const uint8_t *data, size_t size) {
+  static JitModel *images, *labels;
+  if (!images) {
+    images = model("npyimg", "input img[4]\nparam w[4]\nloss = dot(w, img)\n");
+    labels = model("npylab", "input lab[3]\nparam w[3]\nloss = dot(w, lab)\n");
+  }
+  const char *path = to_named_file(data, size, ".npy");
+  load(images, "img", path);
+  load(labels, "lab", path);
 }

@@ -15,7 +15,10 @@ void fuzz_compile(const uint8_t *data, size_t size);
 void fuzz_csv(const uint8_t *data, size_t size);
 /* An IDX file bound to an image input img[4] and to a label input lab[3]. */
 void fuzz_idx(const uint8_t *data, size_t size);
-/* A parameter file for a model with W[2, 3] and b[3]. */
+/* A parameter file for a model with W[2, 3] and b[3]: read on its own
+ * (bpc params show and export), then loaded. */
 void fuzz_params(const uint8_t *data, size_t size);
+/* A .npy file bound to an image input img[4] and to a label input lab[3]. */
+void fuzz_npy(const uint8_t *data, size_t size);
 
 #endif
