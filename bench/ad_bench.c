@@ -68,9 +68,9 @@ static double call(Bench *b, int which) {
     double l;
     if (B > 1 && b->jit->fixed == B) {
       jit_gather(b->jit, b->x, b->soa);
-      l = jit_train_fixed(b->jit, b->p, b->soa, b->g, NULL, b->ws, 0);
+      l = jit_train_fixed(b->jit, b->p, b->soa, b->g, NULL, b->ws, 0, 1, 0);
     } else {
-      l = jit_train_batch(b->jit, b->p, b->x, (size_t)B, b->g, NULL, b->ws, 0);
+      l = jit_train_batch(b->jit, b->p, b->x, (size_t)B, b->g, NULL, b->ws, 0, 1, 0);
     }
     if (B > 1)
       for (int64_t i = 0; i < b->jit->nparams; i++)

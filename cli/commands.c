@@ -43,7 +43,7 @@ static const char train_help[] =
     "  --lr X               learning rate (default 0.01 for sgd and momentum, 0.001 for adam)\n"
     "  --optim sgd|momentum|adam   (default sgd)\n"
     "  --momentum X         for --optim momentum (default 0.9)\n"
-    "  --seed N             initialisation and shuffling (default 1)\n"
+    "  --seed N             initialisation, shuffling and dropout's masks (default 1)\n"
     "  --threads N          worker threads (default: all cores)\n"
     "  --limit N            use only the first N examples\n"
     "  --float              compute in float instead of double\n"
@@ -404,12 +404,12 @@ static void bench_once(BenchCall *b) {
   if (b->kind == 0) {
     jit_eval_batch(b->m, b->params, b->inputs, 1, NULL, b->ws);
   } else if (b->kind == 1) {
-    jit_train_batch(b->m, b->params, b->inputs, 1, b->grad, NULL, b->ws, 0);
+    jit_train_batch(b->m, b->params, b->inputs, 1, b->grad, NULL, b->ws, 0, 1, 0); /* dropout on, as in train */
   } else if (b->m->fixed > 1) {
     jit_gather(b->m, b->inputs, b->soa);
-    jit_train_fixed(b->m, b->params, b->soa, b->grad, NULL, b->ws, 0);
+    jit_train_fixed(b->m, b->params, b->soa, b->grad, NULL, b->ws, 0, 1, 0);
   } else {
-    jit_train_batch(b->m, b->params, b->inputs, b->batch, b->grad, NULL, b->ws, 0);
+    jit_train_batch(b->m, b->params, b->inputs, b->batch, b->grad, NULL, b->ws, 0, 1, 0);
   }
 }
 

@@ -34,13 +34,14 @@ typedef struct InspectOptions {
 } InspectOptions;
 
 static const char grad_help[] =
-    "usage: bpc grad MODEL.bp [--set NAME=V[,V...]]... [--fill NAME=V]... [--json | --summary]\n"
+    "usage: bpc grad MODEL.bp [--wrt NAME] [--set NAME=V[,V...]]... [--fill NAME=V]... [--json | --summary]\n"
     "                [-D NAME=INT]\n"
     "Prints the loss and dloss/dparam for every parameter, at the declared initial values or at the\n"
     "values given with --set (parameters and inputs; tensors as comma-separated row-major values) or\n"
-    "--fill (one value for every element). Inputs not set are 0. --summary prints one line per\n"
+    "--fill (one value for every element). Inputs not set are 0. --wrt NAME prints dloss/dNAME alone,\n"
+    "for a parameter or an input (an input's gradient: a saliency map). --summary prints one line per\n"
     "parameter instead: the norm of its gradient and its largest element (a vanishing gradient shows\n"
-    "as norms falling layer by layer).\n";
+    "as norms falling layer by layer). Dropout is the identity here, as in eval.\n";
 static const char check_help[] =
     "usage: bpc check MODEL.bp [--points N] [--tol X] [--all] [--batched] [--set ...] [--seed N]\n"
     "Compares the compiled gradient with finite differences (Richardson-extrapolated, with an error\n"
@@ -93,7 +94,7 @@ static void parse_set(InspectOptions *o, const char *opt, const char *arg) {
 
 /* The options each command takes (the parser refuses the others). */
 static const char *accepted_options(const char *cmd) {
-  if (!strcmp(cmd, "grad")) return "--set --fill --json --summary -D";
+  if (!strcmp(cmd, "grad")) return "--wrt --set --fill --json --summary -D";
   if (!strcmp(cmd, "check"))
     return "--points --tol --all --batched --set --fill --seed -D --jit --test-perturb-gradient";
   if (!strcmp(cmd, "graph")) return "--set --fill --format -o -D";
@@ -190,24 +191,27 @@ static void finish(InspectOptions *o, Ctx *c, double *params, double *inputs, Va
   options_free(o);
 }
 
+/* The parameter or input called name: its slot, *is_input saying which;
+ * -1 when the model has neither. */
+static int find_tensor(Ctx *c, const char *name, int *is_input) {
+  for (*is_input = 0; *is_input < 2; ++*is_input) {
+    const PtrVec *decls = *is_input ? &c->inputs : &c->params;
+    for (int k = 0; k < decls->len; k++)
+      if (!strcmp(((Decl *)decls->items[k])->name, name)) return k;
+  }
+  return -1;
+}
+
 /* Applies --set to the flat arrays; marks which inputs were given. */
 static void apply_sets(InspectOptions *o, Ctx *c, double *params, double *inputs, char *input_given) {
   for (int i = 0; i < o->nsets; i++) {
     SetOpt *s = &o->sets[i];
-    Decl *d = NULL;
-    double *dst = NULL;
-    for (int k = 0; k < c->params.len && !d; k++)
-      if (!strcmp(((Decl *)c->params.items[k])->name, s->name)) {
-        d = c->params.items[k];
-        dst = params;
-      }
-    for (int k = 0; k < c->inputs.len && !d; k++)
-      if (!strcmp(((Decl *)c->inputs.items[k])->name, s->name)) {
-        d = c->inputs.items[k];
-        dst = inputs;
-        if (input_given) input_given[k] = 1;
-      }
-    if (!d) cli_usage_error("--set %s: the model has no parameter or input named '%s'", s->name, s->name);
+    int is_input, slot = find_tensor(c, s->name, &is_input);
+    if (slot < 0)
+      cli_usage_error("--set %s: the model has no parameter or input named '%s'", s->name, s->name);
+    Decl *d = (is_input ? c->inputs : c->params).items[slot];
+    double *dst = is_input ? inputs : params;
+    if (is_input && input_given) input_given[slot] = 1;
     int64_t n = shape_numel(d->shape);
     if (!s->fill && s->n != n) {
       Buf example = {0};
@@ -407,6 +411,13 @@ static int run_grad(int argc, char **argv) {
   evaluate_model(&o, &c, &params, &inputs, &v);
   double loss = v.v[c.loss->id][0];
   if (o.json && o.summary) cli_usage_error("grad: --json and --summary cannot be combined");
+  if (o.wrt && o.summary) cli_usage_error("grad: --wrt and --summary cannot be combined");
+  int wrt_input = 0, wrt = o.wrt ? find_tensor(&c, o.wrt, &wrt_input) : -1;
+  if (o.wrt && wrt < 0) {
+    fprintf(stderr, "bpc: grad --wrt %s: the model has no parameter or input named '%s'\n", o.wrt, o.wrt);
+    finish(&o, &c, params, inputs, &v);
+    return 1;
+  }
   if (o.summary) {
     print_grad_summary(&c, &v, loss);
     finish(&o, &c, params, inputs, &v);
@@ -421,12 +432,17 @@ static int run_grad(int argc, char **argv) {
     print_number(loss, 0);
     putchar('\n');
   }
-  for (int p = 0; p < c.params.len; p++) {
-    Decl *d = c.params.items[p];
+  /* every parameter's gradient, or with --wrt the one asked for (a parameter's or an input's) */
+  int first = o.wrt ? wrt : 0, end = o.wrt ? wrt + 1 : c.params.len;
+  for (int p = first; p < end; p++) {
+    Decl *d = (wrt_input ? c.inputs : c.params).items[p];
     double *g = calloc((size_t)shape_numel(d->shape) + 1, sizeof(double));
-    eval_param_grad(&c, &v, p, g);
+    if (wrt_input)
+      eval_input_grad(&c, &v, p, g);
+    else
+      eval_param_grad(&c, &v, p, g);
     if (o.json) {
-      printf("%s\"%s\": ", p ? ", " : "", d->name);
+      printf("%s\"%s\": ", p > first ? ", " : "", d->name);
       print_tensor_json(g, d->shape);
     } else {
       char label[BPC_MAX_IDENT + 16];
@@ -529,9 +545,9 @@ static int run_check(int argc, char **argv) {
     }
     if (st.soa) { /* the batch's summed gradient, from the batched function */
       jit_gather(m, x, st.soa);
-      jit_train_fixed(m, p, st.soa, g, NULL, st.ws, 0);
+      jit_train_fixed(m, p, st.soa, g, NULL, st.ws, 0, 0, 0); /* dropout off: the gradient of eval's loss */
     } else {
-      jit_train_batch(m, p, x, 1, g, NULL, st.ws, 0);
+      jit_train_batch(m, p, x, 1, g, NULL, st.ws, 0, 0, 0);
     }
     double f0 = f_at(&st, p, x);
     for (int d = 0; d < c->params.len && !failed; d++) {
@@ -634,10 +650,11 @@ static void dot_graph(Ctx *c, const Values *v, Buf *out) {
                  shape_caption(n, dims), n->op == OP_PARAM ? "#fde9c9" : "#e3eefc");
       continue;
     }
-    int window = op_is_window(n->op); /* its kernel or window under its name */
-    buf_printf(out, "  n%d [label=\"%s%s%s%s%s%s\", shape=%s];\n", n->id, op_label(n), window ? "\\n" : "",
-               window ? window_caption(c, n) : "", n->name ? "\\n" : "", n->name ? n->name : "",
-               shape_caption(n, dims), window ? "box, style=rounded" : n == c->loss ? "doublecircle" : "circle");
+    int window = op_is_window(n->op);
+    const char *caption = node_caption(c, n); /* a kernel or window, dropout's rate, under its name */
+    buf_printf(out, "  n%d [label=\"%s%s%s%s%s%s\", shape=%s];\n", n->id, op_label(n), caption ? "\\n" : "",
+               caption ? caption : "", n->name ? "\\n" : "", n->name ? n->name : "", shape_caption(n, dims),
+               window ? "box, style=rounded" : n == c->loss ? "doublecircle" : "circle");
   }
   /* one edge per argument; values above in black, gradients below in red */
   for (int i = 0; i < s.order.len; i++) {

@@ -41,7 +41,7 @@ static const CliOption options[] = {
     {"--save", "FILE"},       {"--load", "FILE"},        {"--log", "FILE"},      {"--target", "INPUT"},
     {"--quiet", NULL},        {"--jit", "tcc|cc"},       {"--metric", "NAME"},   {"--classes", NULL},
     {"--set", "NAME=V,..."},  {"--fill", "NAME=V"},      {"--json", NULL},       {"--summary", NULL},    {"--points", "N"},
-    {"--tol", "X"},           {"--all", NULL},           {"--batched", NULL},           {"--format", "FORMAT"}, {"--wrt", "PARAM"},
+    {"--tol", "X"},           {"--all", NULL},           {"--batched", NULL},           {"--format", "FORMAT"}, {"--wrt", "NAME"},
     {"--test-perturb-gradient", "PARAM"}, {"--model", "MODEL.bp"}, {"--with-loader", NULL},
 };
 

@@ -26,7 +26,12 @@ typedef struct Adjoints {
   Node *local[2];   /* elementwise y: d y/d args[k], element by element (ops.h's columns), or NULL */
   Node **formula;   /* per argument of y: what the dry run sent it (from G, or from 1), or NULL */
   int dry;          /* the dry run: send() keeps the contribution in formula[] and adds nothing */
+  const char *reach; /* autodiff_inputs: per node id, reached from an input; NULL: from a parameter
+                        (needs_grad), the parameters' terms then kept per slot */
 } Adjoints;
+
+/* Whether a gradient flows into x in this sweep. */
+static int carries(const Adjoints *A, const Node *x) { return A->reach ? A->reach[x->id] : x->needs_grad; }
 
 /* The edge args[k] -> y with what autodiff used along it: the local
  * derivative where it is one number per element (an elementwise y of the
@@ -66,7 +71,7 @@ static Node *gsym(Ctx *c, const Node *y) { return ir_make(c, OP_GSYM, y->shape, 
 
 static void add_to(Adjoints *A, Node *x, Node *g) {
   Ctx *c = A->c;
-  if (x->op == OP_PARAM) {
+  if (x->op == OP_PARAM && !A->reach) {
     GradTerm *t = arena_alloc(&c->arena, sizeof *t);
     t->node = g; /* appended: source order, the first use is added first */
     if (A->last[x->attr.slot])
@@ -86,7 +91,7 @@ static void add_to(Adjoints *A, Node *x, Node *g) {
 static void send(Adjoints *A, int k, Node *g) {
   Ctx *c = A->c;
   Node *x = A->y->args[k];
-  if (!x->needs_grad || ir_is_const(g, 0)) return;
+  if (!carries(A, x) || ir_is_const(g, 0)) return;
   if (!shape_eq(g->shape, x->shape)) g = ir_unbroadcast(c, g, x->shape);
   if (A->dry) {
     A->formula[k] = g;
@@ -124,6 +129,12 @@ static Node *gelu_derivative(Ctx *c, Node *x) {
   return ir_binary(c, OP_ADD, cdf, mul(c, x, pdf));
 }
 
+/* The mask of dropout y: dropout of ones, with y's site and rate, so each
+ * element is the one y's own element was multiplied by (1 outside training). */
+static Node *dropout_mask(Ctx *c, Node *y) {
+  return ir_dropout(c, ir_const(c, 1, y->shape), y->value, y->attr.slot);
+}
+
 /* ops.h's derivative columns nest calls, so their macros evaluate the
  * arguments left to right through a small stack: the comma operator
  * finishes the left argument before the right one starts. */
@@ -158,6 +169,7 @@ static Node *binary_of_operands(Ctx *c, Operands *s, Op op) {
 #define UN(op, a) ir_unary(c, OP_##op, a)
 #define POWC_DERIVATIVE powc_derivative(c, y)
 #define GELU_DERIVATIVE gelu_derivative(c, x)
+#define DROPOUT_DERIVATIVE dropout_mask(c, y)
 static Node *unary_local(Ctx *c, Node *y) {
   Node *x = y->args[0];
   Operands operands = {.len = 0};
@@ -183,6 +195,7 @@ static Node *unary_local(Ctx *c, Node *y) {
 #undef BIN
 #undef POWC_DERIVATIVE
 #undef GELU_DERIVATIVE
+#undef DROPOUT_DERIVATIVE
 
 /* What a two-argument elementwise op y = f(a, b) sends back to each
  * argument: the columns ga and gb of ops.h, a's first (the order the
@@ -274,6 +287,9 @@ static void backprop_node(Adjoints *A, Node *y, Node *g) {
     if (y->op == OP_NEG) { /* -g, not g * -1: the backward graph as it always was */
       A->local[0] = c->record_locals ? unary_local(c, y) : NULL;
       send(A, 0, neg(c, g));
+    } else if (y->op == OP_DROPOUT) { /* g times y's mask is dropout of g: the identity outside training */
+      A->local[0] = c->record_locals ? unary_local(c, y) : NULL;
+      send(A, 0, ir_dropout(c, g, y->value, y->attr.slot));
     } else {
       A->local[0] = unary_local(c, y);
       send(A, 0, mul(c, g, A->local[0]));
@@ -329,7 +345,7 @@ static void backprop_other(Adjoints *A, Node *y, Node *g) {
       step[k] = 1;
     for (int j = 0; j < y->nargs; j++) {
       Node *x = y->args[j];
-      if (x->needs_grad) send(A, j, ir_slice(c, g, start, step, x->shape));
+      if (carries(A, x)) send(A, j, ir_slice(c, g, start, step, x->shape));
       start[axis] += x->shape.dim[axis];
     }
     break;
@@ -337,8 +353,8 @@ static void backprop_other(Adjoints *A, Node *y, Node *g) {
   case OP_SPREAD: send(A, 0, ir_gather(c, g, y->attr.offset, y->attr.stride, a->shape)); break;
   case OP_MATMUL: backprop_matmul(A, y, g); break;
   case OP_CONV2D: /* x gets the transposed convolution of g, K the correlation of x with g */
-    if (a->needs_grad) send(A, 0, ir_conv2d_dx(c, y, g));
-    if (y->args[1]->needs_grad) send(A, 1, ir_conv2d_dk(c, y, g));
+    if (carries(A, a)) send(A, 0, ir_conv2d_dx(c, y, g));
+    if (carries(A, y->args[1])) send(A, 1, ir_conv2d_dk(c, y, g));
     break;
   case OP_MAXPOOL2D:
   case OP_AVGPOOL2D: send(A, 0, ir_pool2d_dx(c, y, g)); break;
@@ -378,35 +394,57 @@ static void merge_repeated_terms(Adjoints *A) {
   }
 }
 
-GradTerm **autodiff(Ctx *c, Node *loss, Node ***adjoints, PtrVec *edges) {
-  int nforward = c->nodes.len;
-  Adjoints A = {c,
-                arena_alloc(&c->arena, sizeof(Node *) * (size_t)(nforward + 1)),
-                arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1)),
-                arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1)),
-                NULL,
-                edges,
-                NULL,
-                {NULL, NULL},
-                NULL,
-                0};
+/* The reverse sweep from loss over the nodes carries() lets through; the
+ * nodes it makes are backward nodes until the caller says otherwise. */
+static void sweep(Adjoints *A, Node *loss) {
+  Ctx *c = A->c;
   c->building_backward = 1;
   c->cur_loc = loss->loc;
-  if (loss->op == OP_PARAM)
-    add_to(&A, loss, k(c, 1));
+  if (loss->op == OP_PARAM && !A->reach)
+    add_to(A, loss, k(c, 1));
   else
-    A.adj[loss->id] = k(c, 1);
+    A->adj[loss->id] = k(c, 1);
   for (int i = loss->id; i >= 0; i--) {
     Node *y = c->nodes.items[i];
-    Node *g = A.adj[y->id];
-    if (!g || !y->needs_grad) continue;
+    Node *g = A->adj[y->id];
+    if (!g || !carries(A, y)) continue;
     c->cur_loc = y->loc;
-    A.y = y;
-    A.g = g;
-    backprop_node(&A, y, g);
+    A->y = y;
+    A->g = g;
+    backprop_node(A, y, g);
   }
+}
+
+GradTerm **autodiff(Ctx *c, Node *loss, Node ***adjoints, PtrVec *edges) {
+  int nforward = c->nodes.len;
+  Adjoints A = {.c = c,
+                .adj = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(nforward + 1)),
+                .terms = arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1)),
+                .last = arena_alloc(&c->arena, sizeof(GradTerm *) * (size_t)(c->params.len + 1)),
+                .edges = edges};
+  sweep(&A, loss);
   merge_repeated_terms(&A);
   c->building_backward = 0;
   if (adjoints) *adjoints = A.adj;
   return A.terms;
+}
+
+Node **autodiff_inputs(Ctx *c, Node *loss) {
+  int n = loss->id + 1; /* the sweep reads no node made after the loss */
+  char *reach = arena_alloc(&c->arena, (size_t)n + 1);
+  for (int i = 0; i < n; i++) { /* as needs_grad, from the inputs */
+    const Node *y = c->nodes.items[i];
+    reach[i] = y->op == OP_INPUT;
+    for (int k = 0; k < y->nargs && !(op_info[y->op].classes & OPC_NO_GRADIENT); k++)
+      reach[i] |= reach[y->args[k]->id];
+  }
+  Adjoints A = {.c = c, .adj = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(n + 1)), .reach = reach};
+  sweep(&A, loss);
+  c->building_backward = 0;
+  Node **grads = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->inputs.len + 1));
+  for (int i = 0; i < c->inputs.len; i++) {
+    const Node *x = ((Decl *)c->inputs.items[i])->node;
+    grads[i] = x->id < n ? A.adj[x->id] : NULL;
+  }
+  return grads;
 }

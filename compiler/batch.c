@@ -104,6 +104,8 @@ static Node *batch_node(Batcher *b, Node *n) {
   Node *a = n->args[0], *y = n->args[1];
   Shape s;
   if (!batched_shape(b, n->shape, &s)) return NULL;
+  if (n->op == OP_DROPOUT) /* each example its own mask, even of a value the same for all of them */
+    return ir_dropout(c, b->batched[a->id] ? b->map[a->id] : ir_bcast(c, a, s, 1), n->value, n->attr.slot);
   if (op_is_elementwise(n->op)) {
     if (!y) return ir_unary_const(c, n->op, b->map[a->id], n->value);
     return ir_binary(c, n->op, spread(b, a, n->shape), spread(b, y, n->shape));
@@ -207,7 +209,7 @@ static int build_batched(Ctx *c, int B, Target *t, const char **why) {
       b.batched[n->id] = 1;
       continue;
     }
-    if (!any) {
+    if (!any && n->op != OP_DROPOUT) {
       b.map[n->id] = n;
       continue;
     }

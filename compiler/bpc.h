@@ -223,7 +223,8 @@ enum { MM_TA = 1, MM_TB = 2 };
  * padding bytes and hashes and compares as plain bytes; an op with more
  * options (strides, padding) adds fields here. */
 typedef struct Attr {
-  int64_t slot;                /* PARAM, INPUT: declaration index */
+  int64_t slot;                /* PARAM, INPUT: declaration index; DROPOUT: which dropout call of the model
+                                  (0, 1, ... in the order they are lowered): its mask's own stream */
   int64_t offset;              /* INDEX, SCATTER, GATHER, SPREAD: flat offset of the first element */
   int64_t axes;                /* SUMAX: the argument's axes summed over; BCAST: the result's axes the
                                   argument is repeated along; CONCAT: the one axis joined along (bit k:
@@ -285,6 +286,8 @@ Node *ir_leaf(Ctx *c, Op op, int slot, Shape s);
 Node *ir_unary(Ctx *c, Op op, Node *a);
 Node *ir_powc(Ctx *c, Node *a, double exponent);
 Node *ir_unary_const(Ctx *c, Op op, Node *a, double v); /* a one-argument op with a constant: leaky_relu */
+/* dropout of x with rate p, the mask of dropout call `site` (ops.h: identity outside training) */
+Node *ir_dropout(Ctx *c, Node *x, double p, int64_t site);
 Node *ir_binary(Ctx *c, Op op, Node *a, Node *b); /* broadcasting elementwise */
 Node *ir_reduce(Ctx *c, Op op, Node *a);          /* SUM MAXALL MINALL; LSE MAXROW MINROW over the last axis */
 Node *ir_onehot(Ctx *c, Op op, Node *x, Node *g); /* ARGMAXMASK, ARGMINMASK: g at the arg-max of x */
@@ -331,6 +334,9 @@ Node *ir_unbroadcast(Ctx *c, Node *a, Shape to);
 int ir_is_const(const Node *n, double v);
 void ir_print(Ctx *c, Buf *out); /* --emit ir */
 void ir_print_options(const Node *n, Buf *out); /* ", axis=1": constant and attributes */
+/* What a drawing shows under an op's name (graph, --emit dot): a window's
+ * kernel and padding, dropout's rate; NULL for the rest. */
+const char *node_caption(Ctx *c, const Node *n);
 
 /* simplify.c: returns a simpler equivalent node, or NULL to build as asked. */
 Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr);
@@ -389,6 +395,10 @@ typedef struct EdgeGrad {
  * there (indexed by node id; NULL where no gradient reaches); with edges
  * non-NULL, records every contribution (EdgeGrad*) in sweep order. */
 GradTerm **autodiff(Ctx *c, Node *loss, Node ***adjoints, PtrVec *edges);
+/* dloss/dinput for each input slot (NULL where no gradient reaches it), by
+ * the same sweep with the inputs in place of the parameters; the nodes it
+ * shares with autodiff's sweep are the same nodes (hash-consed). */
+Node **autodiff_inputs(Ctx *c, Node *loss);
 
 /* ---- eval.c: a reference interpreter of the IR ------------------------------ */
 typedef struct Values {
@@ -401,6 +411,8 @@ void eval_graph(Ctx *c, const double *params, const double *inputs, Values *out)
 void values_free(Values *v);
 /* dloss/dparam for one parameter slot from evaluated values, into out. */
 void eval_param_grad(Ctx *c, const Values *v, int slot, double *out);
+/* dloss/dinput for one input slot (c->input_grads), into out. */
+void eval_input_grad(Ctx *c, const Values *v, int slot, double *out);
 /* The declared initial values, as the generated init function computes them. */
 void eval_init_params(Ctx *c, double *params, uint64_t seed);
 
@@ -603,6 +615,8 @@ struct Ctx {
   Node *loss;
   Loc loss_loc;
   GradTerm **grad_terms; /* per param slot */
+  Node **input_grads;    /* per input slot: dloss/dinput (autodiff_inputs), or NULL where none reaches */
+  int64_t dropouts;      /* dropout calls lowered so far: the site of the next one */
   Node **adjoint;        /* per forward node id: its adjoint node (per example) */
   PtrVec edges;          /* EdgeGrad*: the per-example backward sweep, edge by edge */
   int nforward;          /* nodes before autodiff: the length of adjoint */

@@ -67,6 +67,7 @@ __attribute__((noinline)) static void run_stages(Ctx *c, const CompileOptions *o
   lower_program(c);
   c->nforward = c->nodes.len;
   c->grad_terms = autodiff(c, c->loss, &c->adjoint, &c->edges);
+  c->input_grads = autodiff_inputs(c, c->loss); /* grad --wrt INPUT, m_backward_inputs */
   if (o && o->perturb_gradient) {
     c->perturb_gradient = o->perturb_gradient; /* the batched gradient gets it too (batch.c) */
     perturb_gradient(c, c->grad_terms, o->perturb_gradient);

@@ -41,6 +41,8 @@ typedef struct Emitter {
   Target *t;              /* what the functions being emitted compute */
   int indent;             /* extra nesting of the statements being written */
   const char *sfx;        /* function name suffix: "" per example, "_b" batched */
+  int has_dropout;        /* the model has dropout: its backward functions take dropout and seed */
+  int seeded;             /* the function being emitted trains: dropout draws masks from its seed */
   NameSet locals;         /* the names taken in the generated functions */
 } Emitter;
 
@@ -108,7 +110,7 @@ static const char *const generated_locals[] = {
     "fabsf", "sinf", "cosf", "tanhf", "powf", "log1pf", "expm1f", "erff",
     "params", "inputs", "outputs", "grad", "ws", "n", "e", "i", "j", "p", "s", "i0", "i1", "sc", "at",
     "row", "mx", "best", "acc", "loss_sum", "scale", "bp_real", "main", "seed", "state", "i2", "i3", "i4",
-    "i5", "i6", "i7", "oc", "ic", "oy", "ox", "ky", "kx", "iy", "ix", "gy", "geom",
+    "i5", "i6", "i7", "oc", "ic", "oy", "ox", "ky", "kx", "iy", "ix", "gy", "geom", "dropout", "dinputs",
 };
 
 static void names_init(Arena *a, NameSet *set, int64_t count) {
@@ -167,6 +169,8 @@ static const char *c_name(Emitter *E, NameSet *set, const char *want) {
 
 
 #define COUNT_OF(a) ((int64_t)(sizeof(a) / sizeof((a)[0])))
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* The header's names for the declared tensors: their own spelling, unless
  * C reserves it (NAN, M_PI, class) or it begins like the generated code's
@@ -297,7 +301,7 @@ static const char *elem(Emitter *E, Node *n, const char *idx) {
   return arena_printf(&E->c->arena, "%s[%s]", E->name[n->id], idx);
 }
 
-static const char *unary_expr(Emitter *E, Node *n, const char *a);
+static const char *unary_expr(Emitter *E, Node *n, const char *a, const char *idx);
 static const char *binary_expr(Emitter *E, Node *n, const char *a, const char *b);
 
 /* Where an operand of shape x, broadcast over the nest's shape, is read at
@@ -333,7 +337,7 @@ static const char *operand_at(Emitter *E, Node *x, const Nest *nest, const char 
   if (sched_inlined(&E->p->s, x)) {
     const char *a = operand_at(E, x->args[0], nest, flat_index);
     const char *e = x->args[1] ? binary_expr(E, x, a, operand_at(E, x->args[1], nest, flat_index))
-                               : unary_expr(E, x, a);
+                               : unary_expr(E, x, a, nest ? nest_index(E, nest, x->shape) : flat_index);
     return arena_printf(&E->c->arena, "(%s)", e);
   }
   if (x->op == OP_CONST || x->shape.rank == 0) return elem(E, x, "");
@@ -356,8 +360,30 @@ static void open_outer_loops(Emitter *E, const Nest *nest) {
     line(E, "%*s%s", 2 * g, "", for_loop(E, nest, g));
 }
 
-/* The C text of an elementwise op from its template in ops.h. */
-static const char *render_op(Emitter *E, const Node *n, const char *a, const char *b) {
+/* " * m__dropout_mask(dropout, seed, 0, i, 4503599627370496u, 2.0)": the
+ * mask factor of element idx of dropout n. An example's masks come from its
+ * seed, seed + e for example e of a batch: a batched n ([B, ...]) finds e
+ * and the element within the example from idx. */
+static const char *dropout_factor(Emitter *E, const Node *n, const char *idx) {
+  Arena *ar = &E->c->arena;
+  int64_t per = E->t->batch ? shape_numel(n->shape) / E->t->batch : shape_numel(n->shape);
+  const char *seed = "seed", *at = idx;
+  if (E->t->batch && per == 1) {
+    seed = arena_printf(ar, "seed + %s", idx);
+    at = "0";
+  } else if (E->t->batch) {
+    seed = arena_printf(ar, "seed + (%s) / %lld", idx, (long long)per);
+    at = arena_printf(ar, "(%s) %% %lld", idx, (long long)per);
+  }
+  /* kept when the top 53 bits of the draw, k / 2^53 uniform in [0, 1), are at least p */
+  unsigned long long keep_from = (unsigned long long)ceil(n->value * 9007199254740992.0);
+  return arena_printf(ar, " * %s__dropout_mask(dropout, %s, %lld, %s, %lluu, %s)", E->P, seed,
+                      (long long)n->attr.slot, at, keep_from, literal(E, 1 / (1 - n->value)));
+}
+
+/* The C text of an elementwise op from its template in ops.h; idx is the
+ * element's index in n (dropout's mask needs it). */
+static const char *render_op(Emitter *E, const Node *n, const char *a, const char *b, const char *idx) {
   Buf out = {0};
   for (const char *t = op_info[n->op].c; *t; t++) {
     if (*t != '%' || !t[1]) {
@@ -370,6 +396,9 @@ static const char *render_op(Emitter *E, const Node *n, const char *a, const cha
     case 'v': buf_puts(&out, literal(E, n->value)); break;
     case 'f': buf_puts(&out, E->o->use_float ? "f" : ""); break;
     case 'p': buf_puts(&out, E->P); break;
+    case 'm':
+      if (E->seeded) buf_puts(&out, dropout_factor(E, n, idx));
+      break;
     default: buf_append(&out, t - 1, 2); break;
     }
   }
@@ -378,7 +407,7 @@ static const char *render_op(Emitter *E, const Node *n, const char *a, const cha
   return r;
 }
 
-static const char *unary_expr(Emitter *E, Node *n, const char *a) {
+static const char *unary_expr(Emitter *E, Node *n, const char *a, const char *idx) {
   Arena *ar = &E->c->arena;
   if (n->op == OP_POWC) { /* small powers as products: exact, and faster than pow */
     if (n->value == 2) return arena_printf(ar, "%s * %s", a, a);
@@ -386,10 +415,12 @@ static const char *unary_expr(Emitter *E, Node *n, const char *a) {
     if (n->value == -1) return arena_printf(ar, "1 / %s", a);
     if (n->value == 0.5) return arena_printf(ar, "%s(%s)", fn(E, "sqrt"), a);
   }
-  return render_op(E, n, a, NULL);
+  return render_op(E, n, a, NULL, idx);
 }
 
-static const char *binary_expr(Emitter *E, Node *n, const char *a, const char *b) { return render_op(E, n, a, b); }
+static const char *binary_expr(Emitter *E, Node *n, const char *a, const char *b) {
+  return render_op(E, n, a, b, NULL);
+}
 
 /* ---- statements ---------------------------------------------------------------- */
 
@@ -443,12 +474,13 @@ static void emit_elementwise(Emitter *E, const Step *st, Dest d) {
   Node *n = st->node, *a = n->args[0], *b = n->args[1];
   const Nest *nest = &st->nest;
   const char *ea = operand(E, a, nest), *eb = b ? operand(E, b, nest) : NULL;
-  const char *expr = b ? binary_expr(E, n, ea, eb) : unary_expr(E, n, ea);
+  const char *at = n->shape.rank ? nest_index(E, nest, n->shape) : "0";
+  const char *expr = b ? binary_expr(E, n, ea, eb) : unary_expr(E, n, ea, at);
   if (n->shape.rank == 0) {
     scalar_set(E, d, expr);
     return;
   }
-  const char *at = nest_index(E, nest, n->shape), *inner = for_loop(E, nest, nest->n - 1);
+  const char *inner = for_loop(E, nest, nest->n - 1);
   int depth = 2 * (nest->n - 1); /* the innermost loop's indent */
   Node *sum = st->sum;
   if (!sum) {
@@ -1288,15 +1320,23 @@ static int64_t emit_backward(Emitter *E) {
   const char *name = arena_printf(&c->arena, "%s__backward_add%s", E->P, E->sfx);
   const char *params = arena_printf(&c->arena,
                                     "const bp_real *restrict params, const bp_real *restrict inputs, "
-                                    "bp_real *restrict grad, bp_real *restrict ws, int acc%s",
-                                    jit ? ", bp_real *restrict outputs" : "");
-  begin_plan(E, &p, roots, nroots, 1, name, params,
-             jit ? "params, inputs, grad, ws, acc, outputs" : "params, inputs, grad, ws, acc");
-  buf_printf(E->out,
-             "/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss. */\n"
-             "static bp_real %s(%s) {\n",
-             name, params);
-  line(E, "(void)params; (void)inputs; (void)grad; (void)ws; (void)acc;");
+                                    "bp_real *restrict grad, bp_real *restrict ws, int acc%s%s",
+                                    jit ? ", bp_real *restrict outputs" : "",
+                                    E->has_dropout ? ", int dropout, uint64_t seed" : "");
+  const char *args = arena_printf(&c->arena, "params, inputs, grad, ws, acc%s%s", jit ? ", outputs" : "",
+                                  E->has_dropout ? ", dropout, seed" : "");
+  E->seeded = E->has_dropout;
+  begin_plan(E, &p, roots, nroots, 1, name, params, args);
+  buf_printf(
+      E->out,
+      "/* Computes dloss/dparams into grad (acc 0) or adds it to grad (acc 1); returns the loss.%s */\n"
+      "static bp_real %s(%s) {\n",
+      E->has_dropout ? "\n   With dropout 1, example e's dropout masks are drawn from seed + e; with 0, none "
+                       "(eval's loss)."
+                     : "",
+      name, params);
+  line(E, "(void)params; (void)inputs; (void)grad; (void)ws; (void)acc;%s",
+       E->has_dropout ? " (void)dropout; (void)seed;" : "");
   for (int k = 0; k < c->params.len; k++) {
     Decl *d = c->params.items[k];
     const char *at = arena_printf(&c->arena, "grad + %lld", (long long)d->offset);
@@ -1316,6 +1356,47 @@ static int64_t emit_backward(Emitter *E) {
     line(E, "if (outputs) {");
     copy_outputs(E, "  ");
     line(E, "}");
+  }
+  line(E, "return %s;", ref_scalar(E, E->t->loss));
+  buf_puts(E->out, "}\n\n");
+  E->seeded = 0;
+  end_function(E);
+  return p.s.ws_elems;
+}
+
+/* dloss/dinputs for one example into dinputs, in the inputs' layout (no
+ * dropout): the loss and each input's gradient are the function's roots,
+ * copied out at the end. */
+static int64_t emit_backward_inputs(Emitter *E) {
+  Ctx *c = E->c;
+  Plan p;
+  int nroots;
+  begin_function(E);
+  Node **loss = plan_roots(c, E->t, 1, 0, &nroots);
+  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->inputs.len + 1));
+  roots[0] = loss[0];
+  for (int i = 0; i < c->inputs.len; i++)
+    if (c->input_grads[i]) roots[nroots++] = c->input_grads[i];
+  const char *name = arena_printf(&c->arena, "%s__backward_inputs", E->P);
+  const char *params = "const bp_real *restrict params, const bp_real *restrict inputs, "
+                       "bp_real *restrict dinputs, bp_real *restrict ws";
+  begin_plan(E, &p, roots, nroots, 0, name, params, "params, inputs, dinputs, ws");
+  buf_printf(E->out, "/* Writes dloss/dinputs into dinputs; returns the loss. */\nstatic bp_real %s(%s) {\n",
+             name, params);
+  line(E, "(void)params; (void)inputs; (void)dinputs; (void)ws;");
+  body(E);
+  for (int i = 0; i < c->inputs.len; i++) {
+    Decl *d = c->inputs.items[i];
+    Node *g = c->input_grads[i];
+    long long n = shape_numel(d->shape), off = d->offset;
+    if (!g)
+      line(E, "for (size_t i = 0; i < %lld; i++) dinputs[%lld + i] = 0; /* %s: no gradient reaches it */", n,
+           off, d->name);
+    else if (d->shape.rank == 0)
+      line(E, "dinputs[%lld] = %s; /* %s */", off, ref_scalar(E, g), d->name);
+    else
+      line(E, "for (size_t i = 0; i < %lld; i++) dinputs[%lld + i] = %s; /* %s */", n, off,
+           g->shape.rank ? elem(E, g, "i") : ref_scalar(E, g), d->name);
   }
   line(E, "return %s;", ref_scalar(E, E->t->loss));
   buf_puts(E->out, "}\n\n");
@@ -1394,7 +1475,7 @@ static void emit_init(Emitter *E) {
       buf_puts(E->out, "};\n\n");
     }
   }
-  if (any_flat || any_normal) emit_rng(E, any_normal, any_flat);
+  if (any_flat || any_normal || E->has_dropout) emit_rng(E, any_normal, any_flat);
   buf_printf(E->out, "void %s_init(bp_real *params, uint64_t seed) {\n", E->P);
   line(E, "(void)params; (void)seed;");
   for (int p = 0; p < c->params.len; p++) {
@@ -1523,8 +1604,12 @@ static void emit_header(Emitter *E, Buf *h, int workspace, int64_t ws) {
              (long long)c->num_params, E->U, (long long)c->num_inputs, E->U, (long long)c->num_outputs);
   buf_printf(h,
              "#define %s_WORKSPACE %d /* 1: call the _ws functions with a buffer of %s_workspace_size() "
-             "reals */\n\n",
+             "reals */\n",
              E->U, workspace, E->P);
+  buf_printf(h,
+             "#define %s_HAS_DROPOUT %d /* 1: the _train functions draw dropout masks; 0: they ignore the "
+             "seed */\n\n",
+             E->U, E->has_dropout);
   emit_layout(E, h, &c->params, "param");
   emit_layout(E, h, &c->inputs, "input");
   emit_layout(E, h, &c->outputs, "output");
@@ -1546,6 +1631,18 @@ static void emit_header(Emitter *E, Buf *h, int workspace, int64_t ws) {
              E->P, ws_sfx, ws_arg);
   buf_printf(h, "void %s_predict%s(const bp_real *params, const bp_real *inputs, bp_real *outputs%s);\n",
              E->P, ws_sfx, ws_arg);
+  buf_printf(
+      h,
+      "bp_real %s_backward_train%s(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t "
+      "seed%s);\n",
+      E->P, ws_sfx, ws_arg);
+  buf_printf(h,
+             "bp_real %s_backward_batch_train%s(const bp_real *params, const bp_real *inputs, size_t n, "
+             "bp_real *grad, uint64_t seed%s);\n",
+             E->P, ws_sfx, ws_arg);
+  buf_printf(
+      h, "bp_real %s_backward_inputs%s(const bp_real *params, const bp_real *inputs, bp_real *dinputs%s);\n",
+      E->P, ws_sfx, ws_arg);
   if (!E->o->self_contained) buf_puts(h, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
 }
 
@@ -1558,17 +1655,20 @@ static void emit_runtime_entry_points(Emitter *E, int64_t ws, int batch) {
       c->num_inputs ? arena_printf(&c->arena, "inputs + e * %lld", (long long)c->num_inputs) : "inputs";
   const char *ostep =
       arena_printf(&c->arena, "outputs ? outputs + e * %lld : outputs", (long long)c->num_outputs);
+  /* dropout 1: example e's masks from seed + e (bpc train); 0: none (check) */
+  const char *unused = E->has_dropout ? "" : "  (void)dropout;\n  (void)seed;\n";
   buf_printf(E->out, "size_t %s_workspace_size(void) { return %lld; }\n\n", P, (long long)ws);
   buf_printf(E->out,
              "bp_real %s_train_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, "
-             "bp_real *outputs, bp_real *ws, int acc) {\n"
-             "  bp_real loss_sum = 0;\n"
+             "bp_real *outputs, bp_real *ws, int acc, int dropout, uint64_t seed) {\n"
+             "  bp_real loss_sum = 0;\n%s"
              "  if (n == 0 && !acc)\n"
              "    for (size_t i = 0; i < %lld; i++) grad[i] = 0;\n"
              "  for (size_t e = 0; e < n; e++)\n"
-             "    loss_sum += %s__backward_add(params, %s, grad, ws, acc || e > 0, %s);\n"
+             "    loss_sum += %s__backward_add(params, %s, grad, ws, acc || e > 0, %s%s);\n"
              "  return loss_sum;\n}\n\n",
-             P, (long long)c->num_params, P, step, ostep);
+             P, unused, (long long)c->num_params, P, step, ostep,
+             E->has_dropout ? ", dropout, seed + e" : "");
   buf_printf(E->out,
              "bp_real %s_eval_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real "
              "*outputs, bp_real *ws) {\n"
@@ -1588,32 +1688,26 @@ static void emit_runtime_entry_points(Emitter *E, int64_t ws, int batch) {
   buf_printf(
       E->out,
       "bp_real %s_train_fixed(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *outputs, "
-      "bp_real *ws, int acc) {\n"
-      "  return %s__backward_add_b(params, inputs, grad, ws, acc, outputs);\n}\n\n"
+      "bp_real *ws, int acc, int dropout, uint64_t seed) {\n%s"
+      "  return %s__backward_add_b(params, inputs, grad, ws, acc, outputs%s);\n}\n\n"
       "bp_real %s_eval_fixed(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n"
       "  return %s__forward_b(params, inputs, ws, outputs);\n}\n",
-      P, P, P, P);
+      P, unused, P, E->has_dropout ? ", dropout, seed" : "", P, P);
 }
 
 /* The public functions: thin wrappers that own (or take) the workspace. */
-static void emit_wrappers(Emitter *E, int workspace, int64_t ws) {
+typedef struct Wrapping {
+  const char *sfx, *arg; /* "_ws" and ", bp_real *ws" for the workspace forms, else "" */
+  const char *decl_ws;   /* the stack workspace of the other form, declared */
+  const char *call_ws;   /* ", ws" to pass the workspace on to another public function, else "" */
+} Wrapping;
+
+/* The mean loss and gradient over n examples: the inference form, or with
+ * train the one whose example e draws its dropout masks from seed + e. */
+static void emit_batch_wrapper(Emitter *E, const Wrapping *w, int train) {
   Ctx *c = E->c;
   Buf *o = E->out;
   const char *P = E->P;
-  const char *sfx = workspace ? "_ws" : "", *arg = workspace ? ", bp_real *ws" : "";
-  const char *decl_ws = "";
-  if (!workspace)
-    decl_ws =
-        ws ? arena_printf(&c->arena, "  bp_real ws[%lld];\n", (long long)ws) : "  bp_real *ws = NULL;\n";
-  if (workspace) buf_printf(o, "size_t %s_workspace_size(void) { return %lld; }\n\n", P, (long long)ws);
-  buf_printf(o,
-             "bp_real %s_forward%s(const bp_real *params, const bp_real *inputs%s) {\n%s"
-             "  return %s__forward(params, inputs, ws);\n}\n\n",
-             P, sfx, arg, decl_ws, P);
-  buf_printf(o,
-             "bp_real %s_backward%s(const bp_real *params, const bp_real *inputs, bp_real *grad%s) {\n%s"
-             "  return %s__backward_add(params, inputs, grad, ws, 0);\n}\n\n",
-             P, sfx, arg, decl_ws, P);
   /* a model without parameters has no gradient to clear or scale (and a
      loop to 0 would warn under -Wextra) */
   long long np = (long long)c->num_params;
@@ -1621,34 +1715,124 @@ static void emit_wrappers(Emitter *E, int workspace, int64_t ws) {
                          : "    (void)grad;\n";
   const char *scale = np ? arena_printf(&c->arena, "    for (size_t i = 0; i < %lld; i++) grad[i] *= scale;\n", np)
                          : "";
+  const char *dropout = !E->has_dropout ? "" : train ? ", 1, seed + e" : ", 0, 0";
+  if (train)
+    buf_printf(
+        o,
+        "/* The same with dropout, example e's masks drawn from seed + e. */\n"
+        "bp_real %s_backward_batch_train%s(const bp_real *params, const bp_real *inputs, size_t n, bp_real "
+        "*grad, uint64_t seed%s) {\n",
+        P, w->sfx, w->arg);
+  else
+    buf_printf(o,
+               "/* Mean loss and mean gradient over n examples stored one after another. */\n"
+               "bp_real %s_backward_batch%s(const bp_real *params, const bp_real *inputs, size_t n, bp_real "
+               "*grad%s) {\n",
+               P, w->sfx, w->arg);
+  if (train && !E->has_dropout) {
+    buf_printf(
+        o, "  (void)seed; /* no dropout */\n  return %s_backward_batch%s(params, inputs, n, grad%s);\n}\n\n",
+        P, w->sfx, w->call_ws);
+    return;
+  }
   buf_printf(o,
-             "/* Mean loss and mean gradient over n examples stored one after another. */\n"
-             "bp_real %s_backward_batch%s(const bp_real *params, const bp_real *inputs, size_t n, bp_real "
-             "*grad%s) {\n%s"
+             "%s"
              "  bp_real loss_sum = 0;\n"
              "  if (n == 0) {\n"
              "%s"
              "    return 0;\n"
              "  }\n"
              "  for (size_t e = 0; e < n; e++)\n"
-             "    loss_sum += %s__backward_add(params, %s, grad, ws, e > 0);\n"
+             "    loss_sum += %s__backward_add(params, %s, grad, ws, e > 0%s);\n"
              "  {\n"
              "    const bp_real scale = (bp_real)1 / (bp_real)n;\n"
              "%s"
              "    return loss_sum * scale;\n"
              "  }\n}\n\n",
-             P, sfx, arg, decl_ws, clear, P,
+             w->decl_ws, clear, P,
              c->num_inputs ? arena_printf(&c->arena, "inputs + e * %lld", (long long)c->num_inputs)
                            : "inputs",
-             scale);
+             dropout, scale);
+}
+
+/* The stack form's workspace of n elements, declared. */
+static const char *stack_workspace(Emitter *E, int64_t n) {
+  return n ? arena_printf(&E->c->arena, "  bp_real ws[%lld];\n", (long long)n) : "  bp_real *ws = NULL;\n";
+}
+
+/* ws: the workspace of every function but m_backward_inputs, which needs
+ * ws_inputs (its own, in the stack form). */
+static void emit_wrappers(Emitter *E, int workspace, int64_t ws, int64_t ws_inputs) {
+  Ctx *c = E->c;
+  Buf *o = E->out;
+  const char *P = E->P;
+  Wrapping w = {workspace ? "_ws" : "", workspace ? ", bp_real *ws" : "", "", workspace ? ", ws" : ""};
+  if (!workspace) w.decl_ws = stack_workspace(E, ws);
+  const char *no_dropout = E->has_dropout ? ", 0, 0" : "";
+  if (workspace)
+    buf_printf(o, "size_t %s_workspace_size(void) { return %lld; }\n\n", P, (long long)max64(ws, ws_inputs));
+  buf_printf(o,
+             "bp_real %s_forward%s(const bp_real *params, const bp_real *inputs%s) {\n%s"
+             "  return %s__forward(params, inputs, ws);\n}\n\n",
+             P, w.sfx, w.arg, w.decl_ws, P);
+  buf_printf(o,
+             "bp_real %s_backward%s(const bp_real *params, const bp_real *inputs, bp_real *grad%s) {\n%s"
+             "  return %s__backward_add(params, inputs, grad, ws, 0%s);\n}\n\n",
+             P, w.sfx, w.arg, w.decl_ws, P, no_dropout);
+  emit_batch_wrapper(E, &w, 0);
   buf_printf(o,
              "void %s_predict%s(const bp_real *params, const bp_real *inputs, bp_real *outputs%s) {\n%s"
-             "  %s__predict(params, inputs, outputs, ws);\n}\n",
-             P, sfx, arg, decl_ws, P);
+             "  %s__predict(params, inputs, outputs, ws);\n}\n\n",
+             P, w.sfx, w.arg, w.decl_ws, P);
+  buf_printf(
+      o,
+      "/* The gradient with dropout, its masks drawn from seed. */\n"
+      "bp_real %s_backward_train%s(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t "
+      "seed%s) {\n",
+      P, w.sfx, w.arg);
+  if (E->has_dropout)
+    buf_printf(o, "%s  return %s__backward_add(params, inputs, grad, ws, 0, 1, seed);\n}\n\n", w.decl_ws, P);
+  else
+    buf_printf(o, "  (void)seed; /* no dropout */\n  return %s_backward%s(params, inputs, grad%s);\n}\n\n", P,
+               w.sfx, w.call_ws);
+  emit_batch_wrapper(E, &w, 1);
+  buf_printf(
+      o,
+      "/* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */\n"
+      "bp_real %s_backward_inputs%s(const bp_real *params, const bp_real *inputs, bp_real *dinputs%s) {\n",
+      P, w.sfx, w.arg);
+  if (c->num_inputs)
+    buf_printf(o, "%s  return %s__backward_inputs(params, inputs, dinputs, ws);\n}\n",
+               workspace ? "" : stack_workspace(E, ws_inputs), P);
+  else
+    buf_printf(o, "  (void)dinputs; /* no inputs */\n  return %s_forward%s(params, inputs%s);\n}\n", P, w.sfx,
+               w.call_ws);
+}
+
+/* Dropout's mask, counter-based so that any element of any example can be
+ * drawn in any order (threads, batches, forward and backward): the stream
+ * of dropout call `site` of the example with seed `seed` is splitmix64's
+ * draw from the state seed + site G, and element i is kept when the top 53
+ * bits of the draw from the state stream + i G reach keep_from = p 2^53. */
+static void emit_dropout_mask(Emitter *E) {
+  buf_printf(
+      E->out,
+      "/* Dropout's mask: 1 when off; else 1 / (1 - p) (scale) where element i of dropout call site is\n"
+      "   kept, 0 where it is dropped (docs/c-api.md) */\n"
+      "static bp_real %s__dropout_mask(int on, uint64_t seed, uint64_t site, uint64_t i, uint64_t keep_from, "
+      "bp_real scale) {\n"
+      "  uint64_t state;\n"
+      "  if (!on) return 1;\n"
+      "  state = seed + site * 0x9E3779B97F4A7C15u;\n"
+      "  state = %s__next(&state) + i * 0x9E3779B97F4A7C15u;\n"
+      "  return %s__next(&state) >> 11 >= keep_from ? scale : 0;\n"
+      "}\n",
+      E->P, E->P, E->P);
 }
 
 static void emit_helpers(Emitter *E, int sigmoid, int softplus, int gelu) {
   const char *R = "bp_real";
+  if (E->has_dropout) emit_dropout_mask(E);
   if (gelu) /* x Phi(x); the casts keep float code in float */
     buf_printf(E->out, "static %s %s_gelu(%s x) { return (%s)0.5 * x * (1 + %s(x * (%s)0.70710678118654752440)); }\n",
                R, E->P, R, R, fn(E, "erf"), R);
@@ -1660,15 +1844,19 @@ static void emit_helpers(Emitter *E, int sigmoid, int softplus, int gelu) {
   buf_puts(E->out, "\n");
 }
 
-/* Marks in used[] every op that a function emitted for t computes. */
-static void target_ops(Ctx *c, Target *t, char *used) {
+/* Marks in used[] every op that a function emitted for t computes (and,
+ * with with_input_grads, the one for dloss/dinputs). */
+static void target_ops(Ctx *c, Target *t, int with_input_grads, char *used) {
   ArenaMark scratch = arena_mark(&c->arena);
-  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + 1));
-  roots[0] = t->loss;
+  Node **roots = arena_alloc(&c->arena, sizeof(Node *) * (size_t)(c->outputs.len + c->inputs.len + 1));
+  int nroots = 0;
+  roots[nroots++] = t->loss;
   for (int i = 0; i < c->outputs.len; i++)
-    roots[i + 1] = t->outputs[i];
+    roots[nroots++] = t->outputs[i];
+  for (int i = 0; with_input_grads && i < c->inputs.len; i++) /* m_backward_inputs (sigmoid for softplus) */
+    if (c->input_grads[i]) roots[nroots++] = c->input_grads[i];
   Schedule all;
-  schedule_function(c, roots, c->outputs.len + 1, t->grad_terms, 0, &all);
+  schedule_function(c, roots, nroots, t->grad_terms, 0, &all);
   for (int i = 0; i < all.order.len; i++)
     used[((Node *)all.order.items[i])->op] = 1;
   arena_release(&c->arena, scratch);
@@ -1680,8 +1868,6 @@ static const char *upper(Arena *a, const char *s) {
     *p = (char)toupper((unsigned char)*p);
   return u;
 }
-
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   Emitter E = {.c = c,
@@ -1701,13 +1887,16 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   Buf fns = {0};
   E.out = &fns;
   char used[OP_COUNT] = {0};
-  target_ops(c, &one, used);
-  if (batched) target_ops(c, &many, used);
-  if (used[OP_SIGMOID] || used[OP_SOFTPLUS] || used[OP_GELU])
+  target_ops(c, &one, !o->jit_kernels, used);
+  if (batched) target_ops(c, &many, 0, used);
+  E.has_dropout = used[OP_DROPOUT];
+  if (used[OP_SIGMOID] || used[OP_SOFTPLUS] || used[OP_GELU] || E.has_dropout)
     emit_helpers(&E, used[OP_SIGMOID], used[OP_SOFTPLUS], used[OP_GELU]);
   E.t = &one;
   int64_t ws = emit_forward(&E);
   ws = max64(ws, emit_backward(&E));
+  /* (the runtime has no use for dloss/dinputs) */
+  int64_t ws_inputs = !o->jit_kernels && c->num_inputs ? emit_backward_inputs(&E) : 0;
   ws = max64(ws, emit_predict(&E));
   if (batched) {
     E.t = &many;
@@ -1717,13 +1906,15 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
     E.t = &one;
     E.sfx = "";
   }
-  int workspace = ws * (int64_t)(o->use_float ? sizeof(float) : sizeof(double)) > (int64_t)BPC_STACK_BYTES;
+  int64_t ws_all = max64(ws, ws_inputs);
+  int workspace =
+      ws_all * (int64_t)(o->use_float ? sizeof(float) : sizeof(double)) > (int64_t)BPC_STACK_BYTES;
   E.out = c_out;
   if (o->self_contained) {
-    emit_header(&E, c_out, workspace, ws);
+    emit_header(&E, c_out, workspace, ws_all);
     buf_puts(c_out, o->jit_kernels ? "\n" : "\n#include <math.h>\n\n");
   } else {
-    emit_header(&E, h_out, workspace, ws);
+    emit_header(&E, h_out, workspace, ws_all);
     buf_printf(c_out,
                "/* Generated by bpc %s from %s. Do not edit. */\n#include <math.h>\n\n#include \"%s\"\n\n",
                BPC_VERSION, c->src.name, o->header_name);
@@ -1734,5 +1925,5 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   if (o->jit_kernels)
     emit_runtime_entry_points(&E, ws, batched ? o->batch : 0);
   else
-    emit_wrappers(&E, workspace, ws);
+    emit_wrappers(&E, workspace, ws, ws_inputs);
 }

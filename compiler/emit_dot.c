@@ -15,7 +15,8 @@ static void node_label(Ctx *c, Buf *out, const Node *n) {
   else
     buf_puts(out, op_name(n->op));
   if (n->op == OP_POWC) buf_printf(out, " %g", n->value);
-  if (op_is_window(n->op)) buf_printf(out, "\\n%s", window_caption(c, n));
+  const char *caption = node_caption(c, n);
+  if (caption) buf_printf(out, "\\n%s", caption);
   if (n->shape.rank) buf_printf(out, "\\n%s", shape_str(c, n->shape));
 }
 

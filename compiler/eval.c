@@ -1,7 +1,9 @@
 /* eval.c — a reference interpreter of the IR, in double. It gives every
  * value in the graph, forward and backward, without compiling anything:
  * `bpc grad`, `graph`, `trace` and `explain` show its numbers, and the
- * tests compare it with the generated C. Slow but simple: one loop per op. */
+ * tests compare it with the generated C. Slow but simple: one loop per op.
+ * It computes what eval and predict see: dropout is the identity here (its
+ * value column in ops.h), only training draws masks. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +217,8 @@ void eval_graph(Ctx *c, const double *params, const double *inputs, Values *out)
     want[((Node *)s.order.items[i])->id] = 1;
   for (int i = 0; c->adjoint && i < c->nforward; i++)
     if (want[i] && c->adjoint[i]) want[c->adjoint[i]->id] = 1;
+  for (int i = 0; c->input_grads && i < c->inputs.len; i++) /* grad --wrt INPUT */
+    if (c->input_grads[i]) want[c->input_grads[i]->id] = 1;
   for (int i = 0; i < c->edges.len; i++) { /* what explain and trace show of each edge */
     EdgeGrad *e = c->edges.items[i];
     if (e->local && want[e->to->id]) want[e->local->id] = 1;
@@ -251,6 +255,14 @@ void eval_param_grad(Ctx *c, const Values *v, int slot, double *out) {
     for (int64_t i = 0; i < len; i++)
       out[i] += t->node->shape.rank ? g[i] : g[0];
   }
+}
+
+void eval_input_grad(Ctx *c, const Values *v, int slot, double *out) {
+  Decl *d = c->inputs.items[slot];
+  int64_t len = shape_numel(d->shape);
+  const Node *g = c->input_grads ? c->input_grads[slot] : NULL;
+  for (int64_t i = 0; i < len; i++)
+    out[i] = g ? v->v[g->id][g->shape.rank ? i : 0] : 0;
 }
 
 /* The same generator and formulas as the emitted init function (emit_c.c),

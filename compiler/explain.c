@@ -1160,10 +1160,17 @@ int explain(Ctx *c, const char *wrt, const Values *v, Buf *out) {
     buf_puts(out, ".\n");
   }
   show_definitions(&p, paths, npaths);
-  int any_sends = 0;
+  int any_sends = 0, any_dropout = 0;
   for (int k = 0; k < npaths; k++)
-    for (int i = 0; i < paths[k].len - 1; i++)
+    for (int i = 0; i < paths[k].len - 1; i++) {
       any_sends |= sends_back(c, paths[k].nodes[i + 1], paths[k].args[i]);
+      any_dropout |= paths[k].nodes[i + 1]->op == OP_DROPOUT;
+    }
+  if (any_dropout)
+    buf_puts(out,
+             "\ndropout(x, p) is the identity here, as in eval and grad. In training it keeps each element "
+             "with\nprobability 1 - p, scaled by 1 / (1 - p), and zeroes the rest; its derivative "
+             "dropout(1, p) is that\nmask (1 here).\n");
   if (any_sends)
     buf_puts(out, "\nWhere a derivative is not one number per element (products, views, sums along an axis, "
                   "a value broadcast\nto a larger shape), the line shows what is sent back, made from G, the "

@@ -167,6 +167,10 @@ Node *ir_powc(Ctx *c, Node *a, double e) { return build(c, OP_POWC, a->shape, a,
 
 Node *ir_unary_const(Ctx *c, Op op, Node *a, double v) { return build(c, op, a->shape, a, NULL, v, NO_ATTR); }
 
+Node *ir_dropout(Ctx *c, Node *x, double p, int64_t site) {
+  return build(c, OP_DROPOUT, x->shape, x, NULL, p, (Attr){.slot = site});
+}
+
 Node *ir_binary(Ctx *c, Op op, Node *a, Node *b) {
   Shape s;
   if (!shape_broadcast(a->shape, b->shape, &s))
@@ -353,6 +357,7 @@ static void print_node(Ctx *c, Buf *out, const Node *n) {
  * arguments, as --emit ir and --emit loops write it. */
 void ir_print_options(const Node *n, Buf *out) {
   if (n->op == OP_POWC) buf_printf(out, ", %.17g", n->value);
+  if (n->op == OP_DROPOUT) buf_printf(out, ", p=%.17g, site=%lld", n->value, (long long)n->attr.slot);
   if (n->op == OP_SUMAX || n->op == OP_BCAST) { /* the axes summed over, or repeated along */
     const char *sep = n->op == OP_SUMAX ? ", axis=" : ", along=";
     for (int k = 0; k < BPC_MAX_RANK; k++)
@@ -370,6 +375,12 @@ void ir_print_options(const Node *n, Buf *out) {
   }
   if (n->op == OP_MATMUL && n->attr.mm)
     buf_printf(out, ",%s%s", n->attr.mm & MM_TA ? " ta" : "", n->attr.mm & MM_TB ? " tb" : "");
+}
+
+const char *node_caption(Ctx *c, const Node *n) {
+  if (op_is_window(n->op)) return window_caption(c, n);
+  if (n->op == OP_DROPOUT) return arena_printf(&c->arena, "p = %g, in training only", n->value);
+  return NULL;
 }
 
 void ir_print(Ctx *c, Buf *out) {

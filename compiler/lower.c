@@ -174,6 +174,7 @@ typedef enum {
   F_SCE,
   F_FLATTEN,
   F_LEAKY_RELU,
+  F_DROPOUT,
   F_CLIP,
   F_RESHAPE,
   F_CONCAT,
@@ -214,6 +215,7 @@ static const FnInfo functions[] = {
     {"softmax_cross_entropy", F_SCE, OP_LSE, 2, 2, AXIS},
     {"flatten", F_FLATTEN, OP_INDEX, 1, 1, 0},
     {"leaky_relu", F_LEAKY_RELU, OP_LEAKY_RELU, 2, 2, 0},
+    {"dropout", F_DROPOUT, OP_DROPOUT, 2, 2, 0},
     {"clip", F_CLIP, OP_MAX2, 3, 3, 0},
     {"reshape", F_RESHAPE, OP_INDEX, 2, 2, 0},
     {"concat", F_CONCAT, OP_CONCAT, 1, MAX_JOINED, AXIS},
@@ -874,6 +876,14 @@ static Node *lower_call(Lowerer *L, Ast *a, Node **args) {
     if (y->op != OP_CONST || y->shape.rank != 0)
       diag_error(c, pos_ast[1]->loc, "the slope of leaky_relu must be a constant number");
     return ir_unary_const(c, OP_LEAKY_RELU, x, y->value);
+  }
+  case F_DROPOUT: { /* each call its own mask (a site), even where a function or a loop repeats it */
+    if (y->op != OP_CONST || y->shape.rank != 0)
+      diag_error(c, pos_ast[1]->loc, "the rate of dropout must be a constant number");
+    if (!(y->value >= 0 && y->value < 1))
+      diag_error(c, pos_ast[1]->loc, "dropout(x, p) needs 0 <= p < 1 (the share of elements dropped), got %g",
+                 y->value);
+    return ir_dropout(c, x, y->value, c->dropouts++);
   }
   case F_CLIP: { /* max then min: gradient 1 strictly inside (lo, hi), 0 outside and at the bounds */
     Node *lo = pos[1], *hi = pos[2];

@@ -13,7 +13,9 @@
  *           arguments) and V (the node's constant): one C expression
  *   c       the C the emitter writes for it: %a %b its operands, %v the
  *           constant, %f the float suffix of a <math.h> function ("f" or
- *           ""), %p the model's prefix (helpers such as %p_sigmoid)
+ *           ""), %p the model's prefix (helpers such as %p_sigmoid), %m
+ *           dropout's mask factor (" * m__dropout_mask(...)" in a function
+ *           that trains, nothing elsewhere: emit_c.c)
  *   d       the local derivative dy/dx of a one-argument elementwise op
  *           y = f(x), built from Y (the node), X0 (its argument), K(v)
  *           (a constant) and the constructors of autodiff.c (MUL, SUB,
@@ -39,6 +41,8 @@ enum {
   OPC_PRODUCT = 64,      /* matrix and vector products */
   OPC_FUNCTION = 128,    /* a one-argument function of the language, called by its name: exp(x) */
   OPC_WINDOW = 256,      /* a window slid over an image: convolution, pooling and their adjoints (window.c) */
+  OPC_RANDOM = 512,      /* random while training (dropout's mask, drawn from a seed), the identity otherwise:
+                            never folded, whatever its argument */
 };
 
 #define BPC_OPS(X)                                                                                           \
@@ -72,6 +76,12 @@ enum {
   X(POWC, "pow", "^", 1, OPC_ELEMENTWISE, 1, pow(A, V), "pow%f(%a, %v)", POWC_DERIVATIVE, 0, 0)                                     \
   X(LEAKY_RELU, "leaky_relu", "leaky_relu", 1, OPC_ELEMENTWISE, 1, (A) > 0 ? (A) : (V) * (A), "(%a > 0 ? %a : %v * %a)", \
     ADD(MUL(BIN(GT, X0, K(0)), K(1 - Y->value)), K(Y->value)), 0, 0) /* 1 above 0, the slope V at and below */         \
+  /* dropout(x, p): value p, attr.slot which dropout of the model it is (its mask's stream). Training
+     keeps each element with probability 1 - p, scaled by 1 / (1 - p), and zeroes the rest (inverted
+     dropout, as PyTorch); everything else (eval, predict, grad, check, the interpreter) sees the
+     identity, its value column. Its derivative is that mask, dropout of ones: the same site, p and
+     element index, so the same mask as the forward pass. autodiff sends back dropout(G), G times it */ \
+  X(DROPOUT, "dropout", "dropout", 1, OPC_ELEMENTWISE | OPC_RANDOM, 1, (A), "%a%m", DROPOUT_DERIVATIVE, 0, 0)       \
   X(SIGN, "sign", "sign", 1, OPC_ELEMENTWISE | OPC_NO_GRADIENT, 1, ((A) > 0) - ((A) < 0),                    \
     "(bp_real)((%a > 0) - (%a < 0))", K(0), 0, 0)                                                                        \
   /* elementwise, two arguments, broadcasting */                                                             \

@@ -12,6 +12,7 @@
  * result that is not finite (log 0, 1 / 0) stays an operation, so the
  * program reports it where it happens. */
 static int fold_elementwise(Op op, double a, double b, double value, double *out) {
+  if (op_info[op].classes & OPC_RANDOM) return 0; /* dropout of a constant is random in training */
   *out = op_scalar(op, a, b, value);
   return isfinite(*out);
 }
@@ -137,6 +138,9 @@ Node *simplify(Ctx *c, Op op, Shape s, Node *a, Node *b, double value, Attr attr
     break;
   case OP_LOG:
     if (a->op == OP_EXP) return a->args[0];
+    break;
+  case OP_DROPOUT: /* p = 0 keeps everything, unscaled; zeros stay zeros */
+    if (value == 0 || is_zero(a)) return a;
     break;
   case OP_POWC:
     if (value == 1) return a;

@@ -245,15 +245,16 @@ void jit_free(JitModel *m) {
   free(m);
 }
 
-typedef double (*TrainD)(const double *, const double *, size_t, double *, double *, double *, int);
-typedef float (*TrainF)(const float *, const float *, size_t, float *, float *, float *, int);
+typedef double (*TrainD)(const double *, const double *, size_t, double *, double *, double *, int, int,
+                         uint64_t);
+typedef float (*TrainF)(const float *, const float *, size_t, float *, float *, float *, int, int, uint64_t);
 typedef double (*EvalD)(const double *, const double *, size_t, double *, double *);
 typedef float (*EvalF)(const float *, const float *, size_t, float *, float *);
 
 double jit_train_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *grad,
-                       void *outputs, void *ws, int acc) {
-  if (m->use_float) return ((TrainF)m->train_batch)(params, inputs, n, grad, outputs, ws, acc);
-  return ((TrainD)m->train_batch)(params, inputs, n, grad, outputs, ws, acc);
+                       void *outputs, void *ws, int acc, int dropout, uint64_t seed) {
+  if (m->use_float) return ((TrainF)m->train_batch)(params, inputs, n, grad, outputs, ws, acc, dropout, seed);
+  return ((TrainD)m->train_batch)(params, inputs, n, grad, outputs, ws, acc, dropout, seed);
 }
 
 double jit_eval_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *outputs,
@@ -262,15 +263,17 @@ double jit_eval_batch(JitModel *m, const void *params, const void *inputs, size_
   return ((EvalD)m->eval_batch)(params, inputs, n, outputs, ws);
 }
 
-typedef double (*FixedTrainD)(const double *, const double *, double *, double *, double *, int);
-typedef float (*FixedTrainF)(const float *, const float *, float *, float *, float *, int);
+typedef double (*FixedTrainD)(const double *, const double *, double *, double *, double *, int, int,
+                              uint64_t);
+typedef float (*FixedTrainF)(const float *, const float *, float *, float *, float *, int, int, uint64_t);
 typedef double (*FixedEvalD)(const double *, const double *, double *, double *);
 typedef float (*FixedEvalF)(const float *, const float *, float *, float *);
 
 double jit_train_fixed(JitModel *m, const void *params, const void *inputs, void *grad, void *outputs,
-                       void *ws, int acc) {
-  if (m->use_float) return ((FixedTrainF)m->train_fixed)(params, inputs, grad, outputs, ws, acc);
-  return ((FixedTrainD)m->train_fixed)(params, inputs, grad, outputs, ws, acc);
+                       void *ws, int acc, int dropout, uint64_t seed) {
+  if (m->use_float)
+    return ((FixedTrainF)m->train_fixed)(params, inputs, grad, outputs, ws, acc, dropout, seed);
+  return ((FixedTrainD)m->train_fixed)(params, inputs, grad, outputs, ws, acc, dropout, seed);
 }
 
 double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void *outputs, void *ws) {

@@ -66,7 +66,7 @@ typedef struct JitModel {
   size_t ws_elems;                    /* workspace each calling thread needs */
   /* generated functions (JIT mode; see emit_c.c's runtime entry points) */
   void (*init)(void *params, uint64_t seed);
-  void *train_batch; /* sum of losses; adds summed gradient; optional outputs */
+  void *train_batch; /* sum of losses; adds summed gradient; optional outputs; dropout from a seed */
   void *eval_batch;  /* sum of losses; optional outputs */
   void *predict_ws;
   int fixed;         /* examples per call of the batched functions, or 0 */
@@ -101,14 +101,16 @@ void *jit_symbol(void *tcc, const char *name);
 
 /* Typed calls into the generated code. n examples stored one after
  * another. The summed gradient is stored into grad (acc 0: nothing needs
- * clearing first) or added to it (acc 1); outputs may be NULL. */
+ * clearing first) or added to it (acc 1); outputs may be NULL. With
+ * dropout 1 the model's dropout is applied, example e's masks drawn from
+ * seed + e (training); with 0 it is the identity, as in eval (check). */
 double jit_train_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *grad,
-                       void *outputs, void *ws, int acc);
+                       void *outputs, void *ws, int acc, int dropout, uint64_t seed);
 double jit_eval_batch(JitModel *m, const void *params, const void *inputs, size_t n, void *outputs, void *ws);
 /* The same for exactly m->fixed examples, inputs stored input by input
  * (see jit_gather); outputs example by example. */
 double jit_train_fixed(JitModel *m, const void *params, const void *inputs, void *grad, void *outputs,
-                       void *ws, int acc);
+                       void *ws, int acc, int dropout, uint64_t seed);
 double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void *outputs, void *ws);
 /* Rearranges m->fixed examples (one after another) into the layout the
  * batched functions read: all of input 0, then all of input 1, ... */

@@ -37,6 +37,7 @@ struct Pool {
   int quit;
   /* the current job */
   int training;
+  uint64_t dropout_seed; /* training: example j of the job draws its dropout masks from dropout_seed + j */
   const void *params, *inputs;
   void *outputs;
   size_t count;
@@ -61,11 +62,12 @@ static void run_slice(Pool *p, Worker *w) {
   w->loss = 0;
   size_t fixed = m->fixed > 1 ? (size_t)m->fixed : 0;
   int acc = 0; /* the first call stores this thread's gradient, later ones add */
+  uint64_t seed = p->dropout_seed + from; /* by the example's place in the batch, not the thread's */
   for (; fixed && len >= fixed;
-       len -= fixed, in += fixed * in_row, out = out ? out + fixed * out_row : NULL) {
+       len -= fixed, in += fixed * in_row, out = out ? out + fixed * out_row : NULL, seed += fixed) {
     jit_gather(m, in, w->soa);
     if (p->training)
-      w->loss += jit_train_fixed(m, p->params, w->soa, w->grad, out, w->ws, acc);
+      w->loss += jit_train_fixed(m, p->params, w->soa, w->grad, out, w->ws, acc, 1, seed);
     else
       w->loss += jit_eval_fixed(m, p->params, w->soa, out, w->ws);
     acc = 1;
@@ -73,7 +75,7 @@ static void run_slice(Pool *p, Worker *w) {
   if (len == 0 && acc) return;
   /* the rest one example at a time (no examples: a zero gradient) */
   if (p->training)
-    w->loss += jit_train_batch(m, p->params, in, len, w->grad, out, w->ws, acc);
+    w->loss += jit_train_batch(m, p->params, in, len, w->grad, out, w->ws, acc, 1, seed);
   else if (len)
     w->loss += jit_eval_batch(m, p->params, in, len, out, w->ws);
 }
@@ -205,6 +207,15 @@ static void shuffle(size_t *idx, size_t n, uint64_t seed) {
   }
 }
 
+/* Where a minibatch's dropout masks come from: --seed, the epoch and the
+ * batch's number, so a run repeats exactly, on any number of threads. */
+static uint64_t dropout_seed(uint64_t seed, int epoch, size_t batch_no) {
+  uint64_t s = seed;
+  s = splitmix64(&s) + (uint64_t)epoch;
+  s = splitmix64(&s) + (uint64_t)batch_no;
+  return splitmix64(&s);
+}
+
 static void format_duration(char *buf, size_t len, double s) {
   if (s < 60)
     snprintf(buf, len, "%.0fs", s);
@@ -315,6 +326,7 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
       for (size_t e = 0; e < nb; e++)
         memcpy(xb + e * row, (const char *)train_set->x + idx[at + e] * row, row);
       pool.training = 1;
+      pool.dropout_seed = dropout_seed(o->seed, epoch, batch_no);
       pool.params = params;
       pool.inputs = xb;
       pool.outputs = spec.kind != METRIC_NONE ? outputs : NULL;

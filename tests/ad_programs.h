@@ -115,6 +115,15 @@ static const char *const ad_programs[] = {
     "sum((v @ M) * 2) + sum(tanh(T @ v))\n",
     /* the largest and smallest element of each example's value: row by row in the batch */
     "param w[4] ~ uniform(-1, 1)\ninput x[4]\ninput M[2, 3]\nloss = max(x * w) - min(x) * sum(w) + max(M) * w[1]\n",
+    /* dropout (issue 14): of a per-example vector, of dropout's own result, of a per-example scalar and
+       of a parameter (the batch gives each example its own mask of it); the identity outside training */
+    "param W[3, 4] ~ uniform(-1, 1)\nparam b[4] ~ uniform(-1, 1)\ninput x[3]\n"
+    "h = dropout(tanh(x @ W + b), 0.5)\n"
+    "loss = sum(dropout(h, 0.25) * h) + dropout(sum(x * x), 0.5) + sum(dropout(b, 0.5) * x[0])\n"
+    "output y = h\n",
+    /* a helper only the gradient with respect to an input calls: softplus's derivative is sigmoid (the
+       C for m_backward_inputs called m_sigmoid undeclared; found by make difftest) */
+    "param w = 0.5\ninput x[3]\nloss = sum(softplus(x)) + w\n",
     /* a product of two per-example values: no batched form, so bpc train runs it one example at a
        time (the one program of this list that it does) */
     "param w = 1.5\ninput A[2, 3]\ninput B[3, 2]\nloss = sum(tanh(A @ B)) * w\n",

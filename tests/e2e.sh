@@ -204,8 +204,8 @@ check "predict -o onto its data keeps it" test "$(cat x.csv)" = "$(printf '1,1\n
 "$BPC" train lin.bp --data=lin.csv --epochs=1 --lr=0.1 --quiet; check "--name=value" test $? -eq 0
 "$BPC" train lin.bp --data lin.csv --epoch 2 2>err.txt; check "misspelt option exit 2" test $? -eq 2
 check "misspelt option suggests" grep -qx "bpc: unknown option '--epoch'; did you mean --epochs? (see bpc train --help)" err.txt
-"$BPC" grad "$S/hinge.bp" --wrt q 2>err.txt; check "option of another command exit 2" test $? -eq 2
-check "option of another command message" grep -qx "bpc: --wrt is not an option of bpc grad (see bpc grad --help)" err.txt
+"$BPC" grad "$S/hinge.bp" --points 3 2>err.txt; check "option of another command exit 2" test $? -eq 2
+check "option of another command message" grep -qx "bpc: --points is not an option of bpc grad (see bpc grad --help)" err.txt
 "$BPC" train lin.bp --data lin.csv --quiet=1 2>err.txt; check "flag with a value exit 2" test $? -eq 2
 "$BPC" train lin.bp --data lin.csv --epochs 2>err.txt; check "missing value exit 2" test $? -eq 2
 check "missing value message" grep -qx "bpc: --epochs needs a value (--epochs N) (see bpc train --help)" err.txt
@@ -877,6 +877,75 @@ printf '\000\000\000\000\000\000\360\077' >>x_one.npy
 check "npy: a hand-written file that is one value short" test "$(npy_err x_one.npy)" = \
   "bpc: x_one.npy is truncated: its header promises 32 bytes of data, the file has 8"
 # ---- end of issue 14: the bridge to C and data ----
+
+# ---- issue 14: dropout, and gradients with respect to inputs ----
+# a small regression with dropout on its hidden layer, and the same model without it
+cat >drop.bp <<'BP'
+param W[2, 16] ~ normal(0, 0.5)
+param b[16]
+param v[16] ~ normal(0, 0.3)
+input x[2]
+input t
+h = dropout(tanh(x @ W + b), 0.2)
+y = dot(h, v)
+loss = (y - t)^2
+output pred = y
+BP
+sed 's/^h = dropout(\(.*\), 0.2)$/h = \1/' drop.bp >nodrop.bp
+check "dropout: the model without it" grep -qx "h = tanh(x @ W + b)" nodrop.bp
+awk 'BEGIN { srand(4); for (i = 0; i < 64; i++) { a = rand() * 2 - 1; b = rand() * 2 - 1
+  print a "," b > "dx.csv"; print a * 0.8 - b * 0.5 > "dt.csv" } }'
+"$BPC" grad drop.bp --fill x=0.5 --fill t=1 >g1.txt; "$BPC" grad nodrop.bp --fill x=0.5 --fill t=1 >g2.txt
+check "dropout: grad is the identity's" cmp -s g1.txt g2.txt
+"$BPC" check drop.bp >chk.txt; check "dropout: check passes (the identity)" test $? -eq 0
+"$BPC" check drop.bp --batched >chk.txt; check "dropout: check --batched passes" test $? -eq 0
+check "dropout: explain says what it is" bash -c "'$BPC' explain drop.bp --wrt W | grep -q '^dropout(x, p) is the identity here, as in eval and grad'"
+check "dropout: graph labels it" bash -c "'$BPC' graph drop.bp | grep -q 'label=\"dropout\\\\np = 0.2, in training only\\\\nh\"'"
+DROPTRAIN="--data x=dx.csv --data t=dt.csv --batch 8 --optim adam --lr 0.02 --seed 2 --quiet"
+"$BPC" train drop.bp $DROPTRAIN --test x=dx.csv --test t=dt.csv --epochs 30 --log d1.log --save d.params
+check "dropout: train exit 0" test $? -eq 0
+check "dropout: the eval loss falls" awk -F, 'NR == 2 { first = $4 } END { exit !($4 < first / 4) }' d1.log
+check "dropout: training's loss is not eval's" awk -F, 'END { exit !($2 != $4) }' d1.log
+"$BPC" eval drop.bp --load d.params --data x=dx.csv --data t=dt.csv >e1.txt
+"$BPC" eval drop.bp --load d.params --data x=dx.csv --data t=dt.csv >e2.txt
+"$BPC" eval nodrop.bp --load d.params --data x=dx.csv --data t=dt.csv >e3.txt
+check "dropout: eval is deterministic" cmp -s e1.txt e2.txt
+check "dropout: eval is the model without it" cmp -s e1.txt e3.txt
+"$BPC" train drop.bp $DROPTRAIN --epochs 3 --threads 1 --log t1.log
+"$BPC" train drop.bp $DROPTRAIN --epochs 3 --threads 1 --log t1b.log
+"$BPC" train drop.bp $DROPTRAIN --epochs 3 --threads 3 --log t3.log
+check "dropout: the same seed, the same run" test "$(cut -d, -f1-5 t1.log)" = "$(cut -d, -f1-5 t1b.log)"
+# 3 threads split each batch of 8 as 3 + 3 + 2 (fixed batches of 3): only the order of sums differs
+check "dropout: masks by the example's place, not the thread's" awk -F, 'NR == FNR { a[FNR] = $2; next }
+  FNR > 1 { d = a[FNR] - $2; if (d > 1e-9 * a[FNR] || -d > 1e-9 * a[FNR]) bad = 1 } END { exit bad }' t1.log t3.log
+"$BPC" drop.bp -o drop.c; check "dropout: C with dropout compiles cleanly" gcc -std=c99 -pedantic -Wall -Wextra -Werror -c drop.c -o drop.o
+check "dropout: the header says it has dropout" grep -q "^#define DROP_HAS_DROPOUT 1 " drop.h
+# dloss/dinputs: the hinge loss of the lecture notes, below the margin: -y w and -(w . phi)
+check "grad --wrt an input" test "$("$BPC" grad "$S/hinge.bp" --wrt phi --set phi=1,2,3 --set y=1)" = "$(printf 'loss = 0.6\ndloss/dphi [3] = [-0.5, 0.2, -0.1]')"
+check "grad --wrt a scalar input, JSON" test "$("$BPC" grad "$S/hinge.bp" --wrt y --set phi=1,2,3 --set y=1 --json)" = '{"loss": 0.6, "grad": {"y": -0.4}}'
+check "grad --wrt a parameter" test "$("$BPC" grad "$S/hinge.bp" --wrt w --set phi=1,2,3 --set y=1)" = "$(printf 'loss = 0.6\ndloss/dw [3] = [-1, -2, -3]')"
+printf 'input x\ninput y\nparam z = -4\nq = x + y\nloss = q * z\n' >xyin.bp
+check "grad --wrt: f = (x + y) z with inputs" test "$("$BPC" grad xyin.bp --wrt x --set x=-2 --set y=5)" = "$(printf 'loss = -12\ndloss/dx = -4')"
+"$BPC" grad "$S/hinge.bp" --wrt q 2>err.txt; check "grad --wrt unknown exit 1" test $? -eq 1
+check "grad --wrt unknown message" grep -qx "bpc: grad --wrt q: the model has no parameter or input named 'q'" err.txt
+"$BPC" grad "$S/hinge.bp" --wrt w --summary 2>err.txt; check "grad --wrt --summary exit 2" test $? -eq 2
+# m_backward_inputs from a user's program: saliency of f = (x + y) z
+"$BPC" xyin.bp -o xyin.c
+cat >sal.c <<'C'
+#include <stdio.h>
+#include "xyin.h"
+int main(void) {
+  xyin_params p;
+  xyin_inputs x = {-2, 5}, dx;
+  xyin_init(&p.z, 0);
+  double loss = xyin_backward_inputs(&p.z, &x.x, &dx.x);
+  printf("%g %g %g\n", loss, dx.x, dx.y);
+  return 0;
+}
+C
+cc -std=c99 -pedantic -Wall -Wextra -Werror -o sal sal.c xyin.c -lm; check "m_backward_inputs builds" test $? -eq 0
+check "m_backward_inputs in a program" test "$(./sal)" = "-12 -4 -4"
+# ---- end of issue 14 ----
 
 # make mutate's list still names code that exists (a rewrite must carry its mutations along)
 python3 "$ROOT/scripts/mutate.py" --check >mut.txt

@@ -214,6 +214,14 @@ static const ErrorCase error_cases[] = {
          "model.bp:3:26: error: the slope of leaky_relu must be a constant number\n"
          "    3 | loss = sum(leaky_relu(x, a))\n"
          "      |                          ^\n"),
+    CASE("dropout_rate_not_constant", "param x[3]\nparam p\nloss = sum(dropout(x, p))\n",
+         "model.bp:3:23: error: the rate of dropout must be a constant number\n"
+         "    3 | loss = sum(dropout(x, p))\n"
+         "      |                       ^\n"),
+    CASE("dropout_rate_range", "param x[3]\nloss = sum(dropout(x, 1))\n",
+         "model.bp:2:23: error: dropout(x, p) needs 0 <= p < 1 (the share of elements dropped), got 1\n"
+         "    2 | loss = sum(dropout(x, 1))\n"
+         "      |                       ^\n"),
     CASE("clip_bounds", "param x[3]\nloss = sum(clip(x, 2, 1))\n",
          "model.bp:2:23: error: clip(x, lo, hi) needs lo <= hi, got 2 and 1\n"
          "    2 | loss = sum(clip(x, 2, 1))\n"

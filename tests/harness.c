@@ -1,5 +1,6 @@
 /* harness.c — see harness.h. */
 #include <dlfcn.h>
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -67,8 +68,14 @@ static Model *build_model(const char *name, const char *source, int slots_above)
   *(void **)&m->backward = dlsym(m->so, "m_backward");
   *(void **)&m->backward_batch = dlsym(m->so, "m_backward_batch");
   *(void **)&m->predict = dlsym(m->so, "m_predict");
+  *(void **)&m->backward_train = dlsym(m->so, "m_backward_train");
+  *(void **)&m->backward_batch_train = dlsym(m->so, "m_backward_batch_train");
+  *(void **)&m->backward_inputs = dlsym(m->so, "m_backward_inputs");
   assert_non_null(m->forward);
   assert_non_null(m->backward);
+  assert_non_null(m->backward_train);
+  assert_non_null(m->backward_batch_train);
+  assert_non_null(m->backward_inputs);
   return m;
 }
 
@@ -135,6 +142,19 @@ static void check_batch_agrees(Model *m, const double *p, const double *inputs, 
   free(g2);
 }
 
+/* (f(v + h) - f(v - h)) / 2h for the loss f as a function of element i
+ * of vary, which is the caller's copy of params or of inputs. */
+static double central_difference(Model *m, const double *params, const double *inputs, double *vary,
+                                 int64_t i, double h) {
+  double keep = vary[i];
+  vary[i] = keep + h;
+  double fp = m->forward(params, inputs);
+  vary[i] = keep - h;
+  double fm = m->forward(params, inputs);
+  vary[i] = keep;
+  return (fp - fm) / (2 * h);
+}
+
 void check_gradient_fd(Model *m, const double *params, const double *inputs, int max_per_param, double tol) {
   double *p = malloc(sizeof(double) * (size_t)(m->nparams + 1));
   double *g = malloc(sizeof(double) * (size_t)(m->nparams + 1));
@@ -146,13 +166,7 @@ void check_gradient_fd(Model *m, const double *params, const double *inputs, int
     if (max_per_param > 0 && n > max_per_param) step = n / max_per_param;
     for (int64_t k = 0; k < n; k += step) {
       int64_t i = m->offsets[d] + k;
-      double x = p[i], h = 1e-5 * fmax(1.0, fabs(x));
-      p[i] = x + h;
-      double fp = m->forward(p, inputs);
-      p[i] = x - h;
-      double fm = m->forward(p, inputs);
-      p[i] = x;
-      double fd = (fp - fm) / (2 * h);
+      double fd = central_difference(m, p, inputs, p, i, 1e-5 * fmax(1.0, fabs(p[i])));
       if (rel_error(g[i], fd) > tol)
         fail_msg("d loss/d %s[%lld]: backward gives %.12g, finite differences %.12g", m->names[d],
                  (long long)k, g[i], fd);
@@ -160,4 +174,23 @@ void check_gradient_fd(Model *m, const double *params, const double *inputs, int
   }
   free(p);
   free(g);
+}
+
+void check_input_gradient_fd(Model *m, const double *params, const double *inputs, double tol) {
+  int64_t ni = m->ninputs;
+  double *x = malloc(sizeof(double) * (size_t)(ni + 1)), *dx = malloc(sizeof(double) * (size_t)(ni + 1));
+  memcpy(x, inputs, sizeof(double) * (size_t)ni);
+  double loss = m->backward_inputs(params, x, dx);
+  if (loss != m->forward(params, x))
+    fail_msg("m_backward_inputs returns the loss %.17g, m_forward %.17g", loss, m->forward(params, x));
+  for (int64_t i = 0; i < ni; i++) {
+    double h = 1e-5 * fmax(1.0, fabs(x[i])), fd = central_difference(m, params, x, x, i, h);
+    /* beside the tolerance, the differences' own rounding: a few ulps of the loss, over h */
+    double rounding = 16 * DBL_EPSILON * fmax(1, fabs(loss)) / h;
+    if (fabs(dx[i] - fd) > tol * fmax(fmax(fabs(dx[i]), fabs(fd)), 1e-3) + rounding)
+      fail_msg("d loss/d inputs[%lld]: m_backward_inputs gives %.12g, finite differences %.12g", (long long)i,
+               dx[i], fd);
+  }
+  free(x);
+  free(dx);
 }

@@ -16,6 +16,10 @@ typedef struct Model {
   double (*backward)(const double *params, const double *inputs, double *grad);
   double (*backward_batch)(const double *params, const double *inputs, size_t n, double *grad);
   void (*predict)(const double *params, const double *inputs, double *outputs);
+  double (*backward_train)(const double *params, const double *inputs, double *grad, uint64_t seed);
+  double (*backward_batch_train)(const double *params, const double *inputs, size_t n, double *grad,
+                                 uint64_t seed);
+  double (*backward_inputs)(const double *params, const double *inputs, double *dinputs);
   char dir[64];
   /* per parameter: name, offset, size */
   int ndecls;
@@ -39,6 +43,9 @@ char *compile_error(const char *source);
  * against central differences at the given point. Fails the test with the
  * parameter and element on a relative error above tol. */
 void check_gradient_fd(Model *m, const double *params, const double *inputs, int max_per_param, double tol);
+/* The same for m_backward_inputs: dloss/dinputs against central
+ * differences of m_forward in each input element, and its loss. */
+void check_input_gradient_fd(Model *m, const double *params, const double *inputs, double tol);
 
 /* Deterministic pseudo-random numbers for test points. */
 double test_rand_normal(uint64_t *state);

@@ -341,6 +341,7 @@ static void test_autodiff_matches_finite_differences(void **state) {
       for (int64_t k = 0; k < m->ninputs; k++)
         x[k] = test_rand_normal(&rng);
       check_gradient_fd(m, p, m->ninputs ? x : NULL, 0, 1e-6);
+      if (m->ninputs) check_input_gradient_fd(m, p, x, 1e-6); /* and dloss/dinputs */
     }
     free(p);
     free(x);

@@ -94,6 +94,11 @@ static void test_golden_conv(void **state) {
   check_golden("conv");
 }
 
+static void test_golden_dropout(void **state) {
+  (void)state;
+  check_golden("dropout");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_golden_xyz),           cmocka_unit_test(test_golden_hinge),
@@ -102,6 +107,7 @@ int main(void) {
       cmocka_unit_test(test_golden_least_squares), cmocka_unit_test(test_golden_row_view),
       cmocka_unit_test(test_golden_rnn_loop),      cmocka_unit_test(test_golden_functions),
       cmocka_unit_test(test_golden_activations),   cmocka_unit_test(test_golden_conv),
+      cmocka_unit_test(test_golden_dropout),
   };
   return cmocka_run_group_tests_name("golden", tests, NULL, NULL);
 }

@@ -574,9 +574,9 @@ static const struct {
   const char *text;
   double v;
 } spelled[] = {{OP_NEG, "-a", 0},           {OP_POWC, "a ^ 3", 3},        {OP_POWC, "a ^ -1.5", -1.5},
-               {OP_LEAKY_RELU, "leaky_relu(a, 0.1)", 0.1}, {OP_ADD, "a + b", 0},
-               {OP_SUB, "a - b", 0},        {OP_MUL, "a * b", 0},         {OP_DIV, "a / b", 0},
-               {OP_MAX2, "max(a, b)", 0},   {OP_MIN2, "min(a, b)", 0}};
+               {OP_LEAKY_RELU, "leaky_relu(a, 0.1)", 0.1}, {OP_DROPOUT, "dropout(a, 0.5)", 0.5},
+               {OP_ADD, "a + b", 0},        {OP_SUB, "a - b", 0},         {OP_MUL, "a * b", 0},
+               {OP_DIV, "a / b", 0},        {OP_MAX2, "max(a, b)", 0},    {OP_MIN2, "min(a, b)", 0}};
 
 /* For every elementwise op, on both sides of 0 and for each argument: the
  * local derivative explain prints (the one autodiff recorded, from ops.h)

@@ -482,7 +482,7 @@ static void test_jit_compile_and_call(void **state) {
   JitModel *m = jit_from_source("param x = -2\nparam y = 5\nparam z = -4\nloss = (x + y) * z\n", 0, 0);
   double p[3], g[3] = {0}, ws[8];
   m->init(p, 0);
-  assert_true(jit_train_batch(m, p, NULL, 1, g, NULL, ws, 0) == -12);
+  assert_true(jit_train_batch(m, p, NULL, 1, g, NULL, ws, 0, 0, 0) == -12);
   assert_true(g[0] == -4 && g[1] == -4 && g[2] == 3);
   assert_true(jit_eval_batch(m, p, NULL, 2, NULL, ws) == -24);
   jit_free(m);
@@ -514,9 +514,9 @@ static void test_jit_batched_matches_per_example(void **state) {
   m->init(p, 3);
   for (int i = 0; i < 20; i++)
     x[i] = test_rand_normal(&rng);
-  double l1 = jit_train_batch(m, p, x, 4, g1, o1, ws, 0);
+  double l1 = jit_train_batch(m, p, x, 4, g1, o1, ws, 0, 0, 0);
   jit_gather(m, x, soa);
-  double l2 = jit_train_fixed(m, p, soa, g2, o2, ws, 0);
+  double l2 = jit_train_fixed(m, p, soa, g2, o2, ws, 0, 0, 0);
   assert_true(fabs(l1 - l2) < 1e-12);
   for (int i = 0; i < 21; i++)
     assert_true(fabs(g1[i] - g2[i]) < 1e-12);
@@ -548,8 +548,8 @@ static void test_jit_cc_parts_match_tcc(void **state) {
   double p[8], x[4] = {0.3, -0.2, 0.5, 0.1}, ga[8], gb[8];
   double *ws = calloc(a->ws_elems + b->ws_elems + 1, sizeof(double));
   a->init(p, 4);
-  double la = jit_train_batch(a, p, x, 1, ga, NULL, ws, 0);
-  double lb = jit_train_batch(b, p, x, 1, gb, NULL, ws, 0);
+  double la = jit_train_batch(a, p, x, 1, ga, NULL, ws, 0, 0, 0);
+  double lb = jit_train_batch(b, p, x, 1, gb, NULL, ws, 0, 0, 0);
   assert_true(fabs(la - lb) <= 1e-9 * (1 + fabs(la)));
   for (int i = 0; i < 8; i++)
     assert_true(fabs(ga[i] - gb[i]) <= 1e-9 * (1 + fabs(ga[i])));
@@ -635,7 +635,9 @@ static void test_idle_thread_adds_nothing(void **state) {
 /* The batched functions `bpc train` runs (one fixed batch, vectors made
  * matrices) against the per-example ones on the same examples: the
  * summed loss, the summed gradient (stored, then added with acc 1) and
- * the outputs. Returns 1 if the model has batched functions. */
+ * the outputs, with dropout on (the same seed gives example e the same
+ * masks in both), and eval's loss. Returns 1 if the model has batched
+ * functions. */
 static int batched_matches_per_example(const char *src, uint64_t seed) {
   enum { B = 3 };
   JitModel *m = jit_from_source(src, 0, B);
@@ -649,18 +651,22 @@ static int batched_matches_per_example(const char *src, uint64_t seed) {
     m->init(p, seed);
     for (size_t i = 0; i + 1 < ni; i++)
       x[i] = test_rand_normal(&rng);
-    double l1 = jit_train_batch(m, p, x, B, g1, o1, ws, 0);
+    const uint64_t dropout_seed = 0x5EED0000u + seed;
+    double l1 = jit_train_batch(m, p, x, B, g1, o1, ws, 0, 1, dropout_seed);
     jit_gather(m, x, soa);
-    double lb = jit_train_fixed(m, p, soa, gb, ob, ws, 0);
+    double lb = jit_train_fixed(m, p, soa, gb, ob, ws, 0, 1, dropout_seed);
     assert_true(fabs(l1 - lb) <= 1e-10 * (1 + fabs(l1)));
     for (size_t i = 0; i + 1 < np; i++)
       assert_true(fabs(g1[i] - gb[i]) <= 1e-10 * (1 + fabs(g1[i])));
     for (size_t i = 0; i + 1 < no; i++)
       assert_true(fabs(o1[i] - ob[i]) <= 1e-10 * (1 + fabs(o1[i])));
-    jit_train_fixed(m, p, soa, gb, NULL, ws, 1); /* acc 1 adds a second copy */
+    jit_train_fixed(m, p, soa, gb, NULL, ws, 1, 1, dropout_seed); /* acc 1 adds a second copy */
     for (size_t i = 0; i + 1 < np; i++)
       assert_true(fabs(2 * g1[i] - gb[i]) <= 1e-10 * (1 + fabs(g1[i])));
-    assert_true(fabs(jit_eval_fixed(m, p, soa, NULL, ws) - l1) <= 1e-10 * (1 + fabs(l1)));
+    double l0 = jit_eval_batch(m, p, x, B, NULL, ws); /* no dropout: the same as training with it off */
+    assert_true(fabs(jit_eval_fixed(m, p, soa, NULL, ws) - l0) <= 1e-10 * (1 + fabs(l0)));
+    assert_true(fabs(jit_train_fixed(m, p, soa, gb, NULL, ws, 0, 0, dropout_seed) - l0) <=
+                1e-10 * (1 + fabs(l0)));
     free(p);
     free(g1);
     free(gb);
@@ -714,11 +720,11 @@ static void check_workspace_is_tight(const char *src, int batch) {
   m->init(p, 1);
   for (size_t i = 0; i < n; i++)
     ws[i] = sentinel;
-  jit_train_batch(m, p, x, 1, g, out, ws, 0);
+  jit_train_batch(m, p, x, 1, g, out, ws, 0, 0, 0);
   jit_eval_batch(m, p, x, 1, out, ws);
   if (m->fixed > 1) {
     jit_gather(m, x, soa);
-    jit_train_fixed(m, p, soa, g, out, ws, 0);
+    jit_train_fixed(m, p, soa, g, out, ws, 0, 0, 0);
     jit_eval_fixed(m, p, soa, out, ws);
   }
   size_t top = 0;

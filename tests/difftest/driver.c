@@ -479,27 +479,29 @@ static void run_jit(const char *path, const char *src, size_t len, const Compile
     const void *xe = d->ninputs ? (const char *)x + (size_t)(e * d->ninputs) * es : NULL;
     print_record("fwd", e, jit_eval_batch(m, p, xe, 1, NULL, ws), NULL, es, 0);
     fflush(stdout);
-    print_record("bwd", e, jit_train_batch(m, p, xe, 1, g, o, ws, 0), g, es, d->nparams);
+    print_record("bwd", e, jit_train_batch(m, p, xe, 1, g, o, ws, 0, 0, 0), g, es, d->nparams);
     print_outputs("pred", e, o, es, d->noutputs);
     fflush(stdout);
   }
   const void *xall = d->ninputs ? x : NULL;
-  print_record("sum", -1, jit_train_batch(m, p, xall, (size_t)d->nex, g, NULL, ws, 0), g, es, d->nparams);
+  print_record("sum", -1, jit_train_batch(m, p, xall, (size_t)d->nex, g, NULL, ws, 0, 0, 0), g, es,
+               d->nparams);
   fflush(stdout);
   /* example 0's gradient stored, then every example's added onto it */
-  jit_train_batch(m, p, example(d, 0) ? x : NULL, 1, g, NULL, ws, 0);
-  print_record("accsum", -1, jit_train_batch(m, p, xall, (size_t)d->nex, g, NULL, ws, 1), g, es, d->nparams);
+  jit_train_batch(m, p, example(d, 0) ? x : NULL, 1, g, NULL, ws, 0, 0, 0);
+  print_record("accsum", -1, jit_train_batch(m, p, xall, (size_t)d->nex, g, NULL, ws, 1, 0, 0), g, es,
+               d->nparams);
   print_record("evalsum", -1, jit_eval_batch(m, p, xall, (size_t)d->nex, o, ws), NULL, es, 0);
   fflush(stdout);
   if (m->fixed == d->nex && d->nex > 1) {
     void *gathered = calloc((size_t)(d->nex * d->ninputs) + 1, es);
     jit_gather(m, x, gathered);
     const void *xin = d->ninputs ? gathered : NULL;
-    print_record("fixed", -1, jit_train_fixed(m, p, xin, g, o, ws, 0), g, es, d->nparams);
+    print_record("fixed", -1, jit_train_fixed(m, p, xin, g, o, ws, 0, 0, 0), g, es, d->nparams);
     for (int e = 0; e < d->nex; e++)
       print_outputs("fixedpred", e, (const char *)o + (size_t)(e * d->noutputs) * es, es, d->noutputs);
     fflush(stdout);
-    print_record("fixedacc", -1, jit_train_fixed(m, p, xin, g, NULL, ws, 1), g, es, d->nparams);
+    print_record("fixedacc", -1, jit_train_fixed(m, p, xin, g, NULL, ws, 1, 0, 0), g, es, d->nparams);
     print_record("evalfixed", -1, jit_eval_fixed(m, p, xin, NULL, ws), NULL, es, 0);
     fflush(stdout);
     free(gathered);

@@ -22,6 +22,7 @@ extern "C" {
 #define ACTIVATIONS_NUM_INPUTS 0
 #define ACTIVATIONS_NUM_OUTPUTS 0
 #define ACTIVATIONS_WORKSPACE 0 /* 1: call the _ws functions with a buffer of activations_workspace_size() reals */
+#define ACTIVATIONS_HAS_DROPOUT 0 /* 1: the _train functions draw dropout masks; 0: they ignore the seed */
 
 #define ACTIVATIONS_v_OFFSET 0 /* param [3] */
 #define ACTIVATIONS_v_SIZE 3
@@ -39,6 +40,9 @@ bp_real activations_forward(const bp_real *params, const bp_real *inputs);
 bp_real activations_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real activations_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void activations_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+bp_real activations_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed);
+bp_real activations_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed);
+bp_real activations_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs);
 
 #ifdef __cplusplus
 }

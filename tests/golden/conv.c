@@ -445,6 +445,220 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
   return loss;
 }
 
+/* Writes dloss/dinputs into dinputs; returns the loss. */
+static bp_real conv__backward_inputs(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict dinputs, bp_real *restrict ws) {
+  (void)params; (void)inputs; (void)dinputs; (void)ws;
+  const bp_real *const K1 = params + 0;
+  const bp_real *const c1 = params + 72;
+  const bp_real *const K2 = params + 76;
+  const bp_real *const x = inputs + 0;
+  /* line 7: conv2d [4,6,6] */
+  bp_real *const t4 = ws + 0;
+  for (long n = 0; n < 1; n++) {
+    for (long oc = 0; oc < 4; oc++) {
+      for (long oy = 0; oy < 6; oy++) {
+        for (long ox = 0; ox < 6; ox++) {
+          bp_real s = 0;
+          for (long ic = 0; ic < 2; ic++) {
+            for (long ky = 0; ky < 3; ky++) {
+              const long iy = oy + ky - 1;
+              if (iy < 0 || iy >= 6) continue;
+              for (long kx = 0; kx < 3; kx++) {
+                const long ix = ox + kx - 1;
+                if (ix < 0 || ix >= 6) continue;
+                s += x[((n * 2 + ic) * 6 + iy) * 6 + ix] * K1[((oc * 2 + ic) * 3 + ky) * 3 + kx];
+              }
+            }
+          }
+          t4[((n * 4 + oc) * 6 + oy) * 6 + ox] = s;
+        }
+      }
+    }
+  }
+  /* line 7: index [4,1,1] */
+  const bp_real *const t5 = c1 + 0;
+  /* line 7: add [4,6,6] */
+  bp_real *const t6 = ws + 0;
+  for (size_t i = 0; i < 4; i++)
+    for (size_t j = 0; j < 36; j++) t6[i * 36 + j] = t4[i * 36 + j] + t5[i];
+  /* line 7: h = relu [4,6,6] */
+  bp_real *const h = ws + 144;
+  for (size_t i = 0; i < 144; i++) h[i] = (t6[i] > 0 ? t6[i] : 0);
+  /* line 8: p = maxpool2d [4,3,3] */
+  bp_real *const p_ = ws + 288;
+  for (long n = 0; n < 4; n++) {
+    for (long oy = 0; oy < 3; oy++) {
+      for (long ox = 0; ox < 3; ox++) {
+        long best = -1;
+        bp_real mx = 0;
+        for (long ky = 0; ky < 2; ky++) {
+          const long iy = oy * 2 + ky;
+          for (long kx = 0; kx < 2; kx++) {
+            const long ix = ox * 2 + kx;
+            if (best < 0 || h[(n * 6 + iy) * 6 + ix] > mx) {
+              mx = h[(n * 6 + iy) * 6 + ix];
+              best = (n * 6 + iy) * 6 + ix;
+            }
+          }
+        }
+        p_[(n * 3 + oy) * 3 + ox] = mx;
+      }
+    }
+  }
+  /* line 9: q = conv2d [4,2,2] */
+  bp_real *const q = ws + 324;
+  for (long n = 0; n < 1; n++) {
+    for (long oc = 0; oc < 4; oc++) {
+      for (long oy = 0; oy < 2; oy++) {
+        for (long ox = 0; ox < 2; ox++) {
+          bp_real s = 0;
+          for (long ic = 0; ic < 2; ic++) {
+            for (long ky = 0; ky < 2; ky++) {
+              const long iy = oy * 2 + ky * 2;
+              for (long kx = 0; kx < 2; kx++) {
+                const long ix = ox * 2 + kx * 2;
+                s += h[((n * 4 + oc / 2 * 2 + ic) * 6 + iy) * 6 + ix] * K2[((oc * 2 + ic) * 2 + ky) * 2 + kx];
+              }
+            }
+          }
+          q[((n * 4 + oc) * 2 + oy) * 2 + ox] = s;
+        }
+      }
+    }
+  }
+  /* line 10: sum scalar */
+  bp_real t12 = 0;
+  for (size_t i = 0; i < 36; i++) t12 += (p_[i] * p_[i]);
+  /* line 10: avgpool2d [4,1,1] */
+  bp_real *const t13 = ws + 340;
+  for (long n = 0; n < 4; n++) {
+    for (long oy = 0; oy < 1; oy++) {
+      for (long ox = 0; ox < 1; ox++) {
+        bp_real s = 0;
+        for (long ky = 0; ky < 2; ky++) {
+          const long iy = oy + ky;
+          for (long kx = 0; kx < 2; kx++) {
+            const long ix = ox + kx;
+            s += q[(n * 2 + iy) * 2 + ix];
+          }
+        }
+        t13[(n * 1 + oy) * 1 + ox] = s / 4;
+      }
+    }
+  }
+  /* line 10: sum scalar */
+  bp_real t14 = 0;
+  for (size_t i = 0; i < 4; i++) t14 += t13[i];
+  /* line 10: add scalar */
+  bp_real t15 = t12 + t14;
+  /* line 10: sum_axis [4] */
+  bp_real *const t16 = ws + 344;
+  for (size_t i = 0; i < 4; i++) t16[i] = 0;
+  for (size_t i = 0; i < 4; i++)
+    for (size_t j = 0; j < 4; j++) t16[i] += q[i * 4 + j];
+  /* line 10: sum scalar */
+  bp_real t19 = 0;
+  for (size_t i = 0; i < 4; i++) t19 += t16[i];
+  /* line 10: mul scalar */
+  bp_real t20 = 0.25 * t19;
+  /* line 10: loss = add scalar */
+  bp_real loss = t15 + t20;
+  /* line 10: backward avgpool2d_dx [4,2,2] */
+  bp_real *const d26 = ws + 324;
+  for (size_t i = 0; i < 16; i++) d26[i] = 0;
+  for (long n = 0; n < 4; n++) {
+    for (long oy = 0; oy < 1; oy++) {
+      for (long ox = 0; ox < 1; ox++) {
+        const bp_real gy = 1.0 / 4;
+        for (long ky = 0; ky < 2; ky++) {
+          const long iy = oy + ky;
+          for (long kx = 0; kx < 2; kx++) {
+            const long ix = ox + kx;
+            d26[(n * 2 + iy) * 2 + ix] += gy;
+          }
+        }
+      }
+    }
+  }
+  /* line 10: backward add [4,2,2] */
+  bp_real *const d27 = ws + 324;
+  for (size_t i = 0; i < 16; i++) d27[i] = 0.25 + d26[i];
+  /* line 10: backward mul [4,3,3] */
+  bp_real *const d29 = ws + 288;
+  for (size_t i = 0; i < 36; i++) d29[i] = 2.0 * p_[i];
+  /* line 9: backward conv2d_dx [4,6,6] */
+  bp_real *const d30 = ws + 348;
+  for (size_t i = 0; i < 144; i++) d30[i] = 0;
+  for (long n = 0; n < 1; n++) {
+    for (long oc = 0; oc < 4; oc++) {
+      for (long oy = 0; oy < 2; oy++) {
+        for (long ox = 0; ox < 2; ox++) {
+          const bp_real gy = d27[((n * 4 + oc) * 2 + oy) * 2 + ox];
+          for (long ic = 0; ic < 2; ic++) {
+            for (long ky = 0; ky < 2; ky++) {
+              const long iy = oy * 2 + ky * 2;
+              for (long kx = 0; kx < 2; kx++) {
+                const long ix = ox * 2 + kx * 2;
+                d30[((n * 4 + oc / 2 * 2 + ic) * 6 + iy) * 6 + ix] += gy * K2[((oc * 2 + ic) * 2 + ky) * 2 + kx];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  /* line 8: backward maxpool2d_dx [4,6,6] */
+  bp_real *const d32 = ws + 492;
+  for (size_t i = 0; i < 144; i++) d32[i] = 0;
+  for (long n = 0; n < 4; n++) {
+    for (long oy = 0; oy < 3; oy++) {
+      for (long ox = 0; ox < 3; ox++) {
+        long best = -1;
+        bp_real mx = 0;
+        for (long ky = 0; ky < 2; ky++) {
+          const long iy = oy * 2 + ky;
+          for (long kx = 0; kx < 2; kx++) {
+            const long ix = ox * 2 + kx;
+            if (best < 0 || h[(n * 6 + iy) * 6 + ix] > mx) {
+              mx = h[(n * 6 + iy) * 6 + ix];
+              best = (n * 6 + iy) * 6 + ix;
+            }
+          }
+        }
+        d32[best] += d29[(n * 3 + oy) * 3 + ox];
+      }
+    }
+  }
+  /* line 7: backward mul [4,6,6] */
+  bp_real *const d36 = ws + 144;
+  for (size_t i = 0; i < 144; i++) d36[i] = (d30[i] + d32[i]) * ((bp_real)(t6[i] > 0.0));
+  /* line 7: backward conv2d_dx [2,6,6] */
+  bp_real *const d40 = ws + 636;
+  for (size_t i = 0; i < 72; i++) d40[i] = 0;
+  for (long n = 0; n < 1; n++) {
+    for (long oc = 0; oc < 4; oc++) {
+      for (long oy = 0; oy < 6; oy++) {
+        for (long ox = 0; ox < 6; ox++) {
+          const bp_real gy = d36[((n * 4 + oc) * 6 + oy) * 6 + ox];
+          for (long ic = 0; ic < 2; ic++) {
+            for (long ky = 0; ky < 3; ky++) {
+              const long iy = oy + ky - 1;
+              if (iy < 0 || iy >= 6) continue;
+              for (long kx = 0; kx < 3; kx++) {
+                const long ix = ox + kx - 1;
+                if (ix < 0 || ix >= 6) continue;
+                d40[((n * 2 + ic) * 6 + iy) * 6 + ix] += gy * K1[((oc * 2 + ic) * 3 + ky) * 3 + kx];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  for (size_t i = 0; i < 72; i++) dinputs[0 + i] = d40[i]; /* x */
+  return loss;
+}
+
 static void conv__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
 }
@@ -479,4 +693,22 @@ bp_real conv_backward_batch(const bp_real *params, const bp_real *inputs, size_t
 void conv_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
   bp_real ws[780];
   conv__predict(params, inputs, outputs, ws);
+}
+
+/* The gradient with dropout, its masks drawn from seed. */
+bp_real conv_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return conv_backward(params, inputs, grad);
+}
+
+/* The same with dropout, example e's masks drawn from seed + e. */
+bp_real conv_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return conv_backward_batch(params, inputs, n, grad);
+}
+
+/* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
+bp_real conv_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
+  bp_real ws[708];
+  return conv__backward_inputs(params, inputs, dinputs, ws);
 }

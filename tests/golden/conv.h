@@ -22,6 +22,7 @@ extern "C" {
 #define CONV_NUM_INPUTS 72
 #define CONV_NUM_OUTPUTS 0
 #define CONV_WORKSPACE 0 /* 1: call the _ws functions with a buffer of conv_workspace_size() reals */
+#define CONV_HAS_DROPOUT 0 /* 1: the _train functions draw dropout masks; 0: they ignore the seed */
 
 #define CONV_K1_OFFSET 0 /* param [4,2,3,3] */
 #define CONV_K1_SIZE 72
@@ -59,6 +60,9 @@ bp_real conv_forward(const bp_real *params, const bp_real *inputs);
 bp_real conv_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real conv_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void conv_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+bp_real conv_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed);
+bp_real conv_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed);
+bp_real conv_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs);
 
 #ifdef __cplusplus
 }

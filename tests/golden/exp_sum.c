@@ -115,3 +115,21 @@ void exp_sum_predict(const bp_real *params, const bp_real *inputs, bp_real *outp
   bp_real *ws = NULL;
   exp_sum__predict(params, inputs, outputs, ws);
 }
+
+/* The gradient with dropout, its masks drawn from seed. */
+bp_real exp_sum_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return exp_sum_backward(params, inputs, grad);
+}
+
+/* The same with dropout, example e's masks drawn from seed + e. */
+bp_real exp_sum_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return exp_sum_backward_batch(params, inputs, n, grad);
+}
+
+/* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
+bp_real exp_sum_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
+  (void)dinputs; /* no inputs */
+  return exp_sum_forward(params, inputs);
+}

@@ -22,6 +22,7 @@ extern "C" {
 #define EXP_SUM_NUM_INPUTS 0
 #define EXP_SUM_NUM_OUTPUTS 0
 #define EXP_SUM_WORKSPACE 0 /* 1: call the _ws functions with a buffer of exp_sum_workspace_size() reals */
+#define EXP_SUM_HAS_DROPOUT 0 /* 1: the _train functions draw dropout masks; 0: they ignore the seed */
 
 #define EXP_SUM_x_OFFSET 0 /* param [6] */
 #define EXP_SUM_x_SIZE 6
@@ -36,6 +37,9 @@ bp_real exp_sum_forward(const bp_real *params, const bp_real *inputs);
 bp_real exp_sum_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real exp_sum_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void exp_sum_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+bp_real exp_sum_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed);
+bp_real exp_sum_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed);
+bp_real exp_sum_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs);
 
 #ifdef __cplusplus
 }

@@ -201,6 +201,96 @@ static bp_real functions__backward_add(const bp_real *restrict params, const bp_
   return loss;
 }
 
+/* Writes dloss/dinputs into dinputs; returns the loss. */
+static bp_real functions__backward_inputs(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict dinputs, bp_real *restrict ws) {
+  (void)params; (void)inputs; (void)dinputs; (void)ws;
+  const bp_real *const W = params + 0;
+  const bp_real *const b = params + 18;
+  const bp_real *const x = inputs + 0;
+  /* line 11: index [3,3] */
+  const bp_real *const t4 = W + 0;
+  /* line 6, in dense(), called at line 11: matmul [3] */
+  bp_real *const t5 = ws + 0;
+  for (size_t i = 0; i < 3; i++) t5[i] = 0;
+  for (size_t p = 0; p < 3; p++) {
+    const bp_real s = x[p];
+    for (size_t j = 0; j < 3; j++) t5[j] += s * t4[p * 3 + j];
+  }
+  /* line 6, in dense(), called at line 11: sigmoid [3] */
+  bp_real *const t7 = ws + 3;
+  for (size_t i = 0; i < 3; i++) t7[i] = functions_sigmoid((b[i] + t5[i]));
+  /* line 11: index [3,3] */
+  const bp_real *const t9 = W + 9;
+  /* line 6, in dense(), called at line 11: matmul [3] */
+  bp_real *const t10 = ws + 6;
+  for (size_t i = 0; i < 3; i++) t10[i] = 0;
+  for (size_t p = 0; p < 3; p++) {
+    const bp_real s = t7[p];
+    for (size_t j = 0; j < 3; j++) t10[j] += s * t9[p * 3 + j];
+  }
+  /* line 6, in dense(), called at line 11: h = sigmoid [3] */
+  bp_real *const h = ws + 9;
+  for (size_t i = 0; i < 3; i++) h[i] = functions_sigmoid((b[i] + t10[i]));
+  /* line 8, in residual(), called at line 12: matmul [3] */
+  bp_real *const t13 = ws + 12;
+  for (size_t i = 0; i < 3; i++) t13[i] = 0;
+  for (size_t p = 0; p < 3; p++) {
+    const bp_real s = h[p];
+    for (size_t j = 0; j < 3; j++) t13[j] += s * t9[p * 3 + j];
+  }
+  /* line 8, in residual(), called at line 12: h = relu [3] */
+  bp_real *const h_ = ws + 15;
+  for (size_t i = 0; i < 3; i++) h_[i] = (t13[i] > 0 ? t13[i] : 0);
+  /* line 9, in residual(), called at line 12: add [3] */
+  bp_real *const t15 = ws + 15;
+  for (size_t i = 0; i < 3; i++) t15[i] = h[i] + h_[i];
+  /* line 12: gather [2] */
+  bp_real *const t16 = ws + 18;
+  for (size_t i = 0; i < 2; i++) t16[i] = t15[i * 2];
+  /* line 12: loss = sum scalar */
+  bp_real loss = 0;
+  for (size_t i = 0; i < 2; i++) loss += (t16[i] * t16[i]);
+  /* line 12: backward mul [2] */
+  bp_real *const d22 = ws + 15;
+  for (size_t i = 0; i < 2; i++) d22[i] = 2.0 * t16[i];
+  /* line 12: backward spread [3] */
+  bp_real *const d23 = ws + 20;
+  for (size_t i = 0; i < 3; i++) d23[i] = 0;
+  for (size_t i = 0; i < 2; i++) d23[i * 2] += d22[i];
+  /* line 8: backward mul [3] */
+  bp_real *const d26 = ws + 23;
+  for (size_t i = 0; i < 3; i++) d26[i] = d23[i] * ((bp_real)(t13[i] > 0.0));
+  /* line 8: backward matmul [3] */
+  bp_real *const d27 = ws + 26;
+  for (size_t i = 0; i < 3; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 3; p++) s += t9[i * 3 + p] * d26[p];
+    d27[i] = s;
+  }
+  /* line 6: backward mul [3] */
+  bp_real *const d32 = ws + 23;
+  for (size_t i = 0; i < 3; i++) d32[i] = (d23[i] + d27[i]) * (h[i] * (1.0 - h[i]));
+  /* line 6: backward matmul [3] */
+  bp_real *const d33 = ws + 29;
+  for (size_t i = 0; i < 3; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 3; p++) s += t9[i * 3 + p] * d32[p];
+    d33[i] = s;
+  }
+  /* line 6: backward mul [3] */
+  bp_real *const d39 = ws + 29;
+  for (size_t i = 0; i < 3; i++) d39[i] = d33[i] * (t7[i] * (1.0 - t7[i]));
+  /* line 6: backward matmul [3] */
+  bp_real *const d40 = ws + 23;
+  for (size_t i = 0; i < 3; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 3; p++) s += t4[i * 3 + p] * d39[p];
+    d40[i] = s;
+  }
+  for (size_t i = 0; i < 3; i++) dinputs[0 + i] = d40[i]; /* x */
+  return loss;
+}
+
 static void functions__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
 }
@@ -235,4 +325,22 @@ bp_real functions_backward_batch(const bp_real *params, const bp_real *inputs, s
 void functions_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
   bp_real ws[59];
   functions__predict(params, inputs, outputs, ws);
+}
+
+/* The gradient with dropout, its masks drawn from seed. */
+bp_real functions_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return functions_backward(params, inputs, grad);
+}
+
+/* The same with dropout, example e's masks drawn from seed + e. */
+bp_real functions_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return functions_backward_batch(params, inputs, n, grad);
+}
+
+/* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
+bp_real functions_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
+  bp_real ws[32];
+  return functions__backward_inputs(params, inputs, dinputs, ws);
 }

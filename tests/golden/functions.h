@@ -22,6 +22,7 @@ extern "C" {
 #define FUNCTIONS_NUM_INPUTS 3
 #define FUNCTIONS_NUM_OUTPUTS 0
 #define FUNCTIONS_WORKSPACE 0 /* 1: call the _ws functions with a buffer of functions_workspace_size() reals */
+#define FUNCTIONS_HAS_DROPOUT 0 /* 1: the _train functions draw dropout masks; 0: they ignore the seed */
 
 #define FUNCTIONS_W_OFFSET 0 /* param [2,3,3] */
 #define FUNCTIONS_W_SIZE 18
@@ -49,6 +50,9 @@ bp_real functions_forward(const bp_real *params, const bp_real *inputs);
 bp_real functions_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real functions_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void functions_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+bp_real functions_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed);
+bp_real functions_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed);
+bp_real functions_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs);
 
 #ifdef __cplusplus
 }

@@ -57,6 +57,37 @@ static bp_real hinge__backward_add(const bp_real *restrict params, const bp_real
   return loss;
 }
 
+/* Writes dloss/dinputs into dinputs; returns the loss. */
+static bp_real hinge__backward_inputs(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict dinputs, bp_real *restrict ws) {
+  (void)params; (void)inputs; (void)dinputs; (void)ws;
+  const bp_real *const w = params + 0;
+  const bp_real *const phi = inputs + 0;
+  const bp_real y = inputs[3];
+  /* line 9: score = dot scalar */
+  bp_real score = 0;
+  for (size_t i = 0; i < 3; i++) score += w[i] * phi[i];
+  /* line 9: margin = mul scalar */
+  bp_real margin = y * score;
+  /* line 10: sub scalar */
+  bp_real t7 = 1.0 - margin;
+  /* line 10: loss = max scalar */
+  bp_real loss = (0.0 > t7 ? 0.0 : t7);
+  /* line 10: backward lt scalar */
+  bp_real d10 = (bp_real)(0.0 < t7);
+  /* line 9: backward mul scalar */
+  bp_real d12 = score * d10;
+  /* line 9: backward neg scalar */
+  bp_real d13 = -d12;
+  /* line 9: backward mul scalar */
+  bp_real d14 = y * d10;
+  /* line 9: backward neg [3] */
+  bp_real *const d19 = ws + 0;
+  for (size_t i = 0; i < 3; i++) d19[i] = -(w[i] * d14);
+  for (size_t i = 0; i < 3; i++) dinputs[0 + i] = d19[i]; /* phi */
+  dinputs[3] = d13; /* y */
+  return loss;
+}
+
 static void hinge__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
   const bp_real *const w = params + 0;
@@ -97,4 +128,22 @@ bp_real hinge_backward_batch(const bp_real *params, const bp_real *inputs, size_
 void hinge_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
   bp_real *ws = NULL;
   hinge__predict(params, inputs, outputs, ws);
+}
+
+/* The gradient with dropout, its masks drawn from seed. */
+bp_real hinge_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return hinge_backward(params, inputs, grad);
+}
+
+/* The same with dropout, example e's masks drawn from seed + e. */
+bp_real hinge_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return hinge_backward_batch(params, inputs, n, grad);
+}
+
+/* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
+bp_real hinge_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
+  bp_real ws[3];
+  return hinge__backward_inputs(params, inputs, dinputs, ws);
 }

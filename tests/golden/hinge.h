@@ -22,6 +22,7 @@ extern "C" {
 #define HINGE_NUM_INPUTS 4
 #define HINGE_NUM_OUTPUTS 1
 #define HINGE_WORKSPACE 0 /* 1: call the _ws functions with a buffer of hinge_workspace_size() reals */
+#define HINGE_HAS_DROPOUT 0 /* 1: the _train functions draw dropout masks; 0: they ignore the seed */
 
 #define HINGE_w_OFFSET 0 /* param [3] */
 #define HINGE_w_SIZE 3
@@ -52,6 +53,9 @@ bp_real hinge_forward(const bp_real *params, const bp_real *inputs);
 bp_real hinge_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real hinge_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void hinge_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+bp_real hinge_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed);
+bp_real hinge_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed);
+bp_real hinge_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs);
 
 #ifdef __cplusplus
 }

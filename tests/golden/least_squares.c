@@ -91,6 +91,43 @@ static bp_real least_squares__backward_add(const bp_real *restrict params, const
   return loss;
 }
 
+/* Writes dloss/dinputs into dinputs; returns the loss. */
+static bp_real least_squares__backward_inputs(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict dinputs, bp_real *restrict ws) {
+  (void)params; (void)inputs; (void)dinputs; (void)ws;
+  const bp_real *const x = params + 0;
+  const bp_real *const T = inputs + 0;
+  const bp_real *const s_ = inputs + 15;
+  /* line 10: matmul [5] */
+  bp_real *const t3 = ws + 0;
+  for (size_t i = 0; i < 5; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 3; p++) s += T[i * 3 + p] * x[p];
+    t3[i] = s;
+  }
+  /* line 10: r = sub [5] */
+  bp_real *const r = ws + 5;
+  bp_real t7 = 0;
+  for (size_t i = 0; i < 5; i++) {
+    const bp_real s = s_[i] - t3[i];
+    r[i] = s;
+    t7 += (r[i] * r[i]);
+  }
+  /* line 11: loss = mul scalar */
+  bp_real loss = 0.5 * t7;
+  /* line 10: backward sub [5] */
+  bp_real *const d13 = ws + 10;
+  for (size_t i = 0; i < 5; i++) d13[i] = t3[i] - s_[i];
+  /* line 10: backward outer [5,3] */
+  bp_real *const d14 = ws + 15;
+  for (size_t i = 0; i < 5; i++) {
+    const bp_real s = d13[i];
+    for (size_t j = 0; j < 3; j++) d14[i * 3 + j] = s * x[j];
+  }
+  for (size_t i = 0; i < 15; i++) dinputs[0 + i] = d14[i]; /* T */
+  for (size_t i = 0; i < 5; i++) dinputs[15 + i] = r[i]; /* s */
+  return loss;
+}
+
 static void least_squares__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
 }
@@ -125,4 +162,22 @@ bp_real least_squares_backward_batch(const bp_real *params, const bp_real *input
 void least_squares_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
   bp_real ws[10];
   least_squares__predict(params, inputs, outputs, ws);
+}
+
+/* The gradient with dropout, its masks drawn from seed. */
+bp_real least_squares_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return least_squares_backward(params, inputs, grad);
+}
+
+/* The same with dropout, example e's masks drawn from seed + e. */
+bp_real least_squares_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return least_squares_backward_batch(params, inputs, n, grad);
+}
+
+/* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
+bp_real least_squares_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
+  bp_real ws[30];
+  return least_squares__backward_inputs(params, inputs, dinputs, ws);
 }

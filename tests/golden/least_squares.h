@@ -22,6 +22,7 @@ extern "C" {
 #define LEAST_SQUARES_NUM_INPUTS 20
 #define LEAST_SQUARES_NUM_OUTPUTS 0
 #define LEAST_SQUARES_WORKSPACE 0 /* 1: call the _ws functions with a buffer of least_squares_workspace_size() reals */
+#define LEAST_SQUARES_HAS_DROPOUT 0 /* 1: the _train functions draw dropout masks; 0: they ignore the seed */
 
 #define LEAST_SQUARES_x_OFFSET 0 /* param [3] */
 #define LEAST_SQUARES_x_SIZE 3
@@ -48,6 +49,9 @@ bp_real least_squares_forward(const bp_real *params, const bp_real *inputs);
 bp_real least_squares_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real least_squares_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void least_squares_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+bp_real least_squares_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed);
+bp_real least_squares_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed);
+bp_real least_squares_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs);
 
 #ifdef __cplusplus
 }

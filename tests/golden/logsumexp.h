@@ -22,6 +22,7 @@ extern "C" {
 #define LOGSUMEXP_NUM_INPUTS 0
 #define LOGSUMEXP_NUM_OUTPUTS 0
 #define LOGSUMEXP_WORKSPACE 0 /* 1: call the _ws functions with a buffer of logsumexp_workspace_size() reals */
+#define LOGSUMEXP_HAS_DROPOUT 0 /* 1: the _train functions draw dropout masks; 0: they ignore the seed */
 
 #define LOGSUMEXP_x_OFFSET 0 /* param [8] */
 #define LOGSUMEXP_x_SIZE 8
@@ -36,6 +37,9 @@ bp_real logsumexp_forward(const bp_real *params, const bp_real *inputs);
 bp_real logsumexp_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real logsumexp_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void logsumexp_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+bp_real logsumexp_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed);
+bp_real logsumexp_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed);
+bp_real logsumexp_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs);
 
 #ifdef __cplusplus
 }

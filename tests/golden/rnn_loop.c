@@ -296,6 +296,173 @@ static bp_real rnn_loop__backward_add(const bp_real *restrict params, const bp_r
   return loss;
 }
 
+/* Writes dloss/dinputs into dinputs; returns the loss. */
+static bp_real rnn_loop__backward_inputs(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict dinputs, bp_real *restrict ws) {
+  (void)params; (void)inputs; (void)dinputs; (void)ws;
+  const bp_real *const Wx = params + 0;
+  const bp_real *const Wh = params + 15;
+  const bp_real *const Wo = params + 40;
+  const bp_real *const xs = inputs + 0;
+  const bp_real y = inputs[12];
+  /* line 11: index [3] */
+  const bp_real *const t6 = xs + 0;
+  /* line 11: h = matmul [5] */
+  bp_real *const h = ws + 0;
+  for (size_t i = 0; i < 5; i++) h[i] = 0;
+  for (size_t p = 0; p < 3; p++) {
+    const bp_real s = t6[p];
+    for (size_t j = 0; j < 5; j++) h[j] += s * Wx[p * 5 + j];
+  }
+  /* line 13: index [3] */
+  const bp_real *const t9 = xs + 3;
+  /* line 13: matmul [5] */
+  bp_real *const t10 = ws + 5;
+  for (size_t i = 0; i < 5; i++) t10[i] = 0;
+  for (size_t p = 0; p < 3; p++) {
+    const bp_real s = t9[p];
+    for (size_t j = 0; j < 5; j++) t10[j] += s * Wx[p * 5 + j];
+  }
+  /* line 13: matmul [5] */
+  bp_real *const t11 = ws + 10;
+  for (size_t i = 0; i < 5; i++) t11[i] = 0;
+  for (size_t p = 0; p < 5; p++) {
+    const bp_real s = h[p];
+    for (size_t j = 0; j < 5; j++) t11[j] += s * Wh[p * 5 + j];
+  }
+  /* line 13: h_1 = tanh [5] */
+  bp_real *const h_1 = ws + 0;
+  for (size_t i = 0; i < 5; i++) h_1[i] = tanh((t10[i] + t11[i]));
+  /* line 13: index [3] */
+  const bp_real *const t15 = xs + 6;
+  /* line 13: matmul [5] */
+  bp_real *const t16 = ws + 15;
+  for (size_t i = 0; i < 5; i++) t16[i] = 0;
+  for (size_t p = 0; p < 3; p++) {
+    const bp_real s = t15[p];
+    for (size_t j = 0; j < 5; j++) t16[j] += s * Wx[p * 5 + j];
+  }
+  /* line 13: matmul [5] */
+  bp_real *const t17 = ws + 20;
+  for (size_t i = 0; i < 5; i++) t17[i] = 0;
+  for (size_t p = 0; p < 5; p++) {
+    const bp_real s = h_1[p];
+    for (size_t j = 0; j < 5; j++) t17[j] += s * Wh[p * 5 + j];
+  }
+  /* line 13: h_2 = tanh [5] */
+  bp_real *const h_2 = ws + 25;
+  for (size_t i = 0; i < 5; i++) h_2[i] = tanh((t16[i] + t17[i]));
+  /* line 13: index [3] */
+  const bp_real *const t21 = xs + 9;
+  /* line 13: matmul [5] */
+  bp_real *const t22 = ws + 30;
+  for (size_t i = 0; i < 5; i++) t22[i] = 0;
+  for (size_t p = 0; p < 3; p++) {
+    const bp_real s = t21[p];
+    for (size_t j = 0; j < 5; j++) t22[j] += s * Wx[p * 5 + j];
+  }
+  /* line 13: matmul [5] */
+  bp_real *const t23 = ws + 35;
+  for (size_t i = 0; i < 5; i++) t23[i] = 0;
+  for (size_t p = 0; p < 5; p++) {
+    const bp_real s = h_2[p];
+    for (size_t j = 0; j < 5; j++) t23[j] += s * Wh[p * 5 + j];
+  }
+  /* line 13: h_3 = tanh [5] */
+  bp_real *const h_3 = ws + 40;
+  for (size_t i = 0; i < 5; i++) h_3[i] = tanh((t22[i] + t23[i]));
+  /* line 15: dot scalar */
+  bp_real t26 = 0;
+  for (size_t i = 0; i < 5; i++) t26 += h_3[i] * Wo[i];
+  /* line 15: sub scalar */
+  bp_real t27 = t26 - y;
+  /* line 15: loss = pow scalar */
+  bp_real loss = t27 * t27;
+  /* line 15: backward mul scalar */
+  bp_real d31 = 2.0 * t27;
+  /* line 15: backward neg scalar */
+  bp_real d32 = -d31;
+  /* line 13: backward mul [5] */
+  bp_real *const d37 = ws + 45;
+  for (size_t i = 0; i < 5; i++) d37[i] = (Wo[i] * d31) * (1.0 - (h_3[i] * h_3[i]));
+  /* line 13: backward matmul [5] */
+  bp_real *const d38 = ws + 50;
+  for (size_t i = 0; i < 5; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 5; p++) s += Wh[i * 5 + p] * d37[p];
+    d38[i] = s;
+  }
+  /* line 13: backward matmul [3] */
+  bp_real *const d40 = ws + 55;
+  for (size_t i = 0; i < 3; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 5; p++) s += Wx[i * 5 + p] * d37[p];
+    d40[i] = s;
+  }
+  /* line 13: backward mul [5] */
+  bp_real *const d44 = ws + 50;
+  for (size_t i = 0; i < 5; i++) d44[i] = d38[i] * (1.0 - (h_2[i] * h_2[i]));
+  /* line 13: backward matmul [5] */
+  bp_real *const d45 = ws + 45;
+  for (size_t i = 0; i < 5; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 5; p++) s += Wh[i * 5 + p] * d44[p];
+    d45[i] = s;
+  }
+  /* line 13: backward matmul [3] */
+  bp_real *const d47 = ws + 58;
+  for (size_t i = 0; i < 3; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 5; p++) s += Wx[i * 5 + p] * d44[p];
+    d47[i] = s;
+  }
+  /* line 13: backward mul [5] */
+  bp_real *const d51 = ws + 45;
+  for (size_t i = 0; i < 5; i++) d51[i] = d45[i] * (1.0 - (h_1[i] * h_1[i]));
+  /* line 13: backward matmul [5] */
+  bp_real *const d52 = ws + 50;
+  for (size_t i = 0; i < 5; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 5; p++) s += Wh[i * 5 + p] * d51[p];
+    d52[i] = s;
+  }
+  /* line 13: backward matmul [3] */
+  bp_real *const d54 = ws + 61;
+  for (size_t i = 0; i < 3; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 5; p++) s += Wx[i * 5 + p] * d51[p];
+    d54[i] = s;
+  }
+  /* line 11: backward matmul [3] */
+  bp_real *const d56 = ws + 45;
+  for (size_t i = 0; i < 3; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 5; p++) s += Wx[i * 5 + p] * d52[p];
+    d56[i] = s;
+  }
+  /* line 13: backward scatter [4,3] */
+  bp_real *const d58 = ws + 64;
+  for (size_t i = 0; i < 12; i++) d58[i] = 0;
+  for (size_t i = 0; i < 3; i++) d58[9 + i] += d40[i];
+  /* line 13: backward scatter [4,3] */
+  bp_real *const d59 = ws + 76;
+  for (size_t i = 0; i < 12; i++) d59[i] = 0;
+  for (size_t i = 0; i < 3; i++) d59[6 + i] += d47[i];
+  /* line 13: backward scatter [4,3] */
+  bp_real *const d61 = ws + 88;
+  for (size_t i = 0; i < 12; i++) d61[i] = 0;
+  for (size_t i = 0; i < 3; i++) d61[3 + i] += d54[i];
+  /* line 11: backward scatter [4,3] */
+  bp_real *const d63 = ws + 100;
+  for (size_t i = 0; i < 12; i++) d63[i] = 0;
+  for (size_t i = 0; i < 3; i++) d63[0 + i] += d56[i];
+  /* line 11: backward add [4,3] */
+  bp_real *const d64 = ws + 112;
+  for (size_t i = 0; i < 12; i++) d64[i] = ((d58[i] + d59[i]) + d61[i]) + d63[i];
+  for (size_t i = 0; i < 12; i++) dinputs[0 + i] = d64[i]; /* xs */
+  dinputs[12] = d32; /* y */
+  return loss;
+}
+
 static void rnn_loop__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
 }
@@ -330,4 +497,22 @@ bp_real rnn_loop_backward_batch(const bp_real *params, const bp_real *inputs, si
 void rnn_loop_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
   bp_real ws[70];
   rnn_loop__predict(params, inputs, outputs, ws);
+}
+
+/* The gradient with dropout, its masks drawn from seed. */
+bp_real rnn_loop_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return rnn_loop_backward(params, inputs, grad);
+}
+
+/* The same with dropout, example e's masks drawn from seed + e. */
+bp_real rnn_loop_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return rnn_loop_backward_batch(params, inputs, n, grad);
+}
+
+/* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
+bp_real rnn_loop_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
+  bp_real ws[124];
+  return rnn_loop__backward_inputs(params, inputs, dinputs, ws);
 }

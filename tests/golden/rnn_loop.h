@@ -22,6 +22,7 @@ extern "C" {
 #define RNN_LOOP_NUM_INPUTS 13
 #define RNN_LOOP_NUM_OUTPUTS 0
 #define RNN_LOOP_WORKSPACE 0 /* 1: call the _ws functions with a buffer of rnn_loop_workspace_size() reals */
+#define RNN_LOOP_HAS_DROPOUT 0 /* 1: the _train functions draw dropout masks; 0: they ignore the seed */
 
 #define RNN_LOOP_Wx_OFFSET 0 /* param [3,5] */
 #define RNN_LOOP_Wx_SIZE 15
@@ -57,6 +58,9 @@ bp_real rnn_loop_forward(const bp_real *params, const bp_real *inputs);
 bp_real rnn_loop_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real rnn_loop_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void rnn_loop_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+bp_real rnn_loop_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed);
+bp_real rnn_loop_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed);
+bp_real rnn_loop_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs);
 
 #ifdef __cplusplus
 }

@@ -109,3 +109,21 @@ void row_view_predict(const bp_real *params, const bp_real *inputs, bp_real *out
   bp_real ws[14];
   row_view__predict(params, inputs, outputs, ws);
 }
+
+/* The gradient with dropout, its masks drawn from seed. */
+bp_real row_view_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return row_view_backward(params, inputs, grad);
+}
+
+/* The same with dropout, example e's masks drawn from seed + e. */
+bp_real row_view_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return row_view_backward_batch(params, inputs, n, grad);
+}
+
+/* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
+bp_real row_view_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
+  (void)dinputs; /* no inputs */
+  return row_view_forward(params, inputs);
+}

@@ -22,6 +22,7 @@ extern "C" {
 #define ROW_VIEW_NUM_INPUTS 0
 #define ROW_VIEW_NUM_OUTPUTS 0
 #define ROW_VIEW_WORKSPACE 0 /* 1: call the _ws functions with a buffer of row_view_workspace_size() reals */
+#define ROW_VIEW_HAS_DROPOUT 0 /* 1: the _train functions draw dropout masks; 0: they ignore the seed */
 
 #define ROW_VIEW_W_OFFSET 0 /* param [2,2] */
 #define ROW_VIEW_W_SIZE 4
@@ -37,6 +38,9 @@ bp_real row_view_forward(const bp_real *params, const bp_real *inputs);
 bp_real row_view_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real row_view_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void row_view_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+bp_real row_view_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed);
+bp_real row_view_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed);
+bp_real row_view_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs);
 
 #ifdef __cplusplus
 }

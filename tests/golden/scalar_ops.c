@@ -194,6 +194,106 @@ static bp_real scalar_ops__backward_add(const bp_real *restrict params, const bp
   return loss;
 }
 
+/* Writes dloss/dinputs into dinputs; returns the loss. */
+static bp_real scalar_ops__backward_inputs(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict dinputs, bp_real *restrict ws) {
+  (void)params; (void)inputs; (void)dinputs; (void)ws;
+  const bp_real a = params[0];
+  const bp_real b = params[1];
+  const bp_real x = inputs[0];
+  /* line 5: mul scalar */
+  bp_real t3 = a * x;
+  /* line 5: sigmoid scalar */
+  bp_real t4 = scalar_ops_sigmoid(t3);
+  /* line 5: tanh scalar */
+  bp_real t5 = tanh(b);
+  /* line 5: add scalar */
+  bp_real t6 = t4 + t5;
+  /* line 5: sub scalar */
+  bp_real t7 = a - b;
+  /* line 5: relu scalar */
+  bp_real t8 = (t7 > 0 ? t7 : 0);
+  /* line 5: u = sub scalar */
+  bp_real u = t6 - t8;
+  /* line 6: max scalar */
+  bp_real t10 = (b > u ? b : u);
+  /* line 6: min scalar */
+  bp_real t11 = (a < x ? a : x);
+  /* line 6: mul scalar */
+  bp_real t12 = t10 * t11;
+  /* line 6: softplus scalar */
+  bp_real t13 = scalar_ops_softplus(b);
+  /* line 6: div scalar */
+  bp_real t14 = t12 / t13;
+  /* line 6: abs scalar */
+  bp_real t15 = fabs(x);
+  /* line 6: pow scalar */
+  bp_real t17 = t15 * t15 * t15;
+  /* line 6: v = add scalar */
+  bp_real v = t14 + t17;
+  /* line 7: exp scalar */
+  bp_real t19 = exp(u);
+  /* line 7: add scalar */
+  bp_real t21 = 1.0 + t19;
+  /* line 7: log scalar */
+  bp_real t22 = log(t21);
+  /* line 7: mul scalar */
+  bp_real t23 = v * t22;
+  /* line 7: mul scalar */
+  bp_real t24 = a * a;
+  /* line 7: add scalar */
+  bp_real t25 = 1.0 + t24;
+  /* line 7: sqrt scalar */
+  bp_real t26 = sqrt(t25);
+  /* line 7: loss = add scalar */
+  bp_real loss = t23 + t26;
+  /* line 7: backward div scalar */
+  bp_real d32 = 1.0 / t21;
+  /* line 7: backward mul scalar */
+  bp_real d33 = v * d32;
+  /* line 7: backward mul scalar */
+  bp_real d34 = t19 * d33;
+  /* line 6: backward div scalar */
+  bp_real d35 = t22 / t13;
+  /* line 6: backward mul scalar */
+  bp_real d42 = t11 * d35;
+  /* line 6: backward mul scalar */
+  bp_real d43 = t10 * d35;
+  /* line 6: backward gt scalar */
+  bp_real d46 = (bp_real)(a > x);
+  /* line 6: backward mul scalar */
+  bp_real d47 = d43 * d46;
+  /* line 6: backward lt scalar */
+  bp_real d50 = (bp_real)(b < u);
+  /* line 6: backward mul scalar */
+  bp_real d51 = d42 * d50;
+  /* line 6: backward add scalar */
+  bp_real d52 = d34 + d51;
+  /* line 5: backward sub scalar */
+  bp_real d61 = 1.0 - t4;
+  /* line 5: backward mul scalar */
+  bp_real d62 = t4 * d61;
+  /* line 5: backward mul scalar */
+  bp_real d63 = d52 * d62;
+  /* line 5: backward mul scalar */
+  bp_real d65 = a * d63;
+  /* line 6: backward pow scalar */
+  bp_real d68 = t15 * t15;
+  /* line 6: backward mul scalar */
+  bp_real d69 = 3.0 * d68;
+  /* line 6: backward mul scalar */
+  bp_real d70 = t22 * d69;
+  /* line 6: backward sign scalar */
+  bp_real d71 = (bp_real)((x > 0) - (x < 0));
+  /* line 6: backward mul scalar */
+  bp_real d72 = d70 * d71;
+  /* line 6: backward add scalar */
+  bp_real d73 = d47 + d72;
+  /* line 5: backward add scalar */
+  bp_real d74 = d65 + d73;
+  dinputs[0] = d74; /* x */
+  return loss;
+}
+
 static void scalar_ops__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
   const bp_real a = params[0];
@@ -264,4 +364,22 @@ bp_real scalar_ops_backward_batch(const bp_real *params, const bp_real *inputs, 
 void scalar_ops_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
   bp_real *ws = NULL;
   scalar_ops__predict(params, inputs, outputs, ws);
+}
+
+/* The gradient with dropout, its masks drawn from seed. */
+bp_real scalar_ops_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return scalar_ops_backward(params, inputs, grad);
+}
+
+/* The same with dropout, example e's masks drawn from seed + e. */
+bp_real scalar_ops_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return scalar_ops_backward_batch(params, inputs, n, grad);
+}
+
+/* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
+bp_real scalar_ops_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
+  bp_real *ws = NULL;
+  return scalar_ops__backward_inputs(params, inputs, dinputs, ws);
 }

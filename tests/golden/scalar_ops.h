@@ -22,6 +22,7 @@ extern "C" {
 #define SCALAR_OPS_NUM_INPUTS 1
 #define SCALAR_OPS_NUM_OUTPUTS 1
 #define SCALAR_OPS_WORKSPACE 0 /* 1: call the _ws functions with a buffer of scalar_ops_workspace_size() reals */
+#define SCALAR_OPS_HAS_DROPOUT 0 /* 1: the _train functions draw dropout masks; 0: they ignore the seed */
 
 #define SCALAR_OPS_a_OFFSET 0 /* param scalar */
 #define SCALAR_OPS_a_SIZE 1
@@ -50,6 +51,9 @@ bp_real scalar_ops_forward(const bp_real *params, const bp_real *inputs);
 bp_real scalar_ops_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real scalar_ops_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void scalar_ops_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+bp_real scalar_ops_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed);
+bp_real scalar_ops_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed);
+bp_real scalar_ops_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs);
 
 #ifdef __cplusplus
 }

@@ -196,6 +196,91 @@ static bp_real two_layer__backward_add(const bp_real *restrict params, const bp_
   return loss;
 }
 
+/* Writes dloss/dinputs into dinputs; returns the loss. */
+static bp_real two_layer__backward_inputs(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict dinputs, bp_real *restrict ws) {
+  (void)params; (void)inputs; (void)dinputs; (void)ws;
+  const bp_real *const W1 = params + 0;
+  const bp_real *const b1 = params + 6;
+  const bp_real *const W2 = params + 9;
+  const bp_real *const b2 = params + 18;
+  const bp_real *const x = inputs + 0;
+  const bp_real *const t = inputs + 2;
+  /* line 14: matmul [3] */
+  bp_real *const t6 = ws + 0;
+  for (size_t i = 0; i < 3; i++) t6[i] = 0;
+  for (size_t p = 0; p < 2; p++) {
+    const bp_real s = x[p];
+    for (size_t j = 0; j < 3; j++) t6[j] += s * W1[p * 3 + j];
+  }
+  /* line 14: a = add [3] */
+  bp_real *const a = ws + 0;
+  for (size_t i = 0; i < 3; i++) a[i] = b1[i] + t6[i];
+  /* line 15: s = sigmoid [3] */
+  bp_real *const s_ = ws + 0;
+  for (size_t i = 0; i < 3; i++) s_[i] = two_layer_sigmoid(a[i]);
+  /* line 16: matmul [3] */
+  bp_real *const t9 = ws + 3;
+  for (size_t i = 0; i < 3; i++) t9[i] = 0;
+  for (size_t p = 0; p < 3; p++) {
+    const bp_real s = s_[p];
+    for (size_t j = 0; j < 3; j++) t9[j] += s * W2[p * 3 + j];
+  }
+  /* line 16: scores = add [3] */
+  bp_real *const scores = ws + 3;
+  for (size_t i = 0; i < 3; i++) scores[i] = b2[i] + t9[i];
+  /* line 17: logsumexp scalar */
+  bp_real t11;
+  for (size_t i = 0; i < 1; i++) {
+    const bp_real *row = scores + i * 3;
+    bp_real mx = row[0], s = 0;
+    for (size_t j = 1; j < 3; j++) if (row[j] > mx) mx = row[j];
+    for (size_t j = 0; j < 3; j++) s += exp(row[j] - mx);
+    t11 = mx + log(s);
+  }
+  /* line 17: sub [3] */
+  bp_real *const t13 = ws + 6;
+  bp_real t16 = 0;
+  for (size_t i = 0; i < 3; i++) {
+    const bp_real s = scores[i] - t11;
+    t13[i] = s;
+    t16 += (t[i] * t13[i]);
+  }
+  /* line 17: y = exp [3] */
+  bp_real *const y = ws + 9;
+  for (size_t i = 0; i < 3; i++) y[i] = exp(t13[i]);
+  /* line 18: loss = neg scalar */
+  bp_real loss = -t16;
+  /* line 18: backward sub [3] */
+  bp_real *const d21 = ws + 12;
+  for (size_t i = 0; i < 3; i++) d21[i] = t11 - scores[i];
+  /* line 17: backward sum scalar */
+  bp_real d23 = 0;
+  for (size_t i = 0; i < 3; i++) d23 += t[i];
+  /* line 17: backward sub [3] */
+  bp_real *const d26 = ws + 15;
+  for (size_t i = 0; i < 3; i++) d26[i] = (y[i] * d23) - t[i];
+  /* line 16: backward matmul [3] */
+  bp_real *const d27 = ws + 18;
+  for (size_t i = 0; i < 3; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 3; p++) s += W2[i * 3 + p] * d26[p];
+    d27[i] = s;
+  }
+  /* line 15: backward mul [3] */
+  bp_real *const d31 = ws + 18;
+  for (size_t i = 0; i < 3; i++) d31[i] = d27[i] * (s_[i] * (1.0 - s_[i]));
+  /* line 14: backward matmul [2] */
+  bp_real *const d32 = ws + 15;
+  for (size_t i = 0; i < 2; i++) {
+    bp_real s = 0;
+    for (size_t p = 0; p < 3; p++) s += W1[i * 3 + p] * d31[p];
+    d32[i] = s;
+  }
+  for (size_t i = 0; i < 2; i++) dinputs[0 + i] = d32[i]; /* x */
+  for (size_t i = 0; i < 3; i++) dinputs[2 + i] = d21[i]; /* t */
+  return loss;
+}
+
 static void two_layer__predict(const bp_real *restrict params, const bp_real *restrict inputs, bp_real *restrict outputs, bp_real *restrict ws) {
   (void)params; (void)inputs; (void)outputs; (void)ws;
   const bp_real *const W1 = params + 0;
@@ -271,4 +356,22 @@ bp_real two_layer_backward_batch(const bp_real *params, const bp_real *inputs, s
 void two_layer_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
   bp_real ws[18];
   two_layer__predict(params, inputs, outputs, ws);
+}
+
+/* The gradient with dropout, its masks drawn from seed. */
+bp_real two_layer_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return two_layer_backward(params, inputs, grad);
+}
+
+/* The same with dropout, example e's masks drawn from seed + e. */
+bp_real two_layer_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed) {
+  (void)seed; /* no dropout */
+  return two_layer_backward_batch(params, inputs, n, grad);
+}
+
+/* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
+bp_real two_layer_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
+  bp_real ws[21];
+  return two_layer__backward_inputs(params, inputs, dinputs, ws);
 }

@@ -22,6 +22,7 @@ extern "C" {
 #define TWO_LAYER_NUM_INPUTS 5
 #define TWO_LAYER_NUM_OUTPUTS 3
 #define TWO_LAYER_WORKSPACE 0 /* 1: call the _ws functions with a buffer of two_layer_workspace_size() reals */
+#define TWO_LAYER_HAS_DROPOUT 0 /* 1: the _train functions draw dropout masks; 0: they ignore the seed */
 
 #define TWO_LAYER_W1_OFFSET 0 /* param [2,3] */
 #define TWO_LAYER_W1_SIZE 6
@@ -68,6 +69,9 @@ bp_real two_layer_forward(const bp_real *params, const bp_real *inputs);
 bp_real two_layer_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real two_layer_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void two_layer_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+bp_real two_layer_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed);
+bp_real two_layer_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed);
+bp_real two_layer_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,7 @@ extern "C" {
 #define XYZ_NUM_INPUTS 0
 #define XYZ_NUM_OUTPUTS 0
 #define XYZ_WORKSPACE 0 /* 1: call the _ws functions with a buffer of xyz_workspace_size() reals */
+#define XYZ_HAS_DROPOUT 0 /* 1: the _train functions draw dropout masks; 0: they ignore the seed */
 
 #define XYZ_x_OFFSET 0 /* param scalar */
 #define XYZ_x_SIZE 1
@@ -41,6 +42,9 @@ bp_real xyz_forward(const bp_real *params, const bp_real *inputs);
 bp_real xyz_backward(const bp_real *params, const bp_real *inputs, bp_real *grad);
 bp_real xyz_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad);
 void xyz_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs);
+bp_real xyz_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed);
+bp_real xyz_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed);
+bp_real xyz_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs);
 
 #ifdef __cplusplus
 }
