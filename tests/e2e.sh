@@ -113,7 +113,7 @@ awk 'BEGIN { srand(3); print "x0,x1,t"; for (i = 0; i < 400; i++) { a = rand() *
 "$BPC" train lin.bp --data lin.csv --epochs 30 --batch 8 --lr 0.1 --seed 2 --save lin.params --log lin.log >train.txt
 check "train exit 0" test $? -eq 0
 check "train prints epochs" grep -q "^epoch 30: train loss" train.txt
-check "log header" test "$(head -1 lin.log)" = "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,examples_per_second"
+check "log header" test "$(head -1 lin.log)" = "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,examples_per_second,val_loss,val_accuracy,lr"
 check "log rows" test "$(wc -l <lin.log)" -eq 31
 check "final loss below 1e-4" awk -F, 'END { exit !($2 < 1e-4) }' lin.log
 check "empty accuracy fields" awk -F, 'END { exit !($3 == "" && $4 == "" && $5 == "") }' lin.log
@@ -134,7 +134,8 @@ printf 'x0,x1,t\n1,2\n' >short.csv
 check "bad csv message" grep -qx "bpc: short.csv:2: expected 3 columns (x\[2\], t), found 2" err.txt
 "$BPC" eval lin.bp --load lin.csv --data lin.csv 2>err.txt; check "bad params exit 1" test $? -eq 1
 check "bad params message" grep -qx "bpc: lin.csv is not a bpc parameter file (it does not start with BPCPARAM)" err.txt
-"$BPC" train lin.bp --data lin.csv --optim rmsprop 2>err.txt; check "bad optim exit 2" test $? -eq 2
+"$BPC" train lin.bp --data lin.csv --optim lbfgs 2>err.txt; check "bad optim exit 2" test $? -eq 2
+check "bad optim message" grep -qx "bpc: --optim takes sgd, momentum, adam, rmsprop or adagrad, not 'lbfgs' (see bpc --help)" err.txt
 # a loss that blows up stops training with the epoch and batch
 "$BPC" train lin.bp --data lin.csv --lr 1e6 --epochs 50 2>err.txt >/dev/null; check "nan exit 1" test $? -eq 1
 check "nan message" grep -q "^bpc: training stopped: the loss became \(NaN\|infinite\) in epoch [0-9]*, batch [0-9]*" err.txt
@@ -226,7 +227,7 @@ awk 'BEGIN { srand(4); for (i = 0; i < 64; i++) printf "%.4f,%.4f,%.4f\n", rand(
 check "autoencoder: no accuracy" test "$(grep -c accuracy ae.txt)" -eq 0
 "$BPC" train ae.bp --data ae.csv --epochs 1 --metric mse --log ae.log >ae.txt
 check "--metric mse printed" grep -q "^epoch 1: train loss [0-9.e-]*, train mse [0-9.e-]*," ae.txt
-check "--metric mse logged" test "$(head -1 ae.log)" = "epoch,train_loss,train_mse,test_loss,test_mse,seconds,examples_per_second"
+check "--metric mse logged" test "$(head -1 ae.log)" = "epoch,train_loss,train_mse,test_loss,test_mse,seconds,examples_per_second,val_loss,val_mse,lr"
 "$BPC" eval ae.bp --load ae.params --data ae.csv --metric mae >eval.txt
 check "eval --metric mae" grep -q "^mae: [0-9.e-]*$" eval.txt
 cat >bin.bp <<'BP'
