@@ -47,8 +47,8 @@ static const char train_help[] =
     "                       --seed) for validation: its loss and metric after every epoch\n"
     "  --val ...            or validation data of its own, bound like --data (repeat per input)\n"
     "  --limit N            use only the first N examples\n"
-    "  --shuffle none|epoch the examples' order: the file's, or shuffled every epoch (by --seed\n"
-    "                       and the epoch's number; the default)\n"
+    "  --shuffle none|epoch   the examples' order: the file's, or shuffled every epoch (by\n"
+    "                       --seed and the epoch's number; the default)\n"
     "\n"
     "steps\n"
     "  --epochs N           the epoch training ends with (default 5; a resumed run counts those done)\n"
@@ -94,8 +94,8 @@ static const char train_help[] =
     "See docs/training.md for the formulas.\n";
 
 static const char eval_help[] =
-    "usage: bpc eval MODEL.bp --load PARAMS --data INPUT=FILE... [--target INPUT] [--metric M] [--threads N]\n"
-    "                [--limit N] [--confusion]\n"
+    "usage: bpc eval MODEL.bp --load PARAMS --data INPUT=FILE... [--target INPUT] [--metric M]\n"
+    "                [--threads N] [--limit N] [--confusion]\n"
     "Prints the mean loss of saved parameters, and the metric bpc train reports (--metric as there).\n"
     "--confusion also prints the confusion matrix of a classifier: a row per true class, a column per\n"
     "predicted class (the arg-max of the scores; a scalar output as for binary accuracy), each cell\n"
@@ -109,7 +109,7 @@ static const char predict_help[] =
     "Inputs that no output depends on (targets) need no data.\n";
 
 static void add_binding(DataBinding *list, int *n, const char *v) {
-  if (*n == MAX_BINDINGS) cli_usage_error("too many --data/--test files (at most %d)", MAX_BINDINGS);
+  if (*n == MAX_BINDINGS) cli_usage_error("too many --data/--test/--val files (at most %d)", MAX_BINDINGS);
   const char *eq = strchr(v, '=');
   DataBinding b = {NULL, v};
   if (eq) {
@@ -124,7 +124,8 @@ static void add_val(RunOptions *o, const char *v) {
   char *end;
   double f = strtod(v, &end);
   if (end != v && !*end) {
-    if (!(f > 0 && f < 1)) cli_usage_error("--val takes a fraction between 0 and 1 or INPUT=FILE, not '%s'", v);
+    if (!(f > 0 && f < 1))
+      cli_usage_error("--val takes a fraction between 0 and 1 or INPUT=FILE, not '%s'", v);
     if (o->val_fraction > 0 || o->nval) cli_usage_error("--val %s: give one fraction, or files", v);
     o->val_fraction = f;
     return;
@@ -160,7 +161,8 @@ static void check_combinations(const RunOptions *o) {
   int val = o->val_fraction > 0 || o->nval;
   if (o->early_stop && !val)
     cli_usage_error("--early-stop needs validation data: --val FRACTION or --val INPUT=FILE");
-  if (o->save_best && !val) cli_usage_error("--save-best needs validation data: --val FRACTION or --val INPUT=FILE");
+  if (o->save_best && !val)
+    cli_usage_error("--save-best needs validation data: --val FRACTION or --val INPUT=FILE");
   if (o->save_best && !o->save) cli_usage_error("--save-best needs --save FILE");
   if (o->resume && o->load)
     cli_usage_error("--resume %s loads its parameters itself; give --resume or --load, not both", o->resume);
@@ -200,11 +202,13 @@ static void check_outputs(const RunOptions *o) {
 }
 
 /* The options each command takes (the parser refuses the others). */
-static const char train_options[] = "--data --test --epochs --batch --lr --optim --momentum --seed --threads "
-                                    "--limit --float -D --save --load --log --target --quiet --jit --metric "
-                                    "--schedule --warmup --step-every --step-gamma --weight-decay --clip-norm "
-                                    "--beta1 --beta2 --eps --val --early-stop --save-best --resume --shuffle";
-static const char eval_options[] = "--load --data --target --threads --limit --float -D --jit --metric --confusion";
+static const char train_options[] =
+    "--data --test --epochs --batch --lr --optim --momentum --seed --threads "
+    "--limit --float -D --save --load --log --target --quiet --jit --metric "
+    "--schedule --warmup --step-every --step-gamma --weight-decay --clip-norm "
+    "--beta1 --beta2 --eps --val --early-stop --save-best --resume --shuffle";
+static const char eval_options[] =
+    "--load --data --target --threads --limit --float -D --jit --metric --confusion";
 static const char predict_options[] = "--load --data -o --limit --float -D --jit --classes";
 static const char bench_options[] = "--batch --float --jit -D --seed";
 
@@ -266,7 +270,8 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *acce
       o->schedule.gamma = cli_real(a, v, 0, 1e6);
       o->step_gamma_given = 1;
     } else if (!strcmp(a, "--shuffle")) {
-      if (strcmp(v, "none") && strcmp(v, "epoch")) cli_usage_error("--shuffle takes none or epoch, not '%s'", v);
+      if (strcmp(v, "none") && strcmp(v, "epoch"))
+        cli_usage_error("--shuffle takes none or epoch, not '%s'", v);
       o->shuffle = !strcmp(v, "none") ? SHUFFLE_NONE : SHUFFLE_EPOCH;
     } else if (!strcmp(a, "--early-stop"))
       o->early_stop = (int)cli_int(a, v, 1, 1000000);
@@ -381,8 +386,9 @@ static void *resume_or_exit(JitModel *m, const RunOptions *o, TrainState *st) {
     exit(1);
   }
   if (!has) {
-    fprintf(stderr, "bpc: %s holds parameters but no training state to resume (saved by an older bpc); start "
-                    "from its parameters with --load %s\n",
+    fprintf(stderr,
+            "bpc: %s holds parameters but no training state to resume (saved by an older bpc); start "
+            "from its parameters with --load %s\n",
             o->resume, o->resume);
     exit(1);
   }
@@ -408,7 +414,8 @@ static int run_train(int argc, char **argv) {
   load_data_or_exit(&train_set, m, o.data, o.ndata, o.limit, NULL);
   int have_val = o.val_fraction > 0 || o.nval;
   char *err = NULL;
-  if (o.val_fraction > 0 && dataset_split(&train_set, m, o.val_fraction, epoch_seed(o.seed, 0), &val_set, &err)) {
+  if (o.val_fraction > 0 &&
+      dataset_split(&train_set, m, o.val_fraction, epoch_seed(o.seed, 0), &val_set, &err)) {
     fprintf(stderr, "bpc: %s\n", err);
     return 1;
   }
@@ -478,8 +485,9 @@ static int run_eval(int argc, char **argv) {
   int64_t classes = 0;
   if (o.confusion) {
     if (spec.kind != METRIC_ACCURACY) {
-      fprintf(stderr, "bpc: --confusion needs classes: targets that hold them and an output that scores them "
-                      "(the metric here is %s)\n",
+      fprintf(stderr,
+              "bpc: --confusion needs classes: targets that hold them and an output that scores them "
+              "(the metric here is %s)\n",
               metric_name(spec.kind));
       return 1;
     }

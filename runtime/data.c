@@ -551,7 +551,8 @@ int dataset_split(Dataset *d, JitModel *m, double fraction, uint64_t seed, Datas
   memset(val, 0, sizeof *val);
   size_t n = d->n;
   if (n < 2) {
-    *err = str_printf("--val %g needs at least 2 examples to hold some out, and the data has %zu", fraction, n);
+    *err =
+        str_printf("--val %g needs at least 2 examples to hold some out, and the data has %zu", fraction, n);
     return 1;
   }
   size_t nval = (size_t)llround(fraction * (double)n);

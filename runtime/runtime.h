@@ -190,12 +190,12 @@ typedef enum { SHUFFLE_NONE, SHUFFLE_EPOCH } ShuffleKind;
 typedef struct TrainState {
   OptKind optim;
   ShuffleKind shuffle;
-  int epochs_done;       /* epochs completed */
-  uint64_t batches_done; /* batches done of epoch epochs_done + 1 (an interrupt saves mid-epoch) */
-  uint64_t batch;        /* examples per step */
-  uint64_t examples;     /* training examples */
-  uint64_t seed;         /* shuffling (and the --val split) */
-  uint64_t steps;        /* optimiser steps: Adam's t */
+  int epochs_done;             /* epochs completed */
+  uint64_t batches_done;       /* batches done of epoch epochs_done + 1 (an interrupt saves mid-epoch) */
+  uint64_t batch;              /* examples per step */
+  uint64_t examples;           /* training examples */
+  uint64_t seed;               /* shuffling (and the --val split) */
+  uint64_t steps;              /* optimiser steps: Adam's t */
   double loss_sum, metric_sum; /* summed over the examples done of the partial epoch */
   double best_val;             /* the best validation loss so far, or +inf */
   int best_epoch, since_best;  /* its epoch (0: none), epochs since it */

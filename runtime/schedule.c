@@ -28,7 +28,8 @@ int schedule_from_name(const char *name) {
   return -1;
 }
 
-double schedule_lr(const LrSchedule *s, double lr, int epoch, uint64_t batch, uint64_t per_epoch, int epochs) {
+double schedule_lr(const LrSchedule *s, double lr, int epoch, uint64_t batch, uint64_t per_epoch,
+                   int epochs) {
   double steps = (double)per_epoch;
   double k = (double)(epoch - 1) * steps + (double)batch; /* steps before this one */
   double p = k / steps, w = s->warmup;

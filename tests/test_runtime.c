@@ -315,7 +315,8 @@ static void test_params_bad_files(void **state) {
   char *good = slurp("p.bin", &len);
 
   write_bytes("bad.bin", good, len - 5);
-  expect_load_error(m, "%s is truncated: expected at least 32 bytes of values, training state and checksum, found 27");
+  expect_load_error(
+      m, "%s is truncated: expected at least 32 bytes of values, training state and checksum, found 27");
 
   char *flipped = malloc(len);
   memcpy(flipped, good, len);
@@ -459,9 +460,21 @@ static void test_params_versions_and_state(void **state) {
 
   /* a state with Adam's two arrays */
   double mom[3] = {0.1, -0.2, 0.3}, sq[3] = {1e-3, 2e-3, 3e-3};
-  TrainState out = {.optim = OPT_ADAM, .shuffle = SHUFFLE_EPOCH, .epochs_done = 3, .batches_done = 2,
-                    .batch = 4, .examples = 10, .seed = 77, .steps = 14, .loss_sum = 1.25, .metric_sum = 0.5,
-                    .best_val = 0.75, .best_epoch = 2, .since_best = 1, .m = mom, .v = sq};
+  TrainState out = {.optim = OPT_ADAM,
+                    .shuffle = SHUFFLE_EPOCH,
+                    .epochs_done = 3,
+                    .batches_done = 2,
+                    .batch = 4,
+                    .examples = 10,
+                    .seed = 77,
+                    .steps = 14,
+                    .loss_sum = 1.25,
+                    .metric_sum = 0.5,
+                    .best_val = 0.75,
+                    .best_epoch = 2,
+                    .since_best = 1,
+                    .m = mom,
+                    .v = sq};
   assert_int_equal(params_save_state(path_in_dir("st.bin"), m, p, &out, &err), 0);
   unsigned char *stb = (unsigned char *)slurp("st.bin", &len);
   assert_int_equal(len, 46 + 24 + 4 + 92 + 2 * 24 + 4); /* header, data, L, state, CRC */
@@ -472,7 +485,8 @@ static void test_params_versions_and_state(void **state) {
   assert_int_equal(params_load_state(path_in_dir("st.bin"), m, q, &st, &has, &err), 0);
   assert_int_equal(has, 1);
   assert_memory_equal(p, q, sizeof p);
-  assert_true(st.optim == OPT_ADAM && st.shuffle == SHUFFLE_EPOCH && st.epochs_done == 3 && st.batches_done == 2);
+  assert_true(st.optim == OPT_ADAM && st.shuffle == SHUFFLE_EPOCH && st.epochs_done == 3 &&
+              st.batches_done == 2);
   assert_true(st.batch == 4 && st.examples == 10 && st.seed == 77 && st.steps == 14);
   assert_true(st.loss_sum == 1.25 && st.metric_sum == 0.5 && st.best_val == 0.75);
   assert_true(st.best_epoch == 2 && st.since_best == 1);
@@ -498,7 +512,8 @@ static void test_params_versions_and_state(void **state) {
   double r[3] = {9, 9, 9};
   assert_int_equal(params_load_state(path_in_dir("bad.bin"), m, r, &st, &has, &err), 1);
   char want[512];
-  snprintf(want, sizeof want, "%s: its training state is damaged (unknown optimiser)", path_in_dir("bad.bin"));
+  snprintf(want, sizeof want, "%s: its training state is damaged (unknown optimiser)",
+           path_in_dir("bad.bin"));
   assert_string_equal(err, want);
   free(err);
   assert_true(r[0] == 9 && st.m == NULL); /* nothing changed, nothing left allocated */
@@ -506,7 +521,8 @@ static void test_params_versions_and_state(void **state) {
   memcpy(bad, stb, len);
   bad[46 + 24] = 200;
   write_bytes("bad.bin", bad, len);
-  expect_load_error(m, "%s is truncated: expected 232 bytes of values, training state and checksum, found 172");
+  expect_load_error(m,
+                    "%s is truncated: expected 232 bytes of values, training state and checksum, found 172");
   /* a version from the future */
   memcpy(bad, stb, len);
   bad[8] = 3;

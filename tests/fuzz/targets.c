@@ -94,6 +94,12 @@ void fuzz_params(const uint8_t *data, size_t size) {
   if (!m) m = model("params", "param W[2, 3]\nparam b[3]\ninput x[2]\nloss = sum(x @ W + b)\n");
   double p[9];
   char *err = NULL;
-  params_load(to_file(data, size), m, p, &err);
+  const char *path = to_file(data, size);
+  params_load(path, m, p, &err);
+  free(err);
+  err = NULL;
+  TrainState st;
+  int has;
+  if (params_load_state(path, m, p, &st, &has, &err) == 0) train_state_free(&st);
   free(err);
 }
