@@ -103,7 +103,7 @@ int params_save_state(const char *path, JitModel *m, const void *params, const T
   Buf state = {0};
   if (st) put_state(&state, m, st);
   put_u32(&b, (uint32_t)state.len);
-  buf_append(&b, state.data, state.len);
+  if (state.len) buf_append(&b, state.data, state.len);
   buf_free(&state);
   put_u32(&b, (uint32_t)crc32(0L, (const Bytef *)b.data, (uInt)b.len));
   const char *paths[1] = {path};
