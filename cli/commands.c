@@ -14,55 +14,93 @@ enum { MAX_BINDINGS = 64, MAX_DEFINES = 64 };
 typedef struct RunOptions {
   const char *command;
   const char *model;
-  DataBinding data[MAX_BINDINGS], test[MAX_BINDINGS];
-  int ndata, ntest;
+  DataBinding data[MAX_BINDINGS], test[MAX_BINDINGS], val[MAX_BINDINGS];
+  int ndata, ntest, nval;
+  double val_fraction; /* --val FRACTION, or 0 */
   DefineOpt defines[MAX_DEFINES];
   int ndefines;
-  int epochs, threads, quiet, use_float, use_cc, classes;
+  int epochs, threads, quiet, use_float, use_cc, classes, confusion;
   size_t batch, limit;
-  double lr, momentum;
-  int lr_given, batch_given;
+  double lr, momentum, beta1, beta2, eps, weight_decay, clip_norm;
+  int lr_given, batch_given, beta1_given, beta2_given, eps_given;
+  LrSchedule schedule;
+  int schedule_given, step_every_given, step_gamma_given;
+  ShuffleKind shuffle;
+  int early_stop, save_best;
   Metric metric;
   uint64_t seed;
   OptKind optim;
-  const char *save, *load, *log, *target, *out;
+  const char *save, *load, *resume, *log, *target, *out;
 } RunOptions;
 
 static const char train_help[] =
     "usage: bpc train MODEL.bp --data INPUT=FILE... [options]\n"
     "Compiles MODEL.bp in memory and minimises its mean loss with minibatch gradient descent.\n"
     "\n"
+    "data\n"
     "  --data FILE.csv      one CSV holding every input, columns in declaration order\n"
     "  --data INPUT=FILE    data for one input: .csv, a NumPy .npy file (float32, float64, uint8 or\n"
     "                       int64, C order), or an IDX file (MNIST format); .gz or not; a label\n"
     "                       file bound to an input of shape [K] becomes one-hot, uint8 images\n"
     "                       are scaled to [0, 1]\n"
     "  --test ...           held-out data, bound the same way; evaluated after every epoch\n"
-    "  --epochs N           passes over the data (default 5)\n"
-    "  --batch N            examples per step (default 32)\n"
-    "  --lr X               learning rate (default 0.01 for sgd and momentum, 0.001 for adam)\n"
-    "  --optim sgd|momentum|adam   (default sgd)\n"
-    "  --momentum X         for --optim momentum (default 0.9)\n"
-    "  --seed N             initialisation, shuffling and dropout's masks (default 1)\n"
-    "  --threads N          worker threads (default: all cores)\n"
+    "  --val FRACTION       hold out this share of the training data (0 < FRACTION < 1, drawn by\n"
+    "                       --seed) for validation: its loss and metric after every epoch\n"
+    "  --val ...            or validation data of its own, bound like --data (repeat per input)\n"
     "  --limit N            use only the first N examples\n"
+    "  --shuffle none|epoch   the examples' order: the file's, or shuffled every epoch (by\n"
+    "                       --seed and the epoch's number; the default)\n"
+    "\n"
+    "steps\n"
+    "  --epochs N           the epoch training ends with (default 5; a resumed run counts those done)\n"
+    "  --batch N            examples per step (default 32)\n"
+    "  --optim sgd|momentum|adam|rmsprop|adagrad   the update rule, PyTorch's (default sgd)\n"
+    "  --lr X               learning rate (default 0.01; 0.001 for adam)\n"
+    "  --momentum X         for momentum (default 0.9)\n"
+    "  --beta1 X, --beta2 X for adam (defaults 0.9, 0.999)\n"
+    "  --eps X              for adam and rmsprop (default 1e-8), adagrad (default 1e-10)\n"
+    "  --weight-decay X     adam: decoupled, AdamW (p -= lr X p each step); sgd, momentum,\n"
+    "                       rmsprop and adagrad: L2, X p added to the gradient (default 0)\n"
+    "  --clip-norm X        scale the mean gradient down to norm X when it is longer (the L2 norm\n"
+    "                       over all parameters; before weight decay)\n"
+    "  --schedule constant|step|cosine|linear   the learning rate over the steps (default constant);\n"
+    "                       cosine and linear fall to 0 at the end of --epochs\n"
+    "  --warmup EPOCHS      rise linearly to --lr over the first EPOCHS epochs (fractions allowed)\n"
+    "  --step-every EPOCHS  step: multiply the rate by --step-gamma every EPOCHS epochs\n"
+    "  --step-gamma G       step: the factor (default 0.1)\n"
+    "  --seed N             initialisation, shuffling, the --val split and dropout's masks (default 1)\n"
+    "  --threads N          worker threads (default: all cores)\n"
     "  --float              compute in float instead of double\n"
     "  -D NAME=INT          override a dim of the model\n"
-    "  --save FILE          save the parameters after every epoch (atomically)\n"
-    "  --load FILE          start from saved parameters\n"
-    "  --log FILE           write per-epoch figures as CSV\n"
+    "\n"
+    "files\n"
+    "  --save FILE          save the parameters and the training state after every epoch (atomically)\n"
+    "  --save-best          with --save: only after an epoch that improved the validation loss\n"
+    "  --early-stop N       stop after N epochs without a better validation loss, keeping (and with\n"
+    "                       --save having saved) the best parameters\n"
+    "  --load FILE          start from saved parameters (any training state in FILE is ignored)\n"
+    "  --resume FILE        continue the training saved in FILE exactly: its parameters, optimiser\n"
+    "                       state and position; give the options it was trained with and a larger\n"
+    "                       --epochs; it saves only where --save says (which may be FILE)\n"
+    "  --log FILE           write per-epoch figures as CSV (last column: the learning rate)\n"
+    "\n"
+    "reports\n"
     "  --target INPUT       the input to compare the output with (default: the one of its shape)\n"
     "  --metric accuracy|mse|mae|none   what to report besides the loss (default: accuracy when the\n"
     "                       target holds classes -- one-hot rows, labels, or a scalar 0/1 -- else none)\n"
     "  --quiet              print nothing but errors\n"
     "  --jit auto|tcc|cc    compile in memory with TinyCC, or build a shared object with the system\n"
     "                       C compiler (optimised; cached by content in ~/.cache/bpc); auto (the\n"
-    "                       default): cc for a model with convolutions or pooling, else tcc\n";
+    "                       default): cc for a model with convolutions or pooling, else tcc\n"
+    "See docs/training.md for the formulas.\n";
 
 static const char eval_help[] =
-    "usage: bpc eval MODEL.bp --load PARAMS --data INPUT=FILE... [--target INPUT] [--metric M] [--threads N]\n"
-    "                [--limit N]\n"
-    "Prints the mean loss of saved parameters, and the metric bpc train reports (--metric as there).\n";
+    "usage: bpc eval MODEL.bp --load PARAMS --data INPUT=FILE... [--target INPUT] [--metric M]\n"
+    "                [--threads N] [--limit N] [--confusion]\n"
+    "Prints the mean loss of saved parameters, and the metric bpc train reports (--metric as there).\n"
+    "--confusion also prints the confusion matrix of a classifier: a row per true class, a column per\n"
+    "predicted class (the arg-max of the scores; a scalar output as for binary accuracy), each cell\n"
+    "the number of examples.\n";
 
 static const char predict_help[] =
     "usage: bpc predict MODEL.bp --load PARAMS --data INPUT=FILE... [-o OUT.csv] [--limit N] [--classes]\n"
@@ -72,7 +110,7 @@ static const char predict_help[] =
     "Inputs that no output depends on (targets) need no data.\n";
 
 static void add_binding(DataBinding *list, int *n, const char *v) {
-  if (*n == MAX_BINDINGS) cli_usage_error("too many --data/--test files (at most %d)", MAX_BINDINGS);
+  if (*n == MAX_BINDINGS) cli_usage_error("too many --data/--test/--val files (at most %d)", MAX_BINDINGS);
   const char *eq = strchr(v, '=');
   DataBinding b = {NULL, v};
   if (eq) {
@@ -80,6 +118,55 @@ static void add_binding(DataBinding *list, int *n, const char *v) {
     b.path = eq + 1;
   }
   list[(*n)++] = b;
+}
+
+/* --val: a fraction of the training data, or files bound like --data. */
+static void add_val(RunOptions *o, const char *v) {
+  char *end;
+  double f = strtod(v, &end);
+  if (end != v && !*end) {
+    if (!(f > 0 && f < 1))
+      cli_usage_error("--val takes a fraction between 0 and 1 or INPUT=FILE, not '%s'", v);
+    if (o->val_fraction > 0 || o->nval) cli_usage_error("--val %s: give one fraction, or files", v);
+    o->val_fraction = f;
+    return;
+  }
+  if (o->val_fraction > 0) cli_usage_error("--val %s: give one fraction, or files", v);
+  add_binding(o->val, &o->nval, v);
+}
+
+/* A number from 0 up to, not including, 1 (Adam's betas). */
+static double cli_fraction(const char *opt, const char *v) {
+  double x = cli_real(opt, v, 0, 1);
+  if (x == 1) cli_usage_error("%s takes a number from 0 up to (not including) 1, not '%s'", opt, v);
+  return x;
+}
+
+/* A number above 0. */
+static double cli_positive(const char *opt, const char *v, double hi) {
+  double x = cli_real(opt, v, 0, hi);
+  if (x == 0) cli_usage_error("%s takes a number above 0 (up to %g), not '%s'", opt, hi, v);
+  return x;
+}
+
+/* The options that only mean something beside others. */
+static void check_combinations(const RunOptions *o) {
+  if (o->beta1_given && o->optim != OPT_ADAM) cli_usage_error("--beta1 is for --optim adam");
+  if (o->beta2_given && o->optim != OPT_ADAM) cli_usage_error("--beta2 is for --optim adam");
+  if (o->eps_given && (o->optim == OPT_SGD || o->optim == OPT_MOMENTUM))
+    cli_usage_error("--eps is for --optim adam, rmsprop or adagrad");
+  int step = o->schedule.kind == LR_STEP;
+  if (o->step_every_given && !step) cli_usage_error("--step-every is for --schedule step");
+  if (o->step_gamma_given && !step) cli_usage_error("--step-gamma is for --schedule step");
+  if (step && !o->step_every_given) cli_usage_error("--schedule step needs --step-every EPOCHS");
+  int val = o->val_fraction > 0 || o->nval;
+  if (o->early_stop && !val)
+    cli_usage_error("--early-stop needs validation data: --val FRACTION or --val INPUT=FILE");
+  if (o->save_best && !val)
+    cli_usage_error("--save-best needs validation data: --val FRACTION or --val INPUT=FILE");
+  if (o->save_best && !o->save) cli_usage_error("--save-best needs --save FILE");
+  if (o->resume && o->load)
+    cli_usage_error("--resume %s loads its parameters itself; give --resume or --load, not both", o->resume);
 }
 
 static Metric metric_from_name(const char *v) {
@@ -92,19 +179,23 @@ static Metric metric_from_name(const char *v) {
 /* Outputs are checked before the model is compiled or any data read: an
  * output may not be an input (the model, a data file; --log not the
  * parameters it loads either), and its directory must take a file. Saving
- * over --load is how training continues, so --save may name it. */
+ * over --load or --resume is how training continues, so --save may name
+ * them. */
 static void check_outputs(const RunOptions *o) {
-  const char *ins[2 * MAX_BINDINGS + 2];
+  const char *ins[3 * MAX_BINDINGS + 3];
   int n = 0;
   ins[n++] = o->model;
   for (int i = 0; i < o->ndata; i++)
     ins[n++] = o->data[i].path;
   for (int i = 0; i < o->ntest; i++)
     ins[n++] = o->test[i].path;
+  for (int i = 0; i < o->nval; i++)
+    ins[n++] = o->val[i].path;
   const char *outs[2] = {o->save, o->out}, *opts[2] = {"--save", "-o"};
   if (o->out && !strcmp(o->out, "-")) outs[1] = NULL;
   cli_check_outputs(outs, opts, 2, ins, n);
   ins[n++] = o->load;
+  ins[n++] = o->resume;
   const char *log[1] = {o->log}, *log_opt[1] = {"--log"};
   cli_check_outputs(log, log_opt, 1, ins, n);
   if (o->log && o->save && cli_same_file(o->log, o->save))
@@ -112,9 +203,13 @@ static void check_outputs(const RunOptions *o) {
 }
 
 /* The options each command takes (the parser refuses the others). */
-static const char train_options[] = "--data --test --epochs --batch --lr --optim --momentum --seed --threads "
-                                    "--limit --float -D --save --load --log --target --quiet --jit --metric";
-static const char eval_options[] = "--load --data --target --threads --limit --float -D --jit --metric";
+static const char train_options[] =
+    "--data --test --epochs --batch --lr --optim --momentum --seed --threads "
+    "--limit --float -D --save --load --log --target --quiet --jit --metric "
+    "--schedule --warmup --step-every --step-gamma --weight-decay --clip-norm "
+    "--beta1 --beta2 --eps --val --early-stop --save-best --resume --shuffle";
+static const char eval_options[] =
+    "--load --data --target --threads --limit --float -D --jit --metric --confusion";
 static const char predict_options[] = "--load --data -o --limit --float -D --jit --classes";
 static const char bench_options[] = "--batch --float --jit -D --seed";
 
@@ -126,6 +221,8 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *acce
   o->lr = 0.01;
   o->momentum = 0.9;
   o->seed = 1;
+  o->schedule.gamma = 0.1;
+  o->shuffle = SHUFFLE_EPOCH;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   o->threads = cores > 0 ? (int)cores : 1;
   o->use_cc = -1; /* --jit auto */
@@ -142,6 +239,45 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *acce
       o->quiet = 1;
     else if (!strcmp(a, "--classes"))
       o->classes = 1;
+    else if (!strcmp(a, "--confusion"))
+      o->confusion = 1;
+    else if (!strcmp(a, "--save-best"))
+      o->save_best = 1;
+    else if (!strcmp(a, "--val"))
+      add_val(o, v);
+    else if (!strcmp(a, "--beta1")) {
+      o->beta1 = cli_fraction(a, v);
+      o->beta1_given = 1;
+    } else if (!strcmp(a, "--beta2")) {
+      o->beta2 = cli_fraction(a, v);
+      o->beta2_given = 1;
+    } else if (!strcmp(a, "--eps")) {
+      o->eps = cli_real(a, v, 0, 1);
+      o->eps_given = 1;
+    } else if (!strcmp(a, "--weight-decay"))
+      o->weight_decay = cli_real(a, v, 0, 1e6);
+    else if (!strcmp(a, "--clip-norm"))
+      o->clip_norm = cli_positive(a, v, 1e300);
+    else if (!strcmp(a, "--schedule")) {
+      int k = schedule_from_name(v);
+      if (k < 0) cli_usage_error("--schedule takes constant, step, cosine or linear, not '%s'", v);
+      o->schedule.kind = (LrScheduleKind)k;
+    } else if (!strcmp(a, "--warmup"))
+      o->schedule.warmup = cli_real(a, v, 0, 1e6);
+    else if (!strcmp(a, "--step-every")) {
+      o->schedule.step_every = cli_positive(a, v, 1e6);
+      o->step_every_given = 1;
+    } else if (!strcmp(a, "--step-gamma")) {
+      o->schedule.gamma = cli_real(a, v, 0, 1e6);
+      o->step_gamma_given = 1;
+    } else if (!strcmp(a, "--shuffle")) {
+      if (strcmp(v, "none") && strcmp(v, "epoch"))
+        cli_usage_error("--shuffle takes none or epoch, not '%s'", v);
+      o->shuffle = !strcmp(v, "none") ? SHUFFLE_NONE : SHUFFLE_EPOCH;
+    } else if (!strcmp(a, "--early-stop"))
+      o->early_stop = (int)cli_int(a, v, 1, 1000000);
+    else if (!strcmp(a, "--resume"))
+      o->resume = v;
     else if (!strcmp(a, "--data"))
       add_binding(o->data, &o->ndata, v);
     else if (!strcmp(a, "--test"))
@@ -179,14 +315,9 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *acce
         cli_usage_error("--jit takes auto, tcc or cc, not '%s'", v);
       o->use_cc = !strcmp(v, "cc") ? 1 : !strcmp(v, "tcc") ? 0 : -1;
     } else if (!strcmp(a, "--optim")) {
-      if (!strcmp(v, "sgd"))
-        o->optim = OPT_SGD;
-      else if (!strcmp(v, "momentum"))
-        o->optim = OPT_MOMENTUM;
-      else if (!strcmp(v, "adam"))
-        o->optim = OPT_ADAM;
-      else
-        cli_usage_error("--optim takes sgd, momentum or adam, not '%s'", v);
+      int k = optim_from_name(v);
+      if (k < 0) cli_usage_error("--optim takes sgd, momentum, adam, rmsprop or adagrad, not '%s'", v);
+      o->optim = (OptKind)k;
     } else if (o->ndefines == MAX_DEFINES || !cli_parse_define(v, &o->defines[o->ndefines++])) {
       cli_usage_error("-D takes NAME=INT, got '%s'", v);
     }
@@ -194,6 +325,7 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *acce
   free(args);
   if (!o->model) cli_usage_error("%s: no model given", o->command);
   if (o->optim == OPT_ADAM && !o->lr_given) o->lr = 0.001;
+  check_combinations(o);
   check_outputs(o);
 }
 
@@ -204,6 +336,8 @@ static void options_free(RunOptions *o) {
     free((char *)o->data[i].input);
   for (int i = 0; i < o->ntest; i++)
     free((char *)o->test[i].input);
+  for (int i = 0; i < o->nval; i++)
+    free((char *)o->val[i].input);
   for (int i = 0; i < o->ndefines; i++)
     free((char *)o->defines[i].name);
 }
@@ -242,17 +376,56 @@ static void *params_or_exit(JitModel *m, RunOptions *o) {
   return params;
 }
 
+/* The parameters and training state --resume continues from (exits 1
+ * when the file holds no state). */
+static void *resume_or_exit(JitModel *m, const RunOptions *o, TrainState *st) {
+  void *params = calloc((size_t)m->nparams + 1, m->elem);
+  char *err = NULL;
+  int has = 0;
+  if (params_load_state(o->resume, m, params, st, &has, &err)) {
+    fprintf(stderr, "bpc: %s\n", err);
+    exit(1);
+  }
+  if (!has) {
+    fprintf(stderr,
+            "bpc: %s holds parameters but no training state to resume (saved by an older bpc); start "
+            "from its parameters with --load %s\n",
+            o->resume, o->resume);
+    exit(1);
+  }
+  return params;
+}
+
+/* The optimiser with the command line's settings over PyTorch's defaults. */
+static void optimizer_from_options(Optimizer *opt, const RunOptions *o, JitModel *m) {
+  optim_init(opt, o->optim, o->lr, o->momentum, m->nparams, m->elem);
+  if (o->beta1_given) opt->beta1 = o->beta1;
+  if (o->beta2_given) opt->beta2 = o->beta2;
+  if (o->eps_given) opt->eps = o->eps;
+  opt->weight_decay = o->weight_decay;
+  opt->clip_norm = o->clip_norm;
+}
+
 static int run_train(int argc, char **argv) {
   RunOptions o;
   parse_options(&o, argc, argv, train_options, train_help);
   LoadedModel lm;
   JitModel *m = load_model_or_exit(&lm, &o);
-  Dataset train_set, test_set;
+  Dataset train_set, test_set, val_set;
   load_data_or_exit(&train_set, m, o.data, o.ndata, o.limit, NULL);
+  int have_val = o.val_fraction > 0 || o.nval;
+  char *err = NULL;
+  if (o.val_fraction > 0 &&
+      dataset_split(&train_set, m, o.val_fraction, epoch_seed(o.seed, 0), &val_set, &err)) {
+    fprintf(stderr, "bpc: %s\n", err);
+    return 1;
+  }
+  if (o.nval) load_data_or_exit(&val_set, m, o.val, o.nval, 0, NULL);
   if (o.ntest) load_data_or_exit(&test_set, m, o.test, o.ntest, 0, NULL);
-  void *params = params_or_exit(m, &o);
+  TrainState st = {0};
+  void *params = o.resume ? resume_or_exit(m, &o, &st) : params_or_exit(m, &o);
   Optimizer opt;
-  optim_init(&opt, o.optim, o.lr, o.momentum, m->nparams, m->elem);
+  optimizer_from_options(&opt, &o, m);
   TrainOptions to = {.epochs = o.epochs,
                      .batch = o.batch,
                      .seed = o.seed,
@@ -263,15 +436,32 @@ static int run_train(int argc, char **argv) {
                      .log = o.log,
                      .target = o.target,
                      .metric = o.metric,
-                     .opt = &opt};
-  if (!o.quiet)
-    printf("%s: %lld parameters, %zu training examples%s, compiled in %.0f ms\n", o.model,
-           (long long)m->nparams, train_set.n, o.ntest ? str_printf(", %zu test examples", test_set.n) : "",
-           1000 * m->compile_seconds);
+                     .opt = &opt,
+                     .schedule = o.schedule,
+                     .shuffle = o.shuffle,
+                     .val = have_val ? &val_set : NULL,
+                     .early_stop = o.early_stop,
+                     .save_best = o.save_best,
+                     .resume = o.resume ? &st : NULL,
+                     .resume_path = o.resume};
+  if (!o.quiet) {
+    printf("%s: %lld parameters, %zu training examples", o.model, (long long)m->nparams, train_set.n);
+    if (have_val) printf(", %zu validation examples", val_set.n);
+    if (o.ntest) printf(", %zu test examples", test_set.n);
+    printf(", compiled in %.0f ms\n", 1000 * m->compile_seconds);
+    if (o.resume && st.batches_done)
+      printf("resuming %s in epoch %d, after its batch %llu\n", o.resume, st.epochs_done + 1,
+             (unsigned long long)st.batches_done);
+    else if (o.resume)
+      printf("resuming %s after epoch %d\n", o.resume, st.epochs_done);
+    fflush(stdout);
+  }
   int rc = train(m, params, &train_set, o.ntest ? &test_set : NULL, &to);
+  train_state_free(&st);
   optim_free(&opt);
   free(params);
   dataset_free(&train_set);
+  if (have_val) dataset_free(&val_set);
   if (o.ntest) dataset_free(&test_set);
   unload_model(&lm);
   options_free(&o);
@@ -293,12 +483,30 @@ static int run_eval(int argc, char **argv) {
     fprintf(stderr, "bpc: %s\n", err);
     return 1;
   }
+  int64_t classes = 0;
+  if (o.confusion) {
+    if (spec.kind != METRIC_ACCURACY) {
+      fprintf(stderr,
+              "bpc: --confusion needs classes: targets that hold them and an output that scores them "
+              "(the metric here is %s)\n",
+              metric_name(spec.kind));
+      return 1;
+    }
+    classes = metric_classes(m, &spec);
+    spec.confusion = calloc((size_t)(classes * classes), sizeof(int64_t));
+  }
   EvalResult r = evaluate(m, params, &d, &spec, o.threads);
   printf("examples: %zu\nloss: %.6f\n", d.n, r.loss);
   if (spec.kind != METRIC_NONE) {
     char *v = metric_format(&spec, r.metric);
     printf("%s: %s\n", metric_name(spec.kind), v);
     free(v);
+  }
+  if (o.confusion) {
+    char *text = confusion_format(spec.confusion, classes);
+    fputs(text, stdout);
+    free(text);
+    free(spec.confusion);
   }
   dataset_free(&d);
   free(params);

@@ -43,6 +43,10 @@ static const CliOption options[] = {
     {"--set", "NAME=V,..."},  {"--fill", "NAME=V"},      {"--json", NULL},       {"--summary", NULL},    {"--points", "N"},
     {"--tol", "X"},           {"--all", NULL},           {"--batched", NULL},           {"--format", "FORMAT"}, {"--wrt", "NAME"},
     {"--test-perturb-gradient", "PARAM"}, {"--model", "MODEL.bp"}, {"--with-loader", NULL},
+    {"--schedule", "constant|step|cosine|linear"}, {"--warmup", "EPOCHS"}, {"--step-every", "EPOCHS"},
+    {"--step-gamma", "G"},    {"--weight-decay", "X"},   {"--clip-norm", "X"},   {"--beta1", "X"},
+    {"--beta2", "X"},         {"--eps", "X"},            {"--val", "FRACTION|INPUT=FILE"}, {"--early-stop", "N"},
+    {"--save-best", NULL},    {"--resume", "FILE"},      {"--shuffle", "none|epoch"},      {"--confusion", NULL},
 };
 
 static const CliOption *find_option(const char *name) {

@@ -589,3 +589,40 @@ void dataset_free(Dataset *d) {
   free(d->onehot);
   memset(d, 0, sizeof *d);
 }
+
+int dataset_split(Dataset *d, JitModel *m, double fraction, uint64_t seed, Dataset *val, char **err) {
+  memset(val, 0, sizeof *val);
+  size_t n = d->n;
+  if (n < 2) {
+    *err =
+        str_printf("--val %g needs at least 2 examples to hold some out, and the data has %zu", fraction, n);
+    return 1;
+  }
+  size_t nval = (size_t)llround(fraction * (double)n);
+  if (nval < 1) nval = 1;
+  if (nval > n - 1) nval = n - 1;
+  /* the examples drawn first by the seed's permutation are held out */
+  size_t *idx = malloc(sizeof(size_t) * n);
+  char *held = calloc(n, 1);
+  shuffle_indices(idx, n, seed);
+  for (size_t i = 0; i < nval; i++)
+    held[idx[i]] = 1;
+  size_t row = (size_t)d->width * d->elem, slots = (size_t)m->info.inputs.len + 1;
+  *val = *d;
+  val->n = nval;
+  val->x = malloc(nval * row);
+  val->onehot = malloc(slots * sizeof(int));
+  memcpy(val->onehot, d->onehot, slots * sizeof(int));
+  size_t kept = 0, out = 0;
+  char *x = d->x;
+  for (size_t e = 0; e < n; e++) {
+    if (held[e])
+      memcpy((char *)val->x + out++ * row, x + e * row, row);
+    else
+      memmove(x + kept++ * row, x + e * row, row);
+  }
+  d->n = kept;
+  free(idx);
+  free(held);
+  return 0;
+}

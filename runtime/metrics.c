@@ -3,6 +3,7 @@
  * when asked for, nothing where no figure would mean anything (an
  * autoencoder's output has its input's shape, but no classes). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,7 +68,7 @@ static int find_input(JitModel *m, const char *name) {
 
 int metric_spec(JitModel *m, const Dataset *d, Metric want, const char *target, MetricSpec *spec, char **err) {
   const ModelInfo *mi = &m->info;
-  *spec = (MetricSpec){METRIC_NONE, -1, -1, 0};
+  *spec = (MetricSpec){METRIC_NONE, -1, -1, 0, NULL};
   int target_slot = -1;
   if (target && (target_slot = find_input(m, target)) < 0) {
     *err = str_printf("--target %s: the model has no input named '%s'", target, target);
@@ -109,6 +110,21 @@ int metric_spec(JitModel *m, const Dataset *d, Metric want, const char *target, 
   return 0;
 }
 
+/* The class example e's target says: its one-hot row's arg-max, or a
+ * scalar 0/1 (above 0.5). */
+static size_t target_class(JitModel *m, const TensorInfo *in, int64_t k, const void *inputs, size_t e) {
+  size_t io = e * (size_t)m->ninputs + (size_t)in->offset, want = 0;
+  if (k == 1 && in->rank == 0) return real_get(inputs, m->elem, io) > 0.5;
+  for (int64_t j = 1; j < k; j++)
+    if (real_get(inputs, m->elem, io + (size_t)j) > real_get(inputs, m->elem, io + want)) want = (size_t)j;
+  return want;
+}
+
+int64_t metric_classes(JitModel *m, const MetricSpec *spec) {
+  int64_t k = m->info.outputs.items[spec->output].numel;
+  return k == 1 ? 2 : k;
+}
+
 /* The metric summed over n examples (inputs and outputs example by example). */
 double metric_sum(JitModel *m, const MetricSpec *spec, const void *inputs, const void *outputs, size_t n) {
   if (spec->kind == METRIC_NONE) return 0;
@@ -118,13 +134,10 @@ double metric_sum(JitModel *m, const MetricSpec *spec, const void *inputs, const
   for (size_t e = 0; e < n; e++) {
     size_t oo = e * (size_t)m->noutputs + (size_t)out->offset, io = e * (size_t)m->ninputs + (size_t)in->offset;
     if (spec->kind == METRIC_ACCURACY) {
-      size_t want = 0;
-      if (k == 1 && in->rank == 0)
-        want = real_get(inputs, m->elem, io) > 0.5;
-      else
-        for (int64_t j = 1; j < k; j++)
-          if (real_get(inputs, m->elem, io + (size_t)j) > real_get(inputs, m->elem, io + want)) want = (size_t)j;
-      sum += output_class(m, outputs, e, spec->output, spec->threshold) == want;
+      size_t want = target_class(m, in, k, inputs, e);
+      size_t got = output_class(m, outputs, e, spec->output, spec->threshold);
+      if (spec->confusion) spec->confusion[(int64_t)want * metric_classes(m, spec) + (int64_t)got]++;
+      sum += got == want;
       continue;
     }
     double err = 0;
@@ -135,4 +148,27 @@ double metric_sum(JitModel *m, const MetricSpec *spec, const void *inputs, const
     sum += err / (double)k;
   }
   return sum;
+}
+
+/* Every cell right-aligned to the widest number (count or class), two
+ * spaces apart; the corner is blank. */
+char *confusion_format(const int64_t *counts, int64_t classes) {
+  Buf b = {0};
+  int w = snprintf(NULL, 0, "%lld", (long long)(classes - 1));
+  for (int64_t i = 0; i < classes * classes; i++) {
+    int cw = snprintf(NULL, 0, "%lld", (long long)counts[i]);
+    if (cw > w) w = cw;
+  }
+  buf_puts(&b, "confusion matrix (rows: true class, columns: predicted class):\n");
+  buf_printf(&b, "%*s", w, "");
+  for (int64_t c = 0; c < classes; c++)
+    buf_printf(&b, "  %*lld", w, (long long)c);
+  buf_puts(&b, "\n");
+  for (int64_t r = 0; r < classes; r++) {
+    buf_printf(&b, "%*lld", w, (long long)r);
+    for (int64_t c = 0; c < classes; c++)
+      buf_printf(&b, "  %*lld", w, (long long)counts[r * classes + c]);
+    buf_puts(&b, "\n");
+  }
+  return b.data;
 }

@@ -1,21 +1,44 @@
-/* params_file.c — saved parameters (docs/training.md):
+/* params_file.c — saved parameters (docs/training.md, "Saved parameters"):
  *
  *   "BPCPARAM"                 8 bytes
- *   version                    u32: 1, or 2
+ *   version                    u32: 2 (1 is read too: the same without the training state)
  *   element type               u32: 1 = float64, 2 = float32
  *   tensor count               u32
  *   per tensor                 u32 name length, name bytes, u32 rank, u64 dims[rank]
  *   data                       every tensor's elements in order, row-major
- *   version 2 only:            u32 L, then L bytes of training state (optimiser; may be empty)
+ *   training state             u32 L, then L bytes (version 2 only; L = 0: none)
  *   CRC-32 of all of the above u32 (zlib's crc32)
+ *
+ * The training state, written by bpc train --save and read by --resume
+ * (L = 92 + A * elements * element size):
+ *
+ *   state format               u32 = 1
+ *   optimiser                  u32: 0 sgd, 1 momentum, 2 adam, 3 rmsprop, 4 adagrad
+ *   shuffle                    u32: 0 none, 1 epoch
+ *   epochs completed           u32
+ *   batches done               u64: of the next epoch (0 unless an interrupt saved mid-epoch)
+ *   batch size                 u64
+ *   training examples          u64
+ *   seed                       u64: epoch e's shuffle is drawn from seed * 1000003 + e
+ *   optimiser steps            u64: Adam's t
+ *   loss sum, metric sum       f64, f64: over the examples done of the next epoch
+ *   best validation loss       f64: +inf when none
+ *   its epoch, epochs since    u32, u32 (0, 0 when none)
+ *   A                          u32: the optimiser's arrays: sgd 0; momentum 1 (velocity);
+ *                              rmsprop 1 (mean square); adagrad 1 (sum of squares);
+ *                              adam 2 (first moment, then second)
+ *   arrays                     A times as many elements as the data, in its element type
  *
  * All integers and floats little-endian. Files are written atomically, and
  * a file read back is checked whole before any parameter changes: first on
  * its own (params_file_read, which `bpc params` uses too), then against the
- * model (params_file_fits). The generated C's loader (compiler/emit_loader.c)
- * checks the same things in the same order. */
+ * model (params_file_fits), then its training state when --resume asks for
+ * it. Only the parameters are needed to use a file (bpc eval, the generated
+ * C's loader, compiler/emit_loader.c, which checks the same things in the
+ * same order): a reader skips the L bytes. */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +47,7 @@
 #include "runtime.h"
 
 static const char MAGIC[8] = {'B', 'P', 'C', 'P', 'A', 'R', 'A', 'M'};
-enum { VERSION = 1, NEWEST_VERSION = 2, TYPE_F64 = 1, TYPE_F32 = 2 };
+enum { VERSION = 2, NEWEST_VERSION = 2, TYPE_F64 = 1, TYPE_F32 = 2, STATE_FORMAT = 1, STATE_FIXED_BYTES = 92 };
 
 static void put_u32(Buf *b, uint32_t v) {
   unsigned char p[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
@@ -37,7 +60,35 @@ static void put_u64(Buf *b, uint64_t v) {
   put_u32(b, (uint32_t)(v >> 32));
 }
 
-int params_save(const char *path, JitModel *m, const void *params, char **err) {
+static void put_f64(Buf *b, double v) {
+  uint64_t u;
+  memcpy(&u, &v, 8);
+  put_u64(b, u);
+}
+
+/* The training state block's contents (the opening comment). */
+static void put_state(Buf *b, JitModel *m, const TrainState *st) {
+  put_u32(b, STATE_FORMAT);
+  put_u32(b, (uint32_t)st->optim);
+  put_u32(b, (uint32_t)st->shuffle);
+  put_u32(b, (uint32_t)st->epochs_done);
+  put_u64(b, st->batches_done);
+  put_u64(b, st->batch);
+  put_u64(b, st->examples);
+  put_u64(b, st->seed);
+  put_u64(b, st->steps);
+  put_f64(b, st->loss_sum);
+  put_f64(b, st->metric_sum);
+  put_f64(b, st->best_val);
+  put_u32(b, (uint32_t)st->best_epoch);
+  put_u32(b, (uint32_t)st->since_best);
+  void *arrays[2] = {st->m, st->v};
+  put_u32(b, (uint32_t)(optim_uses_array(st->optim, 0) + optim_uses_array(st->optim, 1)));
+  for (int a = 0; a < 2; a++)
+    if (optim_uses_array(st->optim, a)) buf_append(b, arrays[a], (size_t)m->nparams * m->elem);
+}
+
+int params_save_state(const char *path, JitModel *m, const void *params, const TrainState *st, char **err) {
   Buf b = {0};
   buf_append(&b, MAGIC, 8);
   put_u32(&b, VERSION);
@@ -53,6 +104,11 @@ int params_save(const char *path, JitModel *m, const void *params, char **err) {
   }
   /* x86-64 and arm64 are little-endian, as is the format */
   buf_append(&b, params, (size_t)m->nparams * m->elem);
+  Buf state = {0};
+  if (st) put_state(&state, m, st);
+  put_u32(&b, (uint32_t)state.len);
+  if (state.len) buf_append(&b, state.data, state.len);
+  buf_free(&state);
   put_u32(&b, (uint32_t)crc32(0L, (const Bytef *)b.data, (uInt)b.len));
   const char *paths[1] = {path};
   Buf *bufs[1] = {&b};
@@ -65,6 +121,10 @@ int params_save(const char *path, JitModel *m, const void *params, char **err) {
     return 1;
   }
   return 0;
+}
+
+int params_save(const char *path, JitModel *m, const void *params, char **err) {
+  return params_save_state(path, m, params, NULL, err);
 }
 
 typedef struct Reader {
@@ -94,6 +154,28 @@ static int get_u64(Reader *r, uint64_t *v) {
   if (!get_u32(r, &lo) || !get_u32(r, &hi)) return 0;
   *v = (uint64_t)hi << 32 | lo;
   return 1;
+}
+
+static int get_f64(Reader *r, double *v) {
+  uint64_t u;
+  if (!get_u64(r, &u)) return 0;
+  memcpy(v, &u, 8);
+  return 1;
+}
+
+/* n values of the file's element type (esize bytes each) into the model's. */
+static void get_reals(const unsigned char *p, size_t esize, JitModel *m, void *out, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    double v;
+    if (esize == 4) {
+      float f;
+      memcpy(&f, p + 4 * i, 4);
+      v = f;
+    } else {
+      memcpy(&v, p + 8 * i, 8);
+    }
+    real_set(out, m->elem, (size_t)i, v);
+  }
 }
 
 /* zlib's crc32 takes lengths that fit an unsigned int: larger files go in pieces. */
@@ -213,11 +295,12 @@ static int params_file_parse(const char *path, ParamsFile *f, char **err) {
   if (dup >= 0) BAD("%s is damaged: tensor '%s' appears twice", path, f->tensors.items[dup].name);
   size_t values = (size_t)f->tensors.numel * f->esize, left = (size_t)(r.end - r.p);
   size_t need = values; /* without the checksum, which r no longer holds */
-  if (f->version >= 2 && left >= values + 4) need += 4 + le32(r.p + values);
+  int state_unread = f->version >= 2 && left < values + 4; /* its length L is cut off: the size is unknown */
+  if (f->version >= 2 && !state_unread) need += 4 + le32(r.p + values);
   else if (f->version >= 2) need += 4;
   if (left != need)
-    BAD("%s is %s: expected %zu bytes of values%s and checksum, found %zu", path,
-        left < need ? "truncated" : "longer than its header says", need + 4,
+    BAD("%s is %s: expected %s%zu bytes of values%s and checksum, found %zu", path,
+        left < need ? "truncated" : "longer than its header says", state_unread ? "at least " : "", need + 4,
         f->version >= 2 ? ", training state" : "", left + 4);
   f->values = r.p;
   if (f->version >= 2) {
@@ -290,12 +373,91 @@ void params_file_free(ParamsFile *f) {
   memset(f, 0, sizeof *f);
 }
 
-int params_load(const char *path, JitModel *m, void *params, char **err) {
+#undef BAD
+
+/* The training state block (the opening comment) into *st; NULL, or what
+ * is wrong. The CRC has passed, so only a file made by hand gets here. */
+static const char *read_state(const unsigned char *p, size_t len, JitModel *m, size_t esize, TrainState *st) {
+  Reader r = {p, p + len};
+  uint32_t format, optim, shuffle, epochs, best_epoch, since, arrays;
+  memset(st, 0, sizeof *st);
+  if (len < STATE_FIXED_BYTES) return "it is shorter than its fixed fields";
+  get_u32(&r, &format);
+  get_u32(&r, &optim);
+  get_u32(&r, &shuffle);
+  get_u32(&r, &epochs);
+  get_u64(&r, &st->batches_done);
+  get_u64(&r, &st->batch);
+  get_u64(&r, &st->examples);
+  get_u64(&r, &st->seed);
+  get_u64(&r, &st->steps);
+  get_f64(&r, &st->loss_sum);
+  get_f64(&r, &st->metric_sum);
+  get_f64(&r, &st->best_val);
+  get_u32(&r, &best_epoch);
+  get_u32(&r, &since);
+  get_u32(&r, &arrays);
+  if (format != STATE_FORMAT) return "its format is not 1";
+  if (optim > OPT_ADAGRAD) return "unknown optimiser";
+  if (shuffle > SHUFFLE_EPOCH) return "unknown shuffle";
+  uint64_t per_epoch = st->batch ? st->examples / st->batch + (st->examples % st->batch != 0) : 0;
+  if (st->batch == 0 || st->batch > st->examples || st->batches_done > per_epoch || epochs > 1000000 ||
+      best_epoch > epochs || since > epochs)
+    return "its position in the training is impossible";
+  if (!isfinite(st->loss_sum) || !isfinite(st->metric_sum) || isnan(st->best_val))
+    return "a sum in it is not a number";
+  st->optim = (OptKind)optim;
+  st->shuffle = (ShuffleKind)shuffle;
+  st->epochs_done = (int)epochs;
+  st->best_epoch = (int)best_epoch;
+  st->since_best = (int)since;
+  int want = optim_uses_array(st->optim, 0) + optim_uses_array(st->optim, 1);
+  if (arrays != (uint32_t)want) return "its number of arrays does not fit its optimiser";
+  size_t bytes = (size_t)m->nparams * esize;
+  if ((size_t)(r.end - r.p) != want * bytes) return "its length does not fit its arrays";
+  void **dst[2] = {&st->m, &st->v};
+  for (int a = 0; a < 2; a++) {
+    if (!optim_uses_array(st->optim, a)) continue;
+    *dst[a] = calloc((size_t)m->nparams + 1, m->elem);
+    get_reals(r.p, esize, m, *dst[a], m->nparams);
+    r.p += bytes;
+  }
+  return NULL;
+}
+
+void train_state_free(TrainState *st) {
+  free(st->m);
+  free(st->v);
+  st->m = st->v = NULL;
+}
+
+/* Reads a file whole and checks it, on its own and against the model;
+ * the training state into *st when st is not NULL. */
+static int read_params(const char *path, JitModel *m, void *params, TrainState *st, int *has, char **err) {
   ParamsFile f;
   if (params_file_read(path, &f, err)) return 1;
   int bad = params_file_fits(&f, path, &m->info, err);
+  if (!bad && st) {
+    *has = f.state_len > 0;
+    const char *why = f.state_len ? read_state(f.state, f.state_len, m, f.esize, st) : NULL;
+    if (why) {
+      train_state_free(st);
+      *err = str_printf("%s: its training state is damaged (%s)", path, why);
+      bad = 1;
+    }
+  }
   for (int64_t i = 0; !bad && i < m->nparams; i++)
     real_set(params, m->elem, (size_t)i, params_file_value(&f, i));
   params_file_free(&f);
   return bad;
+}
+
+int params_load(const char *path, JitModel *m, void *params, char **err) {
+  return read_params(path, m, params, NULL, NULL, err);
+}
+
+int params_load_state(const char *path, JitModel *m, void *params, TrainState *st, int *has, char **err) {
+  memset(st, 0, sizeof *st);
+  *has = 0;
+  return read_params(path, m, params, st, has, err);
 }

@@ -1,7 +1,7 @@
 /* runtime.h — every data structure of the runtime: the in-memory compiled
  * model (jit.c), data sets (data.c), parameter files (params_file.c),
- * optimisers (optim.c) and the training loop (train.c). The commands that
- * use them are in cli/.
+ * optimisers (optim.c), learning-rate schedules (lr_schedule.c) and the
+ * training loop (train.c). The commands that use them are in cli/.
  *
  * The runtime knows nothing of the compiler: it takes C text and a
  * ModelInfo (what the model's tensors are called, their shapes and places)
@@ -136,6 +136,10 @@ typedef struct Dataset {
 int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t limit, const int *required,
                  char **err);
 void dataset_free(Dataset *d);
+/* Moves round(fraction * n) examples (at least 1, and 1 fewer than all at
+ * most), chosen by the seed, from d into val; both keep their examples in
+ * file order. Returns 1 with *err when d has fewer than 2 examples. */
+int dataset_split(Dataset *d, JitModel *m, double fraction, uint64_t seed, Dataset *val, char **err);
 
 /* ---- npy.c: NumPy's .npy files ------------------------------------------------- */
 typedef enum { NPY_F32, NPY_F64, NPY_U8, NPY_I64 } NpyType; /* '<f4', '<f8', '|u1', '<i8' */
@@ -155,11 +159,6 @@ size_t npy_type_size(NpyType t);
 void npy_write_header(Buf *b, NpyType t, int rank, const int64_t *dims);
 
 /* ---- params_file.c: the saved-parameter format ------------------------------- */
-/* Writes all parameters atomically (temporary file, fsync, rename). */
-int params_save(const char *path, JitModel *m, const void *params, char **err);
-/* Reads parameters saved for this model (names and shapes must match). */
-int params_load(const char *path, JitModel *m, void *params, char **err);
-
 /* A parameter file read whole and checked on its own (magic, version 1 or
  * 2, element type, tensor table, sizes, checksum), for params_load and
  * `bpc params`. */
@@ -184,38 +183,104 @@ double params_file_value(const ParamsFile *f, int64_t i); /* value i of the flat
 void params_file_free(ParamsFile *f);
 
 /* ---- optim.c ------------------------------------------------------------------- */
-typedef enum { OPT_SGD, OPT_MOMENTUM, OPT_ADAM } OptKind;
+/* The update rules, as PyTorch defines them (optim.c's opening comment). */
+typedef enum { OPT_SGD, OPT_MOMENTUM, OPT_ADAM, OPT_RMSPROP, OPT_ADAGRAD } OptKind;
 typedef struct Optimizer {
   OptKind kind;
-  double lr, momentum, beta1, beta2, eps;
-  int64_t n; /* parameters */
+  double lr; /* the base learning rate; a schedule scales it (schedule_lr) */
+  double momentum, beta1, beta2, alpha, eps;
+  double weight_decay; /* adam: decoupled (AdamW); the others: added to the gradient (L2) */
+  double clip_norm;    /* > 0: the mean gradient is scaled down to this norm when longer */
+  int64_t n;           /* parameters */
   size_t elem;
-  void *m, *v;  /* state: velocity / Adam moments */
-  int64_t step; /* Adam's t */
+  void *m, *v;  /* state: velocity or first moment (m); mean square or sum of squares (v) */
+  int64_t step; /* steps taken: Adam's t */
 } Optimizer;
+/* The optimiser's name on the command line ("adam"), and back (-1: none). */
+const char *optim_name(OptKind k);
+int optim_from_name(const char *name);
+/* Whether the kind keeps the array m (which 0) or v (which 1). */
+int optim_uses_array(OptKind k, int which);
+/* Sets PyTorch's defaults for the kind (beta1 0.9, beta2 0.999, alpha 0.99,
+ * eps 1e-8, or 1e-10 for adagrad; no weight decay, no clipping) and clears
+ * the state; change the fields after it. */
 void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t n, size_t elem);
 /* One update of params from the gradient grad * scale (the summed gradient
- * of a batch times 1/n). grad is only read: the next batch's gradient is
- * stored over it (the generated functions' acc 0), so nothing is cleared. */
-void optim_step(Optimizer *o, void *params, const void *grad, double scale);
+ * of a batch times 1/n), at learning rate lr. grad is only read: the next
+ * batch's gradient is stored over it (the generated functions' acc 0), so
+ * nothing is cleared. */
+void optim_step(Optimizer *o, void *params, const void *grad, double scale, double lr);
 void optim_free(Optimizer *o);
+
+/* ---- lr_schedule.c: the learning rate over the training (--schedule) --------- */
+typedef enum { LR_CONSTANT, LR_STEP, LR_COSINE, LR_LINEAR } LrScheduleKind;
+typedef struct LrSchedule {
+  LrScheduleKind kind;
+  double warmup;     /* epochs (fractional) of linear warmup */
+  double step_every; /* LR_STEP: epochs between decays */
+  double gamma;      /* LR_STEP: the factor of each decay */
+} LrSchedule;
+const char *schedule_name(LrScheduleKind k);
+int schedule_from_name(const char *name); /* -1: none */
+/* The learning rate of step `batch` (0-based) of epoch `epoch` (1-based),
+ * with per_epoch steps in an epoch and epochs epochs in the training. */
+double schedule_lr(const LrSchedule *s, double lr, int epoch, uint64_t batch, uint64_t per_epoch, int epochs);
+
+/* ---- params_file.c: the saved-parameter format ------------------------------- */
+typedef enum { SHUFFLE_NONE, SHUFFLE_EPOCH } ShuffleKind;
+/* Where a training run is, saved with the parameters (params_file.c's
+ * opening comment lists the bytes). */
+typedef struct TrainState {
+  OptKind optim;
+  ShuffleKind shuffle;
+  int epochs_done;             /* epochs completed */
+  uint64_t batches_done;       /* batches done of epoch epochs_done + 1 (an interrupt saves mid-epoch) */
+  uint64_t batch;              /* examples per step */
+  uint64_t examples;           /* training examples */
+  uint64_t seed;               /* shuffling (and the --val split) */
+  uint64_t steps;              /* optimiser steps: Adam's t */
+  double loss_sum, metric_sum; /* summed over the examples done of the partial epoch */
+  double best_val;             /* the best validation loss so far, or +inf */
+  int best_epoch, since_best;  /* its epoch (0: none), epochs since it */
+  void *m, *v;                 /* the optimiser's arrays (optim_uses_array), in the model's type */
+} TrainState;
+
+/* Writes all parameters atomically (temporary file, fsync, rename), with a
+ * training state, or without one (st NULL: the state block is empty). */
+int params_save(const char *path, JitModel *m, const void *params, char **err);
+int params_save_state(const char *path, JitModel *m, const void *params, const TrainState *st, char **err);
+/* Reads parameters saved for this model (names and shapes must match);
+ * format versions 1 and 2, the training state ignored. */
+int params_load(const char *path, JitModel *m, void *params, char **err);
+/* The same, and the training state into *st (its arrays malloc'd, in the
+ * model's type; free them with train_state_free). *has is 0 when the file
+ * holds none (version 1, or saved without one). */
+int params_load_state(const char *path, JitModel *m, void *params, TrainState *st, int *has, char **err);
+void train_state_free(TrainState *st);
 
 /* What is reported besides the loss (--metric; metrics.c). */
 typedef enum { METRIC_AUTO, METRIC_NONE, METRIC_ACCURACY, METRIC_MSE, METRIC_MAE } Metric;
 
 /* ---- train.c --------------------------------------------------------------------- */
 typedef struct TrainOptions {
-  int epochs;
+  int epochs; /* the epoch training ends with (a resumed run counts the epochs done before it) */
   size_t batch;
   uint64_t seed;
   int threads;
   int quiet;
   int progress;       /* a progress bar (stderr is a terminal) */
-  const char *save;   /* parameter file written after every epoch */
+  const char *save;   /* parameter file written after every epoch, with the training state */
   const char *log;    /* CSV log */
   const char *target; /* input compared with the output for the metric */
   Metric metric;
   Optimizer *opt;
+  LrSchedule schedule;
+  ShuffleKind shuffle;
+  const Dataset *val;       /* validation data (loss and metric after every epoch), or NULL */
+  int early_stop;           /* > 0: stop after this many epochs without a better validation loss */
+  int save_best;            /* save only after an epoch that improved the validation loss */
+  const TrainState *resume; /* continue from here (bpc train --resume), or NULL */
+  const char *resume_path;  /* its file, for messages */
 } TrainOptions;
 
 /* The metric chosen for a model and its data: which output is compared
@@ -224,6 +289,8 @@ typedef struct MetricSpec {
   Metric kind;      /* never METRIC_AUTO once chosen */
   int output, input; /* slots, or -1 with METRIC_NONE */
   double threshold; /* binary accuracy (scalar output): 0.5 on a probability, 0 on a score */
+  int64_t *confusion; /* accuracy: when not NULL, metric_sum counts each (true, predicted) class
+                         pair into confusion[true * metric_classes + predicted] */
 } MetricSpec;
 /* METRIC_AUTO: accuracy when the target holds classes (one-hot rows, from
  * a label file or not) and an output of the same shape scores them, or
@@ -241,14 +308,22 @@ double metric_sum(JitModel *m, const MetricSpec *spec, const void *inputs, const
 size_t output_class(JitModel *m, const void *outputs, size_t example, int output, double threshold);
 /* 0.5 when output slot o is a probability (computed by sigmoid), else 0. */
 double output_threshold(JitModel *m, int o);
+/* The classes an accuracy metric tells apart: the output's elements, or 2
+ * for a scalar (binary). */
+int64_t metric_classes(JitModel *m, const MetricSpec *spec);
+/* The confusion matrix as bpc eval --confusion prints it: a title line,
+ * then a header of predicted classes and a row per true class. */
+char *confusion_format(const int64_t *counts, int64_t classes);
 
 typedef struct EvalResult {
   double loss;   /* mean */
   double metric; /* mean over examples (accuracy: share correct), or -1 with METRIC_NONE */
 } EvalResult;
 EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const MetricSpec *spec, int threads);
-/* Returns 0 when all epochs ran; 1 (message printed) on a NaN loss, a
- * failed save or an interrupt. */
+/* Returns 0 when training ended (all epochs ran, or early stopping); 1
+ * (message printed) on a NaN loss, a failed save, an interrupt or a
+ * resumed state that does not fit the options. With early stopping params
+ * end as the best ones. */
 int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *test_set,
           const TrainOptions *o);
 
@@ -328,6 +403,11 @@ FdCheck fd_check(FdFunction f, void *ctx, double x, double fx, double magnitude,
 /* ---- shared helpers ---------------------------------------------------------- */
 double real_get(const void *p, size_t elem, size_t i);
 void real_set(void *p, size_t elem, size_t i, double v);
+/* idx = a permutation of 0..n-1 drawn from the seed (Fisher-Yates with splitmix64). */
+void shuffle_indices(size_t *idx, size_t n, uint64_t seed);
+/* The seed of epoch e's shuffle for --seed seed: seed * 1000003 + e (e = 0,
+ * which no epoch has, draws the examples --val FRACTION holds out). */
+uint64_t epoch_seed(uint64_t seed, int epoch);
 /* Training treats subnormal numbers as zero: they carry no useful signal in
  * a gradient step, and on x86 each one costs a slow microcode assist. */
 void flush_subnormals(void);

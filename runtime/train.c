@@ -195,16 +195,15 @@ EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const Met
 static volatile sig_atomic_t interrupted;
 static void on_stop_signal(int sig) { interrupted = sig; }
 
-static void shuffle(size_t *idx, size_t n, uint64_t seed) {
-  uint64_t s = seed;
-  for (size_t i = 0; i < n; i++)
-    idx[i] = i;
-  for (size_t i = n; i > 1; i--) {
-    size_t j = (size_t)(splitmix64(&s) % i);
-    size_t t = idx[i - 1];
-    idx[i - 1] = idx[j];
-    idx[j] = t;
+/* The order of an epoch's examples: drawn from the seed and the epoch's
+ * number, or the data's own. */
+static void epoch_order(size_t *idx, size_t n, const TrainOptions *o, int epoch) {
+  if (o->shuffle == SHUFFLE_NONE) {
+    for (size_t i = 0; i < n; i++)
+      idx[i] = i;
+    return;
   }
+  shuffle_indices(idx, n, epoch_seed(o->seed, epoch));
 }
 
 /* Where a minibatch's dropout masks come from: --seed, the epoch and the
@@ -223,9 +222,11 @@ static void format_duration(char *buf, size_t len, double s) {
     snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
-static void progress(int epoch, int epochs, size_t done, size_t n, double loss, double elapsed) {
+/* done examples of n, of which before were done by a run this one resumes. */
+static void progress(int epoch, int epochs, size_t done, size_t before, size_t n, double loss,
+                     double elapsed) {
   char eta[32];
-  double rate = elapsed > 0 ? (double)done / elapsed : 0;
+  double rate = elapsed > 0 ? (double)(done - before) / elapsed : 0;
   format_duration(eta, sizeof eta, rate > 0 ? (double)(n - done) / rate : 0);
   int width = 24, filled = (int)((double)width * (double)done / (double)n);
   fprintf(stderr, "\repoch %d/%d [", epoch, epochs);
@@ -244,34 +245,47 @@ static void fmt_or_empty(char *buf, size_t len, const char *fmt, double v, int h
 
 typedef struct EpochStats {
   int epoch;
-  double train_loss, train_metric, test_loss, test_metric, seconds, rate;
-  int have_test;
+  double train_loss, train_metric, test_loss, test_metric, val_loss, val_metric, seconds, rate, lr;
+  int have_test, have_val;
 } EpochStats;
 
+/* "SEP SET loss X, SET accuracy Y%" on the epoch's line. */
+static void print_figures(const char *sep, const char *set, double loss, double metric,
+                          const MetricSpec *spec) {
+  printf("%s %s loss %.4g", sep, set, loss);
+  if (spec->kind == METRIC_NONE) return;
+  char *v = metric_format(spec, metric);
+  printf(", %s %s %s", set, metric_name(spec->kind), v);
+  free(v);
+}
+
+/* The log's columns (docs/training.md): those of before, then validation,
+ * then the learning rate. */
+static void log_header(Buf *log, const MetricSpec *spec) {
+  /* the metric's columns are named for it (train_accuracy, train_mse, ...), empty without one */
+  const char *mname = spec->kind == METRIC_NONE ? "accuracy" : metric_name(spec->kind);
+  buf_printf(log,
+             "epoch,train_loss,train_%s,test_loss,test_%s,seconds,examples_per_second,val_loss,val_%s,lr\n",
+             mname, mname, mname);
+}
+
 static void report_epoch(const EpochStats *s, const MetricSpec *spec, const TrainOptions *o, Buf *log) {
-  char tm[32], vloss[32], vm[32];
+  char tm[32], tloss[32], tmet[32], vloss[32], vmet[32];
   int have_metric = spec->kind != METRIC_NONE;
   fmt_or_empty(tm, sizeof tm, "%.9g", s->train_metric, have_metric);
-  fmt_or_empty(vloss, sizeof vloss, "%.9g", s->test_loss, s->have_test);
-  fmt_or_empty(vm, sizeof vm, "%.9g", s->test_metric, s->have_test && have_metric);
-  buf_printf(log, "%d,%.9g,%s,%s,%s,%.3f,%.1f\n", s->epoch, s->train_loss, tm, vloss, vm, s->seconds, s->rate);
+  fmt_or_empty(tloss, sizeof tloss, "%.9g", s->test_loss, s->have_test);
+  fmt_or_empty(tmet, sizeof tmet, "%.9g", s->test_metric, s->have_test && have_metric);
+  fmt_or_empty(vloss, sizeof vloss, "%.9g", s->val_loss, s->have_val);
+  fmt_or_empty(vmet, sizeof vmet, "%.9g", s->val_metric, s->have_val && have_metric);
+  buf_printf(log, "%d,%.9g,%s,%s,%s,%.3f,%.1f,%s,%s,%.9g\n", s->epoch, s->train_loss, tm, tloss, tmet,
+             s->seconds, s->rate, vloss, vmet, s->lr);
   if (o->quiet) return;
   if (o->progress) fputs("\r\033[K", stderr);
-  const char *name = metric_name(spec->kind);
-  printf("epoch %d: train loss %.4g", s->epoch, s->train_loss);
-  if (have_metric) {
-    char *v = metric_format(spec, s->train_metric);
-    printf(", train %s %s", name, v);
-    free(v);
-  }
-  if (s->have_test) {
-    printf(", test loss %.4g", s->test_loss);
-    if (have_metric) {
-      char *v = metric_format(spec, s->test_metric);
-      printf(", test %s %s", name, v);
-      free(v);
-    }
-  }
+  printf("epoch %d", s->epoch);
+  print_figures(":", "train", s->train_loss, s->train_metric, spec);
+  if (s->have_val) print_figures(",", "val", s->val_loss, s->val_metric, spec);
+  if (s->have_test) print_figures(",", "test", s->test_loss, s->test_metric, spec);
+  if (o->schedule.kind != LR_CONSTANT || o->schedule.warmup > 0) printf(", lr %.4g", s->lr);
   printf(", %.2f s, %.0f examples/s\n", s->seconds, s->rate);
   fflush(stdout);
 }
@@ -287,116 +301,312 @@ static int write_log(const char *path, Buf *log, char **err) {
   return 0;
 }
 
-int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *test_set,
-          const TrainOptions *o) {
+/* A saved state continues this training only with the options it was
+ * made with: the same optimiser (its arrays), order of examples and steps.
+ * NULL, or what does not fit. */
+static char *resume_misfit(const TrainState *st, const TrainOptions *o, size_t n, size_t batch) {
+  const char *f = o->resume_path;
+  if (st->optim != o->opt->kind)
+    return str_printf("%s holds the state of --optim %s; resume it with --optim %s, not %s", f,
+                      optim_name(st->optim), optim_name(st->optim), optim_name(o->opt->kind));
+  if (st->shuffle != o->shuffle)
+    return str_printf("%s was trained with --shuffle %s; resume it with the same", f,
+                      st->shuffle == SHUFFLE_NONE ? "none" : "epoch");
+  if (st->seed != o->seed)
+    return str_printf("%s was trained with --seed %llu; resume it with the same, not --seed %llu", f,
+                      (unsigned long long)st->seed, (unsigned long long)o->seed);
+  if (st->examples != n)
+    return str_printf("%s was trained on %llu examples, but there are %zu now; resume it with the same data, "
+                      "--limit and --val",
+                      f, (unsigned long long)st->examples, n);
+  if (st->batch != batch)
+    return str_printf("%s was trained with --batch %llu; resume it with the same, not --batch %zu", f,
+                      (unsigned long long)st->batch, batch);
+  if (st->epochs_done >= o->epochs)
+    return str_printf("%s has done %d epochs already; give --epochs more than %d (it counts them too)", f,
+                      st->epochs_done, st->epochs_done);
+  return NULL;
+}
+
+/* Where the training continues from: the resumed state, with the
+ * optimiser's arrays and step count given back to it. */
+static void resume_into(TrainState *pos, const TrainState *st, Optimizer *opt) {
+  size_t bytes = (size_t)opt->n * opt->elem;
+  *pos = *st;
+  if (opt->m) memcpy(opt->m, st->m, bytes);
+  if (opt->v) memcpy(opt->v, st->v, bytes);
+  opt->step = (int64_t)st->steps;
+}
+
+/* One training run: the model, its data, the worker threads and buffers,
+ * and where the run is. */
+typedef struct Trainer {
+  JitModel *m;
+  void *params;
+  const Dataset *data, *test;
+  const TrainOptions *o;
   MetricSpec spec;
+  size_t n, batch;
+  uint64_t per_epoch;
+  int threads;
+  Pool pool;
+  size_t *idx;     /* the epoch's order */
+  char *xb;        /* the batch's examples */
+  void *outputs;   /* the batch's outputs, for the metric */
+  TrainState pos;  /* saved with the parameters; its arrays are the optimiser's */
+  int best_only;   /* --save-best or --early-stop: a save is a snapshot of the best epoch */
+  void *best;      /* --early-stop: the best epoch's parameters */
+  int saved_epoch; /* the epoch this run last saved, or 0 */
+  Buf log;
+  /* the current epoch */
+  double loss_sum, metric_sum;
+  size_t done, done_before; /* examples trained on, and of those by a run this one resumes */
+} Trainer;
+
+/* Everything a run needs before its first step; 1 (message printed) when
+ * no metric can be had or a resumed state does not fit. */
+static int trainer_init(Trainer *t, JitModel *m, void *params, const Dataset *data, const Dataset *test,
+                        const TrainOptions *o) {
+  memset(t, 0, sizeof *t);
   char *err = NULL;
-  if (metric_spec(m, train_set, o->metric, o->target, &spec, &err)) {
+  if (metric_spec(m, data, o->metric, o->target, &t->spec, &err)) {
     fprintf(stderr, "bpc: %s\n", err);
     free(err);
     return 1;
   }
-  size_t n = train_set->n, batch = o->batch ? o->batch : 32;
-  if (batch > n) batch = n;
-  int threads = o->threads < 1 ? 1 : o->threads;
-  if ((size_t)threads > batch) threads = (int)batch;
-  Pool pool;
-  pool_init(&pool, m, threads);
+  t->m = m;
+  t->params = params;
+  t->data = data;
+  t->test = test;
+  t->o = o;
+  t->n = data->n;
+  t->batch = o->batch ? o->batch : 32;
+  if (t->batch > t->n) t->batch = t->n;
+  t->per_epoch = (t->n + t->batch - 1) / t->batch;
+  t->pos = (TrainState){.optim = o->opt->kind,
+                        .shuffle = o->shuffle,
+                        .batch = t->batch,
+                        .examples = t->n,
+                        .seed = o->seed,
+                        .best_val = INFINITY};
+  if (o->resume) {
+    if ((err = resume_misfit(o->resume, o, t->n, t->batch))) {
+      fprintf(stderr, "bpc: %s\n", err);
+      free(err);
+      return 1;
+    }
+    resume_into(&t->pos, o->resume, o->opt);
+  }
+  t->pos.m = o->opt->m;
+  t->pos.v = o->opt->v;
+  t->best_only = o->save_best || o->early_stop > 0;
+  if (o->early_stop > 0) {
+    t->best = malloc((size_t)m->nparams * m->elem + 1);
+    memcpy(t->best, params, (size_t)m->nparams * m->elem);
+  }
+  t->threads = o->threads < 1 ? 1 : o->threads;
+  if ((size_t)t->threads > t->batch) t->threads = (int)t->batch;
+  pool_init(&t->pool, m, t->threads);
   size_t row = (size_t)m->ninputs * m->elem;
-  size_t *idx = malloc(sizeof(size_t) * n);
-  char *xb = malloc(batch * row);
-  void *outputs = calloc(batch * (size_t)(m->noutputs + 1), m->elem);
-  Buf log = {0};
-  /* the metric's columns are named for it (train_accuracy, train_mse, ...), empty without one */
-  const char *mname = spec.kind == METRIC_NONE ? "accuracy" : metric_name(spec.kind);
-  buf_printf(&log, "epoch,train_loss,train_%s,test_loss,test_%s,seconds,examples_per_second\n", mname, mname);
+  t->idx = malloc(sizeof(size_t) * t->n);
+  t->xb = malloc(t->batch * row);
+  t->outputs = calloc(t->batch * (size_t)(m->noutputs + 1), m->elem);
+  log_header(&t->log, &t->spec);
+  return 0;
+}
+
+static void trainer_free(Trainer *t) {
+  buf_free(&t->log);
+  free(t->best);
+  free(t->idx);
+  free(t->xb);
+  free(t->outputs);
+  pool_free(&t->pool);
+}
+
+/* Where the parameters of the last save are, for a message (after "; "). */
+static char *saved_where(const Trainer *t) {
+  if (t->best_only)
+    return str_printf("the parameters of epoch %d, the best on validation, are in %s", t->saved_epoch,
+                      t->o->save);
+  return str_printf("the parameters saved after the previous epoch are in %s", t->o->save);
+}
+
+static void report_bad_loss(const Trainer *t, int epoch, uint64_t b, double loss) {
+  if (t->o->progress) fputs("\r\033[K", stderr);
+  char *where = t->saved_epoch ? saved_where(t) : NULL;
+  fprintf(stderr, "bpc: training stopped: the loss became %s in epoch %d, batch %llu%s%s\n",
+          isnan(loss) ? "NaN" : "infinite", epoch, (unsigned long long)b + 1,
+          where ? "; " : " (try a smaller --lr)", where ? where : "");
+  free(where);
+}
+
+/* The epoch's steps from where the run is: 0, or 1 on a NaN or infinite
+ * loss (message printed). Stops after the batch an interrupt arrives in. */
+static int train_steps(Trainer *t, int epoch) {
+  JitModel *m = t->m;
+  const TrainOptions *o = t->o;
+  size_t row = (size_t)m->ninputs * m->elem;
+  double t0 = now_seconds(), last_draw = 0;
+  for (uint64_t b = t->pos.batches_done; b < t->per_epoch; b++) {
+    size_t at = b * t->batch, nb = t->n - at < t->batch ? t->n - at : t->batch;
+    for (size_t e = 0; e < nb; e++)
+      memcpy(t->xb + e * row, (const char *)t->data->x + t->idx[at + e] * row, row);
+    t->pool.training = 1;
+    t->pool.dropout_seed = dropout_seed(o->seed, epoch, (size_t)b + 1);
+    t->pool.params = t->params;
+    t->pool.inputs = t->xb;
+    t->pool.outputs = t->spec.kind != METRIC_NONE ? t->outputs : NULL;
+    t->pool.count = nb;
+    double loss = pool_run(&t->pool);
+    if (!isfinite(loss)) {
+      report_bad_loss(t, epoch, b, loss);
+      return 1;
+    }
+    if (m->use_float)
+      reduce_f(&t->pool);
+    else
+      reduce_d(&t->pool);
+    double lr = schedule_lr(&o->schedule, o->opt->lr, epoch, b, t->per_epoch, o->epochs);
+    optim_step(o->opt, t->params, t->pool.w[0].grad, 1.0 / (double)nb, lr);
+    t->loss_sum += loss;
+    t->metric_sum += metric_sum(m, &t->spec, t->xb, t->outputs, nb);
+    t->done += nb;
+    t->pos.batches_done = b + 1;
+    if (o->progress && !o->quiet && now_seconds() - last_draw > 0.1) {
+      last_draw = now_seconds();
+      progress(epoch, o->epochs, t->done, t->done_before, t->n, t->loss_sum / (double)t->done,
+               last_draw - t0);
+    }
+    if (interrupted) break;
+  }
+  return 0;
+}
+
+/* Saves mid-epoch (what --resume continues from), except over a best
+ * epoch's snapshot, and says so. */
+static void save_interrupted(Trainer *t, int epoch) {
+  const TrainOptions *o = t->o;
+  if (o->progress) fputs("\r\033[K", stderr);
+  const char *by = interrupted == SIGTERM ? "stopped by SIGTERM" : "interrupted";
+  t->pos.loss_sum = t->loss_sum;
+  t->pos.metric_sum = t->metric_sum;
+  t->pos.steps = (uint64_t)o->opt->step;
+  char *err = NULL, *where = NULL;
+  if (o->save && t->best_only)
+    where = t->saved_epoch ? saved_where(t) : str_printf("nothing saved (no epoch ended)");
+  else if (o->save && params_save_state(o->save, t->m, t->params, &t->pos, &err) == 0)
+    where = str_printf("parameters saved to %s", o->save);
+  else
+    where = err;
+  fprintf(stderr, "bpc: %s in epoch %d after %zu examples%s%s\n", by, epoch, t->done,
+          !where ? ""
+          : err  ? ": "
+                 : "; ",
+          where ? where : "");
+  free(where);
+}
+
+/* The epoch's end: validation (and the best so far), test, the report,
+ * the save and the log. Returns 1 (message printed) when a file could not
+ * be written. */
+static int finish_epoch(Trainer *t, int epoch, double seconds) {
+  const TrainOptions *o = t->o;
+  t->pos.epochs_done = epoch;
+  t->pos.batches_done = 0;
+  t->pos.loss_sum = t->pos.metric_sum = 0;
+  EpochStats s = {
+      .epoch = epoch,
+      .train_loss = t->loss_sum / (double)t->n,
+      .train_metric = t->metric_sum / (double)t->n,
+      .seconds = seconds,
+      .rate = (double)(t->done - t->done_before) / seconds,
+      .lr = schedule_lr(&o->schedule, o->opt->lr, epoch, t->per_epoch - 1, t->per_epoch, o->epochs)};
+  int improved = 0;
+  if (o->val) {
+    EvalResult r = evaluate(t->m, t->params, o->val, &t->spec, t->threads);
+    s.have_val = 1;
+    s.val_loss = r.loss;
+    s.val_metric = r.metric;
+    improved = r.loss < t->pos.best_val;
+    if (improved) {
+      t->pos.best_val = r.loss;
+      t->pos.best_epoch = epoch;
+      t->pos.since_best = 0;
+      if (t->best) memcpy(t->best, t->params, (size_t)t->m->nparams * t->m->elem);
+    } else {
+      t->pos.since_best++;
+    }
+  }
+  if (t->test) {
+    EvalResult r = evaluate(t->m, t->params, t->test, &t->spec, t->threads);
+    s.have_test = 1;
+    s.test_loss = r.loss;
+    s.test_metric = r.metric;
+  }
+  report_epoch(&s, &t->spec, o, &t->log);
+  t->pos.steps = (uint64_t)o->opt->step;
+  int rc = 0;
+  char *err = NULL;
+  if (o->save && (!t->best_only || improved)) {
+    if (params_save_state(o->save, t->m, t->params, &t->pos, &err)) {
+      fprintf(stderr, "bpc: %s\n", err);
+      free(err);
+      err = NULL;
+      rc = 1;
+    }
+    t->saved_epoch = epoch;
+  }
+  if (o->log && write_log(o->log, &t->log, &err)) {
+    fprintf(stderr, "bpc: %s\n", err);
+    free(err);
+    rc = 1;
+  }
+  return rc;
+}
+
+/* With early stopping the run ends with the best epoch's parameters (a
+ * resumed run that never improved on its file's best keeps those it
+ * started from). */
+static void keep_best(Trainer *t, int stopped_early) {
+  if (!t->best || !t->pos.best_epoch) return;
+  if (stopped_early && !t->o->quiet)
+    printf("early stop after epoch %d: no better validation loss for %d epochs\n", t->pos.epochs_done,
+           t->o->early_stop);
+  memcpy(t->params, t->best, (size_t)t->m->nparams * t->m->elem);
+  if (!t->o->quiet)
+    printf("kept the parameters of epoch %d (val loss %.4g)\n", t->pos.best_epoch, t->pos.best_val);
+}
+
+int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *test_set,
+          const TrainOptions *o) {
+  Trainer t;
+  if (trainer_init(&t, m, params, train_set, test_set, o)) return 1;
   interrupted = 0;
   struct sigaction sa = {0}, old_int, old_term;
   sa.sa_handler = on_stop_signal;
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
-  int rc = 0;
-  for (int epoch = 1; epoch <= o->epochs && !rc; epoch++) {
-    shuffle(idx, n, o->seed * 1000003u + (uint64_t)epoch);
-    double t0 = now_seconds(), last_draw = 0, loss_sum = 0, metric = 0;
-    size_t done = 0, batch_no = 0;
-    for (size_t at = 0; at < n; at += batch) {
-      size_t nb = n - at < batch ? n - at : batch;
-      batch_no++;
-      for (size_t e = 0; e < nb; e++)
-        memcpy(xb + e * row, (const char *)train_set->x + idx[at + e] * row, row);
-      pool.training = 1;
-      pool.dropout_seed = dropout_seed(o->seed, epoch, batch_no);
-      pool.params = params;
-      pool.inputs = xb;
-      pool.outputs = spec.kind != METRIC_NONE ? outputs : NULL;
-      pool.count = nb;
-      double loss = pool_run(&pool);
-      if (!isfinite(loss)) {
-        if (o->progress) fputs("\r\033[K", stderr);
-        fprintf(stderr, "bpc: training stopped: the loss became %s in epoch %d, batch %zu%s%s%s\n",
-                isnan(loss) ? "NaN" : "infinite", epoch, batch_no,
-                o->save && epoch > 1 ? "; the parameters saved after the previous epoch are in " : "",
-                o->save && epoch > 1 ? o->save : "", o->save && epoch > 1 ? "" : " (try a smaller --lr)");
-        rc = 1;
-        break;
-      }
-      if (m->use_float)
-        reduce_f(&pool);
-      else
-        reduce_d(&pool);
-      optim_step(o->opt, params, pool.w[0].grad, 1.0 / (double)nb);
-      loss_sum += loss;
-      metric += metric_sum(m, &spec, xb, outputs, nb);
-      done += nb;
-      if (o->progress && !o->quiet && now_seconds() - last_draw > 0.1) {
-        last_draw = now_seconds();
-        progress(epoch, o->epochs, done, n, loss_sum / (double)done, last_draw - t0);
-      }
-      if (interrupted) break;
-    }
-    if (rc) break;
-    double seconds = now_seconds() - t0;
+  int rc = 0, stopped_early = 0;
+  for (int epoch = t.pos.epochs_done + 1; epoch <= o->epochs && !rc && !stopped_early; epoch++) {
+    epoch_order(t.idx, t.n, o, epoch);
+    /* a run resumed mid-epoch goes on with the sums it saved */
+    t.loss_sum = t.pos.loss_sum;
+    t.metric_sum = t.pos.metric_sum;
+    t.done = t.done_before = t.pos.batches_done * t.batch < t.n ? t.pos.batches_done * t.batch : t.n;
+    double t0 = now_seconds();
+    if ((rc = train_steps(&t, epoch))) break;
     if (interrupted) {
-      if (o->progress) fputs("\r\033[K", stderr);
-      const char *by = interrupted == SIGTERM ? "stopped by SIGTERM" : "interrupted";
-      if (o->save && params_save(o->save, m, params, &err) == 0)
-        fprintf(stderr, "bpc: %s in epoch %d after %zu examples; parameters saved to %s\n", by, epoch, done,
-                o->save);
-      else
-        fprintf(stderr, "bpc: %s in epoch %d after %zu examples%s%s\n", by, epoch, done, err ? ": " : "",
-                err ? err : "");
+      save_interrupted(&t, epoch);
       rc = 1;
       break;
     }
-    EpochStats s = {.epoch = epoch,
-                    .train_loss = loss_sum / (double)n,
-                    .train_metric = metric / (double)n,
-                    .seconds = seconds,
-                    .rate = (double)n / seconds};
-    if (test_set) {
-      EvalResult r = evaluate(m, params, test_set, &spec, threads);
-      s.have_test = 1;
-      s.test_loss = r.loss;
-      s.test_metric = r.metric;
-    }
-    report_epoch(&s, &spec, o, &log);
-    if (o->save && params_save(o->save, m, params, &err)) {
-      fprintf(stderr, "bpc: %s\n", err);
-      rc = 1;
-    }
-    if (o->log && write_log(o->log, &log, &err)) {
-      fprintf(stderr, "bpc: %s\n", err);
-      rc = 1;
-    }
+    rc = finish_epoch(&t, epoch, now_seconds() - t0);
+    stopped_early = o->early_stop > 0 && t.pos.since_best >= o->early_stop;
   }
+  if (!rc) keep_best(&t, stopped_early);
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
-  free(err);
-  buf_free(&log);
-  free(idx);
-  free(xb);
-  free(outputs);
-  pool_free(&pool);
+  trainer_free(&t);
   return rc;
 }

@@ -17,6 +17,20 @@ void real_set(void *p, size_t elem, size_t i, double v) {
     ((double *)p)[i] = v;
 }
 
+void shuffle_indices(size_t *idx, size_t n, uint64_t seed) {
+  uint64_t s = seed;
+  for (size_t i = 0; i < n; i++)
+    idx[i] = i;
+  for (size_t i = n; i > 1; i--) {
+    size_t j = (size_t)(splitmix64(&s) % i);
+    size_t t = idx[i - 1];
+    idx[i - 1] = idx[j];
+    idx[j] = t;
+  }
+}
+
+uint64_t epoch_seed(uint64_t seed, int epoch) { return seed * 1000003u + (uint64_t)epoch; }
+
 int tensor_has_shape(const TensorInfo *t, int rank, const int64_t *dim) {
   if (t->rank != rank) return 0;
   for (int k = 0; k < rank; k++)

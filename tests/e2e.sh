@@ -113,7 +113,7 @@ awk 'BEGIN { srand(3); print "x0,x1,t"; for (i = 0; i < 400; i++) { a = rand() *
 "$BPC" train lin.bp --data lin.csv --epochs 30 --batch 8 --lr 0.1 --seed 2 --save lin.params --log lin.log >train.txt
 check "train exit 0" test $? -eq 0
 check "train prints epochs" grep -q "^epoch 30: train loss" train.txt
-check "log header" test "$(head -1 lin.log)" = "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,examples_per_second"
+check "log header" test "$(head -1 lin.log)" = "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,examples_per_second,val_loss,val_accuracy,lr"
 check "log rows" test "$(wc -l <lin.log)" -eq 31
 check "final loss below 1e-4" awk -F, 'END { exit !($2 < 1e-4) }' lin.log
 check "empty accuracy fields" awk -F, 'END { exit !($3 == "" && $4 == "" && $5 == "") }' lin.log
@@ -134,7 +134,8 @@ printf 'x0,x1,t\n1,2\n' >short.csv
 check "bad csv message" grep -qx "bpc: short.csv:2: expected 3 columns (x\[2\], t), found 2" err.txt
 "$BPC" eval lin.bp --load lin.csv --data lin.csv 2>err.txt; check "bad params exit 1" test $? -eq 1
 check "bad params message" grep -qx "bpc: lin.csv is not a bpc parameter file (it does not start with BPCPARAM)" err.txt
-"$BPC" train lin.bp --data lin.csv --optim rmsprop 2>err.txt; check "bad optim exit 2" test $? -eq 2
+"$BPC" train lin.bp --data lin.csv --optim lbfgs 2>err.txt; check "bad optim exit 2" test $? -eq 2
+check "bad optim message" grep -qx "bpc: --optim takes sgd, momentum, adam, rmsprop or adagrad, not 'lbfgs' (see bpc --help)" err.txt
 # a loss that blows up stops training with the epoch and batch
 "$BPC" train lin.bp --data lin.csv --lr 1e6 --epochs 50 2>err.txt >/dev/null; check "nan exit 1" test $? -eq 1
 check "nan message" grep -q "^bpc: training stopped: the loss became \(NaN\|infinite\) in epoch [0-9]*, batch [0-9]*" err.txt
@@ -226,7 +227,7 @@ awk 'BEGIN { srand(4); for (i = 0; i < 64; i++) printf "%.4f,%.4f,%.4f\n", rand(
 check "autoencoder: no accuracy" test "$(grep -c accuracy ae.txt)" -eq 0
 "$BPC" train ae.bp --data ae.csv --epochs 1 --metric mse --log ae.log >ae.txt
 check "--metric mse printed" grep -q "^epoch 1: train loss [0-9.e-]*, train mse [0-9.e-]*," ae.txt
-check "--metric mse logged" test "$(head -1 ae.log)" = "epoch,train_loss,train_mse,test_loss,test_mse,seconds,examples_per_second"
+check "--metric mse logged" test "$(head -1 ae.log)" = "epoch,train_loss,train_mse,test_loss,test_mse,seconds,examples_per_second,val_loss,val_mse,lr"
 "$BPC" eval ae.bp --load ae.params --data ae.csv --metric mae >eval.txt
 check "eval --metric mae" grep -q "^mae: [0-9.e-]*$" eval.txt
 cat >bin.bp <<'BP'
@@ -595,7 +596,7 @@ echo '2,-4,1,0,-1,0.5,0.25,2,4,-2,1,0' >bridge.csv
 "$BPC" params show bridge.params >show.txt
 check "params show: exit 0" test $? -eq 0
 cat >show_want.txt <<'TXT'
-bridge.params: format version 1, float64, 4 tensors, 13 values
+bridge.params: format version 2, float64, 4 tensors, 13 values, 92 bytes of training state
 tensor  shape    min  max  mean     norm
 w       [2]      0    4    2        4
 M       [2,3]    0.5  5    3.27083  8.90663
@@ -945,6 +946,244 @@ int main(void) {
 C
 cc -std=c99 -pedantic -Wall -Wextra -Werror -o sal sal.c xyin.c -lm; check "m_backward_inputs builds" test $? -eq 0
 check "m_backward_inputs in a program" test "$(./sal)" = "-12 -4 -4"
+# ---- end of issue 14 ----
+
+
+# ---- issue 14: learning-rate schedules ----
+# 16 examples in batches of 4: 4 steps an epoch; the log's lr is each epoch's last step's
+awk 'BEGIN { srand(7); print "x0,x1,t"; for (i = 0; i < 16; i++) { a = rand() * 2 - 1; b = rand() * 2 - 1; printf "%.6f,%.6f,%.6f\n", a, b, 2 * a - 3 * b + 0.5 } }' >s16.csv
+lr_column() { cut -d, -f10 "$1" | tail -n +2 | paste -sd' '; }
+sched() { local name=$1; shift; "$BPC" train lin.bp --data s16.csv --epochs 4 --batch 4 --lr 0.1 --quiet --log "sch_$name.log" "$@"; }
+sched constant
+check "schedule constant: lr column" test "$(lr_column sch_constant.log)" = "0.1 0.1 0.1 0.1"
+check "schedule: lr is the last column" test "$(head -1 sch_constant.log | cut -d, -f8-)" = "val_loss,val_accuracy,lr"
+sched step --schedule step --step-every 1 --step-gamma 0.5
+check "schedule step: lr column" test "$(lr_column sch_step.log)" = "0.1 0.05 0.025 0.0125"
+sched step2 --schedule step --step-every 2
+check "schedule step, default gamma 0.1: lr column" test "$(lr_column sch_step2.log)" = "0.1 0.1 0.01 0.01"
+# cosine over 16 steps: 0.05 (1 + cos(pi k / 16)) at steps k = 3, 7, 11, 15
+sched cosine --schedule cosine
+check "schedule cosine: lr column" test "$(lr_column sch_cosine.log)" = "0.0915734806 0.0597545161 0.0222214883 0.00096073598"
+# half an epoch (2 steps) of warmup, then linear to 0 over the other 3.5 epochs: 0.1 (1 - (k/4 - 0.5) / 3.5)
+sched linear --schedule linear --warmup 0.5
+check "schedule linear with warmup: lr column" test "$(lr_column sch_linear.log)" = "0.0928571429 0.0642857143 0.0357142857 0.00714285714"
+# two epochs of warmup: 8 steps, (k + 1) / 8 of the rate
+sched warm --warmup 2
+check "warmup 2 epochs: lr column" test "$(lr_column sch_warm.log)" = "0.05 0.1 0.1 0.1"
+"$BPC" train lin.bp --data s16.csv --schedule step 2>err.txt; check "step without --step-every exit 2" test $? -eq 2
+check "step without --step-every message" grep -qx "bpc: --schedule step needs --step-every EPOCHS (see bpc --help)" err.txt
+"$BPC" train lin.bp --data s16.csv --step-gamma 0.5 2>err.txt; check "--step-gamma without step exit 2" test $? -eq 2
+"$BPC" train lin.bp --data s16.csv --schedule exp 2>err.txt; check "unknown schedule exit 2" test $? -eq 2
+check "unknown schedule message" grep -qx "bpc: --schedule takes constant, step, cosine or linear, not 'exp' (see bpc --help)" err.txt
+"$BPC" train --help >help.txt
+check "train --help: schedules" grep -q "^  --schedule constant|step|cosine|linear" help.txt
+
+# ---- issue 14: weight decay and gradient clipping ----
+# loss = dot(w, x): the gradient is x, so a step is known by hand; output o = w shows w
+cat >opt.bp <<'BP'
+param w[2] = [1, -2]
+input x[2]
+loss = dot(w, x)
+output o = w
+BP
+printf '0,0\n' >zero.csv
+# near FILE A B: predict's row for w (line 2) is A,B within 1e-7
+near() { awk -F, -v a="$2" -v b="$3" 'function ok(x, y) { d = x - y; if (d < 0) d = -d; m = y < 0 ? -y : y; return d <= 1e-7 * (m > 1 ? m : 1) }
+  NR == 2 { exit !(ok($1, a) && ok($2, b)) }' "$1"; }
+# opt_run NAME DATA OPTIONS...: trains opt.bp on DATA (file order, one epoch) and predicts w into NAME.w
+opt_run() { local name=$1 data=$2; shift 2
+  "$BPC" train opt.bp --data "x=$data" --epochs 1 --shuffle none --quiet --save "$name.params" "$@" &&
+    "$BPC" predict opt.bp --load "$name.params" --data x=zero.csv -o "$name.w"; }
+printf '3,4\n' >g34.csv
+# sgd, L2: w -= lr (g + wd w) = (1 - 0.1 (3 + 0.5), -2 - 0.1 (4 - 1))
+opt_run wd_sgd g34.csv --batch 1 --lr 0.1 --weight-decay 0.5
+check "weight decay sgd (L2): one step" near wd_sgd.w 0.65 -2.3
+# adam, decoupled: w -= lr (g / (|g| + eps) + wd w); L2 would make it (0.9, -2.1)
+opt_run wd_adam g34.csv --batch 1 --optim adam --lr 0.1 --weight-decay 0.5
+check "weight decay adam (AdamW): one step" near wd_adam.w "$(awk 'BEGIN { printf "%.17g", 1 - 0.1 * (3 / (3 + 1e-8) + 0.5) }')" "$(awk 'BEGIN { printf "%.17g", -2 - 0.1 * (4 / (4 + 1e-8) - 1) }')"
+# the mean gradient of (6, 8) and (0, 0) is (3, 4), norm 5, clipped to norm 4: (2.4, 3.2)
+printf '6,8\n0,0\n' >clip.csv
+opt_run clip clip.csv --batch 2 --lr 0.1 --clip-norm 4
+check "clip-norm: the mean gradient clipped" near clip.w 0.76 -2.32
+opt_run noclip clip.csv --batch 2 --lr 0.1 --clip-norm 6
+check "clip-norm: a shorter gradient unchanged" near noclip.w 0.7 -2.4
+"$BPC" train opt.bp --data x=clip.csv --clip-norm 0 2>err.txt; check "--clip-norm 0 exit 2" test $? -eq 2
+
+# ---- issue 14: rmsprop, adagrad and Adam's betas against their formulas ----
+printf '1,2\n0.5,-1\n-3,0.25\n' >g3.csv
+# three_steps RULE: w after the steps g = (1, 2), (0.5, -1), (-3, 0.25) by the formulas, as "w0 w1"
+three_steps() { awk -v rule="$1" 'BEGIN { split("1 0.5 -3", ga); split("2 -1 0.25", gb); w[1] = 1; w[2] = -2
+  for (t = 1; t <= 3; t++) for (i = 1; i <= 2; i++) { g = i == 1 ? ga[t] : gb[t]
+    if (rule == "rmsprop") { v[i] = 0.99 * v[i] + 0.01 * g * g; w[i] -= 0.01 * g / (sqrt(v[i]) + 1e-8) }
+    if (rule == "adagrad") { v[i] += g * g; w[i] -= 0.01 * g / (sqrt(v[i]) + 1e-10) }
+    if (rule == "adam") { m[i] = 0.5 * m[i] + 0.5 * g; v[i] = 0.9 * v[i] + 0.1 * g * g
+      w[i] -= 0.1 * (m[i] / (1 - 0.5 ^ t)) / (sqrt(v[i] / (1 - 0.9 ^ t)) + 0.01) } }
+  printf "%.17g %.17g", w[1], w[2] }'; }
+opt_run rmsprop g3.csv --batch 1 --optim rmsprop
+check "rmsprop (PyTorch's defaults: lr 0.01, alpha 0.99, eps 1e-8): three steps" near rmsprop.w $(three_steps rmsprop)
+opt_run adagrad g3.csv --batch 1 --optim adagrad
+check "adagrad (lr 0.01, eps 1e-10): three steps" near adagrad.w $(three_steps adagrad)
+opt_run adam3 g3.csv --batch 1 --optim adam --lr 0.1 --beta1 0.5 --beta2 0.9 --eps 0.01
+check "adam --beta1 0.5 --beta2 0.9 --eps 0.01: three steps" near adam3.w $(three_steps adam)
+"$BPC" train opt.bp --data x=g3.csv --beta1 0.5 2>err.txt; check "--beta1 with sgd exit 2" test $? -eq 2
+check "--beta1 with sgd message" grep -qx "bpc: --beta1 is for --optim adam (see bpc --help)" err.txt
+"$BPC" train opt.bp --data x=g3.csv --optim momentum --eps 0.1 2>err.txt; check "--eps with momentum exit 2" test $? -eq 2
+"$BPC" train opt.bp --data x=g3.csv --optim adam --beta2 1 2>err.txt; check "--beta2 1 exit 2" test $? -eq 2
+
+# ---- issue 14: --shuffle ----
+# file order does not depend on the seed; shuffled orders do (rmsprop's steps depend on the order)
+opt_run none1 g3.csv --batch 1 --optim rmsprop --seed 1
+opt_run none2 g3.csv --batch 1 --optim rmsprop --seed 2
+check "--shuffle none: the seed does not change the order" cmp -s none1.w none2.w
+"$BPC" train opt.bp --data x=g3.csv --epochs 1 --batch 1 --optim rmsprop --seed 3 --quiet --save ep1.params
+"$BPC" train opt.bp --data x=g3.csv --epochs 1 --batch 1 --optim rmsprop --seed 3 --quiet --save ep2.params --shuffle epoch
+check "--shuffle epoch is the default, and repeats for a seed" cmp -s ep1.params ep2.params
+"$BPC" predict opt.bp --load ep1.params --data x=zero.csv -o ep1.w
+check "--shuffle epoch: another order than the file's" bash -c "! cmp -s ep1.w none1.w"
+"$BPC" train opt.bp --data x=g3.csv --shuffle random 2>err.txt; check "bad --shuffle exit 2" test $? -eq 2
+
+# ---- issue 14: validation and early stopping ----
+# w x fits t = 2 x; the validation data say t = x, so its loss falls while w nears 1, then rises
+cat >w.bp <<'BP'
+param w
+input x
+input t
+loss = 0.5 * (w * x - t)^2
+output y = w * x
+BP
+printf 'x,t\n1,2\n0.5,1\n-1,-2\n2,4\n' >wtr.csv
+printf 'x,t\n1,1\n2,2\n' >wva.csv
+printf '1\n2\n' >wvx.csv
+printf '1\n2\n' >wvt.csv
+WO="--data wtr.csv --epochs 20 --batch 4 --lr 0.2 --shuffle none"
+"$BPC" train w.bp $WO --val wva.csv --early-stop 2 --save es.params --log es.log >es.txt
+check "early stop: exit 0" test $? -eq 0
+check "early stop: stopped after 2 epochs without improvement" test "$(tail -n +2 es.log | wc -l)" -eq 4
+check "early stop: validation loss logged" test "$(cut -d, -f8 es.log | paste -sd' ')" = "val_loss 0.17578125 0.00373840332 0.153210461 0.382526928"
+check "early stop: says so" grep -qx "early stop after epoch 4: no better validation loss for 2 epochs" es.txt
+check "early stop: keeps epoch 2" grep -qx "kept the parameters of epoch 2 (val loss 0.003738)" es.txt
+check "early stop: val loss printed" grep -q "^epoch 2: train loss [0-9.e-]*, val loss 0.003738," es.txt
+"$BPC" eval w.bp --load es.params --data wva.csv >eval.txt
+check "early stop: the saved parameters are the best" grep -qx "loss: 0.003738" eval.txt
+"$BPC" train w.bp $WO --val wva.csv --save-best --save best.params --epochs 6 --log best.log --quiet
+check "--save-best: all epochs run" test "$(tail -n +2 best.log | wc -l)" -eq 6
+check "--save-best: the file holds the best epoch" cmp -s es.params best.params
+"$BPC" train w.bp $WO --val x=wvx.csv --val t=wvt.csv --early-stop 2 --log es2.log --quiet
+check "--val INPUT=FILE per input: the same validation" test "$(cut -d, -f8 es2.log)" = "$(cut -d, -f8 es.log)"
+# --val FRACTION: held out by the seed
+"$BPC" train lin.bp --data s16.csv --epochs 2 --batch 4 --val 0.25 --seed 5 --log v1.log >v1.txt
+check "--val 0.25: 12 and 4 examples" grep -q "^lin.bp: 3 parameters, 12 training examples, 4 validation examples," v1.txt
+"$BPC" train lin.bp --data s16.csv --epochs 2 --batch 4 --val 0.25 --seed 5 --log v2.log --quiet
+check "--val: the same seed holds out the same" test "$(cut -d, -f2,8 v1.log)" = "$(cut -d, -f2,8 v2.log)"
+"$BPC" train lin.bp --data s16.csv --epochs 2 --batch 4 --val 0.25 --seed 6 --log v3.log --quiet
+check "--val: another seed, another split" test "$(cut -d, -f8 v1.log)" != "$(cut -d, -f8 v3.log)"
+"$BPC" train w.bp --data wtr.csv --early-stop 2 2>err.txt; check "--early-stop without --val exit 2" test $? -eq 2
+check "--early-stop without --val message" grep -qx "bpc: --early-stop needs validation data: --val FRACTION or --val INPUT=FILE (see bpc --help)" err.txt
+"$BPC" train w.bp --data wtr.csv --val 0.5 --save-best 2>err.txt; check "--save-best without --save exit 2" test $? -eq 2
+"$BPC" train w.bp --data wtr.csv --val 1.5 2>err.txt; check "--val 1.5 exit 2" test $? -eq 2
+"$BPC" train w.bp --data wtr.csv --val 0.5 --val wva.csv 2>err.txt; check "--val fraction and files exit 2" test $? -eq 2
+"$BPC" train w.bp --data wtr.csv --limit 1 --val 0.5 2>err.txt; check "--val of 1 example exit 1" test $? -eq 1
+check "--val of 1 example message" grep -qx "bpc: --val 0.5 needs at least 2 examples to hold some out, and the data has 1" err.txt
+"$BPC" train w.bp --data wtr.csv --val wva.csv --save wva.csv 2>/dev/null; check "--save onto --val data exit 2" test $? -eq 2
+
+# ---- issue 14: resuming ----
+# 4 epochs equal 2 epochs resumed for 2 more, bit for bit (adam, a step schedule with warmup, one thread)
+RO="--data s16.csv --batch 4 --optim adam --lr 0.05 --schedule step --step-every 1 --step-gamma 0.5 --warmup 0.5 --threads 1 --quiet"
+"$BPC" train lin.bp $RO --epochs 4 --save full.params --log full.log
+"$BPC" train lin.bp $RO --epochs 2 --save half.params
+"$BPC" train lin.bp $RO --epochs 4 --resume half.params --save resumed.params --log resumed.log
+check "resume: exit 0" test $? -eq 0
+check "resume: 2 + 2 epochs = 4 epochs, bit for bit" cmp -s full.params resumed.params
+check "resume: the log goes on with epochs 3 and 4" test "$(tail -n +4 full.log | cut -d, -f1,2,10)" = "$(tail -n +2 resumed.log | cut -d, -f1,2,10)"
+"$BPC" train lin.bp ${RO/--quiet/} --epochs 3 --resume half.params >res.txt
+check "resume: says where" grep -qx "resuming half.params after epoch 2" res.txt
+"$BPC" train lin.bp $RO --epochs 4 --resume half.params --optim sgd 2>err.txt; check "resume with another optimiser exit 1" test $? -eq 1
+check "resume with another optimiser message" grep -qx "bpc: half.params holds the state of --optim adam; resume it with --optim adam, not sgd" err.txt
+"$BPC" train lin.bp $RO --epochs 4 --resume half.params --batch 8 2>err.txt; check "resume with another batch exit 1" test $? -eq 1
+check "resume with another batch message" grep -qx "bpc: half.params was trained with --batch 4; resume it with the same, not --batch 8" err.txt
+"$BPC" train lin.bp $RO --epochs 2 --resume half.params 2>err.txt; check "resume with nothing left exit 1" test $? -eq 1
+check "resume with nothing left message" grep -qx "bpc: half.params has done 2 epochs already; give --epochs more than 2 (it counts them too)" err.txt
+"$BPC" train lin.bp $RO --epochs 4 --resume half.params --load half.params 2>/dev/null; check "--resume with --load exit 2" test $? -eq 2
+"$BPC" train lin.bp $RO --epochs 4 --resume half.params --log half.params 2>/dev/null; check "--log onto --resume exit 2" test $? -eq 2
+# --save onto the --resume file continues in place
+cp half.params inplace.params
+"$BPC" train lin.bp $RO --epochs 4 --resume inplace.params --save inplace.params
+check "resume in place: bit for bit" cmp -s full.params inplace.params
+# --load takes the parameters of a file with a state (and eval and predict do)
+"$BPC" train lin.bp $RO --epochs 1 --load half.params; check "--load ignores the training state" test $? -eq 0
+# a version 1 file (before training states): w = [2, -3], b = 0.5 fit lin.csv
+python3 - <<'PY'
+import struct, zlib
+b = b"BPCPARAM" + struct.pack("<III", 1, 1, 2)
+b += struct.pack("<I", 1) + b"w" + struct.pack("<IQ", 1, 2) + struct.pack("<I", 1) + b"b" + struct.pack("<I", 0)
+b += struct.pack("<ddd", 2, -3, 0.5)
+open("v1.params", "wb").write(b + struct.pack("<I", zlib.crc32(b)))
+PY
+"$BPC" eval lin.bp --load v1.params --data lin.csv >eval.txt
+check "a version 1 file loads" awk '/^loss: / { exit !($2 < 1e-9) }' eval.txt
+"$BPC" train lin.bp --data lin.csv --epochs 1 --resume v1.params 2>err.txt; check "resume of a file without state exit 1" test $? -eq 1
+check "resume of a file without state message" grep -qx "bpc: v1.params holds parameters but no training state to resume (saved by an older bpc); start from its parameters with --load v1.params" err.txt
+# an interrupt saves mid-epoch; resumed to the end of that epoch, the run is the one never stopped
+# (the stopped run cannot end first: it was to run 100000 epochs; it is stopped once epoch 1 is done,
+# when its handler is surely in place; a schedule that --epochs does not scale)
+awk 'BEGIN { srand(8); for (i = 0; i < 100000; i++) { a = rand(); b = rand(); printf "%.4f,%.4f,%.4f\n", a, b, a - b } }' >long.csv
+IO="--data long.csv --batch 2 --optim adam --lr 0.01 --schedule step --step-every 1 --step-gamma 0.5 --warmup 0.5 --threads 1 --seed 4"
+"$BPC" train lin.bp $IO --epochs 100000 --save cut.params >cut.txt 2>cut.err &
+pid=$!
+for i in $(seq 1 500); do grep -q "^epoch 1:" cut.txt 2>/dev/null && break; sleep 0.01; done
+kill -INT $pid
+wait $pid
+check "resume mid-epoch: the run was interrupted" test $? -eq 1
+check "resume mid-epoch: saved" grep -q "^bpc: interrupted in epoch [0-9]* after [0-9]* examples; parameters saved to cut.params$" cut.err
+cut_epoch=$(sed -n 's/^bpc: interrupted in epoch \([0-9]*\) .*/\1/p' cut.err)
+"$BPC" train lin.bp $IO --epochs "$cut_epoch" --resume cut.params --save cut.params >cut2.txt
+check "resume mid-epoch: says where" grep -q "^resuming cut.params in epoch $cut_epoch, after its batch [0-9]*$" cut2.txt
+"$BPC" train lin.bp $IO --epochs "$cut_epoch" --save ref.params --quiet
+check "resume mid-epoch: bit for bit" cmp -s ref.params cut.params
+rm -f long.csv
+
+# ---- issue 14: eval --confusion ----
+# the scores are the inputs themselves: the predicted class is the largest of x
+cat >cm.bp <<'BP'
+param s = 1
+input x[3]
+input t[3]
+z = s * x
+loss = softmax_cross_entropy(z, t)
+output p = z
+BP
+printf '2,1,0\n2,1,0\n0,2,1\n1,0,2\n1,0,2\n1,0,2\n0,2,1\n' >cmx.csv
+printf '0\n1\n1\n1\n2\n2\n0\n' >cmy.csv
+for i in $(seq 10); do echo 1,0,2 >>cmx.csv; echo 2 >>cmy.csv; done
+"$BPC" train cm.bp --data x=cmx.csv --data t=cmy.csv --epochs 1 --lr 0 --save cm.params --quiet
+"$BPC" eval cm.bp --load cm.params --data x=cmx.csv --data t=cmy.csv --confusion >cm.txt
+check "eval --confusion exit 0" test $? -eq 0
+cat >cm.want <<'TXT'
+examples: 17
+loss: 0.701724
+accuracy: 82.35%
+confusion matrix (rows: true class, columns: predicted class):
+     0   1   2
+ 0   1   1   0
+ 1   1   1   1
+ 2   0   0  12
+TXT
+check "eval --confusion output" cmp -s cm.txt cm.want
+# binary: a scalar probability against 0/1 targets
+cat >bcm.bp <<'BP'
+param s = 1
+input x
+input y
+p = sigmoid(s * x)
+loss = (p - y)^2
+output prob = p
+BP
+printf 'x,y\n1,1\n1,1\n-1,1\n2,0\n-2,0\n-3,0\n' >bcm.csv
+"$BPC" train bcm.bp --data bcm.csv --epochs 1 --lr 0 --save bcm.params --quiet
+"$BPC" eval bcm.bp --load bcm.params --data bcm.csv --confusion >bcm.txt
+check "eval --confusion binary" test "$(tail -n 3 bcm.txt)" = "$(printf '   0  1\n0  2  1\n1  1  2')"
+"$BPC" eval lin.bp --load lin.params --data lin.csv --confusion 2>err.txt; check "--confusion without classes exit 1" test $? -eq 1
+check "--confusion without classes message" grep -qx "bpc: --confusion needs classes: targets that hold them and an output that scores them (the metric here is none)" err.txt
 # ---- end of issue 14 ----
 
 # make mutate's list still names code that exists (a rewrite must carry its mutations along)

@@ -315,7 +315,8 @@ static void test_params_bad_files(void **state) {
   char *good = slurp("p.bin", &len);
 
   write_bytes("bad.bin", good, len - 5);
-  expect_load_error(m, "%s is truncated: expected 28 bytes of values and checksum, found 23");
+  expect_load_error(
+      m, "%s is truncated: expected at least 32 bytes of values, training state and checksum, found 27");
 
   char *flipped = malloc(len);
   memcpy(flipped, good, len);
@@ -429,6 +430,109 @@ static void test_params_write_failure_keeps_old_file(void **state) {
   jit_free(m);
 }
 
+/* Version 1 files (no training state) still load; version 2 files carry a
+ * state that round-trips exactly and that params_load skips. */
+static void test_params_versions_and_state(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source(regression_model, 0, 0);
+  double p[3] = {1.5, -2.25, 0.125}, q[3] = {0};
+  char *err = NULL;
+  assert_int_equal(params_save(path_in_dir("v2.bin"), m, p, &err), 0);
+  size_t len;
+  unsigned char *v2 = (unsigned char *)slurp("v2.bin", &len);
+  /* version 2 without a state: ... data, u32 L = 0, CRC */
+  assert_int_equal(v2[8], 2);
+  assert_true(v2[len - 8] == 0 && v2[len - 7] == 0 && v2[len - 6] == 0 && v2[len - 5] == 0);
+  /* the same file as version 1: no L, version 1, its own CRC */
+  unsigned char v1[256];
+  memcpy(v1, v2, len - 8);
+  v1[8] = 1;
+  uint32_t crc = (uint32_t)crc32(0L, v1, (uInt)(len - 8));
+  for (int i = 0; i < 4; i++)
+    v1[len - 8 + (size_t)i] = (unsigned char)(crc >> (8 * i));
+  write_bytes("v1.bin", v1, len - 4);
+  assert_int_equal(params_load(path_in_dir("v1.bin"), m, q, &err), 0);
+  assert_memory_equal(p, q, sizeof p);
+  TrainState st;
+  int has = 1;
+  assert_int_equal(params_load_state(path_in_dir("v1.bin"), m, q, &st, &has, &err), 0);
+  assert_int_equal(has, 0);
+
+  /* a state with Adam's two arrays */
+  double mom[3] = {0.1, -0.2, 0.3}, sq[3] = {1e-3, 2e-3, 3e-3};
+  TrainState out = {.optim = OPT_ADAM,
+                    .shuffle = SHUFFLE_EPOCH,
+                    .epochs_done = 3,
+                    .batches_done = 2,
+                    .batch = 4,
+                    .examples = 10,
+                    .seed = 77,
+                    .steps = 14,
+                    .loss_sum = 1.25,
+                    .metric_sum = 0.5,
+                    .best_val = 0.75,
+                    .best_epoch = 2,
+                    .since_best = 1,
+                    .m = mom,
+                    .v = sq};
+  assert_int_equal(params_save_state(path_in_dir("st.bin"), m, p, &out, &err), 0);
+  unsigned char *stb = (unsigned char *)slurp("st.bin", &len);
+  assert_int_equal(len, 46 + 24 + 4 + 92 + 2 * 24 + 4); /* header, data, L, state, CRC */
+  memset(q, 0, sizeof q);
+  assert_int_equal(params_load(path_in_dir("st.bin"), m, q, &err), 0);
+  assert_memory_equal(p, q, sizeof p);
+  memset(q, 0, sizeof q);
+  assert_int_equal(params_load_state(path_in_dir("st.bin"), m, q, &st, &has, &err), 0);
+  assert_int_equal(has, 1);
+  assert_memory_equal(p, q, sizeof p);
+  assert_true(st.optim == OPT_ADAM && st.shuffle == SHUFFLE_EPOCH && st.epochs_done == 3 &&
+              st.batches_done == 2);
+  assert_true(st.batch == 4 && st.examples == 10 && st.seed == 77 && st.steps == 14);
+  assert_true(st.loss_sum == 1.25 && st.metric_sum == 0.5 && st.best_val == 0.75);
+  assert_true(st.best_epoch == 2 && st.since_best == 1);
+  assert_memory_equal(st.m, mom, sizeof mom);
+  assert_memory_equal(st.v, sq, sizeof sq);
+  train_state_free(&st);
+  /* a float model takes the arrays in its own type */
+  JitModel *f = jit_from_source(regression_model, 1, 0);
+  float pf[3];
+  assert_int_equal(params_load_state(path_in_dir("st.bin"), f, pf, &st, &has, &err), 0);
+  assert_true(((float *)st.m)[1] == -0.2f && ((float *)st.v)[2] == 3e-3f);
+  train_state_free(&st);
+  jit_free(f);
+
+  /* a state that passes the CRC but names no optimiser */
+  unsigned char bad[512];
+  memcpy(bad, stb, len);
+  bad[46 + 24 + 4 + 4] = 9;
+  crc = (uint32_t)crc32(0L, bad, (uInt)(len - 4));
+  for (int i = 0; i < 4; i++)
+    bad[len - 4 + (size_t)i] = (unsigned char)(crc >> (8 * i));
+  write_bytes("bad.bin", bad, len);
+  double r[3] = {9, 9, 9};
+  assert_int_equal(params_load_state(path_in_dir("bad.bin"), m, r, &st, &has, &err), 1);
+  char want[512];
+  snprintf(want, sizeof want, "%s: its training state is damaged (unknown optimiser)",
+           path_in_dir("bad.bin"));
+  assert_string_equal(err, want);
+  free(err);
+  assert_true(r[0] == 9 && st.m == NULL); /* nothing changed, nothing left allocated */
+  /* a state length past the end of the file */
+  memcpy(bad, stb, len);
+  bad[46 + 24] = 200;
+  write_bytes("bad.bin", bad, len);
+  expect_load_error(m,
+                    "%s is truncated: expected 232 bytes of values, training state and checksum, found 172");
+  /* a version from the future */
+  memcpy(bad, stb, len);
+  bad[8] = 3;
+  write_bytes("bad.bin", bad, len);
+  expect_load_error(m, "%s has format version 3; this bpc reads versions 1 and 2");
+  free(stb);
+  free(v2);
+  jit_free(m);
+}
+
 /* ---- optimisers ------------------------------------------------------------------ */
 
 static void test_optimisers(void **state) {
@@ -437,7 +541,7 @@ static void test_optimisers(void **state) {
   double p[2] = {1, -1}, g[2] = {4, -2};
   /* sgd, lr 0.1, gradient summed over 2 examples: mean = {2, -1} */
   optim_init(&o, OPT_SGD, 0.1, 0, 2, sizeof(double));
-  optim_step(&o, p, g, 0.5);
+  optim_step(&o, p, g, 0.5, o.lr);
   assert_true(fabs(p[0] - 0.8) < 1e-15 && fabs(p[1] + 0.9) < 1e-15);
   assert_true(g[0] == 4 && g[1] == -2); /* read only: the next batch stores its own */
   optim_free(&o);
@@ -445,10 +549,10 @@ static void test_optimisers(void **state) {
   /* momentum 0.9: v1 = g1, v2 = 0.9 v1 + g2 */
   double q[1] = {0}, h[1] = {1};
   optim_init(&o, OPT_MOMENTUM, 0.5, 0.9, 1, sizeof(double));
-  optim_step(&o, q, h, 1);
+  optim_step(&o, q, h, 1, o.lr);
   assert_true(fabs(q[0] + 0.5) < 1e-15);
   h[0] = 2;
-  optim_step(&o, q, h, 1);
+  optim_step(&o, q, h, 1, o.lr);
   assert_true(fabs(q[0] - (-0.5 - 0.5 * (0.9 * 1 + 2))) < 1e-15);
   optim_free(&o);
 
@@ -456,10 +560,10 @@ static void test_optimisers(void **state) {
    * sqrt(v/(1-b2)) = |g|), the second by hand */
   double r[1] = {1}, k[1] = {0.5};
   optim_init(&o, OPT_ADAM, 0.01, 0, 1, sizeof(double));
-  optim_step(&o, r, k, 1);
+  optim_step(&o, r, k, 1, o.lr);
   assert_true(fabs(r[0] - (1 - 0.01 * 0.5 / (0.5 + 1e-8))) < 1e-15);
   k[0] = -1;
-  optim_step(&o, r, k, 1);
+  optim_step(&o, r, k, 1, o.lr);
   double m1 = 0.1 * 0.5, v1 = 0.001 * 0.25;
   double m2 = 0.9 * m1 + 0.1 * -1, v2 = 0.999 * v1 + 0.001 * 1;
   double mh = m2 / (1 - 0.81), vh = v2 / (1 - 0.999 * 0.999);
@@ -467,12 +571,163 @@ static void test_optimisers(void **state) {
   assert_true(fabs(r[0] - want) < 1e-14);
   optim_free(&o);
 
+  /* rmsprop (alpha 0.99, eps 1e-8) and adagrad (eps 1e-10): three steps
+   * against their formulas, the gradient summed over 2 examples */
+  const double gs[3][2] = {{2, 4}, {1, -2}, {-6, 0.5}};
+  for (int kind = 0; kind < 2; kind++) {
+    double w[2] = {1, -2}, want_w[2] = {1, -2}, acc[2] = {0, 0};
+    double lr = 0.01, a = 0.99, eps = kind == 0 ? 1e-8 : 1e-10;
+    optim_init(&o, kind == 0 ? OPT_RMSPROP : OPT_ADAGRAD, lr, 0, 2, sizeof(double));
+    assert_true(o.eps == eps && o.alpha == a);
+    for (int t = 0; t < 3; t++) {
+      optim_step(&o, w, gs[t], 0.5, lr);
+      for (int i = 0; i < 2; i++) {
+        double gi = gs[t][i] * 0.5;
+        acc[i] = kind == 0 ? a * acc[i] + (1 - a) * gi * gi : acc[i] + gi * gi;
+        want_w[i] -= lr * gi / (sqrt(acc[i]) + eps);
+        assert_true(fabs(w[i] - want_w[i]) < 1e-15);
+      }
+    }
+    optim_free(&o);
+  }
+
+  /* weight decay: L2 in the gradient for sgd, momentum, rmsprop (and
+   * adagrad), decoupled for adam */
+  double d[1] = {2}, dg[1] = {0.5};
+  optim_init(&o, OPT_SGD, 0.1, 0, 1, sizeof(double));
+  o.weight_decay = 0.01;
+  optim_step(&o, d, dg, 1, 0.1);
+  assert_true(fabs(d[0] - (2 - 0.1 * (0.5 + 0.01 * 2))) < 1e-15);
+  optim_free(&o);
+  d[0] = 2;
+  optim_init(&o, OPT_MOMENTUM, 0.1, 0.9, 1, sizeof(double));
+  o.weight_decay = 0.01;
+  optim_step(&o, d, dg, 1, 0.1);
+  optim_step(&o, d, dg, 1, 0.1);
+  double v1m = 0.5 + 0.01 * 2, d1 = 2 - 0.1 * v1m, v2m = 0.9 * v1m + 0.5 + 0.01 * d1;
+  assert_true(fabs(d[0] - (d1 - 0.1 * v2m)) < 1e-15);
+  optim_free(&o);
+  d[0] = 2;
+  optim_init(&o, OPT_RMSPROP, 0.1, 0, 1, sizeof(double));
+  o.weight_decay = 0.01;
+  optim_step(&o, d, dg, 1, 0.1);
+  double gl2 = 0.5 + 0.01 * 2;
+  assert_true(fabs(d[0] - (2 - 0.1 * gl2 / (sqrt(0.01 * gl2 * gl2) + 1e-8))) < 1e-14);
+  optim_free(&o);
+  d[0] = 2;
+  optim_init(&o, OPT_ADAM, 0.1, 0, 1, sizeof(double));
+  o.weight_decay = 0.01;
+  optim_step(&o, d, dg, 1, 0.1);
+  /* the first Adam step is g / (|g| + eps) whatever the betas; the decay uses p before it */
+  assert_true(fabs(d[0] - (2 - 0.1 * (0.5 / (0.5 + 1e-8) + 0.01 * 2))) < 1e-14);
+  optim_free(&o);
+
+  /* clipping the mean gradient: summed {6, 8} over 2 examples is {3, 4},
+   * norm 5, clipped to norm 4: {2.4, 3.2} (clipping the sum would give half) */
+  double c[2] = {1, -2}, cg[2] = {6, 8};
+  optim_init(&o, OPT_SGD, 0.1, 0, 2, sizeof(double));
+  o.clip_norm = 4;
+  optim_step(&o, c, cg, 0.5, 0.1);
+  assert_true(fabs(c[0] - (1 - 0.24)) < 1e-15 && fabs(c[1] - (-2 - 0.32)) < 1e-15);
+  optim_step(&o, c, cg, 0.25, 0.1); /* {1.5, 2}: norm 2.5, under 4, unchanged */
+  assert_true(fabs(c[0] - (1 - 0.24 - 0.15)) < 1e-15 && fabs(c[1] - (-2 - 0.32 - 0.2)) < 1e-15);
+  optim_free(&o);
+
   /* float: the same sgd step */
   float pf[1] = {1}, gf[1] = {3};
   optim_init(&o, OPT_SGD, 0.25, 0, 1, sizeof(float));
-  optim_step(&o, pf, gf, 1);
+  optim_step(&o, pf, gf, 1, o.lr);
   assert_true(pf[0] == 0.25f);
   optim_free(&o);
+}
+
+/* The learning rate at a step: the formulas of schedule.c, value by value. */
+static void test_schedules(void **state) {
+  (void)state;
+  LrSchedule c = {LR_CONSTANT, 0, 0, 0.1}, st = {LR_STEP, 0, 2, 0.5}, cos_s = {LR_COSINE, 0, 0, 0.1},
+             lin = {LR_LINEAR, 0, 0, 0.1}, warm = {LR_LINEAR, 0.5, 0, 0.1};
+  /* 4 steps an epoch, 4 epochs */
+  assert_true(schedule_lr(&c, 0.1, 3, 2, 4, 4) == 0.1);
+  assert_true(schedule_lr(&st, 0.1, 1, 0, 4, 4) == 0.1);
+  assert_true(schedule_lr(&st, 0.1, 2, 3, 4, 4) == 0.1);
+  assert_true(schedule_lr(&st, 0.1, 3, 0, 4, 4) == 0.1 * 0.5);
+  assert_true(schedule_lr(&st, 0.1, 4, 3, 4, 4) == 0.1 * 0.5);
+  assert_true(schedule_lr(&st, 0.1, 5, 0, 4, 8) == 0.1 * 0.25);
+  assert_true(schedule_lr(&cos_s, 0.1, 1, 0, 4, 4) == 0.1);
+  assert_true(schedule_lr(&cos_s, 0.1, 3, 0, 4, 4) == 0.1 * 0.5); /* halfway: cos(pi/2) */
+  assert_true(schedule_lr(&cos_s, 0.1, 4, 3, 4, 4) == 0.1 * 0.5 * (1 + cos(M_PI * 15 / 16)));
+  assert_true(schedule_lr(&lin, 0.1, 2, 0, 4, 4) == 0.1 * 0.75);
+  assert_true(schedule_lr(&lin, 0.1, 4, 3, 4, 4) == 0.1 * (1 - 15.0 / 16));
+  /* half an epoch of warmup: 2 steps, 1/2 then 1, then linear from there over 3.5 epochs */
+  assert_true(schedule_lr(&warm, 0.1, 1, 0, 4, 4) == 0.1 * 0.5);
+  assert_true(schedule_lr(&warm, 0.1, 1, 1, 4, 4) == 0.1);
+  assert_true(schedule_lr(&warm, 0.1, 1, 2, 4, 4) == 0.1);
+  assert_true(schedule_lr(&warm, 0.1, 1, 3, 4, 4) == 0.1 * (1 - 0.25 / 3.5));
+  /* warmup with steps: the decay counts from the start */
+  LrSchedule wst = {LR_STEP, 1.5, 1, 0.5};
+  assert_true(schedule_lr(&wst, 1, 2, 0, 2, 4) == (3.0 / 3) * 0.5); /* step 2 of 3 warmup steps: 3/3 */
+  assert_true(schedule_lr(&wst, 1, 1, 1, 2, 4) == 2.0 / 3);
+}
+
+/* --val FRACTION: round(f n) examples held out, chosen by the seed, both
+ * parts in file order. */
+static void test_dataset_split(void **state) {
+  (void)state;
+  JitModel *m = jit_from_source(regression_model, 0, 0);
+  Buf csv = {0};
+  for (int i = 0; i < 10; i++)
+    buf_printf(&csv, "%d,0,0\n", i);
+  write_text("split.csv", csv.data);
+  buf_free(&csv);
+  DataBinding b = {NULL, path_in_dir("split.csv")};
+  int held[2][10];
+  for (int r = 0; r < 2; r++) {
+    Dataset d, v;
+    char *err = NULL;
+    assert_null(load(m, &d, &b, 1));
+    assert_int_equal(dataset_split(&d, m, 0.3, 5, &v, &err), 0);
+    assert_int_equal(d.n, 7);
+    assert_int_equal(v.n, 3);
+    memset(held[r], 0, sizeof held[r]);
+    const double *x = d.x, *y = v.x;
+    for (size_t i = 0; i < v.n; i++) {
+      held[r][(int)y[i * 3]] = 1;
+      if (i) assert_true(y[i * 3] > y[(i - 1) * 3]);
+    }
+    for (size_t i = 0; i < d.n; i++) {
+      assert_int_equal(held[r][(int)x[i * 3]], 0);
+      if (i) assert_true(x[i * 3] > x[(i - 1) * 3]);
+    }
+    dataset_free(&d);
+    dataset_free(&v);
+  }
+  assert_memory_equal(held[0], held[1], sizeof held[0]); /* the same seed holds out the same */
+  /* which ones: the first three of the seed's permutation */
+  size_t idx[10];
+  shuffle_indices(idx, 10, 5);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(held[0][idx[i]], 1);
+  /* at least one held out, one kept */
+  Dataset d, v;
+  char *err = NULL;
+  assert_null(load(m, &d, &b, 1));
+  assert_int_equal(dataset_split(&d, m, 0.01, 5, &v, &err), 0);
+  assert_true(d.n == 9 && v.n == 1);
+  dataset_free(&d);
+  dataset_free(&v);
+  jit_free(m);
+}
+
+static void test_confusion_format(void **state) {
+  (void)state;
+  int64_t counts[9] = {1, 1, 0, 1, 1, 1, 0, 0, 12};
+  char *text = confusion_format(counts, 3);
+  assert_string_equal(text, "confusion matrix (rows: true class, columns: predicted class):\n"
+                            "     0   1   2\n"
+                            " 0   1   1   0\n"
+                            " 1   1   1   1\n"
+                            " 2   0   0  12\n");
+  free(text);
 }
 
 /* ---- JIT ------------------------------------------------------------------------- */
@@ -581,7 +836,7 @@ static void test_training_reduces_loss(void **state) {
     Optimizer o;
     optim_init(&o, OPT_SGD, 0.1, 0, 3, sizeof(double));
     TrainOptions to = {.epochs = 20, .batch = 16, .seed = 1, .threads = 2, .quiet = 1, .opt = &o};
-    MetricSpec none = {METRIC_NONE, -1, -1, 0};
+    MetricSpec none = {METRIC_NONE, -1, -1, 0, NULL};
     double before = evaluate(m, p, &d, &none, 1).loss;
     assert_int_equal(train(m, p, &d, NULL, &to), 0);
     double after = evaluate(m, p, &d, &none, 1).loss;
@@ -1024,7 +1279,11 @@ int main(void) {
       cmocka_unit_test(test_params_wrong_model_messages),
       cmocka_unit_test(test_params_failed_save_keeps_old_file),
       cmocka_unit_test(test_params_write_failure_keeps_old_file),
+      cmocka_unit_test(test_params_versions_and_state),
       cmocka_unit_test(test_optimisers),
+      cmocka_unit_test(test_schedules),
+      cmocka_unit_test(test_dataset_split),
+      cmocka_unit_test(test_confusion_format),
       cmocka_unit_test(test_jit_compile_and_call),
       cmocka_unit_test(test_jit_error_path),
       cmocka_unit_test(test_jit_batched_matches_per_example),

@@ -112,6 +112,11 @@ void fuzz_params(const uint8_t *data, size_t size) {
   err = NULL;
   params_load(path, m, p, &err);
   free(err);
+  err = NULL;
+  TrainState st;
+  int has;
+  if (params_load_state(path, m, p, &st, &has, &err) == 0) train_state_free(&st);
+  free(err);
 }
 
 void fuzz_npy(const uint8_t *data, size_t size) {
