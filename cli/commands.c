@@ -22,7 +22,8 @@ typedef struct RunOptions {
   int epochs, threads, quiet, use_float, use_cc, classes, confusion;
   size_t batch, limit;
   double lr, momentum, beta1, beta2, eps, weight_decay, clip_norm;
-  int lr_given, batch_given, beta1_given, beta2_given, eps_given;
+  int lr_given, batch_given, beta1_given, beta2_given, eps_given, threads_given;
+  int fail_rank, fail_step; /* --test-fail-at RANK:STEP, the hook of the distributed tests */
   LrSchedule schedule;
   int schedule_given, step_every_given, step_gamma_given;
   ShuffleKind shuffle;
@@ -207,7 +208,7 @@ static const char train_options[] =
     "--data --test --epochs --batch --lr --optim --momentum --seed --threads "
     "--limit --float -D --save --load --log --target --quiet --jit --metric "
     "--schedule --warmup --step-every --step-gamma --weight-decay --clip-norm "
-    "--beta1 --beta2 --eps --val --early-stop --save-best --resume --shuffle";
+    "--beta1 --beta2 --eps --val --early-stop --save-best --resume --shuffle --test-fail-at";
 static const char eval_options[] =
     "--load --data --target --threads --limit --float -D --jit --metric --confusion";
 static const char predict_options[] = "--load --data -o --limit --float -D --jit --classes";
@@ -294,8 +295,13 @@ static void parse_options(RunOptions *o, int argc, char **argv, const char *acce
       o->momentum = cli_real(a, v, 0, 1e6);
     else if (!strcmp(a, "--seed"))
       o->seed = (uint64_t)cli_int(a, v, 0, (long long)1 << 62);
-    else if (!strcmp(a, "--threads"))
+    else if (!strcmp(a, "--threads")) {
       o->threads = (int)cli_int(a, v, 1, 256);
+      o->threads_given = 1;
+    } else if (!strcmp(a, "--test-fail-at")) { /* not in --help: a rank that dies, for tests/e2e.sh */
+      if (sscanf(v, "%d:%d", &o->fail_rank, &o->fail_step) != 2 || o->fail_rank < 0 || o->fail_step < 1)
+        cli_usage_error("--test-fail-at takes RANK:STEP, not '%s'", v);
+    }
     else if (!strcmp(a, "--limit"))
       o->limit = (size_t)cli_int(a, v, 1, (long long)1 << 40);
     else if (!strcmp(a, "--save"))
@@ -343,11 +349,14 @@ static void options_free(RunOptions *o) {
 }
 
 /* The model's functions, and beside them its graph (predict and bench read it). */
-static JitModel *load_model_or_exit(LoadedModel *lm, RunOptions *o) {
+/* The batched functions are compiled for one thread's share of one
+ * process's slice of a minibatch (ranks: the processes of an mpirun job). */
+static JitModel *load_model_or_exit(LoadedModel *lm, RunOptions *o, int ranks) {
   CompileOptions co = {.defines = o->defines, .ndefines = o->ndefines};
+  size_t slice = (o->batch + (size_t)ranks - 1) / (size_t)ranks;
   int threads = o->threads < 1 ? 1 : o->threads;
-  if ((size_t)threads > o->batch) threads = (int)o->batch;
-  int share = (int)((o->batch + (size_t)threads - 1) / (size_t)threads);
+  if ((size_t)threads > slice) threads = (int)slice;
+  int share = (int)((slice + (size_t)threads - 1) / (size_t)threads);
   JitOptions jo = {.use_float = o->use_float, .batch = share, .use_cc = o->use_cc};
   if (load_model(lm, o->model, &co, &jo)) exit(1);
   return lm->jit;
@@ -362,7 +371,8 @@ static void load_data_or_exit(Dataset *d, JitModel *m, DataBinding *b, int nb, s
   }
 }
 
-static void *params_or_exit(JitModel *m, RunOptions *o) {
+/* Exits with a failure: under mpirun every process with it (dist NULL: alone). */
+static void *params_or_exit(JitModel *m, RunOptions *o, const Dist *dist) {
   void *params = calloc((size_t)m->nparams + 1, m->elem);
   if (!o->load) {
     m->init(params, o->seed);
@@ -371,29 +381,77 @@ static void *params_or_exit(JitModel *m, RunOptions *o) {
   char *err = NULL;
   if (params_load(o->load, m, params, &err)) {
     fprintf(stderr, "bpc: %s\n", err);
-    exit(1);
+    dist_fail(dist, 1);
   }
   return params;
 }
 
 /* The parameters and training state --resume continues from (exits 1
  * when the file holds no state). */
-static void *resume_or_exit(JitModel *m, const RunOptions *o, TrainState *st) {
+static void *resume_or_exit(JitModel *m, const RunOptions *o, TrainState *st, const Dist *dist) {
   void *params = calloc((size_t)m->nparams + 1, m->elem);
   char *err = NULL;
   int has = 0;
   if (params_load_state(o->resume, m, params, st, &has, &err)) {
     fprintf(stderr, "bpc: %s\n", err);
-    exit(1);
+    dist_fail(dist, 1);
   }
   if (!has) {
     fprintf(stderr,
             "bpc: %s holds parameters but no training state to resume (saved by an older bpc); start "
             "from its parameters with --load %s\n",
             o->resume, o->resume);
-    exit(1);
+    dist_fail(dist, 1);
   }
   return params;
+}
+
+/* Rank 0's training state on every process: its fields, then its arrays. */
+static void share_state(JitModel *m, TrainState *st, const Dist *dist) {
+  int had[2] = {st->m != NULL, st->v != NULL};
+  void *mine[2] = {st->m, st->v};
+  dist_bcast(dist, had, sizeof had);
+  dist_bcast(dist, st, sizeof *st); /* its pointers are rank 0's: replaced below */
+  for (int k = 0; k < 2; k++) {
+    if (!had[k]) continue;
+    if (dist->rank) mine[k] = calloc((size_t)m->nparams + 1, m->elem);
+    dist_bcast(dist, mine[k], (size_t)m->nparams * m->elem);
+  }
+  st->m = had[0] ? mine[0] : NULL;
+  st->v = had[1] ? mine[1] : NULL;
+}
+
+/* The parameters (and with --resume the state) to start from: rank 0 alone
+ * reads a file and sends what it read to the others; initialised
+ * parameters are the same everywhere, from the same seed. */
+static void *starting_params(JitModel *m, RunOptions *o, TrainState *st, const Dist *dist) {
+  void *params;
+  if (dist->rank == 0)
+    params = o->resume ? resume_or_exit(m, o, st, dist) : params_or_exit(m, o, dist);
+  else if (o->resume || o->load)
+    params = calloc((size_t)m->nparams + 1, m->elem);
+  else
+    params = params_or_exit(m, o, dist);
+  if (dist->size > 1 && (o->resume || o->load)) {
+    dist_bcast(dist, params, (size_t)m->nparams * m->elem);
+    if (o->resume) share_state(m, st, dist);
+  }
+  return params;
+}
+
+/* Under mpirun: rank 0 alone prints, saves and logs; each process takes
+ * its share of this machine's cores unless --threads says. */
+static void join_job(RunOptions *o, const Dist *dist) {
+  if (!o->threads_given) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int per = cores > 0 ? (int)cores / (dist->local_size > 0 ? dist->local_size : 1) : 1;
+    o->threads = per > 0 ? per : 1;
+  }
+  if (dist->rank != 0) {
+    o->quiet = 1;
+    o->save = NULL;
+    o->log = NULL;
+  }
 }
 
 /* The optimiser with the command line's settings over PyTorch's defaults. */
@@ -409,12 +467,18 @@ static void optimizer_from_options(Optimizer *opt, const RunOptions *o, JitModel
 static int run_train(int argc, char **argv) {
   RunOptions o;
   parse_options(&o, argc, argv, train_options, train_help);
+  Dist dist;
+  char *err = NULL;
+  if (dist_init(&dist, &err)) {
+    fprintf(stderr, "bpc: %s\n", err);
+    return 1;
+  }
+  join_job(&o, &dist);
   LoadedModel lm;
-  JitModel *m = load_model_or_exit(&lm, &o);
+  JitModel *m = load_model_or_exit(&lm, &o, dist.size);
   Dataset train_set, test_set, val_set;
   load_data_or_exit(&train_set, m, o.data, o.ndata, o.limit, NULL);
   int have_val = o.val_fraction > 0 || o.nval;
-  char *err = NULL;
   if (o.val_fraction > 0 &&
       dataset_split(&train_set, m, o.val_fraction, epoch_seed(o.seed, 0), &val_set, &err)) {
     fprintf(stderr, "bpc: %s\n", err);
@@ -423,7 +487,7 @@ static int run_train(int argc, char **argv) {
   if (o.nval) load_data_or_exit(&val_set, m, o.val, o.nval, 0, NULL);
   if (o.ntest) load_data_or_exit(&test_set, m, o.test, o.ntest, 0, NULL);
   TrainState st = {0};
-  void *params = o.resume ? resume_or_exit(m, &o, &st) : params_or_exit(m, &o);
+  void *params = starting_params(m, &o, &st, &dist);
   Optimizer opt;
   optimizer_from_options(&opt, &o, m);
   TrainOptions to = {.epochs = o.epochs,
@@ -431,7 +495,7 @@ static int run_train(int argc, char **argv) {
                      .seed = o.seed,
                      .threads = o.threads,
                      .quiet = o.quiet,
-                     .progress = isatty(2),
+                     .progress = isatty(2) && !o.quiet,
                      .save = o.save,
                      .log = o.log,
                      .target = o.target,
@@ -443,7 +507,10 @@ static int run_train(int argc, char **argv) {
                      .early_stop = o.early_stop,
                      .save_best = o.save_best,
                      .resume = o.resume ? &st : NULL,
-                     .resume_path = o.resume};
+                     .resume_path = o.resume,
+                     .dist = &dist,
+                     .fail_rank = o.fail_rank,
+                     .fail_step = o.fail_step};
   if (!o.quiet) {
     printf("%s: %lld parameters, %zu training examples", o.model, (long long)m->nparams, train_set.n);
     if (have_val) printf(", %zu validation examples", val_set.n);
@@ -457,6 +524,7 @@ static int run_train(int argc, char **argv) {
     fflush(stdout);
   }
   int rc = train(m, params, &train_set, o.ntest ? &test_set : NULL, &to);
+  dist_finish(&dist); /* every process got here: they agreed on how training ended */
   train_state_free(&st);
   optim_free(&opt);
   free(params);
@@ -473,8 +541,8 @@ static int run_eval(int argc, char **argv) {
   parse_options(&o, argc, argv, eval_options, eval_help);
   if (!o.load) cli_usage_error("eval: --load PARAMS is required");
   LoadedModel lm;
-  JitModel *m = load_model_or_exit(&lm, &o);
-  void *params = params_or_exit(m, &o);
+  JitModel *m = load_model_or_exit(&lm, &o, 1);
+  void *params = params_or_exit(m, &o, NULL);
   Dataset d;
   load_data_or_exit(&d, m, o.data, o.ndata, o.limit, NULL);
   MetricSpec spec;
@@ -495,7 +563,7 @@ static int run_eval(int argc, char **argv) {
     classes = metric_classes(m, &spec);
     spec.confusion = calloc((size_t)(classes * classes), sizeof(int64_t));
   }
-  EvalResult r = evaluate(m, params, &d, &spec, o.threads);
+  EvalResult r = evaluate(m, params, &d, &spec, o.threads, NULL);
   printf("examples: %zu\nloss: %.6f\n", d.n, r.loss);
   if (spec.kind != METRIC_NONE) {
     char *v = metric_format(&spec, r.metric);
@@ -533,12 +601,12 @@ static int run_predict(int argc, char **argv) {
   parse_options(&o, argc, argv, predict_options, predict_help);
   if (!o.load) cli_usage_error("predict: --load PARAMS is required");
   LoadedModel lm;
-  JitModel *m = load_model_or_exit(&lm, &o);
+  JitModel *m = load_model_or_exit(&lm, &o, 1);
   if (m->noutputs == 0) {
     fprintf(stderr, "bpc: %s declares no outputs; add a line such as 'output prediction = ...'\n", o.model);
     return 1;
   }
-  void *params = params_or_exit(m, &o);
+  void *params = params_or_exit(m, &o, NULL);
   int *need = inputs_needed_by_outputs(&lm.ctx);
   Dataset d;
   load_data_or_exit(&d, m, o.data, o.ndata, o.limit, need);
@@ -658,7 +726,7 @@ static int run_bench(int argc, char **argv) {
   if (!o.batch_given) o.batch = 64; /* bench's own default: the batch of the training benchmarks */
   double t0 = now_seconds();
   LoadedModel lm;
-  JitModel *m = load_model_or_exit(&lm, &o);
+  JitModel *m = load_model_or_exit(&lm, &o, 1);
   double compile = now_seconds() - t0;
   size_t B = o.batch;
   void *params = calloc((size_t)m->nparams + 1, m->elem), *grad = calloc((size_t)m->nparams + 1, m->elem);

@@ -47,6 +47,7 @@ static const CliOption options[] = {
     {"--step-gamma", "G"},    {"--weight-decay", "X"},   {"--clip-norm", "X"},   {"--beta1", "X"},
     {"--beta2", "X"},         {"--eps", "X"},            {"--val", "FRACTION|INPUT=FILE"}, {"--early-stop", "N"},
     {"--save-best", NULL},    {"--resume", "FILE"},      {"--shuffle", "none|epoch"},      {"--confusion", NULL},
+    {"--test-fail-at", "RANK:STEP"},
 };
 
 static const CliOption *find_option(const char *name) {

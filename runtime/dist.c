@@ -51,8 +51,10 @@ int dist_launched_by_mpirun(void) {
 
 int dist_init(Dist *d, char **err) {
   memset(d, 0, sizeof *d);
-  d->size = 1;
+  d->size = d->local_size = 1;
   if (!dist_launched_by_mpirun()) return 0;
+  const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  if (local && atoi(local) > 0) d->local_size = atoi(local);
   char *tried = NULL;
   d->dl = open_plugin(&tried);
   if (!d->dl) {
@@ -104,7 +106,7 @@ void dist_finish(Dist *d) {
   if (d->ops) d->ops->finalize();
   /* the plugin stays loaded: Open MPI's components may still hold atexit handlers in it */
   memset(d, 0, sizeof *d);
-  d->size = 1;
+  d->size = d->local_size = 1;
 }
 
 void dist_share(const Dist *d, size_t n, size_t *from, size_t *len) {

@@ -261,6 +261,8 @@ void train_state_free(TrainState *st);
 /* What is reported besides the loss (--metric; metrics.c). */
 typedef enum { METRIC_AUTO, METRIC_NONE, METRIC_ACCURACY, METRIC_MSE, METRIC_MAE } Metric;
 
+typedef struct Dist Dist; /* dist.c, below */
+
 /* ---- train.c --------------------------------------------------------------------- */
 typedef struct TrainOptions {
   int epochs; /* the epoch training ends with (a resumed run counts the epochs done before it) */
@@ -281,6 +283,8 @@ typedef struct TrainOptions {
   int save_best;            /* save only after an epoch that improved the validation loss */
   const TrainState *resume; /* continue from here (bpc train --resume), or NULL */
   const char *resume_path;  /* its file, for messages */
+  const Dist *dist;         /* the processes training together (mpirun), or NULL: this one alone */
+  int fail_rank, fail_step; /* a test hook: that rank dies at that step (1-based; 0: never) */
 } TrainOptions;
 
 /* The metric chosen for a model and its data: which output is compared
@@ -319,7 +323,10 @@ typedef struct EvalResult {
   double loss;   /* mean */
   double metric; /* mean over examples (accuracy: share correct), or -1 with METRIC_NONE */
 } EvalResult;
-EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const MetricSpec *spec, int threads);
+/* The mean loss and metric over d; with a Dist (else NULL), each process
+ * evaluates its share of the examples and the sums are added. */
+EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const MetricSpec *spec, int threads,
+                    const Dist *dist);
 /* Returns 0 when training ended (all epochs ran, or early stopping); 1
  * (message printed) on a NaN loss, a failed save, an interrupt or a
  * resumed state that does not fit the options. With early stopping params
@@ -340,11 +347,12 @@ typedef struct DistOps {
 } DistOps;
 
 /* One process's place in the job: rank 0 of 1 when not launched by mpirun. */
-typedef struct Dist {
+struct Dist {
   int rank, size;
+  int local_size;     /* processes on this machine (OMPI_COMM_WORLD_LOCAL_SIZE), 1 alone */
   void *dl;           /* the plugin, under mpirun */
   const DistOps *ops; /* its functions */
-} Dist;
+};
 
 /* Whether mpirun started this process (OMPI_COMM_WORLD_SIZE is set). */
 int dist_launched_by_mpirun(void);

@@ -164,14 +164,17 @@ DEFINE_REDUCE(float, f)
 
 /* ---- evaluation ----------------------------------------------------------------- */
 
-EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const MetricSpec *spec, int threads) {
+EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const MetricSpec *spec, int threads,
+                    const Dist *dist) {
   enum { CHUNK = 1024 };
   Pool pool;
   pool_init(&pool, m, threads);
   void *outputs = calloc((size_t)CHUNK * (size_t)(m->noutputs + 1), m->elem);
   double loss = 0, metric = 0;
-  for (size_t at = 0; at < d->n; at += CHUNK) {
-    size_t n = d->n - at < CHUNK ? d->n - at : CHUNK;
+  size_t first = 0, mine = d->n; /* this process's share of the examples */
+  if (dist) dist_share(dist, d->n, &first, &mine);
+  for (size_t at = first; at < first + mine; at += CHUNK) {
+    size_t n = first + mine - at < CHUNK ? first + mine - at : CHUNK;
     const char *in = (const char *)d->x + at * (size_t)d->width * d->elem;
     pool.training = 0;
     pool.params = params;
@@ -183,6 +186,10 @@ EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const Met
   }
   free(outputs);
   pool_free(&pool);
+  double sums[2] = {loss, metric};
+  if (dist) dist_sum_doubles(dist, sums, 2);
+  loss = sums[0];
+  metric = sums[1];
   EvalResult r = {loss / (double)d->n, spec->kind != METRIC_NONE ? metric / (double)d->n : -1};
   return r;
 }
@@ -358,10 +365,20 @@ typedef struct Trainer {
   void *best;      /* --early-stop: the best epoch's parameters */
   int saved_epoch; /* the epoch this run last saved, or 0 */
   Buf log;
+  uint64_t steps; /* taken by this run (the --test-fail-at hook counts them) */
+  int stop;       /* an interrupt reached this process or another: stop after this step */
   /* the current epoch */
   double loss_sum, metric_sum;
   size_t done, done_before; /* examples trained on, and of those by a run this one resumes */
 } Trainer;
+
+/* Whether this process speaks for the run: the only one, or rank 0 of
+ * those mpirun started (the others print nothing unless they fail alone). */
+static int speaks(const TrainOptions *o) { return !o->dist || o->dist->rank == 0; }
+
+/* Whether this process or any other failed: every process must stop at
+ * the same point, or the others would wait for it forever. */
+static int any_failed(const TrainOptions *o, int failed) { return o->dist ? dist_any(o->dist, failed) : failed; }
 
 /* Everything a run needs before its first step; 1 (message printed) when
  * no metric can be had or a resumed state does not fit. */
@@ -369,8 +386,8 @@ static int trainer_init(Trainer *t, JitModel *m, void *params, const Dataset *da
                         const TrainOptions *o) {
   memset(t, 0, sizeof *t);
   char *err = NULL;
-  if (metric_spec(m, data, o->metric, o->target, &t->spec, &err)) {
-    fprintf(stderr, "bpc: %s\n", err);
+  if (metric_spec(m, data, o->metric, o->target, &t->spec, &err)) { /* the same on every process */
+    if (speaks(o)) fprintf(stderr, "bpc: %s\n", err);
     free(err);
     return 1;
   }
@@ -391,7 +408,7 @@ static int trainer_init(Trainer *t, JitModel *m, void *params, const Dataset *da
                         .best_val = INFINITY};
   if (o->resume) {
     if ((err = resume_misfit(o->resume, o, t->n, t->batch))) {
-      fprintf(stderr, "bpc: %s\n", err);
+      if (speaks(o)) fprintf(stderr, "bpc: %s\n", err);
       free(err);
       return 1;
     }
@@ -433,6 +450,7 @@ static char *saved_where(const Trainer *t) {
 }
 
 static void report_bad_loss(const Trainer *t, int epoch, uint64_t b, double loss) {
+  if (!speaks(t->o)) return; /* every process sees the same loss */
   if (t->o->progress) fputs("\r\033[K", stderr);
   char *where = t->saved_epoch ? saved_where(t) : NULL;
   fprintf(stderr, "bpc: training stopped: the loss became %s in epoch %d, batch %llu%s%s\n",
@@ -450,27 +468,43 @@ static int train_steps(Trainer *t, int epoch) {
   double t0 = now_seconds(), last_draw = 0;
   for (uint64_t b = t->pos.batches_done; b < t->per_epoch; b++) {
     size_t at = b * t->batch, nb = t->n - at < t->batch ? t->n - at : t->batch;
-    for (size_t e = 0; e < nb; e++)
-      memcpy(t->xb + e * row, (const char *)t->data->x + t->idx[at + e] * row, row);
+    /* this process's contiguous slice of the minibatch (all of it without mpirun) */
+    size_t from = 0, len = nb;
+    if (o->dist) dist_share(o->dist, nb, &from, &len);
+    for (size_t e = 0; e < len; e++)
+      memcpy(t->xb + e * row, (const char *)t->data->x + t->idx[at + from + e] * row, row);
+    if (o->fail_step && t->steps + 1 == (uint64_t)o->fail_step && o->dist && o->dist->rank == o->fail_rank) {
+      fprintf(stderr, "bpc: rank %d dies at step %d (--test-fail-at)\n", o->fail_rank, o->fail_step);
+      _exit(3); /* as a crash would: no message to the others, no MPI_Finalize */
+    }
     t->pool.training = 1;
-    t->pool.dropout_seed = dropout_seed(o->seed, epoch, (size_t)b + 1);
+    /* example j of the minibatch draws its masks from the batch's seed + j, on whichever rank */
+    t->pool.dropout_seed = dropout_seed(o->seed, epoch, (size_t)b + 1) + from;
     t->pool.params = t->params;
     t->pool.inputs = t->xb;
     t->pool.outputs = t->spec.kind != METRIC_NONE ? t->outputs : NULL;
-    t->pool.count = nb;
+    t->pool.count = len;
     double loss = pool_run(&t->pool);
-    if (!isfinite(loss)) {
-      report_bad_loss(t, epoch, b, loss);
-      return 1;
-    }
     if (m->use_float)
       reduce_f(&t->pool);
     else
       reduce_d(&t->pool);
+    /* the step's loss, metric and stop request over all the processes, so that every one of them
+       sees a NaN, or an interrupt, at the same step */
+    double sums[3] = {loss, metric_sum(m, &t->spec, t->xb, t->outputs, len), interrupted != 0};
+    if (o->dist && o->dist->size > 1) {
+      dist_sum_doubles(o->dist, sums, 3);
+      dist_sum(o->dist, t->pool.w[0].grad, (size_t)m->nparams, m->elem);
+    }
+    t->steps++;
+    if (!isfinite(sums[0])) {
+      report_bad_loss(t, epoch, b, sums[0]);
+      return 1;
+    }
     double lr = schedule_lr(&o->schedule, o->opt->lr, epoch, b, t->per_epoch, o->epochs);
     optim_step(o->opt, t->params, t->pool.w[0].grad, 1.0 / (double)nb, lr);
-    t->loss_sum += loss;
-    t->metric_sum += metric_sum(m, &t->spec, t->xb, t->outputs, nb);
+    t->loss_sum += sums[0];
+    t->metric_sum += sums[1];
     t->done += nb;
     t->pos.batches_done = b + 1;
     if (o->progress && !o->quiet && now_seconds() - last_draw > 0.1) {
@@ -478,7 +512,10 @@ static int train_steps(Trainer *t, int epoch) {
       progress(epoch, o->epochs, t->done, t->done_before, t->n, t->loss_sum / (double)t->done,
                last_draw - t0);
     }
-    if (interrupted) break;
+    if (sums[2] != 0) {
+      t->stop = 1;
+      break;
+    }
   }
   return 0;
 }
@@ -487,6 +524,7 @@ static int train_steps(Trainer *t, int epoch) {
  * epoch's snapshot, and says so. */
 static void save_interrupted(Trainer *t, int epoch) {
   const TrainOptions *o = t->o;
+  if (!speaks(o)) return; /* rank 0 saves and says so */
   if (o->progress) fputs("\r\033[K", stderr);
   const char *by = interrupted == SIGTERM ? "stopped by SIGTERM" : "interrupted";
   t->pos.loss_sum = t->loss_sum;
@@ -524,7 +562,7 @@ static int finish_epoch(Trainer *t, int epoch, double seconds) {
       .lr = schedule_lr(&o->schedule, o->opt->lr, epoch, t->per_epoch - 1, t->per_epoch, o->epochs)};
   int improved = 0;
   if (o->val) {
-    EvalResult r = evaluate(t->m, t->params, o->val, &t->spec, t->threads);
+    EvalResult r = evaluate(t->m, t->params, o->val, &t->spec, t->threads, o->dist);
     s.have_val = 1;
     s.val_loss = r.loss;
     s.val_metric = r.metric;
@@ -539,7 +577,7 @@ static int finish_epoch(Trainer *t, int epoch, double seconds) {
     }
   }
   if (t->test) {
-    EvalResult r = evaluate(t->m, t->params, t->test, &t->spec, t->threads);
+    EvalResult r = evaluate(t->m, t->params, t->test, &t->spec, t->threads, o->dist);
     s.have_test = 1;
     s.test_loss = r.loss;
     s.test_metric = r.metric;
@@ -562,7 +600,7 @@ static int finish_epoch(Trainer *t, int epoch, double seconds) {
     free(err);
     rc = 1;
   }
-  return rc;
+  return any_failed(o, rc);
 }
 
 /* With early stopping the run ends with the best epoch's parameters (a
@@ -596,7 +634,7 @@ int train(JitModel *m, void *params, const Dataset *train_set, const Dataset *te
     t.done = t.done_before = t.pos.batches_done * t.batch < t.n ? t.pos.batches_done * t.batch : t.n;
     double t0 = now_seconds();
     if ((rc = train_steps(&t, epoch))) break;
-    if (interrupted) {
+    if (t.stop) {
       save_interrupted(&t, epoch);
       rc = 1;
       break;

@@ -1186,6 +1186,110 @@ check "eval --confusion binary" test "$(tail -n 3 bcm.txt)" = "$(printf '   0  1
 check "--confusion without classes message" grep -qx "bpc: --confusion needs classes: targets that hold them and an output that scores them (the metric here is none)" err.txt
 # ---- end of issue 14 ----
 
+# ---- issue 15: data-parallel training on Open MPI ----
+# mpirun as root needs these; --oversubscribe lets 3 ranks share 2 cores
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN="mpirun --oversubscribe"
+check "mpirun is installed (scripts/install-deps.sh)" command -v mpirun
+check "the Open MPI plugin is built beside bpc" test -f "$(dirname "$BPC")/libbpc-mpi.so"
+cat >dp.bp <<'BP'
+param W[4, 8] ~ glorot
+param b[8]
+param V[8, 3] ~ glorot
+param c[3]
+input x[4]
+input t[3]
+h = tanh(x @ W + b)
+loss = softmax_cross_entropy(h @ V + c, t)
+output p = h @ V + c
+BP
+awk 'BEGIN { srand(5); for (i = 0; i < 203; i++) { k = i % 3; printf "%.4f,%.4f,%.4f,%.4f\n", rand() + k, rand() - k, rand(),
+  rand() * k >"dpx.csv"; print k >"dpy.csv" } }'
+# parameters within a relative tolerance of each other (the sums are taken in another order)
+close_params() { # FILE_A FILE_B TOL
+  rm -rf "cmp_a" "cmp_b"
+  "$BPC" params export "$1" --format csv -o cmp_a >/dev/null && "$BPC" params export "$2" --format csv -o cmp_b >/dev/null &&
+    cat cmp_a/*.csv | tr ',' '\n' >cmp_a.txt && cat cmp_b/*.csv | tr ',' '\n' >cmp_b.txt &&
+    paste -d' ' cmp_a.txt cmp_b.txt | awk -v tol="$3" '{ d = $1 - $2; if (d < 0) d = -d; m = $1 < 0 ? -$1 : $1;
+      if (m < 1) m = 1; if (d > tol * m) bad++ } END { exit bad > 0 || NR < 50 }'
+}
+for spec in "sgd:--lr:0.2::1e-10" "adam:--lr:0.01::1e-10" "sgd:--lr:0.2:--float:1e-4" "adam:--lr:0.01:--float:1e-4"; do
+  IFS=: read -r opt lrflag lr prec tol <<<"$spec"
+  args="dp.bp --data x=dpx.csv --data t=dpy.csv --epochs 3 --batch 32 --optim $opt $lrflag $lr $prec --threads 1 --quiet"
+  "$BPC" train $args --save "one_$opt$prec.params"
+  $MPIRUN -np 2 "$BPC" train $args --save "two_$opt$prec.params"
+  check "mpirun -np 2 ($opt$prec): exit 0" test $? -eq 0
+  check "mpirun -np 2 ($opt$prec): a single process's parameters within $tol" \
+    close_params "one_$opt$prec.params" "two_$opt$prec.params" "$tol"
+done
+$MPIRUN -np 2 "$BPC" train dp.bp --data x=dpx.csv --data t=dpy.csv --epochs 3 --batch 32 --optim adam --lr 0.01 --threads 1 --quiet \
+  --save two_again.params
+check "mpirun -np 2: the same run twice, bit for bit" cmp -s two_adam.params two_again.params
+# a global batch that 3 ranks do not divide (32 = 11 + 11 + 10), and the last batch of 11 examples
+$MPIRUN -np 3 "$BPC" train dp.bp --data x=dpx.csv --data t=dpy.csv --epochs 3 --batch 32 --optim adam --lr 0.01 --threads 1 --quiet \
+  --save three.params
+check "mpirun -np 3, uneven slices: exit 0" test $? -eq 0
+check "mpirun -np 3, uneven slices: a single process's parameters" close_params one_adam.params three.params 1e-10
+# rank 0 alone writes: each rank runs in a directory of its own
+mkdir -p r0 r1
+$MPIRUN -np 1 --wdir "$T/r0" "$BPC" train "$T/dp.bp" --data x="$T/dpx.csv" --data t="$T/dpy.csv" --epochs 2 --batch 32 --threads 1 --quiet \
+  --save out.params --log out.log : -np 1 --wdir "$T/r1" "$BPC" train "$T/dp.bp" --data x="$T/dpx.csv" --data t="$T/dpy.csv" --epochs 2 \
+  --batch 32 --threads 1 --quiet --save out.params --log out.log >wdir.txt 2>&1
+check "rank 0 writes --save and --log" test -s r0/out.params -a -s r0/out.log
+check "rank 1's working directory stays empty" test -z "$(ls -A r1)"
+# only rank 0 prints
+$MPIRUN -np 2 "$BPC" train dp.bp --data x=dpx.csv --data t=dpy.csv --epochs 2 --batch 32 --threads 1 >print2.txt 2>&1
+check "mpirun -np 2 prints one report" test "$(grep -c '^epoch 2: train loss' print2.txt)" -eq 1
+check "mpirun -np 2 prints the header once" test "$(grep -c '^dp.bp: 67 parameters, 203 training examples' print2.txt)" -eq 1
+# the test set is cut across the ranks and its sums added: the same test loss as one process
+"$BPC" train dp.bp --data x=dpx.csv --data t=dpy.csv --test x=dpx.csv --test t=dpy.csv --epochs 1 --batch 32 --threads 1 --log test1.log --quiet
+$MPIRUN -np 2 "$BPC" train dp.bp --data x=dpx.csv --data t=dpy.csv --test x=dpx.csv --test t=dpy.csv --epochs 1 --batch 32 --threads 1 --log test2.log --quiet
+check "the test loss over 2 ranks is one process's" \
+  awk -F, 'NR == FNR { if (FNR == 2) a = $4; next } FNR == 2 { d = a - $4; exit !(d < 1e-12 && d > -1e-12) }' test1.log test2.log
+# a rank that dies at step 10 (epoch 2: 7 steps an epoch) ends the job with its message, and the file
+# rank 0 saved after epoch 1 is intact
+$MPIRUN -np 2 "$BPC" train dp.bp --data x=dpx.csv --data t=dpy.csv --epochs 3 --batch 32 --threads 1 --quiet --save died.params \
+  --test-fail-at 1:10 >died.txt 2>&1 &
+died_pid=$!
+( sleep 30; kill -9 "$died_pid" 2>/dev/null ) &
+watchdog=$!
+wait "$died_pid"
+died_rc=$?
+kill "$watchdog" 2>/dev/null
+check "a rank that dies: a non-zero exit, not a hang" test "$died_rc" -ne 0 -a "$died_rc" -ne 137
+check "a rank that dies: its message" grep -q "^bpc: rank 1 dies at step 10 (--test-fail-at)$" died.txt
+"$BPC" params show died.params --model dp.bp >died_show.txt
+check "a rank that dies: the file saved before is whole" grep -q "^died.params fits dp.bp" died_show.txt
+# a NaN loss stops every rank at the same step, with one message
+printf 'param w[4]\ninput x[4]\ninput t[3]\nloss = (dot(w, x) - sum(t)) ^ 2\n' >blowup.bp
+$MPIRUN -np 2 "$BPC" train blowup.bp --data x=dpx.csv --data t=dpy.csv --batch 32 --threads 1 --lr 1e6 \
+  --quiet --epochs 10 >nan2.txt 2>&1
+check "NaN over 2 ranks: exit 1" test $? -ne 0
+check "NaN over 2 ranks: one message" test "$(grep -c '^bpc: training stopped: the loss became' nan2.txt)" -eq 1
+# SIGTERM to mpirun reaches every rank; they stop at the same step and rank 0 saves, as one process does
+awk 'BEGIN { srand(7); for (i = 0; i < 100000; i++) { a = rand(); b = rand(); printf "%.4f,%.4f,%.4f\n", a, b, a - b } }' >mbig.csv
+$MPIRUN -np 2 "$BPC" train lin.bp --data mbig.csv --epochs 100000 --batch 4 --lr 0.01 --threads 1 --save mterm.params \
+  >mterm.txt 2>mterm.err &
+mterm_pid=$!
+for i in $(seq 1 200); do grep -q "^epoch 1:" mterm.txt 2>/dev/null && break; sleep 0.1; done
+kill -TERM "$mterm_pid"
+wait "$mterm_pid"
+check "SIGTERM to mpirun: exit non-zero" test $? -ne 0
+check "SIGTERM to mpirun: rank 0 saves and says so" \
+  grep -q "^bpc: stopped by SIGTERM in epoch [0-9]* after [0-9]* examples; parameters saved to mterm.params$" mterm.err
+"$BPC" eval lin.bp --load mterm.params --data lin.csv >/dev/null
+check "SIGTERM to mpirun: the save is loadable" test $? -eq 0
+# launched by mpirun without the plugin: bpc says so
+mkdir -p lone && cp "$BPC" lone/bpc
+$MPIRUN -np 1 lone/bpc train dp.bp --data x=dpx.csv --data t=dpy.csv --epochs 1 --quiet >lone.txt 2>&1
+check "no plugin under mpirun: exit non-zero" test $? -ne 0
+check "no plugin under mpirun: says so" grep -q "^bpc: launched by mpirun, but bpc's Open MPI plugin cannot be loaded" lone.txt
+# without mpirun, bpc needs no MPI: the copy without its plugin trains alone
+lone/bpc train dp.bp --data x=dpx.csv --data t=dpy.csv --epochs 1 --quiet
+check "without mpirun no plugin is needed" test $? -eq 0
+unset OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM
+# ---- end of issue 15 ----
+
 # make mutate's list still names code that exists (a rewrite must carry its mutations along)
 python3 "$ROOT/scripts/mutate.py" --check >mut.txt
 check "every mutation's text is in its file once" test $? -eq 0

@@ -837,9 +837,9 @@ static void test_training_reduces_loss(void **state) {
     optim_init(&o, OPT_SGD, 0.1, 0, 3, sizeof(double));
     TrainOptions to = {.epochs = 20, .batch = 16, .seed = 1, .threads = 2, .quiet = 1, .opt = &o};
     MetricSpec none = {METRIC_NONE, -1, -1, 0, NULL};
-    double before = evaluate(m, p, &d, &none, 1).loss;
+    double before = evaluate(m, p, &d, &none, 1, NULL).loss;
     assert_int_equal(train(m, p, &d, NULL, &to), 0);
-    double after = evaluate(m, p, &d, &none, 1).loss;
+    double after = evaluate(m, p, &d, &none, 1, NULL).loss;
     assert_true(before > 1);
     assert_true(after < 1e-6);
     assert_true(fabs(p[0] - 2) < 1e-3 && fabs(p[1] + 3) < 1e-3 && fabs(p[2] - 0.5) < 1e-3);
