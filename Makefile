@@ -31,7 +31,7 @@ $(B)/support/%.o:  INCS = -Isupport
 $(B)/compiler/%.o: INCS = -Isupport -Icompiler
 $(B)/runtime/%.o:  INCS = -Isupport -Iruntime
 
-.PHONY: all test run-tests unit e2e golden demo demo-cnn deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels bench-cnn docs-images mutate
+.PHONY: all test run-tests unit e2e golden demo demo-cnn deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels bench-cnn bench-dist docs-images mutate
 FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc $(MPI_PLUGIN)
 
@@ -174,7 +174,11 @@ $(B)/peak: bench/peak.c | $(B)
 bench-cnn: $(B)/bpc $(B)/peak
 	scripts/install-deps.sh --bench
 	bench/cnn_bench.sh $(B)/bpc $(B)/peak
-bench: bench-ad bench-compile bench-train bench-kernels bench-cnn
+# 1 rank against 2 under mpirun (docs/distributed.md)
+bench-dist: $(B)/bpc $(MPI_PLUGIN)
+	scripts/install-deps.sh --bench
+	bench/dist_bench.sh $(B)/bpc
+bench: bench-ad bench-compile bench-train bench-kernels bench-cnn bench-dist
 $(B)/compile_bench: bench/compile_bench.c $(B)/libbpc.a
 	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $< $(B)/libbpc.a $(LDLIBS)
 bench-compile: $(B)/compile_bench
