@@ -29,6 +29,6 @@ for net in 16:32 4:8; do
     ours=$(awk -F, 'NR == 2 { printf "%.0f", $7 }' "$T/log.csv")
     theirs=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" bench/pytorch_cnn.py "$D" "$b" "$n" "$c1" "$c2")
     printf "%-10s %-6s %8s %12s %14s %7.2fx %7.0f%%\n" "$c1-$c2" "$b" "$n" "$ours" "$theirs" \
-      "$(echo "$ours / $theirs" | bc -l)" "$(echo "100 * $ours * $flops / ($peak * 1e9)" | bc -l)"
+      "$(echo "$ours / $theirs" | bc -l)" "$(echo "100 * $ours * $flops / ($peak * 1000000000)" | bc -l)"
   done
 done
