@@ -89,7 +89,7 @@ mutate:
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 sanitize:
 	scripts/install-deps.sh --sanitize
-	$(MAKE) B=build-san CC=clang CFLAGS="-O1 -g" SAN="$(SAN_FLAGS)" build-san/bpc unit
+	$(MAKE) B=build-san CC=clang CFLAGS="-O1 -g" SAN="$(SAN_FLAGS)" build-san/bpc $(MPI_PLUGIN:$(B)/%=build-san/%) unit
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  bash tests/run.sh build-san/bpc $(TEST_NAMES:%=build-san/tests/%)
 	bash tests/valgrind_samples.sh build/bpc

@@ -1187,9 +1187,11 @@ check "--confusion without classes message" grep -qx "bpc: --confusion needs cla
 # ---- end of issue 14 ----
 
 # ---- issue 15: data-parallel training on Open MPI ----
-# mpirun as root needs these; --oversubscribe lets 3 ranks share 2 cores
+# mpirun as root needs these; --oversubscribe lets 3 ranks share 2 cores. Under make sanitize the
+# ranks do not check for leaks: Open MPI unloads its components at MPI_Finalize, so what they keep
+# has no stack to suppress by (bpc's own code is leak-checked in every other test)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPIRUN="mpirun --oversubscribe"
+MPIRUN="env ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 mpirun --oversubscribe"
 check "mpirun is installed (scripts/install-deps.sh)" command -v mpirun
 check "the Open MPI plugin is built beside bpc" test -f "$(dirname "$BPC")/libbpc-mpi.so"
 cat >dp.bp <<'BP'
