@@ -1281,6 +1281,17 @@ check "SIGTERM to mpirun: rank 0 saves and says so" \
   grep -q "^bpc: stopped by SIGTERM in epoch [0-9]* after [0-9]* examples; parameters saved to mterm.params$" mterm.err
 "$BPC" eval lin.bp --load mterm.params --data lin.csv >/dev/null
 check "SIGTERM to mpirun: the save is loadable" test $? -eq 0
+# rank 0 alone reads --load and sends it: the same run as one process from the same file
+"$BPC" train dp.bp --data x=dpx.csv --data t=dpy.csv --epochs 1 --batch 32 --threads 1 --quiet --load one_sgd.params \
+  --save load1.params
+$MPIRUN -np 2 "$BPC" train dp.bp --data x=dpx.csv --data t=dpy.csv --epochs 1 --batch 32 --threads 1 --quiet \
+  --load one_sgd.params --save load2.params
+check "mpirun --load: rank 0's file on every rank" close_params load1.params load2.params 1e-10
+# bad data ends the job with the message
+awk -F, '{ print $1 "," $2 }' dpx.csv >bad_dpx.csv
+$MPIRUN -np 2 "$BPC" train dp.bp --data x=bad_dpx.csv --data t=dpy.csv --epochs 1 --quiet >baddata.txt 2>&1
+check "mpirun, bad data: exit non-zero" test $? -ne 0
+check "mpirun, bad data: the message" grep -q "^bpc: bad_dpx.csv:1: expected 4 columns" baddata.txt
 # launched by mpirun without the plugin: bpc says so
 mkdir -p lone && cp "$BPC" lone/bpc
 $MPIRUN -np 1 lone/bpc train dp.bp --data x=dpx.csv --data t=dpy.csv --epochs 1 --quiet >lone.txt 2>&1
