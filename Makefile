@@ -111,7 +111,7 @@ demo-cnn:
 	$(B)/bpc train samples/fashion_cnn.bp \
 	  --data image=$(FASHION)/train-images-idx3-ubyte.gz --data label=$(FASHION)/train-labels-idx1-ubyte.gz \
 	  --test image=$(FASHION)/t10k-images-idx3-ubyte.gz --test label=$(FASHION)/t10k-labels-idx1-ubyte.gz \
-	  --epochs 5 --batch 64 --optim adam --lr 0.001
+	  --epochs 5 --batch 64 --optim adam --lr 0.001 --schedule cosine
 
 format:
 	clang-format -i support/*.c support/*.h compiler/*.c compiler/*.h runtime/*.c runtime/*.h cli/*.c cli/*.h \
