@@ -1227,6 +1227,12 @@ done
 $MPIRUN -np 2 "$BPC" train dp.bp --data x=dpx.csv --data t=dpy.csv --epochs 3 --batch 32 --optim adam --lr 0.01 --threads 1 --quiet \
   --save two_again.params
 check "mpirun -np 2: the same run twice, bit for bit" cmp -s two_adam.params two_again.params
+# dropout's masks follow an example's place in the global batch, whichever rank computes it
+sed 's/^h = tanh(x @ W + b)$/h = dropout(tanh(x @ W + b), 0.3)/' dp.bp >dpd.bp
+"$BPC" train dpd.bp --data x=dpx.csv --data t=dpy.csv --epochs 2 --batch 32 --threads 1 --quiet --save drop1.params
+$MPIRUN -np 2 "$BPC" train dpd.bp --data x=dpx.csv --data t=dpy.csv --epochs 2 --batch 32 --threads 1 --quiet \
+  --save drop2.params
+check "mpirun -np 2 with dropout: the masks of one process" close_params drop1.params drop2.params 1e-10
 # a global batch that 3 ranks do not divide (32 = 11 + 11 + 10), and the last batch of 11 examples
 $MPIRUN -np 3 "$BPC" train dp.bp --data x=dpx.csv --data t=dpy.csv --epochs 3 --batch 32 --optim adam --lr 0.01 --threads 1 --quiet \
   --save three.params
