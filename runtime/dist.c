@@ -77,16 +77,19 @@ int dist_init(Dist *d, char **err) {
   return 0;
 }
 
+/* A NULL Dist is this process alone, as one of size 1 is. */
+static int shared(const Dist *d) { return d && d->size > 1; }
+
 void dist_sum(const Dist *d, void *buf, size_t n, size_t elem) {
-  if (d->size > 1) d->ops->sum(buf, n, elem == sizeof(float));
+  if (shared(d)) d->ops->sum(buf, n, elem == sizeof(float));
 }
 
 void dist_sum_doubles(const Dist *d, double *v, size_t n) {
-  if (d->size > 1) d->ops->sum(v, n, 0);
+  if (shared(d)) d->ops->sum(v, n, 0);
 }
 
 void dist_bcast(const Dist *d, void *buf, size_t bytes) {
-  if (d->size > 1) d->ops->bcast(buf, bytes);
+  if (shared(d)) d->ops->bcast(buf, bytes);
 }
 
 int dist_any(const Dist *d, int mine) {
@@ -110,7 +113,7 @@ void dist_finish(Dist *d) {
 }
 
 void dist_share(const Dist *d, size_t n, size_t *from, size_t *len) {
-  size_t r = (size_t)d->rank, s = (size_t)d->size;
+  size_t r = d ? (size_t)d->rank : 0, s = d ? (size_t)d->size : 1;
   *from = n * r / s;
   *len = n * (r + 1) / s - *from;
 }

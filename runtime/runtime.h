@@ -359,7 +359,7 @@ int dist_launched_by_mpirun(void);
 /* Joins the job under mpirun (loads the plugin, initialises MPI); else a
  * single process. Returns 1 with *err when the plugin cannot be loaded. */
 int dist_init(Dist *d, char **err);
-/* Collectives; each a no-op in a single process. */
+/* Collectives; each a no-op in a single process (d NULL, or of size 1). */
 void dist_sum(const Dist *d, void *buf, size_t n, size_t elem); /* elem: sizeof(float) or sizeof(double) */
 void dist_sum_doubles(const Dist *d, double *v, size_t n);
 void dist_bcast(const Dist *d, void *buf, size_t bytes);
@@ -370,7 +370,8 @@ int dist_any(const Dist *d, int mine); /* whether any rank says mine != 0 */
 void dist_fail(const Dist *d, int code) __attribute__((noreturn));
 void dist_finish(Dist *d); /* MPI_Finalize under mpirun */
 /* This rank's contiguous share [from, from + len) of n items (shares
- * differ by one at most; the first ranks get the smaller ones). */
+ * differ by one at most; the first ranks get the smaller ones); all of
+ * them when d is NULL. */
 void dist_share(const Dist *d, size_t n, size_t *from, size_t *len);
 
 /* ---- fdcheck.c: finite differences for bpc check ---------------------------- */

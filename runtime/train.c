@@ -172,7 +172,7 @@ EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const Met
   void *outputs = calloc((size_t)CHUNK * (size_t)(m->noutputs + 1), m->elem);
   double loss = 0, metric = 0;
   size_t first = 0, mine = d->n; /* this process's share of the examples */
-  if (dist) dist_share(dist, d->n, &first, &mine);
+  dist_share(dist, d->n, &first, &mine);
   for (size_t at = first; at < first + mine; at += CHUNK) {
     size_t n = first + mine - at < CHUNK ? first + mine - at : CHUNK;
     const char *in = (const char *)d->x + at * (size_t)d->width * d->elem;
@@ -187,7 +187,7 @@ EvalResult evaluate(JitModel *m, const void *params, const Dataset *d, const Met
   free(outputs);
   pool_free(&pool);
   double sums[2] = {loss, metric};
-  if (dist) dist_sum_doubles(dist, sums, 2);
+  dist_sum_doubles(dist, sums, 2);
   loss = sums[0];
   metric = sums[1];
   EvalResult r = {loss / (double)d->n, spec->kind != METRIC_NONE ? metric / (double)d->n : -1};
@@ -376,10 +376,6 @@ typedef struct Trainer {
  * those mpirun started (the others print nothing unless they fail alone). */
 static int speaks(const TrainOptions *o) { return !o->dist || o->dist->rank == 0; }
 
-/* Whether this process or any other failed: every process must stop at
- * the same point, or the others would wait for it forever. */
-static int any_failed(const TrainOptions *o, int failed) { return o->dist ? dist_any(o->dist, failed) : failed; }
-
 /* Everything a run needs before its first step; 1 (message printed) when
  * no metric can be had or a resumed state does not fit. */
 static int trainer_init(Trainer *t, JitModel *m, void *params, const Dataset *data, const Dataset *test,
@@ -470,7 +466,7 @@ static int train_steps(Trainer *t, int epoch) {
     size_t at = b * t->batch, nb = t->n - at < t->batch ? t->n - at : t->batch;
     /* this process's contiguous slice of the minibatch (all of it without mpirun) */
     size_t from = 0, len = nb;
-    if (o->dist) dist_share(o->dist, nb, &from, &len);
+    dist_share(o->dist, nb, &from, &len);
     for (size_t e = 0; e < len; e++)
       memcpy(t->xb + e * row, (const char *)t->data->x + t->idx[at + from + e] * row, row);
     if (o->fail_step && t->steps + 1 == (uint64_t)o->fail_step && o->dist && o->dist->rank == o->fail_rank) {
@@ -492,10 +488,8 @@ static int train_steps(Trainer *t, int epoch) {
     /* the step's loss, metric and stop request over all the processes, so that every one of them
        sees a NaN, or an interrupt, at the same step */
     double sums[3] = {loss, metric_sum(m, &t->spec, t->xb, t->outputs, len), interrupted != 0};
-    if (o->dist && o->dist->size > 1) {
-      dist_sum_doubles(o->dist, sums, 3);
-      dist_sum(o->dist, t->pool.w[0].grad, (size_t)m->nparams, m->elem);
-    }
+    dist_sum_doubles(o->dist, sums, 3);
+    dist_sum(o->dist, t->pool.w[0].grad, (size_t)m->nparams, m->elem);
     t->steps++;
     if (!isfinite(sums[0])) {
       report_bad_loss(t, epoch, b, sums[0]);
@@ -600,7 +594,7 @@ static int finish_epoch(Trainer *t, int epoch, double seconds) {
     free(err);
     rc = 1;
   }
-  return any_failed(o, rc);
+  return dist_any(o->dist, rc); /* every process stops at the same point, or the others would wait forever */
 }
 
 /* With early stopping the run ends with the best epoch's parameters (a
