@@ -61,14 +61,22 @@ static void model_info(const Ctx *c, const char *unbatched_why, ModelInfo *mi) {
 
 void cli_model_info(const Ctx *c, ModelInfo *mi) { model_info(c, NULL, mi); }
 
-/* --jit auto: the system C compiler for a model with convolutions or
- * pooling, whose large elementwise loops (biases, relu, their gradients
- * over every pixel of every channel) gcc vectorises and tcc does not;
- * tcc, which starts in milliseconds, for the rest. */
-static int wants_cc(const Ctx *c) {
+/* --jit auto: the system C compiler where the step's elementwise loops are
+ * large enough for its vectorising to pay for its ~0.25 s (once: the
+ * shared object is cached): a model with convolutions or pooling (biases,
+ * relu and their gradients over every pixel of every channel), or one
+ * compiled for a batch whose forward pass is at least AUTO_CC_FLOPS (the
+ * Fashion MLP at batch 8 and up: 1.4x the examples/s of tcc at batch 64,
+ * bench/RESULTS.md). tcc, which starts in milliseconds, for the rest: the
+ * lecture notes' graphs and one-example steps. */
+enum { AUTO_CC_FLOPS = 1 << 20 };
+static int wants_cc(Ctx *c, int batch) {
   for (int i = 0; i < c->nodes.len; i++)
     if (op_is_window(((const Node *)c->nodes.items[i])->op)) return 1;
-  return 0;
+  if (batch < 2) return 0;
+  Stats st;
+  compute_stats(c, &st);
+  return st.fwd_flops * batch >= AUTO_CC_FLOPS;
 }
 
 /* Emits the compiled c in the JIT's form, for tcc or for the system C
@@ -98,7 +106,7 @@ static JitModel *emit_and_load(Ctx *c, const JitOptions *jo, char **err) {
 static JitModel *load_compiled(Ctx *c, const JitOptions *asked, double t0) {
   JitOptions jo = asked ? *asked : (JitOptions){0};
   int fallback = jo.use_cc < 0;
-  if (jo.use_cc < 0) jo.use_cc = wants_cc(c);
+  if (jo.use_cc < 0) jo.use_cc = wants_cc(c, jo.batch);
   char *err = NULL;
   JitModel *m = emit_and_load(c, &jo, &err);
   if (!m && fallback && jo.use_cc) {

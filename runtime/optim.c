@@ -72,18 +72,18 @@ static double clip_factor(const Optimizer *o, const void *grad, double scale) {
 }
 
 #define DEFINE_STEP(T, S)                                                                                    \
-  BPK_CLONES static void step_##S(Optimizer *o, T *restrict p, const T *restrict g, T scale, T lr) {         \
-    const int64_t n = o->n;                                                                                  \
+  BPK_CLONES static void step_##S(const Optimizer *o, T *restrict p, const T *restrict g, T scale, T lr,     \
+                                  int64_t from, int64_t to) {                                                \
     const T wd = (T)o->weight_decay;                                                                         \
     if (o->kind == OPT_SGD) {                                                                                \
-      for (int64_t i = 0; i < n; i++) {                                                                      \
+      for (int64_t i = from; i < to; i++) {                                                                  \
         const T gi = g[i] * scale + wd * p[i];                                                               \
         p[i] -= lr * gi;                                                                                     \
       }                                                                                                      \
     } else if (o->kind == OPT_MOMENTUM) {                                                                    \
       T *restrict v = o->m;                                                                                  \
       const T mu = (T)o->momentum;                                                                           \
-      for (int64_t i = 0; i < n; i++) {                                                                      \
+      for (int64_t i = from; i < to; i++) {                                                                  \
         v[i] = mu * v[i] + g[i] * scale + wd * p[i];                                                         \
         p[i] -= lr * v[i];                                                                                   \
       }                                                                                                      \
@@ -92,7 +92,7 @@ static double clip_factor(const Optimizer *o, const void *grad, double scale) {
       const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps;                                           \
       const T c1 = (T)(1 - pow(o->beta1, (double)o->step));                                                  \
       const T c2 = (T)(1 - pow(o->beta2, (double)o->step));                                                  \
-      for (int64_t i = 0; i < n; i++) {                                                                      \
+      for (int64_t i = from; i < to; i++) {                                                                  \
         const T gi = g[i] * scale;                                                                           \
         m[i] = b1 * m[i] + (1 - b1) * gi;                                                                    \
         v[i] = b2 * v[i] + (1 - b2) * gi * gi;                                                               \
@@ -102,7 +102,7 @@ static double clip_factor(const Optimizer *o, const void *grad, double scale) {
       T *restrict v = o->v;                                                                                  \
       const T a = (T)o->alpha, eps = (T)o->eps;                                                              \
       const int rms = o->kind == OPT_RMSPROP;                                                                \
-      for (int64_t i = 0; i < n; i++) {                                                                      \
+      for (int64_t i = from; i < to; i++) {                                                                  \
         const T gi = g[i] * scale + wd * p[i];                                                               \
         v[i] = rms ? a * v[i] + (1 - a) * gi * gi : v[i] + gi * gi;                                          \
         p[i] -= lr * gi / (sqrt##S(v[i]) + eps);                                                             \
@@ -114,13 +114,21 @@ static double clip_factor(const Optimizer *o, const void *grad, double scale) {
 DEFINE_STEP(double, d)
 DEFINE_STEP(float, f)
 
-void optim_step(Optimizer *o, void *params, const void *grad, double scale, double lr) {
-  scale *= clip_factor(o, grad, scale);
+double optim_begin_step(Optimizer *o, const void *grad, double scale) {
   o->step++;
+  return scale * clip_factor(o, grad, scale);
+}
+
+void optim_apply(const Optimizer *o, void *params, const void *grad, double scale, double lr, int64_t from,
+                 int64_t to) {
   if (o->elem == sizeof(float))
-    step_f(o, params, grad, (float)scale, (float)lr);
+    step_f(o, params, grad, (float)scale, (float)lr, from, to);
   else
-    step_d(o, params, grad, scale, lr);
+    step_d(o, params, grad, scale, lr, from, to);
+}
+
+void optim_step(Optimizer *o, void *params, const void *grad, double scale, double lr) {
+  optim_apply(o, params, grad, optim_begin_step(o, grad, scale), lr, 0, o->n);
 }
 
 void optim_free(Optimizer *o) {

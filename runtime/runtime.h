@@ -210,6 +210,13 @@ void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t 
  * batch's gradient is stored over it (the generated functions' acc 0), so
  * nothing is cleared. */
 void optim_step(Optimizer *o, void *params, const void *grad, double scale, double lr);
+/* optim_step in parts, for threads that update a range of the parameters
+ * each: begin counts the step and returns the scale with clipping's factor
+ * (which reads all of grad, so the gradient must be complete), apply
+ * updates parameters [from, to). */
+double optim_begin_step(Optimizer *o, const void *grad, double scale);
+void optim_apply(const Optimizer *o, void *params, const void *grad, double scale, double lr, int64_t from,
+                 int64_t to);
 void optim_free(Optimizer *o);
 
 /* ---- lr_schedule.c: the learning rate over the training (--schedule) --------- */

@@ -1,13 +1,16 @@
 /* train.c — minibatch gradient descent on a JIT-compiled model.
  *
  * Each epoch shuffles the examples (deterministically from the seed), and
- * for each minibatch: gathers its examples into one buffer, computes the
- * summed gradient (split over worker threads, each into its own buffer,
- * then added in thread order so a run is reproducible for a given thread
- * count), turns it into the mean, and takes one optimiser step. The loss and
- * accuracy reported for an epoch are those seen while training on it. */
+ * for each minibatch: splits its examples over the worker threads, each
+ * copying its own and computing their summed gradient into its own buffer;
+ * then splits the parameters, each thread adding the others' gradients
+ * into the first's over its range, in thread order (so a run repeats
+ * exactly for a given thread count), and taking the optimiser's step
+ * there. The loss and accuracy reported for an epoch are those seen while
+ * training on it. */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +22,60 @@
 
 /* ---- worker threads ----------------------------------------------------------- */
 
+/* A barrier that spins before it sleeps. A step of a small model takes
+ * tenths of a millisecond and the threads meet two or three times in it:
+ * going to sleep in the kernel and being woken at each meeting would be a
+ * noticeable part of the step. The spin is bounded (SPIN_ROUNDS pauses,
+ * some 100 us) so that threads sharing a core with others (more threads
+ * than cores, mpirun's ranks) sleep instead of taking the time the others
+ * need. */
+enum { SPIN_ROUNDS = 1 << 12 };
+typedef struct Barrier {
+  atomic_uint arrived, generation;
+  unsigned n;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} Barrier;
+
+static void barrier_init(Barrier *b, unsigned n) {
+  atomic_init(&b->arrived, 0);
+  atomic_init(&b->generation, 0);
+  b->n = n;
+  pthread_mutex_init(&b->mu, NULL);
+  pthread_cond_init(&b->cv, NULL);
+}
+
+static void barrier_destroy(Barrier *b) {
+  pthread_mutex_destroy(&b->mu);
+  pthread_cond_destroy(&b->cv);
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+static void barrier_wait(Barrier *b) {
+  unsigned gen = atomic_load(&b->generation);
+  if (atomic_fetch_add(&b->arrived, 1) + 1 == b->n) { /* the last one in lets the others go */
+    atomic_store(&b->arrived, 0);
+    pthread_mutex_lock(&b->mu);
+    atomic_store(&b->generation, gen + 1);
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    return;
+  }
+  for (int i = 0; i < SPIN_ROUNDS; i++) {
+    if (atomic_load(&b->generation) != gen) return;
+    cpu_relax();
+  }
+  pthread_mutex_lock(&b->mu); /* the generation changes under the mutex: no wake-up is missed */
+  while (atomic_load(&b->generation) == gen)
+    pthread_cond_wait(&b->cv, &b->mu);
+  pthread_mutex_unlock(&b->mu);
+}
+
 typedef struct Pool Pool;
 typedef struct Worker {
   Pool *pool;
@@ -29,18 +86,31 @@ typedef struct Worker {
   double loss;
 } Worker;
 
+/* What the threads do when the pool runs: their share of the batch's
+ * examples, or their range of the parameters (the gradient summed over the
+ * threads, then, with `step`, the optimiser's update). */
+typedef enum { JOB_EXAMPLES, JOB_PARAMS } JobKind;
+
 struct Pool {
   JitModel *m;
   int n; /* threads, including the caller */
   Worker *w;
-  pthread_barrier_t start, done;
+  Barrier start, done;
   int quit;
-  /* the current job */
+  JobKind job;
+  /* JOB_EXAMPLES */
   int training;
   uint64_t dropout_seed; /* training: example j of the job draws its dropout masks from dropout_seed + j */
   const void *params, *inputs;
   void *outputs;
   size_t count;
+  const char *rows;    /* non-NULL: each thread first copies its examples, rows[order[e]], into inputs */
+  const size_t *order; /* the job's examples in the dataset */
+  /* JOB_PARAMS */
+  int reduce;            /* add the other threads' gradients into the first's */
+  const Optimizer *step; /* non-NULL: then the update of step_params at step_scale and step_lr */
+  void *step_params;
+  double step_scale, step_lr;
 };
 
 /* Thread i's share of the examples: whole fixed batches where possible. */
@@ -57,11 +127,14 @@ static void run_slice(Pool *p, Worker *w) {
   slice(p, w->index, &from, &len);
   JitModel *m = p->m;
   size_t in_row = (size_t)m->ninputs * m->elem, out_row = (size_t)m->noutputs * m->elem;
-  const char *in = (const char *)p->inputs + from * in_row;
+  char *in = (char *)p->inputs + from * in_row; /* written only when p->rows is set */
   char *out = p->outputs ? (char *)p->outputs + from * out_row : NULL;
+  if (p->rows) /* the copy into the batch's buffer is split too: each thread its own examples */
+    for (size_t e = 0; e < len; e++)
+      memcpy((char *)in + e * in_row, p->rows + p->order[from + e] * in_row, in_row);
   w->loss = 0;
   size_t fixed = m->fixed > 1 ? (size_t)m->fixed : 0;
-  int acc = 0; /* the first call stores this thread's gradient, later ones add */
+  int acc = 0;                            /* the first call stores this thread's gradient, later ones add */
   uint64_t seed = p->dropout_seed + from; /* by the example's place in the batch, not the thread's */
   for (; fixed && len >= fixed;
        len -= fixed, in += fixed * in_row, out = out ? out + fixed * out_row : NULL, seed += fixed) {
@@ -80,18 +153,61 @@ static void run_slice(Pool *p, Worker *w) {
     w->loss += jit_eval_batch(m, p->params, in, len, out, w->ws);
 }
 
+/* Thread i's range of the parameters: equal parts, each a whole number of
+ * cache lines so that no two threads write the same line. */
+static void param_range(const Pool *p, int i, int64_t *from, int64_t *to) {
+  int64_t n = p->m->nparams, line = 64 / (int64_t)p->m->elem;
+  int64_t per = ((n + p->n - 1) / p->n + line - 1) / line * line;
+  *from = (int64_t)i * per < n ? (int64_t)i * per : n;
+  *to = *from + per < n ? *from + per : n;
+}
+
+/* The threads' gradients summed into the first thread's buffer, in thread
+ * order for every element (so a run repeats exactly for a given thread
+ * count), then the update: both over this thread's range alone. Nothing is
+ * cleared: each batch stores its gradient afresh (acc 0). */
+#define DEFINE_PARAMS_JOB(T, S)                                                                              \
+  static void params_job_##S(Pool *p, int64_t from, int64_t to) {                                            \
+    T *restrict g0 = p->w[0].grad;                                                                           \
+    for (int t = 1; p->reduce && t < p->n; t++) {                                                            \
+      const T *restrict gt = p->w[t].grad;                                                                   \
+      for (int64_t i = from; i < to; i++)                                                                    \
+        g0[i] += gt[i];                                                                                      \
+    }                                                                                                        \
+  }
+DEFINE_PARAMS_JOB(double, d)
+DEFINE_PARAMS_JOB(float, f)
+
+static void run_params(Pool *p, int i) {
+  int64_t from, to;
+  param_range(p, i, &from, &to);
+  if (from == to) return;
+  if (p->m->use_float)
+    params_job_f(p, from, to);
+  else
+    params_job_d(p, from, to);
+  if (p->step) optim_apply(p->step, p->step_params, p->w[0].grad, p->step_scale, p->step_lr, from, to);
+}
+
+static void run_job(Pool *p, Worker *w) {
+  if (p->job == JOB_PARAMS)
+    run_params(p, w->index);
+  else
+    run_slice(p, w);
+}
+
 static void *worker_main(void *arg) {
   Worker *w = arg;
   Pool *p = w->pool;
   flush_subnormals();
   for (;;) {
-    pthread_barrier_wait(&p->start);
+    barrier_wait(&p->start);
     if (p->quit) {
       bpk_thread_done();
       return NULL;
     }
-    run_slice(p, w);
-    pthread_barrier_wait(&p->done);
+    run_job(p, w);
+    barrier_wait(&p->done);
   }
 }
 
@@ -109,8 +225,8 @@ static void pool_init(Pool *p, JitModel *m, int threads) {
     p->w[i].soa = calloc((size_t)(m->fixed > 1 ? m->fixed : 1) * (size_t)(m->ninputs + 1), m->elem);
   }
   if (p->n > 1) {
-    pthread_barrier_init(&p->start, NULL, (unsigned)p->n);
-    pthread_barrier_init(&p->done, NULL, (unsigned)p->n);
+    barrier_init(&p->start, (unsigned)p->n);
+    barrier_init(&p->done, (unsigned)p->n);
     for (int i = 1; i < p->n; i++)
       pthread_create(&p->w[i].thread, NULL, worker_main, &p->w[i]);
   }
@@ -118,23 +234,37 @@ static void pool_init(Pool *p, JitModel *m, int threads) {
 
 /* Runs the current job on every thread; returns the summed loss. */
 static double pool_run(Pool *p) {
-  if (p->n > 1) pthread_barrier_wait(&p->start);
-  run_slice(p, &p->w[0]);
-  if (p->n > 1) pthread_barrier_wait(&p->done);
+  if (p->n > 1) barrier_wait(&p->start);
+  run_job(p, &p->w[0]);
+  if (p->n > 1) barrier_wait(&p->done);
   double loss = 0;
-  for (int i = 0; i < p->n; i++)
+  for (int i = 0; p->job == JOB_EXAMPLES && i < p->n; i++)
     loss += p->w[i].loss;
   return loss;
+}
+
+/* The threads' gradients summed into the first thread's buffer; with opt,
+ * the update too, each thread over its range of the parameters. */
+static void pool_params(Pool *p, int reduce, const Optimizer *opt, void *params, double scale, double lr) {
+  if (!(reduce && p->n > 1) && !opt) return;
+  p->job = JOB_PARAMS;
+  p->reduce = reduce;
+  p->step = opt;
+  p->step_params = params;
+  p->step_scale = scale;
+  p->step_lr = lr;
+  pool_run(p);
+  p->job = JOB_EXAMPLES;
 }
 
 static void pool_free(Pool *p) {
   if (p->n > 1) {
     p->quit = 1;
-    pthread_barrier_wait(&p->start);
+    barrier_wait(&p->start);
     for (int i = 1; i < p->n; i++)
       pthread_join(p->w[i].thread, NULL);
-    pthread_barrier_destroy(&p->start);
-    pthread_barrier_destroy(&p->done);
+    barrier_destroy(&p->start);
+    barrier_destroy(&p->done);
   }
   for (int i = 0; i < p->n; i++) {
     free(p->w[i].ws);
@@ -143,24 +273,6 @@ static void pool_free(Pool *p) {
   }
   free(p->w);
 }
-
-/* The batch's summed gradient into the first thread's buffer: the other
- * threads' buffers added in thread order (so a run repeats exactly for a
- * given thread count). Nothing is cleared: each batch stores its gradient
- * afresh (acc 0). */
-#define DEFINE_REDUCE(T, S)                                                                                  \
-  static void reduce_##S(Pool *p) {                                                                          \
-    int64_t n = p->m->nparams;                                                                               \
-    T *restrict g0 = p->w[0].grad;                                                                           \
-    for (int t = 1; t < p->n; t++) {                                                                         \
-      T *restrict gt = p->w[t].grad;                                                                         \
-      for (int64_t i = 0; i < n; i++) {                                                                      \
-        g0[i] += gt[i];                                                                                      \
-      }                                                                                                      \
-    }                                                                                                        \
-  }
-DEFINE_REDUCE(double, d)
-DEFINE_REDUCE(float, f)
 
 /* ---- evaluation ----------------------------------------------------------------- */
 
@@ -460,15 +572,12 @@ static void report_bad_loss(const Trainer *t, int epoch, uint64_t b, double loss
 static int train_steps(Trainer *t, int epoch) {
   JitModel *m = t->m;
   const TrainOptions *o = t->o;
-  size_t row = (size_t)m->ninputs * m->elem;
   double t0 = now_seconds(), last_draw = 0;
   for (uint64_t b = t->pos.batches_done; b < t->per_epoch; b++) {
     size_t at = b * t->batch, nb = t->n - at < t->batch ? t->n - at : t->batch;
     /* this process's contiguous slice of the minibatch (all of it without mpirun) */
     size_t from = 0, len = nb;
     dist_share(o->dist, nb, &from, &len);
-    for (size_t e = 0; e < len; e++)
-      memcpy(t->xb + e * row, (const char *)t->data->x + t->idx[at + from + e] * row, row);
     if (o->fail_step && t->steps + 1 == (uint64_t)o->fail_step && o->dist && o->dist->rank == o->fail_rank) {
       fprintf(stderr, "bpc: rank %d dies at step %d (--test-fail-at)\n", o->fail_rank, o->fail_step);
       _exit(3); /* as a crash would: no message to the others, no MPI_Finalize */
@@ -480,11 +589,14 @@ static int train_steps(Trainer *t, int epoch) {
     t->pool.inputs = t->xb;
     t->pool.outputs = t->spec.kind != METRIC_NONE ? t->outputs : NULL;
     t->pool.count = len;
+    t->pool.rows = t->data->x;
+    t->pool.order = t->idx + at + from;
     double loss = pool_run(&t->pool);
-    if (m->use_float)
-      reduce_f(&t->pool);
-    else
-      reduce_d(&t->pool);
+    t->pool.rows = NULL;
+    /* without other processes or clipping, which need the whole gradient first, each thread sums
+       and updates its range of the parameters in one pass */
+    int fused = !o->dist && !(o->opt->clip_norm > 0);
+    if (!fused) pool_params(&t->pool, 1, NULL, NULL, 0, 0);
     /* the step's loss, metric and stop request over all the processes, so that every one of them
        sees a NaN, or an interrupt, at the same step */
     double sums[3] = {loss, metric_sum(m, &t->spec, t->xb, t->outputs, len), interrupted != 0};
@@ -496,7 +608,8 @@ static int train_steps(Trainer *t, int epoch) {
       return 1;
     }
     double lr = schedule_lr(&o->schedule, o->opt->lr, epoch, b, t->per_epoch, o->epochs);
-    optim_step(o->opt, t->params, t->pool.w[0].grad, 1.0 / (double)nb, lr);
+    double scale = optim_begin_step(o->opt, t->pool.w[0].grad, 1.0 / (double)nb);
+    pool_params(&t->pool, fused, o->opt, t->params, scale, lr);
     t->loss_sum += sums[0];
     t->metric_sum += sums[1];
     t->done += nb;

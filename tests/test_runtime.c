@@ -887,6 +887,56 @@ static void test_idle_thread_adds_nothing(void **state) {
     assert_true(fabs(runs[0][i] - runs[1][i]) < 1e-12 * (1 + fabs(runs[0][i])));
 }
 
+/* A model of 200 parameters, so that each of up to three threads has its
+ * own range of them to sum and update (whole cache lines: 16 doubles). */
+static const char *const wide_model = "param W[4, 40] ~ normal(0, 0.5)\nparam b[40]\ninput x[4]\ninput t[40]\n"
+                                      "y = x @ W + b\nloss = 0.5 * sum((y - t)^2)\n";
+
+/* The wide model's parameters after 2 epochs of Adam, batch 12, on the
+ * given number of threads, with or without clipping (which needs the
+ * whole gradient before any thread updates its range). */
+static void train_wide(int threads, double clip, double *out) {
+  JitModel *m = jit_from_source(wide_model, 0, (12 + threads - 1) / threads);
+  DataBinding b = {NULL, path_in_dir("wide.csv")};
+  Dataset d;
+  assert_null(load(m, &d, &b, 1));
+  m->init(out, 5);
+  Optimizer o;
+  optim_init(&o, OPT_ADAM, 0.01, 0, m->nparams, sizeof(double));
+  o.clip_norm = clip;
+  TrainOptions to = {.epochs = 2, .batch = 12, .seed = 3, .threads = threads, .quiet = 1, .opt = &o};
+  assert_int_equal(train(m, out, &d, NULL, &to), 0);
+  optim_free(&o);
+  dataset_free(&d);
+  jit_free(m);
+}
+
+/* Threads split the examples, then the parameters (each sums the threads'
+ * gradients over its range and updates it): 2 and 3 threads give 1
+ * thread's parameters up to the order of the gradient's sums, with and
+ * without clipping; and a run repeats exactly. */
+static void test_threads_match_one_thread(void **state) {
+  (void)state;
+  Buf csv = {0};
+  uint64_t rng = 21;
+  for (int i = 0; i < 96; i++)
+    for (int j = 0; j < 44; j++)
+      buf_printf(&csv, "%.17g%s", test_rand_normal(&rng), j < 43 ? "," : "\n");
+  write_text("wide.csv", csv.data);
+  buf_free(&csv);
+  for (int c = 0; c < 2; c++) {
+    double clip = c ? 0.5 : 0, one[200], again[200], many[200];
+    train_wide(1, clip, one);
+    train_wide(1, clip, again);
+    assert_memory_equal(one, again, sizeof one);
+    for (int threads = 2; threads <= 3; threads++) {
+      train_wide(threads, clip, many);
+      for (int i = 0; i < 200; i++)
+        assert_true(fabs(one[i] - many[i]) <= 1e-12 * (1 + fabs(one[i])));
+    }
+  }
+}
+
 /* The batched functions `bpc train` runs (one fixed batch, vectors made
  * matrices) against the per-example ones on the same examples: the
  * summed loss, the summed gradient (stored, then added with acc 1) and
@@ -1291,6 +1341,7 @@ int main(void) {
       cmocka_unit_test(test_training_reduces_loss),
       cmocka_unit_test(test_training_is_reproducible),
       cmocka_unit_test(test_idle_thread_adds_nothing),
+      cmocka_unit_test(test_threads_match_one_thread),
       cmocka_unit_test(test_metric_choice),
       cmocka_unit_test(test_workspace_is_what_the_code_uses),
       cmocka_unit_test(test_batched_functions_match_per_example),
