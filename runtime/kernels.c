@@ -152,8 +152,8 @@
   BPK_TILES(T, S, 2, 4, 2, 2, 1, 1, 1) /* two: every other panel */                                          \
   /* Per-thread scratch (bpk_thread_done frees it): the transposed operand                                   \
      packed, and a last panel narrower than a tile, zero-padded */                                           \
-  static _Thread_local T *pack_buf_##S, *edge_buf_##S;                                                       \
-  static _Thread_local size_t pack_cap_##S, edge_cap_##S;                                                    \
+  static _Thread_local T *pack_buf_##S, *edge_buf_##S, *panel_buf_##S;                                       \
+  static _Thread_local size_t pack_cap_##S, edge_cap_##S, panel_cap_##S;                                     \
   static T *scratch_##S(T **buf, size_t *cap, size_t n) {                                                    \
     if (*cap < n) {                                                                                          \
       free(*buf);                                                                                            \
@@ -194,10 +194,24 @@
           memset(C + i * n, 0, sizeof(T) * n);                                                               \
       return;                                                                                                \
     }                                                                                                        \
+    /* B's rows a multiple of 4 cache lines apart fall into a quarter of the L1 cache's sets or fewer, and   \
+       a panel of B then pushes itself out of L1 while the row tiles pass over it: copied once contiguous    \
+       (when enough row tiles reuse it to pay for the copy), it stays */                                     \
+    int contiguous = m > 12 && n > W && (n * sizeof(T)) % 256 == 0;                                          \
+    T *bpan = contiguous ? scratch_##S(&panel_buf_##S, &panel_cap_##S, KC * W) : NULL;                      \
     for (size_t p0 = 0; p0 < k; p0 += KC) {                                                                  \
       size_t kc = k - p0 < KC ? k - p0 : KC;                                                                 \
-      for (size_t j = 0; j < full; j += W)                                                                   \
-        panel2_##S(A + p0 * sap, sai, sap, B + p0 * n + j, n, C + j, n, m, kc, add || p0 > 0);               \
+      for (size_t j = 0; j < full; j += W) {                                                                 \
+        const T *bj = B + p0 * n + j;                                                                        \
+        size_t ldb = n;                                                                                      \
+        if (bpan) {                                                                                          \
+          for (size_t p = 0; p < kc; p++)                                                                    \
+            memcpy(bpan + p * W, bj + p * n, sizeof(T) * W);                                                 \
+          bj = bpan;                                                                                         \
+          ldb = W;                                                                                           \
+        }                                                                                                    \
+        panel2_##S(A + p0 * sap, sai, sap, bj, ldb, C + j, n, m, kc, add || p0 > 0);                         \
+      }                                                                                                      \
     }                                                                                                        \
     size_t rest = n - full;                                                                                  \
     if (rest == 0) return;                                                                                   \
@@ -224,9 +238,11 @@ void bpk_thread_done(void) {
   free(pack_buf_f);
   free(edge_buf_d);
   free(edge_buf_f);
-  pack_buf_d = edge_buf_d = NULL;
-  pack_buf_f = edge_buf_f = NULL;
-  pack_cap_d = pack_cap_f = edge_cap_d = edge_cap_f = 0;
+  free(panel_buf_d);
+  free(panel_buf_f);
+  pack_buf_d = edge_buf_d = panel_buf_d = NULL;
+  pack_buf_f = edge_buf_f = panel_buf_f = NULL;
+  pack_cap_d = pack_cap_f = edge_cap_d = edge_cap_f = panel_cap_d = panel_cap_f = 0;
 }
 
 #define BPK_DEFINE(T, S)                                                                                     \

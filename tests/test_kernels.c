@@ -700,7 +700,11 @@ static void test_mm(void **state) {
       }
   check_mm(32, 400, 196, &rng); /* the Fashion CNN's second layer: the forward product of one image */
   check_mm(25, 784, 16, &rng);  /* the first layer's kernel gradient */
-  assert_int_equal(compared, 16 * (runs + 2));
+  /* rows of B a multiple of 256 bytes apart (64 floats, 32 doubles), with enough rows of C to copy B's
+     panels contiguous first: k over several blocks, and a last panel narrower than a tile */
+  check_mm(13, 600, 64, &rng);
+  check_mm(19, 7, 160, &rng);
+  assert_int_equal(compared, 16 * (runs + 4));
 }
 
 int main(void) {
