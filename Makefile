@@ -126,9 +126,9 @@ clean:
 	rm -rf $(B) build-san build-fuzz
 
 # Benchmarks (not tests): see bench/RESULTS.md.
-bench-train: $(B)/bpc
+bench-train: $(B)/bpc $(B)/peak
 	scripts/install-deps.sh --bench
-	bench/train_bench.sh $(B)/bpc
+	bench/train_bench.sh $(B)/bpc $(B)/peak
 $(B)/kernel_bench: bench/kernel_bench.c $(B)/runtime/kernels.o $(B)/runtime/conv.o
 	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $^
 bench-kernels: $(B)/kernel_bench

@@ -10,6 +10,7 @@
  * references) and measures the peak only.
  * Usage: peak                 the peak, f32 and f64, and the conv benchmark
  *        peak --f32-gflops    the sustained f32 peak alone, a number (bench/cnn_bench.sh)
+ *        peak --gflops        the sustained f32 and f64 peaks, two numbers (bench/train_bench.sh)
  *
  * The peak: independent chains of fused multiply-adds in the widest vectors
  * the compiler gives (AVX2 + FMA on x86-64: 8 floats or 4 doubles per
@@ -169,6 +170,10 @@ static void conv_benchmark(double peak) {
 int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "--f32-gflops")) {
     printf("%.1f\n", sustained(1));
+    return 0;
+  }
+  if (argc > 1 && !strcmp(argv[1], "--gflops")) {
+    printf("%.1f %.1f\n", sustained(1), sustained(0));
     return 0;
   }
   double f32 = burst(1);

@@ -1,21 +1,35 @@
 #!/usr/bin/env bash
-# train_bench.sh — bpc train against PyTorch (CPU, one thread) on the
-# 784-128-10 MLP of samples/fashion_mlp.bp: same model, SGD, batch sizes 64,
-# 8 and 1, float32, in one run. Prints examples/s and the ratio.
-# Usage: bench/train_bench.sh [BPC]   (make bench-train)
+# train_bench.sh — bpc train against PyTorch (CPU) on the 784-128-10 MLP of
+# samples/fashion_mlp.bp: same model, SGD, in one run. float32 on one thread
+# at batch 64, 8 and 1; two threads and float64 at batch 64. Prints
+# examples/s, the ratio, and bpc's rate as a fraction of one core's FMA peak
+# (bench/peak.c, the f32 or f64 peak as the row's precision; two threads
+# against two cores' peak), with the flops of one training example from
+# `bpc --stats` (forward + backward). The optimiser's step is outside the
+# count (it is per batch, not per example), and inside the time.
+# Usage: bench/train_bench.sh [BPC [PEAK]]   (make bench-train)
 set -euo pipefail
 BPC=${1:-build/bpc}
+PEAK=${2:-build/peak}
 D=/usr/share/datasets/fashion-mnist
 PY=/usr/bin/python3 # Debian's Python, where python3-torch is installed
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-printf "%-6s %8s %14s %14s %8s\n" batch examples "bpc ex/s" "PyTorch ex/s" ratio
-for spec in 64:60000 8:20000 1:10000; do
-  b=${spec%%:*} n=${spec##*:}
-  "$BPC" train samples/fashion_mlp.bp --float --threads 1 --batch "$b" --lr 0.01 --epochs 1 --limit "$n" \
+peaks=$("$PEAK" --gflops)
+peak32=${peaks% *} peak64=${peaks#* }
+echo "one core's FMA peak: f32 $peak32 GFLOP/s, f64 $peak64 GFLOP/s"
+flops=$("$BPC" samples/fashion_mlp.bp --stats -o "$T/m.c" | awk '/^forward:/ { f = $4 } /^backward:/ { b = $4 } END { printf "%d", f + b }')
+echo "flops of one training example: $flops"
+printf "%-6s %-8s %-5s %8s %12s %14s %8s %8s\n" batch threads type examples "bpc ex/s" "PyTorch ex/s" ratio "of peak"
+for spec in 64:1:f32:60000 8:1:f32:20000 1:1:f32:10000 64:2:f32:60000 64:1:f64:60000; do
+  IFS=: read -r b th ty n <<<"$spec"
+  prec=--float peak=$peak32
+  if [ "$ty" = f64 ]; then prec= peak=$peak64; fi
+  "$BPC" train samples/fashion_mlp.bp $prec --threads "$th" --batch "$b" --lr 0.01 --epochs 1 --limit "$n" \
     --data image=$D/train-images-idx3-ubyte.gz --data label=$D/train-labels-idx1-ubyte.gz \
     --quiet --log "$T/log.csv"
   ours=$(awk -F, 'NR == 2 { printf "%.0f", $7 }' "$T/log.csv")
-  theirs=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" bench/pytorch_mlp.py "$D" "$b" "$n")
-  printf "%-6s %8s %14s %14s %7.1fx\n" "$b" "$n" "$ours" "$theirs" "$(echo "$ours / $theirs" | bc -l)"
+  theirs=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" bench/pytorch_mlp.py "$D" "$b" "$n" "$th" "$ty")
+  printf "%-6s %-8s %-5s %8s %12s %14s %7.2fx %7.0f%%\n" "$b" "$th" "$ty" "$n" "$ours" "$theirs" \
+    "$(echo "$ours / $theirs" | bc -l)" "$(echo "100 * $ours * $flops / ($th * $peak * 1000000000)" | bc -l)"
 done

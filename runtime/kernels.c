@@ -101,9 +101,9 @@
  * before 12 lacks __builtin_shufflevector: it goes lane by lane. */
 #if defined(__clang__) || __GNUC__ >= 12
 #define SHUF __builtin_shufflevector
-#define TRANSPOSE_f(r)                                                                                       \
+#define TRANSPOSE_8f(r)                                                                                      \
   do {                                                                                                       \
-    vf t_[8], u_[8];                                                                                         \
+    __typeof__(r[0]) t_[8], u_[8];                                                                           \
     UNROLL for (int i_ = 0; i_ < 8; i_ += 2) {                                                               \
       t_[i_] = SHUF(r[i_], r[i_ + 1], 0, 8, 1, 9, 4, 12, 5, 13);                                             \
       t_[i_ + 1] = SHUF(r[i_], r[i_ + 1], 2, 10, 3, 11, 6, 14, 7, 15);                                       \
@@ -119,9 +119,9 @@
       r[i_ + 4] = SHUF(u_[i_], u_[i_ + 4], 4, 5, 6, 7, 12, 13, 14, 15);                                      \
     }                                                                                                        \
   } while (0)
-#define TRANSPOSE_d(r)                                                                                       \
+#define TRANSPOSE_4d(r)                                                                                      \
   do {                                                                                                       \
-    vd t_[4];                                                                                                \
+    __typeof__(r[0]) t_[4];                                                                                  \
     UNROLL for (int i_ = 0; i_ < 4; i_ += 2) {                                                               \
       t_[i_] = SHUF(r[i_], r[i_ + 1], 0, 4, 2, 6);                                                           \
       t_[i_ + 1] = SHUF(r[i_], r[i_ + 1], 1, 5, 3, 7);                                                       \
@@ -132,6 +132,11 @@
     }                                                                                                        \
   } while (0)
 #else
+#define TRANSPOSE_8f(r) TRANSPOSE_LANES(float, 8, r)
+#define TRANSPOSE_4d(r) TRANSPOSE_LANES(double, 4, r)
+#endif
+/* Other widths (the generic path's 16 bytes, AVX-512's 64) lane by lane:
+ * only the packing of a transposed B uses them. */
 #define TRANSPOSE_LANES(T, L, r)                                                                             \
   do {                                                                                                       \
     T m_[L][L];                                                                                              \
@@ -141,17 +146,15 @@
       for (int j_ = 0; j_ < L; j_++)                                                                         \
         r[i_][j_] = m_[j_][i_];                                                                              \
   } while (0)
-#define TRANSPOSE_f(r) TRANSPOSE_LANES(float, 8, r)
-#define TRANSPOSE_d(r) TRANSPOSE_LANES(double, 4, r)
-#endif
+#define TRANSPOSE_4f(r) TRANSPOSE_LANES(float, 4, r)
+#define TRANSPOSE_2d(r) TRANSPOSE_LANES(double, 2, r)
+#define TRANSPOSE_16f(r) TRANSPOSE_LANES(float, 16, r)
+#define TRANSPOSE_8d(r) TRANSPOSE_LANES(double, 8, r)
 
-#define BPK_MM_CORE(T, S)                                                                                    \
-  typedef T v##S __attribute__((vector_size(32)));                                                           \
-  enum { VL_##S = 32 / sizeof(T) };                                                                          \
-  BPK_TILES(T, S, 1, 8, 4, 3, 2, 2, 2) /* one vector wide: a last panel of at most a vector */               \
-  BPK_TILES(T, S, 2, 4, 2, 2, 1, 1, 1) /* two: every other panel */                                          \
-  /* Per-thread scratch (bpk_thread_done frees it): the transposed operand                                   \
-     packed, and a last panel narrower than a tile, zero-padded */                                           \
+/* Per-thread scratch (bpk_thread_done frees it), shared by the paths: the
+ * transposed operand packed, a last panel narrower than a tile zero-padded,
+ * and a panel of B copied contiguous. */
+#define BPK_SCRATCH(T, S)                                                                                    \
   static _Thread_local T *pack_buf_##S, *edge_buf_##S, *panel_buf_##S;                                       \
   static _Thread_local size_t pack_cap_##S, edge_cap_##S, panel_cap_##S;                                     \
   static T *scratch_##S(T **buf, size_t *cap, size_t n) {                                                    \
@@ -162,75 +165,9 @@
       *cap = n;                                                                                              \
     }                                                                                                        \
     return *buf;                                                                                             \
-  }                                                                                                          \
-  /* B [n, k] laid out as [k, n], by blocks of VL x VL transposed in registers */                            \
-  BPK_CLONES static const T *pack_##S(const T *restrict B, size_t k, size_t n) {                             \
-    T *restrict buf = scratch_##S(&pack_buf_##S, &pack_cap_##S, k * n);                                      \
-    size_t nb = n / VL_##S * VL_##S, kb = k / VL_##S * VL_##S;                                               \
-    for (size_t j = 0; j < nb; j += VL_##S)                                                                  \
-      for (size_t p = 0; p < kb; p += VL_##S) {                                                              \
-        v##S r[VL_##S];                                                                                      \
-        UNROLL for (int i = 0; i < VL_##S; i++) VLOAD(r[i], B + (j + i) * k + p);                            \
-        TRANSPOSE_##S(r);                                                                                    \
-        UNROLL for (int i = 0; i < VL_##S; i++) VSTORE(buf + (p + i) * n + j, r[i]);                         \
-      }                                                                                                      \
-    for (size_t j = 0; j < n; j++) /* what the blocks left: the last columns, the last rows */               \
-      for (size_t p = j < nb ? kb : 0; p < k; p++)                                                           \
-        buf[p * n + j] = B[j * k + p];                                                                       \
-    return buf;                                                                                              \
-  }                                                                                                          \
-  /* C (+)= A B with B row-major [k, n]; add = 0 overwrites C (no pass to                                    \
-   * clear it first). k is cut into blocks so that the part of a B panel in                                  \
-   * use stays in the L1 cache while the rows of A pass. The columns past                                    \
-   * the last full tile are copied, zero-padded to one or two vectors, and                                   \
-   * their results copied back: nothing is read or written outside B and C. */                               \
-  BPK_CLONES static void mm_nn_##S(const T *restrict A, size_t sai, size_t sap, const T *restrict B,         \
-                                   T *restrict C, size_t m, size_t k, size_t n, int add) {                   \
-    enum { W = 2 * VL_##S, KC = 256 };                                                                       \
-    size_t full = n / W * W;                                                                                 \
-    if (k == 0) { /* an empty sum */                                                                         \
-      if (!add)                                                                                              \
-        for (size_t i = 0; i < m; i++)                                                                       \
-          memset(C + i * n, 0, sizeof(T) * n);                                                               \
-      return;                                                                                                \
-    }                                                                                                        \
-    /* B's rows a multiple of 4 cache lines apart fall into a quarter of the L1 cache's sets or fewer, and   \
-       a panel of B then pushes itself out of L1 while the row tiles pass over it: copied once contiguous    \
-       (when enough row tiles reuse it to pay for the copy), it stays */                                     \
-    int contiguous = m > 12 && n > W && (n * sizeof(T)) % 256 == 0;                                          \
-    T *bpan = contiguous ? scratch_##S(&panel_buf_##S, &panel_cap_##S, KC * W) : NULL;                      \
-    for (size_t p0 = 0; p0 < k; p0 += KC) {                                                                  \
-      size_t kc = k - p0 < KC ? k - p0 : KC;                                                                 \
-      for (size_t j = 0; j < full; j += W) {                                                                 \
-        const T *bj = B + p0 * n + j;                                                                        \
-        size_t ldb = n;                                                                                      \
-        if (bpan) {                                                                                          \
-          for (size_t p = 0; p < kc; p++)                                                                    \
-            memcpy(bpan + p * W, bj + p * n, sizeof(T) * W);                                                 \
-          bj = bpan;                                                                                         \
-          ldb = W;                                                                                           \
-        }                                                                                                    \
-        panel2_##S(A + p0 * sap, sai, sap, bj, ldb, C + j, n, m, kc, add || p0 > 0);                         \
-      }                                                                                                      \
-    }                                                                                                        \
-    size_t rest = n - full;                                                                                  \
-    if (rest == 0) return;                                                                                   \
-    size_t w = rest <= VL_##S ? VL_##S : W; /* the padded width */                                           \
-    T *bp = scratch_##S(&edge_buf_##S, &edge_cap_##S, (k + m) * w), *cp = bp + k * w;                        \
-    for (size_t p = 0; p < k; p++) /* loops, not calls: a few elements a row */                              \
-      for (size_t jj = 0; jj < w; jj++)                                                                      \
-        bp[p * w + jj] = jj < rest ? B[p * n + full + jj] : 0;                                               \
-    if (w == VL_##S)                                                                                         \
-      panel1_##S(A, sai, sap, bp, w, cp, w, m, k, 0);                                                        \
-    else                                                                                                     \
-      panel2_##S(A, sai, sap, bp, w, cp, w, m, k, 0);                                                        \
-    for (size_t i = 0; i < m; i++)                                                                           \
-      for (size_t jj = 0; jj < rest; jj++)                                                                   \
-        C[i * n + full + jj] = (add ? C[i * n + full + jj] : 0) + cp[i * w + jj];                            \
   }
-
-BPK_MM_CORE(double, d)
-BPK_MM_CORE(float, f)
+BPK_SCRATCH(double, d)
+BPK_SCRATCH(float, f)
 
 void bpk_thread_done(void) {
   bpk_conv_thread_done();
@@ -245,9 +182,83 @@ void bpk_thread_done(void) {
   pack_cap_d = pack_cap_f = edge_cap_d = edge_cap_f = panel_cap_d = panel_cap_f = 0;
 }
 
-#define BPK_DEFINE(T, S)                                                                                     \
-  BPK_CLONES void bpk_mv_##S(const T *restrict A, const T *restrict x, T *restrict y, size_t m, size_t k,    \
-                             int acc) {                                                                      \
+/* One path: the dense kernels for elements T (kernels.h's suffix S) in
+ * vectors of VB bytes, every function compiled for the target ATTR; P names
+ * the path's functions (f_avx2), TR transposes a square block of its
+ * vectors. The same source for every path: only the width and the
+ * instructions the compiler may use differ. */
+#define BPK_PATH(T, S, P, VB, TR, ATTR)                                                                      \
+  typedef T v##P __attribute__((vector_size(VB)));                                                           \
+  enum { VL_##P = VB / sizeof(T) };                                                                          \
+  BPK_TILES(T, P, 1, 8, 4, 3, 2, 2, 2) /* one vector wide: a last panel of at most a vector */               \
+  BPK_TILES(T, P, 2, 4, 2, 2, 1, 1, 1) /* two: every other panel */                                          \
+  /* B [n, k] laid out as [k, n], by blocks of VL x VL transposed in registers */                            \
+  ATTR static const T *pack_##P(const T *restrict B, size_t k, size_t n) {                                   \
+    T *restrict buf = scratch_##S(&pack_buf_##S, &pack_cap_##S, k * n);                                      \
+    size_t nb = n / VL_##P * VL_##P, kb = k / VL_##P * VL_##P;                                               \
+    for (size_t j = 0; j < nb; j += VL_##P)                                                                  \
+      for (size_t p = 0; p < kb; p += VL_##P) {                                                              \
+        v##P r[VL_##P];                                                                                      \
+        UNROLL for (int i = 0; i < VL_##P; i++) VLOAD(r[i], B + (j + i) * k + p);                            \
+        TR(r);                                                                                               \
+        UNROLL for (int i = 0; i < VL_##P; i++) VSTORE(buf + (p + i) * n + j, r[i]);                         \
+      }                                                                                                      \
+    for (size_t j = 0; j < n; j++) /* what the blocks left: the last columns, the last rows */               \
+      for (size_t p = j < nb ? kb : 0; p < k; p++)                                                           \
+        buf[p * n + j] = B[j * k + p];                                                                       \
+    return buf;                                                                                              \
+  }                                                                                                          \
+  /* C (+)= A B with B row-major [k, n]; add = 0 overwrites C (no pass to                                    \
+   * clear it first). k is cut into blocks so that the part of a B panel in                                  \
+   * use stays in the L1 cache while the rows of A pass. The columns past                                    \
+   * the last full tile are copied, zero-padded to one or two vectors, and                                   \
+   * their results copied back: nothing is read or written outside B and C. */                               \
+  ATTR static void mm_nn_##P(const T *restrict A, size_t sai, size_t sap, const T *restrict B,               \
+                             T *restrict C, size_t m, size_t k, size_t n, int add) {                         \
+    enum { W = 2 * VL_##P, KC = 8192 / VB };                                                                 \
+    size_t full = n / W * W;                                                                                 \
+    if (k == 0) { /* an empty sum */                                                                         \
+      if (!add)                                                                                              \
+        for (size_t i = 0; i < m; i++)                                                                       \
+          memset(C + i * n, 0, sizeof(T) * n);                                                               \
+      return;                                                                                                \
+    }                                                                                                        \
+    /* B's rows a multiple of 4 cache lines apart fall into a quarter of the L1 cache's sets or fewer, and   \
+       a panel of B then pushes itself out of L1 while the row tiles pass over it: copied once contiguous    \
+       (when enough row tiles reuse it to pay for the copy), it stays */                                     \
+    int contiguous = m > 12 && n > W && (n * sizeof(T)) % 256 == 0;                                          \
+    T *bpan = contiguous ? scratch_##S(&panel_buf_##S, &panel_cap_##S, KC * W) : NULL;                       \
+    for (size_t p0 = 0; p0 < k; p0 += KC) {                                                                  \
+      size_t kc = k - p0 < KC ? k - p0 : KC;                                                                 \
+      for (size_t j = 0; j < full; j += W) {                                                                 \
+        const T *bj = B + p0 * n + j;                                                                        \
+        size_t ldb = n;                                                                                      \
+        if (bpan) {                                                                                          \
+          for (size_t p = 0; p < kc; p++)                                                                    \
+            memcpy(bpan + p * W, bj + p * n, sizeof(T) * W);                                                 \
+          bj = bpan;                                                                                         \
+          ldb = W;                                                                                           \
+        }                                                                                                    \
+        panel2_##P(A + p0 * sap, sai, sap, bj, ldb, C + j, n, m, kc, add || p0 > 0);                         \
+      }                                                                                                      \
+    }                                                                                                        \
+    size_t rest = n - full;                                                                                  \
+    if (rest == 0) return;                                                                                   \
+    size_t w = rest <= VL_##P ? VL_##P : W; /* the padded width */                                           \
+    T *bp = scratch_##S(&edge_buf_##S, &edge_cap_##S, (k + m) * w), *cp = bp + k * w;                        \
+    for (size_t p = 0; p < k; p++) /* loops, not calls: a few elements a row */                              \
+      for (size_t jj = 0; jj < w; jj++)                                                                      \
+        bp[p * w + jj] = jj < rest ? B[p * n + full + jj] : 0;                                               \
+    if (w == VL_##P)                                                                                         \
+      panel1_##P(A, sai, sap, bp, w, cp, w, m, k, 0);                                                        \
+    else                                                                                                     \
+      panel2_##P(A, sai, sap, bp, w, cp, w, m, k, 0);                                                        \
+    for (size_t i = 0; i < m; i++)                                                                           \
+      for (size_t jj = 0; jj < rest; jj++)                                                                   \
+        C[i * n + full + jj] = (add ? C[i * n + full + jj] : 0) + cp[i * w + jj];                            \
+  }                                                                                                          \
+  ATTR static void mv_##P(const T *restrict A, const T *restrict x, T *restrict y, size_t m, size_t k,       \
+                          int acc) {                                                                         \
     for (size_t i = 0; i < m; i++) {                                                                         \
       const T *restrict row = A + i * k;                                                                     \
       T s = 0;                                                                                               \
@@ -256,8 +267,8 @@ void bpk_thread_done(void) {
       y[i] = acc ? y[i] + s : s;                                                                             \
     }                                                                                                        \
   }                                                                                                          \
-  BPK_CLONES void bpk_mtv_##S(const T *restrict A, const T *restrict x, T *restrict y, size_t k, size_t m,   \
-                              int acc) {                                                                     \
+  ATTR static void mtv_##P(const T *restrict A, const T *restrict x, T *restrict y, size_t k, size_t m,      \
+                           int acc) {                                                                        \
     if (!acc) memset(y, 0, sizeof(T) * m);                                                                   \
     for (size_t p = 0; p < k; p++) {                                                                         \
       const T s = x[p];                                                                                      \
@@ -268,8 +279,8 @@ void bpk_thread_done(void) {
         y[i] += row[i] * s;                                                                                  \
     }                                                                                                        \
   }                                                                                                          \
-  BPK_CLONES void bpk_outer_##S(const T *restrict a, const T *restrict b, T *restrict D, size_t m, size_t n, \
-                                int acc) {                                                                   \
+  ATTR static void outer_##P(const T *restrict a, const T *restrict b, T *restrict D, size_t m, size_t n,    \
+                             int acc) {                                                                      \
     for (size_t i = 0; i < m; i++) {                                                                         \
       const T s = a[i];                                                                                      \
       T *restrict row = D + i * n;                                                                           \
@@ -283,19 +294,82 @@ void bpk_thread_done(void) {
       }                                                                                                      \
     }                                                                                                        \
   }                                                                                                          \
-  BPK_CLONES void bpk_mm_##S(const T *restrict A, const T *restrict B, T *restrict C, size_t m, size_t k,    \
-                             size_t n, int ta, int tb, int acc) {                                            \
+  ATTR static void mm_##P(const T *restrict A, const T *restrict B, T *restrict C, size_t m, size_t k,       \
+                          size_t n, int ta, int tb, int acc) {                                               \
     /* A(i,p) = A[i * sai + p * sap], whichever way A is stored */                                           \
     const size_t sai = ta ? 1 : k, sap = ta ? m : 1;                                                         \
     const T *Bp = B;                                                                                         \
     if (tb) { /* B is stored [n, k]: lay it out as [k, n] for row loads */                                   \
-      Bp = pack_##S(B, k, n);                                                                                \
+      Bp = pack_##P(B, k, n);                                                                                \
     }                                                                                                        \
-    mm_nn_##S(A, sai, sap, Bp, C, m, k, n, acc);                                                             \
-  }
+    mm_nn_##P(A, sai, sap, Bp, C, m, k, n, acc);                                                             \
+  }                                                                                                          \
+  static const BpkDense_##S dense_##P = {mv_##P, mtv_##P, outer_##P, mm_##P};
 
-BPK_DEFINE(double, d)
-BPK_DEFINE(float, f)
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BPK_X86 1
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+#define AVX512_TARGET __attribute__((target("avx512f,avx2,fma")))
+#endif
+
+/* Generic: 16-byte vectors, what every x86-64 (SSE2) and arm64 (NEON) has. */
+BPK_PATH(double, d, d_generic, 16, TRANSPOSE_2d, )
+BPK_PATH(float, f, f_generic, 16, TRANSPOSE_4f, )
+#ifdef BPK_X86
+BPK_PATH(double, d, d_avx2, 32, TRANSPOSE_4d, AVX2_TARGET)
+BPK_PATH(float, f, f_avx2, 32, TRANSPOSE_8f, AVX2_TARGET)
+BPK_PATH(double, d, d_avx512, 64, TRANSPOSE_8d, AVX512_TARGET)
+BPK_PATH(float, f, f_avx512, 64, TRANSPOSE_16f, AVX512_TARGET)
+#endif
+
+const char *const bpk_path_names[BPK_PATHS] = {"generic", "avx2", "avx512"};
+
+static int path_usable(int path) {
+  if (path == BPK_PATH_GENERIC) return 1;
+#ifdef BPK_X86
+  if (path == BPK_PATH_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (path == BPK_PATH_AVX512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+#endif
+  return 0;
+}
+
+int bpk_path(void) {
+  for (int p = BPK_PATHS - 1; p > 0; p--)
+    if (path_usable(p)) return p;
+  return BPK_PATH_GENERIC;
+}
+
+#ifdef BPK_X86
+#define BPK_PATH_TABLE(S)                                                                                    \
+  const BpkDense_##S *bpk_dense_##S(int path) {                                                              \
+    static const BpkDense_##S *const all[BPK_PATHS] = {&dense_##S##_generic, &dense_##S##_avx2,              \
+                                                       &dense_##S##_avx512};                                 \
+    return path >= 0 && path < BPK_PATHS && path_usable(path) ? all[path] : NULL;                            \
+  }
+#else
+#define BPK_PATH_TABLE(S)                                                                                    \
+  const BpkDense_##S *bpk_dense_##S(int path) {                                                              \
+    return path == BPK_PATH_GENERIC ? &dense_##S##_generic : NULL;                                           \
+  }
+#endif
+
+/* The kernels.h entry points: the widest path this CPU has. */
+#define BPK_DISPATCH(T, S)                                                                                   \
+  BPK_PATH_TABLE(S)                                                                                          \
+  void bpk_mv_##S(const T *A, const T *x, T *y, size_t m, size_t k, int acc) {                               \
+    bpk_dense_##S(bpk_path())->mv(A, x, y, m, k, acc);                                                       \
+  }                                                                                                          \
+  void bpk_mtv_##S(const T *A, const T *x, T *y, size_t k, size_t m, int acc) {                              \
+    bpk_dense_##S(bpk_path())->mtv(A, x, y, k, m, acc);                                                      \
+  }                                                                                                          \
+  void bpk_outer_##S(const T *a, const T *b, T *D, size_t m, size_t n, int acc) {                            \
+    bpk_dense_##S(bpk_path())->outer(a, b, D, m, n, acc);                                                    \
+  }                                                                                                          \
+  void bpk_mm_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc) {     \
+    bpk_dense_##S(bpk_path())->mm(A, B, C, m, k, n, ta, tb, acc);                                            \
+  }
+BPK_DISPATCH(double, d)
+BPK_DISPATCH(float, f)
 
 const KernelSymbol bpk_symbols[] = {
     {"bpk_mv_d", (void *)bpk_mv_d},

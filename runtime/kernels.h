@@ -29,10 +29,26 @@
  * these (compiler/emit_c.c writes it in this order); the output size is
  * PyTorch's, Ho = (H + 2 ph - dh (kh - 1) - 1) / sh + 1. Pooling reads it
  * with O = C and G = 1. */
-enum { BPK_N, BPK_C, BPK_H, BPK_W, BPK_O, BPK_KH, BPK_KW, BPK_SH, BPK_SW, BPK_PH, BPK_PW, BPK_DH, BPK_DW, BPK_G, BPK_GEOM };
+enum {
+  BPK_N,
+  BPK_C,
+  BPK_H,
+  BPK_W,
+  BPK_O,
+  BPK_KH,
+  BPK_KW,
+  BPK_SH,
+  BPK_SW,
+  BPK_PH,
+  BPK_PW,
+  BPK_DH,
+  BPK_DW,
+  BPK_G,
+  BPK_GEOM
+};
 #define BPK_DECLARE_WINDOW(T, S)                                                                             \
   void bpk_conv2d_##S(const T *x, const T *K, T *y, const size_t *g, int acc);                               \
-  void bpk_conv2d_dx_##S(const T *dy, const T *K, T *dx, const size_t *g, int acc); /* transposed conv */     \
+  void bpk_conv2d_dx_##S(const T *dy, const T *K, T *dx, const size_t *g, int acc); /* transposed conv */    \
   void bpk_conv2d_dk_##S(const T *x, const T *dy, T *dK, const size_t *g, int acc); /* summed over n */      \
   void bpk_maxpool2d_##S(const T *x, T *y, const size_t *g, int acc);                                        \
   void bpk_maxpool2d_dx_##S(const T *x, const T *dy, T *dx, const size_t *g, int acc); /* first maximum */   \
@@ -52,6 +68,25 @@ typedef struct KernelSymbol {
   void *fn;
 } KernelSymbol;
 extern const KernelSymbol bpk_symbols[];
+/* The instruction-set paths of the dense kernels (kernels.c compiles the
+ * same source for each): the bpk_ functions above take the widest this CPU
+ * has, chosen at each call (cheap: the CPU's features are read once, at
+ * load time). bpk_dense_S(path) gives one path's functions, or NULL where
+ * the CPU or the build lacks it: the tests check each against a reference. */
+enum { BPK_PATH_GENERIC, BPK_PATH_AVX2, BPK_PATH_AVX512, BPK_PATHS };
+extern const char *const bpk_path_names[BPK_PATHS];
+int bpk_path(void);
+#define BPK_DECLARE_DENSE(T, S)                                                                              \
+  typedef struct BpkDense_##S {                                                                              \
+    void (*mv)(const T *A, const T *x, T *y, size_t m, size_t k, int acc);                                   \
+    void (*mtv)(const T *A, const T *x, T *y, size_t k, size_t m, int acc);                                  \
+    void (*outer)(const T *a, const T *b, T *D, size_t m, size_t n, int acc);                                \
+    void (*mm)(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc);         \
+  } BpkDense_##S;                                                                                            \
+  const BpkDense_##S *bpk_dense_##S(int path);
+BPK_DECLARE_DENSE(double, d)
+BPK_DECLARE_DENSE(float, f)
+
 /* Frees the calling thread's packing buffers (each thread keeps its own
  * for the products with a transposed operand): a worker calls it before it
  * ends, or its buffers would be lost with it. */

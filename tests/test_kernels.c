@@ -619,12 +619,13 @@ static void test_pool_padding(void **state) {
 
 /* ---- the matrix product the convolutions run on ---- */
 
-/* bpk_mm against the direct loop, every way of storing A and B, storing and
- * adding, in both precisions, on sizes around the tiles' edges: rows 1 to 7
- * (the tiles have 1 to 6), columns around one and two vectors of float and
- * double (4, 8, 16) and past them, k = 0 (an empty sum), 1 and past the
- * 256-deep blocks of k. */
-static void check_mm(size_t m, size_t k, size_t n, uint64_t *rng) {
+/* The matrix product of every instruction-set path this CPU has (generic,
+ * AVX2, AVX-512: kernels.h) against the direct loop, every way of storing A
+ * and B, storing and adding, in both precisions, on sizes around the tiles'
+ * edges: rows 1 to 7 (the tiles have 1 to 6), columns around one and two
+ * vectors of each path's width (2 to 16 elements) and past them, k = 0 (an
+ * empty sum), 1 and past the blocks of k (128 to 512 deep). */
+static void check_mm_path(int path, size_t m, size_t k, size_t n, uint64_t *rng) {
   double *A = random_array(m * k, rng), *B = random_array(k * n, rng);
   double *want = malloc(sizeof(double) * (m * n + 1)), *mag = malloc(sizeof(double) * (m * n + 1));
   double *got = malloc(sizeof(double) * (m * n + 1));
@@ -655,19 +656,19 @@ static void check_mm(size_t m, size_t k, size_t n, uint64_t *rng) {
               fb[i] = (float)B[i];
             for (size_t i = 0; i < m * n; i++)
               fc[i] = (float)got[i];
-            bpk_mm_f(fa, fb, fc, m, k, n, ta, tb, acc);
+            bpk_dense_f(path)->mm(fa, fb, fc, m, k, n, ta, tb, acc);
             for (size_t i = 0; i < m * n; i++)
               got[i] = fc[i];
           } else {
-            bpk_mm_d(A, B, got, m, k, n, ta, tb, acc);
+            bpk_dense_d(path)->mm(A, B, got, m, k, n, ta, tb, acc);
           }
           double tol = use_float ? 1e-4 : 1e-12;
           for (size_t i = 0; i < m * n; i++) {
             double expect = want[i] + (acc ? start[i] : 0),
                    bound = tol * (mag[i] + (acc ? fabs(start[i]) : 0));
             if (!(fabs(got[i] - expect) <= bound))
-              fail_msg("mm_%s m%zu k%zu n%zu ta%d tb%d acc%d at %zu: %.17g, want %.17g",
-                       use_float ? "f" : "d", m, k, n, ta, tb, acc, i, got[i], expect);
+              fail_msg("mm_%s (%s) m%zu k%zu n%zu ta%d tb%d acc%d at %zu: %.17g, want %.17g",
+                       use_float ? "f" : "d", bpk_path_names[path], m, k, n, ta, tb, acc, i, got[i], expect);
           }
           free(start);
           compared++;
@@ -681,6 +682,129 @@ static void check_mm(size_t m, size_t k, size_t n, uint64_t *rng) {
   free(fa);
   free(fb);
   free(fc);
+}
+
+/* The paths this CPU has; every one is checked. */
+static int usable_paths(void) {
+  int n = 0;
+  for (int p = 0; p < BPK_PATHS; p++)
+    n += bpk_dense_f(p) != NULL && bpk_dense_d(p) != NULL;
+  return n;
+}
+
+static void check_mm(size_t m, size_t k, size_t n, uint64_t *rng) {
+  for (int p = 0; p < BPK_PATHS; p++)
+    if (bpk_dense_f(p)) check_mm_path(p, m, k, n, rng);
+}
+
+/* The generic path is always there, the widest usable one is what the
+ * kernels.h functions take, and on x86-64 a CPU with AVX2 and FMA (every
+ * x86-64 this project is measured on) has the AVX2 path: the tests then
+ * check at least two paths. Says which paths this run checks. */
+static void test_paths(void **state) {
+  (void)state;
+  assert_non_null(bpk_dense_f(BPK_PATH_GENERIC));
+  assert_non_null(bpk_dense_d(BPK_PATH_GENERIC));
+  assert_non_null(bpk_dense_f(bpk_path()));
+  for (int p = bpk_path() + 1; p < BPK_PATHS; p++)
+    assert_null(bpk_dense_f(p));
+  assert_null(bpk_dense_f(BPK_PATHS));
+  assert_null(bpk_dense_f(-1));
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    assert_non_null(bpk_dense_f(BPK_PATH_AVX2));
+#endif
+  char names[64] = "";
+  for (int p = 0; p < BPK_PATHS; p++)
+    if (bpk_dense_f(p))
+      snprintf(names + strlen(names), sizeof names - strlen(names), " %s", bpk_path_names[p]);
+  print_message("kernel paths checked on this CPU:%s\n", names);
+}
+
+/* mv, mtv and outer of every path against the direct loops, storing and
+ * adding, in both precisions, on lengths around each path's vectors. */
+static void test_vector_kernels(void **state) {
+  (void)state;
+  static const size_t lens[] = {1, 2, 3, 5, 8, 15, 17, 33, 100};
+  uint64_t rng = 5;
+  int checked = 0;
+  for (int path = 0; path < BPK_PATHS; path++) {
+    const BpkDense_d *dd = bpk_dense_d(path);
+    const BpkDense_f *df = bpk_dense_f(path);
+    if (!dd) continue;
+    for (size_t a = 0; a < sizeof lens / sizeof lens[0]; a++)
+      for (size_t b = 0; b < sizeof lens / sizeof lens[0]; b++) {
+        size_t m = lens[a], k = lens[b];
+        double *A = random_array(m * k, &rng), *x = random_array(k, &rng), *xm = random_array(m, &rng),
+               *y0 = random_array(m * k, &rng);
+        double *y = malloc(sizeof(double) * (m * k + 1)), *want = malloc(sizeof(double) * (m * k + 1));
+        float *fA = malloc(sizeof(float) * (m * k + 1)), *fx = malloc(sizeof(float) * (k + m + 1)),
+              *fy = malloc(sizeof(float) * (m * k + 1));
+        for (int kind = 0; kind < 3; kind++)
+          for (int acc = 0; acc < 2; acc++) {
+            /* mv: y[m] = A[m,k] x[k]; mtv: y[k] = A^T x with A read as [m, k] = [k', m'] (k' = m);
+               outer: D[m,k] = xm x^T */
+            size_t ny = kind == 0 ? m : kind == 1 ? k : m * k;
+            for (size_t i = 0; i < ny; i++) {
+              double s = acc ? y0[i] : 0;
+              if (kind == 0)
+                for (size_t p = 0; p < k; p++)
+                  s += A[i * k + p] * x[p];
+              else if (kind == 1)
+                for (size_t p = 0; p < m; p++)
+                  s += A[p * k + i] * xm[p];
+              else
+                s += xm[i / k] * x[i % k];
+              want[i] = s;
+            }
+            for (int use_float = 0; use_float < 2; use_float++) {
+              for (size_t i = 0; i < ny; i++)
+                y[i] = acc ? y0[i] : NAN;
+              if (!use_float) {
+                if (kind == 0) dd->mv(A, x, y, m, k, acc);
+                if (kind == 1) dd->mtv(A, xm, y, m, k, acc);
+                if (kind == 2) dd->outer(xm, x, y, m, k, acc);
+              } else {
+                for (size_t i = 0; i < m * k; i++)
+                  fA[i] = (float)A[i];
+                for (size_t i = 0; i < ny; i++)
+                  fy[i] = (float)y[i];
+                const double *v = kind == 1 ? xm : x;
+                size_t nv = kind == 1 ? m : k;
+                for (size_t i = 0; i < nv; i++)
+                  fx[i] = (float)v[i];
+                float *fxm = fx + k; /* outer's first vector */
+                for (size_t i = 0; kind == 2 && i < m; i++)
+                  fxm[i] = (float)xm[i];
+                if (kind == 0) df->mv(fA, fx, fy, m, k, acc);
+                if (kind == 1) df->mtv(fA, fx, fy, m, k, acc);
+                if (kind == 2) df->outer(fxm, fx, fy, m, k, acc);
+                for (size_t i = 0; i < ny; i++)
+                  y[i] = fy[i];
+              }
+              for (size_t i = 0; i < ny; i++)
+                if (!(fabs(y[i] - want[i]) <= (use_float ? 1e-4 : 1e-12) * (1 + fabs(want[i]) + (double)k)))
+                  fail_msg("%s_%s (%s) m%zu k%zu acc%d at %zu: %.17g, want %.17g",
+                           kind == 0   ? "mv"
+                           : kind == 1 ? "mtv"
+                                       : "outer",
+                           use_float ? "f" : "d", bpk_path_names[path], m, k, acc, i, y[i], want[i]);
+              checked++;
+            }
+          }
+        free(A);
+        free(x);
+        free(xm);
+        free(y0);
+        free(y);
+        free(want);
+        free(fA);
+        free(fx);
+        free(fy);
+      }
+  }
+  assert_int_equal(checked, usable_paths() * 9 * 9 * 3 * 2 * 2);
 }
 
 static void test_mm(void **state) {
@@ -704,7 +828,7 @@ static void test_mm(void **state) {
      panels contiguous first: k over several blocks, and a last panel narrower than a tile */
   check_mm(13, 600, 64, &rng);
   check_mm(19, 7, 160, &rng);
-  assert_int_equal(compared, 16 * (runs + 4));
+  assert_int_equal(compared, 16 * (runs + 4) * usable_paths());
 }
 
 int main(void) {
@@ -720,6 +844,8 @@ int main(void) {
       cmocka_unit_test(test_avgpool2d_dx),
       cmocka_unit_test(test_maxpool_gradient_goes_to_the_first_maximum),
       cmocka_unit_test(test_pool_padding),
+      cmocka_unit_test(test_paths),
+      cmocka_unit_test(test_vector_kernels),
       cmocka_unit_test(test_mm),
   };
   return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
