@@ -61,7 +61,7 @@ enum {
   X(COS, "cos", "cos", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, cos(A), "cos%f(%a)", NEG(UN(SIN, X0)), 0, 0)                                           \
   X(TANH, "tanh", "tanh", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, tanh(A), "tanh%f(%a)", SUB(K(1), MUL(Y, Y)), 0, 0)                                      \
   X(SIGMOID, "sigmoid", "sigmoid", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, 1 / (1 + exp(-(A))), "%p_sigmoid(%a)", MUL(Y, SUB(K(1), Y)), 0, 0)             \
-  X(RELU, "relu", "relu", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) > 0 ? (A) : 0, "(%a > 0 ? %a : 0)", BIN(GT, X0, K(0)), 0, 0)                     \
+  X(RELU, "relu", "relu", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) > 0 ? (A) : 0, "(%a > 0 ? %a : 0)", BIN(GT, Y, K(0)), 0, 0)                     \
   X(SOFTPLUS, "softplus", "softplus", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) > 0 ? (A) + log1p(exp(-(A))) : log1p(exp(A)), \
     "%p_softplus(%a)", UN(SIGMOID, X0), 0, 0)                                                                                       \
   X(SQUARE, "square", "square", 1, OPC_ELEMENTWISE | OPC_FUNCTION, 1, (A) * (A), "%a * %a", MUL(K(2), X0), 0, 0)          \

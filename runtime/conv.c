@@ -54,6 +54,20 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
   if (*lo > *hi) *lo = *hi;
 }
 
+/* Whether each column row is a run of the padded image (im2col_s1). */
+static int is_stride1(const Geom *q) { return q->sh == 1 && q->sw == 1 && q->dh == 1 && q->dw == 1; }
+
+/* The scratch the columns of one image's group need beyond the columns:
+ * the padded frame of im2col_s1. */
+static size_t frame_elems(const Geom *q) {
+  return is_stride1(q) ? q->cg * (q->h + 2 * q->ph) * (q->w + 2 * q->pw) : 0;
+}
+
+/* Pooling with 2x2 windows, stride 2 and no padding (max2x2). */
+static int is_2x2(const Geom *q) {
+  return q->kh == 2 && q->kw == 2 && q->sh == 2 && q->sw == 2 && q->ph == 0 && q->pw == 0;
+}
+
 #define BPK_CONV(T, S)                                                                                       \
   static _Thread_local T *col_buf_##S;                                                                       \
   static _Thread_local size_t col_cap_##S;                                                                   \
@@ -66,8 +80,23 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
     }                                                                                                        \
     return col_buf_##S;                                                                                      \
   }                                                                                                          \
-  /* col[taps, Ho*Wo] of one image's group (x: its first channel), zeros in the padding */                  \
-  BPK_CLONES static void im2col_##S(const Geom *q, const T *restrict x, T *restrict col) {                  \
+  /* n elements, in vectors of 32 bytes with the last one overlapping the one before (runs are               \
+     short: a row of an image) */                                                                            \
+  static inline                                                                                              \
+      __attribute__((always_inline)) void copy_run_##S(T *restrict dst, const T *restrict src, size_t n) {   \
+    enum { L = 32 / sizeof(T) };                                                                             \
+    if (n < L) {                                                                                             \
+      for (size_t i = 0; i < n; i++)                                                                         \
+        dst[i] = src[i];                                                                                     \
+      return;                                                                                                \
+    }                                                                                                        \
+    size_t i = 0;                                                                                            \
+    for (; i + L <= n; i += L)                                                                               \
+      memcpy(dst + i, src + i, sizeof(T) * L);                                                               \
+    if (i < n) memcpy(dst + n - L, src + n - L, sizeof(T) * L);                                              \
+  }                                                                                                          \
+  /* col[taps, Ho*Wo] of one image's group (x: its first channel), zeros in the padding */                   \
+  BPK_CLONES static void im2col_##S(const Geom *q, const T *restrict x, T *restrict col) {                   \
     for (size_t ci = 0; ci < q->cg; ci++)                                                                    \
       for (size_t ky = 0; ky < q->kh; ky++)                                                                  \
         for (size_t kx = 0; kx < q->kw; kx++) {                                                              \
@@ -76,13 +105,13 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
           valid_columns(q, kx, &lo, &hi);                                                                    \
           for (size_t oy = 0; oy < q->ho; oy++) {                                                            \
             T *out = row + oy * q->wo;                                                                       \
-            size_t iy = oy * q->sh + ky * q->dh; /* plus ph: unsigned, compared before subtracting */      \
+            size_t iy = oy * q->sh + ky * q->dh; /* plus ph: unsigned, compared before subtracting */        \
             if (iy < q->ph || iy - q->ph >= q->h) {                                                          \
               for (size_t ox = 0; ox < q->wo; ox++)                                                          \
                 out[ox] = 0;                                                                                 \
               continue;                                                                                      \
             }                                                                                                \
-            /* rows are short (28 values): plain loops, which the compiler vectorises, beat calls */        \
+            /* rows are short (28 values): plain loops, which the compiler vectorises, beat calls */         \
             const T *in = x + (ci * q->h + iy - q->ph) * q->w; /* the row; ox >= lo reads at or after it */  \
             size_t off = kx * q->dw;                                                                         \
             for (size_t ox = 0; ox < lo; ox++)                                                               \
@@ -100,8 +129,34 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
           }                                                                                                  \
         }                                                                                                    \
   }                                                                                                          \
-  /* dx += each column scattered back onto the pixels its window read */                                    \
-  BPK_CLONES static void col2im_##S(const Geom *q, const T *restrict col, T *restrict dx) {                 \
+  /* Stride 1, no dilation (most networks): the image is first copied into a frame of zeros (its             \
+     padding), after which each row of a column is one run of Wo pixels of the frame, copied without         \
+     a test: im2col's branches and zero fills were most of its time */                                       \
+  BPK_CLONES static void im2col_s1_##S(const Geom *q, const T *restrict x, T *restrict col,                  \
+                                       T *restrict frame) {                                                  \
+    size_t hp = q->h + 2 * q->ph, wp = q->w + 2 * q->pw, hw = q->ho * q->wo;                                 \
+    memset(frame, 0, sizeof(T) * q->cg * hp * wp);                                                           \
+    for (size_t ci = 0; ci < q->cg; ci++)                                                                    \
+      for (size_t iy = 0; iy < q->h; iy++)                                                                   \
+        memcpy(frame + (ci * hp + iy + q->ph) * wp + q->pw, x + (ci * q->h + iy) * q->w, sizeof(T) * q->w);  \
+    for (size_t ci = 0; ci < q->cg; ci++)                                                                    \
+      for (size_t ky = 0; ky < q->kh; ky++)                                                                  \
+        for (size_t kx = 0; kx < q->kw; kx++) {                                                              \
+          T *row = col + ((ci * q->kh + ky) * q->kw + kx) * hw;                                              \
+          const T *src = frame + (ci * hp + ky) * wp + kx;                                                   \
+          for (size_t oy = 0; oy < q->ho; oy++)                                                              \
+            copy_run_##S(row + oy * q->wo, src + oy * wp, q->wo);                                            \
+        }                                                                                                    \
+  }                                                                                                          \
+  /* col[taps, Ho*Wo] of one image's group; frame: frame_elems(q) of scratch */                              \
+  static void columns_##S(const Geom *q, const T *x, T *col, T *frame) {                                     \
+    if (is_stride1(q))                                                                                       \
+      im2col_s1_##S(q, x, col, frame);                                                                       \
+    else                                                                                                     \
+      im2col_##S(q, x, col);                                                                                 \
+  }                                                                                                          \
+  /* dx += each column scattered back onto the pixels its window read */                                     \
+  BPK_CLONES static void col2im_##S(const Geom *q, const T *restrict col, T *restrict dx) {                  \
     for (size_t ci = 0; ci < q->cg; ci++)                                                                    \
       for (size_t ky = 0; ky < q->kh; ky++)                                                                  \
         for (size_t kx = 0; kx < q->kw; kx++) {                                                              \
@@ -119,14 +174,43 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
           }                                                                                                  \
         }                                                                                                    \
   }                                                                                                          \
+  /* col2im for stride 1, no dilation: each row of a column added as one run into a frame of the             \
+     padded image, whose inside then goes into dx (stored, or added with acc) */                             \
+  BPK_CLONES static void col2im_s1_##S(const Geom *q, const T *restrict col, T *restrict dx,                 \
+                                       T *restrict frame, int acc) {                                         \
+    size_t hp = q->h + 2 * q->ph, wp = q->w + 2 * q->pw, hw = q->ho * q->wo;                                 \
+    memset(frame, 0, sizeof(T) * q->cg * hp * wp);                                                           \
+    for (size_t ci = 0; ci < q->cg; ci++)                                                                    \
+      for (size_t ky = 0; ky < q->kh; ky++)                                                                  \
+        for (size_t kx = 0; kx < q->kw; kx++) {                                                              \
+          const T *row = col + ((ci * q->kh + ky) * q->kw + kx) * hw;                                        \
+          T *dst = frame + (ci * hp + ky) * wp + kx;                                                         \
+          for (size_t oy = 0; oy < q->ho; oy++) {                                                            \
+            T *restrict d = dst + oy * wp;                                                                   \
+            const T *restrict r = row + oy * q->wo;                                                          \
+            for (size_t ox = 0; ox < q->wo; ox++)                                                            \
+              d[ox] += r[ox];                                                                                \
+          }                                                                                                  \
+        }                                                                                                    \
+    for (size_t ci = 0; ci < q->cg; ci++)                                                                    \
+      for (size_t iy = 0; iy < q->h; iy++) {                                                                 \
+        const T *restrict src = frame + (ci * hp + iy + q->ph) * wp + q->pw;                                 \
+        T *restrict d = dx + (ci * q->h + iy) * q->w;                                                        \
+        if (acc)                                                                                             \
+          for (size_t ix = 0; ix < q->w; ix++)                                                               \
+            d[ix] += src[ix];                                                                                \
+        else                                                                                                 \
+          memcpy(d, src, sizeof(T) * q->w);                                                                  \
+      }                                                                                                      \
+  }                                                                                                          \
   void bpk_conv2d_##S(const T *x, const T *K, T *y, const size_t *g, int acc) {                              \
     Geom q = geom_of(g);                                                                                     \
     size_t hw = q.ho * q.wo, in_hw = q.h * q.w;                                                              \
-    T *col = is_pointwise(&q) ? NULL : col_space_##S(q.taps * hw);                                           \
+    T *col = is_pointwise(&q) ? NULL : col_space_##S(q.taps * hw + frame_elems(&q));                         \
     for (size_t n = 0; n < q.n; n++)                                                                         \
       for (size_t gr = 0; gr < q.groups; gr++) {                                                             \
         const T *xg = x + (n * q.c + gr * q.cg) * in_hw;                                                     \
-        if (col) im2col_##S(&q, xg, col);                                                                    \
+        if (col) columns_##S(&q, xg, col, col + q.taps * hw);                                                \
         bpk_mm_##S(K + gr * q.og * q.taps, col ? col : xg, y + (n * q.o + gr * q.og) * hw, q.og, q.taps, hw, \
                    0, 0, acc);                                                                               \
       }                                                                                                      \
@@ -134,33 +218,36 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
   void bpk_conv2d_dx_##S(const T *dy, const T *K, T *dx, const size_t *g, int acc) {                         \
     Geom q = geom_of(g);                                                                                     \
     size_t hw = q.ho * q.wo, in_hw = q.h * q.w;                                                              \
-    int direct = is_pointwise(&q);                                                                           \
-    T *col = direct ? NULL : col_space_##S(q.taps * hw);                                                     \
-    if (!acc && !direct) memset(dx, 0, sizeof(T) * q.n * q.c * in_hw);                                       \
+    int direct = is_pointwise(&q), framed = !direct && is_stride1(&q);                                       \
+    T *col = direct ? NULL : col_space_##S(q.taps * hw + frame_elems(&q));                                   \
+    if (!acc && !direct && !framed) memset(dx, 0, sizeof(T) * q.n * q.c * in_hw);                            \
     for (size_t n = 0; n < q.n; n++)                                                                         \
       for (size_t gr = 0; gr < q.groups; gr++) {                                                             \
         T *dxg = dx + (n * q.c + gr * q.cg) * in_hw;                                                         \
         const T *Kg = K + gr * q.og * q.taps, *dyg = dy + (n * q.o + gr * q.og) * hw;                        \
-        if (direct) { /* the columns are the image's gradient itself */                                     \
+        if (direct) { /* the columns are the image's gradient itself */                                      \
           bpk_mm_##S(Kg, dyg, dxg, q.taps, q.og, hw, 1, 0, acc);                                             \
           continue;                                                                                          \
         }                                                                                                    \
         bpk_mm_##S(Kg, dyg, col, q.taps, q.og, hw, 1, 0, 0);                                                 \
-        col2im_##S(&q, col, dxg);                                                                            \
+        if (framed)                                                                                          \
+          col2im_s1_##S(&q, col, dxg, col + q.taps * hw, acc);                                               \
+        else                                                                                                 \
+          col2im_##S(&q, col, dxg);                                                                          \
       }                                                                                                      \
   }                                                                                                          \
-  /* dK^T[taps, O/G] = sum over the images of col @ dY^T, one group at a time: the product packs dY,       \
-     a few channels of output, rather than the columns; then added into dK transposed */                    \
+  /* dK^T[taps, O/G] = sum over the images of col @ dY^T, one group at a time: the product packs dY,         \
+     a few channels of output, rather than the columns; then added into dK transposed */                     \
   void bpk_conv2d_dk_##S(const T *x, const T *dy, T *dK, const size_t *g, int acc) {                         \
     Geom q = geom_of(g);                                                                                     \
     size_t hw = q.ho * q.wo, in_hw = q.h * q.w;                                                              \
-    T *col = col_space_##S(q.taps * hw + q.taps * q.og), *dkt = col + q.taps * hw;                           \
+    T *col = col_space_##S(q.taps * hw + q.taps * q.og + frame_elems(&q)), *dkt = col + q.taps * hw;         \
     for (size_t gr = 0; gr < q.groups; gr++) {                                                               \
       for (size_t n = 0; n < q.n; n++) {                                                                     \
         const T *xg = x + (n * q.c + gr * q.cg) * in_hw;                                                     \
-        if (!is_pointwise(&q)) im2col_##S(&q, xg, col);                                                      \
-        bpk_mm_##S(is_pointwise(&q) ? xg : col, dy + (n * q.o + gr * q.og) * hw, dkt, q.taps, hw, q.og, 0, 1, \
-                   n > 0);                                                                                   \
+        if (!is_pointwise(&q)) columns_##S(&q, xg, col, dkt + q.taps * q.og);                                \
+        bpk_mm_##S(is_pointwise(&q) ? xg : col, dy + (n * q.o + gr * q.og) * hw, dkt, q.taps, hw, q.og, 0,   \
+                   1, n > 0);                                                                                \
       }                                                                                                      \
       T *dkg = dK + gr * q.og * q.taps;                                                                      \
       for (size_t o = 0; o < q.og; o++)                                                                      \
@@ -168,9 +255,9 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
           dkg[o * q.taps + t] = (acc ? dkg[o * q.taps + t] : 0) + dkt[t * q.og + o];                         \
     }                                                                                                        \
   }                                                                                                          \
-  /* Pooling, plane by plane: each window's first maximum (row by row) or its mean; padded cells          \
-     never win a maximum and count in the mean's divisor (PyTorch's count_include_pad). */                  \
-  BPK_CLONES static void pool_##S(const T *restrict x, T *restrict y, const T *restrict dy, T *restrict dx, \
+  /* Pooling, plane by plane: each window's first maximum (row by row) or its mean; padded cells             \
+     never win a maximum and count in the mean's divisor (PyTorch's count_include_pad). */                   \
+  BPK_CLONES static void pool_##S(const T *restrict x, T *restrict y, const T *restrict dy, T *restrict dx,  \
                                   const size_t *g, int mode, int acc) {                                      \
     Geom q = geom_of(g);                                                                                     \
     size_t planes = q.n * q.c;                                                                               \
@@ -208,9 +295,9 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
         }                                                                                                    \
     }                                                                                                        \
   }                                                                                                          \
-  /* max pooling without padding (the usual case): every window inside the image, no checks */             \
-  BPK_CLONES static void max_unpadded_##S(const Geom *q, const T *restrict x, T *restrict y, const T *restrict dy, \
-                                          T *restrict dx, int acc) {                                         \
+  /* max pooling without padding (the usual case): every window inside the image, no checks */               \
+  BPK_CLONES static void max_unpadded_##S(const Geom *q, const T *restrict x, T *restrict y,                 \
+                                          const T *restrict dy, T *restrict dx, int acc) {                   \
     size_t planes = q->n * q->c, plane = q->h * q->w;                                                        \
     for (size_t p = 0; p < planes; p++)                                                                      \
       for (size_t oy = 0; oy < q->ho; oy++)                                                                  \
@@ -220,7 +307,7 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
           for (size_t ky = 0; ky < q->kh; ky++)                                                              \
             for (size_t kx = 0; kx < q->kw; kx++) {                                                          \
               size_t i = first + ky * q->w + kx;                                                             \
-              if (x[i] > m) { /* strictly: the first maximum keeps it */                                    \
+              if (x[i] > m) { /* strictly: the first maximum keeps it */                                     \
                 m = x[i];                                                                                    \
                 best = i;                                                                                    \
               }                                                                                              \
@@ -232,24 +319,72 @@ static void valid_columns(const Geom *q, size_t kx, size_t *lo, size_t *hi) {
             dx[best] += dy[at];                                                                              \
         }                                                                                                    \
   }                                                                                                          \
+  /* 2x2 windows, stride 2, no padding (most networks), row pair by row pair with the window's size          \
+     known, so that the compiler vectorises it; the same comparisons, in the same order, as above. With      \
+     dy, the gradient: stored into all four cells of each window (the windows tile dx exactly: the           \
+     caller checks), or added to the maximum's cell. */                                                      \
+  BPK_CLONES static void max2x2_##S(const Geom *q, const T *restrict x, T *restrict y, const T *restrict dy, \
+                                    T *restrict dx, int acc) {                                               \
+    size_t planes = q->n * q->c;                                                                             \
+    for (size_t p = 0; p < planes; p++)                                                                      \
+      for (size_t oy = 0; oy < q->ho; oy++) {                                                                \
+        size_t top = p * q->h * q->w + 2 * oy * q->w, at = (p * q->ho + oy) * q->wo;                         \
+        const T *restrict a = x + top, *restrict b = a + q->w;                                               \
+        if (y) {                                                                                             \
+          T *restrict out = y + at;                                                                          \
+          for (size_t ox = 0; ox < q->wo; ox++) {                                                            \
+            T m = a[2 * ox];                                                                                 \
+            m = a[2 * ox + 1] > m ? a[2 * ox + 1] : m;                                                       \
+            m = b[2 * ox] > m ? b[2 * ox] : m;                                                               \
+            m = b[2 * ox + 1] > m ? b[2 * ox + 1] : m;                                                       \
+            out[ox] = acc ? out[ox] + m : m;                                                                 \
+          }                                                                                                  \
+          continue;                                                                                          \
+        }                                                                                                    \
+        const T *restrict g = dy + at;                                                                       \
+        T *restrict da = dx + top, *restrict db = da + q->w;                                                 \
+        for (size_t ox = 0; ox < q->wo; ox++) {                                                              \
+          T m = a[2 * ox];                                                                                   \
+          int k = 0;                                                                                         \
+          if (a[2 * ox + 1] > m) m = a[2 * ox + 1], k = 1;                                                   \
+          if (b[2 * ox] > m) m = b[2 * ox], k = 2;                                                           \
+          if (b[2 * ox + 1] > m) k = 3;                                                                      \
+          T g0 = k == 0 ? g[ox] : 0, g1 = k == 1 ? g[ox] : 0, g2 = k == 2 ? g[ox] : 0,                       \
+            g3 = k == 3 ? g[ox] : 0;                                                                         \
+          if (acc) {                                                                                         \
+            da[2 * ox] += g0, da[2 * ox + 1] += g1, db[2 * ox] += g2, db[2 * ox + 1] += g3;                  \
+          } else {                                                                                           \
+            da[2 * ox] = g0, da[2 * ox + 1] = g1, db[2 * ox] = g2, db[2 * ox + 1] = g3;                      \
+          }                                                                                                  \
+        }                                                                                                    \
+      }                                                                                                      \
+  }                                                                                                          \
   void bpk_maxpool2d_##S(const T *x, T *y, const size_t *g, int acc) {                                       \
     Geom q = geom_of(g);                                                                                     \
-    if (q.ph == 0 && q.pw == 0)                                                                              \
+    if (is_2x2(&q))                                                                                          \
+      max2x2_##S(&q, x, y, NULL, NULL, acc);                                                                 \
+    else if (q.ph == 0 && q.pw == 0)                                                                         \
       max_unpadded_##S(&q, x, y, NULL, NULL, acc);                                                           \
     else                                                                                                     \
       pool_##S(x, y, NULL, NULL, g, 0, acc);                                                                 \
   }                                                                                                          \
-  void bpk_avgpool2d_##S(const T *x, T *y, const size_t *g, int acc) { pool_##S(x, y, NULL, NULL, g, 1, acc); } \
+  void bpk_avgpool2d_##S(const T *x, T *y, const size_t *g, int acc) {                                       \
+    pool_##S(x, y, NULL, NULL, g, 1, acc);                                                                   \
+  }                                                                                                          \
   void bpk_maxpool2d_dx_##S(const T *x, const T *dy, T *dx, const size_t *g, int acc) {                      \
-    if (!acc) memset(dx, 0, sizeof(T) * g[BPK_N] * g[BPK_C] * g[BPK_H] * g[BPK_W]);                         \
     Geom q = geom_of(g);                                                                                     \
+    if (is_2x2(&q) && q.h == 2 * q.ho && q.w == 2 * q.wo) { /* every cell in one window */                   \
+      max2x2_##S(&q, x, NULL, dy, dx, acc);                                                                  \
+      return;                                                                                                \
+    }                                                                                                        \
+    if (!acc) memset(dx, 0, sizeof(T) * g[BPK_N] * g[BPK_C] * g[BPK_H] * g[BPK_W]);                          \
     if (q.ph == 0 && q.pw == 0)                                                                              \
       max_unpadded_##S(&q, x, NULL, dy, dx, 1);                                                              \
     else                                                                                                     \
       pool_##S(x, NULL, dy, dx, g, 0, 1);                                                                    \
   }                                                                                                          \
   void bpk_avgpool2d_dx_##S(const T *dy, T *dx, const size_t *g, int acc) {                                  \
-    if (!acc) memset(dx, 0, sizeof(T) * g[BPK_N] * g[BPK_C] * g[BPK_H] * g[BPK_W]);                         \
+    if (!acc) memset(dx, 0, sizeof(T) * g[BPK_N] * g[BPK_C] * g[BPK_H] * g[BPK_W]);                          \
     pool_##S(NULL, NULL, dy, dx, g, 2, 1);                                                                   \
   }
 

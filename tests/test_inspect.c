@@ -641,7 +641,7 @@ static void test_explain_local_derivative_texts(void **state) {
       {"log(a)", "a", "  d log(a)/da = 1 / a = 1.428571429"},
       {"sqrt(a)", "a", "  d sqrt(a)/da = 0.5 / sqrt(a) = 0.5976143047"},
       {"exp(a)", "a", "  d exp(a)/da = exp(a) = 2.013752707"},
-      {"relu(a)", "a", "  d relu(a)/da = [a > 0] = 1"},
+      {"relu(a)", "a", "  d relu(a)/da = [relu(a) > 0] = 1"},
       {"abs(a)", "a", "  d abs(a)/da = sign(a) = 1"},
       {"a ^ 3", "a", "  d(a^3)/da = 3 * a^2 = 1.47"},
       {"leaky_relu(a, 0.1)", "a", "  d leaky_relu(a, 0.1)/da = 0.1 + 0.9 * [a > 0] = 1"},

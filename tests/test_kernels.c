@@ -400,6 +400,10 @@ static const size_t fixed[][BPK_GEOM] = {
     GEO(1, 3, 19, 21, 5, 5, 5, 1, 1, 2, 2, 1, 1, 1),   /* rows longer than a vector, not a multiple of it */
     GEO(3, 1, 28, 28, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1),  /* the Fashion CNN's first layer */
     GEO(2, 16, 14, 14, 32, 5, 5, 1, 1, 2, 2, 1, 1, 1), /* and its second */
+    GEO(2, 3, 28, 12, 2, 2, 2, 2, 2, 0, 0, 1, 1,
+        1), /* 2x2 windows, stride 2: the usual pooling, tiling the image */
+    GEO(1, 2, 7, 9, 2, 2, 2, 2, 2, 0, 0, 1, 1,
+        1), /* the same on odd sizes: a row and a column in no window */
 };
 enum { NFIXED = sizeof fixed / sizeof fixed[0] };
 

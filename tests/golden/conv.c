@@ -187,13 +187,10 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
   }
   /* line 7: index [4,1,1] */
   const bp_real *const t5 = c1 + 0;
-  /* line 7: add [4,6,6] */
-  bp_real *const t6 = ws + 0;
-  for (size_t i = 0; i < 4; i++)
-    for (size_t j = 0; j < 36; j++) t6[i * 36 + j] = t4[i * 36 + j] + t5[i];
   /* line 7: h = relu [4,6,6] */
   bp_real *const h = ws + 144;
-  for (size_t i = 0; i < 144; i++) h[i] = (t6[i] > 0 ? t6[i] : 0);
+  for (size_t i = 0; i < 4; i++)
+    for (size_t j = 0; j < 36; j++) h[i * 36 + j] = ((t4[i * 36 + j] + t5[i]) > 0 ? (t4[i * 36 + j] + t5[i]) : 0);
   /* line 8: p = maxpool2d [4,3,3] */
   bp_real *const p_ = ws + 288;
   for (long n = 0; n < 4; n++) {
@@ -383,7 +380,7 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
   }
   /* line 7: backward mul [4,6,6] */
   bp_real *const d36 = ws + 636;
-  for (size_t i = 0; i < 144; i++) d36[i] = (d30[i] + d32[i]) * ((bp_real)(t6[i] > 0.0));
+  for (size_t i = 0; i < 144; i++) d36[i] = (d30[i] + d32[i]) * ((bp_real)(h[i] > 0.0));
   /* line 7: backward sum_axis [4,1,1] */
   bp_real *const d37 = ws + 288;
   for (size_t i = 0; i < 4; i++) d37[i] = 0;
@@ -477,13 +474,10 @@ static bp_real conv__backward_inputs(const bp_real *restrict params, const bp_re
   }
   /* line 7: index [4,1,1] */
   const bp_real *const t5 = c1 + 0;
-  /* line 7: add [4,6,6] */
-  bp_real *const t6 = ws + 0;
-  for (size_t i = 0; i < 4; i++)
-    for (size_t j = 0; j < 36; j++) t6[i * 36 + j] = t4[i * 36 + j] + t5[i];
   /* line 7: h = relu [4,6,6] */
   bp_real *const h = ws + 144;
-  for (size_t i = 0; i < 144; i++) h[i] = (t6[i] > 0 ? t6[i] : 0);
+  for (size_t i = 0; i < 4; i++)
+    for (size_t j = 0; j < 36; j++) h[i * 36 + j] = ((t4[i * 36 + j] + t5[i]) > 0 ? (t4[i * 36 + j] + t5[i]) : 0);
   /* line 8: p = maxpool2d [4,3,3] */
   bp_real *const p_ = ws + 288;
   for (long n = 0; n < 4; n++) {
@@ -630,10 +624,10 @@ static bp_real conv__backward_inputs(const bp_real *restrict params, const bp_re
     }
   }
   /* line 7: backward mul [4,6,6] */
-  bp_real *const d36 = ws + 144;
-  for (size_t i = 0; i < 144; i++) d36[i] = (d30[i] + d32[i]) * ((bp_real)(t6[i] > 0.0));
+  bp_real *const d36 = ws + 636;
+  for (size_t i = 0; i < 144; i++) d36[i] = (d30[i] + d32[i]) * ((bp_real)(h[i] > 0.0));
   /* line 7: backward conv2d_dx [2,6,6] */
-  bp_real *const d40 = ws + 636;
+  bp_real *const d40 = ws + 780;
   for (size_t i = 0; i < 72; i++) d40[i] = 0;
   for (long n = 0; n < 1; n++) {
     for (long oc = 0; oc < 4; oc++) {
@@ -709,6 +703,6 @@ bp_real conv_backward_batch_train(const bp_real *params, const bp_real *inputs, 
 
 /* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
 bp_real conv_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
-  bp_real ws[708];
+  bp_real ws[852];
   return conv__backward_inputs(params, inputs, dinputs, ws);
 }

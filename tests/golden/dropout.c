@@ -87,9 +87,12 @@ static bp_real dropout__backward_add(const bp_real *restrict params, const bp_re
     const bp_real s = x[p];
     for (size_t j = 0; j < 4; j++) t4[j] += s * W1[p * 4 + j];
   }
+  /* line 8: relu [4] */
+  bp_real *const t5 = ws + 0;
+  for (size_t i = 0; i < 4; i++) t5[i] = (t4[i] > 0 ? t4[i] : 0);
   /* line 8: h = dropout [4] */
   bp_real *const h = ws + 4;
-  for (size_t i = 0; i < 4; i++) h[i] = ((t4[i] > 0 ? t4[i] : 0)) * dropout__dropout_mask(dropout, seed, 0, i, 4503599627370496u, 2.0);
+  for (size_t i = 0; i < 4; i++) h[i] = t5[i] * dropout__dropout_mask(dropout, seed, 0, i, 4503599627370496u, 2.0);
   /* line 9: y = dot scalar */
   bp_real y = 0;
   for (size_t i = 0; i < 4; i++) y += h[i] * w2[i];
@@ -107,7 +110,7 @@ static bp_real dropout__backward_add(const bp_real *restrict params, const bp_re
   }
   /* line 8: backward mul [4] */
   bp_real *const d20 = ws + 8;
-  for (size_t i = 0; i < 4; i++) d20[i] = ((w2[i] * d13) * dropout__dropout_mask(dropout, seed, 0, i, 4503599627370496u, 2.0)) * ((bp_real)(t4[i] > 0.0));
+  for (size_t i = 0; i < 4; i++) d20[i] = ((w2[i] * d13) * dropout__dropout_mask(dropout, seed, 0, i, 4503599627370496u, 2.0)) * ((bp_real)(t5[i] > 0.0));
   /* line 8: backward outer [3,4] */
   if (acc) {
     for (size_t i = 0; i < 3; i++) {
@@ -138,9 +141,12 @@ static bp_real dropout__backward_inputs(const bp_real *restrict params, const bp
     const bp_real s = x[p];
     for (size_t j = 0; j < 4; j++) t4[j] += s * W1[p * 4 + j];
   }
+  /* line 8: relu [4] */
+  bp_real *const t5 = ws + 0;
+  for (size_t i = 0; i < 4; i++) t5[i] = (t4[i] > 0 ? t4[i] : 0);
   /* line 8: h = dropout [4] */
   bp_real *const h = ws + 4;
-  for (size_t i = 0; i < 4; i++) h[i] = ((t4[i] > 0 ? t4[i] : 0));
+  for (size_t i = 0; i < 4; i++) h[i] = t5[i];
   /* line 9: y = dot scalar */
   bp_real y = 0;
   for (size_t i = 0; i < 4; i++) y += h[i] * w2[i];
@@ -154,7 +160,7 @@ static bp_real dropout__backward_inputs(const bp_real *restrict params, const bp
   bp_real d14 = -d13;
   /* line 8: backward mul [4] */
   bp_real *const d20 = ws + 8;
-  for (size_t i = 0; i < 4; i++) d20[i] = ((w2[i] * d13)) * ((bp_real)(t4[i] > 0.0));
+  for (size_t i = 0; i < 4; i++) d20[i] = ((w2[i] * d13)) * ((bp_real)(t5[i] > 0.0));
   /* line 8: backward matmul [3] */
   bp_real *const d21 = ws + 12;
   for (size_t i = 0; i < 3; i++) {

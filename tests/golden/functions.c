@@ -121,7 +121,7 @@ static bp_real functions__backward_add(const bp_real *restrict params, const bp_
     for (size_t j = 0; j < 3; j++) t13[j] += s * t9[p * 3 + j];
   }
   /* line 8, in residual(), called at line 12: h = relu [3] */
-  bp_real *const h_ = ws + 15;
+  bp_real *const h_ = ws + 12;
   for (size_t i = 0; i < 3; i++) h_[i] = (t13[i] > 0 ? t13[i] : 0);
   /* line 9, in residual(), called at line 12: add [3] */
   bp_real *const t15 = ws + 15;
@@ -141,7 +141,7 @@ static bp_real functions__backward_add(const bp_real *restrict params, const bp_
   for (size_t i = 0; i < 2; i++) d23[i * 2] += d22[i];
   /* line 8: backward mul [3] */
   bp_real *const d26 = ws + 23;
-  for (size_t i = 0; i < 3; i++) d26[i] = d23[i] * ((bp_real)(t13[i] > 0.0));
+  for (size_t i = 0; i < 3; i++) d26[i] = d23[i] * ((bp_real)(h_[i] > 0.0));
   /* line 8: backward matmul [3] */
   bp_real *const d27 = ws + 26;
   for (size_t i = 0; i < 3; i++) {
@@ -239,7 +239,7 @@ static bp_real functions__backward_inputs(const bp_real *restrict params, const 
     for (size_t j = 0; j < 3; j++) t13[j] += s * t9[p * 3 + j];
   }
   /* line 8, in residual(), called at line 12: h = relu [3] */
-  bp_real *const h_ = ws + 15;
+  bp_real *const h_ = ws + 12;
   for (size_t i = 0; i < 3; i++) h_[i] = (t13[i] > 0 ? t13[i] : 0);
   /* line 9, in residual(), called at line 12: add [3] */
   bp_real *const t15 = ws + 15;
@@ -259,7 +259,7 @@ static bp_real functions__backward_inputs(const bp_real *restrict params, const 
   for (size_t i = 0; i < 2; i++) d23[i * 2] += d22[i];
   /* line 8: backward mul [3] */
   bp_real *const d26 = ws + 23;
-  for (size_t i = 0; i < 3; i++) d26[i] = d23[i] * ((bp_real)(t13[i] > 0.0));
+  for (size_t i = 0; i < 3; i++) d26[i] = d23[i] * ((bp_real)(h_[i] > 0.0));
   /* line 8: backward matmul [3] */
   bp_real *const d27 = ws + 26;
   for (size_t i = 0; i < 3; i++) {

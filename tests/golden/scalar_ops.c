@@ -161,7 +161,7 @@ static bp_real scalar_ops__backward_add(const bp_real *restrict params, const bp
   /* line 6: backward add scalar */
   bp_real d52 = d34 + d51;
   /* line 5: backward gt scalar */
-  bp_real d55 = (bp_real)(t7 > 0.0);
+  bp_real d55 = (bp_real)(t8 > 0.0);
   /* line 5: backward mul scalar */
   bp_real d56 = d52 * d55;
   /* line 5: backward neg scalar */
