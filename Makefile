@@ -31,7 +31,7 @@ $(B)/support/%.o:  INCS = -Isupport
 $(B)/compiler/%.o: INCS = -Isupport -Icompiler
 $(B)/runtime/%.o:  INCS = -Isupport -Iruntime
 
-.PHONY: all test run-tests unit e2e golden demo demo-cnn deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels bench-cnn bench-dist docs-images mutate
+.PHONY: all test run-tests unit e2e golden demo demo-cnn deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels bench-blas bench-cnn bench-dist docs-images mutate
 FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc $(MPI_PLUGIN)
 
@@ -133,6 +133,13 @@ $(B)/kernel_bench: bench/kernel_bench.c $(B)/runtime/kernels.o $(B)/runtime/conv
 	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $^
 bench-kernels: $(B)/kernel_bench
 	$(B)/kernel_bench
+# bpc's matrix product against Debian's OpenBLAS and BLIS (bench/RESULTS.md's choice of kernel)
+$(B)/blas_bench: bench/blas_bench.c $(B)/runtime/kernels.o $(B)/runtime/conv.o
+	scripts/install-deps.sh --bench
+	$(CC) $(CSTD) -O2 $(WARN) -Iruntime -I/usr/include/x86_64-linux-gnu/openblas-pthread -o $@ $< \
+	  $(B)/runtime/kernels.o $(B)/runtime/conv.o /usr/lib/x86_64-linux-gnu/libopenblas.so.0 -lblis -lm -lpthread
+bench-blas: $(B)/blas_bench
+	OPENBLAS_NUM_THREADS=1 BLIS_NUM_THREADS=1 $(B)/blas_bench
 
 # The pictures in docs/learning.md, drawn by bpc graph (needs Graphviz).
 docs-images: $(B)/bpc
@@ -178,7 +185,7 @@ bench-cnn: $(B)/bpc $(B)/peak
 bench-dist: $(B)/bpc $(MPI_PLUGIN)
 	scripts/install-deps.sh --bench
 	bench/dist_bench.sh $(B)/bpc
-bench: bench-ad bench-compile bench-train bench-kernels bench-cnn bench-dist
+bench: bench-ad bench-compile bench-train bench-kernels bench-blas bench-cnn bench-dist
 $(B)/compile_bench: bench/compile_bench.c $(B)/libbpc.a
 	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $< $(B)/libbpc.a $(LDLIBS)
 bench-compile: $(B)/compile_bench
