@@ -182,9 +182,9 @@ bench-cnn: $(B)/bpc $(B)/peak
 	scripts/install-deps.sh --bench
 	bench/cnn_bench.sh $(B)/bpc $(B)/peak
 # 1 rank against 2 under mpirun (docs/distributed.md)
-bench-dist: $(B)/bpc $(MPI_PLUGIN)
+bench-dist: $(B)/bpc $(MPI_PLUGIN) $(B)/peak
 	scripts/install-deps.sh --bench
-	bench/dist_bench.sh $(B)/bpc
+	bench/dist_bench.sh $(B)/bpc $(B)/peak
 bench: bench-ad bench-compile bench-train bench-kernels bench-blas bench-cnn bench-dist
 $(B)/compile_bench: bench/compile_bench.c $(B)/libbpc.a
 	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $< $(B)/libbpc.a $(LDLIBS)
