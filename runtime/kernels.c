@@ -306,7 +306,14 @@ void bpk_thread_done(void) {
   }                                                                                                          \
   static const BpkDense_##S dense_##P = {mv_##P, mtv_##P, outer_##P, mm_##P};
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* BPK_NO_TARGETS (tests/test_kernel_widths.c, which includes this file):
+ * every path's code at its width, in the instructions of any CPU, each
+ * path usable, so that a machine without AVX-512 still runs its code. */
+#if defined(BPK_NO_TARGETS)
+#define BPK_X86 1
+#define AVX2_TARGET
+#define AVX512_TARGET
+#elif defined(__x86_64__) && defined(__GNUC__)
 #define BPK_X86 1
 #define AVX2_TARGET __attribute__((target("avx2,fma")))
 #define AVX512_TARGET __attribute__((target("avx512f,avx2,fma")))
@@ -326,7 +333,9 @@ const char *const bpk_path_names[BPK_PATHS] = {"generic", "avx2", "avx512"};
 
 static int path_usable(int path) {
   if (path == BPK_PATH_GENERIC) return 1;
-#ifdef BPK_X86
+#if defined(BPK_NO_TARGETS)
+  return path > 0 && path < BPK_PATHS;
+#elif defined(BPK_X86)
   if (path == BPK_PATH_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (path == BPK_PATH_AVX512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
 #endif

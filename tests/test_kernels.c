@@ -25,7 +25,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "dense_check.h"
 #include "kernels.h"
+
+static size_t pick(uint64_t *s, size_t lo, size_t hi) { return lo + (size_t)(next(s) % (hi - lo + 1)); }
 
 /* ---- geometry ---- */
 
@@ -295,25 +298,7 @@ static size_t size_of(const Geo *q, Size s) {
   return s == SZ_X ? q->nx : s == SZ_K ? q->nk : s == SZ_Y ? q->ny : 0;
 }
 
-/* ---- random numbers, rounded to float so both precisions see them ---- */
-
-static uint64_t next(uint64_t *s) { /* splitmix64 */
-  uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-static size_t pick(uint64_t *s, size_t lo, size_t hi) { return lo + (size_t)(next(s) % (hi - lo + 1)); }
-static double *random_array(size_t n, uint64_t *s) {
-  double *a = malloc(sizeof(double) * (n + 1));
-  for (size_t i = 0; i < n; i++)
-    a[i] = (double)(float)((double)(next(s) >> 11) * 0x1p-53 * 4.0 - 2.0);
-  return a;
-}
-
 /* ---- comparing ---- */
-
-static int compared; /* kernel runs compared with their reference */
 
 /* Runs kernel k on a, b (doubles; float copies for _f) into out, starting from start. */
 static void run(const Kernel *k, const Geo *q, const double *a, const double *b, double *out, int use_float,
@@ -621,74 +606,9 @@ static void test_pool_padding(void **state) {
     assert_true(yf[i] == (float)want_max[i]);
 }
 
-/* ---- the matrix product the convolutions run on ---- */
+/* ---- the dense kernels, every path this CPU has ---- */
 
-/* The matrix product of every instruction-set path this CPU has (generic,
- * AVX2, AVX-512: kernels.h) against the direct loop, every way of storing A
- * and B, storing and adding, in both precisions, on sizes around the tiles'
- * edges: rows 1 to 7 (the tiles have 1 to 6), columns around one and two
- * vectors of each path's width (2 to 16 elements) and past them, k = 0 (an
- * empty sum), 1 and past the blocks of k (128 to 512 deep). */
-static void check_mm_path(int path, size_t m, size_t k, size_t n, uint64_t *rng) {
-  double *A = random_array(m * k, rng), *B = random_array(k * n, rng);
-  double *want = malloc(sizeof(double) * (m * n + 1)), *mag = malloc(sizeof(double) * (m * n + 1));
-  double *got = malloc(sizeof(double) * (m * n + 1));
-  float *fa = malloc(sizeof(float) * (m * k + 1)), *fb = malloc(sizeof(float) * (k * n + 1)),
-        *fc = malloc(sizeof(float) * (m * n + 1));
-  for (int ta = 0; ta < 2; ta++)
-    for (int tb = 0; tb < 2; tb++) {
-      for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < n; j++) {
-          double s = 0, a = 0;
-          for (size_t p = 0; p < k; p++) {
-            double t = A[ta ? p * m + i : i * k + p] * B[tb ? j * k + p : p * n + j];
-            s += t;
-            a += fabs(t);
-          }
-          want[i * n + j] = s;
-          mag[i * n + j] = a;
-        }
-      for (int use_float = 0; use_float < 2; use_float++)
-        for (int acc = 0; acc < 2; acc++) {
-          double *start = random_array(m * n, rng);
-          for (size_t i = 0; i < m * n; i++)
-            got[i] = acc ? start[i] : NAN;
-          if (use_float) {
-            for (size_t i = 0; i < m * k; i++)
-              fa[i] = (float)A[i];
-            for (size_t i = 0; i < k * n; i++)
-              fb[i] = (float)B[i];
-            for (size_t i = 0; i < m * n; i++)
-              fc[i] = (float)got[i];
-            bpk_dense_f(path)->mm(fa, fb, fc, m, k, n, ta, tb, acc);
-            for (size_t i = 0; i < m * n; i++)
-              got[i] = fc[i];
-          } else {
-            bpk_dense_d(path)->mm(A, B, got, m, k, n, ta, tb, acc);
-          }
-          double tol = use_float ? 1e-4 : 1e-12;
-          for (size_t i = 0; i < m * n; i++) {
-            double expect = want[i] + (acc ? start[i] : 0),
-                   bound = tol * (mag[i] + (acc ? fabs(start[i]) : 0));
-            if (!(fabs(got[i] - expect) <= bound))
-              fail_msg("mm_%s (%s) m%zu k%zu n%zu ta%d tb%d acc%d at %zu: %.17g, want %.17g",
-                       use_float ? "f" : "d", bpk_path_names[path], m, k, n, ta, tb, acc, i, got[i], expect);
-          }
-          free(start);
-          compared++;
-        }
-    }
-  free(A);
-  free(B);
-  free(want);
-  free(mag);
-  free(got);
-  free(fa);
-  free(fb);
-  free(fc);
-}
-
-/* The paths this CPU has; every one is checked. */
+/* The paths this CPU has: each one is checked. */
 static int usable_paths(void) {
   int n = 0;
   for (int p = 0; p < BPK_PATHS; p++)
@@ -696,15 +616,12 @@ static int usable_paths(void) {
   return n;
 }
 
-static void check_mm(size_t m, size_t k, size_t n, uint64_t *rng) {
-  for (int p = 0; p < BPK_PATHS; p++)
-    if (bpk_dense_f(p)) check_mm_path(p, m, k, n, rng);
-}
-
 /* The generic path is always there, the widest usable one is what the
  * kernels.h functions take, and on x86-64 a CPU with AVX2 and FMA (every
  * x86-64 this project is measured on) has the AVX2 path: the tests then
- * check at least two paths. Says which paths this run checks. */
+ * check at least two paths. Says which paths this run checks (the AVX-512
+ * one only where the CPU has it; test_kernel_widths.c checks its code at
+ * its width everywhere, in generic instructions). */
 static void test_paths(void **state) {
   (void)state;
   assert_non_null(bpk_dense_f(BPK_PATH_GENERIC));
@@ -726,113 +643,26 @@ static void test_paths(void **state) {
   print_message("kernel paths checked on this CPU:%s\n", names);
 }
 
-/* mv, mtv and outer of every path against the direct loops, storing and
- * adding, in both precisions, on lengths around each path's vectors. */
 static void test_vector_kernels(void **state) {
   (void)state;
-  static const size_t lens[] = {1, 2, 3, 5, 8, 15, 17, 33, 100};
-  uint64_t rng = 5;
   int checked = 0;
-  for (int path = 0; path < BPK_PATHS; path++) {
-    const BpkDense_d *dd = bpk_dense_d(path);
-    const BpkDense_f *df = bpk_dense_f(path);
-    if (!dd) continue;
-    for (size_t a = 0; a < sizeof lens / sizeof lens[0]; a++)
-      for (size_t b = 0; b < sizeof lens / sizeof lens[0]; b++) {
-        size_t m = lens[a], k = lens[b];
-        double *A = random_array(m * k, &rng), *x = random_array(k, &rng), *xm = random_array(m, &rng),
-               *y0 = random_array(m * k, &rng);
-        double *y = malloc(sizeof(double) * (m * k + 1)), *want = malloc(sizeof(double) * (m * k + 1));
-        float *fA = malloc(sizeof(float) * (m * k + 1)), *fx = malloc(sizeof(float) * (k + m + 1)),
-              *fy = malloc(sizeof(float) * (m * k + 1));
-        for (int kind = 0; kind < 3; kind++)
-          for (int acc = 0; acc < 2; acc++) {
-            /* mv: y[m] = A[m,k] x[k]; mtv: y[k] = A^T x with A read as [m, k] = [k', m'] (k' = m);
-               outer: D[m,k] = xm x^T */
-            size_t ny = kind == 0 ? m : kind == 1 ? k : m * k;
-            for (size_t i = 0; i < ny; i++) {
-              double s = acc ? y0[i] : 0;
-              if (kind == 0)
-                for (size_t p = 0; p < k; p++)
-                  s += A[i * k + p] * x[p];
-              else if (kind == 1)
-                for (size_t p = 0; p < m; p++)
-                  s += A[p * k + i] * xm[p];
-              else
-                s += xm[i / k] * x[i % k];
-              want[i] = s;
-            }
-            for (int use_float = 0; use_float < 2; use_float++) {
-              for (size_t i = 0; i < ny; i++)
-                y[i] = acc ? y0[i] : NAN;
-              if (!use_float) {
-                if (kind == 0) dd->mv(A, x, y, m, k, acc);
-                if (kind == 1) dd->mtv(A, xm, y, m, k, acc);
-                if (kind == 2) dd->outer(xm, x, y, m, k, acc);
-              } else {
-                for (size_t i = 0; i < m * k; i++)
-                  fA[i] = (float)A[i];
-                for (size_t i = 0; i < ny; i++)
-                  fy[i] = (float)y[i];
-                const double *v = kind == 1 ? xm : x;
-                size_t nv = kind == 1 ? m : k;
-                for (size_t i = 0; i < nv; i++)
-                  fx[i] = (float)v[i];
-                float *fxm = fx + k; /* outer's first vector */
-                for (size_t i = 0; kind == 2 && i < m; i++)
-                  fxm[i] = (float)xm[i];
-                if (kind == 0) df->mv(fA, fx, fy, m, k, acc);
-                if (kind == 1) df->mtv(fA, fx, fy, m, k, acc);
-                if (kind == 2) df->outer(fxm, fx, fy, m, k, acc);
-                for (size_t i = 0; i < ny; i++)
-                  y[i] = fy[i];
-              }
-              for (size_t i = 0; i < ny; i++)
-                if (!(fabs(y[i] - want[i]) <= (use_float ? 1e-4 : 1e-12) * (1 + fabs(want[i]) + (double)k)))
-                  fail_msg("%s_%s (%s) m%zu k%zu acc%d at %zu: %.17g, want %.17g",
-                           kind == 0   ? "mv"
-                           : kind == 1 ? "mtv"
-                                       : "outer",
-                           use_float ? "f" : "d", bpk_path_names[path], m, k, acc, i, y[i], want[i]);
-              checked++;
-            }
-          }
-        free(A);
-        free(x);
-        free(xm);
-        free(y0);
-        free(y);
-        free(want);
-        free(fA);
-        free(fx);
-        free(fy);
-      }
-  }
-  assert_int_equal(checked, usable_paths() * 9 * 9 * 3 * 2 * 2);
+  for (int p = 0; p < BPK_PATHS; p++)
+    if (bpk_dense_d(p)) checked += check_vector_kernels(bpk_dense_d(p), bpk_dense_f(p), bpk_path_names[p]);
+  assert_int_equal(checked, usable_paths() * VECTOR_CHECKS);
 }
 
 static void test_mm(void **state) {
   (void)state;
-  static const size_t ms[] = {1, 2, 3, 4, 5, 6, 7, 13, 25};
-  static const size_t ns[] = {1, 3, 4, 5, 8, 9, 15, 16, 17, 24, 31, 33, 196};
-  static const size_t ks[] = {0, 1, 2, 7, 300};
-  uint64_t rng = 99;
-  compared = 0;
-  int runs = 0;
-  for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
-    for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++)
-      for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c++) {
-        if (ks[c] == 300 && ms[a] * ns[b] > 200) continue; /* the deep ones small, to stay quick */
-        check_mm(ms[a], ks[c], ns[b], &rng);
-        runs++;
-      }
-  check_mm(32, 400, 196, &rng); /* the Fashion CNN's second layer: the forward product of one image */
-  check_mm(25, 784, 16, &rng);  /* the first layer's kernel gradient */
-  /* rows of B a multiple of 256 bytes apart (64 floats, 32 doubles), with enough rows of C to copy B's
-     panels contiguous first: k over several blocks, and a last panel narrower than a tile */
-  check_mm(13, 600, 64, &rng);
-  check_mm(19, 7, 160, &rng);
-  assert_int_equal(compared, 16 * (runs + 4) * usable_paths());
+  int first = -1, paths = 0;
+  for (int p = 0; p < BPK_PATHS; p++) {
+    if (!bpk_dense_d(p)) continue;
+    int runs = check_mm_sweep(bpk_dense_d(p), bpk_dense_f(p), bpk_path_names[p]);
+    if (first < 0) first = runs;
+    assert_int_equal(runs, first); /* every path the whole sweep */
+    paths++;
+  }
+  assert_int_equal(paths, usable_paths());
+  assert_true(first > 0);
 }
 
 int main(void) {
