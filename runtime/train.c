@@ -184,8 +184,9 @@ enum { PARAMS_CHUNK = 1024 };
 static void run_params(Pool *p, int i) {
   int64_t from, to;
   param_range(p, i, &from, &to);
-  for (int64_t a = from; a < to; a += PARAMS_CHUNK) {
-    int64_t b = to - a < PARAMS_CHUNK ? to : a + PARAMS_CHUNK;
+  int64_t chunk = p->reduce && p->n > 1 ? PARAMS_CHUNK : to - from; /* nothing to sum: one pass */
+  for (int64_t a = from; a < to; a += chunk) {
+    int64_t b = to - a < chunk ? to : a + chunk;
     if (p->m->use_float)
       params_job_f(p, a, b);
     else
