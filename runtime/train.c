@@ -131,7 +131,7 @@ static void run_slice(Pool *p, Worker *w) {
   char *out = p->outputs ? (char *)p->outputs + from * out_row : NULL;
   if (p->rows) /* the copy into the batch's buffer is split too: each thread its own examples */
     for (size_t e = 0; e < len; e++)
-      memcpy((char *)in + e * in_row, p->rows + p->order[from + e] * in_row, in_row);
+      memcpy(in + e * in_row, p->rows + p->order[from + e] * in_row, in_row);
   w->loss = 0;
   size_t fixed = m->fixed > 1 ? (size_t)m->fixed : 0;
   int acc = 0;                            /* the first call stores this thread's gradient, later ones add */
@@ -162,10 +162,10 @@ static void param_range(const Pool *p, int i, int64_t *from, int64_t *to) {
   *to = *from + per < n ? *from + per : n;
 }
 
-/* The threads' gradients summed into the first thread's buffer, in thread
- * order for every element (so a run repeats exactly for a given thread
- * count), then the update: both over this thread's range alone. Nothing is
- * cleared: each batch stores its gradient afresh (acc 0). */
+/* The threads' gradients summed into the first thread's buffer over
+ * [from, to), in thread order for every element (so a run repeats exactly
+ * for a given thread count). Nothing is cleared: each batch stores its
+ * gradient afresh (acc 0). */
 #define DEFINE_PARAMS_JOB(T, S)                                                                              \
   static void params_job_##S(Pool *p, int64_t from, int64_t to) {                                            \
     T *restrict g0 = p->w[0].grad;                                                                           \
@@ -178,8 +178,9 @@ static void param_range(const Pool *p, int i, int64_t *from, int64_t *to) {
 DEFINE_PARAMS_JOB(double, d)
 DEFINE_PARAMS_JOB(float, f)
 
-/* In chunks of PARAMS_CHUNK elements (a few kilobytes of each array), so
- * that the step reads the sum while it is still in the L1 cache. */
+/* Thread i's range of the parameters: the sum, then the update, in chunks
+ * of PARAMS_CHUNK elements (a few kilobytes of each array), so that the
+ * step reads the sum while it is still in the L1 cache. */
 enum { PARAMS_CHUNK = 1024 };
 static void run_params(Pool *p, int i) {
   int64_t from, to;
