@@ -45,8 +45,11 @@ $(B)/parser.o: $(B)/parser.c compiler/bpc.h support/support.h
 $(B)/lexer.o: $(B)/lexer.c $(B)/parser.h compiler/bpc.h support/support.h
 	$(CC) $(CSTD) $(CFLAGS) $(SAN) $(WARN) -Wno-unused-parameter -Wno-sign-compare -Wno-unused-function $(INCS) -c -o $@ $<
 # kernels and optimiser loops: optimised hard, with reassociation so
-# reductions vectorise and FMA contraction (which -std=c11 turns off)
-HOT_CFLAGS = -O3 -g -ffp-contract=fast -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros
+# reductions vectorise and FMA contraction (which -std=c11 turns off);
+# loops start on a 32-byte boundary, the front end's fetch block, or a
+# short inner loop can straddle two (outer's did, and ran a third slower
+# with the same instructions: bench/RESULTS.md, batch 1)
+HOT_CFLAGS = -O3 -g -falign-loops=32 -ffp-contract=fast -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros
 $(B)/runtime/kernels.o $(B)/runtime/conv.o: $(B)/runtime/%.o: runtime/%.c runtime/kernels.h | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(HOT_CFLAGS) $(SAN) $(WARN) $(INCS) -c -o $@ $<
