@@ -78,18 +78,18 @@ int dist_init(Dist *d, char **err) {
 }
 
 /* A NULL Dist is this process alone, as one of size 1 is. */
-static int shared(const Dist *d) { return d && d->size > 1; }
+int dist_shared(const Dist *d) { return d && d->size > 1; }
 
 void dist_sum(const Dist *d, void *buf, size_t n, size_t elem) {
-  if (shared(d)) d->ops->sum(buf, n, elem == sizeof(float));
+  if (dist_shared(d)) d->ops->sum(buf, n, elem == sizeof(float));
 }
 
 void dist_sum_doubles(const Dist *d, double *v, size_t n) {
-  if (shared(d)) d->ops->sum(v, n, 0);
+  if (dist_shared(d)) d->ops->sum(v, n, 0);
 }
 
 void dist_bcast(const Dist *d, void *buf, size_t bytes) {
-  if (shared(d)) d->ops->bcast(buf, bytes);
+  if (dist_shared(d)) d->ops->bcast(buf, bytes);
 }
 
 int dist_any(const Dist *d, int mine) {

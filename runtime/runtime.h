@@ -366,6 +366,8 @@ int dist_launched_by_mpirun(void);
 /* Joins the job under mpirun (loads the plugin, initialises MPI); else a
  * single process. Returns 1 with *err when the plugin cannot be loaded. */
 int dist_init(Dist *d, char **err);
+/* Whether other processes share the work (d not NULL, of size > 1). */
+int dist_shared(const Dist *d);
 /* Collectives; each a no-op in a single process (d NULL, or of size 1). */
 void dist_sum(const Dist *d, void *buf, size_t n, size_t elem); /* elem: sizeof(float) or sizeof(double) */
 void dist_sum_doubles(const Dist *d, double *v, size_t n);

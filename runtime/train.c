@@ -602,7 +602,7 @@ static int train_steps(Trainer *t, int epoch) {
     t->pool.rows = NULL;
     /* without other processes or clipping, which need the whole gradient first, each thread sums
        and updates its range of the parameters in one pass */
-    int fused = !o->dist && !(o->opt->clip_norm > 0);
+    int fused = !dist_shared(o->dist) && !(o->opt->clip_norm > 0);
     if (!fused) pool_params(&t->pool, 1, NULL, NULL, 0, 0);
     /* the step's loss, metric and stop request over all the processes, so that every one of them
        sees a NaN, or an interrupt, at the same step */
