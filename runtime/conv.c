@@ -20,6 +20,7 @@
 typedef struct Geom {
   size_t n, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups;
   size_t ho, wo, cg, og, taps; /* output size, channels per group, rows of a column: cg * kh * kw */
+  size_t hp, wp;                /* the image with its padding (the frame of im2col_s1 and col2im_s1) */
 } Geom;
 
 static size_t out_size(size_t in, size_t k, size_t step, size_t pad, size_t dil) {
@@ -30,12 +31,14 @@ static size_t out_size(size_t in, size_t k, size_t step, size_t pad, size_t dil)
 static Geom geom_of(const size_t *g) {
   Geom q = {g[BPK_N],  g[BPK_C],  g[BPK_H],  g[BPK_W],  g[BPK_O],  g[BPK_KH], g[BPK_KW],
             g[BPK_SH], g[BPK_SW], g[BPK_PH], g[BPK_PW], g[BPK_DH], g[BPK_DW], g[BPK_G] ? g[BPK_G] : 1,
-            0,         0,         0,         0,         0};
+            0,         0,         0,         0,         0,         0,         0};
   q.ho = out_size(q.h, q.kh, q.sh, q.ph, q.dh);
   q.wo = out_size(q.w, q.kw, q.sw, q.pw, q.dw);
   q.cg = q.c / q.groups;
   q.og = q.o / q.groups;
   q.taps = q.cg * q.kh * q.kw;
+  q.hp = q.h + 2 * q.ph;
+  q.wp = q.w + 2 * q.pw;
   return q;
 }
 
@@ -60,7 +63,7 @@ static int is_stride1(const Geom *q) { return q->sh == 1 && q->sw == 1 && q->dh 
 /* The scratch the columns of one image's group need beyond the columns:
  * the padded frame of im2col_s1. */
 static size_t frame_elems(const Geom *q) {
-  return is_stride1(q) ? q->cg * (q->h + 2 * q->ph) * (q->w + 2 * q->pw) : 0;
+  return is_stride1(q) ? q->cg * q->hp * q->wp : 0;
 }
 
 /* Pooling with 2x2 windows, stride 2 and no padding (max2x2). */
@@ -134,11 +137,18 @@ static int is_2x2(const Geom *q) {
      a test: im2col's branches and zero fills were most of its time */                                       \
   BPK_CLONES static void im2col_s1_##S(const Geom *q, const T *restrict x, T *restrict col,                  \
                                        T *restrict frame) {                                                  \
-    size_t hp = q->h + 2 * q->ph, wp = q->w + 2 * q->pw, hw = q->ho * q->wo;                                 \
-    memset(frame, 0, sizeof(T) * q->cg * hp * wp);                                                           \
-    for (size_t ci = 0; ci < q->cg; ci++)                                                                    \
-      for (size_t iy = 0; iy < q->h; iy++)                                                                   \
-        memcpy(frame + (ci * hp + iy + q->ph) * wp + q->pw, x + (ci * q->h + iy) * q->w, sizeof(T) * q->w);  \
+    size_t hp = q->hp, wp = q->wp, hw = q->ho * q->wo;                                                       \
+    for (size_t ci = 0; ci < q->cg; ci++) { /* each cell of the frame written once: the border zeros */      \
+      T *f = frame + ci * hp * wp;                                                                           \
+      memset(f, 0, sizeof(T) * q->ph * wp);                                                                  \
+      for (size_t iy = 0; iy < q->h; iy++) {                                                                 \
+        T *r = f + (iy + q->ph) * wp;                                                                        \
+        memset(r, 0, sizeof(T) * q->pw);                                                                     \
+        memcpy(r + q->pw, x + (ci * q->h + iy) * q->w, sizeof(T) * q->w);                                    \
+        memset(r + q->pw + q->w, 0, sizeof(T) * q->pw);                                                      \
+      }                                                                                                      \
+      memset(f + (q->ph + q->h) * wp, 0, sizeof(T) * q->ph * wp);                                            \
+    }                                                                                                        \
     for (size_t ci = 0; ci < q->cg; ci++)                                                                    \
       for (size_t ky = 0; ky < q->kh; ky++)                                                                  \
         for (size_t kx = 0; kx < q->kw; kx++) {                                                              \
@@ -178,8 +188,8 @@ static int is_2x2(const Geom *q) {
      padded image, whose inside then goes into dx (stored, or added with acc) */                             \
   BPK_CLONES static void col2im_s1_##S(const Geom *q, const T *restrict col, T *restrict dx,                 \
                                        T *restrict frame, int acc) {                                         \
-    size_t hp = q->h + 2 * q->ph, wp = q->w + 2 * q->pw, hw = q->ho * q->wo;                                 \
-    memset(frame, 0, sizeof(T) * q->cg * hp * wp);                                                           \
+    size_t hp = q->hp, wp = q->wp, hw = q->ho * q->wo;                                                       \
+    memset(frame, 0, sizeof(T) * q->cg * hp * wp); /* the sums start at 0 */                                 \
     for (size_t ci = 0; ci < q->cg; ci++)                                                                    \
       for (size_t ky = 0; ky < q->kh; ky++)                                                                  \
         for (size_t kx = 0; kx < q->kw; kx++) {                                                              \
