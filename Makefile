@@ -31,7 +31,7 @@ $(B)/support/%.o:  INCS = -Isupport
 $(B)/compiler/%.o: INCS = -Isupport -Icompiler
 $(B)/runtime/%.o:  INCS = -Isupport -Iruntime
 
-.PHONY: all test run-tests unit e2e golden demo demo-cnn deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels bench-blas bench-cnn bench-dist docs-images mutate
+.PHONY: all test run-tests unit e2e golden demo demo-cnn deps sanitize fuzz install clean format bench bench-ad bench-compile bench-train bench-kernels bench-blas bench-threads bench-cnn bench-dist docs-images mutate
 FASHION = /usr/share/datasets/fashion-mnist
 all: $(B)/bpc $(MPI_PLUGIN)
 
@@ -143,6 +143,12 @@ $(B)/blas_bench: bench/blas_bench.c $(B)/runtime/kernels.o $(B)/runtime/conv.o
 	  $(B)/runtime/kernels.o $(B)/runtime/conv.o /usr/lib/x86_64-linux-gnu/libopenblas.so.0 -lblis -lm -lpthread
 bench-blas: $(B)/blas_bench
 	OPENBLAS_NUM_THREADS=1 BLIS_NUM_THREADS=1 $(B)/blas_bench
+# The parameters' phase of a step (sum and update) on one thread and two, without the model
+$(B)/param_phase: bench/param_phase.c | $(B)
+	$(CC) $(CSTD) -O3 $(WARN) -o $@ $< -lpthread
+bench-threads: $(B)/param_phase
+	$(B)/param_phase 1
+	$(B)/param_phase 2
 
 # The pictures in docs/learning.md, drawn by bpc graph (needs Graphviz).
 docs-images: $(B)/bpc
@@ -188,7 +194,7 @@ bench-cnn: $(B)/bpc $(B)/peak
 bench-dist: $(B)/bpc $(MPI_PLUGIN) $(B)/peak
 	scripts/install-deps.sh --bench
 	bench/dist_bench.sh $(B)/bpc $(B)/peak
-bench: bench-ad bench-compile bench-train bench-kernels bench-blas bench-cnn bench-dist
+bench: bench-ad bench-compile bench-train bench-kernels bench-blas bench-threads bench-cnn bench-dist
 $(B)/compile_bench: bench/compile_bench.c $(B)/libbpc.a
 	$(CC) $(CSTD) -O2 $(WARN) $(INCS) -o $@ $< $(B)/libbpc.a $(LDLIBS)
 bench-compile: $(B)/compile_bench

@@ -169,6 +169,15 @@
 BPK_SCRATCH(double, d)
 BPK_SCRATCH(float, f)
 
+/* A loop the compiler vectorises itself: the AVX2 clone is enough. */
+#define BPK_ADD(T, S)                                                                                        \
+  BPK_CLONES void bpk_add_##S(T *restrict y, const T *restrict x, size_t n) {                                \
+    for (size_t i = 0; i < n; i++)                                                                           \
+      y[i] += x[i];                                                                                          \
+  }
+BPK_ADD(double, d)
+BPK_ADD(float, f)
+
 void bpk_thread_done(void) {
   bpk_conv_thread_done();
   free(pack_buf_d);

@@ -22,7 +22,9 @@
   /* D = a b^T, a is [m], b is [n] */                                                                        \
   void bpk_outer_##S(const T *a, const T *b, T *D, size_t m, size_t n, int acc);                             \
   /* C = op(A) op(B), C is [m, n], op(A) is [m, k]; ta/tb: A or B stored transposed */                       \
-  void bpk_mm_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc);
+  void bpk_mm_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc);    \
+  /* y += x over n elements (the threads' gradients summed: runtime/train.c) */                              \
+  void bpk_add_##S(T *y, const T *x, size_t n);
 
 /* Convolution and pooling (conv.c) over N images [C, H, W] side by side,
  * NCHW; kernels [O, C/G, kh, kw]. The geometry is an array indexed by

@@ -168,12 +168,9 @@ static void param_range(const Pool *p, int i, int64_t *from, int64_t *to) {
  * gradient afresh (acc 0). */
 #define DEFINE_PARAMS_JOB(T, S)                                                                              \
   static void params_job_##S(Pool *p, int64_t from, int64_t to) {                                            \
-    T *restrict g0 = p->w[0].grad;                                                                           \
-    for (int t = 1; p->reduce && t < p->n; t++) {                                                            \
-      const T *restrict gt = p->w[t].grad;                                                                   \
-      for (int64_t i = from; i < to; i++)                                                                    \
-        g0[i] += gt[i];                                                                                      \
-    }                                                                                                        \
+    T *g0 = p->w[0].grad;                                                                                    \
+    for (int t = 1; p->reduce && t < p->n; t++) /* a kernel: this file is not compiled to vectorise */       \
+      bpk_add_##S(g0 + from, (const T *)p->w[t].grad + from, (size_t)(to - from));                           \
   }
 DEFINE_PARAMS_JOB(double, d)
 DEFINE_PARAMS_JOB(float, f)

@@ -665,6 +665,26 @@ static void test_mm(void **state) {
   assert_true(first > 0);
 }
 
+/* y += x, every length from 0 to past two vectors of doubles and floats:
+ * the vector body and the scalar tail; nothing written past n. */
+static void test_add(void **state) {
+  (void)state;
+  for (size_t n = 0; n <= 37; n++) {
+    double yd[40], xd[40];
+    float yf[40], xf[40];
+    for (size_t i = 0; i < 40; i++) {
+      yd[i] = (double)i, xd[i] = 0.5 * (double)(i + 1);
+      yf[i] = (float)i, xf[i] = 0.25f * (float)(i + 1);
+    }
+    bpk_add_d(yd, xd, n);
+    bpk_add_f(yf, xf, n);
+    for (size_t i = 0; i < 40; i++) {
+      assert_true(yd[i] == (i < n ? (double)i + 0.5 * (double)(i + 1) : (double)i));
+      assert_true(yf[i] == (i < n ? (float)i + 0.25f * (float)(i + 1) : (float)i));
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_references_are_adjoint),
@@ -681,6 +701,7 @@ int main(void) {
       cmocka_unit_test(test_paths),
       cmocka_unit_test(test_vector_kernels),
       cmocka_unit_test(test_mm),
+      cmocka_unit_test(test_add),
   };
   return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }
