@@ -90,7 +90,8 @@ static JitModel *emit_and_load(Ctx *c, const JitOptions *jo, char **err) {
                     .jit_kernels = 1,
                     .batch = jo->batch,
                     .part_nodes = jo->use_cc ? 0 : -1, /* long functions in parts only for gcc */
-                    .batch_why = &unbatched_why};
+                    .batch_why = &unbatched_why,
+                    .team = jo->team};
   emit_c(c, &eo, &text, &header);
   ModelInfo info;
   model_info(c, unbatched_why, &info);
@@ -106,6 +107,10 @@ static JitModel *emit_and_load(Ctx *c, const JitOptions *jo, char **err) {
 static JitModel *load_compiled(Ctx *c, const JitOptions *asked, double t0) {
   JitOptions jo = asked ? *asked : (JitOptions){0};
   int fallback = jo.use_cc < 0;
+  if (jo.team_batch > 1 && team_supported(c)) { /* threads share each step: one batch for all of them */
+    jo.batch = jo.team_batch;
+    jo.team = 1;
+  }
   if (jo.use_cc < 0) jo.use_cc = wants_cc(c, jo.batch);
   char *err = NULL;
   JitModel *m = emit_and_load(c, &jo, &err);

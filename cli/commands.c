@@ -351,14 +351,17 @@ static void options_free(RunOptions *o) {
 
 /* The model's functions, and beside them its graph (predict and bench read it). */
 /* The batched functions are compiled for one thread's share of one
- * process's slice of a minibatch (ranks: the processes of an mpirun job). */
+ * process's slice of a minibatch (ranks: the processes of an mpirun job),
+ * or, for a model whose training step threads can share (team_supported),
+ * for the whole slice, with the team form beside them. */
 static JitModel *load_model_or_exit(LoadedModel *lm, RunOptions *o, int ranks) {
   CompileOptions co = {.defines = o->defines, .ndefines = o->ndefines};
   size_t slice = (o->batch + (size_t)ranks - 1) / (size_t)ranks;
   int threads = o->threads < 1 ? 1 : o->threads;
   if ((size_t)threads > slice) threads = (int)slice;
   int share = (int)((slice + (size_t)threads - 1) / (size_t)threads);
-  JitOptions jo = {.use_float = o->use_float, .batch = share, .use_cc = o->use_cc};
+  JitOptions jo = {.use_float = o->use_float, .batch = share, .use_cc = o->use_cc,
+                   .team_batch = threads > 1 ? (int)slice : 0};
   if (load_model(lm, o->model, &co, &jo)) exit(1);
   return lm->jit;
 }

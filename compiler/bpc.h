@@ -556,8 +556,11 @@ typedef struct EmitOptions {
                               many (0: 512; -1: never, for tcc, whose time is linear anyway and whose
                               code is slower in parts) */
   const char **batch_why;  /* if not NULL: why the model has no batched functions (arena text), or NULL */
+  int team;                /* JIT, batched: also the team form of the training step, where the model
+                              has one (team_supported), for threads that share each batch */
 } EmitOptions;
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out);
+int team_supported(const Ctx *c);
 
 /* ---- emit_loader.c: the parameter loader of --with-loader ---------------- */
 typedef struct LoaderOptions {

@@ -29,6 +29,8 @@ typedef struct Emitter {
   const struct Backend *be; /* how products are computed: plain loops or the runtime's kernels */
   const Plan *p;          /* the function being emitted: its steps and every decision about them */
   int split;              /* it is cut into parts: static functions it calls in order */
+  int team;               /* it is the team form: threads run it together, each its share (see below) */
+  int ranged;             /* the step being written is shared: its outer loop runs over [lo, hi) */
   ArenaMark scratch;      /* everything allocated while emitting one function is freed after it */
   Buf fn_buf, parts_buf;  /* while split: the function itself, and what must precede it */
   Buf *final_out;         /* while split: where both go when the function is done */
@@ -249,7 +251,7 @@ static void begin_function(Emitter *E) { E->scratch = arena_mark(&E->c->arena); 
 
 static void end_function(Emitter *E) {
   if (E->p->nslots) memcpy(E->name, E->base_name, sizeof(char *) * (size_t)E->c->nodes.len);
-  if (E->split) { /* the macros and parts, the function, then the macros go */
+  if (E->split || E->team) { /* the macros and parts, the function, then the macros go */
     buf_append(E->final_out, E->parts_buf.data, E->parts_buf.len);
     buf_append(E->final_out, E->fn_buf.data, E->fn_buf.len);
     for (int i = 0; i < E->macros.len; i++)
@@ -348,6 +350,9 @@ static const char *operand(Emitter *E, Node *x, const Nest *nest) { return opera
 
 /* "for (size_t i = 0; i < 10; i++)": loop g of the nest. */
 static const char *for_loop(Emitter *E, const Nest *nest, int g) {
+  if (g == 0 && E->ranged) /* a team's shared step: this thread's rows */
+    return arena_printf(&E->c->arena, "for (size_t %s = lo; %s < hi; %s++)", nest->var[g], nest->var[g],
+                        nest->var[g]);
   return arena_printf(&E->c->arena, "for (size_t %s = 0; %s < %lld; %s++)", nest->var[g], nest->var[g],
                       (long long)nest->dim[g], nest->var[g]);
 }
@@ -504,6 +509,13 @@ static void zero(Emitter *E, const char *name, int64_t n) {
   line(E, "for (size_t i = 0; i < %lld; i++) %s[i] = 0;", (long long)n, name);
 }
 
+/* A team's share of a product (bpk_mm_part's last arguments): a
+ * parameter's gradient by rows, as the threads share its update; anything
+ * else by columns where it is wide enough. */
+static const char *team_mm_split(const Step *st) {
+  return st->dest == DEST_GRAD ? ", part, parts, 1" : ", part, parts, 0";
+}
+
 /* The kernels backend (JIT): the product goes to the runtime's -O3
  * kernels (kernels.h). */
 static void matmul_kernel(Emitter *E, const Step *st, Dest d) {
@@ -511,9 +523,9 @@ static void matmul_kernel(Emitter *E, const Step *st, Dest d) {
   const char *A = E->name[a->id], *B = E->name[b->id], *S = E->o->use_float ? "f" : "d";
   int ta = n->attr.mm & MM_TA, tb = n->attr.mm & MM_TB, acc = d.accumulate;
   if (a->shape.rank == 2 && b->shape.rank == 2)
-    line(E, "bpk_mm_%s(%s, %s, %s, %lld, %lld, %lld, %d, %d, %d);", S, A, B, d.name,
-         (long long)n->shape.dim[0], (long long)(ta ? a->shape.dim[0] : a->shape.dim[1]),
-         (long long)n->shape.dim[1], ta != 0, tb != 0, acc);
+    line(E, "bpk_mm%s_%s(%s, %s, %s, %lld, %lld, %lld, %d, %d, %d%s);", E->ranged ? "_part" : "", S, A, B,
+         d.name, (long long)n->shape.dim[0], (long long)(ta ? a->shape.dim[0] : a->shape.dim[1]),
+         (long long)n->shape.dim[1], ta != 0, tb != 0, acc, E->ranged ? team_mm_split(st) : "");
   else if (a->shape.rank == 2) /* A @ v */
     line(E, "bpk_%s_%s(%s, %s, %s, %lld, %lld, %d);", ta ? "mtv" : "mv", S, A, B, d.name,
          (long long)a->shape.dim[0], (long long)a->shape.dim[1], acc);
@@ -1059,7 +1071,7 @@ static void emit_step(Emitter *E, const Step *st) {
     long long off = leaf_offset(n, d);
     if (n->shape.rank == 0)
       line(E, "%s%s = %s[%lld];", let_const(E), N, base, off);
-    else if (!E->split) /* split: a macro */
+    else if (!E->split && !E->team) /* split or team: a macro */
       line(E, "const bp_real *const %s = %s + %lld;", N, base, off);
     return;
   }
@@ -1067,7 +1079,7 @@ static void emit_step(Emitter *E, const Step *st) {
     comment(E, n);
     if (n->shape.rank == 0)
       line(E, "%s%s = %s[%lld];", let_const(E), N, E->name[n->args[0]->id], (long long)n->attr.offset);
-    else if (!E->split)
+    else if (!E->split && !E->team)
       line(E, "const bp_real *const %s = %s + %lld;", N, E->name[n->args[0]->id], (long long)n->attr.offset);
     return;
   }
@@ -1095,7 +1107,7 @@ static void emit_step(Emitter *E, const Step *st) {
     int is_loop = !op_is_elementwise(n->op);
     emit_value(E, st, (Dest){N, 0, !is_loop, 0});
   } else {
-    if (!E->split) line(E, "bp_real *const %s = ws + %lld;", N, (long long)E->p->s.ws_offset[n->id]);
+    if (!E->split && !E->team) line(E, "bp_real *const %s = ws + %lld;", N, (long long)E->p->s.ws_offset[n->id]);
     emit_value(E, st, (Dest){N, 0, 0, 0});
   }
 }
@@ -1145,14 +1157,14 @@ static void begin_plan(Emitter *E, Plan *p, Node **roots, int nroots, int with_g
                        const char *params, const char *args) {
   Ctx *c = E->c;
   PlanOptions po = {.fuse_products = E->be->fuse_products,
-                    .slots_above = E->o->slots_above,
-                    .part_nodes = E->o->part_nodes};
+                    .slots_above = E->team ? -1 : E->o->slots_above, /* a team shares its scalars */
+                    .part_nodes = E->team ? -1 : E->o->part_nodes};
   plan_function(c, E->t, roots, nroots, with_grads, &po, p);
   E->p = p;
   for (int i = 0; i < c->nodes.len; i++)
     if (p->slot[i] >= 0) E->name[i] = arena_printf(&c->arena, "sc[%lld]", (long long)p->slot[i]);
   E->split = p->part_nodes > 0;
-  if (!E->split) return;
+  if (!E->split && !E->team) return;
   E->final_out = E->out;
   E->fn_buf = (Buf){0};
   E->parts_buf = (Buf){0};
@@ -1239,10 +1251,20 @@ static void emit_in_parts(Emitter *E) {
   buf_puts(&E->parts_buf, "\n");
 }
 
+static void emit_team_body(Emitter *E);
+
+/* Where a team's scalars start in its workspace: past its tensors, on a
+ * line of their own. */
+static int64_t team_scalars_at(const Plan *p) { return (p->s.ws_elems + 15) / 16 * 16 + 16; }
+
 /* The function's steps in order, up to those it runs after all the others
  * (part -1: the stored gradient terms and the deferred sparse ones). */
 static void body(Emitter *E) {
   const Plan *p = E->p;
+  if (E->team) {
+    emit_team_body(E);
+    return;
+  }
   if (E->split) {
     emit_in_parts(E);
     return;
@@ -1255,8 +1277,88 @@ static void body(Emitter *E) {
 /* The steps after the body. */
 static void body_end(Emitter *E) {
   const Plan *p = E->p;
+  if (E->team) return; /* its body had them */
   for (int i = 0; i < p->nsteps; i++)
     if (p->steps[i].part < 0) emit_step(E, &p->steps[i]);
+}
+
+/* ---- the team form ---------------------------------------------------------
+ * Threads share one batched training step (bpc train --threads on a dense
+ * model): each calls the function with its part (0 to parts - 1), and
+ * every large product and elementwise loop is shared out, a product by
+ * columns of its result (bpk_mm_part: a thread then reads and writes the
+ * same columns of a parameter and of its gradient at every step, so they
+ * stay in its core's cache), a loop by its outer rows in whole cache
+ * lines. Part 0 alone runs the small steps (the loss, reductions, views
+ * of scalars). sync(team) is a barrier: one stands between two steps
+ * unless part 0 runs both, so the steps run in the order one thread would
+ * run them and the workspace is reused as planned. The scalars live in
+ * the workspace, past the tensors (sc), where every thread reads them. */
+enum { TEAM_MIN_ELEMS = 4096, TEAM_MIN_MACS = 1 << 16, TEAM_LINE = 64 };
+typedef enum { TEAM_NONE, TEAM_SERIAL, TEAM_SHARED } TeamMode;
+
+static TeamMode team_mode(const Emitter *E, const Step *st) {
+  Node *n = st->node;
+  if (st->kind == STEP_LEAF || st->kind == STEP_VIEW) return n->shape.rank ? TEAM_NONE : TEAM_SERIAL;
+  if (st->kind != STEP_COMPUTE || n->shape.rank == 0) return TEAM_SERIAL;
+  if (op_is_elementwise(n->op))
+    return !st->sum && st->nest.n >= 1 && shape_numel(n->shape) >= TEAM_MIN_ELEMS ? TEAM_SHARED : TEAM_SERIAL;
+  if (n->op == OP_MATMUL && E->be == &kernel_calls && n->args[0]->shape.rank == 2 &&
+      n->args[1]->shape.rank == 2) {
+    const Shape *a = &n->args[0]->shape;
+    int64_t macs = shape_numel(n->shape) * a->dim[n->attr.mm & MM_TA ? 0 : 1];
+    return macs >= TEAM_MIN_MACS ? TEAM_SHARED : TEAM_SERIAL;
+  }
+  return TEAM_SERIAL;
+}
+
+/* This thread's rows [lo, hi) of a shared loop: the outer loop's range cut
+ * into units of at least a cache line each (the last part takes the rest). */
+static void team_range(Emitter *E, const Nest *nest) {
+  int64_t inner = 1, elem = E->o->use_float ? (int64_t)sizeof(float) : (int64_t)sizeof(double);
+  for (int g = 1; g < nest->n; g++)
+    inner *= nest->dim[g];
+  int64_t unit = (TEAM_LINE / elem + inner - 1) / inner, units = nest->dim[0] / unit;
+  line(E, "lo = (size_t)%lld * (size_t)part / (size_t)parts * %lld;", (long long)units, (long long)unit);
+  line(E, "hi = part == parts - 1 ? %lld : (size_t)%lld * (size_t)(part + 1) / (size_t)parts * %lld;",
+       (long long)nest->dim[0], (long long)units, (long long)unit);
+}
+
+static void emit_team_step(Emitter *E, const Step *st, TeamMode mode) {
+  if (mode == TEAM_SERIAL) {
+    line(E, "if (part == 0) {");
+    E->indent++;
+    emit_step(E, st);
+    E->indent--;
+    line(E, "}");
+    return;
+  }
+  if (mode == TEAM_SHARED) {
+    if (st->node->op != OP_MATMUL) team_range(E, &st->nest);
+    E->ranged = 1;
+  }
+  emit_step(E, st);
+  E->ranged = 0;
+}
+
+static void emit_team_body(Emitter *E) {
+  const Plan *p = E->p;
+  define_tensor_macros(E);
+  line(E, "bp_real *const sc = ws + %lld; /* the scalars, shared */", (long long)team_scalars_at(p));
+  line(E, "size_t lo = 0, hi = 0;");
+  line(E, "(void)sc; (void)lo; (void)hi;");
+  TeamMode prev = TEAM_NONE;
+  for (int pass = 0; pass < 2; pass++) /* the body, then the steps after it (part -1) */
+    for (int i = 0; i < p->nsteps; i++) {
+      const Step *st = &p->steps[i];
+      if ((st->part < 0) != pass) continue;
+      TeamMode mode = team_mode(E, st);
+      if (mode != TEAM_NONE && prev != TEAM_NONE && (prev == TEAM_SHARED || mode == TEAM_SHARED))
+        line(E, "sync(team);");
+      emit_team_step(E, st, mode);
+      if (mode != TEAM_NONE) prev = mode;
+    }
+  line(E, "sync(team); /* every gradient and the loss are whole */");
 }
 
 /* Outputs go out example after example, even from a batched function. */
@@ -1317,12 +1419,13 @@ static int64_t emit_backward(Emitter *E) {
   int jit = E->o->jit_kernels, nroots;
   begin_function(E);
   Node **roots = plan_roots(c, E->t, 1, jit, &nroots);
-  const char *name = arena_printf(&c->arena, "%s__backward_add%s", E->P, E->sfx);
+  const char *name = arena_printf(&c->arena, "%s__backward_add%s", E->P, E->team ? "_t" : E->sfx);
   const char *params = arena_printf(&c->arena,
                                     "const bp_real *restrict params, const bp_real *restrict inputs, "
-                                    "bp_real *restrict grad, bp_real *restrict ws, int acc%s%s",
+                                    "bp_real *restrict grad, bp_real *restrict ws, int acc%s%s%s",
                                     jit ? ", bp_real *restrict outputs" : "",
-                                    E->has_dropout ? ", int dropout, uint64_t seed" : "");
+                                    E->has_dropout ? ", int dropout, uint64_t seed" : "",
+                                    E->team ? ", int part, int parts, void (*sync)(void *), void *team" : "");
   const char *args = arena_printf(&c->arena, "params, inputs, grad, ws, acc%s%s", jit ? ", outputs" : "",
                                   E->has_dropout ? ", dropout, seed" : "");
   E->seeded = E->has_dropout;
@@ -1335,12 +1438,12 @@ static int64_t emit_backward(Emitter *E) {
                        "(eval's loss)."
                      : "",
       name, params);
-  line(E, "(void)params; (void)inputs; (void)grad; (void)ws; (void)acc;%s",
-       E->has_dropout ? " (void)dropout; (void)seed;" : "");
+  line(E, "(void)params; (void)inputs; (void)grad; (void)ws; (void)acc;%s%s",
+       E->has_dropout ? " (void)dropout; (void)seed;" : "", E->team ? " (void)part; (void)parts;" : "");
   for (int k = 0; k < c->params.len; k++) {
     Decl *d = c->params.items[k];
     const char *at = arena_printf(&c->arena, "grad + %lld", (long long)d->offset);
-    if (E->split)
+    if (E->split || E->team)
       define_macro(E, E->grad_name[k], at);
     else
       line(E, "bp_real *const %s = %s;", E->grad_name[k], at);
@@ -1350,18 +1453,19 @@ static int64_t emit_backward(Emitter *E) {
       line(E, "if (!acc) for (size_t i = 0; i < %lld; i++) %s[i] = 0; /* no gradient reaches it */",
            (long long)shape_numel(((Decl *)c->params.items[k])->shape), E->grad_name[k]);
   body(E);
-  line(E, "/* gradient terms not already added in place */");
+  if (!E->team) line(E, "/* gradient terms not already added in place */");
   body_end(E);
   if (jit && c->outputs.len) {
-    line(E, "if (outputs) {");
+    line(E, E->team ? "if (outputs && part == 0) {" : "if (outputs) {");
     copy_outputs(E, "  ");
     line(E, "}");
   }
   line(E, "return %s;", ref_scalar(E, E->t->loss));
   buf_puts(E->out, "}\n\n");
   E->seeded = 0;
+  int64_t ws = E->team ? team_scalars_at(&p) + p.nslots : p.s.ws_elems;
   end_function(E);
-  return p.s.ws_elems;
+  return ws;
 }
 
 /* dloss/dinputs for one example into dinputs, in the inputs' layout (no
@@ -1566,6 +1670,10 @@ static void emit_jit_prelude(Emitter *E, Buf *h) {
     buf_printf(h, "void bpk_outer_%s(const %s *, const %s *, %s *, size_t, size_t, int);\n", S, T, T, T);
     buf_printf(h, "void bpk_mm_%s(const %s *, const %s *, %s *, size_t, size_t, size_t, int, int, int);\n", S,
                T, T, T);
+    buf_printf(h,
+               "void bpk_mm_part_%s(const %s *, const %s *, %s *, size_t, size_t, size_t, int, int, int, int, int, "
+               "int);\n",
+               S, T, T, T);
     static const char *const two_in[] = {"conv2d", "conv2d_dx", "conv2d_dk", "maxpool2d_dx"};
     for (size_t k = 0; k < sizeof two_in / sizeof two_in[0]; k++)
       buf_printf(h, "void bpk_%s_%s(const %s *, const %s *, %s *, const size_t *, int);\n", two_in[k], S, T, T, T);
@@ -1693,6 +1801,14 @@ static void emit_runtime_entry_points(Emitter *E, int64_t ws, int batch) {
       "bp_real %s_eval_fixed(const bp_real *params, const bp_real *inputs, bp_real *outputs, bp_real *ws) {\n"
       "  return %s__forward_b(params, inputs, ws, outputs);\n}\n",
       P, unused, P, E->has_dropout ? ", dropout, seed" : "", P, P);
+  if (!E->team) return;
+  buf_printf(E->out,
+             "\n/* the same, by threads together: part of parts, sync(team) their barrier */\n"
+             "bp_real %s_train_team(const bp_real *params, const bp_real *inputs, bp_real *grad, bp_real *outputs, "
+             "bp_real *ws, int acc, int dropout, uint64_t seed, int part, int parts, void (*sync)(void *), "
+             "void *team) {\n%s"
+             "  return %s__backward_add_t(params, inputs, grad, ws, acc, outputs%s, part, parts, sync, team);\n}\n",
+             P, unused, P, E->has_dropout ? ", dropout, seed" : "");
 }
 
 /* The public functions: thin wrappers that own (or take) the workspace. */
@@ -1869,6 +1985,17 @@ static const char *upper(Arena *a, const char *s) {
   return u;
 }
 
+/* Whether the team form covers the model: its heavy steps are products and
+ * elementwise loops (convolutions and pooling keep per-thread buffers, and
+ * the positions of maxima and dropout's draws are not shared out). */
+int team_supported(const Ctx *c) {
+  for (int i = 0; i < c->nodes.len; i++) {
+    Op op = ((const Node *)c->nodes.items[i])->op;
+    if (op_is_window(op) || op == OP_MAXALL || op == OP_MINALL || op == OP_DROPOUT) return 0;
+  }
+  return 1;
+}
+
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   Emitter E = {.c = c,
                .o = o,
@@ -1903,6 +2030,10 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
     E.sfx = "_b";
     ws = max64(ws, emit_forward(&E));
     ws = max64(ws, emit_backward(&E));
+    if (o->team && team_supported(c)) {
+      E.team = 1;
+      ws = max64(ws, emit_backward(&E));
+    }
     E.t = &one;
     E.sfx = "";
   }
@@ -1923,7 +2054,7 @@ void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {
   buf_puts(c_out, fns.data ? fns.data : "");
   buf_free(&fns);
   if (o->jit_kernels)
-    emit_runtime_entry_points(&E, ws, batched ? o->batch : 0);
+    emit_runtime_entry_points(&E, ws, batched ? o->batch : 0); /* with the team's, if E.team */
   else
     emit_wrappers(&E, workspace, ws, ws_inputs);
 }

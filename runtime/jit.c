@@ -241,6 +241,7 @@ JitModel *jit_load_c(const char *csrc, size_t len, ModelInfo *info, const JitOpt
   m->train_fixed = model_symbol(m, JIT_PREFIX "_train_fixed");
   m->eval_fixed = model_symbol(m, JIT_PREFIX "_eval_fixed");
   if (!m->train_fixed || !m->eval_fixed) m->fixed = 0;
+  m->train_team = m->fixed && jo && jo->team ? model_symbol(m, JIT_PREFIX "_train_team") : NULL;
   return m;
 }
 
@@ -283,17 +284,34 @@ double jit_train_fixed(JitModel *m, const void *params, const void *inputs, void
   return ((FixedTrainD)m->train_fixed)(params, inputs, grad, outputs, ws, acc, dropout, seed);
 }
 
+typedef double (*TeamTrainD)(const double *, const double *, double *, double *, double *, int, int, uint64_t,
+                             int, int, void (*)(void *), void *);
+typedef float (*TeamTrainF)(const float *, const float *, float *, float *, float *, int, int, uint64_t, int,
+                            int, void (*)(void *), void *);
+
+double jit_train_team(JitModel *m, const void *params, const void *inputs, void *grad, void *outputs,
+                      void *ws, int acc, int dropout, uint64_t seed, int part, int parts, void (*sync)(void *),
+                      void *team) {
+  if (m->use_float)
+    return ((TeamTrainF)m->train_team)(params, inputs, grad, outputs, ws, acc, dropout, seed, part, parts, sync,
+                                       team);
+  return ((TeamTrainD)m->train_team)(params, inputs, grad, outputs, ws, acc, dropout, seed, part, parts, sync,
+                                     team);
+}
+
 double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void *outputs, void *ws) {
   if (m->use_float) return ((FixedEvalF)m->eval_fixed)(params, inputs, outputs, ws);
   return ((FixedEvalD)m->eval_fixed)(params, inputs, outputs, ws);
 }
 
-void jit_gather(JitModel *m, const void *examples, void *out) {
+void jit_gather(JitModel *m, const void *examples, void *out) { jit_gather_range(m, examples, 0, (size_t)m->fixed, out); }
+
+void jit_gather_range(JitModel *m, const void *examples, size_t from, size_t to, void *out) {
   size_t B = (size_t)m->fixed, width = (size_t)m->ninputs, es = m->elem;
   for (int s = 0; s < m->info.inputs.len; s++) {
     const TensorInfo *t = &m->info.inputs.items[s];
     size_t off = (size_t)t->offset, k = (size_t)t->numel;
-    for (size_t e = 0; e < B; e++)
+    for (size_t e = from; e < to; e++)
       memcpy((char *)out + (B * off + e * k) * es, (const char *)examples + (e * width + off) * es, k * es);
   }
 }

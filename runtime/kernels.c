@@ -191,6 +191,26 @@ void bpk_thread_done(void) {
   pack_cap_d = pack_cap_f = edge_cap_d = edge_cap_f = panel_cap_d = panel_cap_f = 0;
 }
 
+/* How a product is shared among threads (bpk_mm_part): by columns of C in
+ * blocks of BPK_PART_COLUMNS, a multiple of every path's tile width, so a
+ * thread's columns are tiled as one thread tiles them, and the threads read
+ * disjoint columns of B (a parameter's columns stay in one core's cache from
+ * step to step); by rows when C is too narrow for a block each. */
+int bpk_mm_by_columns(size_t n, int parts, int by_rows) {
+  return !by_rows && n >= (size_t)BPK_PART_COLUMNS * (size_t)parts;
+}
+
+void bpk_share_rows(size_t rows, size_t row_bytes, int part, int parts, size_t *lo, size_t *hi) {
+  size_t unit = row_bytes >= 64 ? 1 : (64 + row_bytes - 1) / (row_bytes ? row_bytes : 1);
+  bpk_share(rows, unit, part, parts, lo, hi);
+}
+
+void bpk_share(size_t n, size_t unit, int part, int parts, size_t *lo, size_t *hi) {
+  size_t units = n / unit;
+  *lo = units * (size_t)part / (size_t)parts * unit;
+  *hi = part == parts - 1 ? n : units * (size_t)(part + 1) / (size_t)parts * unit;
+}
+
 /* One path: the dense kernels for elements T (kernels.h's suffix S) in
  * vectors of VB bytes, every function compiled for the target ATTR; P names
  * the path's functions (f_avx2), TR transposes a square block of its
@@ -222,33 +242,33 @@ void bpk_thread_done(void) {
    * use stays in the L1 cache while the rows of A pass. The columns past                                    \
    * the last full tile are copied, zero-padded to one or two vectors, and                                   \
    * their results copied back: nothing is read or written outside B and C. */                               \
-  ATTR static void mm_nn_##P(const T *restrict A, size_t sai, size_t sap, const T *restrict B,               \
-                             T *restrict C, size_t m, size_t k, size_t n, int add) {                         \
+  ATTR static void mm_nn_##P(const T *restrict A, size_t sai, size_t sap, const T *restrict B, size_t ldb,   \
+                             T *restrict C, size_t ldc, size_t m, size_t k, size_t n, int add) {             \
     enum { W = 2 * VL_##P, KC = 8192 / VB };                                                                 \
     size_t full = n / W * W;                                                                                 \
     if (k == 0) { /* an empty sum */                                                                         \
       if (!add)                                                                                              \
         for (size_t i = 0; i < m; i++)                                                                       \
-          memset(C + i * n, 0, sizeof(T) * n);                                                               \
+          memset(C + i * ldc, 0, sizeof(T) * n);                                                             \
       return;                                                                                                \
     }                                                                                                        \
     /* B's rows a multiple of 4 cache lines apart fall into a quarter of the L1 cache's sets or fewer, and   \
        a panel of B then pushes itself out of L1 while the row tiles pass over it: copied once contiguous    \
        (when enough row tiles reuse it to pay for the copy), it stays */                                     \
-    int contiguous = m > 12 && n > W && (n * sizeof(T)) % 256 == 0;                                          \
+    int contiguous = m > 12 && n > W && (ldb * sizeof(T)) % 256 == 0;                                        \
     T *bpan = contiguous ? scratch_##S(&panel_buf_##S, &panel_cap_##S, KC * W) : NULL;                       \
     for (size_t p0 = 0; p0 < k; p0 += KC) {                                                                  \
       size_t kc = k - p0 < KC ? k - p0 : KC;                                                                 \
       for (size_t j = 0; j < full; j += W) {                                                                 \
-        const T *bj = B + p0 * n + j;                                                                        \
-        size_t ldb = n;                                                                                      \
+        const T *bj = B + p0 * ldb + j;                                                                      \
+        size_t ldbj = ldb;                                                                                   \
         if (bpan) {                                                                                          \
           for (size_t p = 0; p < kc; p++)                                                                    \
-            memcpy(bpan + p * W, bj + p * n, sizeof(T) * W);                                                 \
+            memcpy(bpan + p * W, bj + p * ldb, sizeof(T) * W);                                               \
           bj = bpan;                                                                                         \
-          ldb = W;                                                                                           \
+          ldbj = W;                                                                                          \
         }                                                                                                    \
-        panel2_##P(A + p0 * sap, sai, sap, bj, ldb, C + j, n, m, kc, add || p0 > 0);                         \
+        panel2_##P(A + p0 * sap, sai, sap, bj, ldbj, C + j, ldc, m, kc, add || p0 > 0);                      \
       }                                                                                                      \
     }                                                                                                        \
     size_t rest = n - full;                                                                                  \
@@ -257,14 +277,14 @@ void bpk_thread_done(void) {
     T *bp = scratch_##S(&edge_buf_##S, &edge_cap_##S, (k + m) * w), *cp = bp + k * w;                        \
     for (size_t p = 0; p < k; p++) /* loops, not calls: a few elements a row */                              \
       for (size_t jj = 0; jj < w; jj++)                                                                      \
-        bp[p * w + jj] = jj < rest ? B[p * n + full + jj] : 0;                                               \
+        bp[p * w + jj] = jj < rest ? B[p * ldb + full + jj] : 0;                                             \
     if (w == VL_##P)                                                                                         \
       panel1_##P(A, sai, sap, bp, w, cp, w, m, k, 0);                                                        \
     else                                                                                                     \
       panel2_##P(A, sai, sap, bp, w, cp, w, m, k, 0);                                                        \
     for (size_t i = 0; i < m; i++)                                                                           \
       for (size_t jj = 0; jj < rest; jj++)                                                                   \
-        C[i * n + full + jj] = (add ? C[i * n + full + jj] : 0) + cp[i * w + jj];                            \
+        C[i * ldc + full + jj] = (add ? C[i * ldc + full + jj] : 0) + cp[i * w + jj];                        \
   }                                                                                                          \
   ATTR static void mv_##P(const T *restrict A, const T *restrict x, T *restrict y, size_t m, size_t k,       \
                           int acc) {                                                                         \
@@ -311,9 +331,26 @@ void bpk_thread_done(void) {
     if (tb) { /* B is stored [n, k]: lay it out as [k, n] for row loads */                                   \
       Bp = pack_##P(B, k, n);                                                                                \
     }                                                                                                        \
-    mm_nn_##P(A, sai, sap, Bp, C, m, k, n, acc);                                                             \
+    mm_nn_##P(A, sai, sap, Bp, n, C, n, m, k, n, acc);                                                       \
   }                                                                                                          \
-  static const BpkDense_##S dense_##P = {mv_##P, mtv_##P, outer_##P, mm_##P};
+  /* One thread's share of C = op(A) op(B) (kernels.h, bpk_mm_part) */                                       \
+  ATTR static void mm_part_##P(const T *restrict A, const T *restrict B, T *restrict C, size_t m, size_t k,  \
+                               size_t n, int ta, int tb, int acc, int part, int parts, int by_rows) {        \
+    const size_t sai = ta ? 1 : k, sap = ta ? m : 1;                                                         \
+    size_t lo, hi;                                                                                           \
+    if (bpk_mm_by_columns(n, parts, by_rows)) {                                                                  \
+      bpk_share(n, BPK_PART_COLUMNS, part, parts, &lo, &hi);                                                     \
+      if (lo == hi) return;                                                                                  \
+      const T *Bp = tb ? pack_##P(B + lo * k, k, hi - lo) : B + lo;                                          \
+      mm_nn_##P(A, sai, sap, Bp, tb ? hi - lo : n, C + lo, n, m, k, hi - lo, acc);                           \
+    } else {                                                                                                 \
+      bpk_share_rows(m, n * sizeof(T), part, parts, &lo, &hi);                                                   \
+      if (lo == hi) return;                                                                                  \
+      const T *Bp = tb ? pack_##P(B, k, n) : B;                                                              \
+      mm_nn_##P(A + lo * sai, sai, sap, Bp, n, C + lo * n, n, hi - lo, k, n, acc);                           \
+    }                                                                                                        \
+  }                                                                                                          \
+  static const BpkDense_##S dense_##P = {mv_##P, mtv_##P, outer_##P, mm_##P, mm_part_##P};
 
 /* BPK_NO_TARGETS (tests/test_kernel_widths.c, which includes this file):
  * every path's code at its width, in the instructions of any CPU, each
@@ -385,6 +422,10 @@ int bpk_path(void) {
   }                                                                                                          \
   void bpk_mm_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc) {     \
     bpk_dense_##S(bpk_path())->mm(A, B, C, m, k, n, ta, tb, acc);                                            \
+  }                                                                                                          \
+  void bpk_mm_part_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc,  \
+                       int part, int parts, int by_rows) {                                                   \
+    bpk_dense_##S(bpk_path())->mm_part(A, B, C, m, k, n, ta, tb, acc, part, parts, by_rows);                 \
   }
 BPK_DISPATCH(double, d)
 BPK_DISPATCH(float, f)
@@ -398,6 +439,8 @@ const KernelSymbol bpk_symbols[] = {
     {"bpk_mtv_f", (void *)bpk_mtv_f},
     {"bpk_outer_f", (void *)bpk_outer_f},
     {"bpk_mm_f", (void *)bpk_mm_f},
+    {"bpk_mm_part_d", (void *)bpk_mm_part_d},
+    {"bpk_mm_part_f", (void *)bpk_mm_part_f},
 #define BPK_WINDOW_SYMBOLS(S)                                                                                \
   {"bpk_conv2d_" #S, (void *)bpk_conv2d_##S}, {"bpk_conv2d_dx_" #S, (void *)bpk_conv2d_dx_##S},              \
       {"bpk_conv2d_dk_" #S, (void *)bpk_conv2d_dk_##S}, {"bpk_maxpool2d_" #S, (void *)bpk_maxpool2d_##S},    \

@@ -14,6 +14,20 @@
 
 #include <stddef.h>
 
+/* The threads' shares. Part `part` of `parts` of [0, n) in whole units
+ * (the last part also takes what is left over): [lo, hi), balanced, the
+ * same at every call. bpk_share_rows: of the rows of a matrix, in units of
+ * at least a cache line (no two threads write one line), as the team
+ * form's threads share a parameter's rows (the products that write its
+ * gradient, the update). */
+void bpk_share(size_t n, size_t unit, int part, int parts, size_t *lo, size_t *hi);
+void bpk_share_rows(size_t rows, size_t row_bytes, int part, int parts, size_t *lo, size_t *hi);
+/* bpk_mm_part shares C by columns, in blocks of BPK_PART_COLUMNS (every
+ * path's tile width divides it), unless by_rows or C has fewer columns
+ * than a block a thread; else by rows (bpk_share_rows). */
+enum { BPK_PART_COLUMNS = 64 };
+int bpk_mm_by_columns(size_t n, int parts, int by_rows);
+
 #define BPK_DECLARE(T, S)                                                                                    \
   /* y = A x, A is [m, k] */                                                                                 \
   void bpk_mv_##S(const T *A, const T *x, T *y, size_t m, size_t k, int acc);                                \
@@ -23,6 +37,10 @@
   void bpk_outer_##S(const T *a, const T *b, T *D, size_t m, size_t n, int acc);                             \
   /* C = op(A) op(B), C is [m, n], op(A) is [m, k]; ta/tb: A or B stored transposed */                       \
   void bpk_mm_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc);    \
+  /* thread `part` of `parts`' share of bpk_mm: the threads together compute all of C, each part of C     \
+     by one thread (see bpk_mm_by_columns) */                                                                \
+  void bpk_mm_part_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc,  \
+                       int part, int parts, int by_rows);                                                    \
   /* y += x over n elements (the threads' gradients summed: runtime/train.c) */                              \
   void bpk_add_##S(T *y, const T *x, size_t n);
 
@@ -84,6 +102,8 @@ int bpk_path(void);
     void (*mtv)(const T *A, const T *x, T *y, size_t k, size_t m, int acc);                                  \
     void (*outer)(const T *a, const T *b, T *D, size_t m, size_t n, int acc);                                \
     void (*mm)(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc);         \
+    void (*mm_part)(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc,     \
+                    int part, int parts, int by_rows);                                                       \
   } BpkDense_##S;                                                                                            \
   const BpkDense_##S *bpk_dense_##S(int path);
 BPK_DECLARE_DENSE(double, d)

@@ -72,6 +72,7 @@ typedef struct JitModel {
   int fixed;         /* examples per call of the batched functions, or 0 */
   void *train_fixed; /* like train_batch for exactly `fixed` examples stored input by input */
   void *eval_fixed;
+  void *train_team;  /* or NULL: train_fixed by threads together (jit_train_team) */
   double compile_seconds; /* from the model's text to its functions: set by whoever compiled it */
 } JitModel;
 
@@ -80,6 +81,9 @@ typedef struct JitOptions {
   int batch;     /* also emit functions for this many examples at once (> 1): for whoever emits the C */
   int use_cc;    /* 1: build a shared object with the system C compiler instead of tcc; -1: decide (for
                     whoever emits the C: cli/build.c picks cc for a model with convolutions) */
+  int team_batch; /* > 1: threads will train; where the model has a team form (the threads share each
+                     step), the batched functions are for this many examples, with the team form */
+  int team;       /* the C has the team form (whoever emits it sets this) */
 } JitOptions;
 
 /* Loads generated C (JIT form: self-contained, with kernels, named with
@@ -112,9 +116,17 @@ double jit_eval_batch(JitModel *m, const void *params, const void *inputs, size_
 double jit_train_fixed(JitModel *m, const void *params, const void *inputs, void *grad, void *outputs,
                        void *ws, int acc, int dropout, uint64_t seed);
 double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void *outputs, void *ws);
+/* jit_train_fixed by `parts` threads at once, each calling it with its part and
+ * the same arguments (one workspace, one gradient): sync(team) must be a
+ * barrier of the parts. Every part returns the loss. */
+double jit_train_team(JitModel *m, const void *params, const void *inputs, void *grad, void *outputs,
+                      void *ws, int acc, int dropout, uint64_t seed, int part, int parts, void (*sync)(void *),
+                      void *team);
 /* Rearranges m->fixed examples (one after another) into the layout the
  * batched functions read: all of input 0, then all of input 1, ... */
 void jit_gather(JitModel *m, const void *examples, void *out);
+/* The same for examples [from, to) of the m->fixed (their places in out). */
+void jit_gather_range(JitModel *m, const void *examples, size_t from, size_t to, void *out);
 
 /* ---- data.c: examples for the model's inputs ------------------------------- */
 typedef struct DataBinding {

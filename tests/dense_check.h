@@ -31,13 +31,30 @@ static double *random_array(size_t n, uint64_t *s) {
 
 static int compared; /* kernel runs compared with their reference */
 
+/* The product by one call (parts 0), or by `parts` calls of mm_part, one
+ * per part, as the team form's threads make them (here one after another:
+ * together they must write each element of C exactly once). */
+static void run_mm_d(const BpkDense_d *dd, const double *A, const double *B, double *C, size_t m, size_t k,
+                     size_t n, int ta, int tb, int acc, int parts, int by_rows) {
+  if (!parts) dd->mm(A, B, C, m, k, n, ta, tb, acc);
+  for (int p = 0; p < parts; p++)
+    dd->mm_part(A, B, C, m, k, n, ta, tb, acc, p, parts, by_rows);
+}
+static void run_mm_f(const BpkDense_f *df, const float *A, const float *B, float *C, size_t m, size_t k, size_t n,
+                     int ta, int tb, int acc, int parts, int by_rows) {
+  if (!parts) df->mm(A, B, C, m, k, n, ta, tb, acc);
+  for (int p = 0; p < parts; p++)
+    df->mm_part(A, B, C, m, k, n, ta, tb, acc, p, parts, by_rows);
+}
+
 /* One path's matrix product against the direct loop, every way of storing A
  * and B, storing and adding, in both precisions, on sizes around the tiles'
  * edges: rows 1 to 7 (the tiles have 1 to 6), columns around one and two
  * vectors of each path's width (2 to 16 elements) and past them, k = 0 (an
- * empty sum), 1 and past the blocks of k (128 to 512 deep). */
-static void check_mm_tables(const BpkDense_d *dd, const BpkDense_f *df, const char *name, size_t m, size_t k,
-                            size_t n, uint64_t *rng) {
+ * empty sum), 1 and past the blocks of k (128 to 512 deep). With parts, by
+ * mm_part (run_mm). */
+static void check_mm_parts(const BpkDense_d *dd, const BpkDense_f *df, const char *name, size_t m, size_t k,
+                           size_t n, int parts, int by_rows, uint64_t *rng) {
   double *A = random_array(m * k, rng), *B = random_array(k * n, rng);
   double *want = malloc(sizeof(double) * (m * n + 1)), *mag = malloc(sizeof(double) * (m * n + 1));
   double *got = malloc(sizeof(double) * (m * n + 1));
@@ -68,19 +85,20 @@ static void check_mm_tables(const BpkDense_d *dd, const BpkDense_f *df, const ch
               fb[i] = (float)B[i];
             for (size_t i = 0; i < m * n; i++)
               fc[i] = (float)got[i];
-            df->mm(fa, fb, fc, m, k, n, ta, tb, acc);
+            run_mm_f(df, fa, fb, fc, m, k, n, ta, tb, acc, parts, by_rows);
             for (size_t i = 0; i < m * n; i++)
               got[i] = fc[i];
           } else {
-            dd->mm(A, B, got, m, k, n, ta, tb, acc);
+            run_mm_d(dd, A, B, got, m, k, n, ta, tb, acc, parts, by_rows);
           }
           double tol = use_float ? 1e-4 : 1e-12;
           for (size_t i = 0; i < m * n; i++) {
             double expect = want[i] + (acc ? start[i] : 0),
                    bound = tol * (mag[i] + (acc ? fabs(start[i]) : 0));
             if (!(fabs(got[i] - expect) <= bound))
-              fail_msg("mm_%s (%s) m%zu k%zu n%zu ta%d tb%d acc%d at %zu: %.17g, want %.17g",
-                       use_float ? "f" : "d", name, m, k, n, ta, tb, acc, i, got[i], expect);
+              fail_msg("mm_%s (%s) m%zu k%zu n%zu ta%d tb%d acc%d parts %d%s at %zu: %.17g, want %.17g",
+                       use_float ? "f" : "d", name, m, k, n, ta, tb, acc, parts, by_rows ? " by rows" : "", i,
+                       got[i], expect);
           }
           free(start);
           compared++;
@@ -94,6 +112,11 @@ static void check_mm_tables(const BpkDense_d *dd, const BpkDense_f *df, const ch
   free(fa);
   free(fb);
   free(fc);
+}
+
+static void check_mm_tables(const BpkDense_d *dd, const BpkDense_f *df, const char *name, size_t m, size_t k,
+                            size_t n, uint64_t *rng) {
+  check_mm_parts(dd, df, name, m, k, n, 0, 0, rng);
 }
 
 /* mv, mtv and outer of one path against the direct loops, storing and
@@ -203,6 +226,27 @@ static int check_mm_sweep(const BpkDense_d *dd, const BpkDense_f *df, const char
   check_mm_tables(dd, df, name, 13, 600, 64, &rng);
   check_mm_tables(dd, df, name, 19, 7, 160, &rng);
   assert_int_equal(compared, 16 * (runs + 4));
+  return compared;
+}
+
+/* mm_part by 1, 2 and 3 parts, by columns (where C is wide enough: 64
+ * columns a part) and by rows, on shapes whose columns and rows do not
+ * divide evenly: columns past one, two and three blocks of 64, rows fewer
+ * than the parts, one row a cache line or less (rows then go in groups).
+ * Returns the runs compared. */
+static int check_mm_part_sweep(const BpkDense_d *dd, const BpkDense_f *df, const char *name) {
+  static const size_t shapes[][3] = {{13, 37, 130}, {7, 5, 200}, {25, 16, 64}, {30, 9, 10},
+                                     {1, 3, 5},     {100, 2, 3}, {6, 0, 129}, {2, 11, 193}};
+  uint64_t rng = 7;
+  compared = 0;
+  int runs = 0;
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int parts = 1; parts <= 3; parts++)
+      for (int by_rows = 0; by_rows < 2; by_rows++) {
+        check_mm_parts(dd, df, name, shapes[s][0], shapes[s][1], shapes[s][2], parts, by_rows, &rng);
+        runs++;
+      }
+  assert_int_equal(compared, 16 * runs);
   return compared;
 }
 

@@ -546,6 +546,49 @@ static void test_emitter_names(void **state) {
   model_free(m);
 }
 
+/* The JIT form with the team form (bpc train --threads 2 on the Fashion
+ * MLP) in double and float: it has the team's function, whose products
+ * are shared (bpk_mm_part, declared) and whose small steps part 0 runs, and
+ * gcc and clang compile it without a warning. */
+static void test_team_form_compiles_cleanly(void **state) {
+  (void)state;
+  char *src = read_text_file(SAMPLES_DIR "/fashion_mlp.bp");
+  for (int use_float = 0; use_float < 2; use_float++) {
+    Ctx *c = compile_ok(src);
+    assert_true(team_supported(c));
+    Buf out = {0}, h = {0};
+    EmitOptions eo = {.prefix = "m", .self_contained = 1, .use_float = use_float, .jit_kernels = 1, .batch = 64,
+                      .team = 1};
+    emit_c(c, &eo, &out, &h);
+    assert_non_null(strstr(out.data, "m_train_team("));
+    assert_non_null(strstr(out.data, use_float ? "void bpk_mm_part_f(" : "void bpk_mm_part_d("));
+    assert_non_null(strstr(out.data, use_float ? "bpk_mm_part_f(image_, W1, " : "bpk_mm_part_d(image_, W1, "));
+    assert_non_null(strstr(out.data, "if (part == 0) {"));
+    assert_non_null(strstr(out.data, "sync(team);"));
+    FILE *f = fopen("/tmp/bpc-team-test.c", "w");
+    fwrite(out.data, 1, out.len, f);
+    fclose(f);
+    assert_int_equal(system("cc -std=c99 -pedantic -Wall -Wextra -Werror -c -o /tmp/bpc-team-test.o "
+                            "/tmp/bpc-team-test.c"),
+                     0);
+    assert_int_equal(system("clang -std=c99 -pedantic -Wall -Wextra -Werror -c -o /tmp/bpc-team-test.o "
+                            "/tmp/bpc-team-test.c"),
+                     0);
+    remove("/tmp/bpc-team-test.c");
+    remove("/tmp/bpc-team-test.o");
+    buf_free(&out);
+    buf_free(&h);
+    free_ctx(c);
+  }
+  /* a model with a convolution has none: its kernels keep per-thread buffers */
+  char *cnn = read_text_file(SAMPLES_DIR "/fashion_cnn.bp");
+  Ctx *c = compile_ok(cnn);
+  assert_false(team_supported(c));
+  free_ctx(c);
+  free(cnn);
+  free(src);
+}
+
 static void test_emitter_float_mode(void **state) {
   (void)state;
   char *src = read_text_file(SAMPLES_DIR "/residual.bp");
@@ -748,6 +791,7 @@ int main(void) {
       cmocka_unit_test(test_random_models),
       cmocka_unit_test(test_emitter_names),
       cmocka_unit_test(test_emitter_float_mode),
+      cmocka_unit_test(test_team_form_compiles_cleanly),
       cmocka_unit_test(test_emitter_workspace_form),
       cmocka_unit_test(test_more_functions_match_pytorch),
       cmocka_unit_test(test_loop_of_100_layers),

@@ -665,6 +665,15 @@ static void test_mm(void **state) {
   assert_true(first > 0);
 }
 
+/* mm_part on every path: the parts together are the product. */
+static void test_mm_part(void **state) {
+  (void)state;
+  int paths = 0;
+  for (int p = 0; p < BPK_PATHS; p++)
+    if (bpk_dense_d(p)) paths += check_mm_part_sweep(bpk_dense_d(p), bpk_dense_f(p), bpk_path_names[p]) > 0;
+  assert_int_equal(paths, usable_paths());
+}
+
 /* y += x, every length from 0 to past two vectors of doubles and floats:
  * the vector body and the scalar tail; nothing written past n. */
 static void test_add(void **state) {
@@ -701,6 +710,7 @@ int main(void) {
       cmocka_unit_test(test_paths),
       cmocka_unit_test(test_vector_kernels),
       cmocka_unit_test(test_mm),
+      cmocka_unit_test(test_mm_part),
       cmocka_unit_test(test_add),
   };
   return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);

@@ -937,6 +937,69 @@ static void test_threads_match_one_thread(void **state) {
   }
 }
 
+/* A model whose training step threads share (the team form): a product of
+ * 40 x 70 x 130 (by columns on two threads, by rows on three), a ReLU over
+ * 5200 elements (by rows), the gradient of W by rows; the rest is small
+ * (part 0 runs it). */
+static const char *const team_model = "param W[70, 130] ~ normal(0, 0.1)\nparam b[130]\nparam V[130, 5] ~ normal(0, 0.1)\n"
+                                      "input x[70]\ninput t[5]\nh = relu(x @ W + b)\ny = h @ V\n"
+                                      "loss = 0.5 * sum((y - t)^2)\n";
+enum { TEAM_PARAMS = 70 * 130 + 130 + 130 * 5 };
+
+/* The team model's parameters after 2 epochs of Adam on 210 examples in
+ * batches of 40 (the last of 10, which the threads split the old way) on
+ * the given number of threads. */
+static void train_team(int threads, int use_float, void *out) {
+  write_text("model.bp", team_model);
+  JitOptions jo = {.use_float = use_float, .batch = 40, .team_batch = threads > 1 ? 40 : 0};
+  JitModel *m = jit_load(path_in_dir("model.bp"), NULL, &jo);
+  assert_non_null(m);
+  assert_int_equal(m->fixed, 40);
+  assert_true((m->train_team != NULL) == (threads > 1)); /* the threads share each step */
+  assert_int_equal(m->nparams, TEAM_PARAMS);
+  DataBinding b = {NULL, path_in_dir("team.csv")};
+  Dataset d;
+  assert_null(load(m, &d, &b, 1));
+  m->init(out, 5);
+  Optimizer o;
+  optim_init(&o, OPT_ADAM, 0.01, 0, m->nparams, m->elem);
+  TrainOptions to = {.epochs = 2, .batch = 40, .seed = 3, .threads = threads, .quiet = 1, .opt = &o};
+  assert_int_equal(train(m, out, &d, NULL, &to), 0);
+  optim_free(&o);
+  dataset_free(&d);
+  jit_free(m);
+}
+
+/* 2 and 3 threads sharing each step give one thread's parameters up to
+ * the order of sums, in double and float; a run repeats exactly (each
+ * element is computed by the same thread in the same order every time). */
+static void test_team_matches_one_thread(void **state) {
+  (void)state;
+  Buf csv = {0};
+  uint64_t rng = 23;
+  for (int i = 0; i < 210; i++)
+    for (int j = 0; j < 75; j++)
+      buf_printf(&csv, "%.9g%s", test_rand_normal(&rng), j < 74 ? "," : "\n");
+  write_text("team.csv", csv.data);
+  buf_free(&csv);
+  static double one[TEAM_PARAMS], many[TEAM_PARAMS], again[TEAM_PARAMS];
+  for (int use_float = 0; use_float < 2; use_float++) {
+    train_team(1, use_float, one);
+    for (int threads = 2; threads <= 3; threads++) {
+      train_team(threads, use_float, many);
+      train_team(threads, use_float, again);
+      assert_memory_equal(many, again, use_float ? sizeof(float) * TEAM_PARAMS : sizeof many);
+      double moved = 0;
+      for (int i = 0; i < TEAM_PARAMS; i++) {
+        double a = use_float ? (double)((float *)one)[i] : one[i], c = use_float ? (double)((float *)many)[i] : many[i];
+        assert_true(fabs(a - c) <= (use_float ? 1e-4 : 1e-12) * (1 + fabs(a)));
+        moved += fabs(a);
+      }
+      assert_true(moved > 1); /* trained parameters, not zeros */
+    }
+  }
+}
+
 /* The batched functions `bpc train` runs (one fixed batch, vectors made
  * matrices) against the per-example ones on the same examples: the
  * summed loss, the summed gradient (stored, then added with acc 1) and
@@ -1342,6 +1405,7 @@ int main(void) {
       cmocka_unit_test(test_training_is_reproducible),
       cmocka_unit_test(test_idle_thread_adds_nothing),
       cmocka_unit_test(test_threads_match_one_thread),
+      cmocka_unit_test(test_team_matches_one_thread),
       cmocka_unit_test(test_metric_choice),
       cmocka_unit_test(test_workspace_is_what_the_code_uses),
       cmocka_unit_test(test_batched_functions_match_per_example),
