@@ -1285,11 +1285,10 @@ static void body_end(Emitter *E) {
 /* ---- the team form ---------------------------------------------------------
  * Threads share one batched training step (bpc train --threads on a dense
  * model): each calls the function with its part (0 to parts - 1), and
- * every large product and elementwise loop is shared out, a product by
- * columns of its result (bpk_mm_part: a thread then reads and writes the
- * same columns of a parameter and of its gradient at every step, so they
- * stay in its core's cache), a loop by its outer rows in whole cache
- * lines. Part 0 alone runs the small steps (the loss, reductions, views
+ * every large product and elementwise loop is shared out: a product by
+ * columns of its result, a parameter's gradient by its rows, the rows the
+ * same thread then updates (bpk_mm_part, team_mm_split), so that they stay
+ * in its core's cache; a loop by its outer rows in whole cache lines. Part 0 alone runs the small steps (the loss, reductions, views
  * of scalars). sync(team) is a barrier: one stands between two steps
  * unless part 0 runs both, so the steps run in the order one thread would
  * run them and the workspace is reused as planned. The scalars live in

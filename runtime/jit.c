@@ -304,7 +304,9 @@ double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void 
   return ((FixedEvalD)m->eval_fixed)(params, inputs, outputs, ws);
 }
 
-void jit_gather(JitModel *m, const void *examples, void *out) { jit_gather_range(m, examples, 0, (size_t)m->fixed, out); }
+void jit_gather(JitModel *m, const void *examples, void *out) {
+  jit_gather_range(m, examples, 0, (size_t)m->fixed, out);
+}
 
 void jit_gather_range(JitModel *m, const void *examples, size_t from, size_t to, void *out) {
   size_t B = (size_t)m->fixed, width = (size_t)m->ninputs, es = m->elem;

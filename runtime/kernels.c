@@ -338,13 +338,13 @@ void bpk_share(size_t n, size_t unit, int part, int parts, size_t *lo, size_t *h
                                size_t n, int ta, int tb, int acc, int part, int parts, int by_rows) {        \
     const size_t sai = ta ? 1 : k, sap = ta ? m : 1;                                                         \
     size_t lo, hi;                                                                                           \
-    if (bpk_mm_by_columns(n, parts, by_rows)) {                                                                  \
-      bpk_share(n, BPK_PART_COLUMNS, part, parts, &lo, &hi);                                                     \
+    if (bpk_mm_by_columns(n, parts, by_rows)) {                                                              \
+      bpk_share(n, BPK_PART_COLUMNS, part, parts, &lo, &hi);                                                 \
       if (lo == hi) return;                                                                                  \
       const T *Bp = tb ? pack_##P(B + lo * k, k, hi - lo) : B + lo;                                          \
       mm_nn_##P(A, sai, sap, Bp, tb ? hi - lo : n, C + lo, n, m, k, hi - lo, acc);                           \
     } else {                                                                                                 \
-      bpk_share_rows(m, n * sizeof(T), part, parts, &lo, &hi);                                                   \
+      bpk_share_rows(m, n * sizeof(T), part, parts, &lo, &hi);                                               \
       if (lo == hi) return;                                                                                  \
       const T *Bp = tb ? pack_##P(B, k, n) : B;                                                              \
       mm_nn_##P(A + lo * sai, sai, sap, Bp, n, C + lo * n, n, hi - lo, k, n, acc);                           \

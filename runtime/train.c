@@ -9,8 +9,8 @@
  * there. A model with the team form (compiler/emit_c.c) instead has its
  * threads share each step: every thread runs the whole batch's step with
  * its part of each large product and loop, into one gradient, then updates
- * its rows of the parameters. The loss and accuracy reported for an epoch are those seen while
- * training on it. */
+ * its rows of the parameters. The loss and accuracy reported for an epoch
+ * are those seen while training on it. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
