@@ -13,8 +13,10 @@
  *        peak --gflops        the sustained f32 and f64 peaks, two numbers (bench/train_bench.sh)
  *
  * The peak: independent chains of fused multiply-adds in the widest vectors
- * the compiler gives (AVX2 + FMA on x86-64: 8 floats or 4 doubles per
- * instruction), enough chains to hide the FMA latency. -ffp-contract=fast
+ * this CPU has (on x86-64, AVX-512 where the CPU has it: 16 floats or 8
+ * doubles per instruction; else AVX2 + FMA: 8 floats or 4 doubles; chosen
+ * at run time, as runtime/kernels.c chooses its path), enough chains to
+ * hide the FMA latency. -ffp-contract=fast
  * makes a * m + c one instruction. It is measured two ways because the clock
  * is not constant: sustained (the best of 5 runs of ~15 ms, what a training
  * run of seconds sees) and in bursts (the best of 100 runs of ~1 ms, as long
@@ -42,13 +44,27 @@
 #pragma weak bpk_thread_done
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define WIDE __attribute__((target("avx2,fma")))
+#define X86 1
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512 __attribute__((target("avx512f,avx2,fma")))
 #else
-#define WIDE
+#define AVX2
+#define AVX512
 #endif
 
 typedef float vf __attribute__((vector_size(32)));
 typedef double vd __attribute__((vector_size(32)));
+typedef float vf512 __attribute__((vector_size(64)));
+typedef double vd512 __attribute__((vector_size(64)));
+
+/* Whether the CPU has AVX-512 (the widest vectors measured). */
+static int has_avx512(void) {
+#ifdef X86
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+#else
+  return 0;
+#endif
+}
 
 static double now(void) {
   struct timespec t;
@@ -59,8 +75,8 @@ static double now(void) {
 /* 10 chains in 10 named variables (an array would live in memory): two FMA
  * units with a latency of 4 to 5 cycles need 8 to 10 in flight. Returns a
  * sum so the work cannot be dropped. */
-#define FMA_LOOP(V, T)                                                                                       \
-  WIDE static T fma_loop_##V(long iters, T seed) {                                                           \
+#define FMA_LOOP(V, T, ATTR)                                                                                 \
+  ATTR static T fma_loop_##V(long iters, T seed) {                                                           \
     V m, c;                                                                                                  \
     for (int k = 0; k < (int)(sizeof(V) / sizeof(T)); k++) {                                                 \
       m[k] = (T)0.999999;                                                                                    \
@@ -86,23 +102,29 @@ static double now(void) {
       s += sum[k];                                                                                           \
     return s;                                                                                                \
   }
-FMA_LOOP(vf, float)
-FMA_LOOP(vd, double)
+FMA_LOOP(vf, float, AVX2)
+FMA_LOOP(vd, double, AVX2)
+FMA_LOOP(vf512, float, AVX512)
+FMA_LOOP(vd512, double, AVX512)
 
 /* GFLOP/s of the best of `runs` runs of `iters` iterations (2 flops per lane per multiply-add). */
 static double gflops(int f32, long iters, int runs) {
   double best = 0, sink = 0;
   for (int run = 0; run < runs; run++) {
     double t0 = now();
-    sink += f32 ? (double)fma_loop_vf(iters, 1e-3f) : fma_loop_vd(iters, 1e-3);
+    int wide = has_avx512();
+    if (wide)
+      sink += f32 ? (double)fma_loop_vf512(iters, 1e-3f) : fma_loop_vd512(iters, 1e-3);
+    else
+      sink += f32 ? (double)fma_loop_vf(iters, 1e-3f) : fma_loop_vd(iters, 1e-3);
     double t = now() - t0;
-    double lanes = f32 ? 8 : 4, rate = 2.0 * lanes * 10.0 * (double)iters / t / 1e9;
+    double lanes = (f32 ? 8 : 4) * (wide ? 2 : 1), rate = 2.0 * lanes * 10.0 * (double)iters / t / 1e9;
     if (rate > best) best = rate;
   }
   if (sink == 12345.678) printf(" "); /* keeps the result live */
   return best;
 }
-/* ~15 ms a run at this machine's ~100 GFLOP/s, and ~1 ms */
+/* ~15 ms a run at 100 GFLOP/s (AVX2; ~7 ms at 230, AVX-512), and ~1 ms */
 static double sustained(int f32) { return gflops(f32, 10000000, 5); }
 static double burst(int f32) { return gflops(f32, 600000, 100); }
 
@@ -177,9 +199,9 @@ int main(int argc, char **argv) {
     return 0;
   }
   double f32 = burst(1);
-  printf("one core's FMA peak: f32 %.1f GFLOP/s, f64 %.1f GFLOP/s sustained; in ~1 ms bursts f32 %.1f, f64 "
-         "%.1f\n",
-         sustained(1), sustained(0), f32, burst(0));
+  printf("one core's FMA peak (%s): f32 %.1f GFLOP/s, f64 %.1f GFLOP/s sustained; in ~1 ms bursts f32 %.1f, "
+         "f64 %.1f\n",
+         has_avx512() ? "AVX-512" : "AVX2", sustained(1), sustained(0), f32, burst(0));
   if (!bpk_conv2d_f || !bpk_conv2d_dx_f || !bpk_conv2d_dk_f || !bpk_thread_done) {
     printf("(the conv kernels are not linked in: see the build command at the top of bench/peak.c)\n");
     return 0;

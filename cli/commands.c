@@ -377,7 +377,7 @@ static void load_data_or_exit(Dataset *d, JitModel *m, DataBinding *b, int nb, s
 
 /* Exits with a failure: under mpirun every process with it (dist NULL: alone). */
 static void *params_or_exit(JitModel *m, RunOptions *o, const Dist *dist) {
-  void *params = calloc((size_t)m->nparams + 1, m->elem);
+  void *params = calloc_aligned((size_t)m->nparams + 1, m->elem);
   if (!o->load) {
     m->init(params, o->seed);
     return params;
@@ -393,7 +393,7 @@ static void *params_or_exit(JitModel *m, RunOptions *o, const Dist *dist) {
 /* The parameters and training state --resume continues from (exits 1
  * when the file holds no state). */
 static void *resume_or_exit(JitModel *m, const RunOptions *o, TrainState *st, const Dist *dist) {
-  void *params = calloc((size_t)m->nparams + 1, m->elem);
+  void *params = calloc_aligned((size_t)m->nparams + 1, m->elem);
   char *err = NULL;
   int has = 0;
   if (params_load_state(o->resume, m, params, st, &has, &err)) {
@@ -418,7 +418,7 @@ static void share_state(JitModel *m, TrainState *st, const Dist *dist) {
   dist_bcast(dist, st, sizeof *st); /* its pointers are rank 0's: replaced below */
   for (int k = 0; k < 2; k++) {
     if (!had[k]) continue;
-    if (dist->rank) mine[k] = calloc((size_t)m->nparams + 1, m->elem);
+    if (dist->rank) mine[k] = calloc_aligned((size_t)m->nparams + 1, m->elem);
     dist_bcast(dist, mine[k], (size_t)m->nparams * m->elem);
   }
   st->m = had[0] ? mine[0] : NULL;
@@ -433,7 +433,7 @@ static void *starting_params(JitModel *m, RunOptions *o, TrainState *st, const D
   if (dist->rank == 0)
     params = o->resume ? resume_or_exit(m, o, st, dist) : params_or_exit(m, o, dist);
   else if (o->resume || o->load)
-    params = calloc((size_t)m->nparams + 1, m->elem);
+    params = calloc_aligned((size_t)m->nparams + 1, m->elem);
   else
     params = params_or_exit(m, o, dist);
   if (dist->size > 1 && (o->resume || o->load)) {
@@ -625,7 +625,7 @@ static int run_predict(int argc, char **argv) {
     if (o.classes && t->rank <= 1) buf_printf(&csv, ",%s_class", t->name);
   }
   buf_puts(&csv, "\n");
-  void *ws = calloc(m->ws_elems + 1, m->elem);
+  void *ws = calloc_aligned(m->ws_elems + 1, m->elem);
   void *out = calloc((size_t)m->noutputs, m->elem);
   typedef void (*PredictFn)(const void *, const void *, void *, void *);
   for (size_t e = 0; e < d.n; e++) {
@@ -733,10 +733,11 @@ static int run_bench(int argc, char **argv) {
   JitModel *m = load_model_or_exit(&lm, &o, 1);
   double compile = now_seconds() - t0;
   size_t B = o.batch;
-  void *params = calloc((size_t)m->nparams + 1, m->elem), *grad = calloc((size_t)m->nparams + 1, m->elem);
+  void *params = calloc_aligned((size_t)m->nparams + 1, m->elem),
+       *grad = calloc_aligned((size_t)m->nparams + 1, m->elem);
   void *inputs = calloc(B * (size_t)m->ninputs + 1, m->elem),
        *soa = calloc(B * (size_t)m->ninputs + 1, m->elem);
-  void *ws = calloc(m->ws_elems + 1, m->elem);
+  void *ws = calloc_aligned(m->ws_elems + 1, m->elem);
   m->init(params, o.seed);
   uint64_t s = 12345;
   for (size_t i = 0; i < B * (size_t)m->ninputs; i++) {

@@ -156,7 +156,15 @@ static void note_read(Planner *p, Node *x, int pos, int depth) {
       note_read(p, x->args[k], pos, depth + 1);
 }
 
+/* Every block is a whole number of WS_ALIGN elements (64 bytes of floats),
+ * so that every tensor starts on a cache line of the (aligned) workspace:
+ * threads sharing a tensor by whole lines (the team form) then never write
+ * the same line, and a vector loop starts aligned. */
+enum { WS_ALIGN = 16 };
+static int64_t block_size(int64_t elems) { return (elems + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN; }
+
 static int64_t take_block(Planner *p, int64_t size) {
+  size = block_size(size);
   int best = -1;
   for (int i = 0; i < p->nfree; i++) /* the smallest free block that fits */
     if (p->free[i].size >= size && (best < 0 || p->free[i].size < p->free[best].size)) best = i;
@@ -179,7 +187,7 @@ static void give_block(Planner *p, int64_t offset, int64_t size) {
     p->free = b;
     p->cap = cap;
   }
-  p->free[p->nfree++] = (Block){offset, size};
+  p->free[p->nfree++] = (Block){offset, block_size(size)};
 }
 
 static int stored(const Planner *p, const Node *n) {
@@ -224,11 +232,15 @@ void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere) {
     for (int k = 0; k < y->nargs; k++)
       note_read(&p, y->args[k], s->root[y->id] ? AT_END : i, 0);
   }
+  for (int i = 0; i < s->order.len; i++) { /* planned afresh: nothing keeps a block of an earlier plan */
+    Node *y = s->order.items[i];
+    s->ws_offset[y->id] = -1;
+  }
+  int64_t used = 0;
   for (int i = 0; i < s->order.len; i++) {
     Node *y = s->order.items[i];
     if (!stored(&p, y)) continue;
     int64_t size = shape_numel(y->shape), *at = &s->ws_offset[y->id];
-    *at = -1;
     if (op_is_elementwise(y->op)) /* in place over an argument read here for the last time */
       for (int k = 0; k < y->nargs && *at < 0; k++) {
         Node *x = y->args[k];
@@ -239,6 +251,7 @@ void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere) {
         }
       }
     if (*at < 0) *at = take_block(&p, size);
+    if (*at + size > used) used = *at + size; /* the padding past the last tensor is not needed */
     for (int k = 0; k < y->nargs; k++) { /* arguments read here for the last time */
       Node *x = y->args[k];
       if (stored(&p, x) && !p.gone[x->id] && p.last[x->id] == i) {
@@ -247,7 +260,7 @@ void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere) {
       }
     }
   }
-  s->ws_elems = p.top;
+  s->ws_elems = used;
   arena_release(&c->arena, scratch);
 }
 

@@ -551,7 +551,7 @@ int dataset_load(Dataset *d, JitModel *m, const DataBinding *b, int nb, size_t l
   }
   if (limit && limit < n) n = limit;
   d->n = n;
-  d->x = calloc(n * (size_t)d->width, d->elem);
+  d->x = calloc_aligned(n * (size_t)d->width, d->elem);
   if (!d->x) {
     *err = str_printf("out of memory for %zu examples", n);
     goto out;

@@ -47,8 +47,8 @@ void optim_init(Optimizer *o, OptKind kind, double lr, double momentum, int64_t 
   o->eps = kind == OPT_ADAGRAD ? 1e-10 : 1e-8;
   o->n = n;
   o->elem = elem;
-  if (optim_uses_array(kind, 0)) o->m = calloc((size_t)n + 1, elem);
-  if (optim_uses_array(kind, 1)) o->v = calloc((size_t)n + 1, elem);
+  if (optim_uses_array(kind, 0)) o->m = calloc_aligned((size_t)n + 1, elem);
+  if (optim_uses_array(kind, 1)) o->v = calloc_aligned((size_t)n + 1, elem);
 }
 
 /* The squared norm of the gradient grad * scale, summed in double. */

@@ -418,7 +418,7 @@ static const char *read_state(const unsigned char *p, size_t len, JitModel *m, s
   void **dst[2] = {&st->m, &st->v};
   for (int a = 0; a < 2; a++) {
     if (!optim_uses_array(st->optim, a)) continue;
-    *dst[a] = calloc((size_t)m->nparams + 1, m->elem);
+    *dst[a] = calloc_aligned((size_t)m->nparams + 1, m->elem);
     get_reals(r.p, esize, m, *dst[a], m->nparams);
     r.p += bytes;
   }

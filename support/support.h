@@ -81,6 +81,14 @@ const char *path_base(const char *path);
 /* A formatted string, malloc'd (out of memory exits). */
 char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double now_seconds(void); /* a monotonic clock, for timings */
+/* calloc for the arrays threads share or a step reads at random (the
+ * parameters, gradients, workspaces, a dataset's examples): aligned to a
+ * cache line, so that threads sharing one by whole lines never write the
+ * same line, and the large ones backed by huge pages where the system lends
+ * them, so that reading a random row does not first miss the TLB (in a VM,
+ * a two-level page walk). free() releases it. NULL when out of memory or
+ * n * size overflows. */
+void *calloc_aligned(size_t n, size_t size);
 /* How messages write a tensor's shape: "[3,4]", or "scalar" for rank 0.
  * out holds BPC_DIMS_TEXT characters; returns out. */
 #define BPC_DIMS_TEXT (BPC_MAX_RANK * 24 + 4)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "support.h"
@@ -114,4 +115,19 @@ char *format_dims(char *out, int rank, const int64_t *dim) {
     len += snprintf(out + len, BPC_DIMS_TEXT - (size_t)len, "%s%lld", i ? "," : "[", (long long)dim[i]);
   snprintf(out + len, BPC_DIMS_TEXT - (size_t)len, "]");
   return out;
+}
+
+/* Huge pages are 2 MiB on x86-64 and arm64; below a few of them the TLB
+ * holds the array anyway. */
+enum { CACHE_LINE = 64, HUGE_PAGE = 2u << 20, LARGE_ENOUGH = 4 * HUGE_PAGE };
+void *calloc_aligned(size_t n, size_t size) {
+  if (size && n > SIZE_MAX / size) return NULL;
+  size_t bytes = n * size;
+  if (bytes == 0) bytes = 1;
+  void *p = NULL;
+  if (posix_memalign(&p, bytes < LARGE_ENOUGH ? CACHE_LINE : HUGE_PAGE, bytes)) return NULL;
+#ifdef MADV_HUGEPAGE
+  if (bytes >= LARGE_ENOUGH) madvise(p, bytes, MADV_HUGEPAGE); /* advice: refused, the pages are small */
+#endif
+  return memset(p, 0, bytes);
 }

@@ -688,25 +688,55 @@ static void test_plan_row_fusion_by_backend(void **state) {
   const char *src = "param x[3]\ninput T[5, 3]\ninput s[5]\nr = s - T @ x\nloss = 0.5 * sum(r * r)\n";
   char *kernels = plan_text(src, (PlanOptions){0}), *loops = plan_text(src, (PlanOptions){.fuse_products = 1});
   assert_string_equal(kernels,
-      "function backward: 8 steps, workspace 10 elements\n"
+      "function backward: 8 steps, workspace 21 elements\n"
       "  %0 x [3]: param x, read in place\n"
       "  %1 T [5,3]: input T, read in place\n"
       "  %2 s [5]: input s, read in place\n"
       "  %3 [5]: for i<5 p<3: ws[0..5) = matmul(%1, %0)\n"
-      "  %4 r [5]: for i<5: ws[5..10) = sub(%2, %3); and %7 = sum(mul(%4, %4))\n"
+      "  %4 r [5]: for i<5: ws[16..21) = sub(%2, %3); and %7 = sum(mul(%4, %4))\n"
       "  %8 loss scalar: local = mul(0.5, %7)\n"
       "  %13 [5]: for i<5: ws[0..5) = sub(%3, %2)\n"
       "  %15 [3]: for p<5 i<3: grad x = (+= when acc) matmul(%1, %13, ta)\n");
   assert_string_equal(loops,
-      "function backward: 6 steps, workspace 10 elements\n"
+      "function backward: 6 steps, workspace 21 elements\n"
       "  %0 x [3]: param x, read in place\n"
       "  %1 T [5,3]: input T, read in place\n"
       "  %2 s [5]: input s, read in place\n"
       "  %3 [5]: for i<5 p<3: ws[0..5) = matmul(%1, %0); and grad x = (+= when acc) matmul(%1, sub(%3, %2), ta), a block of rows at a time\n"
-      "  %4 r [5]: for i<5: ws[5..10) = sub(%2, %3); and %7 = sum(mul(%4, %4))\n"
+      "  %4 r [5]: for i<5: ws[16..21) = sub(%2, %3); and %7 = sum(mul(%4, %4))\n"
       "  %8 loss scalar: local = mul(0.5, %7)\n");
   free(kernels);
   free(loops);
+}
+
+/* Every tensor of the workspace starts on a multiple of 16 elements (a
+ * cache line of floats), whatever the sizes before it, so that threads
+ * sharing a tensor by whole lines never write the same line; the
+ * workspace ends with the last tensor, not with its padding. */
+static void test_plan_tensors_start_on_lines(void **state) {
+  (void)state;
+  Ctx *c = compile_ok("param W1[7, 5] ~ normal(0, 1)\nparam W2[5, 3] ~ normal(0, 1)\ninput x[7]\ninput t[3]\n"
+                      "h = tanh(x @ W1)\ns = exp(h) @ W2\nloss = softmax_cross_entropy(s, t) + sum(h * h)\n");
+  Target t;
+  target_per_example(c, &t);
+  int nroots;
+  Node **roots = plan_roots(c, &t, 1, 0, &nroots);
+  Plan p;
+  plan_function(c, &t, roots, nroots, 1, &(PlanOptions){0}, &p);
+  int placed = 0;
+  int64_t end = 0;
+  for (int i = 0; i < c->nodes.len; i++) {
+    Node *n = c->nodes.items[i];
+    int64_t at = p.s.ws_offset[n->id];
+    if (at < 0) continue;
+    placed++;
+    assert_int_equal(at % 16, 0);
+    int64_t e = at + shape_numel(n->shape);
+    if (e > end) end = e;
+  }
+  assert_true(placed >= 3); /* [5] values of h and exp(h), and [3] ones of s */
+  assert_int_equal(p.s.ws_elems, end);
+  free_ctx(c);
 }
 
 /* The elementwise functions of issue 12 against PyTorch (float64, the
@@ -797,6 +827,7 @@ int main(void) {
       cmocka_unit_test(test_loop_of_100_layers),
       cmocka_unit_test(test_plan_slots_and_parts),
       cmocka_unit_test(test_plan_row_fusion_by_backend),
+      cmocka_unit_test(test_plan_tensors_start_on_lines),
   };
   return cmocka_run_group_tests_name("compiler", tests, NULL, NULL);
 }

@@ -1119,6 +1119,28 @@ static void test_workspace_is_what_the_code_uses(void **state) {
   check_workspace_is_tight("param W[3, 2] ~ normal(0, 1)\nh = exp(W)\nd = h - h[0]\nloss = sum(d * d) + max(h)\n", 0);
 }
 
+/* calloc_aligned: zeroed and on a cache line, small or large (huge pages
+ * past 8 MiB), and NULL when n * size overflows. */
+static void test_calloc_aligned(void **state) {
+  (void)state;
+  const size_t sizes[] = {1, 3, 1000, 9u << 20};
+  for (int k = 0; k < 4; k++) {
+    unsigned char *p = calloc_aligned(sizes[k], 1);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 64, 0);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < sizes[k]; i++)
+      nonzero += p[i] != 0;
+    assert_int_equal(nonzero, 0);
+    p[sizes[k] - 1] = 1; /* all of it is ours */
+    free(p);
+  }
+  double *d = calloc_aligned(5, sizeof(double));
+  assert_int_equal((uintptr_t)d % 64, 0);
+  free(d);
+  assert_null(calloc_aligned(SIZE_MAX / 2, 4));
+}
+
 /* A data set of n examples from values given example by example. */
 static Dataset dataset_of(JitModel *m, size_t n, const double *values) {
   Dataset d = {n, m->ninputs, sizeof(double), malloc(sizeof(double) * n * (size_t)m->ninputs),
@@ -1408,6 +1430,7 @@ int main(void) {
       cmocka_unit_test(test_team_matches_one_thread),
       cmocka_unit_test(test_metric_choice),
       cmocka_unit_test(test_workspace_is_what_the_code_uses),
+      cmocka_unit_test(test_calloc_aligned),
       cmocka_unit_test(test_batched_functions_match_per_example),
       cmocka_unit_test(test_csv_class_labels),
       cmocka_unit_test(test_csv_header_rule),

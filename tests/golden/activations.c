@@ -49,13 +49,13 @@ static bp_real activations__backward_add(const bp_real *restrict params, const b
   bp_real *const t2 = ws + 0;
   for (size_t i = 0; i < 3; i++) t2[i] = (v[i] > 0 ? v[i] : expm1(v[i]));
   /* line 6: mul [3] */
-  bp_real *const t10 = ws + 3;
+  bp_real *const t10 = ws + 16;
   for (size_t i = 0; i < 3; i++) t10[i] = v[i] * v[i];
   /* line 6: expm1 [3] */
-  bp_real *const t14 = ws + 6;
+  bp_real *const t14 = ws + 32;
   for (size_t i = 0; i < 3; i++) t14[i] = expm1((v[i] * s_));
   /* line 6: h = add [3] */
-  bp_real *const h = ws + 9;
+  bp_real *const h = ws + 48;
   bp_real t17 = 0;
   for (size_t i = 0; i < 3; i++) {
     const bp_real s = ((((t2[i] + (activations_gelu(v[i]))) + (erf(v[i]))) + ((v[i] > 0 ? v[i] : 0.1 * v[i]))) + (log1p(t10[i]))) + t14[i];
@@ -63,7 +63,7 @@ static bp_real activations__backward_add(const bp_real *restrict params, const b
     t17 += (h[i] * h[i]);
   }
   /* line 7: max [3] */
-  bp_real *const t20 = ws + 12;
+  bp_real *const t20 = ws + 64;
   bp_real t22 = 0;
   for (size_t i = 0; i < 3; i++) {
     const bp_real s = ((-1.0) > v[i] ? (-1.0) : v[i]);
@@ -86,10 +86,10 @@ static bp_real activations__backward_add(const bp_real *restrict params, const b
   /* line 7: backward mul [3] */
   for (size_t i = 0; i < 3; i++) grad_v[i] += ((bp_real)(1.0 > t20[i])) * ((bp_real)((-1.0) < v[i]));
   /* line 7: backward mul [3] */
-  bp_real *const d38 = ws + 9;
+  bp_real *const d38 = ws + 48;
   for (size_t i = 0; i < 3; i++) d38[i] = 2.0 * h[i];
   /* line 6: backward mul [3] */
-  bp_real *const d40 = ws + 15;
+  bp_real *const d40 = ws + 80;
   bp_real d43 = 0;
   for (size_t i = 0; i < 3; i++) {
     const bp_real s = d38[i] * (1.0 + t14[i]);
@@ -99,7 +99,7 @@ static bp_real activations__backward_add(const bp_real *restrict params, const b
   /* line 6: backward mul [3] */
   for (size_t i = 0; i < 3; i++) grad_v[i] += s_ * d40[i];
   /* line 6: backward gt [3] */
-  bp_real *const d49 = ws + 18;
+  bp_real *const d49 = ws + 96;
   for (size_t i = 0; i < 3; i++) d49[i] = (bp_real)(v[i] > 0.0);
   /* line 6: backward mul [3] */
   for (size_t i = 0; i < 3; i++) grad_v[i] += d38[i] * (0.1 + (0.9 * d49[i]));
@@ -121,18 +121,18 @@ static void activations__predict(const bp_real *restrict params, const bp_real *
 }
 
 bp_real activations_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[21];
+  bp_real ws[99];
   return activations__forward(params, inputs, ws);
 }
 
 bp_real activations_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[21];
+  bp_real ws[99];
   return activations__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real activations_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[21];
+  bp_real ws[99];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 4; i++) grad[i] = 0;
@@ -148,7 +148,7 @@ bp_real activations_backward_batch(const bp_real *params, const bp_real *inputs,
 }
 
 void activations_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[21];
+  bp_real ws[99];
   activations__predict(params, inputs, outputs, ws);
 }
 

@@ -92,7 +92,7 @@ static bp_real conv__forward(const bp_real *restrict params, const bp_real *rest
     }
   }
   /* line 9: q = conv2d [4,2,2] */
-  bp_real *const q = ws + 324;
+  bp_real *const q = ws + 336;
   for (long n = 0; n < 1; n++) {
     for (long oc = 0; oc < 4; oc++) {
       for (long oy = 0; oy < 2; oy++) {
@@ -138,7 +138,7 @@ static bp_real conv__forward(const bp_real *restrict params, const bp_real *rest
   /* line 10: add scalar */
   bp_real t15 = t12 + t14;
   /* line 10: sum_axis [4] */
-  bp_real *const t16 = ws + 148;
+  bp_real *const t16 = ws + 160;
   for (size_t i = 0; i < 4; i++) t16[i] = 0;
   for (size_t i = 0; i < 4; i++)
     for (size_t j = 0; j < 4; j++) t16[i] += q[i * 4 + j];
@@ -213,7 +213,7 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
     }
   }
   /* line 9: q = conv2d [4,2,2] */
-  bp_real *const q = ws + 324;
+  bp_real *const q = ws + 336;
   for (long n = 0; n < 1; n++) {
     for (long oc = 0; oc < 4; oc++) {
       for (long oy = 0; oy < 2; oy++) {
@@ -237,7 +237,7 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
   bp_real t12 = 0;
   for (size_t i = 0; i < 36; i++) t12 += (p_[i] * p_[i]);
   /* line 10: avgpool2d [4,1,1] */
-  bp_real *const t13 = ws + 340;
+  bp_real *const t13 = ws + 352;
   for (long n = 0; n < 4; n++) {
     for (long oy = 0; oy < 1; oy++) {
       for (long ox = 0; ox < 1; ox++) {
@@ -259,7 +259,7 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
   /* line 10: add scalar */
   bp_real t15 = t12 + t14;
   /* line 10: sum_axis [4] */
-  bp_real *const t16 = ws + 344;
+  bp_real *const t16 = ws + 368;
   for (size_t i = 0; i < 4; i++) t16[i] = 0;
   for (size_t i = 0; i < 4; i++)
     for (size_t j = 0; j < 4; j++) t16[i] += q[i * 4 + j];
@@ -271,7 +271,7 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
   /* line 10: loss = add scalar */
   bp_real loss = t15 + t20;
   /* line 10: backward avgpool2d_dx [4,2,2] */
-  bp_real *const d26 = ws + 324;
+  bp_real *const d26 = ws + 336;
   for (size_t i = 0; i < 16; i++) d26[i] = 0;
   for (long n = 0; n < 4; n++) {
     for (long oy = 0; oy < 1; oy++) {
@@ -288,13 +288,13 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
     }
   }
   /* line 10: backward add [4,2,2] */
-  bp_real *const d27 = ws + 324;
+  bp_real *const d27 = ws + 336;
   for (size_t i = 0; i < 16; i++) d27[i] = 0.25 + d26[i];
   /* line 10: backward mul [4,3,3] */
   bp_real *const d29 = ws + 288;
   for (size_t i = 0; i < 36; i++) d29[i] = 2.0 * p_[i];
   /* line 9: backward conv2d_dx [4,6,6] */
-  bp_real *const d30 = ws + 348;
+  bp_real *const d30 = ws + 384;
   for (size_t i = 0; i < 144; i++) d30[i] = 0;
   for (long n = 0; n < 1; n++) {
     for (long oc = 0; oc < 4; oc++) {
@@ -357,7 +357,7 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
     }
   }
   /* line 8: backward maxpool2d_dx [4,6,6] */
-  bp_real *const d32 = ws + 492;
+  bp_real *const d32 = ws + 528;
   for (size_t i = 0; i < 144; i++) d32[i] = 0;
   for (long n = 0; n < 4; n++) {
     for (long oy = 0; oy < 3; oy++) {
@@ -379,7 +379,7 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
     }
   }
   /* line 7: backward mul [4,6,6] */
-  bp_real *const d36 = ws + 636;
+  bp_real *const d36 = ws + 672;
   for (size_t i = 0; i < 144; i++) d36[i] = (d30[i] + d32[i]) * ((bp_real)(h[i] > 0.0));
   /* line 7: backward sum_axis [4,1,1] */
   bp_real *const d37 = ws + 288;
@@ -500,7 +500,7 @@ static bp_real conv__backward_inputs(const bp_real *restrict params, const bp_re
     }
   }
   /* line 9: q = conv2d [4,2,2] */
-  bp_real *const q = ws + 324;
+  bp_real *const q = ws + 336;
   for (long n = 0; n < 1; n++) {
     for (long oc = 0; oc < 4; oc++) {
       for (long oy = 0; oy < 2; oy++) {
@@ -524,7 +524,7 @@ static bp_real conv__backward_inputs(const bp_real *restrict params, const bp_re
   bp_real t12 = 0;
   for (size_t i = 0; i < 36; i++) t12 += (p_[i] * p_[i]);
   /* line 10: avgpool2d [4,1,1] */
-  bp_real *const t13 = ws + 340;
+  bp_real *const t13 = ws + 352;
   for (long n = 0; n < 4; n++) {
     for (long oy = 0; oy < 1; oy++) {
       for (long ox = 0; ox < 1; ox++) {
@@ -546,7 +546,7 @@ static bp_real conv__backward_inputs(const bp_real *restrict params, const bp_re
   /* line 10: add scalar */
   bp_real t15 = t12 + t14;
   /* line 10: sum_axis [4] */
-  bp_real *const t16 = ws + 344;
+  bp_real *const t16 = ws + 368;
   for (size_t i = 0; i < 4; i++) t16[i] = 0;
   for (size_t i = 0; i < 4; i++)
     for (size_t j = 0; j < 4; j++) t16[i] += q[i * 4 + j];
@@ -558,7 +558,7 @@ static bp_real conv__backward_inputs(const bp_real *restrict params, const bp_re
   /* line 10: loss = add scalar */
   bp_real loss = t15 + t20;
   /* line 10: backward avgpool2d_dx [4,2,2] */
-  bp_real *const d26 = ws + 324;
+  bp_real *const d26 = ws + 336;
   for (size_t i = 0; i < 16; i++) d26[i] = 0;
   for (long n = 0; n < 4; n++) {
     for (long oy = 0; oy < 1; oy++) {
@@ -575,13 +575,13 @@ static bp_real conv__backward_inputs(const bp_real *restrict params, const bp_re
     }
   }
   /* line 10: backward add [4,2,2] */
-  bp_real *const d27 = ws + 324;
+  bp_real *const d27 = ws + 336;
   for (size_t i = 0; i < 16; i++) d27[i] = 0.25 + d26[i];
   /* line 10: backward mul [4,3,3] */
   bp_real *const d29 = ws + 288;
   for (size_t i = 0; i < 36; i++) d29[i] = 2.0 * p_[i];
   /* line 9: backward conv2d_dx [4,6,6] */
-  bp_real *const d30 = ws + 348;
+  bp_real *const d30 = ws + 384;
   for (size_t i = 0; i < 144; i++) d30[i] = 0;
   for (long n = 0; n < 1; n++) {
     for (long oc = 0; oc < 4; oc++) {
@@ -602,7 +602,7 @@ static bp_real conv__backward_inputs(const bp_real *restrict params, const bp_re
     }
   }
   /* line 8: backward maxpool2d_dx [4,6,6] */
-  bp_real *const d32 = ws + 492;
+  bp_real *const d32 = ws + 528;
   for (size_t i = 0; i < 144; i++) d32[i] = 0;
   for (long n = 0; n < 4; n++) {
     for (long oy = 0; oy < 3; oy++) {
@@ -624,10 +624,10 @@ static bp_real conv__backward_inputs(const bp_real *restrict params, const bp_re
     }
   }
   /* line 7: backward mul [4,6,6] */
-  bp_real *const d36 = ws + 636;
+  bp_real *const d36 = ws + 672;
   for (size_t i = 0; i < 144; i++) d36[i] = (d30[i] + d32[i]) * ((bp_real)(h[i] > 0.0));
   /* line 7: backward conv2d_dx [2,6,6] */
-  bp_real *const d40 = ws + 780;
+  bp_real *const d40 = ws + 816;
   for (size_t i = 0; i < 72; i++) d40[i] = 0;
   for (long n = 0; n < 1; n++) {
     for (long oc = 0; oc < 4; oc++) {
@@ -658,18 +658,18 @@ static void conv__predict(const bp_real *restrict params, const bp_real *restric
 }
 
 bp_real conv_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[780];
+  bp_real ws[816];
   return conv__forward(params, inputs, ws);
 }
 
 bp_real conv_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[780];
+  bp_real ws[816];
   return conv__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real conv_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[780];
+  bp_real ws[816];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 108; i++) grad[i] = 0;
@@ -685,7 +685,7 @@ bp_real conv_backward_batch(const bp_real *params, const bp_real *inputs, size_t
 }
 
 void conv_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[780];
+  bp_real ws[816];
   conv__predict(params, inputs, outputs, ws);
 }
 
@@ -703,6 +703,6 @@ bp_real conv_backward_batch_train(const bp_real *params, const bp_real *inputs, 
 
 /* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
 bp_real conv_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
-  bp_real ws[852];
+  bp_real ws[888];
   return conv__backward_inputs(params, inputs, dinputs, ws);
 }

@@ -58,7 +58,7 @@ static bp_real dropout__forward(const bp_real *restrict params, const bp_real *r
     for (size_t j = 0; j < 4; j++) t4[j] += s * W1[p * 4 + j];
   }
   /* line 8: h = dropout [4] */
-  bp_real *const h = ws + 4;
+  bp_real *const h = ws + 16;
   for (size_t i = 0; i < 4; i++) h[i] = ((t4[i] > 0 ? t4[i] : 0));
   /* line 9: y = dot scalar */
   bp_real y = 0;
@@ -91,7 +91,7 @@ static bp_real dropout__backward_add(const bp_real *restrict params, const bp_re
   bp_real *const t5 = ws + 0;
   for (size_t i = 0; i < 4; i++) t5[i] = (t4[i] > 0 ? t4[i] : 0);
   /* line 8: h = dropout [4] */
-  bp_real *const h = ws + 4;
+  bp_real *const h = ws + 16;
   for (size_t i = 0; i < 4; i++) h[i] = t5[i] * dropout__dropout_mask(dropout, seed, 0, i, 4503599627370496u, 2.0);
   /* line 9: y = dot scalar */
   bp_real y = 0;
@@ -109,7 +109,7 @@ static bp_real dropout__backward_add(const bp_real *restrict params, const bp_re
     for (size_t i = 0; i < 4; i++) grad_w2[i] = h[i] * d13;
   }
   /* line 8: backward mul [4] */
-  bp_real *const d20 = ws + 8;
+  bp_real *const d20 = ws + 32;
   for (size_t i = 0; i < 4; i++) d20[i] = ((w2[i] * d13) * dropout__dropout_mask(dropout, seed, 0, i, 4503599627370496u, 2.0)) * ((bp_real)(t5[i] > 0.0));
   /* line 8: backward outer [3,4] */
   if (acc) {
@@ -145,7 +145,7 @@ static bp_real dropout__backward_inputs(const bp_real *restrict params, const bp
   bp_real *const t5 = ws + 0;
   for (size_t i = 0; i < 4; i++) t5[i] = (t4[i] > 0 ? t4[i] : 0);
   /* line 8: h = dropout [4] */
-  bp_real *const h = ws + 4;
+  bp_real *const h = ws + 16;
   for (size_t i = 0; i < 4; i++) h[i] = t5[i];
   /* line 9: y = dot scalar */
   bp_real y = 0;
@@ -159,10 +159,10 @@ static bp_real dropout__backward_inputs(const bp_real *restrict params, const bp
   /* line 10: backward neg scalar */
   bp_real d14 = -d13;
   /* line 8: backward mul [4] */
-  bp_real *const d20 = ws + 8;
+  bp_real *const d20 = ws + 32;
   for (size_t i = 0; i < 4; i++) d20[i] = ((w2[i] * d13)) * ((bp_real)(t5[i] > 0.0));
   /* line 8: backward matmul [3] */
-  bp_real *const d21 = ws + 12;
+  bp_real *const d21 = ws + 48;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 4; p++) s += W1[i * 4 + p] * d20[p];
@@ -186,7 +186,7 @@ static void dropout__predict(const bp_real *restrict params, const bp_real *rest
     for (size_t j = 0; j < 4; j++) t4[j] += s * W1[p * 4 + j];
   }
   /* line 8: h = dropout [4] */
-  bp_real *const h = ws + 4;
+  bp_real *const h = ws + 16;
   for (size_t i = 0; i < 4; i++) h[i] = ((t4[i] > 0 ? t4[i] : 0));
   /* line 9: y = dot scalar */
   bp_real y = 0;
@@ -195,18 +195,18 @@ static void dropout__predict(const bp_real *restrict params, const bp_real *rest
 }
 
 bp_real dropout_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[12];
+  bp_real ws[36];
   return dropout__forward(params, inputs, ws);
 }
 
 bp_real dropout_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[12];
+  bp_real ws[36];
   return dropout__backward_add(params, inputs, grad, ws, 0, 0, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real dropout_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[12];
+  bp_real ws[36];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 16; i++) grad[i] = 0;
@@ -222,19 +222,19 @@ bp_real dropout_backward_batch(const bp_real *params, const bp_real *inputs, siz
 }
 
 void dropout_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[12];
+  bp_real ws[36];
   dropout__predict(params, inputs, outputs, ws);
 }
 
 /* The gradient with dropout, its masks drawn from seed. */
 bp_real dropout_backward_train(const bp_real *params, const bp_real *inputs, bp_real *grad, uint64_t seed) {
-  bp_real ws[12];
+  bp_real ws[36];
   return dropout__backward_add(params, inputs, grad, ws, 0, 1, seed);
 }
 
 /* The same with dropout, example e's masks drawn from seed + e. */
 bp_real dropout_backward_batch_train(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad, uint64_t seed) {
-  bp_real ws[12];
+  bp_real ws[36];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 16; i++) grad[i] = 0;
@@ -251,6 +251,6 @@ bp_real dropout_backward_batch_train(const bp_real *params, const bp_real *input
 
 /* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
 bp_real dropout_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
-  bp_real ws[15];
+  bp_real ws[51];
   return dropout__backward_inputs(params, inputs, dinputs, ws);
 }

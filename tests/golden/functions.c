@@ -50,30 +50,30 @@ static bp_real functions__forward(const bp_real *restrict params, const bp_real 
   /* line 11: index [3,3] */
   const bp_real *const t9 = W + 9;
   /* line 6, in dense(), called at line 11: matmul [3] */
-  bp_real *const t10 = ws + 3;
+  bp_real *const t10 = ws + 16;
   for (size_t i = 0; i < 3; i++) t10[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = (functions_sigmoid((b[p] + t5[p])));
     for (size_t j = 0; j < 3; j++) t10[j] += s * t9[p * 3 + j];
   }
   /* line 6, in dense(), called at line 11: h = sigmoid [3] */
-  bp_real *const h = ws + 6;
+  bp_real *const h = ws + 32;
   for (size_t i = 0; i < 3; i++) h[i] = functions_sigmoid((b[i] + t10[i]));
   /* line 8, in residual(), called at line 12: matmul [3] */
-  bp_real *const t13 = ws + 9;
+  bp_real *const t13 = ws + 48;
   for (size_t i = 0; i < 3; i++) t13[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = h[p];
     for (size_t j = 0; j < 3; j++) t13[j] += s * t9[p * 3 + j];
   }
   /* line 8, in residual(), called at line 12: h = relu [3] */
-  bp_real *const h_ = ws + 9;
+  bp_real *const h_ = ws + 48;
   for (size_t i = 0; i < 3; i++) h_[i] = (t13[i] > 0 ? t13[i] : 0);
   /* line 9, in residual(), called at line 12: add [3] */
-  bp_real *const t15 = ws + 6;
+  bp_real *const t15 = ws + 32;
   for (size_t i = 0; i < 3; i++) t15[i] = h[i] + h_[i];
   /* line 12: gather [2] */
-  bp_real *const t16 = ws + 9;
+  bp_real *const t16 = ws + 48;
   for (size_t i = 0; i < 2; i++) t16[i] = t15[i * 2];
   /* line 12: loss = sum scalar */
   bp_real loss = 0;
@@ -99,86 +99,86 @@ static bp_real functions__backward_add(const bp_real *restrict params, const bp_
     for (size_t j = 0; j < 3; j++) t5[j] += s * t4[p * 3 + j];
   }
   /* line 6, in dense(), called at line 11: sigmoid [3] */
-  bp_real *const t7 = ws + 3;
+  bp_real *const t7 = ws + 16;
   for (size_t i = 0; i < 3; i++) t7[i] = functions_sigmoid((b[i] + t5[i]));
   /* line 11: index [3,3] */
   const bp_real *const t9 = W + 9;
   /* line 6, in dense(), called at line 11: matmul [3] */
-  bp_real *const t10 = ws + 6;
+  bp_real *const t10 = ws + 32;
   for (size_t i = 0; i < 3; i++) t10[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = t7[p];
     for (size_t j = 0; j < 3; j++) t10[j] += s * t9[p * 3 + j];
   }
   /* line 6, in dense(), called at line 11: h = sigmoid [3] */
-  bp_real *const h = ws + 9;
+  bp_real *const h = ws + 48;
   for (size_t i = 0; i < 3; i++) h[i] = functions_sigmoid((b[i] + t10[i]));
   /* line 8, in residual(), called at line 12: matmul [3] */
-  bp_real *const t13 = ws + 12;
+  bp_real *const t13 = ws + 64;
   for (size_t i = 0; i < 3; i++) t13[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = h[p];
     for (size_t j = 0; j < 3; j++) t13[j] += s * t9[p * 3 + j];
   }
   /* line 8, in residual(), called at line 12: h = relu [3] */
-  bp_real *const h_ = ws + 12;
+  bp_real *const h_ = ws + 64;
   for (size_t i = 0; i < 3; i++) h_[i] = (t13[i] > 0 ? t13[i] : 0);
   /* line 9, in residual(), called at line 12: add [3] */
-  bp_real *const t15 = ws + 15;
+  bp_real *const t15 = ws + 80;
   for (size_t i = 0; i < 3; i++) t15[i] = h[i] + h_[i];
   /* line 12: gather [2] */
-  bp_real *const t16 = ws + 18;
+  bp_real *const t16 = ws + 96;
   for (size_t i = 0; i < 2; i++) t16[i] = t15[i * 2];
   /* line 12: loss = sum scalar */
   bp_real loss = 0;
   for (size_t i = 0; i < 2; i++) loss += (t16[i] * t16[i]);
   /* line 12: backward mul [2] */
-  bp_real *const d22 = ws + 15;
+  bp_real *const d22 = ws + 80;
   for (size_t i = 0; i < 2; i++) d22[i] = 2.0 * t16[i];
   /* line 12: backward spread [3] */
-  bp_real *const d23 = ws + 20;
+  bp_real *const d23 = ws + 112;
   for (size_t i = 0; i < 3; i++) d23[i] = 0;
   for (size_t i = 0; i < 2; i++) d23[i * 2] += d22[i];
   /* line 8: backward mul [3] */
-  bp_real *const d26 = ws + 23;
+  bp_real *const d26 = ws + 80;
   for (size_t i = 0; i < 3; i++) d26[i] = d23[i] * ((bp_real)(h_[i] > 0.0));
   /* line 8: backward matmul [3] */
-  bp_real *const d27 = ws + 26;
+  bp_real *const d27 = ws + 128;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 3; p++) s += t9[i * 3 + p] * d26[p];
     d27[i] = s;
   }
   /* line 8: backward outer [3,3] */
-  bp_real *const d28 = ws + 29;
+  bp_real *const d28 = ws + 144;
   for (size_t i = 0; i < 3; i++) {
     const bp_real s = h[i];
     for (size_t j = 0; j < 3; j++) d28[i * 3 + j] = s * d26[j];
   }
   /* line 6: backward mul [3] */
-  bp_real *const d32 = ws + 23;
+  bp_real *const d32 = ws + 80;
   for (size_t i = 0; i < 3; i++) d32[i] = (d23[i] + d27[i]) * (h[i] * (1.0 - h[i]));
   /* line 6: backward matmul [3] */
-  bp_real *const d33 = ws + 38;
+  bp_real *const d33 = ws + 160;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 3; p++) s += t9[i * 3 + p] * d32[p];
     d33[i] = s;
   }
   /* line 6: backward outer [3,3] */
-  bp_real *const d34 = ws + 41;
+  bp_real *const d34 = ws + 176;
   for (size_t i = 0; i < 3; i++) {
     const bp_real s = t7[i];
     for (size_t j = 0; j < 3; j++) d34[i * 3 + j] = s * d32[j];
   }
   /* line 6: backward add [3,3] */
-  bp_real *const d35 = ws + 29;
+  bp_real *const d35 = ws + 144;
   for (size_t i = 0; i < 9; i++) d35[i] = d28[i] + d34[i];
   /* line 6: backward mul [3] */
-  bp_real *const d39 = ws + 41;
+  bp_real *const d39 = ws + 176;
   for (size_t i = 0; i < 3; i++) d39[i] = d33[i] * (t7[i] * (1.0 - t7[i]));
   /* line 6: backward outer [3,3] */
-  bp_real *const d41 = ws + 50;
+  bp_real *const d41 = ws + 192;
   for (size_t i = 0; i < 3; i++) {
     const bp_real s = x[i];
     for (size_t j = 0; j < 3; j++) d41[i * 3 + j] = s * d39[j];
@@ -217,71 +217,71 @@ static bp_real functions__backward_inputs(const bp_real *restrict params, const 
     for (size_t j = 0; j < 3; j++) t5[j] += s * t4[p * 3 + j];
   }
   /* line 6, in dense(), called at line 11: sigmoid [3] */
-  bp_real *const t7 = ws + 3;
+  bp_real *const t7 = ws + 16;
   for (size_t i = 0; i < 3; i++) t7[i] = functions_sigmoid((b[i] + t5[i]));
   /* line 11: index [3,3] */
   const bp_real *const t9 = W + 9;
   /* line 6, in dense(), called at line 11: matmul [3] */
-  bp_real *const t10 = ws + 6;
+  bp_real *const t10 = ws + 32;
   for (size_t i = 0; i < 3; i++) t10[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = t7[p];
     for (size_t j = 0; j < 3; j++) t10[j] += s * t9[p * 3 + j];
   }
   /* line 6, in dense(), called at line 11: h = sigmoid [3] */
-  bp_real *const h = ws + 9;
+  bp_real *const h = ws + 48;
   for (size_t i = 0; i < 3; i++) h[i] = functions_sigmoid((b[i] + t10[i]));
   /* line 8, in residual(), called at line 12: matmul [3] */
-  bp_real *const t13 = ws + 12;
+  bp_real *const t13 = ws + 64;
   for (size_t i = 0; i < 3; i++) t13[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = h[p];
     for (size_t j = 0; j < 3; j++) t13[j] += s * t9[p * 3 + j];
   }
   /* line 8, in residual(), called at line 12: h = relu [3] */
-  bp_real *const h_ = ws + 12;
+  bp_real *const h_ = ws + 64;
   for (size_t i = 0; i < 3; i++) h_[i] = (t13[i] > 0 ? t13[i] : 0);
   /* line 9, in residual(), called at line 12: add [3] */
-  bp_real *const t15 = ws + 15;
+  bp_real *const t15 = ws + 80;
   for (size_t i = 0; i < 3; i++) t15[i] = h[i] + h_[i];
   /* line 12: gather [2] */
-  bp_real *const t16 = ws + 18;
+  bp_real *const t16 = ws + 96;
   for (size_t i = 0; i < 2; i++) t16[i] = t15[i * 2];
   /* line 12: loss = sum scalar */
   bp_real loss = 0;
   for (size_t i = 0; i < 2; i++) loss += (t16[i] * t16[i]);
   /* line 12: backward mul [2] */
-  bp_real *const d22 = ws + 15;
+  bp_real *const d22 = ws + 80;
   for (size_t i = 0; i < 2; i++) d22[i] = 2.0 * t16[i];
   /* line 12: backward spread [3] */
-  bp_real *const d23 = ws + 20;
+  bp_real *const d23 = ws + 112;
   for (size_t i = 0; i < 3; i++) d23[i] = 0;
   for (size_t i = 0; i < 2; i++) d23[i * 2] += d22[i];
   /* line 8: backward mul [3] */
-  bp_real *const d26 = ws + 23;
+  bp_real *const d26 = ws + 80;
   for (size_t i = 0; i < 3; i++) d26[i] = d23[i] * ((bp_real)(h_[i] > 0.0));
   /* line 8: backward matmul [3] */
-  bp_real *const d27 = ws + 26;
+  bp_real *const d27 = ws + 128;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 3; p++) s += t9[i * 3 + p] * d26[p];
     d27[i] = s;
   }
   /* line 6: backward mul [3] */
-  bp_real *const d32 = ws + 23;
+  bp_real *const d32 = ws + 80;
   for (size_t i = 0; i < 3; i++) d32[i] = (d23[i] + d27[i]) * (h[i] * (1.0 - h[i]));
   /* line 6: backward matmul [3] */
-  bp_real *const d33 = ws + 29;
+  bp_real *const d33 = ws + 144;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 3; p++) s += t9[i * 3 + p] * d32[p];
     d33[i] = s;
   }
   /* line 6: backward mul [3] */
-  bp_real *const d39 = ws + 29;
+  bp_real *const d39 = ws + 144;
   for (size_t i = 0; i < 3; i++) d39[i] = d33[i] * (t7[i] * (1.0 - t7[i]));
   /* line 6: backward matmul [3] */
-  bp_real *const d40 = ws + 23;
+  bp_real *const d40 = ws + 80;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 3; p++) s += t4[i * 3 + p] * d39[p];
@@ -296,18 +296,18 @@ static void functions__predict(const bp_real *restrict params, const bp_real *re
 }
 
 bp_real functions_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[59];
+  bp_real ws[201];
   return functions__forward(params, inputs, ws);
 }
 
 bp_real functions_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[59];
+  bp_real ws[201];
   return functions__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real functions_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[59];
+  bp_real ws[201];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 21; i++) grad[i] = 0;
@@ -323,7 +323,7 @@ bp_real functions_backward_batch(const bp_real *params, const bp_real *inputs, s
 }
 
 void functions_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[59];
+  bp_real ws[201];
   functions__predict(params, inputs, outputs, ws);
 }
 
@@ -341,6 +341,6 @@ bp_real functions_backward_batch_train(const bp_real *params, const bp_real *inp
 
 /* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
 bp_real functions_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
-  bp_real ws[32];
+  bp_real ws[147];
   return functions__backward_inputs(params, inputs, dinputs, ws);
 }

@@ -78,7 +78,7 @@ static bp_real least_squares__backward_add(const bp_real *restrict params, const
     }
   }
   /* line 10: r = sub [5] */
-  bp_real *const r = ws + 5;
+  bp_real *const r = ws + 16;
   bp_real t7 = 0;
   for (size_t i = 0; i < 5; i++) {
     const bp_real s = s_[i] - t3[i];
@@ -105,7 +105,7 @@ static bp_real least_squares__backward_inputs(const bp_real *restrict params, co
     t3[i] = s;
   }
   /* line 10: r = sub [5] */
-  bp_real *const r = ws + 5;
+  bp_real *const r = ws + 16;
   bp_real t7 = 0;
   for (size_t i = 0; i < 5; i++) {
     const bp_real s = s_[i] - t3[i];
@@ -115,10 +115,10 @@ static bp_real least_squares__backward_inputs(const bp_real *restrict params, co
   /* line 11: loss = mul scalar */
   bp_real loss = 0.5 * t7;
   /* line 10: backward sub [5] */
-  bp_real *const d13 = ws + 10;
+  bp_real *const d13 = ws + 32;
   for (size_t i = 0; i < 5; i++) d13[i] = t3[i] - s_[i];
   /* line 10: backward outer [5,3] */
-  bp_real *const d14 = ws + 15;
+  bp_real *const d14 = ws + 48;
   for (size_t i = 0; i < 5; i++) {
     const bp_real s = d13[i];
     for (size_t j = 0; j < 3; j++) d14[i * 3 + j] = s * x[j];
@@ -133,18 +133,18 @@ static void least_squares__predict(const bp_real *restrict params, const bp_real
 }
 
 bp_real least_squares_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[10];
+  bp_real ws[21];
   return least_squares__forward(params, inputs, ws);
 }
 
 bp_real least_squares_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[10];
+  bp_real ws[21];
   return least_squares__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real least_squares_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[10];
+  bp_real ws[21];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 3; i++) grad[i] = 0;
@@ -160,7 +160,7 @@ bp_real least_squares_backward_batch(const bp_real *params, const bp_real *input
 }
 
 void least_squares_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[10];
+  bp_real ws[21];
   least_squares__predict(params, inputs, outputs, ws);
 }
 
@@ -178,6 +178,6 @@ bp_real least_squares_backward_batch_train(const bp_real *params, const bp_real 
 
 /* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
 bp_real least_squares_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
-  bp_real ws[30];
+  bp_real ws[63];
   return least_squares__backward_inputs(params, inputs, dinputs, ws);
 }

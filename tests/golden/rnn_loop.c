@@ -57,14 +57,14 @@ static bp_real rnn_loop__forward(const bp_real *restrict params, const bp_real *
   /* line 13: index [3] */
   const bp_real *const t9 = xs + 3;
   /* line 13: matmul [5] */
-  bp_real *const t10 = ws + 5;
+  bp_real *const t10 = ws + 16;
   for (size_t i = 0; i < 5; i++) t10[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = t9[p];
     for (size_t j = 0; j < 5; j++) t10[j] += s * Wx[p * 5 + j];
   }
   /* line 13: matmul [5] */
-  bp_real *const t11 = ws + 10;
+  bp_real *const t11 = ws + 32;
   for (size_t i = 0; i < 5; i++) t11[i] = 0;
   for (size_t p = 0; p < 5; p++) {
     const bp_real s = h[p];
@@ -76,14 +76,14 @@ static bp_real rnn_loop__forward(const bp_real *restrict params, const bp_real *
   /* line 13: index [3] */
   const bp_real *const t15 = xs + 6;
   /* line 13: matmul [5] */
-  bp_real *const t16 = ws + 15;
+  bp_real *const t16 = ws + 48;
   for (size_t i = 0; i < 5; i++) t16[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = t15[p];
     for (size_t j = 0; j < 5; j++) t16[j] += s * Wx[p * 5 + j];
   }
   /* line 13: matmul [5] */
-  bp_real *const t17 = ws + 20;
+  bp_real *const t17 = ws + 64;
   for (size_t i = 0; i < 5; i++) t17[i] = 0;
   for (size_t p = 0; p < 5; p++) {
     const bp_real s = h_1[p];
@@ -95,14 +95,14 @@ static bp_real rnn_loop__forward(const bp_real *restrict params, const bp_real *
   /* line 13: index [3] */
   const bp_real *const t21 = xs + 9;
   /* line 13: matmul [5] */
-  bp_real *const t22 = ws + 25;
+  bp_real *const t22 = ws + 80;
   for (size_t i = 0; i < 5; i++) t22[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = t21[p];
     for (size_t j = 0; j < 5; j++) t22[j] += s * Wx[p * 5 + j];
   }
   /* line 13: matmul [5] */
-  bp_real *const t23 = ws + 30;
+  bp_real *const t23 = ws + 96;
   for (size_t i = 0; i < 5; i++) t23[i] = 0;
   for (size_t p = 0; p < 5; p++) {
     const bp_real s = h_2[p];
@@ -144,59 +144,59 @@ static bp_real rnn_loop__backward_add(const bp_real *restrict params, const bp_r
   /* line 13: index [3] */
   const bp_real *const t9 = xs + 3;
   /* line 13: matmul [5] */
-  bp_real *const t10 = ws + 5;
+  bp_real *const t10 = ws + 16;
   for (size_t i = 0; i < 5; i++) t10[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = t9[p];
     for (size_t j = 0; j < 5; j++) t10[j] += s * Wx[p * 5 + j];
   }
   /* line 13: matmul [5] */
-  bp_real *const t11 = ws + 10;
+  bp_real *const t11 = ws + 32;
   for (size_t i = 0; i < 5; i++) t11[i] = 0;
   for (size_t p = 0; p < 5; p++) {
     const bp_real s = h[p];
     for (size_t j = 0; j < 5; j++) t11[j] += s * Wh[p * 5 + j];
   }
   /* line 13: h_1 = tanh [5] */
-  bp_real *const h_1 = ws + 15;
+  bp_real *const h_1 = ws + 48;
   for (size_t i = 0; i < 5; i++) h_1[i] = tanh((t10[i] + t11[i]));
   /* line 13: index [3] */
   const bp_real *const t15 = xs + 6;
   /* line 13: matmul [5] */
-  bp_real *const t16 = ws + 20;
+  bp_real *const t16 = ws + 64;
   for (size_t i = 0; i < 5; i++) t16[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = t15[p];
     for (size_t j = 0; j < 5; j++) t16[j] += s * Wx[p * 5 + j];
   }
   /* line 13: matmul [5] */
-  bp_real *const t17 = ws + 25;
+  bp_real *const t17 = ws + 80;
   for (size_t i = 0; i < 5; i++) t17[i] = 0;
   for (size_t p = 0; p < 5; p++) {
     const bp_real s = h_1[p];
     for (size_t j = 0; j < 5; j++) t17[j] += s * Wh[p * 5 + j];
   }
   /* line 13: h_2 = tanh [5] */
-  bp_real *const h_2 = ws + 30;
+  bp_real *const h_2 = ws + 96;
   for (size_t i = 0; i < 5; i++) h_2[i] = tanh((t16[i] + t17[i]));
   /* line 13: index [3] */
   const bp_real *const t21 = xs + 9;
   /* line 13: matmul [5] */
-  bp_real *const t22 = ws + 35;
+  bp_real *const t22 = ws + 112;
   for (size_t i = 0; i < 5; i++) t22[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = t21[p];
     for (size_t j = 0; j < 5; j++) t22[j] += s * Wx[p * 5 + j];
   }
   /* line 13: matmul [5] */
-  bp_real *const t23 = ws + 40;
+  bp_real *const t23 = ws + 128;
   for (size_t i = 0; i < 5; i++) t23[i] = 0;
   for (size_t p = 0; p < 5; p++) {
     const bp_real s = h_2[p];
     for (size_t j = 0; j < 5; j++) t23[j] += s * Wh[p * 5 + j];
   }
   /* line 13: h_3 = tanh [5] */
-  bp_real *const h_3 = ws + 45;
+  bp_real *const h_3 = ws + 144;
   for (size_t i = 0; i < 5; i++) h_3[i] = tanh((t22[i] + t23[i]));
   /* line 15: dot scalar */
   bp_real t26 = 0;
@@ -214,10 +214,10 @@ static bp_real rnn_loop__backward_add(const bp_real *restrict params, const bp_r
     for (size_t i = 0; i < 5; i++) grad_Wo[i] = h_3[i] * d31;
   }
   /* line 13: backward mul [5] */
-  bp_real *const d37 = ws + 50;
+  bp_real *const d37 = ws + 160;
   for (size_t i = 0; i < 5; i++) d37[i] = (Wo[i] * d31) * (1.0 - (h_3[i] * h_3[i]));
   /* line 13: backward matmul [5] */
-  bp_real *const d38 = ws + 55;
+  bp_real *const d38 = ws + 176;
   for (size_t i = 0; i < 5; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 5; p++) s += Wh[i * 5 + p] * d37[p];
@@ -248,10 +248,10 @@ static bp_real rnn_loop__backward_add(const bp_real *restrict params, const bp_r
     }
   }
   /* line 13: backward mul [5] */
-  bp_real *const d44 = ws + 55;
+  bp_real *const d44 = ws + 176;
   for (size_t i = 0; i < 5; i++) d44[i] = d38[i] * (1.0 - (h_2[i] * h_2[i]));
   /* line 13: backward matmul [5] */
-  bp_real *const d45 = ws + 60;
+  bp_real *const d45 = ws + 192;
   for (size_t i = 0; i < 5; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 5; p++) s += Wh[i * 5 + p] * d44[p];
@@ -268,10 +268,10 @@ static bp_real rnn_loop__backward_add(const bp_real *restrict params, const bp_r
     for (size_t j = 0; j < 5; j++) grad_Wx[i * 5 + j] += s * d44[j];
   }
   /* line 13: backward mul [5] */
-  bp_real *const d51 = ws + 60;
+  bp_real *const d51 = ws + 192;
   for (size_t i = 0; i < 5; i++) d51[i] = d45[i] * (1.0 - (h_1[i] * h_1[i]));
   /* line 13: backward matmul [5] */
-  bp_real *const d52 = ws + 65;
+  bp_real *const d52 = ws + 208;
   for (size_t i = 0; i < 5; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 5; p++) s += Wh[i * 5 + p] * d51[p];
@@ -316,14 +316,14 @@ static bp_real rnn_loop__backward_inputs(const bp_real *restrict params, const b
   /* line 13: index [3] */
   const bp_real *const t9 = xs + 3;
   /* line 13: matmul [5] */
-  bp_real *const t10 = ws + 5;
+  bp_real *const t10 = ws + 16;
   for (size_t i = 0; i < 5; i++) t10[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = t9[p];
     for (size_t j = 0; j < 5; j++) t10[j] += s * Wx[p * 5 + j];
   }
   /* line 13: matmul [5] */
-  bp_real *const t11 = ws + 10;
+  bp_real *const t11 = ws + 32;
   for (size_t i = 0; i < 5; i++) t11[i] = 0;
   for (size_t p = 0; p < 5; p++) {
     const bp_real s = h[p];
@@ -335,40 +335,40 @@ static bp_real rnn_loop__backward_inputs(const bp_real *restrict params, const b
   /* line 13: index [3] */
   const bp_real *const t15 = xs + 6;
   /* line 13: matmul [5] */
-  bp_real *const t16 = ws + 15;
+  bp_real *const t16 = ws + 48;
   for (size_t i = 0; i < 5; i++) t16[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = t15[p];
     for (size_t j = 0; j < 5; j++) t16[j] += s * Wx[p * 5 + j];
   }
   /* line 13: matmul [5] */
-  bp_real *const t17 = ws + 20;
+  bp_real *const t17 = ws + 64;
   for (size_t i = 0; i < 5; i++) t17[i] = 0;
   for (size_t p = 0; p < 5; p++) {
     const bp_real s = h_1[p];
     for (size_t j = 0; j < 5; j++) t17[j] += s * Wh[p * 5 + j];
   }
   /* line 13: h_2 = tanh [5] */
-  bp_real *const h_2 = ws + 25;
+  bp_real *const h_2 = ws + 80;
   for (size_t i = 0; i < 5; i++) h_2[i] = tanh((t16[i] + t17[i]));
   /* line 13: index [3] */
   const bp_real *const t21 = xs + 9;
   /* line 13: matmul [5] */
-  bp_real *const t22 = ws + 30;
+  bp_real *const t22 = ws + 96;
   for (size_t i = 0; i < 5; i++) t22[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = t21[p];
     for (size_t j = 0; j < 5; j++) t22[j] += s * Wx[p * 5 + j];
   }
   /* line 13: matmul [5] */
-  bp_real *const t23 = ws + 35;
+  bp_real *const t23 = ws + 112;
   for (size_t i = 0; i < 5; i++) t23[i] = 0;
   for (size_t p = 0; p < 5; p++) {
     const bp_real s = h_2[p];
     for (size_t j = 0; j < 5; j++) t23[j] += s * Wh[p * 5 + j];
   }
   /* line 13: h_3 = tanh [5] */
-  bp_real *const h_3 = ws + 40;
+  bp_real *const h_3 = ws + 128;
   for (size_t i = 0; i < 5; i++) h_3[i] = tanh((t22[i] + t23[i]));
   /* line 15: dot scalar */
   bp_real t26 = 0;
@@ -382,81 +382,81 @@ static bp_real rnn_loop__backward_inputs(const bp_real *restrict params, const b
   /* line 15: backward neg scalar */
   bp_real d32 = -d31;
   /* line 13: backward mul [5] */
-  bp_real *const d37 = ws + 45;
+  bp_real *const d37 = ws + 144;
   for (size_t i = 0; i < 5; i++) d37[i] = (Wo[i] * d31) * (1.0 - (h_3[i] * h_3[i]));
   /* line 13: backward matmul [5] */
-  bp_real *const d38 = ws + 50;
+  bp_real *const d38 = ws + 160;
   for (size_t i = 0; i < 5; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 5; p++) s += Wh[i * 5 + p] * d37[p];
     d38[i] = s;
   }
   /* line 13: backward matmul [3] */
-  bp_real *const d40 = ws + 55;
+  bp_real *const d40 = ws + 176;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 5; p++) s += Wx[i * 5 + p] * d37[p];
     d40[i] = s;
   }
   /* line 13: backward mul [5] */
-  bp_real *const d44 = ws + 50;
+  bp_real *const d44 = ws + 160;
   for (size_t i = 0; i < 5; i++) d44[i] = d38[i] * (1.0 - (h_2[i] * h_2[i]));
   /* line 13: backward matmul [5] */
-  bp_real *const d45 = ws + 45;
+  bp_real *const d45 = ws + 144;
   for (size_t i = 0; i < 5; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 5; p++) s += Wh[i * 5 + p] * d44[p];
     d45[i] = s;
   }
   /* line 13: backward matmul [3] */
-  bp_real *const d47 = ws + 58;
+  bp_real *const d47 = ws + 192;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 5; p++) s += Wx[i * 5 + p] * d44[p];
     d47[i] = s;
   }
   /* line 13: backward mul [5] */
-  bp_real *const d51 = ws + 45;
+  bp_real *const d51 = ws + 144;
   for (size_t i = 0; i < 5; i++) d51[i] = d45[i] * (1.0 - (h_1[i] * h_1[i]));
   /* line 13: backward matmul [5] */
-  bp_real *const d52 = ws + 50;
+  bp_real *const d52 = ws + 160;
   for (size_t i = 0; i < 5; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 5; p++) s += Wh[i * 5 + p] * d51[p];
     d52[i] = s;
   }
   /* line 13: backward matmul [3] */
-  bp_real *const d54 = ws + 61;
+  bp_real *const d54 = ws + 208;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 5; p++) s += Wx[i * 5 + p] * d51[p];
     d54[i] = s;
   }
   /* line 11: backward matmul [3] */
-  bp_real *const d56 = ws + 45;
+  bp_real *const d56 = ws + 144;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 5; p++) s += Wx[i * 5 + p] * d52[p];
     d56[i] = s;
   }
   /* line 13: backward scatter [4,3] */
-  bp_real *const d58 = ws + 64;
+  bp_real *const d58 = ws + 160;
   for (size_t i = 0; i < 12; i++) d58[i] = 0;
   for (size_t i = 0; i < 3; i++) d58[9 + i] += d40[i];
   /* line 13: backward scatter [4,3] */
-  bp_real *const d59 = ws + 76;
+  bp_real *const d59 = ws + 176;
   for (size_t i = 0; i < 12; i++) d59[i] = 0;
   for (size_t i = 0; i < 3; i++) d59[6 + i] += d47[i];
   /* line 13: backward scatter [4,3] */
-  bp_real *const d61 = ws + 88;
+  bp_real *const d61 = ws + 192;
   for (size_t i = 0; i < 12; i++) d61[i] = 0;
   for (size_t i = 0; i < 3; i++) d61[3 + i] += d54[i];
   /* line 11: backward scatter [4,3] */
-  bp_real *const d63 = ws + 100;
+  bp_real *const d63 = ws + 208;
   for (size_t i = 0; i < 12; i++) d63[i] = 0;
   for (size_t i = 0; i < 3; i++) d63[0 + i] += d56[i];
   /* line 11: backward add [4,3] */
-  bp_real *const d64 = ws + 112;
+  bp_real *const d64 = ws + 144;
   for (size_t i = 0; i < 12; i++) d64[i] = ((d58[i] + d59[i]) + d61[i]) + d63[i];
   for (size_t i = 0; i < 12; i++) dinputs[0 + i] = d64[i]; /* xs */
   dinputs[12] = d32; /* y */
@@ -468,18 +468,18 @@ static void rnn_loop__predict(const bp_real *restrict params, const bp_real *res
 }
 
 bp_real rnn_loop_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[70];
+  bp_real ws[213];
   return rnn_loop__forward(params, inputs, ws);
 }
 
 bp_real rnn_loop_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[70];
+  bp_real ws[213];
   return rnn_loop__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real rnn_loop_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[70];
+  bp_real ws[213];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 45; i++) grad[i] = 0;
@@ -495,7 +495,7 @@ bp_real rnn_loop_backward_batch(const bp_real *params, const bp_real *inputs, si
 }
 
 void rnn_loop_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[70];
+  bp_real ws[213];
   rnn_loop__predict(params, inputs, outputs, ws);
 }
 
@@ -513,6 +513,6 @@ bp_real rnn_loop_backward_batch_train(const bp_real *params, const bp_real *inpu
 
 /* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
 bp_real rnn_loop_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
-  bp_real ws[124];
+  bp_real ws[220];
   return rnn_loop__backward_inputs(params, inputs, dinputs, ws);
 }

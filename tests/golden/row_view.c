@@ -19,7 +19,7 @@ static bp_real row_view__forward(const bp_real *restrict params, const bp_real *
   /* line 4: index [2] */
   const bp_real *const t4 = h + 0;
   /* line 4: d = sub [2,2] */
-  bp_real *const d = ws + 4;
+  bp_real *const d = ws + 16;
   bp_real loss = 0;
   for (size_t i = 0; i < 2; i++)
     for (size_t j = 0; j < 2; j++) {
@@ -41,7 +41,7 @@ static bp_real row_view__backward_add(const bp_real *restrict params, const bp_r
   /* line 4: index [2] */
   const bp_real *const t4 = h + 0;
   /* line 4: d = sub [2,2] */
-  bp_real *const d = ws + 4;
+  bp_real *const d = ws + 16;
   bp_real loss = 0;
   for (size_t i = 0; i < 2; i++)
     for (size_t j = 0; j < 2; j++) {
@@ -53,15 +53,15 @@ static bp_real row_view__backward_add(const bp_real *restrict params, const bp_r
   bp_real *const d11 = ws + 0;
   for (size_t i = 0; i < 4; i++) d11[i] = 2.0 * d[i];
   /* line 4: backward neg [2,2] */
-  bp_real *const d12 = ws + 8;
+  bp_real *const d12 = ws + 32;
   for (size_t i = 0; i < 4; i++) d12[i] = -d11[i];
   /* line 4: backward sum_axis [2] */
-  bp_real *const d13 = ws + 12;
+  bp_real *const d13 = ws + 48;
   for (size_t i = 0; i < 2; i++) d13[i] = 0;
   for (size_t i = 0; i < 2; i++)
     for (size_t j = 0; j < 2; j++) d13[j] += d12[i * 2 + j];
   /* line 4: backward scatter [2,2] */
-  bp_real *const d14 = ws + 8;
+  bp_real *const d14 = ws + 32;
   for (size_t i = 0; i < 4; i++) d14[i] = 0;
   for (size_t i = 0; i < 2; i++) d14[0 + i] += d13[i];
   /* line 3: backward mul [2,2] */
@@ -79,18 +79,18 @@ static void row_view__predict(const bp_real *restrict params, const bp_real *res
 }
 
 bp_real row_view_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[14];
+  bp_real ws[50];
   return row_view__forward(params, inputs, ws);
 }
 
 bp_real row_view_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[14];
+  bp_real ws[50];
   return row_view__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real row_view_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[14];
+  bp_real ws[50];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 4; i++) grad[i] = 0;
@@ -106,7 +106,7 @@ bp_real row_view_backward_batch(const bp_real *params, const bp_real *inputs, si
 }
 
 void row_view_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[14];
+  bp_real ws[50];
   row_view__predict(params, inputs, outputs, ws);
 }
 

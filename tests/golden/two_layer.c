@@ -60,14 +60,14 @@ static bp_real two_layer__forward(const bp_real *restrict params, const bp_real 
   bp_real *const s_ = ws + 0;
   for (size_t i = 0; i < 3; i++) s_[i] = two_layer_sigmoid(a[i]);
   /* line 16: matmul [3] */
-  bp_real *const t9 = ws + 3;
+  bp_real *const t9 = ws + 16;
   for (size_t i = 0; i < 3; i++) t9[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = s_[p];
     for (size_t j = 0; j < 3; j++) t9[j] += s * W2[p * 3 + j];
   }
   /* line 16: scores = add [3] */
-  bp_real *const scores = ws + 3;
+  bp_real *const scores = ws + 16;
   for (size_t i = 0; i < 3; i++) scores[i] = b2[i] + t9[i];
   /* line 17: logsumexp scalar */
   bp_real t11;
@@ -113,14 +113,14 @@ static bp_real two_layer__backward_add(const bp_real *restrict params, const bp_
   bp_real *const s_ = ws + 0;
   for (size_t i = 0; i < 3; i++) s_[i] = two_layer_sigmoid(a[i]);
   /* line 16: matmul [3] */
-  bp_real *const t9 = ws + 3;
+  bp_real *const t9 = ws + 16;
   for (size_t i = 0; i < 3; i++) t9[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = s_[p];
     for (size_t j = 0; j < 3; j++) t9[j] += s * W2[p * 3 + j];
   }
   /* line 16: scores = add [3] */
-  bp_real *const scores = ws + 3;
+  bp_real *const scores = ws + 16;
   for (size_t i = 0; i < 3; i++) scores[i] = b2[i] + t9[i];
   /* line 17: logsumexp scalar */
   bp_real t11;
@@ -132,7 +132,7 @@ static bp_real two_layer__backward_add(const bp_real *restrict params, const bp_
     t11 = mx + log(s);
   }
   /* line 17: sub [3] */
-  bp_real *const t13 = ws + 3;
+  bp_real *const t13 = ws + 16;
   bp_real t16 = 0;
   for (size_t i = 0; i < 3; i++) {
     const bp_real s = scores[i] - t11;
@@ -140,7 +140,7 @@ static bp_real two_layer__backward_add(const bp_real *restrict params, const bp_
     t16 += (t[i] * t13[i]);
   }
   /* line 17: y = exp [3] */
-  bp_real *const y = ws + 6;
+  bp_real *const y = ws + 32;
   for (size_t i = 0; i < 3; i++) y[i] = exp(t13[i]);
   /* line 18: loss = neg scalar */
   bp_real loss = -t16;
@@ -148,10 +148,10 @@ static bp_real two_layer__backward_add(const bp_real *restrict params, const bp_
   bp_real d23 = 0;
   for (size_t i = 0; i < 3; i++) d23 += t[i];
   /* line 17: backward sub [3] */
-  bp_real *const d26 = ws + 9;
+  bp_real *const d26 = ws + 48;
   for (size_t i = 0; i < 3; i++) d26[i] = (y[i] * d23) - t[i];
   /* line 16: backward matmul [3] */
-  bp_real *const d27 = ws + 12;
+  bp_real *const d27 = ws + 64;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 3; p++) s += W2[i * 3 + p] * d26[p];
@@ -170,7 +170,7 @@ static bp_real two_layer__backward_add(const bp_real *restrict params, const bp_
     }
   }
   /* line 15: backward mul [3] */
-  bp_real *const d31 = ws + 15;
+  bp_real *const d31 = ws + 80;
   for (size_t i = 0; i < 3; i++) d31[i] = d27[i] * (s_[i] * (1.0 - s_[i]));
   /* line 14: backward outer [2,3] */
   if (acc) {
@@ -219,14 +219,14 @@ static bp_real two_layer__backward_inputs(const bp_real *restrict params, const 
   bp_real *const s_ = ws + 0;
   for (size_t i = 0; i < 3; i++) s_[i] = two_layer_sigmoid(a[i]);
   /* line 16: matmul [3] */
-  bp_real *const t9 = ws + 3;
+  bp_real *const t9 = ws + 16;
   for (size_t i = 0; i < 3; i++) t9[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = s_[p];
     for (size_t j = 0; j < 3; j++) t9[j] += s * W2[p * 3 + j];
   }
   /* line 16: scores = add [3] */
-  bp_real *const scores = ws + 3;
+  bp_real *const scores = ws + 16;
   for (size_t i = 0; i < 3; i++) scores[i] = b2[i] + t9[i];
   /* line 17: logsumexp scalar */
   bp_real t11;
@@ -238,7 +238,7 @@ static bp_real two_layer__backward_inputs(const bp_real *restrict params, const 
     t11 = mx + log(s);
   }
   /* line 17: sub [3] */
-  bp_real *const t13 = ws + 6;
+  bp_real *const t13 = ws + 32;
   bp_real t16 = 0;
   for (size_t i = 0; i < 3; i++) {
     const bp_real s = scores[i] - t11;
@@ -246,31 +246,31 @@ static bp_real two_layer__backward_inputs(const bp_real *restrict params, const 
     t16 += (t[i] * t13[i]);
   }
   /* line 17: y = exp [3] */
-  bp_real *const y = ws + 9;
+  bp_real *const y = ws + 48;
   for (size_t i = 0; i < 3; i++) y[i] = exp(t13[i]);
   /* line 18: loss = neg scalar */
   bp_real loss = -t16;
   /* line 18: backward sub [3] */
-  bp_real *const d21 = ws + 12;
+  bp_real *const d21 = ws + 64;
   for (size_t i = 0; i < 3; i++) d21[i] = t11 - scores[i];
   /* line 17: backward sum scalar */
   bp_real d23 = 0;
   for (size_t i = 0; i < 3; i++) d23 += t[i];
   /* line 17: backward sub [3] */
-  bp_real *const d26 = ws + 15;
+  bp_real *const d26 = ws + 80;
   for (size_t i = 0; i < 3; i++) d26[i] = (y[i] * d23) - t[i];
   /* line 16: backward matmul [3] */
-  bp_real *const d27 = ws + 18;
+  bp_real *const d27 = ws + 96;
   for (size_t i = 0; i < 3; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 3; p++) s += W2[i * 3 + p] * d26[p];
     d27[i] = s;
   }
   /* line 15: backward mul [3] */
-  bp_real *const d31 = ws + 18;
+  bp_real *const d31 = ws + 96;
   for (size_t i = 0; i < 3; i++) d31[i] = d27[i] * (s_[i] * (1.0 - s_[i]));
   /* line 14: backward matmul [2] */
-  bp_real *const d32 = ws + 15;
+  bp_real *const d32 = ws + 80;
   for (size_t i = 0; i < 2; i++) {
     bp_real s = 0;
     for (size_t p = 0; p < 3; p++) s += W1[i * 3 + p] * d31[p];
@@ -302,14 +302,14 @@ static void two_layer__predict(const bp_real *restrict params, const bp_real *re
   bp_real *const s_ = ws + 0;
   for (size_t i = 0; i < 3; i++) s_[i] = two_layer_sigmoid(a[i]);
   /* line 16: matmul [3] */
-  bp_real *const t9 = ws + 3;
+  bp_real *const t9 = ws + 16;
   for (size_t i = 0; i < 3; i++) t9[i] = 0;
   for (size_t p = 0; p < 3; p++) {
     const bp_real s = s_[p];
     for (size_t j = 0; j < 3; j++) t9[j] += s * W2[p * 3 + j];
   }
   /* line 16: scores = add [3] */
-  bp_real *const scores = ws + 3;
+  bp_real *const scores = ws + 16;
   for (size_t i = 0; i < 3; i++) scores[i] = b2[i] + t9[i];
   /* line 17: logsumexp scalar */
   bp_real t11;
@@ -327,18 +327,18 @@ static void two_layer__predict(const bp_real *restrict params, const bp_real *re
 }
 
 bp_real two_layer_forward(const bp_real *params, const bp_real *inputs) {
-  bp_real ws[18];
+  bp_real ws[83];
   return two_layer__forward(params, inputs, ws);
 }
 
 bp_real two_layer_backward(const bp_real *params, const bp_real *inputs, bp_real *grad) {
-  bp_real ws[18];
+  bp_real ws[83];
   return two_layer__backward_add(params, inputs, grad, ws, 0);
 }
 
 /* Mean loss and mean gradient over n examples stored one after another. */
 bp_real two_layer_backward_batch(const bp_real *params, const bp_real *inputs, size_t n, bp_real *grad) {
-  bp_real ws[18];
+  bp_real ws[83];
   bp_real loss_sum = 0;
   if (n == 0) {
     for (size_t i = 0; i < 21; i++) grad[i] = 0;
@@ -354,7 +354,7 @@ bp_real two_layer_backward_batch(const bp_real *params, const bp_real *inputs, s
 }
 
 void two_layer_predict(const bp_real *params, const bp_real *inputs, bp_real *outputs) {
-  bp_real ws[18];
+  bp_real ws[83];
   two_layer__predict(params, inputs, outputs, ws);
 }
 
@@ -372,6 +372,6 @@ bp_real two_layer_backward_batch_train(const bp_real *params, const bp_real *inp
 
 /* dloss/dinputs into dinputs, in the inputs' layout; returns the loss. */
 bp_real two_layer_backward_inputs(const bp_real *params, const bp_real *inputs, bp_real *dinputs) {
-  bp_real ws[21];
+  bp_real ws[99];
   return two_layer__backward_inputs(params, inputs, dinputs, ws);
 }
