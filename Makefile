@@ -80,8 +80,8 @@ deps:
 
 # Mutation testing (not part of make test; about a minute per mutation):
 # every mutation in tests/mutations.txt, applied to a copy of the tree, must
-# make the suite fail. MUTATE_ONLY=TEXT runs the ones whose file or
-# replacement contains TEXT.
+# make the suite fail. MUTATE_ONLY=TEXT runs the ones whose file or text
+# contains TEXT.
 mutate:
 	scripts/install-deps.sh
 	scripts/mutate.py $(if $(MUTATE_ONLY),--only '$(MUTATE_ONLY)')

@@ -359,6 +359,17 @@ static const char *for_loop(Emitter *E, const Nest *nest, int g) {
 
 static void line(Emitter *E, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Whether x (a reduction's result, ones along the reduced axes) is the same
+ * at every step of the nest's innermost loop. */
+static int innermost_is_reduced(const Nest *nest, Shape x) {
+  int g = nest->n - 1;
+  for (int k = 0; k < nest->over.rank; k++) {
+    int kx = k - (nest->over.rank - x.rank);
+    if ((nest->axes[g] & (1u << k)) && kx >= 0 && x.dim[kx] != 1) return 0;
+  }
+  return 1;
+}
+
 /* The nest's loops but the innermost, each on its line, indented. */
 static void open_outer_loops(Emitter *E, const Nest *nest) {
   for (int g = 0; g + 1 < nest->n; g++)
@@ -667,11 +678,23 @@ static void emit_reduction(Emitter *E, const Step *st, Dest d) {
     long long m = a->shape.dim[0], nn = a->shape.rank > 1 ? a->shape.dim[1] : 1;
     if (a->shape.rank != 2) { /* over any axes: the result read as an operand repeated along them */
       const Nest *nest = &st->nest;
+      Shape kept = shape_with_ones(a->shape, (unsigned)n->attr.axes);
+      const char *at = nest_index(E, nest, kept), *from = nest_index(E, nest, a->shape);
+      int depth = 2 * (nest->n - 1);
       zero(E, D, shape_numel(n->shape));
       open_outer_loops(E, nest);
-      line(E, "%*s%s %s[%s] += %s[%s];", 2 * (nest->n - 1), "", for_loop(E, nest, nest->n - 1), D,
-           nest_index(E, nest, shape_with_ones(a->shape, (unsigned)n->attr.axes)), A,
-           nest_index(E, nest, a->shape));
+      if (nest->n > 0 && innermost_is_reduced(nest, kept)) {
+        /* the innermost loop sums into a register, from the element's value and in the same order:
+           D[at] += in that loop is a store per term, which the compiler may not keep in a register
+           (D and A are both in the workspace) nor vectorise */
+        line(E, "%*s{", depth, "");
+        line(E, "%*s  bp_real s = %s[%s];", depth, "", D, at);
+        line(E, "%*s  %s s += %s[%s];", depth, "", for_loop(E, nest, nest->n - 1), A, from);
+        line(E, "%*s  %s[%s] = s;", depth, "", D, at);
+        line(E, "%*s}", depth, "");
+      } else {
+        line(E, "%*s%s %s[%s] += %s[%s];", depth, "", for_loop(E, nest, nest->n - 1), D, at, A, from);
+      }
     } else if (n->attr.axes == 1) {
       zero(E, D, nn);
       line(E, "for (size_t i = 0; i < %lld; i++)", m);

@@ -11,6 +11,7 @@
  * window read), the kernel's is dY @ col^T summed over the images. A 1x1
  * kernel with stride 1 and no padding needs no columns: the image is one.
  * Built with -O3 like kernels.c; the column buffer is per thread. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +21,7 @@
 typedef struct Geom {
   size_t n, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups;
   size_t ho, wo, cg, og, taps; /* output size, channels per group, rows of a column: cg * kh * kw */
-  size_t hp, wp;                /* the image with its padding (the frame of im2col_s1 and col2im_s1) */
+  size_t hp, wp;               /* the image with its padding (the frame of im2col_s1 and col2im_s1) */
 } Geom;
 
 static size_t out_size(size_t in, size_t k, size_t step, size_t pad, size_t dil) {
@@ -62,16 +63,14 @@ static int is_stride1(const Geom *q) { return q->sh == 1 && q->sw == 1 && q->dh 
 
 /* The scratch the columns of one image's group need beyond the columns:
  * the padded frame of im2col_s1. */
-static size_t frame_elems(const Geom *q) {
-  return is_stride1(q) ? q->cg * q->hp * q->wp : 0;
-}
+static size_t frame_elems(const Geom *q) { return is_stride1(q) ? q->cg * q->hp * q->wp : 0; }
 
 /* Pooling with 2x2 windows, stride 2 and no padding (max2x2). */
 static int is_2x2(const Geom *q) {
   return q->kh == 2 && q->kw == 2 && q->sh == 2 && q->sw == 2 && q->ph == 0 && q->pw == 0;
 }
 
-#define BPK_CONV(T, S)                                                                                       \
+#define BPK_CONV(T, S, U)                                                                                    \
   static _Thread_local T *col_buf_##S;                                                                       \
   static _Thread_local size_t col_cap_##S;                                                                   \
   static T *col_space_##S(size_t n) {                                                                        \
@@ -84,19 +83,50 @@ static int is_2x2(const Geom *q) {
     return col_buf_##S;                                                                                      \
   }                                                                                                          \
   /* n elements, in vectors of 32 bytes with the last one overlapping the one before (runs are               \
-     short: a row of an image) */                                                                            \
+     short: a row of an image). Through a vector variable: gcc expands a plain 32-byte memcpy into two       \
+     16-byte moves, which made im2col twice as slow */                                                       \
+  typedef T run_vec_##S __attribute__((vector_size(32)));                                                    \
   static inline                                                                                              \
       __attribute__((always_inline)) void copy_run_##S(T *restrict dst, const T *restrict src, size_t n) {   \
     enum { L = 32 / sizeof(T) };                                                                             \
+    run_vec_##S v;                                                                                           \
     if (n < L) {                                                                                             \
       for (size_t i = 0; i < n; i++)                                                                         \
         dst[i] = src[i];                                                                                     \
       return;                                                                                                \
     }                                                                                                        \
+    /* the last vector moved back to end at n: not an affine loop, which gcc would make a memcpy call */     \
+    for (size_t i = 0;;) {                                                                                   \
+      memcpy(&v, src + i, sizeof v);                                                                         \
+      memcpy(dst + i, &v, sizeof v);                                                                         \
+      if (i + L >= n) break;                                                                                 \
+      i = i + 2 * L <= n ? i + L : n - L;                                                                    \
+    }                                                                                                        \
+  }                                                                                                          \
+  /* dst[i] += src[i] for n elements: vectors of 32 bytes, then one of 16, then single values (runs are      \
+     short, and the compiler's own loop leaves up to 7 values to a scalar tail) */                           \
+  typedef T half_vec_##S __attribute__((vector_size(16)));                                                   \
+  static inline                                                                                              \
+      __attribute__((always_inline)) void add_run_##S(T *restrict dst, const T *restrict src, size_t n) {    \
+    enum { L = 32 / sizeof(T), H = 16 / sizeof(T) };                                                         \
     size_t i = 0;                                                                                            \
-    for (; i + L <= n; i += L)                                                                               \
-      memcpy(dst + i, src + i, sizeof(T) * L);                                                               \
-    if (i < n) memcpy(dst + n - L, src + n - L, sizeof(T) * L);                                              \
+    for (; i + L <= n; i += L) {                                                                             \
+      run_vec_##S a, b;                                                                                      \
+      memcpy(&a, dst + i, sizeof a);                                                                         \
+      memcpy(&b, src + i, sizeof b);                                                                         \
+      a += b;                                                                                                \
+      memcpy(dst + i, &a, sizeof a);                                                                         \
+    }                                                                                                        \
+    if (i + H <= n) {                                                                                        \
+      half_vec_##S a, b;                                                                                     \
+      memcpy(&a, dst + i, sizeof a);                                                                         \
+      memcpy(&b, src + i, sizeof b);                                                                         \
+      a += b;                                                                                                \
+      memcpy(dst + i, &a, sizeof a);                                                                         \
+      i += H;                                                                                                \
+    }                                                                                                        \
+    for (; i < n; i++)                                                                                       \
+      dst[i] += src[i];                                                                                      \
   }                                                                                                          \
   /* col[taps, Ho*Wo] of one image's group (x: its first channel), zeros in the padding */                   \
   BPK_CLONES static void im2col_##S(const Geom *q, const T *restrict x, T *restrict col) {                   \
@@ -195,12 +225,8 @@ static int is_2x2(const Geom *q) {
         for (size_t kx = 0; kx < q->kw; kx++) {                                                              \
           const T *row = col + ((ci * q->kh + ky) * q->kw + kx) * hw;                                        \
           T *dst = frame + (ci * hp + ky) * wp + kx;                                                         \
-          for (size_t oy = 0; oy < q->ho; oy++) {                                                            \
-            T *restrict d = dst + oy * wp;                                                                   \
-            const T *restrict r = row + oy * q->wo;                                                          \
-            for (size_t ox = 0; ox < q->wo; ox++)                                                            \
-              d[ox] += r[ox];                                                                                \
-          }                                                                                                  \
+          for (size_t oy = 0; oy < q->ho; oy++)                                                              \
+            add_run_##S(dst + oy * wp, row + oy * q->wo, q->wo);                                             \
         }                                                                                                    \
     for (size_t ci = 0; ci < q->cg; ci++)                                                                    \
       for (size_t iy = 0; iy < q->h; iy++) {                                                                 \
@@ -329,6 +355,13 @@ static int is_2x2(const Geom *q) {
             dx[best] += dy[at];                                                                              \
         }                                                                                                    \
   }                                                                                                          \
+  /* the value whose bits are b where c is 1, else 0 */                                                      \
+  static inline __attribute__((always_inline)) T masked_##S(U b, unsigned c) {                               \
+    U r = b & ((U)0 - (U)c);                                                                                 \
+    T v;                                                                                                     \
+    memcpy(&v, &r, sizeof v);                                                                                \
+    return v;                                                                                                \
+  }                                                                                                          \
   /* 2x2 windows, stride 2, no padding (most networks), row pair by row pair with the window's size          \
      known, so that the compiler vectorises it; the same comparisons, in the same order, as above. With      \
      dy, the gradient: stored into all four cells of each window (the windows tile dx exactly: the           \
@@ -354,13 +387,20 @@ static int is_2x2(const Geom *q) {
         const T *restrict g = dy + at;                                                                       \
         T *restrict da = dx + top, *restrict db = da + q->w;                                                 \
         for (size_t ox = 0; ox < q->wo; ox++) {                                                              \
-          T m = a[2 * ox];                                                                                   \
-          int k = 0;                                                                                         \
-          if (a[2 * ox + 1] > m) m = a[2 * ox + 1], k = 1;                                                   \
-          if (b[2 * ox] > m) m = b[2 * ox], k = 2;                                                           \
-          if (b[2 * ox + 1] > m) k = 3;                                                                      \
-          T g0 = k == 0 ? g[ox] : 0, g1 = k == 1 ? g[ox] : 0, g2 = k == 2 ? g[ox] : 0,                       \
-            g3 = k == 3 ? g[ox] : 0;                                                                         \
+          /* no branches: which cell wins is data, and mispredicted branches were most of the gradient's     \
+             time (8x the forward's); the gradient goes through a bit mask, not a product (inf * 0)   */     \
+          T m = a[2 * ox], v1 = a[2 * ox + 1], v2 = b[2 * ox], v3 = b[2 * ox + 1];                           \
+          unsigned k = v1 > m;                                                                               \
+          m = v1 > m ? v1 : m;                                                                               \
+          unsigned c2 = v2 > m;                                                                              \
+          k += c2 * (2 - k);                                                                                 \
+          m = v2 > m ? v2 : m;                                                                               \
+          unsigned c3 = v3 > m;                                                                              \
+          k += c3 * (3 - k);                                                                                 \
+          U bits;                                                                                            \
+          memcpy(&bits, &g[ox], sizeof bits);                                                                \
+          T g0 = masked_##S(bits, k == 0), g1 = masked_##S(bits, k == 1), g2 = masked_##S(bits, k == 2),     \
+            g3 = masked_##S(bits, k == 3);                                                                   \
           if (acc) {                                                                                         \
             da[2 * ox] += g0, da[2 * ox + 1] += g1, db[2 * ox] += g2, db[2 * ox + 1] += g3;                  \
           } else {                                                                                           \
@@ -398,8 +438,8 @@ static int is_2x2(const Geom *q) {
     pool_##S(NULL, NULL, dy, dx, g, 2, 1);                                                                   \
   }
 
-BPK_CONV(double, d)
-BPK_CONV(float, f)
+BPK_CONV(double, d, uint64_t)
+BPK_CONV(float, f, uint32_t)
 
 void bpk_conv_thread_done(void) {
   free(col_buf_d);

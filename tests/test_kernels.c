@@ -555,6 +555,14 @@ static void test_maxpool_gradient_goes_to_the_first_maximum(void **state) {
     for (int i = 0; i < 8; i++)
       assert_true(dxf[i] == (float)want_dx[i]);
   }
+  { /* an infinite gradient reaches its winner only: the losers get 0, not inf * 0 (NaN) */
+    const size_t g[BPK_GEOM] = {1, 1, 2, 4, 1, 2, 2, 2, 2, 0, 0, 1, 1, 1};
+    const float x[8] = {1, 3, 3, 2, 3, 0, 1, 3}, dy[2] = {INFINITY, -INFINITY};
+    const float want_dx[8] = {0, INFINITY, -INFINITY, 0, 0, 0, 0, 0};
+    float dx[8];
+    bpk_maxpool2d_dx_f(x, dy, dx, g, 0);
+    assert_memory_equal(dx, want_dx, sizeof dx);
+  }
   { /* a constant 3x3 image, 2x2 windows, stride 1: each window's top-left cell wins */
     const size_t g[BPK_GEOM] = {1, 1, 3, 3, 1, 2, 2, 1, 1, 0, 0, 1, 1, 1};
     const double x[9] = {5, 5, 5, 5, 5, 5, 5, 5, 5}, dy[4] = {1, 2, 3, 4};
