@@ -103,6 +103,25 @@ static int is_2x2(const Geom *q) {
       i = i + 2 * L <= n ? i + L : n - L;                                                                    \
     }                                                                                                        \
   }                                                                                                          \
+  /* rows runs of n elements, stride apart in src, one after another in dst (a plane of the padded image     \
+     into a row of columns). The length decided once, not per run: a run of L to 2L elements (most images'  \
+     rows) is two vectors, the second ending at n, with no loop or test of its own */                        \
+  static inline __attribute__((always_inline)) void copy_rows_##S(T *restrict dst, const T *restrict src,   \
+                                                                  size_t rows, size_t n, size_t stride) {    \
+    enum { L = 32 / sizeof(T) };                                                                             \
+    if (n < L || n > 2 * L) {                                                                                \
+      for (size_t r = 0; r < rows; r++)                                                                      \
+        copy_run_##S(dst + r * n, src + r * stride, n);                                                      \
+      return;                                                                                                \
+    }                                                                                                        \
+    for (size_t r = 0; r < rows; r++, src += stride, dst += n) {                                             \
+      run_vec_##S v, w;                                                                                      \
+      memcpy(&v, src, sizeof v);                                                                             \
+      memcpy(&w, src + n - L, sizeof w);                                                                     \
+      memcpy(dst, &v, sizeof v);                                                                             \
+      memcpy(dst + n - L, &w, sizeof w);                                                                     \
+    }                                                                                                        \
+  }                                                                                                          \
   /* dst[i] += src[i] for n elements: vectors of 32 bytes, then one of 16, then single values (runs are      \
      short, and the compiler's own loop leaves up to 7 values to a scalar tail) */                           \
   typedef T half_vec_##S __attribute__((vector_size(16)));                                                   \
@@ -127,6 +146,34 @@ static int is_2x2(const Geom *q) {
     }                                                                                                        \
     for (; i < n; i++)                                                                                       \
       dst[i] += src[i];                                                                                      \
+  }                                                                                                          \
+  /* The same for rows runs of n, one after another in src, each added into dst at stride apart. A run of    \
+     L to 2L is two vectors, the second ending at n with the lanes the first already added zeroed (a mask    \
+     made once); both runs of dst are loaded before either is stored, the second stored first, so that no   \
+     load waits on a store it overlaps and the first's store has the last word on the shared lanes */       \
+  typedef U run_mask_##S __attribute__((vector_size(32)));                                                   \
+  static inline __attribute__((always_inline)) void add_rows_##S(T *restrict dst, const T *restrict src,    \
+                                                                 size_t rows, size_t n, size_t stride) {     \
+    enum { L = 32 / sizeof(T) };                                                                             \
+    if (n < L || n > 2 * L) {                                                                                \
+      for (size_t r = 0; r < rows; r++)                                                                      \
+        add_run_##S(dst + r * stride, src + r * n, n);                                                       \
+      return;                                                                                                \
+    }                                                                                                        \
+    run_mask_##S keep;                                                                                       \
+    for (int i = 0; i < L; i++)                                                                              \
+      keep[i] = (size_t)i >= 2 * L - n ? (U)-1 : 0;                                                          \
+    for (size_t r = 0; r < rows; r++, dst += stride, src += n) {                                             \
+      run_vec_##S d0, d1, s0, s1;                                                                            \
+      memcpy(&d0, dst, sizeof d0);                                                                           \
+      memcpy(&d1, dst + n - L, sizeof d1);                                                                   \
+      memcpy(&s0, src, sizeof s0);                                                                           \
+      memcpy(&s1, src + n - L, sizeof s1);                                                                   \
+      d1 += (run_vec_##S)((run_mask_##S)s1 & keep);                                                          \
+      d0 += s0;                                                                                              \
+      memcpy(dst + n - L, &d1, sizeof d1);                                                                   \
+      memcpy(dst, &d0, sizeof d0);                                                                           \
+    }                                                                                                        \
   }                                                                                                          \
   /* col[taps, Ho*Wo] of one image's group (x: its first channel), zeros in the padding */                   \
   BPK_CLONES static void im2col_##S(const Geom *q, const T *restrict x, T *restrict col) {                   \
@@ -184,8 +231,7 @@ static int is_2x2(const Geom *q) {
         for (size_t kx = 0; kx < q->kw; kx++) {                                                              \
           T *row = col + ((ci * q->kh + ky) * q->kw + kx) * hw;                                              \
           const T *src = frame + (ci * hp + ky) * wp + kx;                                                   \
-          for (size_t oy = 0; oy < q->ho; oy++)                                                              \
-            copy_run_##S(row + oy * q->wo, src + oy * wp, q->wo);                                            \
+          copy_rows_##S(row, src, q->ho, q->wo, wp);                                                         \
         }                                                                                                    \
   }                                                                                                          \
   /* col[taps, Ho*Wo] of one image's group; frame: frame_elems(q) of scratch */                              \
@@ -225,8 +271,7 @@ static int is_2x2(const Geom *q) {
         for (size_t kx = 0; kx < q->kw; kx++) {                                                              \
           const T *row = col + ((ci * q->kh + ky) * q->kw + kx) * hw;                                        \
           T *dst = frame + (ci * hp + ky) * wp + kx;                                                         \
-          for (size_t oy = 0; oy < q->ho; oy++)                                                              \
-            add_run_##S(dst + oy * wp, row + oy * q->wo, q->wo);                                             \
+          add_rows_##S(dst, row, q->ho, q->wo, wp);                                                          \
         }                                                                                                    \
     for (size_t ci = 0; ci < q->cg; ci++)                                                                    \
       for (size_t iy = 0; iy < q->h; iy++) {                                                                 \

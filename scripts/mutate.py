@@ -10,6 +10,7 @@ Usage: scripts/mutate.py [--only SUBSTRING] [--jobs N]
 Exit status: 0 when every mutation was caught, 1 when one survived."""
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,24 @@ def stale(mutations):
         if count != 1:
             out.append(f"tests/mutations.txt:{n}: the text occurs {count} times in {path} (must be once)")
     return out
+
+
+# A mutation can make a loop endless (a step that no longer reaches its end):
+# the suite is then stopped, and the mutation counts as caught.
+SUITE_TIMEOUT = 600
+
+
+def run_suite(tree, env, jobs):
+    """Runs make test in the mutated tree: (caught, what to print)."""
+    proc = subprocess.Popen(["make", "-s", "-j" + jobs, "test"], cwd=tree, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        code = proc.wait(timeout=SUITE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # make and every test it started
+        proc.wait()
+        return True, "caught (timed out)"
+    return code != 0, "caught  " if code != 0 else "SURVIVED"
 
 
 def main():
@@ -82,12 +101,10 @@ def main():
             sys.exit(f"tests/mutations.txt:{n}: the text occurs {count} times in {path} (must be once)")
         with open(target, "w") as f:
             f.write(text.replace(old, new))
-        r = subprocess.run(["make", "-s", "-j" + jobs, "test"], cwd=tree, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        caught, how = run_suite(tree, env, jobs)
         with open(target, "w") as f:
             f.write(text)
-        caught = r.returncode != 0
-        print(f"{'caught  ' if caught else 'SURVIVED'} {path}:{n}: {new.strip()[:90]}", flush=True)
+        print(f"{how} {path}:{n}: {new.strip()[:90]}", flush=True)
         if not caught:
             survivors.append((n, path, new))
     shutil.rmtree(work, ignore_errors=True)

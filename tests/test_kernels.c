@@ -391,6 +391,7 @@ static const size_t fixed[][BPK_GEOM] = {
         1), /* the same on odd sizes: a row and a column in no window */
 };
 enum { NFIXED = sizeof fixed / sizeof fixed[0] };
+enum { NROW_LENGTHS = 18 };
 
 /* Small random geometries from a fixed seed; each window fits its image. */
 static Geo random_geo(uint64_t *rng) {
@@ -428,7 +429,14 @@ static void check_all_geometries(int kernel) {
     Geo q = random_geo(&shapes);
     check_kernel(&kernels[kernel], &q, &rng);
   }
-  assert_int_equal(compared, 4 * (NFIXED + 20));
+  /* stride 1, rows of every length from 1 to past two vectors of floats: conv.c copies and adds a row
+     of L to 2L values (L a vector) as two vectors, shorter and longer rows otherwise */
+  for (size_t w = 1; w <= NROW_LENGTHS; w++) {
+    const size_t g[BPK_GEOM] = GEO(1, 2, 3, w, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1);
+    Geo q = geo(g);
+    check_kernel(&kernels[kernel], &q, &rng);
+  }
+  assert_int_equal(compared, 4 * (NFIXED + 20 + NROW_LENGTHS));
 }
 
 static void test_conv2d(void **state) {
