@@ -41,6 +41,8 @@
 #pragma weak bpk_conv2d_f
 #pragma weak bpk_conv2d_dx_f
 #pragma weak bpk_conv2d_dk_f
+#pragma weak bpk_maxpool2d_f
+#pragma weak bpk_maxpool2d_dx_f
 #pragma weak bpk_thread_done
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -157,6 +159,38 @@ static double time_op(int op, const float *x, const float *K, float *y, float *d
   return best;
 }
 
+/* Milliseconds of the best of 20 calls of 2x2 max pooling (dx: its gradient) on [n, c, h, h]. */
+static double time_pool(int dx, size_t n, size_t c, size_t h, unsigned *seed) {
+  const size_t g[BPK_GEOM] = {n, c, h, h, c, 2, 2, 2, 2, 0, 0, 1, 1, 1};
+  float *x = random_floats(n * c * h * h, seed), *y = random_floats(n * c * h * h / 4, seed);
+  float *d = random_floats(n * c * h * h, seed);
+  double best = 1e30;
+  for (int r = 0; r < 21; r++) {
+    double t0 = now();
+    if (dx)
+      bpk_maxpool2d_dx_f(x, y, d, g, 0);
+    else
+      bpk_maxpool2d_f(x, y, g, 0);
+    double t = now() - t0;
+    if (r > 0 && t < best) best = t;
+  }
+  free(x);
+  free(y);
+  free(d);
+  return best * 1e3;
+}
+
+/* The two poolings of the same network (after each convolution and its relu). */
+static void pool_benchmark(void) {
+  static const size_t layers[2][2] = {{16, 28}, {32, 14}}; /* C, H = W */
+  unsigned seed = 2;
+  printf("2x2 max pooling, f32, N = 64 (best of 20 calls):\n");
+  for (int l = 0; l < 2; l++)
+    printf("  %2zu on %zux%zu  forward %7.3f ms  dx %7.3f ms\n", layers[l][0], layers[l][1], layers[l][1],
+           time_pool(0, 64, layers[l][0], layers[l][1], &seed),
+           time_pool(1, 64, layers[l][0], layers[l][1], &seed));
+}
+
 static void conv_benchmark(double peak) {
   static const char *const ops[3] = {"forward", "dx", "dk"};
   static const size_t layers[2][3] = {{1, 16, 28}, {16, 32, 14}}; /* C, O, H = W */
@@ -207,6 +241,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   conv_benchmark(f32);
+  if (bpk_maxpool2d_f && bpk_maxpool2d_dx_f) pool_benchmark();
   bpk_thread_done(); /* the column and packing buffers */
   return 0;
 }
