@@ -31,6 +31,8 @@ typedef struct Emitter {
   int split;              /* it is cut into parts: static functions it calls in order */
   int team;               /* it is the team form: threads run it together, each its share (see below) */
   int ranged;             /* the step being written is shared: its outer loop runs over [lo, hi) */
+  int ksplit;             /* the product being written is shared over k (TEAM_KSPLIT) */
+  int64_t ksplit_elems;   /* the team form: the largest such product's elements (a partial's scratch) */
   ArenaMark scratch;      /* everything allocated while emitting one function is freed after it */
   Buf fn_buf, parts_buf;  /* while split: the function itself, and what must precede it */
   Buf *final_out;         /* while split: where both go when the function is done */
@@ -533,6 +535,18 @@ static void matmul_kernel(Emitter *E, const Step *st, Dest d) {
   Node *n = st->node, *a = n->args[0], *b = n->args[1];
   const char *A = E->name[a->id], *B = E->name[b->id], *S = E->o->use_float ? "f" : "d";
   int ta = n->attr.mm & MM_TA, tb = n->attr.mm & MM_TB, acc = d.accumulate;
+  if (E->ksplit) { /* the threads' partial products over k, then each thread's rows of their sum */
+    int64_t m = n->shape.dim[0], k = a->shape.dim[1], cols = n->shape.dim[1];
+    line(E,
+         "bpk_mm_ksplit_%s(%s, %s, part ? team_scratch + (size_t)(part - 1) * %lld : %s, %lld, %lld, %lld, "
+         "part, parts);",
+         S, A, B, (long long)(m * cols), d.name, (long long)m, (long long)k, (long long)cols);
+    line(E, "sync(team);");
+    line(E, "bpk_mm_ksum_%s(%s, team_scratch, %lld, %lld, part, parts);", S, d.name, (long long)m,
+         (long long)cols);
+    if (m * cols > E->ksplit_elems) E->ksplit_elems = m * cols;
+    return;
+  }
   if (a->shape.rank == 2 && b->shape.rank == 2)
     line(E, "bpk_mm%s_%s(%s, %s, %s, %lld, %lld, %lld, %d, %d, %d%s);", E->ranged ? "_part" : "", S, A, B,
          d.name, (long long)n->shape.dim[0], (long long)(ta ? a->shape.dim[0] : a->shape.dim[1]),
@@ -1279,6 +1293,9 @@ static void emit_team_body(Emitter *E);
 /* Where a team's scalars start in its workspace: past its tensors, on a
  * line of their own. */
 static int64_t team_scalars_at(const Plan *p) { return (p->s.ws_elems + 15) / 16 * 16 + 16; }
+/* And its scratch past them: (parts - 1) m_team_scratch_size() reals the
+ * runtime allocates beyond the workspace (TEAM_KSPLIT's partials). */
+static int64_t team_scratch_at(const Plan *p) { return (team_scalars_at(p) + p->nslots + 15) / 16 * 16; }
 
 /* The function's steps in order, up to those it runs after all the others
  * (part -1: the stored gradient terms and the deferred sparse ones). */
@@ -1317,7 +1334,12 @@ static void body_end(Emitter *E) {
  * run them and the workspace is reused as planned. The scalars live in
  * the workspace, past the tensors (sc), where every thread reads them. */
 enum { TEAM_MIN_ELEMS = 4096, TEAM_MIN_MACS = 1 << 16, TEAM_LINE = 64 };
-typedef enum { TEAM_NONE, TEAM_SERIAL, TEAM_SHARED } TeamMode;
+/* TEAM_KSPLIT: a product A @ W of a parameter W, shared over k, each thread
+ * over the rows of W whose gradient and update are its own: no thread reads
+ * a row of W that another has just written (the cores' caches would pass
+ * it between them, twice a step), at the cost of one barrier more and a
+ * sum of the threads' partial products. */
+typedef enum { TEAM_NONE, TEAM_SERIAL, TEAM_SHARED, TEAM_KSPLIT } TeamMode;
 
 static TeamMode team_mode(const Emitter *E, const Step *st) {
   Node *n = st->node;
@@ -1329,7 +1351,9 @@ static TeamMode team_mode(const Emitter *E, const Step *st) {
       n->args[1]->shape.rank == 2) {
     const Shape *a = &n->args[0]->shape;
     int64_t macs = shape_numel(n->shape) * a->dim[n->attr.mm & MM_TA ? 0 : 1];
-    return macs >= TEAM_MIN_MACS ? TEAM_SHARED : TEAM_SERIAL;
+    if (macs < TEAM_MIN_MACS) return TEAM_SERIAL;
+    int of_param = n->args[1]->op == OP_PARAM && !(n->attr.mm & (MM_TA | MM_TB));
+    return of_param && st->dest == DEST_VALUE && st->write == WRITE_STORE ? TEAM_KSPLIT : TEAM_SHARED;
   }
   return TEAM_SERIAL;
 }
@@ -1355,27 +1379,30 @@ static void emit_team_step(Emitter *E, const Step *st, TeamMode mode) {
     line(E, "}");
     return;
   }
-  if (mode == TEAM_SHARED) {
+  if (mode == TEAM_SHARED || mode == TEAM_KSPLIT) {
     if (st->node->op != OP_MATMUL) team_range(E, &st->nest);
     E->ranged = 1;
+    E->ksplit = mode == TEAM_KSPLIT;
   }
   emit_step(E, st);
-  E->ranged = 0;
+  E->ranged = E->ksplit = 0;
 }
 
 static void emit_team_body(Emitter *E) {
   const Plan *p = E->p;
   define_tensor_macros(E);
   line(E, "bp_real *const sc = ws + %lld; /* the scalars, shared */", (long long)team_scalars_at(p));
+  line(E, "bp_real *const team_scratch = ws + %lld; /* parts 1 and up: their partial products */",
+       (long long)team_scratch_at(p));
   line(E, "size_t lo = 0, hi = 0;");
-  line(E, "(void)sc; (void)lo; (void)hi;");
+  line(E, "(void)sc; (void)team_scratch; (void)lo; (void)hi;");
   TeamMode prev = TEAM_NONE;
   for (int pass = 0; pass < 2; pass++) /* the body, then the steps after it (part -1) */
     for (int i = 0; i < p->nsteps; i++) {
       const Step *st = &p->steps[i];
       if ((st->part < 0) != pass) continue;
       TeamMode mode = team_mode(E, st);
-      if (mode != TEAM_NONE && prev != TEAM_NONE && (prev == TEAM_SHARED || mode == TEAM_SHARED))
+      if (mode != TEAM_NONE && prev != TEAM_NONE && (prev != TEAM_SERIAL || mode != TEAM_SERIAL))
         line(E, "sync(team);");
       emit_team_step(E, st, mode);
       if (mode != TEAM_NONE) prev = mode;
@@ -1485,7 +1512,7 @@ static int64_t emit_backward(Emitter *E) {
   line(E, "return %s;", ref_scalar(E, E->t->loss));
   buf_puts(E->out, "}\n\n");
   E->seeded = 0;
-  int64_t ws = E->team ? team_scalars_at(&p) + p.nslots : p.s.ws_elems;
+  int64_t ws = E->team ? team_scratch_at(&p) : p.s.ws_elems;
   end_function(E);
   return ws;
 }
@@ -1696,6 +1723,9 @@ static void emit_jit_prelude(Emitter *E, Buf *h) {
                "void bpk_mm_part_%s(const %s *, const %s *, %s *, size_t, size_t, size_t, int, int, int, int, int, "
                "int);\n",
                S, T, T, T);
+    buf_printf(h, "void bpk_mm_ksplit_%s(const %s *, const %s *, %s *, size_t, size_t, size_t, int, int);\n", S,
+               T, T, T);
+    buf_printf(h, "void bpk_mm_ksum_%s(%s *, const %s *, size_t, size_t, int, int);\n", S, T, T);
     static const char *const two_in[] = {"conv2d", "conv2d_dx", "conv2d_dk", "maxpool2d_dx"};
     for (size_t k = 0; k < sizeof two_in / sizeof two_in[0]; k++)
       buf_printf(h, "void bpk_%s_%s(const %s *, const %s *, %s *, const size_t *, int);\n", two_in[k], S, T, T, T);
@@ -1831,6 +1861,10 @@ static void emit_runtime_entry_points(Emitter *E, int64_t ws, int batch) {
              "void *team) {\n%s"
              "  return %s__backward_add_t(params, inputs, grad, ws, acc, outputs%s, part, parts, sync, team);\n}\n",
              P, unused, P, E->has_dropout ? ", dropout, seed" : "");
+  buf_printf(E->out,
+             "\n/* the team's workspace needs this many reals more for each part after the first */\n"
+             "size_t %s_team_scratch_size(void) { return %lld; }\n",
+             P, (long long)E->ksplit_elems);
 }
 
 /* The public functions: thin wrappers that own (or take) the workspace. */

@@ -242,6 +242,10 @@ JitModel *jit_load_c(const char *csrc, size_t len, ModelInfo *info, const JitOpt
   m->eval_fixed = model_symbol(m, JIT_PREFIX "_eval_fixed");
   if (!m->train_fixed || !m->eval_fixed) m->fixed = 0;
   m->train_team = m->fixed && jo && jo->team ? model_symbol(m, JIT_PREFIX "_train_team") : NULL;
+  size_t (*scratch)(void) =
+      m->train_team ? (size_t(*)(void))model_symbol(m, JIT_PREFIX "_team_scratch_size") : NULL;
+  if (m->train_team && !scratch) m->train_team = NULL; /* without its size, the team form cannot run */
+  m->team_scratch = scratch ? scratch() : 0;
   return m;
 }
 

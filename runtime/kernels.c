@@ -178,6 +178,17 @@ BPK_SCRATCH(float, f)
 BPK_ADD(double, d)
 BPK_ADD(float, f)
 
+/* The partials of bpk_mm_ksplit added into C over this part's rows. */
+#define BPK_KSUM(T, S)                                                                                       \
+  void bpk_mm_ksum_##S(T *C, const T *scratch, size_t m, size_t n, int part, int parts) {                    \
+    size_t lo, hi;                                                                                           \
+    bpk_share_rows(m, n * sizeof(T), part, parts, &lo, &hi);                                                 \
+    for (int q = 1; q < parts; q++)                                                                          \
+      bpk_add_##S(C + lo * n, scratch + (size_t)(q - 1) * m * n + lo * n, (hi - lo) * n);                    \
+  }
+BPK_KSUM(double, d)
+BPK_KSUM(float, f)
+
 void bpk_thread_done(void) {
   bpk_conv_thread_done();
   free(pack_buf_d);
@@ -350,7 +361,14 @@ void bpk_share(size_t n, size_t unit, int part, int parts, size_t *lo, size_t *h
       mm_nn_##P(A + lo * sai, sai, sap, Bp, n, C + lo * n, n, hi - lo, k, n, acc);                           \
     }                                                                                                        \
   }                                                                                                          \
-  static const BpkDense_##S dense_##P = {mv_##P, mtv_##P, outer_##P, mm_##P, mm_part_##P};
+  /* One thread's share of C = A B over k (kernels.h, bpk_mm_ksplit): an empty range stores zeros */         \
+  ATTR static void mm_ksplit_##P(const T *restrict A, const T *restrict B, T *restrict out, size_t m,        \
+                                 size_t k, size_t n, int part, int parts) {                                  \
+    size_t lo, hi;                                                                                           \
+    bpk_share_rows(k, n * sizeof(T), part, parts, &lo, &hi);                                                 \
+    mm_nn_##P(A + lo, k, 1, B + lo * n, n, out, n, m, hi - lo, n, 0);                                        \
+  }                                                                                                          \
+  static const BpkDense_##S dense_##P = {mv_##P, mtv_##P, outer_##P, mm_##P, mm_part_##P, mm_ksplit_##P};
 
 /* BPK_NO_TARGETS (tests/test_kernel_widths.c, which includes this file):
  * every path's code at its width, in the instructions of any CPU, each
@@ -426,6 +444,10 @@ int bpk_path(void) {
   void bpk_mm_part_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc,  \
                        int part, int parts, int by_rows) {                                                   \
     bpk_dense_##S(bpk_path())->mm_part(A, B, C, m, k, n, ta, tb, acc, part, parts, by_rows);                 \
+  }                                                                                                          \
+  void bpk_mm_ksplit_##S(const T *A, const T *B, T *out, size_t m, size_t k, size_t n, int part,             \
+                         int parts) {                                                                        \
+    bpk_dense_##S(bpk_path())->mm_ksplit(A, B, out, m, k, n, part, parts);                                   \
   }
 BPK_DISPATCH(double, d)
 BPK_DISPATCH(float, f)
@@ -441,6 +463,10 @@ const KernelSymbol bpk_symbols[] = {
     {"bpk_mm_f", (void *)bpk_mm_f},
     {"bpk_mm_part_d", (void *)bpk_mm_part_d},
     {"bpk_mm_part_f", (void *)bpk_mm_part_f},
+    {"bpk_mm_ksplit_d", (void *)bpk_mm_ksplit_d},
+    {"bpk_mm_ksplit_f", (void *)bpk_mm_ksplit_f},
+    {"bpk_mm_ksum_d", (void *)bpk_mm_ksum_d},
+    {"bpk_mm_ksum_f", (void *)bpk_mm_ksum_f},
 #define BPK_WINDOW_SYMBOLS(S)                                                                                \
   {"bpk_conv2d_" #S, (void *)bpk_conv2d_##S}, {"bpk_conv2d_dx_" #S, (void *)bpk_conv2d_dx_##S},              \
       {"bpk_conv2d_dk_" #S, (void *)bpk_conv2d_dk_##S}, {"bpk_maxpool2d_" #S, (void *)bpk_maxpool2d_##S},    \

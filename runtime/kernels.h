@@ -36,11 +36,18 @@ int bpk_mm_by_columns(size_t n, int parts, int by_rows);
   /* D = a b^T, a is [m], b is [n] */                                                                        \
   void bpk_outer_##S(const T *a, const T *b, T *D, size_t m, size_t n, int acc);                             \
   /* C = op(A) op(B), C is [m, n], op(A) is [m, k]; ta/tb: A or B stored transposed */                       \
-  void bpk_mm_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc);    \
-  /* thread `part` of `parts`' share of bpk_mm: the threads together compute all of C, each part of C     \
+  void bpk_mm_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc);      \
+  /* thread `part` of `parts`' share of bpk_mm: the threads together compute all of C, each part of C        \
      by one thread (see bpk_mm_by_columns) */                                                                \
   void bpk_mm_part_##S(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc,  \
                        int part, int parts, int by_rows);                                                    \
+  /* thread `part` of `parts`' share of C = A B (A [m, k], B [k, n], neither transposed) split over k: the   \
+     columns of A and rows of B in its range (bpk_share_rows of B's rows: the rows of B's gradient and       \
+     update the same thread has in the team form), into out: part 0 into C itself, part q > 0 into           \
+     scratch + (q - 1) m n. Once every part's is done, bpk_mm_ksum adds the partials into C over this        \
+     part's rows of C, in part order. */                                                                     \
+  void bpk_mm_ksplit_##S(const T *A, const T *B, T *out, size_t m, size_t k, size_t n, int part, int parts); \
+  void bpk_mm_ksum_##S(T *C, const T *scratch, size_t m, size_t n, int part, int parts);                     \
   /* y += x over n elements (the threads' gradients summed: runtime/train.c) */                              \
   void bpk_add_##S(T *y, const T *x, size_t n);
 
@@ -104,6 +111,7 @@ int bpk_path(void);
     void (*mm)(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc);         \
     void (*mm_part)(const T *A, const T *B, T *C, size_t m, size_t k, size_t n, int ta, int tb, int acc,     \
                     int part, int parts, int by_rows);                                                       \
+    void (*mm_ksplit)(const T *A, const T *B, T *out, size_t m, size_t k, size_t n, int part, int parts);    \
   } BpkDense_##S;                                                                                            \
   const BpkDense_##S *bpk_dense_##S(int path);
 BPK_DECLARE_DENSE(double, d)

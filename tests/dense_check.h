@@ -40,8 +40,8 @@ static void run_mm_d(const BpkDense_d *dd, const double *A, const double *B, dou
   for (int p = 0; p < parts; p++)
     dd->mm_part(A, B, C, m, k, n, ta, tb, acc, p, parts, by_rows);
 }
-static void run_mm_f(const BpkDense_f *df, const float *A, const float *B, float *C, size_t m, size_t k, size_t n,
-                     int ta, int tb, int acc, int parts, int by_rows) {
+static void run_mm_f(const BpkDense_f *df, const float *A, const float *B, float *C, size_t m, size_t k,
+                     size_t n, int ta, int tb, int acc, int parts, int by_rows) {
   if (!parts) df->mm(A, B, C, m, k, n, ta, tb, acc);
   for (int p = 0; p < parts; p++)
     df->mm_part(A, B, C, m, k, n, ta, tb, acc, p, parts, by_rows);
@@ -236,7 +236,7 @@ static int check_mm_sweep(const BpkDense_d *dd, const BpkDense_f *df, const char
  * Returns the runs compared. */
 static int check_mm_part_sweep(const BpkDense_d *dd, const BpkDense_f *df, const char *name) {
   static const size_t shapes[][3] = {{13, 37, 130}, {7, 5, 200}, {25, 16, 64}, {30, 9, 10},
-                                     {1, 3, 5},     {100, 2, 3}, {6, 0, 129}, {2, 11, 193}};
+                                     {1, 3, 5},     {100, 2, 3}, {6, 0, 129},  {2, 11, 193}};
   uint64_t rng = 7;
   compared = 0;
   int runs = 0;
@@ -248,6 +248,77 @@ static int check_mm_part_sweep(const BpkDense_d *dd, const BpkDense_f *df, const
       }
   assert_int_equal(compared, 16 * runs);
   return compared;
+}
+
+/* mm_ksplit by 1, 2 and 3 parts, each part's partial product in turn, then
+ * bpk_mm_ksum for each part's rows: together the product, double and
+ * float. Neither C nor the scratch is read before it is written (both
+ * start as NaN). Returns the parts' products compared. */
+static int check_mm_ksplit(const BpkDense_d *dd, const BpkDense_f *df, const char *name, size_t m, size_t k,
+                           size_t n, int parts, uint64_t *rng) {
+  double *A = random_array(m * k, rng), *B = random_array(k * n, rng);
+  double *want = calloc(m * n + 1, sizeof(double)), *mag = calloc(m * n + 1, sizeof(double));
+  double *C = malloc(sizeof(double) * (m * n + 1)), *scratch = malloc(sizeof(double) * (3 * m * n + 1));
+  float *fa = malloc(sizeof(float) * (m * k + 1)), *fb = malloc(sizeof(float) * (k * n + 1));
+  float *fc = malloc(sizeof(float) * (m * n + 1)), *fs = malloc(sizeof(float) * (3 * m * n + 1));
+  for (size_t i = 0; i < m; i++)
+    for (size_t j = 0; j < n; j++)
+      for (size_t p = 0; p < k; p++) {
+        want[i * n + j] += A[i * k + p] * B[p * n + j];
+        mag[i * n + j] += fabs(A[i * k + p] * B[p * n + j]);
+      }
+  for (size_t i = 0; i < m * k; i++)
+    fa[i] = (float)A[i];
+  for (size_t i = 0; i < k * n; i++)
+    fb[i] = (float)B[i];
+  for (size_t i = 0; i < 3 * m * n + 1; i++)
+    scratch[i] = fs[i] = NAN;
+  for (size_t i = 0; i < m * n + 1; i++)
+    C[i] = fc[i] = NAN;
+  size_t mn = m * n;
+  for (int part = 0; part < parts; part++) {
+    dd->mm_ksplit(A, B, part ? scratch + (size_t)(part - 1) * mn : C, m, k, n, part, parts);
+    df->mm_ksplit(fa, fb, part ? fs + (size_t)(part - 1) * mn : fc, m, k, n, part, parts);
+  }
+  for (int part = 0; part < parts; part++) {
+    bpk_mm_ksum_d(C, scratch, m, n, part, parts);
+    bpk_mm_ksum_f(fc, fs, m, n, part, parts);
+  }
+  for (size_t i = 0; i < mn; i++) {
+    if (!(fabs(C[i] - want[i]) <= 1e-12 * (1 + mag[i])))
+      fail_msg("mm_ksplit_d (%s) %zux%zux%zu in %d parts at %zu: %.17g, want %.17g", name, m, k, n, parts, i,
+               C[i], want[i]);
+    if (!(fabs(fc[i] - want[i]) <= 1e-4 * (1 + mag[i])))
+      fail_msg("mm_ksplit_f (%s) %zux%zux%zu in %d parts at %zu: %.9g, want %.9g", name, m, k, n, parts, i,
+               (double)fc[i], want[i]);
+  }
+  assert_true(isnan(C[mn]) && isnan(fc[mn])); /* nothing past C */
+  free(A);
+  free(B);
+  free(want);
+  free(mag);
+  free(C);
+  free(scratch);
+  free(fa);
+  free(fb);
+  free(fc);
+  free(fs);
+  return 1;
+}
+
+/* check_mm_ksplit on shapes whose k does not divide among the parts, k
+ * smaller than the parts (a part with nothing to add), rows of C fewer
+ * than the parts, and the MLP's first product. Returns the runs. */
+static int check_mm_ksplit_sweep(const BpkDense_d *dd, const BpkDense_f *df, const char *name) {
+  static const size_t shapes[][3] = {{13, 37, 130}, {7, 5, 200}, {25, 16, 64}, {30, 9, 10},   {1, 3, 5},
+                                     {100, 2, 3},   {6, 0, 129}, {2, 11, 193}, {64, 784, 128}};
+  uint64_t rng = 11;
+  int runs = 0;
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int parts = 1; parts <= 3; parts++)
+      runs += check_mm_ksplit(dd, df, name, shapes[s][0], shapes[s][1], shapes[s][2], parts, &rng);
+  assert_int_equal(runs, 27);
+  return runs;
 }
 
 #endif

@@ -548,7 +548,8 @@ static void test_emitter_names(void **state) {
 
 /* The JIT form with the team form (bpc train --threads 2 on the Fashion
  * MLP) in double and float: it has the team's function, whose products
- * are shared (bpk_mm_part, declared) and whose small steps part 0 runs, and
+ * are shared (bpk_mm_part, declared; a product of a parameter over k:
+ * bpk_mm_ksplit, then bpk_mm_ksum) and whose small steps part 0 runs, and
  * gcc and clang compile it without a warning. */
 static void test_team_form_compiles_cleanly(void **state) {
   (void)state;
@@ -562,7 +563,12 @@ static void test_team_form_compiles_cleanly(void **state) {
     emit_c(c, &eo, &out, &h);
     assert_non_null(strstr(out.data, "m_train_team("));
     assert_non_null(strstr(out.data, use_float ? "void bpk_mm_part_f(" : "void bpk_mm_part_d("));
-    assert_non_null(strstr(out.data, use_float ? "bpk_mm_part_f(image_, W1, " : "bpk_mm_part_d(image_, W1, "));
+    /* X @ W1 over the threads' rows of W1, then their sum; the gradient of W1 by its rows */
+    assert_non_null(strstr(out.data, use_float ? "bpk_mm_ksplit_f(image_, W1, part ? team_scratch + (size_t)(part - 1) * 8192 : t"
+                                               : "bpk_mm_ksplit_d(image_, W1, part ? team_scratch + (size_t)(part - 1) * 8192 : t"));
+    assert_non_null(strstr(out.data, use_float ? "void bpk_mm_ksum_f(" : "void bpk_mm_ksum_d("));
+    assert_non_null(strstr(out.data, "m_team_scratch_size(void) { return 8192; }"));
+    assert_non_null(strstr(out.data, "grad_W1, 784, 64, 128, 1, 0, 0, part, parts, 1);"));
     assert_non_null(strstr(out.data, "if (part == 0) {"));
     assert_non_null(strstr(out.data, "sync(team);"));
     FILE *f = fopen("/tmp/bpc-team-test.c", "w");

@@ -65,6 +65,12 @@ static void test_mm_part_every_width(void **state) {
     assert_true(check_mm_part_sweep(widths[w].d, widths[w].f, widths[w].name) > 0);
 }
 
+static void test_mm_ksplit_every_width(void **state) {
+  (void)state;
+  for (int w = 0; w < WIDTHS; w++)
+    assert_true(check_mm_ksplit_sweep(widths[w].d, widths[w].f, widths[w].name) > 0);
+}
+
 static void test_vector_kernels_every_width(void **state) {
   (void)state;
   for (int w = 0; w < WIDTHS; w++)
@@ -73,9 +79,8 @@ static void test_vector_kernels_every_width(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_every_width_is_a_path),
-      cmocka_unit_test(test_mm_every_width),
-      cmocka_unit_test(test_mm_part_every_width),
+      cmocka_unit_test(test_every_width_is_a_path),      cmocka_unit_test(test_mm_every_width),
+      cmocka_unit_test(test_mm_part_every_width),        cmocka_unit_test(test_mm_ksplit_every_width),
       cmocka_unit_test(test_vector_kernels_every_width),
   };
   return cmocka_run_group_tests_name("kernel widths", tests, NULL, NULL);

@@ -688,6 +688,15 @@ static void test_mm(void **state) {
   assert_true(first > 0);
 }
 
+/* mm_ksplit on every path: the parts' partial products summed are the product. */
+static void test_mm_ksplit(void **state) {
+  (void)state;
+  int paths = 0;
+  for (int p = 0; p < BPK_PATHS; p++)
+    if (bpk_dense_d(p)) paths += check_mm_ksplit_sweep(bpk_dense_d(p), bpk_dense_f(p), bpk_path_names[p]) > 0;
+  assert_true(paths >= 2);
+}
+
 /* mm_part on every path: the parts together are the product. */
 static void test_mm_part(void **state) {
   (void)state;
@@ -734,6 +743,7 @@ int main(void) {
       cmocka_unit_test(test_vector_kernels),
       cmocka_unit_test(test_mm),
       cmocka_unit_test(test_mm_part),
+      cmocka_unit_test(test_mm_ksplit),
       cmocka_unit_test(test_add),
   };
   return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
