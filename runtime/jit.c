@@ -309,15 +309,11 @@ double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void 
 }
 
 void jit_gather(JitModel *m, const void *examples, void *out) {
-  jit_gather_range(m, examples, 0, (size_t)m->fixed, out);
-}
-
-void jit_gather_range(JitModel *m, const void *examples, size_t from, size_t to, void *out) {
   size_t B = (size_t)m->fixed, width = (size_t)m->ninputs, es = m->elem;
   for (int s = 0; s < m->info.inputs.len; s++) {
     const TensorInfo *t = &m->info.inputs.items[s];
     size_t off = (size_t)t->offset, k = (size_t)t->numel;
-    for (size_t e = from; e < to; e++)
+    for (size_t e = 0; e < B; e++)
       memcpy((char *)out + (B * off + e * k) * es, (const char *)examples + (e * width + off) * es, k * es);
   }
 }

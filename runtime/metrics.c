@@ -110,10 +110,10 @@ int metric_spec(JitModel *m, const Dataset *d, Metric want, const char *target, 
   return 0;
 }
 
-/* The class example e's target says: its one-hot row's arg-max, or a
+/* The class the target at io says: its one-hot row's arg-max, or a
  * scalar 0/1 (above 0.5). */
-static size_t target_class(JitModel *m, const TensorInfo *in, int64_t k, const void *inputs, size_t e) {
-  size_t io = e * (size_t)m->ninputs + (size_t)in->offset, want = 0;
+static size_t target_class(JitModel *m, const TensorInfo *in, int64_t k, const void *inputs, size_t io) {
+  size_t want = 0;
   if (k == 1 && in->rank == 0) return real_get(inputs, m->elem, io) > 0.5;
   for (int64_t j = 1; j < k; j++)
     if (real_get(inputs, m->elem, io + (size_t)j) > real_get(inputs, m->elem, io + want)) want = (size_t)j;
@@ -125,16 +125,22 @@ int64_t metric_classes(JitModel *m, const MetricSpec *spec) {
   return k == 1 ? 2 : k;
 }
 
-/* The metric summed over n examples (inputs and outputs example by example). */
-double metric_sum(JitModel *m, const MetricSpec *spec, const void *inputs, const void *outputs, size_t n) {
+/* Where example e's values of input `in` start: the inputs example by
+ * example, or (batch > 0) input by input for a batch of that many. */
+static size_t input_at(const JitModel *m, const TensorInfo *in, size_t e, size_t batch) {
+  return batch ? batch * (size_t)in->offset + e * (size_t)in->numel : e * (size_t)m->ninputs + (size_t)in->offset;
+}
+
+static double metric_sum_at(JitModel *m, const MetricSpec *spec, const void *inputs, size_t batch,
+                            const void *outputs, size_t n) {
   if (spec->kind == METRIC_NONE) return 0;
   const TensorInfo *out = &m->info.outputs.items[spec->output], *in = &m->info.inputs.items[spec->input];
   int64_t k = out->numel;
   double sum = 0;
   for (size_t e = 0; e < n; e++) {
-    size_t oo = e * (size_t)m->noutputs + (size_t)out->offset, io = e * (size_t)m->ninputs + (size_t)in->offset;
+    size_t oo = e * (size_t)m->noutputs + (size_t)out->offset, io = input_at(m, in, e, batch);
     if (spec->kind == METRIC_ACCURACY) {
-      size_t want = target_class(m, in, k, inputs, e);
+      size_t want = target_class(m, in, k, inputs, io);
       size_t got = output_class(m, outputs, e, spec->output, spec->threshold);
       if (spec->confusion) spec->confusion[(int64_t)want * metric_classes(m, spec) + (int64_t)got]++;
       sum += got == want;
@@ -148,6 +154,14 @@ double metric_sum(JitModel *m, const MetricSpec *spec, const void *inputs, const
     sum += err / (double)k;
   }
   return sum;
+}
+
+double metric_sum(JitModel *m, const MetricSpec *spec, const void *inputs, const void *outputs, size_t n) {
+  return metric_sum_at(m, spec, inputs, 0, outputs, n);
+}
+
+double metric_sum_gathered(JitModel *m, const MetricSpec *spec, const void *inputs, const void *outputs, size_t n) {
+  return metric_sum_at(m, spec, inputs, (size_t)m->fixed, outputs, n);
 }
 
 /* Every cell right-aligned to the widest number (count or class), two

@@ -124,10 +124,9 @@ double jit_train_team(JitModel *m, const void *params, const void *inputs, void 
                       void *ws, int acc, int dropout, uint64_t seed, int part, int parts, void (*sync)(void *),
                       void *team);
 /* Rearranges m->fixed examples (one after another) into the layout the
- * batched functions read: all of input 0, then all of input 1, ... */
+ * batched functions read: all of input 0, then all of input 1, ... (the
+ * team form lays its batch out so itself: train.c, gather_team_columns) */
 void jit_gather(JitModel *m, const void *examples, void *out);
-/* The same for examples [from, to) of the m->fixed (their places in out). */
-void jit_gather_range(JitModel *m, const void *examples, size_t from, size_t to, void *out);
 
 /* ---- data.c: examples for the model's inputs ------------------------------- */
 typedef struct DataBinding {
@@ -327,6 +326,9 @@ const char *metric_name(Metric k); /* "accuracy", "mse", "mae" */
 char *metric_format(const MetricSpec *spec, double value);
 /* The metric summed over n examples (inputs and outputs example by example). */
 double metric_sum(JitModel *m, const MetricSpec *spec, const void *inputs, const void *outputs, size_t n);
+/* The same with the inputs of one fixed batch laid out input by input, as
+ * the batched functions read them (jit_gather). */
+double metric_sum_gathered(JitModel *m, const MetricSpec *spec, const void *inputs, const void *outputs, size_t n);
 /* The class an output's values say (arg-max; a scalar against the
  * threshold), for accuracy and predict --classes. */
 size_t output_class(JitModel *m, const void *outputs, size_t example, int output, double threshold);

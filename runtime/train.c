@@ -145,15 +145,32 @@ static int team_job(const Pool *p) {
   return p->m->train_team && p->n > 1 && p->training && p->rows && p->count == (size_t)p->m->fixed;
 }
 
-/* The team form: each thread copies and lays out its share of the
- * examples, then all run the step together, into the first's workspace
- * and gradient. */
+/* The team form's batch, laid out input by input (jit_gather's layout):
+ * thread `part` copies its columns of each wide input, those of the rows
+ * of a parameter it multiplies (TEAM_KSPLIT shares X @ W over the rows of
+ * W the same way, bpk_share), for every example, straight from the
+ * dataset; part 0 copies the narrow inputs. Each line of the batch is
+ * then in the cache of the core that reads it, and no thread reads what
+ * another wrote. (The examples' own rows, p->inputs, are not written: the
+ * metric reads the targets from this layout, metric_sum_gathered.) */
+static void gather_team_columns(Pool *p, int part) {
+  JitModel *m = p->m;
+  size_t B = p->count, width = (size_t)m->ninputs, es = m->elem;
+  char *out = p->w[0].soa;
+  for (int s = 0; s < m->info.inputs.len; s++) {
+    const TensorInfo *t = &m->info.inputs.items[s];
+    size_t off = (size_t)t->offset, k = (size_t)t->numel, lo = 0, hi = part == 0 ? k : 0;
+    if (k * es >= (size_t)(2 * 64 * p->n)) bpk_share(k, 1, part, p->n, &lo, &hi); /* two lines a part or more */
+    for (size_t e = 0; lo < hi && e < B; e++)
+      memcpy(out + (B * off + e * k + lo) * es, p->rows + (p->order[e] * width + off + lo) * es, (hi - lo) * es);
+  }
+}
+
+/* The team form: each thread copies its share of the batch, then all run
+ * the step together, into the first's workspace and gradient. */
 static void run_team(Pool *p, Worker *w) {
   JitModel *m = p->m;
-  size_t per = (p->count + (size_t)p->n - 1) / (size_t)p->n, from = (size_t)w->index * per;
-  size_t to = from + per < p->count ? from + per : p->count;
-  copy_examples(p, from, to);
-  if (from < to) jit_gather_range(m, p->inputs, from, to, p->w[0].soa);
+  gather_team_columns(p, w->index);
   barrier_wait(&p->team);
   double loss = jit_train_team(m, p->params, p->w[0].soa, p->w[0].grad, p->outputs, p->w[0].ws, 0, 1,
                                p->dropout_seed, w->index, p->n, team_sync, &p->team);
@@ -669,7 +686,9 @@ static int train_steps(Trainer *t, int epoch) {
     if (!fused) pool_params(&t->pool, 1, NULL, NULL, 0, 0);
     /* the step's loss, metric and stop request over all the processes, so that every one of them
        sees a NaN, or an interrupt, at the same step */
-    double sums[3] = {loss, metric_sum(m, &t->spec, t->xb, t->outputs, len), interrupted != 0};
+    double metric = t->pool.teamed ? metric_sum_gathered(m, &t->spec, t->pool.w[0].soa, t->outputs, len)
+                                   : metric_sum(m, &t->spec, t->xb, t->outputs, len);
+    double sums[3] = {loss, metric, interrupted != 0};
     dist_sum_doubles(o->dist, sums, 3);
     dist_sum(o->dist, t->pool.w[0].grad, (size_t)m->nparams, m->elem);
     t->steps++;

@@ -942,14 +942,16 @@ static void test_threads_match_one_thread(void **state) {
  * 5200 elements (by rows), the gradient of W by rows; the rest is small
  * (part 0 runs it). */
 static const char *const team_model = "param W[70, 130] ~ normal(0, 0.1)\nparam b[130]\nparam V[130, 5] ~ normal(0, 0.1)\n"
-                                      "input x[70]\ninput t[5]\nh = relu(x @ W + b)\ny = h @ V\n"
+                                      "input x[70]\ninput t[5]\nh = relu(x @ W + b)\noutput y = h @ V\n"
                                       "loss = 0.5 * sum((y - t)^2)\n";
 enum { TEAM_PARAMS = 70 * 130 + 130 + 130 * 5 };
 
 /* The team model's parameters after 2 epochs of Adam on 210 examples in
  * batches of 40 (the last of 10, which the threads split the old way) on
- * the given number of threads. */
-static void train_team(int threads, int use_float, void *out) {
+ * the given number of threads; returns the mean squared error of y
+ * against t over the last epoch (the log's train_mse), which the team form
+ * reads from its own layout of the batch. */
+static double train_team(int threads, int use_float, void *out) {
   write_text("model.bp", team_model);
   JitOptions jo = {.use_float = use_float, .batch = 40, .team_batch = threads > 1 ? 40 : 0};
   JitModel *m = jit_load(path_in_dir("model.bp"), NULL, &jo);
@@ -963,11 +965,25 @@ static void train_team(int threads, int use_float, void *out) {
   m->init(out, 5);
   Optimizer o;
   optim_init(&o, OPT_ADAM, 0.01, 0, m->nparams, m->elem);
-  TrainOptions to = {.epochs = 2, .batch = 40, .seed = 3, .threads = threads, .quiet = 1, .opt = &o};
+  TrainOptions to = {.epochs = 2,
+                     .batch = 40,
+                     .seed = 3,
+                     .threads = threads,
+                     .quiet = 1,
+                     .opt = &o,
+                     .metric = METRIC_MSE,
+                     .log = path_in_dir("team.log")};
   assert_int_equal(train(m, out, &d, NULL, &to), 0);
   optim_free(&o);
   dataset_free(&d);
   jit_free(m);
+  char *log = read_text_file(path_in_dir("team.log"));
+  assert_non_null(strstr(log, "epoch,train_loss,train_mse,"));
+  const char *last = strstr(log, "\n2,"); /* the second epoch's row: epoch, loss, mse */
+  assert_non_null(last);
+  double mse = strtod(strchr(last + 3, ',') + 1, NULL);
+  free(log);
+  return mse;
 }
 
 /* 2 and 3 threads sharing each step give one thread's parameters up to
@@ -984,9 +1000,11 @@ static void test_team_matches_one_thread(void **state) {
   buf_free(&csv);
   static double one[TEAM_PARAMS], many[TEAM_PARAMS], again[TEAM_PARAMS];
   for (int use_float = 0; use_float < 2; use_float++) {
-    train_team(1, use_float, one);
+    double mse_one = train_team(1, use_float, one);
+    assert_true(mse_one > 0.1 && mse_one < 10); /* t is normal(0, 1): about 1 */
     for (int threads = 2; threads <= 3; threads++) {
-      train_team(threads, use_float, many);
+      double mse = train_team(threads, use_float, many);
+      assert_true(fabs(mse - mse_one) <= (use_float ? 1e-5 : 1e-12) * mse_one);
       train_team(threads, use_float, again);
       assert_memory_equal(many, again, use_float ? sizeof(float) * TEAM_PARAMS : sizeof many);
       double moved = 0;
