@@ -103,6 +103,7 @@ struct Pool {
   int quit;
   JobKind job;
   int teamed; /* the last examples job ran the team form: the gradient is whole in w[0].grad */
+  int update_in_team; /* a team job ends with the update (step, step_params, ...) where its loss is finite */
   /* JOB_EXAMPLES */
   int training;
   uint64_t dropout_seed; /* training: example j of the job draws its dropout masks from dropout_seed + j */
@@ -166,6 +167,24 @@ static void gather_team_columns(Pool *p, int part) {
   }
 }
 
+/* After the team form: the update only, each thread over its rows of each
+ * parameter (bpk_share_rows), the rows the team's products wrote the
+ * gradient of (bpk_mm_part by rows), so that they stay in its core's cache.
+ * A thread's rows are contiguous: shared by columns instead, each row's
+ * lines would alternate between the cores, and the prefetchers pull in the
+ * other core's lines (measured: the update took twice as long). */
+static void run_params_owned(Pool *p, int i) {
+  const TensorList *ps = &p->m->info.params;
+  for (int k = 0; k < ps->len; k++) {
+    const TensorInfo *t = &ps->items[k];
+    size_t rows = t->rank ? (size_t)t->dim[0] : 1, row = (size_t)t->numel / (rows ? rows : 1), lo, hi;
+    bpk_share_rows(rows, row * p->m->elem, i, p->n, &lo, &hi);
+    if (lo < hi)
+      optim_apply(p->step, p->step_params, p->w[0].grad, p->step_scale, p->step_lr,
+                  t->offset + (int64_t)(lo * row), t->offset + (int64_t)(hi * row));
+  }
+}
+
 /* The team form: each thread copies its share of the batch, then all run
  * the step together, into the first's workspace and gradient. */
 static void run_team(Pool *p, Worker *w) {
@@ -175,6 +194,9 @@ static void run_team(Pool *p, Worker *w) {
   double loss = jit_train_team(m, p->params, p->w[0].soa, p->w[0].grad, p->outputs, p->w[0].ws, 0, 1,
                                p->dropout_seed, w->index, p->n, team_sync, &p->team);
   w->loss = w->index == 0 ? loss : 0;
+  /* every part has the whole loss (the step ends at a barrier): a NaN step updates nothing, as the
+     separate update would not have run */
+  if (p->update_in_team && isfinite(loss)) run_params_owned(p, w->index);
 }
 
 static void run_slice(Pool *p, Worker *w) {
@@ -247,24 +269,6 @@ static void run_params(Pool *p, int i) {
     else
       params_job_d(p, a, b);
     if (p->step) optim_apply(p->step, p->step_params, p->w[0].grad, p->step_scale, p->step_lr, a, b);
-  }
-}
-
-/* After the team form: the update only, each thread over its rows of each
- * parameter (bpk_share_rows), the rows the team's products wrote the
- * gradient of (bpk_mm_part by rows), so that they stay in its core's cache.
- * A thread's rows are contiguous: shared by columns instead, each row's
- * lines would alternate between the cores, and the prefetchers pull in the
- * other core's lines (measured: the update took twice as long). */
-static void run_params_owned(Pool *p, int i) {
-  const TensorList *ps = &p->m->info.params;
-  for (int k = 0; k < ps->len; k++) {
-    const TensorInfo *t = &ps->items[k];
-    size_t rows = t->rank ? (size_t)t->dim[0] : 1, row = (size_t)t->numel / (rows ? rows : 1), lo, hi;
-    bpk_share_rows(rows, row * p->m->elem, i, p->n, &lo, &hi);
-    if (lo < hi)
-      optim_apply(p->step, p->step_params, p->w[0].grad, p->step_scale, p->step_lr,
-                  t->offset + (int64_t)(lo * row), t->offset + (int64_t)(hi * row));
   }
 }
 
@@ -678,11 +682,21 @@ static int train_steps(Trainer *t, int epoch) {
     t->pool.count = len;
     t->pool.rows = t->data->x;
     t->pool.order = t->idx + at + from;
+    /* without other processes or clipping, which need the whole gradient first, each thread sums
+       and updates its range of the parameters in one pass; threads that share the step (the team
+       form) update their rows at its end, without meeting again */
+    int fused = !dist_shared(o->dist) && !(o->opt->clip_norm > 0);
+    double lr = schedule_lr(&o->schedule, o->opt->lr, epoch, b, t->per_epoch, o->epochs), scale = 0;
+    t->pool.update_in_team = fused && team_job(&t->pool);
+    if (t->pool.update_in_team) {
+      scale = optim_begin_step(o->opt, NULL, 1.0 / (double)nb); /* no clipping: the gradient is not read */
+      t->pool.step = o->opt;
+      t->pool.step_params = t->params;
+      t->pool.step_scale = scale;
+      t->pool.step_lr = lr;
+    }
     double loss = pool_run(&t->pool);
     t->pool.rows = NULL;
-    /* without other processes or clipping, which need the whole gradient first, each thread sums
-       and updates its range of the parameters in one pass */
-    int fused = !dist_shared(o->dist) && !(o->opt->clip_norm > 0);
     if (!fused) pool_params(&t->pool, 1, NULL, NULL, 0, 0);
     /* the step's loss, metric and stop request over all the processes, so that every one of them
        sees a NaN, or an interrupt, at the same step */
@@ -696,9 +710,10 @@ static int train_steps(Trainer *t, int epoch) {
       report_bad_loss(t, epoch, b, sums[0]);
       return 1;
     }
-    double lr = schedule_lr(&o->schedule, o->opt->lr, epoch, b, t->per_epoch, o->epochs);
-    double scale = optim_begin_step(o->opt, t->pool.w[0].grad, 1.0 / (double)nb);
-    pool_params(&t->pool, fused, o->opt, t->params, scale, lr);
+    if (!t->pool.update_in_team) {
+      scale = optim_begin_step(o->opt, t->pool.w[0].grad, 1.0 / (double)nb);
+      pool_params(&t->pool, fused, o->opt, t->params, scale, lr);
+    }
     t->loss_sum += sums[0];
     t->metric_sum += sums[1];
     t->done += nb;
