@@ -308,12 +308,16 @@ double jit_eval_fixed(JitModel *m, const void *params, const void *inputs, void 
   return ((FixedEvalD)m->eval_fixed)(params, inputs, outputs, ws);
 }
 
+size_t jit_gathered_at(const JitModel *m, const TensorInfo *t, size_t e) {
+  return (size_t)m->fixed * (size_t)t->offset + e * (size_t)t->numel;
+}
+
 void jit_gather(JitModel *m, const void *examples, void *out) {
   size_t B = (size_t)m->fixed, width = (size_t)m->ninputs, es = m->elem;
   for (int s = 0; s < m->info.inputs.len; s++) {
     const TensorInfo *t = &m->info.inputs.items[s];
     size_t off = (size_t)t->offset, k = (size_t)t->numel;
     for (size_t e = 0; e < B; e++)
-      memcpy((char *)out + (B * off + e * k) * es, (const char *)examples + (e * width + off) * es, k * es);
+      memcpy((char *)out + jit_gathered_at(m, t, e) * es, (const char *)examples + (e * width + off) * es, k * es);
   }
 }

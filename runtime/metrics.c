@@ -126,19 +126,19 @@ int64_t metric_classes(JitModel *m, const MetricSpec *spec) {
 }
 
 /* Where example e's values of input `in` start: the inputs example by
- * example, or (batch > 0) input by input for a batch of that many. */
-static size_t input_at(const JitModel *m, const TensorInfo *in, size_t e, size_t batch) {
-  return batch ? batch * (size_t)in->offset + e * (size_t)in->numel : e * (size_t)m->ninputs + (size_t)in->offset;
+ * example, or gathered input by input (jit_gather's layout). */
+static size_t input_at(const JitModel *m, const TensorInfo *in, size_t e, int gathered) {
+  return gathered ? jit_gathered_at(m, in, e) : e * (size_t)m->ninputs + (size_t)in->offset;
 }
 
-static double metric_sum_at(JitModel *m, const MetricSpec *spec, const void *inputs, size_t batch,
+static double metric_sum_at(JitModel *m, const MetricSpec *spec, const void *inputs, int gathered,
                             const void *outputs, size_t n) {
   if (spec->kind == METRIC_NONE) return 0;
   const TensorInfo *out = &m->info.outputs.items[spec->output], *in = &m->info.inputs.items[spec->input];
   int64_t k = out->numel;
   double sum = 0;
   for (size_t e = 0; e < n; e++) {
-    size_t oo = e * (size_t)m->noutputs + (size_t)out->offset, io = input_at(m, in, e, batch);
+    size_t oo = e * (size_t)m->noutputs + (size_t)out->offset, io = input_at(m, in, e, gathered);
     if (spec->kind == METRIC_ACCURACY) {
       size_t want = target_class(m, in, k, inputs, io);
       size_t got = output_class(m, outputs, e, spec->output, spec->threshold);
@@ -161,7 +161,7 @@ double metric_sum(JitModel *m, const MetricSpec *spec, const void *inputs, const
 }
 
 double metric_sum_gathered(JitModel *m, const MetricSpec *spec, const void *inputs, const void *outputs, size_t n) {
-  return metric_sum_at(m, spec, inputs, (size_t)m->fixed, outputs, n);
+  return metric_sum_at(m, spec, inputs, 1, outputs, n);
 }
 
 /* Every cell right-aligned to the widest number (count or class), two

@@ -127,6 +127,8 @@ double jit_train_team(JitModel *m, const void *params, const void *inputs, void 
  * batched functions read: all of input 0, then all of input 1, ... (the
  * team form lays its batch out so itself: train.c, gather_team_columns) */
 void jit_gather(JitModel *m, const void *examples, void *out);
+/* Where example e's values of input t start in that layout (elements). */
+size_t jit_gathered_at(const JitModel *m, const TensorInfo *t, size_t e);
 
 /* ---- data.c: examples for the model's inputs ------------------------------- */
 typedef struct DataBinding {

@@ -163,7 +163,8 @@ static void gather_team_columns(Pool *p, int part) {
     size_t off = (size_t)t->offset, k = (size_t)t->numel, lo = 0, hi = part == 0 ? k : 0;
     if (k * es >= (size_t)(2 * 64 * p->n)) bpk_share(k, 1, part, p->n, &lo, &hi); /* two lines a part or more */
     for (size_t e = 0; lo < hi && e < B; e++)
-      memcpy(out + (B * off + e * k + lo) * es, p->rows + (p->order[e] * width + off + lo) * es, (hi - lo) * es);
+      memcpy(out + (jit_gathered_at(m, t, e) + lo) * es, p->rows + (p->order[e] * width + off + lo) * es,
+             (hi - lo) * es);
   }
 }
 
