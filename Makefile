@@ -78,7 +78,8 @@ include tests/difftest/difftest.mk
 deps:
 	scripts/install-deps.sh
 
-# Mutation testing (not part of make test; about a minute per mutation):
+# Mutation testing (not part of make test; a few minutes per mutation, and a
+# suite still running after 10 minutes is stopped and counts as caught):
 # every mutation in tests/mutations.txt, applied to a copy of the tree, must
 # make the suite fail. MUTATE_ONLY=TEXT runs the ones whose file or text
 # contains TEXT.
