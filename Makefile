@@ -16,7 +16,7 @@ MPI_PLUGIN  = $(if $(MPICC),$(B)/libbpc-mpi.so)
 # compiler/ and runtime/ each on support/ alone; cli/ on all of them
 SUPPORT_SRC  = $(wildcard support/*.c)
 COMPILER_SRC = compiler/diag.c compiler/ast.c compiler/shape.c compiler/ops.c compiler/ir.c \
-               compiler/simplify.c compiler/window.c compiler/lower.c compiler/autodiff.c compiler/schedule.c compiler/plan.c \
+               compiler/simplify.c compiler/window.c compiler/lower.c compiler/autodiff.c compiler/schedule.c compiler/plan.c compiler/team.c \
                compiler/batch.c compiler/eval.c compiler/explain.c compiler/emit_c.c compiler/emit_loader.c compiler/emit_dot.c compiler/driver.c
 # mpi_plugin.c is built with mpicc into libbpc-mpi.so, never into bpc (runtime/dist.c)
 RUNTIME_SRC  = $(filter-out runtime/mpi_plugin.c,$(wildcard runtime/*.c))

@@ -542,6 +542,31 @@ void plan_print(Ctx *c, const Plan *p, const char *title, Buf *out);
  * form emits them (per example, plain loops). */
 void plan_print_model(Ctx *c, Buf *out);
 
+/* ---- team.c: threads sharing one batched training step ------------------ */
+typedef enum { TEAM_NONE, TEAM_SERIAL, TEAM_SHARED, TEAM_KSPLIT, TEAM_ROWS, TEAM_PARTIAL } TeamMode;
+/* One thing the team function does, in order: a step of the plan, or the
+ * sum of a TEAM_PARTIAL step's parts (combine). */
+typedef struct TeamItem {
+  int step;         /* index in the plan's steps */
+  int combine;      /* the other parts' partials of that step added into its destination (part 0) */
+  TeamMode mode;
+  int64_t per_row;  /* TEAM_ROWS, TEAM_PARTIAL: the step's outer-loop iterations per row of the batch */
+  int64_t scratch;  /* TEAM_PARTIAL: where a part's partial starts in its scratch */
+  int sync_before;  /* a barrier stands before it */
+} TeamItem;
+typedef struct TeamPlan {
+  TeamItem *items;
+  int nitems;
+  int64_t ksplit;   /* TEAM_KSPLIT's partial products: the first (parts - 1) * ksplit reals of the scratch */
+  int64_t scratch;  /* the partial sums': (parts - 1) * scratch reals after them (m_team_scratch_size: both) */
+} TeamPlan;
+/* How each step of p (the batched training step over `batch` examples;
+ * kernels: products are the runtime's kernels) is shared, and where the
+ * barriers go. */
+void team_plan(Ctx *c, const Plan *p, int batch, int kernels, TeamPlan *out);
+/* Whether the model has a team form (dense: no windows, extremes or dropout). */
+int team_supported(const Ctx *c);
+
 /* ---- emit_c.c ----------------------------------------------------------- */
 typedef struct EmitOptions {
   const char *prefix;      /* identifier prefix, e.g. "model" */
@@ -560,7 +585,6 @@ typedef struct EmitOptions {
                               has one (team_supported), for threads that share each batch */
 } EmitOptions;
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out);
-int team_supported(const Ctx *c);
 
 /* ---- emit_loader.c: the parameter loader of --with-loader ---------------- */
 typedef struct LoaderOptions {

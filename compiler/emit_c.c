@@ -32,7 +32,9 @@ typedef struct Emitter {
   int team;               /* it is the team form: threads run it together, each its share (see below) */
   int ranged;             /* the step being written is shared: its outer loop runs over [lo, hi) */
   int ksplit;             /* the product being written is shared over k (TEAM_KSPLIT) */
-  int64_t ksplit_elems;   /* the team form: the largest such product's elements (a partial's scratch) */
+  int rows;               /* the step being written runs over this thread's rows of the batch (TEAM_ROWS) */
+  int64_t team_scratch;   /* the team form: the scratch a part after the first needs (team.c) */
+  int64_t team_scratch_partials; /* of which the partial sums' (after the products' partials) */
   ArenaMark scratch;      /* everything allocated while emitting one function is freed after it */
   Buf fn_buf, parts_buf;  /* while split: the function itself, and what must precede it */
   Buf *final_out;         /* while split: where both go when the function is done */
@@ -359,6 +361,13 @@ static const char *for_loop(Emitter *E, const Nest *nest, int g) {
                       (long long)nest->dim[g], nest->var[g]);
 }
 
+/* "for (size_t i = 0; i < 64; i++)" over a reduction's or broadcast's
+ * rows; over [lo, hi) in a team's step by rows. */
+static const char *rows_loop(Emitter *E, long long rows) {
+  if (E->rows) return "for (size_t i = lo; i < hi; i++)";
+  return arena_printf(&E->c->arena, "for (size_t i = 0; i < %lld; i++)", rows);
+}
+
 static void line(Emitter *E, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Whether x (a reduction's result, ones along the reduced axes) is the same
@@ -542,9 +551,14 @@ static void matmul_kernel(Emitter *E, const Step *st, Dest d) {
          "part, parts);",
          S, A, B, (long long)(m * cols), d.name, (long long)m, (long long)k, (long long)cols);
     line(E, "sync(team);");
-    line(E, "bpk_mm_ksum_%s(%s, team_scratch, %lld, %lld, part, parts);", S, d.name, (long long)m,
+    line(E, "bpk_mm_ksum_%s(%s, team_scratch, %lld, %lld, rlo, rhi, parts);", S, d.name, (long long)m,
          (long long)cols);
-    if (m * cols > E->ksplit_elems) E->ksplit_elems = m * cols;
+    return;
+  }
+  if (E->rows) { /* this thread's rows of the batch, a product of their own (A is [B, k]) */
+    int64_t k = a->shape.dim[1], cols = n->shape.dim[1];
+    line(E, "if (hi > lo) bpk_mm_%s(%s + lo * %lld, %s, %s + lo * %lld, hi - lo, %lld, %lld, 0, %d, %d);", S, A,
+         (long long)k, B, d.name, (long long)cols, (long long)k, (long long)cols, tb != 0, acc);
     return;
   }
   if (a->shape.rank == 2 && b->shape.rank == 2)
@@ -711,10 +725,10 @@ static void emit_reduction(Emitter *E, const Step *st, Dest d) {
       }
     } else if (n->attr.axes == 1) {
       zero(E, D, nn);
-      line(E, "for (size_t i = 0; i < %lld; i++)", m);
+      line(E, "%s", rows_loop(E, m));
       line(E, "  for (size_t j = 0; j < %lld; j++) %s[j] += %s[i * %lld + j];", nn, D, A, nn);
     } else {
-      line(E, "for (size_t i = 0; i < %lld; i++) {", m);
+      line(E, "%s {", rows_loop(E, m));
       line(E, "  bp_real s = 0;");
       line(E, "  for (size_t j = 0; j < %lld; j++) s += %s[i * %lld + j];", nn, A, nn);
       line(E, "  %s[i] = s;", D);
@@ -731,7 +745,7 @@ static void emit_reduction(Emitter *E, const Step *st, Dest d) {
     const char *rel = n->op == OP_MAXROW || n->op == OP_ARGMAXROW ? ">" : "<";
     if (mask && !d.accumulate) zero(E, D, len);
     if (!mask && n->shape.rank == 0 && !E->p->nslots) line(E, "bp_real %s;", D);
-    line(E, "for (size_t i = 0; i < %lld; i++) {", rows);
+    line(E, "%s {", rows_loop(E, rows));
     line(E, "  const bp_real *row = %s + i * %lld;", A, cols);
     line(E, "  size_t best = 0;");
     line(E, "  for (size_t j = 1; j < %lld; j++) if (row[j] %s row[best]) best = j;", cols, rel);
@@ -748,7 +762,7 @@ static void emit_reduction(Emitter *E, const Step *st, Dest d) {
     int is_mat = a->shape.rank >= 2;
     long long cols = a->shape.dim[a->shape.rank - 1], rows = len / cols;
     if (!is_mat && !E->p->nslots) line(E, "bp_real %s;", D);
-    line(E, "for (size_t i = 0; i < %lld; i++) {", rows);
+    line(E, "%s {", rows_loop(E, rows));
     line(E, "  const bp_real *row = %s + i * %lld;", A, cols);
     line(E, "  bp_real mx = row[0], s = 0;");
     line(E, "  for (size_t j = 1; j < %lld; j++) if (row[j] > mx) mx = row[j];", cols);
@@ -1030,10 +1044,10 @@ static void emit_shape_op(Emitter *E, const Step *st, Dest d) {
     }
     const char *src = a->shape.rank == 0 ? elem(E, a, "") : elem(E, a, n->attr.axes == BCAST_COLS ? "i" : "j");
     if (n->shape.rank == 1) {
-      line(E, "for (size_t i = 0; i < %lld; i++) %s[i] %s %s;", m, D, op, elem(E, a, ""));
+      line(E, "%s %s[i] %s %s;", rows_loop(E, m), D, op, elem(E, a, ""));
       break;
     }
-    line(E, "for (size_t i = 0; i < %lld; i++)", m);
+    line(E, "%s", rows_loop(E, m));
     line(E, "  for (size_t j = 0; j < %lld; j++) %s[i * %lld + j] %s %s;", nn, D, nn, op, src);
     break;
   }
@@ -1293,8 +1307,9 @@ static void emit_team_body(Emitter *E);
 /* Where a team's scalars start in its workspace: past its tensors, on a
  * line of their own. */
 static int64_t team_scalars_at(const Plan *p) { return (p->s.ws_elems + 15) / 16 * 16 + 16; }
-/* And its scratch past them: (parts - 1) m_team_scratch_size() reals the
- * runtime allocates beyond the workspace (TEAM_KSPLIT's partials). */
+/* And its scratch past them: parts * m_team_scratch_size() reals the
+ * runtime allocates beyond the workspace (TEAM_KSPLIT's partial products,
+ * the partial sums: team.c). */
 static int64_t team_scratch_at(const Plan *p) { return (team_scalars_at(p) + p->nslots + 15) / 16 * 16; }
 
 /* The function's steps in order, up to those it runs after all the others
@@ -1324,39 +1339,17 @@ static void body_end(Emitter *E) {
 
 /* ---- the team form ---------------------------------------------------------
  * Threads share one batched training step (bpc train --threads on a dense
- * model): each calls the function with its part (0 to parts - 1), and
- * every large product and elementwise loop is shared out: a product by
- * columns of its result, a parameter's gradient by its rows, the rows the
- * same thread then updates (bpk_mm_part, team_mm_split), so that they stay
- * in its core's cache; a loop by its outer rows in whole cache lines. Part 0 alone runs the small steps (the loss, reductions, views
- * of scalars). sync(team) is a barrier: one stands between two steps
- * unless part 0 runs both, so the steps run in the order one thread would
- * run them and the workspace is reused as planned. The scalars live in
- * the workspace, past the tensors (sc), where every thread reads them. */
-enum { TEAM_MIN_ELEMS = 4096, TEAM_MIN_MACS = 1 << 16, TEAM_LINE = 64 };
-/* TEAM_KSPLIT: a product A @ W of a parameter W, shared over k, each thread
- * over the rows of W whose gradient and update are its own: no thread reads
- * a row of W that another has just written (the cores' caches would pass
- * it between them, twice a step), at the cost of one barrier more and a
- * sum of the threads' partial products. */
-typedef enum { TEAM_NONE, TEAM_SERIAL, TEAM_SHARED, TEAM_KSPLIT } TeamMode;
-
-static TeamMode team_mode(const Emitter *E, const Step *st) {
-  Node *n = st->node;
-  if (st->kind == STEP_LEAF || st->kind == STEP_VIEW) return n->shape.rank ? TEAM_NONE : TEAM_SERIAL;
-  if (st->kind != STEP_COMPUTE || n->shape.rank == 0) return TEAM_SERIAL;
-  if (op_is_elementwise(n->op))
-    return !st->sum && st->nest.n >= 1 && shape_numel(n->shape) >= TEAM_MIN_ELEMS ? TEAM_SHARED : TEAM_SERIAL;
-  if (n->op == OP_MATMUL && E->be == &kernel_calls && n->args[0]->shape.rank == 2 &&
-      n->args[1]->shape.rank == 2) {
-    const Shape *a = &n->args[0]->shape;
-    int64_t macs = shape_numel(n->shape) * a->dim[n->attr.mm & MM_TA ? 0 : 1];
-    if (macs < TEAM_MIN_MACS) return TEAM_SERIAL;
-    int of_param = n->args[1]->op == OP_PARAM && !(n->attr.mm & (MM_TA | MM_TB));
-    return of_param && st->dest == DEST_VALUE && st->write == WRITE_STORE ? TEAM_KSPLIT : TEAM_SHARED;
-  }
-  return TEAM_SERIAL;
-}
+ * model): each calls the function with its part (0 to parts - 1). team.c
+ * decides how each step is shared and where the barriers, sync(team),
+ * stand; here it is printed. A step by rows runs over this thread's rows
+ * of the batch [rlo, rhi), the same rows for every such step, in blocks of
+ * whole cache lines where the batch has enough of them; a shared loop over
+ * its outer rows in whole cache lines (team_range); a shared product and a
+ * parameter's gradient by bpk_mm_part's split (team_mm_split), the rows of
+ * a gradient the same thread then updates, so that they stay in its core's
+ * cache. The scalars live in the workspace, past the tensors (sc), where
+ * every thread reads them. */
+enum { TEAM_LINE = 64 };
 
 /* This thread's rows [lo, hi) of a shared loop: the outer loop's range cut
  * into units of at least a cache line each (the last part takes the rest). */
@@ -1370,43 +1363,129 @@ static void team_range(Emitter *E, const Nest *nest) {
        (long long)nest->dim[0], (long long)units, (long long)unit);
 }
 
-static void emit_team_step(Emitter *E, const Step *st, TeamMode mode) {
-  if (mode == TEAM_SERIAL) {
+/* rlo, rhi: this thread's rows of the batch. A block of a line's worth of
+ * rows (16 floats, 8 doubles) starts every array on a line of its own
+ * whatever its row's length, when the batch has a block for each thread. */
+static void team_rows(Emitter *E) {
+  long long B = E->t->batch, unit = TEAM_LINE / (E->o->use_float ? (long long)sizeof(float) : (long long)sizeof(double));
+  line(E, "const size_t row_unit = %lld / %lld >= parts ? %lld : 1, row_units = %lld / row_unit;", B, unit, unit, B);
+  line(E, "const size_t rlo = row_units * (size_t)part / (size_t)parts * row_unit;");
+  line(E, "const size_t rhi = part == parts - 1 ? %lld : row_units * (size_t)(part + 1) / (size_t)parts * row_unit;", B);
+}
+
+/* "lo = rlo * 10; hi = rhi * 10;": a step by rows over this thread's rows. */
+static void team_rows_range(Emitter *E, int64_t per_row) {
+  if (per_row == 1) {
+    line(E, "lo = rlo;");
+    line(E, "hi = rhi;");
+  } else {
+    line(E, "lo = rlo * %lld;", (long long)per_row);
+    line(E, "hi = rhi * %lld;", (long long)per_row);
+  }
+}
+
+/* Where part `q`'s partial sum of an item is (team.c: each part's in its scratch). */
+static const char *team_share(Emitter *E, const TeamItem *it, const char *q) {
+  return arena_printf(&E->c->arena, "team_partials + (size_t)%s * %lld + %lld", q,
+                      (long long)E->team_scratch_partials, (long long)it->scratch);
+}
+
+/* TEAM_PARTIAL: this thread's rows' share of a sum over the batch. */
+static void emit_team_partial(Emitter *E, const Step *st, const TeamItem *it) {
+  Node *n = st->node, *a = n->args[0], *b = n->args[1];
+  team_rows_range(E, it->per_row);
+  line(E, "{");
+  E->indent++;
+  line(E, "bp_real *const share = %s;", team_share(E, it, "part"));
+  E->ranged = E->rows = 1;
+  if (n->op == OP_MATMUL) { /* transpose(A) @ D over this thread's rows */
+    long long m = a->shape.dim[1], nn = b->shape.dim[1];
+    line(E, "if (hi > lo) bpk_mm_%s(%s + lo * %lld, %s + lo * %lld, share, %lld, hi - lo, %lld, 1, 0, 0);",
+         E->o->use_float ? "f" : "d", E->name[a->id], m, E->name[b->id], nn, m, nn);
+    line(E, "else for (size_t i = 0; i < %lld; i++) share[i] = 0;", m * nn);
+  } else {
+    emit_value(E, st, (Dest){n->shape.rank ? "share" : "share[0]", 0, 0, 0});
+  }
+  E->ranged = E->rows = 0;
+  E->indent--;
+  line(E, "}");
+}
+
+/* Part 0 adds the parts' partial sums into the destination, in part order. */
+static void emit_team_combine(Emitter *E, const Step *st, const TeamItem *it) {
+  Node *n = st->node;
+  int grad = st->dest == DEST_GRAD;
+  const char *D = grad ? E->grad_name[st->param] : E->name[n->id];
+  long long len = grad ? (long long)shape_numel(((Decl *)E->c->params.items[st->param])->shape)
+                       : (long long)shape_numel(n->shape);
+  const char *to = !grad || st->write == WRITE_STORE ? "=" : st->write == WRITE_ADD ? "+=" : NULL;
+  line(E, "if (part == 0) { /* line %d: %s, the parts' shares added */", n->loc.line, op_name(n->op));
+  line(E, "  const bp_real *const share = %s;", team_share(E, it, "0"));
+  line(E, "  for (size_t i = 0; i < %lld; i++) {", len);
+  line(E, "    bp_real s = share[i];");
+  line(E, "    for (int q = 1; q < parts; q++) s += share[(size_t)q * %lld + i];", (long long)E->team_scratch_partials);
+  if (!n->shape.rank && !grad)
+    line(E, "    %s = s;", D);
+  else if (to)
+    line(E, "    %s[i] %s s;", D, to);
+  else
+    line(E, "    %s[i] = acc ? %s[i] + s : s;", D, D);
+  line(E, "  }");
+  line(E, "}");
+}
+
+static void emit_team_step(Emitter *E, const Step *st, const TeamItem *it) {
+  switch (it->mode) {
+  case TEAM_SERIAL:
     line(E, "if (part == 0) {");
     E->indent++;
     emit_step(E, st);
     E->indent--;
     line(E, "}");
     return;
-  }
-  if (mode == TEAM_SHARED || mode == TEAM_KSPLIT) {
+  case TEAM_PARTIAL:
+    comment(E, st->node);
+    emit_team_partial(E, st, it);
+    return;
+  case TEAM_ROWS:
+    team_rows_range(E, it->per_row);
+    E->ranged = E->rows = 1;
+    break;
+  case TEAM_SHARED:
+  case TEAM_KSPLIT:
     if (st->node->op != OP_MATMUL) team_range(E, &st->nest);
     E->ranged = 1;
-    E->ksplit = mode == TEAM_KSPLIT;
+    E->ksplit = it->mode == TEAM_KSPLIT;
+    break;
+  default: break;
   }
   emit_step(E, st);
-  E->ranged = E->ksplit = 0;
+  E->ranged = E->ksplit = E->rows = 0;
 }
 
 static void emit_team_body(Emitter *E) {
   const Plan *p = E->p;
+  TeamPlan tp;
+  team_plan(E->c, p, E->t->batch, E->be == &kernel_calls, &tp);
+  E->team_scratch = tp.ksplit + tp.scratch;
+  E->team_scratch_partials = tp.scratch;
   define_tensor_macros(E);
   line(E, "bp_real *const sc = ws + %lld; /* the scalars, shared */", (long long)team_scalars_at(p));
   line(E, "bp_real *const team_scratch = ws + %lld; /* parts 1 and up: their partial products */",
        (long long)team_scratch_at(p));
+  line(E, "bp_real *const team_partials = team_scratch + (size_t)(parts - 1) * %lld; /* every part's partial sums */",
+       (long long)tp.ksplit);
+  team_rows(E);
   line(E, "size_t lo = 0, hi = 0;");
-  line(E, "(void)sc; (void)team_scratch; (void)lo; (void)hi;");
-  TeamMode prev = TEAM_NONE;
-  for (int pass = 0; pass < 2; pass++) /* the body, then the steps after it (part -1) */
-    for (int i = 0; i < p->nsteps; i++) {
-      const Step *st = &p->steps[i];
-      if ((st->part < 0) != pass) continue;
-      TeamMode mode = team_mode(E, st);
-      if (mode != TEAM_NONE && prev != TEAM_NONE && (prev != TEAM_SERIAL || mode != TEAM_SERIAL))
-        line(E, "sync(team);");
-      emit_team_step(E, st, mode);
-      if (mode != TEAM_NONE) prev = mode;
-    }
+  line(E, "(void)sc; (void)team_scratch; (void)team_partials; (void)rlo; (void)rhi; (void)lo; (void)hi;");
+  for (int i = 0; i < tp.nitems; i++) {
+    const TeamItem *it = &tp.items[i];
+    if (it->sync_before) line(E, "sync(team);");
+    if (it->combine)
+      emit_team_combine(E, &p->steps[it->step], it);
+    else
+      emit_team_step(E, &p->steps[it->step], it);
+  }
   line(E, "sync(team); /* every gradient and the loss are whole */");
 }
 
@@ -1725,7 +1804,7 @@ static void emit_jit_prelude(Emitter *E, Buf *h) {
                S, T, T, T);
     buf_printf(h, "void bpk_mm_ksplit_%s(const %s *, const %s *, %s *, size_t, size_t, size_t, int, int);\n", S,
                T, T, T);
-    buf_printf(h, "void bpk_mm_ksum_%s(%s *, const %s *, size_t, size_t, int, int);\n", S, T, T);
+    buf_printf(h, "void bpk_mm_ksum_%s(%s *, const %s *, size_t, size_t, size_t, size_t, int);\n", S, T, T);
     static const char *const two_in[] = {"conv2d", "conv2d_dx", "conv2d_dk", "maxpool2d_dx"};
     for (size_t k = 0; k < sizeof two_in / sizeof two_in[0]; k++)
       buf_printf(h, "void bpk_%s_%s(const %s *, const %s *, %s *, const size_t *, int);\n", two_in[k], S, T, T, T);
@@ -1862,9 +1941,9 @@ static void emit_runtime_entry_points(Emitter *E, int64_t ws, int batch) {
              "  return %s__backward_add_t(params, inputs, grad, ws, acc, outputs%s, part, parts, sync, team);\n}\n",
              P, unused, P, E->has_dropout ? ", dropout, seed" : "");
   buf_printf(E->out,
-             "\n/* the team's workspace needs this many reals more for each part after the first */\n"
+             "\n/* the team's workspace needs this many reals more for each part */\n"
              "size_t %s_team_scratch_size(void) { return %lld; }\n",
-             P, (long long)E->ksplit_elems);
+             P, (long long)E->team_scratch);
 }
 
 /* The public functions: thin wrappers that own (or take) the workspace. */
@@ -2039,17 +2118,6 @@ static const char *upper(Arena *a, const char *s) {
   for (char *p = u; *p; p++)
     *p = (char)toupper((unsigned char)*p);
   return u;
-}
-
-/* Whether the team form covers the model: its heavy steps are products and
- * elementwise loops (convolutions and pooling keep per-thread buffers, and
- * the positions of maxima and dropout's draws are not shared out). */
-int team_supported(const Ctx *c) {
-  for (int i = 0; i < c->nodes.len; i++) {
-    Op op = ((const Node *)c->nodes.items[i])->op;
-    if (op_is_window(op) || op == OP_MAXALL || op == OP_MINALL || op == OP_DROPOUT) return 0;
-  }
-  return 1;
 }
 
 void emit_c(Ctx *c, const EmitOptions *o, Buf *c_out, Buf *h_out) {

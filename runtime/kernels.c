@@ -180,9 +180,7 @@ BPK_ADD(float, f)
 
 /* The partials of bpk_mm_ksplit added into C over this part's rows. */
 #define BPK_KSUM(T, S)                                                                                       \
-  void bpk_mm_ksum_##S(T *C, const T *scratch, size_t m, size_t n, int part, int parts) {                    \
-    size_t lo, hi;                                                                                           \
-    bpk_share_rows(m, n * sizeof(T), part, parts, &lo, &hi);                                                 \
+  void bpk_mm_ksum_##S(T *C, const T *scratch, size_t m, size_t n, size_t lo, size_t hi, int parts) {         \
     for (int q = 1; q < parts; q++)                                                                          \
       bpk_add_##S(C + lo * n, scratch + (size_t)(q - 1) * m * n + lo * n, (hi - lo) * n);                    \
   }

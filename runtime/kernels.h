@@ -44,10 +44,10 @@ int bpk_mm_by_columns(size_t n, int parts, int by_rows);
   /* thread `part` of `parts`' share of C = A B (A [m, k], B [k, n], neither transposed) split over k: the   \
      columns of A and rows of B in its range (bpk_share_rows of B's rows: the rows of B's gradient and       \
      update the same thread has in the team form), into out: part 0 into C itself, part q > 0 into           \
-     scratch + (q - 1) m n. Once every part's is done, bpk_mm_ksum adds the partials into C over this        \
-     part's rows of C, in part order. */                                                                     \
+     scratch + (q - 1) m n. Once every part's is done, bpk_mm_ksum adds the parts' partials into rows       \
+     [lo, hi) of C, in part order (each thread its rows, the rows it goes on with: emit_c.c's team_rows). */ \
   void bpk_mm_ksplit_##S(const T *A, const T *B, T *out, size_t m, size_t k, size_t n, int part, int parts); \
-  void bpk_mm_ksum_##S(T *C, const T *scratch, size_t m, size_t n, int part, int parts);                     \
+  void bpk_mm_ksum_##S(T *C, const T *scratch, size_t m, size_t n, size_t lo, size_t hi, int parts);         \
   /* y += x over n elements (the threads' gradients summed: runtime/train.c) */                              \
   void bpk_add_##S(T *y, const T *x, size_t n);
 

@@ -73,7 +73,7 @@ typedef struct JitModel {
   void *train_fixed; /* like train_batch for exactly `fixed` examples stored input by input */
   void *eval_fixed;
   void *train_team;  /* or NULL: train_fixed by threads together (jit_train_team) */
-  size_t team_scratch; /* with train_team: the reals its workspace needs past ws_elems for each part after the first */
+  size_t team_scratch; /* with train_team: the reals its workspace needs past ws_elems for each part */
   double compile_seconds; /* from the model's text to its functions: set by whoever compiled it */
 } JitModel;
 

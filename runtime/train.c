@@ -306,8 +306,8 @@ static void pool_init(Pool *p, JitModel *m, int threads) {
   for (int i = 0; i < p->n; i++) {
     p->w[i].pool = p;
     p->w[i].index = i;
-    /* the team form runs in the first thread's workspace, with room for the others' partial products */
-    size_t extra = i == 0 && m->train_team ? (size_t)(p->n - 1) * m->team_scratch : 0;
+    /* the team form runs in the first thread's workspace, with room for every part's partials */
+    size_t extra = i == 0 && m->train_team ? (size_t)p->n * m->team_scratch : 0;
     p->w[i].ws = calloc_aligned(m->ws_elems + extra + 1, m->elem);
     p->w[i].grad = calloc_aligned((size_t)m->nparams + 1, m->elem);
     p->w[i].soa = calloc_aligned((size_t)(m->fixed > 1 ? m->fixed : 1) * (size_t)(m->ninputs + 1), m->elem);

@@ -280,9 +280,11 @@ static int check_mm_ksplit(const BpkDense_d *dd, const BpkDense_f *df, const cha
     dd->mm_ksplit(A, B, part ? scratch + (size_t)(part - 1) * mn : C, m, k, n, part, parts);
     df->mm_ksplit(fa, fb, part ? fs + (size_t)(part - 1) * mn : fc, m, k, n, part, parts);
   }
-  for (int part = 0; part < parts; part++) {
-    bpk_mm_ksum_d(C, scratch, m, n, part, parts);
-    bpk_mm_ksum_f(fc, fs, m, n, part, parts);
+  for (int part = 0; part < parts; part++) { /* rows cut unevenly, as a team's rows of the batch may be */
+    size_t lo = m * (size_t)part * (size_t)part / ((size_t)parts * (size_t)parts);
+    size_t hi = part == parts - 1 ? m : m * (size_t)(part + 1) * (size_t)(part + 1) / ((size_t)parts * (size_t)parts);
+    bpk_mm_ksum_d(C, scratch, m, n, lo, hi, parts);
+    bpk_mm_ksum_f(fc, fs, m, n, lo, hi, parts);
   }
   for (size_t i = 0; i < mn; i++) {
     if (!(fabs(C[i] - want[i]) <= 1e-12 * (1 + mag[i])))

@@ -549,8 +549,9 @@ static void test_emitter_names(void **state) {
 /* The JIT form with the team form (bpc train --threads 2 on the Fashion
  * MLP) in double and float: it has the team's function, whose products
  * are shared (bpk_mm_part, declared; a product of a parameter over k:
- * bpk_mm_ksplit, then bpk_mm_ksum) and whose small steps part 0 runs, and
- * gcc and clang compile it without a warning. */
+ * bpk_mm_ksplit, then bpk_mm_ksum), whose row steps run over each thread's
+ * rows of the batch, with four barriers in all, and gcc and clang compile
+ * it without a warning. */
 static void test_team_form_compiles_cleanly(void **state) {
   (void)state;
   char *src = read_text_file(SAMPLES_DIR "/fashion_mlp.bp");
@@ -567,10 +568,25 @@ static void test_team_form_compiles_cleanly(void **state) {
     assert_non_null(strstr(out.data, use_float ? "bpk_mm_ksplit_f(image_, W1, part ? team_scratch + (size_t)(part - 1) * 8192 : t"
                                                : "bpk_mm_ksplit_d(image_, W1, part ? team_scratch + (size_t)(part - 1) * 8192 : t"));
     assert_non_null(strstr(out.data, use_float ? "void bpk_mm_ksum_f(" : "void bpk_mm_ksum_d("));
-    assert_non_null(strstr(out.data, "m_team_scratch_size(void) { return 8192; }"));
+    /* the products' partials (8192), then every part's partial sums: the loss, the biases' gradients and
+       W2's (1 + 10 + 1280 + 128, each rounded up to 16) */
+    assert_non_null(strstr(out.data, "m_team_scratch_size(void) { return 9632; }"));
+    assert_non_null(strstr(out.data, use_float ? "bpk_mm_ksum_f(t36, team_scratch, 64, 128, rlo, rhi, parts);"
+                                               : "bpk_mm_ksum_d(t36, team_scratch, 64, 128, rlo, rhi, parts);"));
     assert_non_null(strstr(out.data, "grad_W1, 784, 64, 128, 1, 0, 0, part, parts, 1);"));
+    /* h @ W2 and its gradient to h by this thread's rows of the batch; W2's gradient from the rows' shares */
+    assert_non_null(strstr(out.data, use_float ? "if (hi > lo) bpk_mm_f(h_ + lo * 128, W2, t39 + lo * 10, hi - lo, 128, 10, 0, 0, 0);"
+                                               : "if (hi > lo) bpk_mm_d(h_ + lo * 128, W2, t39 + lo * 10, hi - lo, 128, 10, 0, 0, 0);"));
+    assert_non_null(strstr(out.data, "bp_real *const share = team_partials + (size_t)part * 1440 + 32;"));
     assert_non_null(strstr(out.data, "if (part == 0) {"));
-    assert_non_null(strstr(out.data, "sync(team);"));
+    /* the barriers: inside the product over k, after the loss's rows (the workspace's block of the
+       product's rows is reused by a row value of another length), before W1's gradient (all of the
+       batch's rows), and at the end */
+    int syncs = 0;
+    const char *team_fn = strstr(out.data, "m__backward_add_t(");
+    for (const char *q = team_fn; (q = strstr(q, "sync(team);")); q++)
+      syncs++;
+    assert_int_equal(syncs, 4);
     FILE *f = fopen("/tmp/bpc-team-test.c", "w");
     fwrite(out.data, 1, out.len, f);
     fclose(f);

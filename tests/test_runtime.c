@@ -2,6 +2,7 @@
  * bad file), the parameter format, optimiser steps against hand-computed
  * values, the JIT, and a short training run whose loss must fall. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1018,6 +1019,175 @@ static void test_team_matches_one_thread(void **state) {
   }
 }
 
+/* ---- the team form, its parts run one at a time ----------------------------
+ * Between two barriers the parts of a team may run in any order and at any
+ * speed. A sequencer runs them one after another, in a given order, each
+ * up to its next barrier: if a part reads what another writes between the
+ * same two barriers, or overwrites what another still reads (a barrier
+ * team.c left out), one of the orders gives another loss or gradient than
+ * one thread's batched step. */
+typedef struct Sequencer {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int parts, pos;   /* order[pos] runs now */
+  const int *order;
+} Sequencer;
+typedef struct SeqPart {
+  Sequencer *s;
+  int me;
+  JitModel *m;
+  const void *params, *inputs;
+  void *grad, *outputs, *ws;
+  int acc;
+  double loss;
+} SeqPart;
+
+static void seq_pass(Sequencer *s) { /* with the mutex held: the next part in order runs */
+  s->pos = (s->pos + 1) % s->parts;
+  pthread_cond_broadcast(&s->cv);
+}
+
+static void seq_wait_turn(Sequencer *s, int me) {
+  while (s->order[s->pos] != me)
+    pthread_cond_wait(&s->cv, &s->mu);
+}
+
+static void seq_sync(void *arg) {
+  SeqPart *sp = arg;
+  pthread_mutex_lock(&sp->s->mu);
+  seq_pass(sp->s);
+  seq_wait_turn(sp->s, sp->me);
+  pthread_mutex_unlock(&sp->s->mu);
+}
+
+static void *seq_part_main(void *arg) {
+  SeqPart *sp = arg;
+  pthread_mutex_lock(&sp->s->mu);
+  seq_wait_turn(sp->s, sp->me);
+  pthread_mutex_unlock(&sp->s->mu);
+  sp->loss = jit_train_team(sp->m, sp->params, sp->inputs, sp->grad, sp->outputs, sp->ws, sp->acc, 0, 0, sp->me,
+                            sp->s->parts, seq_sync, sp);
+  pthread_mutex_lock(&sp->s->mu);
+  seq_pass(sp->s);
+  pthread_mutex_unlock(&sp->s->mu);
+  return NULL;
+}
+
+static double as_real(const JitModel *m, const void *v, size_t i) {
+  return m->use_float ? (double)((const float *)v)[i] : ((const double *)v)[i];
+}
+
+/* The team's step in `parts` parts run in `order` against one thread's
+ * batched step (train_fixed): the loss, the gradient stored (acc 0) and
+ * added to one already there (acc 1), and the outputs, to the order of the
+ * sums. The workspace starts as NaN, and garbage between the runs. */
+static void check_team_in_order(JitModel *m, const void *params, const void *soa, int parts, const int *order,
+                                const char *what) {
+  size_t es = m->elem, np = (size_t)m->nparams, no = (size_t)m->noutputs * (size_t)m->fixed;
+  size_t wsn = m->ws_elems + (size_t)parts * m->team_scratch + 1;
+  char *ws = malloc(es * wsn), *g1 = malloc(es * (np + 1)), *g2 = malloc(es * (np + 1));
+  char *o1 = malloc(es * (no + 1)), *o2 = malloc(es * (no + 1));
+  double tol = m->use_float ? 2e-4 : 1e-11;
+  for (int acc = 0; acc < 2; acc++) {
+    for (size_t i = 0; i < np; i++) /* acc 1: added to 0.5, 1.5, ... */
+      if (m->use_float)
+        ((float *)g1)[i] = ((float *)g2)[i] = acc ? (float)(i % 7) + 0.5f : NAN;
+      else
+        ((double *)g1)[i] = ((double *)g2)[i] = acc ? (double)(i % 7) + 0.5 : NAN;
+    for (size_t i = 0; i < wsn; i++)
+      if (m->use_float) ((float *)ws)[i] = NAN; else ((double *)ws)[i] = NAN;
+    double want = jit_train_fixed(m, params, soa, g1, o1, ws, acc, 0, 0);
+    for (size_t i = 0; i < wsn; i++)
+      if (m->use_float) ((float *)ws)[i] = 1e30f; else ((double *)ws)[i] = 1e300;
+    Sequencer s = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, parts, 0, order};
+    SeqPart sp[3];
+    pthread_t th[3];
+    for (int q = 0; q < parts; q++) {
+      sp[q] = (SeqPart){&s, q, m, params, soa, g2, o2, ws, acc, 0};
+      assert_int_equal(pthread_create(&th[q], NULL, seq_part_main, &sp[q]), 0);
+    }
+    for (int q = 0; q < parts; q++)
+      pthread_join(th[q], NULL);
+    for (int q = 0; q < parts; q++) /* every part returns the loss */
+      if (!(fabs(sp[q].loss - want) <= tol * (1 + fabs(want))))
+        fail_msg("%s, %d parts, part %d, acc %d: loss %.17g, want %.17g", what, parts, q, acc, sp[q].loss, want);
+    for (size_t i = 0; i < np; i++) {
+      double a = as_real(m, g2, i), b = as_real(m, g1, i);
+      if (!(fabs(a - b) <= tol * (1 + fabs(b))))
+        fail_msg("%s, %d parts in order %d%d%d, acc %d: gradient %zu is %.17g, want %.17g", what, parts, order[0],
+                 order[1], parts > 2 ? order[2] : 0, acc, i, a, b);
+    }
+    for (size_t i = 0; i < no; i++) {
+      double a = as_real(m, o2, i), b = as_real(m, o1, i);
+      if (!(fabs(a - b) <= tol * (1 + fabs(b))))
+        fail_msg("%s, %d parts, acc %d: output %zu is %.17g, want %.17g", what, parts, acc, i, a, b);
+    }
+  }
+  free(ws);
+  free(g1);
+  free(g2);
+  free(o1);
+  free(o2);
+}
+
+/* Every order of 2 and 3 parts on one model's team form, in double and
+ * float; returns 1 if it has one. */
+static int team_matches_batched(const char *src, int B, uint64_t seed) {
+  int has_team = 0;
+  for (int use_float = 0; use_float < 2; use_float++) {
+    write_text("model.bp", src);
+    JitOptions jo = {.use_float = use_float, .batch = B, .team_batch = B};
+    JitModel *m = jit_load(path_in_dir("model.bp"), NULL, &jo);
+    assert_non_null(m);
+    if (!m->train_team) {
+      jit_free(m);
+      continue;
+    }
+    has_team = 1;
+    size_t es = m->elem, ni = (size_t)m->ninputs * (size_t)B;
+    char *params = malloc(es * ((size_t)m->nparams + 1)), *x = malloc(es * (ni + 1)), *soa = malloc(es * (ni + 1));
+    m->init(params, seed);
+    uint64_t rng = seed;
+    for (size_t i = 0; i < ni; i++)
+      if (use_float) ((float *)x)[i] = (float)test_rand_normal(&rng); else ((double *)x)[i] = test_rand_normal(&rng);
+    jit_gather(m, x, soa);
+    static const int orders[][3] = {{0, 1, 2}, {1, 0, 2}, {2, 1, 0}, {1, 2, 0}, {0, 2, 1}};
+    for (int parts = 2; parts <= 3; parts++)
+      for (size_t k = 0; k < sizeof orders / sizeof orders[0]; k++) {
+        if (parts == 2 && k >= 2) break;
+        check_team_in_order(m, params, soa, parts, orders[k], src);
+      }
+    free(params);
+    free(x);
+    free(soa);
+    jit_free(m);
+  }
+  return has_team;
+}
+
+/* Every model with a team form among the AD programs and the samples,
+ * at a batch of 8 (rows shared unevenly by three) and the Fashion MLP at
+ * 64 (its product over k, its small weight's gradient summed from parts). */
+static void test_team_parts_in_any_order(void **state) {
+  (void)state;
+  int teams = 0;
+  for (int i = 0; i < NUM_AD_PROGRAMS; i++)
+    teams += team_matches_batched(ad_programs[i], 8, 31 + (uint64_t)i);
+  static const char *const samples[] = {"xyz", "apple", "apple_orange", "toy_net", "hinge", "linreg", "two_layer",
+                                        "mlp", "logsumexp", "deep_sigmoid", "deep_relu", "rnn", "residual"};
+  for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+    char path[256];
+    snprintf(path, sizeof path, SAMPLES_DIR "/%s.bp", samples[i]);
+    char *src = read_text_file(path);
+    teams += team_matches_batched(src, 8, 7);
+    free(src);
+  }
+  char *src = read_text_file(SAMPLES_DIR "/fashion_mlp.bp");
+  teams += team_matches_batched(src, 64, 5);
+  free(src);
+  assert_int_equal(teams, 50);
+}
+
 /* The batched functions `bpc train` runs (one fixed batch, vectors made
  * matrices) against the per-example ones on the same examples: the
  * summed loss, the summed gradient (stored, then added with acc 1) and
@@ -1446,6 +1616,7 @@ int main(void) {
       cmocka_unit_test(test_idle_thread_adds_nothing),
       cmocka_unit_test(test_threads_match_one_thread),
       cmocka_unit_test(test_team_matches_one_thread),
+      cmocka_unit_test(test_team_parts_in_any_order),
       cmocka_unit_test(test_metric_choice),
       cmocka_unit_test(test_workspace_is_what_the_code_uses),
       cmocka_unit_test(test_calloc_aligned),
