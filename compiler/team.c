@@ -163,7 +163,7 @@ static int64_t rows_factor(const TeamScan *t, const Step *st) {
   if (op_is_elementwise(n->op)) {
     const Nest *nest = &st->nest;
     if (n->op == OP_DROPOUT || nest->n < 1 || !(nest->axes[0] & 1u) || nest->dim[0] % B) return 0;
-    return nest->dim[0] / B;
+    return nest->dim[0] / B; /* the outer loop runs over whole rows */
   }
   if (a && sched_inlined(&t->p->s, a)) return 0;
   switch (n->op) {
