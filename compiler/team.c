@@ -40,6 +40,11 @@
 #include "bpc.h"
 
 enum { TEAM_MIN_ELEMS = 4096, TEAM_MIN_MACS = 1 << 16, TEAM_KSPLIT_MIN_MACS = 1 << 20, TEAM_PARTIAL_MAX = 4096 };
+/* A barrier more is always correct: one stands once this many accesses
+ * have piled up since the last, and the deferred items go out once there
+ * are this many, so that a model of many thousand steps is planned in
+ * linear time. */
+enum { TEAM_MAX_SINCE = 4096, TEAM_MAX_DEFERRED = 64 };
 
 /* The address spaces an access can be in, as the high bits of one offset. */
 #define SPACE_WS ((int64_t)0)
@@ -343,7 +348,7 @@ static void ksplit_accesses(TeamScan *t, const Step *st, int phase) {
 /* The item whose accesses are in t->step: after a barrier if they touch
  * what the steps since the last one have. */
 static void add_item(TeamScan *t, TeamItem it) {
-  if (step_conflicts(t)) {
+  if (t->since.n > TEAM_MAX_SINCE || step_conflicts(t)) {
     it.sync_before = 1;
     t->since.n = 0;
   }
@@ -441,11 +446,12 @@ void team_plan(Ctx *c, const Plan *p, int batch, int kernels, TeamPlan *out) {
       int reads_later = 0;
       for (int j = 0; j < nlater; j++)
         reads_later |= lists_overlap(&t.step, &later[j].acc);
-      if (reads_later && mode[i] == TEAM_SERIAL && st->node->shape.rank == 0 && st->kind == STEP_COMPUTE) {
+      if (reads_later && nlater < TEAM_MAX_DEFERRED && mode[i] == TEAM_SERIAL && st->node->shape.rank == 0 &&
+          st->kind == STEP_COMPUTE) {
         defer(&t, later, &nlater, it);
         continue;
       }
-      flush_deferred(&t, later, &nlater, 0);
+      flush_deferred(&t, later, &nlater, nlater >= TEAM_MAX_DEFERRED);
       add_item(&t, it);
       if (mode[i] == TEAM_KSPLIT) { /* its own barrier, then the sum */
         t.since.n = 0;
