@@ -210,6 +210,8 @@ static int64_t partial_factor(const TeamScan *t, const Step *st) {
   const Node *n = st->node, *a = n->args[0], *b = n->args[1];
   int64_t B = t->B;
   if (st->kind != STEP_COMPUTE || st->sum || st->partner) return 0;
+  if (st->dest == DEST_VALUE && (n->shape.rank ? t->p->s.ws_offset[n->id] < 0 : t->p->slot[n->id] < 0))
+    return 0; /* its storage is not its own (the sum of the shares needs somewhere to go) */
   const Nest *nest = &st->nest;
   switch (n->op) {
   case OP_SUM:
