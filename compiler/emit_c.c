@@ -710,17 +710,20 @@ static void emit_reduction(Emitter *E, const Step *st, Dest d) {
       const char *at = nest_index(E, nest, kept), *from = nest_index(E, nest, a->shape);
       int depth = 2 * (nest->n - 1);
       zero(E, D, shape_numel(n->shape));
-      open_outer_loops(E, nest);
       if (nest->n > 0 && innermost_is_reduced(nest, kept)) {
         /* the innermost loop sums into a register, from the element's value and in the same order:
            D[at] += in that loop is a store per term, which the compiler may not keep in a register
-           (D and A are both in the workspace) nor vectorise */
-        line(E, "%*s{", depth, "");
-        line(E, "%*s  bp_real s = %s[%s];", depth, "", D, at);
-        line(E, "%*s  %s s += %s[%s];", depth, "", for_loop(E, nest, nest->n - 1), A, from);
-        line(E, "%*s  %s[%s] = s;", depth, "", D, at);
-        line(E, "%*s}", depth, "");
+           (D and A are both in the workspace) nor vectorise; the block is the last outer loop's body */
+        for (int g = 0; g + 1 < nest->n; g++)
+          line(E, "%*s%s%s", 2 * g, "", for_loop(E, nest, g), g + 2 == nest->n ? " {" : "");
+        int open = depth - (nest->n > 1 ? 2 : 0); /* where the loop (or a bare block) opens */
+        if (nest->n == 1) line(E, "{");
+        line(E, "%*s  bp_real s = %s[%s];", open, "", D, at);
+        line(E, "%*s  %s s += %s[%s];", open, "", for_loop(E, nest, nest->n - 1), A, from);
+        line(E, "%*s  %s[%s] = s;", open, "", D, at);
+        line(E, "%*s}", open, "");
       } else {
+        open_outer_loops(E, nest);
         line(E, "%*s%s %s[%s] += %s[%s];", depth, "", for_loop(E, nest, nest->n - 1), D, at, A, from);
       }
     } else if (n->attr.axes == 1) {

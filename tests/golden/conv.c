@@ -140,12 +140,11 @@ static bp_real conv__forward(const bp_real *restrict params, const bp_real *rest
   /* line 10: sum_axis [4] */
   bp_real *const t16 = ws + 160;
   for (size_t i = 0; i < 4; i++) t16[i] = 0;
-  for (size_t i = 0; i < 4; i++)
-    {
-      bp_real s = t16[i];
-      for (size_t j = 0; j < 4; j++) s += q[i * 4 + j];
-      t16[i] = s;
-    }
+  for (size_t i = 0; i < 4; i++) {
+    bp_real s = t16[i];
+    for (size_t j = 0; j < 4; j++) s += q[i * 4 + j];
+    t16[i] = s;
+  }
   /* line 10: sum scalar */
   bp_real t19 = 0;
   for (size_t i = 0; i < 4; i++) t19 += t16[i];
@@ -265,12 +264,11 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
   /* line 10: sum_axis [4] */
   bp_real *const t16 = ws + 368;
   for (size_t i = 0; i < 4; i++) t16[i] = 0;
-  for (size_t i = 0; i < 4; i++)
-    {
-      bp_real s = t16[i];
-      for (size_t j = 0; j < 4; j++) s += q[i * 4 + j];
-      t16[i] = s;
-    }
+  for (size_t i = 0; i < 4; i++) {
+    bp_real s = t16[i];
+    for (size_t j = 0; j < 4; j++) s += q[i * 4 + j];
+    t16[i] = s;
+  }
   /* line 10: sum scalar */
   bp_real t19 = 0;
   for (size_t i = 0; i < 4; i++) t19 += t16[i];
@@ -392,12 +390,11 @@ static bp_real conv__backward_add(const bp_real *restrict params, const bp_real 
   /* line 7: backward sum_axis [4,1,1] */
   bp_real *const d37 = ws + 288;
   for (size_t i = 0; i < 4; i++) d37[i] = 0;
-  for (size_t i = 0; i < 4; i++)
-    {
-      bp_real s = d37[i];
-      for (size_t j = 0; j < 36; j++) s += d36[i * 36 + j];
-      d37[i] = s;
-    }
+  for (size_t i = 0; i < 4; i++) {
+    bp_real s = d37[i];
+    for (size_t j = 0; j < 36; j++) s += d36[i * 36 + j];
+    d37[i] = s;
+  }
   /* line 7: backward index [4] */
   const bp_real *const d38 = d37 + 0;
   /* line 7: backward conv2d_dk [4,2,3,3] */
@@ -560,12 +557,11 @@ static bp_real conv__backward_inputs(const bp_real *restrict params, const bp_re
   /* line 10: sum_axis [4] */
   bp_real *const t16 = ws + 368;
   for (size_t i = 0; i < 4; i++) t16[i] = 0;
-  for (size_t i = 0; i < 4; i++)
-    {
-      bp_real s = t16[i];
-      for (size_t j = 0; j < 4; j++) s += q[i * 4 + j];
-      t16[i] = s;
-    }
+  for (size_t i = 0; i < 4; i++) {
+    bp_real s = t16[i];
+    for (size_t j = 0; j < 4; j++) s += q[i * 4 + j];
+    t16[i] = s;
+  }
   /* line 10: sum scalar */
   bp_real t19 = 0;
   for (size_t i = 0; i < 4; i++) t19 += t16[i];
