@@ -149,9 +149,13 @@ static int run_captured(const char *cmd, char **out) {
  * gcc vectorises the step's reductions (a bias's gradient sums over every
  * example and pixel: one long chain of dependent adds otherwise, most of
  * the elementwise time of a CNN), the math functions set no errno, nothing
- * traps. NaN and infinities still propagate: no -ffinite-math-only. */
+ * traps. NaN and infinities still propagate: no -ffinite-math-only. The
+ * cost model is -O3's: -O2's vectorises only loops with no remainder,
+ * which left every loop of the team form (over a thread's rows, bounds
+ * known only when it runs) scalar: d = g * (h > 0) over 32 rows took 4 us
+ * against 0.4 for all 64 in the one-thread step. */
 static const char CC_FLAGS[] =
-    "-O2 -march=native -ffp-contract=fast -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros "
+    "-O2 -fvect-cost-model=dynamic -march=native -ffp-contract=fast -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros "
     "-fPIC -shared -w";
 
 /* Returns a dlopen handle for the C text, compiling it only if no shared
