@@ -465,8 +465,11 @@ enum {
 void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, int fuse, Schedule *out);
 /* Places the schedule's stored tensors in the workspace again, leaving out
  * those with elsewhere[id] set (the emitter writes them straight into the
- * gradient); schedule_function has placed every one. */
-void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere);
+ * gradient); schedule_function has placed every one. With same_size a
+ * freed block is taken again only by a tensor of its very size (the team
+ * form: a row of the batch then keeps its lines, which stay in the cache of
+ * the thread whose row it is). */
+void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere, int same_size);
 void compute_stats(Ctx *c, Stats *st);
 int node_is_materialised(const Node *n);
 /* Whether the schedule computes n inside its consumer's loop (fused). */
@@ -530,6 +533,7 @@ typedef struct PlanOptions {
   int fuse_products; /* plain C loops: a vector may be computed inside the product that reads it */
   int slots_above;   /* as EmitOptions */
   int part_nodes;
+  int same_size_blocks; /* the team form: see plan_workspace */
 } PlanOptions;
 /* Plans one function of target t: the roots, and with with_grads the
  * gradient terms (a backward function). */

@@ -1212,7 +1212,8 @@ static void begin_plan(Emitter *E, Plan *p, Node **roots, int nroots, int with_g
   Ctx *c = E->c;
   PlanOptions po = {.fuse_products = E->be->fuse_products,
                     .slots_above = E->team ? -1 : E->o->slots_above, /* a team shares its scalars */
-                    .part_nodes = E->team ? -1 : E->o->part_nodes};
+                    .part_nodes = E->team ? -1 : E->o->part_nodes,
+                    .same_size_blocks = E->team};
   plan_function(c, E->t, roots, nroots, with_grads, &po, p);
   E->p = p;
   for (int i = 0; i < c->nodes.len; i++)

@@ -520,7 +520,7 @@ void plan_function(Ctx *c, const Target *t, Node **roots, int nroots, int with_g
     p->slot[i] = -1;
   if (with_grads) {
     fuse_grads(c, t, p);
-    plan_workspace(c, &p->s, p->grad_fused); /* what goes straight into grad takes no workspace */
+    plan_workspace(c, &p->s, p->grad_fused, o->same_size_blocks); /* what goes into grad takes none */
     choose_first_terms(c, t, p);
   }
   int *pos = arena_alloc(&c->arena, sizeof(int) * n);

@@ -144,6 +144,7 @@ typedef struct Planner {
   Block *free; /* free blocks */
   int nfree, cap;
   int64_t top; /* workspace elements in use at the high-water mark */
+  int same_size; /* a free block goes only to a tensor of its size */
 } Planner;
 
 enum { AT_END = 0x7fffffff };
@@ -167,7 +168,9 @@ static int64_t take_block(Planner *p, int64_t size) {
   size = block_size(size);
   int best = -1;
   for (int i = 0; i < p->nfree; i++) /* the smallest free block that fits */
-    if (p->free[i].size >= size && (best < 0 || p->free[i].size < p->free[best].size)) best = i;
+    if (p->same_size ? p->free[i].size == size
+                     : p->free[i].size >= size && (best < 0 || p->free[i].size < p->free[best].size))
+      best = i;
   if (best < 0) {
     p->top += size;
     return p->top - size;
@@ -214,7 +217,7 @@ static int reads_elsewhere(const Schedule *s, const Node *y, const Node *x, int 
   return 0;
 }
 
-void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere) {
+void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere, int same_size) {
   ArenaMark scratch = arena_mark(&c->arena);
   Planner p = {c,
                s,
@@ -224,7 +227,8 @@ void plan_workspace(Ctx *c, Schedule *s, Node *const *elsewhere) {
                NULL,
                0,
                0,
-               0};
+               0,
+               same_size};
   for (int i = 0; i < s->order.len; i++) {
     Node *y = s->order.items[i];
     if (s->root[y->id]) note_read(&p, y, AT_END, 0);
@@ -283,7 +287,7 @@ void schedule_function(Ctx *c, Node **roots, int nroots, GradTerm **terms, int f
     Node *n = c->nodes.items[i];
     if (out->live[n->id]) vec_push(&c->arena, &out->order, n);
   }
-  plan_workspace(c, out, NULL);
+  plan_workspace(c, out, NULL, 0);
 }
 
 static void count(Schedule *s, int backward_only_after, int *ops, double *flops, const char *seen) {
