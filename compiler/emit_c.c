@@ -33,7 +33,7 @@ typedef struct Emitter {
   int ranged;             /* the step being written is shared: its outer loop runs over [lo, hi) */
   int ksplit;             /* the product being written is shared over k (TEAM_KSPLIT) */
   int rows;               /* the step being written runs over this thread's rows of the batch (TEAM_ROWS) */
-  int64_t team_scratch;   /* the team form: the scratch a part after the first needs (team.c) */
+  int64_t team_scratch;   /* the team form: the scratch it needs for each part (team.c; m_team_scratch_size) */
   int64_t team_scratch_partials; /* of which the partial sums' (after the products' partials) */
   ArenaMark scratch;      /* everything allocated while emitting one function is freed after it */
   Buf fn_buf, parts_buf;  /* while split: the function itself, and what must precede it */
