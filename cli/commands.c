@@ -619,9 +619,11 @@ static int run_predict(int argc, char **argv) {
   const TensorList *outputs = &m->info.outputs;
   for (int i = 0; i < outputs->len; i++) {
     const TensorInfo *t = &outputs->items[i];
-    for (int64_t j = 0; j < t->numel; j++)
-      buf_printf(&csv, "%s%s", i || j ? "," : "",
-                 t->rank ? str_printf("%s[%lld]", t->name, (long long)j) : t->name);
+    for (int64_t j = 0; j < t->numel; j++) {
+      char *col = t->rank ? str_printf("%s[%lld]", t->name, (long long)j) : NULL;
+      buf_printf(&csv, "%s%s", i || j ? "," : "", col ? col : t->name);
+      free(col);
+    }
     if (o.classes && t->rank <= 1) buf_printf(&csv, ",%s_class", t->name);
   }
   buf_puts(&csv, "\n");

@@ -21,6 +21,7 @@
 #include "ad_programs.h"
 #include "cli.h"
 #include "harness.h"
+#include "kernels.h"
 #include "runtime.h"
 
 static char dir[64];
@@ -1070,6 +1071,7 @@ static void *seq_part_main(void *arg) {
   pthread_mutex_lock(&sp->s->mu);
   seq_pass(sp->s);
   pthread_mutex_unlock(&sp->s->mu);
+  bpk_thread_done(); /* the kernels' buffers of this thread, as the pool's workers free them */
   return NULL;
 }
 
