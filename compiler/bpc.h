@@ -262,6 +262,14 @@ typedef struct Node {
      its Schedule, so nodes do not change once built */
 } Node;
 
+/* A BCAST of a vector [n] as every row of an [m, n] matrix, or of [m] as
+ * every column: the emitter writes it as two plain loops (emit_c.c), which
+ * the team form runs row by row (team.c). */
+static inline int bcast_of_vector_to_matrix(const Node *n) {
+  return n->op == OP_BCAST && n->shape.rank == 2 && n->args[0]->shape.rank == 1 &&
+         (n->attr.axes == BCAST_ROWS || n->attr.axes == BCAST_COLS);
+}
+
 typedef struct Decl {
   const char *name;
   Loc loc;

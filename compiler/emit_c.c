@@ -1034,8 +1034,7 @@ static void emit_shape_op(Emitter *E, const Step *st, Dest d) {
     /* a scalar everywhere, or a vector as the rows or columns of a matrix: the loops below; any
        other (a [1] vector, a tensor): a nest over the result, the argument read as an operand
        repeated along the axes */
-    int simple = a->shape.rank == 0 ||
-                 (n->shape.rank == 2 && a->shape.rank == 1 && (n->attr.axes == BCAST_ROWS || n->attr.axes == BCAST_COLS));
+    int simple = a->shape.rank == 0 || bcast_of_vector_to_matrix(n);
     if (!simple) {
       const Nest *nest = &st->nest;
       const char *src = a->shape.rank == 0 ? elem(E, a, "")

@@ -184,8 +184,7 @@ static int64_t rows_factor(const TeamScan *t, const Step *st) {
   case OP_SUMAX: return a->shape.rank == 2 && n->attr.axes == 2 && a->shape.dim[0] == B;
   case OP_BCAST:
     if (a->shape.rank == 0 && n->shape.rank <= 2) return 1;
-    if (n->shape.rank == 2 && a->shape.rank == 1 && (n->attr.axes == BCAST_ROWS || n->attr.axes == BCAST_COLS))
-      return 1;
+    if (bcast_of_vector_to_matrix(n)) return 1;
     return st->nest.n >= 1 && (st->nest.axes[0] & 1u) && st->nest.dim[0] % B == 0 ? st->nest.dim[0] / B : 0;
   default: return 0;
   }
@@ -196,8 +195,7 @@ static int arg_by_rows(const TeamScan *t, const Step *st, int k) {
   const Node *n = st->node, *x = n->args[k];
   if (n->op == OP_BCAST) {
     if (x->shape.rank == 0) return 0;
-    if (n->shape.rank == 2 && x->shape.rank == 1 && (n->attr.axes == BCAST_ROWS || n->attr.axes == BCAST_COLS))
-      return n->attr.axes == BCAST_COLS && x->shape.dim[0] == t->B;
+    if (bcast_of_vector_to_matrix(n)) return n->attr.axes == BCAST_COLS && x->shape.dim[0] == t->B;
     return !(n->attr.axes & 1u) && x->shape.rank == n->shape.rank;
   }
   return k == 0; /* a product's rows of A; a row's reduction */
