@@ -436,8 +436,17 @@ typedef struct FdCheck {
 FdCheck fd_check(FdFunction f, void *ctx, double x, double fx, double magnitude, double grad, double tol);
 
 /* ---- shared helpers ---------------------------------------------------------- */
-double real_get(const void *p, size_t elem, size_t i);
-void real_set(void *p, size_t elem, size_t i, double v);
+/* Element i of an array of reals of size elem (a float or a double).
+ * Inline: the metric reads every output and target of every step. */
+static inline double real_get(const void *p, size_t elem, size_t i) {
+  return elem == sizeof(float) ? (double)((const float *)p)[i] : ((const double *)p)[i];
+}
+static inline void real_set(void *p, size_t elem, size_t i, double v) {
+  if (elem == sizeof(float))
+    ((float *)p)[i] = (float)v;
+  else
+    ((double *)p)[i] = v;
+}
 /* idx = a permutation of 0..n-1 drawn from the seed (Fisher-Yates with splitmix64). */
 void shuffle_indices(size_t *idx, size_t n, uint64_t seed);
 /* The seed of epoch e's shuffle for --seed seed: seed * 1000003 + e (e = 0,

@@ -6,17 +6,6 @@
 
 #include "runtime.h"
 
-double real_get(const void *p, size_t elem, size_t i) {
-  return elem == sizeof(float) ? (double)((const float *)p)[i] : ((const double *)p)[i];
-}
-
-void real_set(void *p, size_t elem, size_t i, double v) {
-  if (elem == sizeof(float))
-    ((float *)p)[i] = (float)v;
-  else
-    ((double *)p)[i] = v;
-}
-
 void shuffle_indices(size_t *idx, size_t n, uint64_t seed) {
   uint64_t s = seed;
   for (size_t i = 0; i < n; i++)
