@@ -161,19 +161,22 @@ static int team_job(const Pool *p) {
   return p->m->train_team && p->n > 1 && p->training && p->rows && p->count == (size_t)p->m->fixed;
 }
 
-/* A job of exactly one fixed batch from the dataset, on one thread or in
- * the team form: its batch is copied straight from the dataset into the
- * layout the batched step reads (gather_columns), not through inputs. */
+/* A training job of exactly one fixed batch from the dataset, on one
+ * thread or in the team form: its batch is copied straight from the
+ * dataset into the layout the batched step reads (gather_columns), not
+ * through inputs. */
 static int gathered_job(const Pool *p) {
-  return p->rows && p->count == (size_t)p->m->fixed && p->m->fixed > 1 && (p->n == 1 || team_job(p));
+  return p->training && p->rows && p->count == (size_t)p->m->fixed && p->m->fixed > 1 &&
+         (p->n == 1 || team_job(p));
 }
 
 /* The batch laid out input by input (jit_gather's layout), straight from
- * the dataset (one copy, where copy_examples and jit_gather make two).
- * In the team form thread `part` copies its columns of each wide input, those of the rows
- * of a parameter it multiplies (TEAM_KSPLIT shares X @ W over the rows of
- * W the same way, bpk_share), for every example, straight from the
- * dataset; part 0 copies the narrow inputs. Each line of the batch is
+ * the dataset (one copy, where copy_examples and jit_gather make two; the
+ * prefetch as in copy_examples, which made no difference measurable here,
+ * half a row a thread). In the team form thread `part` copies its columns
+ * of each wide input, those of the rows of a parameter it multiplies
+ * (TEAM_KSPLIT shares X @ W over the rows of W the same way, bpk_share),
+ * for every example; part 0 copies the narrow inputs. Each line of the batch is
  * then in the cache of the core that reads it, and no thread reads what
  * another wrote. (The examples' own rows, p->inputs, are not written: the
  * metric reads the targets from this layout, metric_sum_gathered.) */
@@ -228,12 +231,8 @@ static void run_team(Pool *p, Worker *w) {
 
 /* One thread, one fixed batch: straight from the dataset into the batch's layout. */
 static void run_gathered(Pool *p, Worker *w) {
-  JitModel *m = p->m;
   gather_columns(p, 0);
-  if (p->training)
-    w->loss = jit_train_fixed(m, p->params, w->soa, w->grad, p->outputs, w->ws, 0, 1, p->dropout_seed);
-  else
-    w->loss = jit_eval_fixed(m, p->params, w->soa, p->outputs, w->ws);
+  w->loss = jit_train_fixed(p->m, p->params, w->soa, w->grad, p->outputs, w->ws, 0, 1, p->dropout_seed);
 }
 
 static void run_slice(Pool *p, Worker *w) {
